@@ -1,0 +1,27 @@
+//! The wire protocol of schoolfleet.
+//!
+//! Everything that crosses the network lives here: the generated messages and
+//! services of `schoolfleet.v1`, the descriptor set for server reflection,
+//! the scope syntax, and the helpers that turn timestamps into chrono values.
+
+pub mod scope;
+pub mod text;
+pub mod time;
+
+/// Generated code for the `schoolfleet.v1` package.
+pub mod v1 {
+    #![allow(clippy::all, clippy::pedantic, missing_docs)]
+    tonic::include_proto!("schoolfleet.v1");
+}
+
+/// Encoded `FileDescriptorSet` of all schoolfleet protos, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/schoolfleet_descriptor.bin"));
+
+/// gRPC metadata key that carries the admin's API token.
+pub const AUTHORIZATION_HEADER: &str = "authorization";
+
+/// Largest gRPC message either side accepts. Inventories of machines with
+/// thousands of packages stay well below this; anything larger is refused
+/// with RESOURCE_EXHAUSTED instead of being buffered.
+pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;

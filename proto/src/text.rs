@@ -1,0 +1,100 @@
+//! Handling of untrusted text. Every string an agent sends is treated as
+//! hostile: it may carry terminal escape sequences, bidi overrides, HTML or
+//! SQL. Storage binds values as parameters (so SQL is inert) and output
+//! formats escape HTML/JSON themselves; what remains dangerous are control
+//! characters, which this module neutralises.
+
+/// Is this a character that can change how a terminal or a text renderer
+/// shows the surrounding text?
+pub fn is_dangerous_char(c: char) -> bool {
+    c.is_control()
+        // Bidirectional overrides and isolates ("Trojan Source").
+        || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}')
+}
+
+/// Result of cleaning one untrusted string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cleaned {
+    pub value: String,
+    /// True when characters were replaced or the value was cut.
+    pub changed: bool,
+}
+
+/// Replaces dangerous characters with U+FFFD and cuts the value to at most
+/// `max_bytes` bytes on a character boundary. Used by the server before it
+/// stores anything an agent sent.
+pub fn clean(input: &str, max_bytes: usize) -> Cleaned {
+    let mut value = String::with_capacity(input.len().min(max_bytes));
+    let mut changed = false;
+    for c in input.chars() {
+        let c = if is_dangerous_char(c) {
+            changed = true;
+            '\u{FFFD}'
+        } else {
+            c
+        };
+        if value.len() + c.len_utf8() > max_bytes {
+            changed = true;
+            break;
+        }
+        value.push(c);
+    }
+    Cleaned { value, changed }
+}
+
+/// Makes a string safe to print on a terminal: dangerous characters become
+/// visible escapes such as `\x1b` or `\u{202e}`. Used by the CLI on every
+/// value it prints, whatever the server already did.
+pub fn for_terminal(input: &str) -> std::borrow::Cow<'_, str> {
+    if !input.chars().any(is_dangerous_char) {
+        return std::borrow::Cow::Borrowed(input);
+    }
+    let mut out = String::with_capacity(input.len() + 8);
+    for c in input.chars() {
+        if is_dangerous_char(c) {
+            let code = c as u32;
+            if code <= 0xff {
+                out.push_str(&format!("\\x{code:02x}"));
+            } else {
+                out.push_str(&format!("\\u{{{code:04x}}}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_neutralises_escapes_and_bidi() {
+        let hostile = "pc\u{1b}]0;owned\u{7}\u{202e}gpj.exe";
+        let cleaned = clean(hostile, 256);
+        assert!(cleaned.changed);
+        assert!(!cleaned.value.chars().any(is_dangerous_char));
+        assert!(cleaned.value.starts_with("pc\u{FFFD}]0;owned"));
+    }
+
+    #[test]
+    fn clean_cuts_on_char_boundary() {
+        let cleaned = clean("äöü", 5);
+        assert_eq!(cleaned.value, "äö");
+        assert!(cleaned.changed);
+    }
+
+    #[test]
+    fn clean_keeps_ordinary_text_untouched() {
+        let text = "Schülerrechner <b>'; DROP TABLE devices; --";
+        assert_eq!(clean(text, 256), Cleaned { value: text.into(), changed: false });
+    }
+
+    #[test]
+    fn for_terminal_shows_escapes_visibly() {
+        assert_eq!(for_terminal("a\u{1b}[2Jb"), "a\\x1b[2Jb");
+        assert_eq!(for_terminal("x\u{202e}y"), "x\\u{202e}y");
+        assert_eq!(for_terminal("Überhitzung"), "Überhitzung");
+    }
+}
