@@ -1,1 +1,4 @@
-//! placeholder
+//! The schoolfleet server.
+
+pub mod inventory;
+pub mod pki;

@@ -1,0 +1,1 @@
+//! Device key, CSR and certificate files.

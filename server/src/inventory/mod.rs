@@ -1,0 +1,1 @@
+//! Validation and change detection of agent inventories.

@@ -1,0 +1,1 @@
+//! The server CA, device certificates and TLS configuration.
