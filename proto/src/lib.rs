@@ -7,6 +7,7 @@
 pub mod scope;
 pub mod text;
 pub mod time;
+pub mod tokens;
 pub mod transport;
 
 /// Generated code for the `schoolfleet.v1` package.

@@ -1,0 +1,70 @@
+//! Roles and the permissions they grant.
+
+use std::str::FromStr;
+
+/// One thing a caller may do. Checked against the tenant of each object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Permission {
+    /// See counties, schools and device classes.
+    TenantRead,
+    /// Add counties (cooperation), schools (county) and device classes.
+    TenantManage,
+    /// Add users and their role bindings, issue tokens for others.
+    UserManage,
+    /// Create, list and revoke enrolment tokens.
+    EnrollmentManage,
+    /// See devices, their inventory and software.
+    DeviceRead,
+    /// Retire devices, ask for a fresh inventory.
+    DeviceManage,
+    /// Revoke a device's certificate.
+    DeviceRevoke,
+    /// Read the audit log.
+    AuditRead,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Admin,
+    Technician,
+    Coordinator,
+    Viewer,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Technician, Role::Coordinator, Role::Viewer];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Technician => "technician",
+            Role::Coordinator => "coordinator",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    pub fn grants(self, permission: Permission) -> bool {
+        use Permission::*;
+        match self {
+            Role::Admin => true,
+            Role::Technician => matches!(
+                permission,
+                TenantRead | EnrollmentManage | DeviceRead | DeviceManage
+            ),
+            // Coordinators read everything in their scope (and will manage
+            // the IT standard).
+            Role::Coordinator => matches!(permission, TenantRead | DeviceRead | AuditRead),
+            Role::Viewer => matches!(permission, TenantRead | DeviceRead),
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown role {s:?}: expected admin, technician, coordinator or viewer"))
+    }
+}

@@ -1,0 +1,288 @@
+//! Server configuration: flags, then environment variables
+//! (`SCHOOLFLEET_<SECTION>__<KEY>`), then a TOML file, then defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerSection,
+    pub tls: TlsSection,
+    pub agents: AgentsSection,
+    pub limits: LimitsSection,
+    pub log: LogSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// Address of the one TLS port (agents and admins).
+    pub listen: SocketAddr,
+    /// CA, server certificate, bootstrap token and the SQLite file live here.
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH` or `postgres://...`; empty = SQLite in `data_dir`.
+    pub database_url: String,
+    /// How long in-flight calls may take to finish on shutdown.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// Extra DNS names or IP addresses for the server certificate, besides
+    /// localhost, 127.0.0.1, ::1 and this machine's host name.
+    pub subject_alt_names: Vec<String>,
+    /// An operator-supplied CA (PEM). Both empty = generate one in data_dir.
+    pub ca_cert_file: Option<PathBuf>,
+    pub ca_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentsSection {
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub inventory_interval: Duration,
+    /// A device counts as online if it was seen within this window.
+    #[serde(with = "humantime_serde")]
+    pub online_window: Duration,
+    #[serde(with = "humantime_serde")]
+    pub device_cert_validity: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Largest gRPC message accepted, in bytes.
+    pub max_message_bytes: usize,
+    pub max_software_packages: usize,
+    /// Longest accepted value of any one inventory string, in bytes.
+    pub max_string_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// `text` or `json`.
+    pub format: String,
+    /// tracing filter, e.g. `info` or `schoolfleet_server=debug`.
+    pub filter: String,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: SocketAddr::from(([0, 0, 0, 0], 7443)),
+            data_dir: PathBuf::from("/var/lib/schoolfleet-server"),
+            database_url: String::new(),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        TlsSection { subject_alt_names: Vec::new(), ca_cert_file: None, ca_key_file: None }
+    }
+}
+
+impl Default for AgentsSection {
+    fn default() -> Self {
+        AgentsSection {
+            heartbeat_interval: Duration::from_secs(60),
+            inventory_interval: Duration::from_secs(3600),
+            online_window: Duration::from_secs(180),
+            device_cert_validity: Duration::from_secs(365 * 24 * 3600),
+        }
+    }
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            max_message_bytes: schoolfleet_proto::MAX_MESSAGE_BYTES,
+            max_software_packages: 20_000,
+            max_string_bytes: 1024,
+        }
+    }
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection { format: "text".into(), filter: "info".into() }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerSection::default(),
+            tls: TlsSection::default(),
+            agents: AgentsSection::default(),
+            limits: LimitsSection::default(),
+            log: LogSection::default(),
+        }
+    }
+}
+
+/// Settings given as command-line flags; they win over everything else.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FlagOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(#[from] Box<figment::Error>);
+
+impl Config {
+    /// Loads the configuration. `env` is the process environment as pairs,
+    /// injected so that tests never mutate the real one.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &FlagOverrides,
+    ) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        // Only `SCHOOLFLEET_<SECTION>__<KEY>`: plain `SCHOOLFLEET_SERVER` is
+        // the CLI's server URL and must not be read as a section.
+        let env: Vec<(String, String)> = env
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let key = k.strip_prefix("SCHOOLFLEET_")?;
+                key.contains("__").then(|| (key.to_lowercase().replace("__", "."), v))
+            })
+            .collect();
+        for (key, value) in env {
+            figment = figment.merge(Serialized::default(&key, parse_env_value(&value)));
+        }
+        figment = figment.merge(Serialized::defaults(flags).key("server"));
+        let mut config: Config = figment.extract().map_err(|e| ConfigError(Box::new(e)))?;
+        if config.server.database_url.is_empty() {
+            config.server.database_url =
+                format!("sqlite://{}", config.server.data_dir.join("schoolfleet.db").display());
+        }
+        Ok(config)
+    }
+}
+
+/// Environment values are typed like TOML values (numbers, booleans,
+/// arrays), or taken as strings.
+fn parse_env_value(value: &str) -> figment::value::Value {
+    value.parse::<figment::value::Value>().unwrap_or_else(|_| value.into())
+}
+
+/// The default configuration with comments, printed by `default-config`.
+pub const DEFAULT_CONFIG_TOML: &str = r#"# schoolfleet-server configuration.
+# Precedence: command-line flags, then environment variables
+# (SCHOOLFLEET_<SECTION>__<KEY>, e.g. SCHOOLFLEET_SERVER__LISTEN), then this
+# file, then the defaults shown here.
+
+[server]
+# The one TLS port for agents (mutual TLS) and admins (API tokens).
+listen = "0.0.0.0:7443"
+# CA, server certificate, the bootstrap admin token and the SQLite file.
+data_dir = "/var/lib/schoolfleet-server"
+# Empty: embedded SQLite in data_dir. For larger deployments and several
+# replicas: "postgres://user@host:5432/schoolfleet".
+database_url = ""
+# Time that in-flight calls get to finish on SIGTERM/SIGINT.
+shutdown_grace = "10s"
+
+[tls]
+# Extra DNS names or IP addresses that agents use to reach this server.
+# localhost, 127.0.0.1, ::1 and the host name are always included.
+subject_alt_names = []
+# An operator-supplied CA instead of the one generated in data_dir
+# (needed when several replicas share one PostgreSQL).
+# ca_cert_file = "/etc/schoolfleet/ca.pem"
+# ca_key_file = "/etc/schoolfleet/ca.key"
+
+[agents]
+heartbeat_interval = "1m"
+inventory_interval = "1h"
+# A device counts as online if it was seen within this window.
+online_window = "3m"
+device_cert_validity = "365days"
+
+[limits]
+# Largest gRPC message accepted, in bytes.
+max_message_bytes = 8388608
+max_software_packages = 20000
+# Longest accepted value of any one inventory string, in bytes.
+max_string_bytes = 1024
+
+[log]
+# "text" or "json".
+format = "text"
+filter = "info"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env() -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    #[test]
+    fn default_config_text_matches_defaults() {
+        let parsed: Config = toml::from_str(DEFAULT_CONFIG_TOML).unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn precedence_is_flags_then_env_then_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("server.toml");
+        std::fs::write(
+            &file,
+            "[server]\nlisten = \"127.0.0.1:1000\"\ndata_dir = \"/from/file\"\n\
+             [agents]\nheartbeat_interval = \"5s\"\n",
+        )
+        .unwrap();
+        let env = vec![
+            ("SCHOOLFLEET_SERVER__DATA_DIR".to_string(), "/from/env".to_string()),
+            ("SCHOOLFLEET_SERVER__LISTEN".to_string(), "127.0.0.1:2000".to_string()),
+            // The CLI's variable must not disturb the server.
+            ("SCHOOLFLEET_SERVER".to_string(), "https://x:1".to_string()),
+        ];
+        let flags =
+            FlagOverrides { listen: Some("127.0.0.1:3000".parse().unwrap()), ..Default::default() };
+        let config = Config::load(Some(&file), env, &flags).unwrap();
+        assert_eq!(config.server.listen.port(), 3000);
+        assert_eq!(config.server.data_dir, PathBuf::from("/from/env"));
+        assert_eq!(config.agents.heartbeat_interval, Duration::from_secs(5));
+        assert_eq!(config.server.database_url, "sqlite:///from/env/schoolfleet.db");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "[server]\nlisen = \"x\"\n").unwrap();
+        let err = Config::load(Some(&file), no_env(), &FlagOverrides::default()).unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+
+        let env = vec![("SCHOOLFLEET_AGENTS__HEARTBEAT_INTERVAL".into(), "soon".into())];
+        let err = Config::load(None, env, &FlagOverrides::default()).unwrap_err();
+        assert!(err.to_string().contains("heartbeat_interval"), "{err}");
+    }
+}

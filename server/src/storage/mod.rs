@@ -1,0 +1,143 @@
+//! Storage: one trait, two backends.
+//!
+//! SQLite is the embedded default (a file in the data directory, WAL);
+//! PostgreSQL serves larger deployments and several server replicas. Both
+//! share the query text (see `sql.rs`) but keep their own migrations, and one
+//! conformance suite (`tests/storage_conformance.rs`) runs against both.
+//!
+//! The store holds all state. The server keeps nothing in memory that would
+//! stop replicas from sharing one PostgreSQL, except the live agent streams.
+
+mod models;
+mod postgres;
+mod sql;
+mod sqlite;
+
+use async_trait::async_trait;
+
+pub use models::*;
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("enrolment token unusable: {0}")]
+    TokenUnusable(String),
+    #[error("invalid database URL {0:?}: expected sqlite://PATH or postgres://...")]
+    InvalidUrl(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// Everything the server persists. Implementations must be safe to share
+/// between tasks and, for PostgreSQL, between server replicas.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- tenants ---
+    async fn create_county(&self, county: &County) -> Result<()>;
+    async fn get_county(&self, id: &str) -> Result<Option<County>>;
+    async fn list_counties(&self) -> Result<Vec<County>>;
+    async fn create_school(&self, school: &School) -> Result<()>;
+    async fn get_school(&self, id: &str) -> Result<Option<School>>;
+    async fn list_schools(&self, county_id: Option<&str>) -> Result<Vec<School>>;
+    async fn create_device_class(&self, class: &DeviceClass) -> Result<()>;
+    async fn get_device_class(&self, id: &str) -> Result<Option<DeviceClass>>;
+    async fn list_device_classes(&self) -> Result<Vec<DeviceClass>>;
+
+    // --- users and API tokens ---
+    async fn count_users(&self) -> Result<i64>;
+    async fn create_user(&self, user: &User) -> Result<()>;
+    async fn get_user(&self, id_or_name: &str) -> Result<Option<User>>;
+    async fn list_users(&self) -> Result<Vec<User>>;
+    async fn create_api_token(&self, token: &ApiToken) -> Result<()>;
+    async fn get_api_token(&self, id: &str) -> Result<Option<ApiToken>>;
+    async fn revoke_api_token(&self, id: &str, at: Millis) -> Result<()>;
+
+    // --- enrolment ---
+    async fn create_enrollment_token(&self, token: &EnrollmentToken) -> Result<()>;
+    async fn get_enrollment_token(&self, id: &str) -> Result<Option<EnrollmentToken>>;
+    async fn list_enrollment_tokens(
+        &self,
+        filter: &TenantFilter,
+        county_id: Option<&str>,
+        school_id: Option<&str>,
+    ) -> Result<Vec<EnrollmentToken>>;
+    async fn revoke_enrollment_token(&self, id: &str, at: Millis) -> Result<()>;
+    /// An existing device of this county with the same hardware, for
+    /// re-enrolment after a reinstall (no duplicate devices).
+    async fn find_device_by_hardware(
+        &self,
+        county_id: &str,
+        system_uuid: &str,
+        serial_number: &str,
+    ) -> Result<Option<DeviceRecord>>;
+    /// Atomically uses one use of the token and creates (or re-enrols) the
+    /// device with its new certificate. Fails with `TokenUnusable` when the
+    /// token was used up, revoked or expired in the meantime.
+    async fn enroll_device(&self, enrolment: &Enrolment) -> Result<()>;
+
+    // --- devices ---
+    async fn get_device(&self, id: &str) -> Result<Option<DeviceRecord>>;
+    async fn find_devices_by_hostname(&self, hostname: &str) -> Result<Vec<DeviceRecord>>;
+    async fn get_device_by_cert(&self, fingerprint_hex: &str) -> Result<Option<DeviceRecord>>;
+    async fn list_devices(&self, query: &DeviceQuery) -> Result<Vec<DeviceRecord>>;
+    async fn set_device_status(&self, id: &str, status: DeviceStatus) -> Result<()>;
+    /// Marks the device connected (or not) and seen now. Returns false when
+    /// the device is no longer active, so that its stream must end.
+    async fn touch_device(
+        &self,
+        id: &str,
+        at: Millis,
+        connected: bool,
+        agent_version: Option<&str>,
+    ) -> Result<bool>;
+
+    // --- inventory ---
+    async fn get_inventory(&self, device_id: &str) -> Result<Option<StoredInventory>>;
+    /// Stores a report once per report id. The device's current inventory
+    /// moves forward only if the report is newer than the one it has.
+    async fn ingest_report(&self, report: &IngestReport) -> Result<IngestOutcome>;
+    async fn list_inventory_reports(
+        &self,
+        device_id: &str,
+        limit: i64,
+    ) -> Result<Vec<ReportSummary>>;
+    async fn list_inventory_changes(
+        &self,
+        device_id: &str,
+        limit: i64,
+    ) -> Result<Vec<InventoryChangeRecord>>;
+    async fn search_software(
+        &self,
+        name_contains: &str,
+        filter: &TenantFilter,
+        county_id: Option<&str>,
+        school_id: Option<&str>,
+    ) -> Result<Vec<SoftwareHitRecord>>;
+
+    // --- audit ---
+    async fn append_audit(&self, event: &AuditEvent) -> Result<()>;
+    async fn list_audit(&self, limit: i64) -> Result<Vec<AuditEvent>>;
+}
+
+/// Opens the store named by `url`: `sqlite://PATH` or `postgres://...`, and
+/// runs that backend's migrations.
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        Ok(std::sync::Arc::new(SqliteStore::open(std::path::Path::new(path)).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(PgStore::connect(url).await?))
+    } else {
+        Err(StorageError::InvalidUrl(url.to_owned()))
+    }
+}

@@ -1,0 +1,338 @@
+//! Records as the store keeps them. Times are Unix milliseconds (`Millis`).
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Unix time in milliseconds.
+pub type Millis = i64;
+
+pub fn now_millis() -> Millis {
+    chrono::Utc::now().timestamp_millis()
+}
+
+pub fn millis_to_datetime(ms: Millis) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct County {
+    pub id: String,
+    pub name: String,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct School {
+    pub id: String,
+    pub county_id: String,
+    pub name: String,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DeviceClass {
+    pub id: String,
+    pub label: String,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    pub name: String,
+    /// Home county (employer); `None` for the cooperation's own staff.
+    pub county_id: Option<String>,
+    pub created_at: Millis,
+    /// (role, scope) pairs, as stored text: `("technician", "county:kus")`.
+    pub bindings: Vec<(String, String)>,
+}
+
+/// An admin API token. Only the SHA-256 of its secret is stored.
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ApiToken {
+    pub id: String,
+    pub user_id: String,
+    pub secret_hash: String,
+    pub description: String,
+    pub created_at: Millis,
+    pub expires_at: Option<Millis>,
+    pub revoked_at: Option<Millis>,
+}
+
+impl fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiToken")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("secret_hash", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .field("revoked_at", &self.revoked_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A one-time enrolment token, scoped to one school and one device class.
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct EnrollmentToken {
+    pub id: String,
+    pub secret_hash: String,
+    pub county_id: String,
+    pub school_id: String,
+    pub device_class: String,
+    pub description: String,
+    pub max_uses: i64,
+    pub uses: i64,
+    pub expires_at: Millis,
+    pub created_by: String,
+    pub created_at: Millis,
+    pub revoked_at: Option<Millis>,
+}
+
+impl fmt::Debug for EnrollmentToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnrollmentToken")
+            .field("id", &self.id)
+            .field("school_id", &self.school_id)
+            .field("device_class", &self.device_class)
+            .field("uses", &self.uses)
+            .field("max_uses", &self.max_uses)
+            .field("expires_at", &self.expires_at)
+            .field("secret_hash", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl EnrollmentToken {
+    /// Why this token cannot be used at `now`, if it cannot.
+    pub fn unusable_reason(&self, now: Millis) -> Option<String> {
+        if let Some(at) = self.revoked_at {
+            return Some(format!("token was revoked at {}", millis_to_datetime(at)));
+        }
+        if self.expires_at <= now {
+            return Some(format!("token expired at {}", millis_to_datetime(self.expires_at)));
+        }
+        if self.uses >= self.max_uses {
+            return Some(format!("token is used up ({} of {} uses)", self.uses, self.max_uses));
+        }
+        None
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceStatus {
+    Active,
+    Retired,
+    Revoked,
+}
+
+impl DeviceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceStatus::Active => "active",
+            DeviceStatus::Retired => "retired",
+            DeviceStatus::Revoked => "revoked",
+        }
+    }
+}
+
+impl FromStr for DeviceStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "active" => Ok(DeviceStatus::Active),
+            "retired" => Ok(DeviceStatus::Retired),
+            "revoked" => Ok(DeviceStatus::Revoked),
+            other => Err(format!("unknown device status {other:?}")),
+        }
+    }
+}
+
+/// A device row without its (large) inventory blob.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DeviceRecord {
+    pub id: String,
+    pub county_id: String,
+    pub school_id: String,
+    pub device_class: String,
+    pub status: String,
+    pub hostname: String,
+    pub system_uuid: String,
+    pub serial_number: String,
+    pub cert_fingerprint: Option<String>,
+    pub cert_serial: Option<String>,
+    pub cert_not_after: Option<Millis>,
+    pub enrolled_at: Millis,
+    pub last_seen: Option<Millis>,
+    pub connected: bool,
+    pub agent_version: String,
+    pub inventory_at: Option<Millis>,
+    pub inventory_hash: Option<String>,
+    pub os_name: String,
+    pub os_version: String,
+    pub vendor: String,
+    pub model: String,
+    pub memory_total_bytes: i64,
+    pub ip_addresses: String,
+}
+
+impl DeviceRecord {
+    pub fn status(&self) -> DeviceStatus {
+        // Unknown text fails closed: treated as revoked.
+        self.status.parse().unwrap_or(DeviceStatus::Revoked)
+    }
+
+    /// Online: connected, and seen within the window (a crashed replica
+    /// cannot leave a device "online" forever).
+    pub fn is_online(&self, now: Millis, online_window_ms: Millis) -> bool {
+        self.connected && self.last_seen.is_some_and(|seen| now - seen <= online_window_ms)
+    }
+}
+
+/// What the enrolment writes, in one transaction.
+#[derive(Debug, Clone)]
+pub struct Enrolment {
+    pub token_id: String,
+    pub now: Millis,
+    pub device: DeviceRecord,
+    /// True when `device.id` already exists (re-enrolment).
+    pub existing: bool,
+}
+
+/// Which tenants a caller may see for one permission. Produced by the
+/// authorisation layer; the store turns it into a WHERE clause.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantFilter {
+    pub all: bool,
+    pub counties: Vec<String>,
+    pub schools: Vec<String>,
+}
+
+impl TenantFilter {
+    pub fn everything() -> Self {
+        TenantFilter { all: true, ..Default::default() }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        !self.all && self.counties.is_empty() && self.schools.is_empty()
+    }
+
+    pub fn allows(&self, county_id: &str, school_id: Option<&str>) -> bool {
+        self.all
+            || self.counties.iter().any(|c| c == county_id)
+            || school_id.is_some_and(|s| self.schools.iter().any(|x| x == s))
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeviceQuery {
+    pub filter: TenantFilter,
+    pub county_id: Option<String>,
+    pub school_id: Option<String>,
+    pub device_class: Option<String>,
+    pub hostname_contains: Option<String>,
+    /// `Some(true)`: only online; `Some(false)`: only offline.
+    pub online: Option<bool>,
+    pub online_window_ms: Millis,
+    pub now: Millis,
+    pub seen_after: Option<Millis>,
+    pub not_seen_since: Option<Millis>,
+    pub include_retired: bool,
+    /// Keyset paging: rows strictly after (hostname, id).
+    pub after: Option<(String, String)>,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredInventory {
+    pub device_id: String,
+    pub collected_at: Millis,
+    pub content_hash: String,
+    /// An encoded `schoolfleet.v1.Inventory`, already validated and cleaned.
+    pub inventory: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SoftwareRow {
+    pub source: String,
+    pub name: String,
+    pub architecture: String,
+    pub version: String,
+}
+
+/// Summary columns of the device row, derived from the inventory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceSummary {
+    pub hostname: String,
+    pub os_name: String,
+    pub os_version: String,
+    pub vendor: String,
+    pub model: String,
+    pub memory_total_bytes: i64,
+    pub ip_addresses: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestReport {
+    pub device_id: String,
+    pub report_id: String,
+    pub collected_at: Millis,
+    pub received_at: Millis,
+    pub content_hash: String,
+    pub reason: String,
+    pub inventory: Vec<u8>,
+    pub summary: DeviceSummary,
+    pub software: Vec<SoftwareRow>,
+    pub changes: Vec<InventoryChangeRecord>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// Stored, and it became the current inventory.
+    Stored,
+    /// Stored in the history, but an inventory collected later is current.
+    StoredOlder,
+    /// This report id was already stored; nothing changed.
+    Duplicate,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ReportSummary {
+    pub report_id: String,
+    pub collected_at: Millis,
+    pub received_at: Millis,
+    pub content_hash: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct InventoryChangeRecord {
+    pub report_id: String,
+    pub at: Millis,
+    pub kind: String,
+    pub subject: String,
+    pub old_value: String,
+    pub new_value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SoftwareHitRecord {
+    pub device_id: String,
+    pub hostname: String,
+    pub school_id: String,
+    pub name: String,
+    pub version: String,
+    pub source: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AuditEvent {
+    pub at: Millis,
+    /// `user:<name>` or `device:<id>`.
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub county_id: Option<String>,
+    /// `ok`, `denied` or `error`.
+    pub outcome: String,
+    pub details: String,
+}

@@ -1,0 +1,749 @@
+//! The query text shared by both backends.
+//!
+//! SQLite and PostgreSQL both understand `$1` placeholders, `ON CONFLICT`,
+//! `RETURNING` and the column types used here (TEXT, 64-bit integers, BLOB
+//! or BYTEA, BOOLEAN). `sqlx::Any` cannot carry everything we need, and
+//! generic code over `sqlx::Database` drowns in trait bounds, so one macro
+//! expands the same method bodies for each concrete pool type.
+
+use super::StorageError;
+
+/// Turns a unique-constraint violation into `Conflict(what)`.
+pub(super) fn conflict_or(err: sqlx::Error, what: impl Into<String>) -> StorageError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StorageError::Conflict(what.into()),
+        _ => StorageError::Database(err),
+    }
+}
+
+/// Escapes `%`, `_` and `\` for a LIKE pattern with `ESCAPE '\'`.
+pub(super) fn like_pattern(contains: &str) -> String {
+    let mut out = String::with_capacity(contains.len() + 2);
+    out.push('%');
+    for c in contains.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// Appends `AND (<tenant filter>)` for tables with `county_id`/`school_id`
+/// columns (prefixed by `table.`). An empty filter matches nothing: the
+/// store fails closed.
+macro_rules! push_tenant_filter {
+    ($qb:expr, $filter:expr, $table:literal) => {{
+        let filter: &$crate::storage::TenantFilter = $filter;
+        if !filter.all {
+            $qb.push(" AND (FALSE");
+            if !filter.counties.is_empty() {
+                $qb.push(concat!(" OR ", $table, ".county_id IN ("));
+                let mut sep = $qb.separated(", ");
+                for county in &filter.counties {
+                    sep.push_bind(county.clone());
+                }
+                $qb.push(")");
+            }
+            if !filter.schools.is_empty() {
+                $qb.push(concat!(" OR ", $table, ".school_id IN ("));
+                let mut sep = $qb.separated(", ");
+                for school in &filter.schools {
+                    sep.push_bind(school.clone());
+                }
+                $qb.push(")");
+            }
+            $qb.push(")");
+        }
+    }};
+}
+
+const DEVICE_COLUMNS: &str = "id, county_id, school_id, device_class, status, hostname, system_uuid, \
+     serial_number, cert_fingerprint, cert_serial, cert_not_after, enrolled_at, last_seen, \
+     connected, agent_version, inventory_at, inventory_hash, os_name, os_version, vendor, model, \
+     memory_total_bytes, ip_addresses";
+
+pub(super) fn device_select() -> String {
+    format!("SELECT {DEVICE_COLUMNS} FROM devices")
+}
+
+macro_rules! impl_sql_store {
+    ($store:ty, $db:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::storage::Store for $store {
+            // --- tenants ---
+
+            async fn create_county(&self, county: &County) -> Result<()> {
+                sqlx::query("INSERT INTO counties (id, name, created_at) VALUES ($1, $2, $3)")
+                    .bind(&county.id)
+                    .bind(&county.name)
+                    .bind(county.created_at)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| sql::conflict_or(e, format!("county {}", county.id)))?;
+                Ok(())
+            }
+
+            async fn get_county(&self, id: &str) -> Result<Option<County>> {
+                Ok(sqlx::query_as("SELECT id, name, created_at FROM counties WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn list_counties(&self) -> Result<Vec<County>> {
+                Ok(sqlx::query_as("SELECT id, name, created_at FROM counties ORDER BY id")
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn create_school(&self, school: &School) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO schools (id, county_id, name, created_at) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&school.id)
+                .bind(&school.county_id)
+                .bind(&school.name)
+                .bind(school.created_at)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| sql::conflict_or(e, format!("school {}", school.id)))?;
+                Ok(())
+            }
+
+            async fn get_school(&self, id: &str) -> Result<Option<School>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, county_id, name, created_at FROM schools WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn list_schools(&self, county_id: Option<&str>) -> Result<Vec<School>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, county_id, name, created_at FROM schools \
+                     WHERE ($1 IS NULL OR county_id = $1) ORDER BY id",
+                )
+                .bind(county_id)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn create_device_class(&self, class: &DeviceClass) -> Result<()> {
+                sqlx::query("INSERT INTO device_classes (id, label, created_at) VALUES ($1, $2, $3)")
+                    .bind(&class.id)
+                    .bind(&class.label)
+                    .bind(class.created_at)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| sql::conflict_or(e, format!("device class {}", class.id)))?;
+                Ok(())
+            }
+
+            async fn get_device_class(&self, id: &str) -> Result<Option<DeviceClass>> {
+                Ok(sqlx::query_as("SELECT id, label, created_at FROM device_classes WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn list_device_classes(&self) -> Result<Vec<DeviceClass>> {
+                Ok(sqlx::query_as("SELECT id, label, created_at FROM device_classes ORDER BY id")
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            // --- users and API tokens ---
+
+            async fn count_users(&self) -> Result<i64> {
+                let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(count)
+            }
+
+            async fn create_user(&self, user: &User) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("INSERT INTO users (id, name, county_id, created_at) VALUES ($1, $2, $3, $4)")
+                    .bind(&user.id)
+                    .bind(&user.name)
+                    .bind(&user.county_id)
+                    .bind(user.created_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| sql::conflict_or(e, format!("user {}", user.name)))?;
+                for (role, scope) in &user.bindings {
+                    sqlx::query("INSERT INTO role_bindings (user_id, role, scope) VALUES ($1, $2, $3)")
+                        .bind(&user.id)
+                        .bind(role)
+                        .bind(scope)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| sql::conflict_or(e, format!("role {role} at {scope}")))?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn get_user(&self, id_or_name: &str) -> Result<Option<User>> {
+                let row: Option<(String, String, Option<String>, i64)> = sqlx::query_as(
+                    "SELECT id, name, county_id, created_at FROM users WHERE id = $1 OR name = $1",
+                )
+                .bind(id_or_name)
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some((id, name, county_id, created_at)) = row else { return Ok(None) };
+                let bindings: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT role, scope FROM role_bindings WHERE user_id = $1 ORDER BY role, scope",
+                )
+                .bind(&id)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(Some(User { id, name, county_id, created_at, bindings }))
+            }
+
+            async fn list_users(&self) -> Result<Vec<User>> {
+                let rows: Vec<(String, String, Option<String>, i64)> = sqlx::query_as(
+                    "SELECT id, name, county_id, created_at FROM users ORDER BY name",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                let bindings: Vec<(String, String, String)> = sqlx::query_as(
+                    "SELECT user_id, role, scope FROM role_bindings ORDER BY role, scope",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(id, name, county_id, created_at)| {
+                        let bindings = bindings
+                            .iter()
+                            .filter(|(user_id, _, _)| *user_id == id)
+                            .map(|(_, role, scope)| (role.clone(), scope.clone()))
+                            .collect();
+                        User { id, name, county_id, created_at, bindings }
+                    })
+                    .collect())
+            }
+
+            async fn create_api_token(&self, token: &ApiToken) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO api_tokens (id, user_id, secret_hash, description, created_at, \
+                     expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&token.id)
+                .bind(&token.user_id)
+                .bind(&token.secret_hash)
+                .bind(&token.description)
+                .bind(token.created_at)
+                .bind(token.expires_at)
+                .bind(token.revoked_at)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| sql::conflict_or(e, format!("API token {}", token.id)))?;
+                Ok(())
+            }
+
+            async fn get_api_token(&self, id: &str) -> Result<Option<ApiToken>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, user_id, secret_hash, description, created_at, expires_at, \
+                     revoked_at FROM api_tokens WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn revoke_api_token(&self, id: &str, at: Millis) -> Result<()> {
+                let done = sqlx::query(
+                    "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1",
+                )
+                .bind(id)
+                .bind(at)
+                .execute(&self.pool)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StorageError::NotFound(format!("API token {id}")));
+                }
+                Ok(())
+            }
+
+            // --- enrolment ---
+
+            async fn create_enrollment_token(&self, token: &EnrollmentToken) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO enrollment_tokens (id, secret_hash, county_id, school_id, \
+                     device_class, description, max_uses, uses, expires_at, created_by, \
+                     created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                )
+                .bind(&token.id)
+                .bind(&token.secret_hash)
+                .bind(&token.county_id)
+                .bind(&token.school_id)
+                .bind(&token.device_class)
+                .bind(&token.description)
+                .bind(token.max_uses)
+                .bind(token.uses)
+                .bind(token.expires_at)
+                .bind(&token.created_by)
+                .bind(token.created_at)
+                .bind(token.revoked_at)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| sql::conflict_or(e, format!("enrolment token {}", token.id)))?;
+                Ok(())
+            }
+
+            async fn get_enrollment_token(&self, id: &str) -> Result<Option<EnrollmentToken>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, secret_hash, county_id, school_id, device_class, description, \
+                     max_uses, uses, expires_at, created_by, created_at, revoked_at \
+                     FROM enrollment_tokens WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn list_enrollment_tokens(
+                &self,
+                filter: &TenantFilter,
+                county_id: Option<&str>,
+                school_id: Option<&str>,
+            ) -> Result<Vec<EnrollmentToken>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT id, secret_hash, county_id, school_id, device_class, description, \
+                     max_uses, uses, expires_at, created_by, created_at, revoked_at \
+                     FROM enrollment_tokens t WHERE TRUE",
+                );
+                sql::push_tenant_filter!(qb, filter, "t");
+                if let Some(county) = county_id {
+                    qb.push(" AND t.county_id = ").push_bind(county.to_owned());
+                }
+                if let Some(school) = school_id {
+                    qb.push(" AND t.school_id = ").push_bind(school.to_owned());
+                }
+                qb.push(" ORDER BY t.created_at DESC, t.id");
+                Ok(qb.build_query_as().fetch_all(&self.pool).await?)
+            }
+
+            async fn revoke_enrollment_token(&self, id: &str, at: Millis) -> Result<()> {
+                let done = sqlx::query(
+                    "UPDATE enrollment_tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1",
+                )
+                .bind(id)
+                .bind(at)
+                .execute(&self.pool)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StorageError::NotFound(format!("enrolment token {id}")));
+                }
+                Ok(())
+            }
+
+            async fn find_device_by_hardware(
+                &self,
+                county_id: &str,
+                system_uuid: &str,
+                serial_number: &str,
+            ) -> Result<Option<DeviceRecord>> {
+                Ok(sqlx::query_as(&format!(
+                    "{} WHERE county_id = $1 AND system_uuid = $2 AND serial_number = $3 \
+                     ORDER BY enrolled_at DESC LIMIT 1",
+                    sql::device_select()
+                ))
+                .bind(county_id)
+                .bind(system_uuid)
+                .bind(serial_number)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn enroll_device(&self, enrolment: &Enrolment) -> Result<()> {
+                let device = &enrolment.device;
+                let mut tx = self.pool.begin().await?;
+                // The conditional update is the race-free use counter: two
+                // agents enrolling with the last use cannot both succeed.
+                let used = sqlx::query(
+                    "UPDATE enrollment_tokens SET uses = uses + 1 WHERE id = $1 \
+                     AND revoked_at IS NULL AND expires_at > $2 AND uses < max_uses",
+                )
+                .bind(&enrolment.token_id)
+                .bind(enrolment.now)
+                .execute(&mut *tx)
+                .await?;
+                if used.rows_affected() == 0 {
+                    return Err(StorageError::TokenUnusable(
+                        "token expired, revoked or used up".into(),
+                    ));
+                }
+                if enrolment.existing {
+                    let updated = sqlx::query(
+                        "UPDATE devices SET school_id = $2, county_id = $3, device_class = $4, \
+                         status = $5, hostname = $6, cert_fingerprint = $7, cert_serial = $8, \
+                         cert_not_after = $9, enrolled_at = $10, connected = FALSE \
+                         WHERE id = $1 AND status <> 'revoked'",
+                    )
+                    .bind(&device.id)
+                    .bind(&device.school_id)
+                    .bind(&device.county_id)
+                    .bind(&device.device_class)
+                    .bind(&device.status)
+                    .bind(&device.hostname)
+                    .bind(&device.cert_fingerprint)
+                    .bind(&device.cert_serial)
+                    .bind(device.cert_not_after)
+                    .bind(device.enrolled_at)
+                    .execute(&mut *tx)
+                    .await?;
+                    if updated.rows_affected() == 0 {
+                        return Err(StorageError::NotFound(format!("device {}", device.id)));
+                    }
+                } else {
+                    sqlx::query(
+                        "INSERT INTO devices (id, county_id, school_id, device_class, status, \
+                         hostname, system_uuid, serial_number, cert_fingerprint, cert_serial, \
+                         cert_not_after, enrolled_at, agent_version) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                    )
+                    .bind(&device.id)
+                    .bind(&device.county_id)
+                    .bind(&device.school_id)
+                    .bind(&device.device_class)
+                    .bind(&device.status)
+                    .bind(&device.hostname)
+                    .bind(&device.system_uuid)
+                    .bind(&device.serial_number)
+                    .bind(&device.cert_fingerprint)
+                    .bind(&device.cert_serial)
+                    .bind(device.cert_not_after)
+                    .bind(device.enrolled_at)
+                    .bind(&device.agent_version)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| sql::conflict_or(e, format!("device {}", device.id)))?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            // --- devices ---
+
+            async fn get_device(&self, id: &str) -> Result<Option<DeviceRecord>> {
+                Ok(sqlx::query_as(&format!("{} WHERE id = $1", sql::device_select()))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn find_devices_by_hostname(&self, hostname: &str) -> Result<Vec<DeviceRecord>> {
+                Ok(sqlx::query_as(&format!(
+                    "{} WHERE lower(hostname) = lower($1) ORDER BY enrolled_at DESC",
+                    sql::device_select()
+                ))
+                .bind(hostname)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn get_device_by_cert(&self, fingerprint_hex: &str) -> Result<Option<DeviceRecord>> {
+                Ok(sqlx::query_as(&format!(
+                    "{} WHERE cert_fingerprint = $1",
+                    sql::device_select()
+                ))
+                .bind(fingerprint_hex)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn list_devices(&self, q: &DeviceQuery) -> Result<Vec<DeviceRecord>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(sql::device_select());
+                qb.push(" d WHERE TRUE");
+                sql::push_tenant_filter!(qb, &q.filter, "d");
+                if let Some(county) = &q.county_id {
+                    qb.push(" AND d.county_id = ").push_bind(county.clone());
+                }
+                if let Some(school) = &q.school_id {
+                    qb.push(" AND d.school_id = ").push_bind(school.clone());
+                }
+                if let Some(class) = &q.device_class {
+                    qb.push(" AND d.device_class = ").push_bind(class.clone());
+                }
+                if let Some(host) = &q.hostname_contains {
+                    qb.push(" AND lower(d.hostname) LIKE ")
+                        .push_bind(sql::like_pattern(host))
+                        .push(" ESCAPE '\\'");
+                }
+                if !q.include_retired {
+                    qb.push(" AND d.status = 'active'");
+                }
+                let online_since = q.now - q.online_window_ms;
+                match q.online {
+                    Some(true) => {
+                        qb.push(" AND d.connected AND d.last_seen >= ").push_bind(online_since);
+                    }
+                    Some(false) => {
+                        qb.push(" AND NOT (d.connected AND COALESCE(d.last_seen, 0) >= ")
+                            .push_bind(online_since)
+                            .push(")");
+                    }
+                    None => {}
+                }
+                if let Some(after) = q.seen_after {
+                    qb.push(" AND d.last_seen >= ").push_bind(after);
+                }
+                if let Some(before) = q.not_seen_since {
+                    qb.push(" AND COALESCE(d.last_seen, 0) < ").push_bind(before);
+                }
+                if let Some((host, id)) = &q.after {
+                    qb.push(" AND (d.hostname > ")
+                        .push_bind(host.clone())
+                        .push(" OR (d.hostname = ")
+                        .push_bind(host.clone())
+                        .push(" AND d.id > ")
+                        .push_bind(id.clone())
+                        .push("))");
+                }
+                qb.push(" ORDER BY d.hostname, d.id LIMIT ").push_bind(q.limit);
+                Ok(qb.build_query_as().fetch_all(&self.pool).await?)
+            }
+
+            async fn set_device_status(&self, id: &str, status: DeviceStatus) -> Result<()> {
+                let done = sqlx::query("UPDATE devices SET status = $2, connected = FALSE WHERE id = $1")
+                    .bind(id)
+                    .bind(status.as_str())
+                    .execute(&self.pool)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StorageError::NotFound(format!("device {id}")));
+                }
+                Ok(())
+            }
+
+            async fn touch_device(
+                &self,
+                id: &str,
+                at: Millis,
+                connected: bool,
+                agent_version: Option<&str>,
+            ) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE devices SET last_seen = $2, connected = $3, \
+                     agent_version = COALESCE($4, agent_version) \
+                     WHERE id = $1 AND status = 'active'",
+                )
+                .bind(id)
+                .bind(at)
+                .bind(connected)
+                .bind(agent_version)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            // --- inventory ---
+
+            async fn get_inventory(&self, device_id: &str) -> Result<Option<StoredInventory>> {
+                let row: Option<(Option<i64>, Option<String>, Option<Vec<u8>>)> = sqlx::query_as(
+                    "SELECT inventory_at, inventory_hash, inventory FROM devices WHERE id = $1",
+                )
+                .bind(device_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(match row {
+                    Some((Some(collected_at), Some(content_hash), Some(inventory))) => {
+                        Some(StoredInventory {
+                            device_id: device_id.to_owned(),
+                            collected_at,
+                            content_hash,
+                            inventory,
+                        })
+                    }
+                    _ => None,
+                })
+            }
+
+            async fn ingest_report(&self, r: &IngestReport) -> Result<IngestOutcome> {
+                let mut tx = self.pool.begin().await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO inventory_reports (device_id, report_id, collected_at, \
+                     received_at, content_hash, reason) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (device_id, report_id) DO NOTHING",
+                )
+                .bind(&r.device_id)
+                .bind(&r.report_id)
+                .bind(r.collected_at)
+                .bind(r.received_at)
+                .bind(&r.content_hash)
+                .bind(&r.reason)
+                .execute(&mut *tx)
+                .await?;
+                if inserted.rows_affected() == 0 {
+                    return Ok(IngestOutcome::Duplicate);
+                }
+                // Spooled reports may arrive out of order: only a newer one
+                // replaces the current inventory.
+                let current = sqlx::query(
+                    "UPDATE devices SET inventory_at = $2, inventory_hash = $3, inventory = $4, \
+                     hostname = $5, os_name = $6, os_version = $7, vendor = $8, model = $9, \
+                     memory_total_bytes = $10, ip_addresses = $11 \
+                     WHERE id = $1 AND (inventory_at IS NULL OR inventory_at <= $2)",
+                )
+                .bind(&r.device_id)
+                .bind(r.collected_at)
+                .bind(&r.content_hash)
+                .bind(&r.inventory)
+                .bind(&r.summary.hostname)
+                .bind(&r.summary.os_name)
+                .bind(&r.summary.os_version)
+                .bind(&r.summary.vendor)
+                .bind(&r.summary.model)
+                .bind(r.summary.memory_total_bytes)
+                .bind(&r.summary.ip_addresses)
+                .execute(&mut *tx)
+                .await?;
+                if current.rows_affected() == 0 {
+                    tx.commit().await?;
+                    return Ok(IngestOutcome::StoredOlder);
+                }
+                sqlx::query("DELETE FROM device_software WHERE device_id = $1")
+                    .bind(&r.device_id)
+                    .execute(&mut *tx)
+                    .await?;
+                // Multi-row inserts in chunks: one statement per package
+                // would make a 3,000-package report take seconds on SQLite.
+                for chunk in r.software.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO device_software (device_id, source, name, architecture, version) ",
+                    );
+                    qb.push_values(chunk, |mut row, sw| {
+                        row.push_bind(r.device_id.clone())
+                            .push_bind(sw.source.clone())
+                            .push_bind(sw.name.clone())
+                            .push_bind(sw.architecture.clone())
+                            .push_bind(sw.version.clone());
+                    });
+                    qb.push(" ON CONFLICT DO NOTHING");
+                    qb.build().execute(&mut *tx).await?;
+                }
+                for chunk in r.changes.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO inventory_changes (device_id, report_id, at, kind, subject, \
+                         old_value, new_value) ",
+                    );
+                    qb.push_values(chunk, |mut row, c| {
+                        row.push_bind(r.device_id.clone())
+                            .push_bind(c.report_id.clone())
+                            .push_bind(c.at)
+                            .push_bind(c.kind.clone())
+                            .push_bind(c.subject.clone())
+                            .push_bind(c.old_value.clone())
+                            .push_bind(c.new_value.clone());
+                    });
+                    qb.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(IngestOutcome::Stored)
+            }
+
+            async fn list_inventory_reports(
+                &self,
+                device_id: &str,
+                limit: i64,
+            ) -> Result<Vec<ReportSummary>> {
+                Ok(sqlx::query_as(
+                    "SELECT report_id, collected_at, received_at, content_hash, reason \
+                     FROM inventory_reports WHERE device_id = $1 \
+                     ORDER BY received_at DESC, report_id LIMIT $2",
+                )
+                .bind(device_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn list_inventory_changes(
+                &self,
+                device_id: &str,
+                limit: i64,
+            ) -> Result<Vec<InventoryChangeRecord>> {
+                Ok(sqlx::query_as(
+                    "SELECT report_id, at, kind, subject, old_value, new_value \
+                     FROM inventory_changes WHERE device_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
+                )
+                .bind(device_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn search_software(
+                &self,
+                name_contains: &str,
+                filter: &TenantFilter,
+                county_id: Option<&str>,
+                school_id: Option<&str>,
+            ) -> Result<Vec<SoftwareHitRecord>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT d.id AS device_id, d.hostname, d.school_id, s.name, s.version, s.source \
+                     FROM device_software s JOIN devices d ON d.id = s.device_id \
+                     WHERE d.status = 'active' AND lower(s.name) LIKE ",
+                );
+                qb.push_bind(sql::like_pattern(name_contains)).push(" ESCAPE '\\'");
+                sql::push_tenant_filter!(qb, filter, "d");
+                if let Some(county) = county_id {
+                    qb.push(" AND d.county_id = ").push_bind(county.to_owned());
+                }
+                if let Some(school) = school_id {
+                    qb.push(" AND d.school_id = ").push_bind(school.to_owned());
+                }
+                qb.push(" ORDER BY s.name, d.hostname, d.id");
+                Ok(qb.build_query_as().fetch_all(&self.pool).await?)
+            }
+
+            // --- audit ---
+
+            async fn append_audit(&self, e: &AuditEvent) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO audit_events (at, actor, action, target, county_id, outcome, details) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(e.at)
+                .bind(&e.actor)
+                .bind(&e.action)
+                .bind(&e.target)
+                .bind(&e.county_id)
+                .bind(&e.outcome)
+                .bind(&e.details)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn list_audit(&self, limit: i64) -> Result<Vec<AuditEvent>> {
+                Ok(sqlx::query_as(
+                    "SELECT at, actor, action, target, county_id, outcome, details \
+                     FROM audit_events ORDER BY id DESC LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+        }
+    };
+}
+
+pub(super) use impl_sql_store;
+pub(super) use push_tenant_filter;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_pattern_escapes_wildcards() {
+        assert_eq!(like_pattern("Fire_fox%"), "%fire\\_fox\\%%");
+    }
+}
