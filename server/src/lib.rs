@@ -1,7 +1,16 @@
-//! The schoolfleet server.
+//! The schoolfleet server: enrolment and device identity (mTLS), inventory,
+//! tenants and the audit log, over tonic gRPC with sqlx storage.
+//!
+//! `main.rs` is thin; tests start the server in-process with
+//! [`server::prepare`] and [`server::run`] on a listener bound to port 0.
 
+pub mod agents;
+pub mod api;
 pub mod auth;
 pub mod config;
+pub mod ingest;
 pub mod inventory;
 pub mod pki;
+pub mod server;
 pub mod storage;
+pub mod version;

@@ -1,0 +1,306 @@
+//! The agent service: enrolment, and the one long-lived stream per agent.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use schoolfleet_proto::v1::agent_message::Body as AgentBody;
+use schoolfleet_proto::v1::agent_service_server::AgentService;
+use schoolfleet_proto::v1::server_message::Body as ServerBody;
+use schoolfleet_proto::v1::*;
+use subtle::ConstantTimeEq;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{AppState, storage_status};
+use crate::agents::Outbound;
+use crate::auth::secrets;
+use crate::ingest;
+use crate::storage::{DeviceRecord, DeviceStatus, Enrolment, now_millis};
+
+#[derive(Debug, Clone)]
+pub struct AgentApi(pub AppState);
+
+/// System UUIDs that firmware vendors ship on many machines at once. They
+/// cannot identify hardware, so a device reporting one is never matched.
+const PLACEHOLDER_UUIDS: &[&str] = &[
+    "00000000-0000-0000-0000-000000000000",
+    "ffffffff-ffff-ffff-ffff-ffffffffffff",
+    "03000200-0400-0500-0006-000700080009",
+];
+
+fn identifies_hardware(system_uuid: &str) -> bool {
+    let uuid = system_uuid.to_ascii_lowercase();
+    uuid.len() >= 16 && !PLACEHOLDER_UUIDS.contains(&uuid.as_str())
+}
+
+fn cleaned(field: &str, value: &str, max: usize) -> Result<String, Status> {
+    if value.len() > max * 4 {
+        return Err(Status::invalid_argument(format!("{field} is too long")));
+    }
+    Ok(schoolfleet_proto::text::clean(value.trim(), max).value)
+}
+
+impl AgentApi {
+    /// Maps the client certificate of this connection to an active device.
+    /// Fails closed: no certificate, an unknown one, or a device that is
+    /// not active are all refused.
+    async fn authenticate_device<T>(&self, request: &Request<T>) -> Result<DeviceRecord, Status> {
+        let certs = request.peer_certs().ok_or_else(|| {
+            Status::unauthenticated("a device certificate is required: enrol this agent first")
+        })?;
+        let leaf = certs
+            .first()
+            .ok_or_else(|| Status::unauthenticated("empty client certificate chain"))?;
+        let fingerprint = hex::encode(crate::pki::cert_fingerprint(leaf.as_ref()));
+        let device = self
+            .0
+            .store
+            .get_device_by_cert(&fingerprint)
+            .await
+            .map_err(storage_status)?
+            .ok_or_else(|| {
+                Status::unauthenticated(
+                    "unknown device certificate: the device was enrolled again or deleted",
+                )
+            })?;
+        match device.status() {
+            DeviceStatus::Active => Ok(device),
+            DeviceStatus::Revoked => Err(Status::permission_denied(
+                "this device was revoked; an admin must re-admit it",
+            )),
+            DeviceStatus::Retired => {
+                Err(Status::permission_denied("this device was retired; enrol it again"))
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl AgentService for AgentApi {
+    async fn enroll(
+        &self,
+        request: Request<EnrollRequest>,
+    ) -> Result<Response<EnrollResponse>, Status> {
+        let state = &self.0;
+        let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let req = request.into_inner();
+        let parts = schoolfleet_proto::tokens::parse_enrollment_token(&req.token)
+            .map_err(|e| Status::unauthenticated(e.to_string()))?;
+        if parts.ca_pin != state.ca.fingerprint() {
+            return Err(Status::failed_precondition(
+                "this enrolment token was issued by a server with another CA",
+            ));
+        }
+        let unknown = || Status::unauthenticated("unknown enrolment token");
+        let token = state
+            .store
+            .get_enrollment_token(&parts.token.id)
+            .await
+            .map_err(storage_status)?
+            .ok_or_else(unknown)?;
+        let presented = secrets::hash_secret(&parts.token.secret);
+        if !bool::from(presented.as_bytes().ct_eq(token.secret_hash.as_bytes())) {
+            state
+                .audit("anonymous", "device.enroll", &format!("enrollment_token:{}", token.id), Some(&token.county_id), "denied", format!("wrong secret from {peer}"))
+                .await;
+            return Err(unknown());
+        }
+        let now = now_millis();
+        if let Some(reason) = token.unusable_reason(now) {
+            state
+                .audit("anonymous", "device.enroll", &format!("enrollment_token:{}", token.id), Some(&token.county_id), "denied", format!("{reason}; from {peer}"))
+                .await;
+            return Err(Status::permission_denied(format!("enrolment refused: {reason}")));
+        }
+        if req.csr_pem.len() > 16 * 1024 {
+            return Err(Status::invalid_argument("certificate signing request is too large"));
+        }
+        let hostname = cleaned("hostname", &req.hostname, 253)?;
+        let system_uuid = cleaned("system_uuid", &req.system_uuid, 64)?.to_ascii_lowercase();
+        let serial_number = cleaned("serial_number", &req.serial_number, 128)?;
+        let agent_version = cleaned("agent_version", &req.agent_version, 64)?;
+
+        let existing = if identifies_hardware(&system_uuid) {
+            state
+                .store
+                .find_device_by_hardware(&token.county_id, &system_uuid, &serial_number)
+                .await
+                .map_err(storage_status)?
+        } else {
+            None
+        };
+        if existing.as_ref().is_some_and(|d| d.status() == DeviceStatus::Revoked) {
+            return Err(Status::permission_denied(
+                "this hardware belongs to a revoked device; an admin must re-admit it first",
+            ));
+        }
+        let device_id = match &existing {
+            Some(d) => d.id.clone(),
+            None => uuid::Uuid::now_v7().to_string(),
+        };
+        let device_uuid = uuid::Uuid::parse_str(&device_id)
+            .map_err(|_| Status::internal("stored device id is not a UUID"))?;
+        let issued = state
+            .ca
+            .sign_device_csr(&req.csr_pem, device_uuid, state.config.agents.device_cert_validity)
+            .map_err(|e| Status::invalid_argument(format!("certificate signing request refused: {e}")))?;
+        let device = DeviceRecord {
+            id: device_id.clone(),
+            county_id: token.county_id.clone(),
+            school_id: token.school_id.clone(),
+            device_class: token.device_class.clone(),
+            status: DeviceStatus::Active.as_str().to_owned(),
+            hostname: hostname.clone(),
+            system_uuid,
+            serial_number,
+            cert_fingerprint: Some(hex::encode(issued.fingerprint)),
+            cert_serial: Some(issued.serial_hex.clone()),
+            cert_not_after: Some(issued.not_after.timestamp_millis()),
+            enrolled_at: now,
+            last_seen: None,
+            connected: false,
+            agent_version,
+            inventory_at: None,
+            inventory_hash: None,
+            os_name: String::new(),
+            os_version: String::new(),
+            vendor: String::new(),
+            model: String::new(),
+            memory_total_bytes: 0,
+            ip_addresses: String::new(),
+        };
+        let reenrolled = existing.is_some();
+        state
+            .store
+            .enroll_device(&Enrolment { token_id: token.id.clone(), now, device, existing: reenrolled })
+            .await
+            .map_err(storage_status)?;
+        state
+            .audit(
+                &format!("device:{device_id}"),
+                if reenrolled { "device.reenroll" } else { "device.enroll" },
+                &format!("device:{device_id}"),
+                Some(&token.county_id),
+                "ok",
+                format!("hostname={hostname} school={} token={} from {peer}", token.school_id, token.id),
+            )
+            .await;
+        tracing::info!(device = %device_id, school = %token.school_id, reenrolled, "device enrolled");
+        Ok(Response::new(EnrollResponse {
+            device_id,
+            certificate_pem: issued.cert_pem,
+            ca_certificate_pem: state.ca.cert_pem().to_owned(),
+            reenrolled,
+            school: token.school_id,
+            device_class: token.device_class,
+        }))
+    }
+
+    type OpenStreamStream = Pin<Box<dyn Stream<Item = Result<ServerMessage, Status>> + Send>>;
+
+    async fn open_stream(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Self::OpenStreamStream>, Status> {
+        let state = self.0.clone();
+        let device = self.authenticate_device(&request).await?;
+        let inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(64);
+        let connection = state.agents.register(&device.id, tx.clone());
+        state
+            .store
+            .touch_device(&device.id, now_millis(), true, None)
+            .await
+            .map_err(storage_status)?;
+        let welcome = Welcome {
+            device_id: device.id.clone(),
+            heartbeat_interval_seconds: state.config.agents.heartbeat_interval.as_secs() as u32,
+            inventory_interval_seconds: state.config.agents.inventory_interval.as_secs() as u32,
+            server_time: Some(schoolfleet_proto::time::to_timestamp(chrono::Utc::now())),
+        };
+        let _ = tx.send(Ok(ServerMessage { body: Some(ServerBody::Welcome(welcome)) })).await;
+        tracing::info!(device = %device.id, hostname = %device.hostname, "agent connected");
+        let tasks = state.tasks.clone();
+        tasks.spawn(async move {
+            let reason = serve_stream(&state, &device, inbound, &tx).await;
+            state.agents.unregister(&device.id, connection);
+            if let Err(err) = state.store.touch_device(&device.id, now_millis(), false, None).await {
+                tracing::warn!(device = %device.id, error = %err, "cannot mark device disconnected");
+            }
+            tracing::info!(device = %device.id, reason, "agent disconnected");
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Reads the agent's messages until the stream ends; returns why it ended.
+async fn serve_stream(
+    state: &AppState,
+    device: &DeviceRecord,
+    mut inbound: Streaming<AgentMessage>,
+    outbound: &Outbound,
+) -> &'static str {
+    // An agent that stays silent for three heartbeats is gone (NAT dropped
+    // the connection without a reset, say).
+    let idle_limit = state.config.agents.heartbeat_interval * 3 + Duration::from_secs(5);
+    loop {
+        let message = tokio::select! {
+            _ = state.shutdown.cancelled() => return "server shutting down",
+            _ = outbound.closed() => return "stream closed by server",
+            next = tokio::time::timeout(idle_limit, inbound.message()) => next,
+        };
+        let message = match message {
+            Err(_) => return "idle timeout",
+            Ok(Err(status)) => {
+                tracing::warn!(device = %device.id, error = %status, "agent stream error");
+                return "stream error";
+            }
+            Ok(Ok(None)) => return "closed by agent",
+            Ok(Ok(Some(message))) => message,
+        };
+        let reply = match message.body {
+            Some(AgentBody::Hello(hello)) => {
+                let version = schoolfleet_proto::text::clean(&hello.agent_version, 64).value;
+                touch(state, device, Some(&version)).await
+            }
+            Some(AgentBody::Heartbeat(_)) => touch(state, device, None).await,
+            Some(AgentBody::InventoryReport(report)) => {
+                let ack = ingest::ingest_report(state, device, report).await;
+                Ok(Some(ServerBody::ReportAck(ack)))
+            }
+            Some(AgentBody::SessionEvent(_)) | None => Ok(None),
+        };
+        match reply {
+            Ok(Some(body)) => {
+                if outbound.send(Ok(ServerMessage { body: Some(body) })).await.is_err() {
+                    return "stream closed";
+                }
+            }
+            Ok(None) => {}
+            Err(status) => {
+                let _ = outbound.send(Err(status)).await;
+                return "device no longer active";
+            }
+        }
+    }
+}
+
+/// Records that the device is alive. Ends the stream when the device was
+/// revoked or retired in the meantime (possibly on another replica).
+async fn touch(
+    state: &AppState,
+    device: &DeviceRecord,
+    agent_version: Option<&str>,
+) -> Result<Option<ServerBody>, Status> {
+    match state.store.touch_device(&device.id, now_millis(), true, agent_version).await {
+        Ok(true) => Ok(None),
+        Ok(false) => Err(Status::permission_denied("this device was revoked or retired")),
+        Err(err) => {
+            // A storage hiccup must not drop a healthy agent.
+            tracing::warn!(device = %device.id, error = %err, "cannot record heartbeat");
+            Ok(None)
+        }
+    }
+}

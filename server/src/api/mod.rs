@@ -1,0 +1,192 @@
+//! The gRPC services. Each admin call authenticates its caller, then checks
+//! the permission against the tenant of every object it touches. Objects
+//! the caller may not see are reported as NOT_FOUND, so that a county's
+//! admin does not even learn that another county's device exists.
+
+mod agent;
+mod convert;
+mod devices;
+mod enrollment;
+mod tenants;
+mod users;
+
+pub use agent::AgentApi;
+pub use devices::{DeviceApi, InventoryApi};
+pub use enrollment::EnrollmentApi;
+pub use tenants::TenantApi;
+pub use users::UserApi;
+
+use std::sync::Arc;
+
+use tonic::{Request, Status};
+
+use crate::agents::AgentRegistry;
+use crate::auth::{self, AuthError, Permission, Principal, TenantRef};
+use crate::config::Config;
+use crate::pki::CertificateAuthority;
+use crate::storage::{AuditEvent, DeviceRecord, StorageError, Store, now_millis};
+
+/// Everything a request handler needs. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub ca: Arc<CertificateAuthority>,
+    pub config: Arc<Config>,
+    pub agents: Arc<AgentRegistry>,
+    pub shutdown: tokio_util::sync::CancellationToken,
+    /// Tracks the per-agent stream tasks, so shutdown can wait for them to
+    /// mark their devices disconnected.
+    pub tasks: tokio_util::task::TaskTracker,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+/// Maps storage errors to gRPC status codes. Database details are logged,
+/// not sent: they may name tables or values.
+pub(crate) fn storage_status(err: StorageError) -> Status {
+    match err {
+        StorageError::NotFound(what) => Status::not_found(format!("{what} not found")),
+        StorageError::Conflict(what) => Status::already_exists(format!("{what} already exists")),
+        StorageError::TokenUnusable(why) => Status::permission_denied(why),
+        other => {
+            tracing::error!(error = %other, "storage failure");
+            Status::unavailable("storage unavailable; see the server log")
+        }
+    }
+}
+
+impl From<AuthError> for Status {
+    fn from(err: AuthError) -> Status {
+        match err {
+            AuthError::Storage(e) => storage_status(e),
+            other => Status::unauthenticated(other.to_string()),
+        }
+    }
+}
+
+impl AppState {
+    pub(crate) async fn principal<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
+        Ok(auth::authenticate(&self.store, request.metadata()).await?)
+    }
+
+    /// Finds a device by id or host name among those the caller may read,
+    /// then checks `permission` on it. Invisible devices are NOT_FOUND.
+    pub(crate) async fn visible_device(
+        &self,
+        principal: &Principal,
+        device: &str,
+        permission: Permission,
+    ) -> Result<DeviceRecord, Status> {
+        let device = device.trim();
+        if device.is_empty() {
+            return Err(Status::invalid_argument("device id or host name required"));
+        }
+        let not_found = || Status::not_found(format!("device {device:?} not found"));
+        let visible = |d: &DeviceRecord| {
+            principal.can(Permission::DeviceRead, &TenantRef::school(&d.county_id, &d.school_id))
+        };
+        let record = match self.store.get_device(device).await.map_err(storage_status)? {
+            Some(d) => Some(d).filter(visible),
+            None => {
+                let mut matches: Vec<DeviceRecord> = self
+                    .store
+                    .find_devices_by_hostname(device)
+                    .await
+                    .map_err(storage_status)?
+                    .into_iter()
+                    .filter(visible)
+                    .collect();
+                // Prefer active devices when a host name was reused.
+                if matches.len() > 1 {
+                    let active: Vec<_> =
+                        matches.iter().filter(|d| d.status == "active").cloned().collect();
+                    if active.len() == 1 {
+                        matches = active;
+                    }
+                }
+                match matches.len() {
+                    0 => None,
+                    1 => matches.pop(),
+                    n => {
+                        return Err(Status::failed_precondition(format!(
+                            "host name {device:?} matches {n} devices; use the device id"
+                        )));
+                    }
+                }
+            }
+        };
+        let record = record.ok_or_else(not_found)?;
+        if !principal.can(permission, &TenantRef::school(&record.county_id, &record.school_id)) {
+            return Err(Status::permission_denied(format!(
+                "{} may not do this on device {}",
+                principal.name, record.hostname
+            )));
+        }
+        Ok(record)
+    }
+
+    /// Appends to the audit log. A failure to audit is logged loudly but
+    /// does not undo the action that already happened.
+    pub(crate) async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        county_id: Option<&str>,
+        outcome: &str,
+        details: String,
+    ) {
+        let event = AuditEvent {
+            at: now_millis(),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            county_id: county_id.map(str::to_owned),
+            outcome: outcome.to_owned(),
+            details,
+        };
+        if let Err(err) = self.store.append_audit(&event).await {
+            tracing::error!(error = %err, action, target, "cannot write audit event");
+        }
+    }
+}
+
+/// Requires `permission` on `target`, or PERMISSION_DENIED.
+pub(crate) fn require(
+    principal: &Principal,
+    permission: Permission,
+    target: &TenantRef,
+) -> Result<(), Status> {
+    if principal.can(permission, target) {
+        Ok(())
+    } else {
+        Err(Status::permission_denied(format!("{} lacks {permission:?} here", principal.name)))
+    }
+}
+
+/// Validates a tenant id (county, school, device class) from a request.
+pub(crate) fn tenant_id(field: &str, value: &str) -> Result<String, Status> {
+    let value = value.trim();
+    if schoolfleet_proto::scope::is_valid_tenant_id(value) {
+        Ok(value.to_owned())
+    } else {
+        Err(Status::invalid_argument(format!(
+            "{field} {value:?} is invalid: use 1-32 lowercase letters, digits, '-' or '_'"
+        )))
+    }
+}
+
+/// Validates a human-readable name or description.
+pub(crate) fn display_text(field: &str, value: &str, max: usize) -> Result<String, Status> {
+    let cleaned = schoolfleet_proto::text::clean(value.trim(), max);
+    if cleaned.changed {
+        return Err(Status::invalid_argument(format!(
+            "{field} is too long (max {max} bytes) or contains control characters"
+        )));
+    }
+    Ok(cleaned.value)
+}

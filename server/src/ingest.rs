@@ -1,0 +1,166 @@
+//! Ingesting one inventory report from an agent.
+//!
+//! Every field is hostile until proven otherwise: the report is decoded on
+//! its own (a malformed one fails alone, not the stream), checked against
+//! the limits, cleaned of control characters, compared with the current
+//! inventory, and stored once per report id.
+
+use prost::Message;
+use schoolfleet_proto::v1::{Inventory, InventoryReport, ReportAck};
+
+use crate::api::AppState;
+use crate::inventory::{diff, validate};
+use crate::storage::{
+    DeviceRecord, DeviceSummary, IngestOutcome, IngestReport, InventoryChangeRecord, SoftwareRow,
+    now_millis,
+};
+
+/// Reports claiming to be from further in the future than this are
+/// refused: a wrong clock must not pin a stale inventory as "newest".
+const MAX_CLOCK_SKEW_MS: i64 = 24 * 3600 * 1000;
+
+/// The report is refused for good: resending it cannot help.
+fn rejected(report_id: String, error: String) -> ReportAck {
+    ReportAck { report_id, duplicate: false, error, warnings: Vec::new(), retry: false }
+}
+
+/// The server could not store the report now; the agent keeps it.
+fn retry_later(report_id: String) -> ReportAck {
+    ReportAck {
+        report_id,
+        duplicate: false,
+        error: "server storage unavailable; will retry".into(),
+        warnings: Vec::new(),
+        retry: true,
+    }
+}
+
+pub async fn ingest_report(
+    state: &AppState,
+    device: &DeviceRecord,
+    report: InventoryReport,
+) -> ReportAck {
+    let report_id = schoolfleet_proto::text::clean(&report.report_id, 64).value;
+    if uuid::Uuid::parse_str(&report_id).is_err() {
+        return rejected(report_id, "report id must be a UUID".into());
+    }
+    let content_hash = report.content_hash.to_ascii_lowercase();
+    if content_hash.len() != 64 || !content_hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return rejected(report_id, "content hash must be 64 hex digits (SHA-256)".into());
+    }
+    let now = now_millis();
+    let collected_at = match schoolfleet_proto::time::opt_from_timestamp(report.collected_at.as_ref())
+    {
+        Some(t) if t.timestamp_millis() <= now + MAX_CLOCK_SKEW_MS => t.timestamp_millis(),
+        Some(_) => return rejected(report_id, "collection time lies in the future".into()),
+        None => return rejected(report_id, "collection time missing or invalid".into()),
+    };
+    let limits = validate::InventoryLimits {
+        max_software: state.config.limits.max_software_packages,
+        max_string_bytes: state.config.limits.max_string_bytes,
+        ..Default::default()
+    };
+    let mut inventory = match validate::decode(&report.inventory) {
+        Ok(inventory) => inventory,
+        Err(err) => return rejected(report_id, err.to_string()),
+    };
+    let warnings = match validate::sanitize(&mut inventory, &limits) {
+        Ok(warnings) => warnings,
+        Err(err) => return rejected(report_id, err.to_string()),
+    };
+    if !warnings.is_empty() {
+        tracing::warn!(device = %device.id, report = %report_id, count = warnings.len(), "inventory values neutralised");
+    }
+
+    let stored = match state.store.get_inventory(&device.id).await {
+        Ok(stored) => stored,
+        Err(err) => {
+            tracing::error!(device = %device.id, error = %err, "cannot load current inventory");
+            return retry_later(report_id);
+        }
+    };
+    // Only a report newer than the current inventory is compared: an old
+    // spooled report must not produce "changes" backwards in time.
+    let (previous, newest) = match stored {
+        None => (None, true),
+        Some(s) if s.collected_at <= collected_at => {
+            (Inventory::decode(s.inventory.as_slice()).ok(), true)
+        }
+        Some(_) => (None, false),
+    };
+    let changes = if newest {
+        diff::diff(previous.as_ref(), &inventory)
+            .into_iter()
+            .map(|c| InventoryChangeRecord {
+                report_id: report_id.clone(),
+                at: collected_at,
+                kind: c.kind.as_str().to_owned(),
+                subject: c.subject,
+                old_value: c.old_value,
+                new_value: c.new_value,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+
+    let ingest = IngestReport {
+        device_id: device.id.clone(),
+        report_id: report_id.clone(),
+        collected_at,
+        received_at: now,
+        content_hash,
+        reason: schoolfleet_proto::text::clean(&report.reason, 32).value,
+        summary: summary(&inventory),
+        software: inventory
+            .software
+            .iter()
+            .map(|p| SoftwareRow {
+                source: p.source.clone(),
+                name: p.name.clone(),
+                architecture: p.architecture.clone(),
+                version: p.version.clone(),
+            })
+            .collect(),
+        inventory: inventory.encode_to_vec(),
+        changes,
+    };
+    match state.store.ingest_report(&ingest).await {
+        Ok(outcome) => {
+            tracing::debug!(device = %device.id, report = %report_id, ?outcome, "inventory report stored");
+            ReportAck {
+                report_id,
+                duplicate: outcome == IngestOutcome::Duplicate,
+                error: String::new(),
+                warnings,
+                retry: false,
+            }
+        }
+        Err(err) => {
+            tracing::error!(device = %device.id, error = %err, "cannot store inventory report");
+            retry_later(report_id)
+        }
+    }
+}
+
+/// The columns of the device row that lists and filters need.
+fn summary(inventory: &Inventory) -> DeviceSummary {
+    let system = inventory.system.clone().unwrap_or_default();
+    let os = inventory.os.clone().unwrap_or_default();
+    let hardware = inventory.hardware.clone().unwrap_or_default();
+    let ips: Vec<&str> = inventory
+        .network_interfaces
+        .iter()
+        .flat_map(|i| i.ip_addresses.iter().map(String::as_str))
+        .filter(|ip| !ip.starts_with("fe80") && !ip.contains(' '))
+        .collect();
+    DeviceSummary {
+        hostname: system.hostname,
+        os_name: os.name,
+        os_version: os.version,
+        vendor: hardware.vendor,
+        model: hardware.model,
+        memory_total_bytes: i64::try_from(hardware.memory_total_bytes).unwrap_or(i64::MAX),
+        ip_addresses: ips.join(" "),
+    }
+}

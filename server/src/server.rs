@@ -1,0 +1,222 @@
+//! Wiring: storage, CA, TLS and the gRPC services on one listener.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use schoolfleet_proto::v1::agent_service_server::AgentServiceServer;
+use schoolfleet_proto::v1::device_service_server::DeviceServiceServer;
+use schoolfleet_proto::v1::enrollment_service_server::EnrollmentServiceServer;
+use schoolfleet_proto::v1::inventory_service_server::InventoryServiceServer;
+use schoolfleet_proto::v1::tenant_service_server::TenantServiceServer;
+use schoolfleet_proto::v1::user_service_server::UserServiceServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::agents::AgentRegistry;
+use crate::api::{self, AppState};
+use crate::auth::secrets;
+use crate::config::Config;
+use crate::pki::{self, CertificateAuthority};
+use crate::storage::{self, ApiToken, StorageError, Store, User, now_millis};
+
+/// File in the data directory that holds the first admin's API token.
+pub const BOOTSTRAP_TOKEN_FILE: &str = "bootstrap-admin.token";
+/// File in the data directory with the CA pin, for scripts and the README.
+pub const CA_PIN_FILE: &str = "ca.pin";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot prepare data directory {0}: {1}")]
+    DataDir(String, std::io::Error),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Opens storage and the CA; creates the bootstrap admin on first start.
+pub async fn prepare(config: Config) -> Result<AppState, ServerError> {
+    let data_dir = &config.server.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| ServerError::DataDir(data_dir.display().to_string(), e))?;
+    let store = storage::open(&config.server.database_url).await?;
+    let ca = match (&config.tls.ca_cert_file, &config.tls.ca_key_file) {
+        (Some(cert), Some(key)) => {
+            let read = |p: &Path| {
+                std::fs::read_to_string(p)
+                    .map_err(|e| ServerError::DataDir(p.display().to_string(), e))
+            };
+            CertificateAuthority::from_pem(&read(cert)?, &read(key)?)?
+        }
+        (None, None) => CertificateAuthority::load_or_create(data_dir)?,
+        _ => {
+            return Err(ServerError::Tls(
+                "tls.ca_cert_file and tls.ca_key_file must be given together".into(),
+            ));
+        }
+    };
+    let pin = schoolfleet_proto::transport::format_pin(&ca.fingerprint());
+    std::fs::write(data_dir.join(CA_PIN_FILE), format!("{pin}\n"))
+        .map_err(|e| ServerError::DataDir(data_dir.display().to_string(), e))?;
+    tracing::info!(ca_pin = %pin, "server CA ready");
+    bootstrap_admin(&store, data_dir).await?;
+    Ok(AppState {
+        store,
+        ca: Arc::new(ca),
+        config: Arc::new(config),
+        agents: Arc::new(AgentRegistry::default()),
+        shutdown: CancellationToken::new(),
+        tasks: TaskTracker::new(),
+    })
+}
+
+/// On an empty database, creates user `admin` (admin of the cooperation)
+/// and writes its API token to a file readable by the owner only. The
+/// token itself is never logged.
+async fn bootstrap_admin(store: &Arc<dyn Store>, data_dir: &Path) -> Result<(), ServerError> {
+    if store.count_users().await? > 0 {
+        return Ok(());
+    }
+    let now = now_millis();
+    let user = User {
+        id: uuid::Uuid::now_v7().to_string(),
+        name: "admin".into(),
+        county_id: None,
+        created_at: now,
+        bindings: vec![("admin".into(), "cooperation".into())],
+    };
+    match store.create_user(&user).await {
+        Ok(()) => {}
+        // Another replica bootstrapped at the same moment.
+        Err(StorageError::Conflict(_)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
+    let (id, secret) = secrets::generate();
+    store
+        .create_api_token(&ApiToken {
+            id: id.clone(),
+            user_id: user.id.clone(),
+            secret_hash: secrets::hash_secret(&secret),
+            description: "bootstrap admin".into(),
+            created_at: now,
+            expires_at: None,
+            revoked_at: None,
+        })
+        .await?;
+    let path = data_dir.join(BOOTSTRAP_TOKEN_FILE);
+    let token = schoolfleet_proto::tokens::format_api_token(&id, &secret);
+    write_owner_only(&path, &format!("{token}\n"))
+        .map_err(|e| ServerError::DataDir(path.display().to_string(), e))?;
+    tracing::warn!(
+        path = %path.display(),
+        "created bootstrap admin `admin`; its API token is in this file. Create personal \
+         users, then revoke it and delete the file"
+    );
+    Ok(())
+}
+
+fn write_owner_only(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+/// Names the server certificate is valid for.
+fn subject_alt_names(config: &Config) -> Vec<String> {
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let host = host.trim();
+        if !host.is_empty() {
+            names.push(host.to_owned());
+        }
+    }
+    names.extend(config.tls.subject_alt_names.iter().cloned());
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Serves all services on `listener` until `shutdown` is cancelled, then
+/// drains for at most the configured grace period.
+pub async fn run(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    let config = state.config.clone();
+    let server_cert = state.ca.issue_server_cert(&subject_alt_names(&config))?;
+    let tls = pki::server_tls_config(&state.ca, &server_cert);
+    let limit = config.limits.max_message_bytes;
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<AgentServiceServer<api::AgentApi>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(schoolfleet_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    macro_rules! limited {
+        ($server:ident, $api:expr) => {
+            $server::new($api).max_decoding_message_size(limit).max_encoding_message_size(limit)
+        };
+    }
+
+    let router = tonic::transport::Server::builder()
+        .tls_config(tls)
+        .map_err(|e| ServerError::Tls(e.to_string()))?
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .initial_stream_window_size(Some(4 * 1024 * 1024))
+        .initial_connection_window_size(Some(8 * 1024 * 1024))
+        .tcp_nodelay(true)
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(limited!(AgentServiceServer, api::AgentApi(state.clone())))
+        .add_service(limited!(TenantServiceServer, api::TenantApi(state.clone())))
+        .add_service(limited!(EnrollmentServiceServer, api::EnrollmentApi(state.clone())))
+        .add_service(limited!(UserServiceServer, api::UserApi(state.clone())))
+        .add_service(limited!(DeviceServiceServer, api::DeviceApi(state.clone())))
+        .add_service(limited!(InventoryServiceServer, api::InventoryApi(state.clone())));
+
+    let addr = listener.local_addr().map_err(|e| ServerError::Tls(e.to_string()))?;
+    tracing::info!(%addr, "listening");
+    let incoming = TcpListenerStream::new(listener);
+    let drain = {
+        let shutdown = shutdown.clone();
+        let app_shutdown = state.shutdown.clone();
+        async move {
+            shutdown.cancelled().await;
+            // Ends the agent streams, so that the drain below can finish.
+            app_shutdown.cancel();
+        }
+    };
+    let serve = router.serve_with_incoming_shutdown(incoming, drain);
+    tokio::pin!(serve);
+    tokio::select! {
+        result = &mut serve => result?,
+        _ = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(config.server.shutdown_grace).await;
+        } => tracing::warn!("shutdown grace period over; closing remaining connections"),
+    }
+    state.tasks.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), state.tasks.wait()).await;
+    tracing::info!("server stopped");
+    Ok(())
+}
