@@ -2,7 +2,21 @@
 //!
 //! It keeps one outbound mTLS gRPC stream to the server and never listens on
 //! a network port. Its local control socket (a Unix socket, not a port) is
-//! for the person at the device.
+//! for the person or admin at the device.
+//!
+//! - [`enroll`]: one-time token in, device certificate out.
+//! - [`runtime`]: the loop behind `schoolfleet-agent run`.
+//! - [`inventory`]: collection behind a platform trait.
+//! - [`spool`]: reports wait on disk until acknowledged.
+//! - [`control`]: the local control socket.
 
+pub mod backoff;
+pub mod control;
+pub mod enroll;
 pub mod identity;
 pub mod inventory;
+pub mod runtime;
+pub mod spool;
+
+/// Default state directory: identity, spool and control socket.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/schoolfleet-agent";

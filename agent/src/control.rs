@@ -1,0 +1,160 @@
+//! The local control socket: a Unix socket in the state directory (not a
+//! network port) through which the person or admin at the device asks the
+//! running agent for its status or a fresh inventory report. Only the
+//! agent's own user can open it (mode 0600).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+
+pub const SOCKET_NAME: &str = "agent.sock";
+
+/// Largest request line accepted; the protocol only has tiny messages.
+const MAX_LINE: usize = 4096;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "kebab-case")]
+pub enum ControlRequest {
+    Status,
+    CollectNow,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlResponse {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<AgentStatus>,
+    /// For collect-now: the id of the report that was made.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub report_id: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentStatus {
+    pub device_id: String,
+    pub server: String,
+    pub connected: bool,
+    pub spooled_reports: usize,
+    pub inventory_hash: String,
+    pub last_error: String,
+}
+
+/// A request from the socket, with the channel for its answer.
+pub type ControlCall = (ControlRequest, oneshot::Sender<ControlResponse>);
+
+pub fn socket_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(SOCKET_NAME)
+}
+
+/// Binds the socket (replacing a stale one) with mode 0600 and forwards
+/// requests to the agent loop.
+pub fn serve(state_dir: &Path, calls: mpsc::Sender<ControlCall>) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = socket_path(state_dir);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    tokio::spawn(handle(stream, calls.clone()));
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "control socket accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }))
+}
+
+async fn handle(stream: UnixStream, calls: mpsc::Sender<ControlCall>) {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let mut reader = BufReader::new(read.take(MAX_LINE as u64));
+    let response = match reader.read_line(&mut line).await {
+        Ok(_) => match serde_json::from_str::<ControlRequest>(&line) {
+            Ok(request) => {
+                let (tx, rx) = oneshot::channel();
+                if calls.send((request, tx)).await.is_err() {
+                    error_response("agent is shutting down")
+                } else {
+                    rx.await.unwrap_or_else(|_| error_response("agent dropped the request"))
+                }
+            }
+            Err(err) => error_response(&format!("invalid request: {err}")),
+        },
+        Err(err) => error_response(&format!("cannot read request: {err}")),
+    };
+    let mut text = serde_json::to_string(&response).unwrap_or_else(|_| "{\"ok\":false}".into());
+    text.push('\n');
+    let _ = write.write_all(text.as_bytes()).await;
+}
+
+fn error_response(error: &str) -> ControlResponse {
+    ControlResponse { ok: false, error: error.to_owned(), ..Default::default() }
+}
+
+/// Client side, used by `schoolfleet-agent status` and `collect-now`.
+pub async fn call(state_dir: &Path, request: &ControlRequest) -> std::io::Result<ControlResponse> {
+    let path = socket_path(state_dir);
+    let stream = UnixStream::connect(&path).await.map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot reach the running agent at {}: {e}", path.display()))
+    })?;
+    let (read, mut write) = stream.into_split();
+    let mut text = serde_json::to_string(request).map_err(std::io::Error::other)?;
+    text.push('\n');
+    write.write_all(text.as_bytes()).await?;
+    let mut line = String::new();
+    BufReader::new(read.take(1 << 20)).read_line(&mut line).await?;
+    serde_json::from_str(&line).map_err(std::io::Error::other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn request_roundtrip_and_owner_only_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = mpsc::channel::<ControlCall>(4);
+        let _server = serve(dir.path(), tx).unwrap();
+        tokio::spawn(async move {
+            while let Some((request, reply)) = rx.recv().await {
+                let report_id = if request == ControlRequest::CollectNow { "r-1".into() } else { String::new() };
+                let _ = reply.send(ControlResponse { ok: true, report_id, ..Default::default() });
+            }
+        });
+        let response = call(dir.path(), &ControlRequest::CollectNow).await.unwrap();
+        assert!(response.ok);
+        assert_eq!(response.report_id, "r-1");
+        let mode = std::fs::metadata(socket_path(dir.path())).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[tokio::test]
+    async fn garbage_gets_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, _rx) = mpsc::channel::<ControlCall>(1);
+        let _server = serve(dir.path(), tx).unwrap();
+        let stream = UnixStream::connect(socket_path(dir.path())).await.unwrap();
+        let (read, mut write) = stream.into_split();
+        write.write_all(b"{\"command\":\"format-disk\"}\n").await.unwrap();
+        let mut line = String::new();
+        BufReader::new(read).read_line(&mut line).await.unwrap();
+        let response: ControlResponse = serde_json::from_str(&line).unwrap();
+        assert!(!response.ok);
+        assert!(response.error.contains("invalid request"), "{}", response.error);
+    }
+}

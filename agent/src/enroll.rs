@@ -1,0 +1,88 @@
+//! `schoolfleet-agent enroll`: one-time token in, device certificate out.
+//!
+//! The key pair is generated here and the private key never leaves the
+//! device. The server is trusted only if its CA matches the pin carried in
+//! the token, and the CA certificate it returns must match that pin too.
+
+use std::path::Path;
+
+use schoolfleet_proto::tokens::parse_enrollment_token;
+use schoolfleet_proto::transport::{self, ChannelOptions, ServerTrust};
+use schoolfleet_proto::v1::EnrollRequest;
+use schoolfleet_proto::v1::agent_service_client::AgentServiceClient;
+
+use crate::identity::{self, AgentIdentity};
+use crate::inventory;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollError {
+    #[error("invalid enrolment token: {0}")]
+    Token(#[from] schoolfleet_proto::tokens::TokenFormatError),
+    #[error(transparent)]
+    Transport(#[from] transport::TransportError),
+    #[error("the server refused the enrolment: {0}")]
+    Refused(String),
+    #[error("the server's CA certificate does not match the pin in the token")]
+    CaMismatch,
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
+}
+
+/// What a successful enrolment reports back to the operator.
+#[derive(Debug, Clone)]
+pub struct Enrolled {
+    pub device_id: String,
+    pub school: String,
+    pub device_class: String,
+    pub reenrolled: bool,
+}
+
+pub async fn enroll(server_url: &str, token: &str, state_dir: &Path) -> Result<Enrolled, EnrollError> {
+    let parts = parse_enrollment_token(token)?;
+    let channel = transport::connect(
+        server_url,
+        ServerTrust::Pinned(parts.ca_pin),
+        None,
+        ChannelOptions { request_timeout: Some(std::time::Duration::from_secs(30)), ..Default::default() },
+    )
+    .await?;
+
+    // Only hardware identity, no personal data: it links a reinstalled
+    // agent to its existing device instead of creating a duplicate.
+    let inventory = tokio::task::spawn_blocking(|| inventory::current_platform().collect())
+        .await
+        .unwrap_or_default();
+    let system = inventory.system.unwrap_or_default();
+    let hardware = inventory.hardware.unwrap_or_default();
+    let (key_pem, csr_pem) = identity::generate_key_and_csr(&system.hostname)?;
+    let response = AgentServiceClient::new(channel)
+        .enroll(EnrollRequest {
+            token: token.trim().to_owned(),
+            csr_pem,
+            system_uuid: hardware.system_uuid,
+            serial_number: hardware.serial_number,
+            hostname: system.hostname,
+            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        })
+        .await
+        .map_err(|status| EnrollError::Refused(status.message().to_owned()))?
+        .into_inner();
+
+    if transport::ca_fingerprint(&response.ca_certificate_pem)? != parts.ca_pin {
+        return Err(EnrollError::CaMismatch);
+    }
+    AgentIdentity {
+        device_id: response.device_id.clone(),
+        server_url: server_url.to_owned(),
+        cert_pem: response.certificate_pem,
+        key_pem,
+        ca_pem: response.ca_certificate_pem,
+    }
+    .save(state_dir)?;
+    Ok(Enrolled {
+        device_id: response.device_id,
+        school: response.school,
+        device_class: response.device_class,
+        reenrolled: response.reenrolled,
+    })
+}

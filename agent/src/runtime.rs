@@ -1,0 +1,437 @@
+//! `schoolfleet-agent run`: the agent's one loop.
+//!
+//! One outbound mTLS stream to the server carries heartbeats and inventory
+//! reports up, and acknowledgements and requests down. The loop never busy
+//! polls: it sleeps until a timer fires, a message arrives, or someone at
+//! the device asks through the control socket. Reports are written to the
+//! spool before they are sent and removed only when acknowledged, so
+//! nothing is lost while the server is down.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message;
+use schoolfleet_proto::transport::{self, ChannelOptions, ClientIdentity, ServerTrust};
+use schoolfleet_proto::v1::agent_message::Body as AgentBody;
+use schoolfleet_proto::v1::agent_service_client::AgentServiceClient;
+use schoolfleet_proto::v1::server_message::Body as ServerBody;
+use schoolfleet_proto::v1::*;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::{Backoff, jittered};
+use crate::control::{self, AgentStatus, ControlCall, ControlRequest, ControlResponse};
+use crate::identity::AgentIdentity;
+use crate::inventory::{self, Platform};
+use crate::spool::Spool;
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub state_dir: PathBuf,
+    pub spool_max_bytes: u64,
+    /// Overrides the server's inventory interval (tests, diagnostics).
+    pub inventory_interval: Option<Duration>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(
+        "this agent is not enrolled (no identity in {0}): run `schoolfleet-agent enroll --server URL --token TOKEN`"
+    )]
+    NotEnrolled(String, #[source] crate::identity::IdentityError),
+    #[error("cannot open the spool: {0}")]
+    Spool(#[from] crate::spool::SpoolError),
+    #[error("cannot open the control socket: {0}")]
+    Control(std::io::Error),
+}
+
+/// A live stream to the server.
+struct Connection {
+    outbound: mpsc::Sender<AgentMessage>,
+    inbound: tonic::Streaming<ServerMessage>,
+    /// Reports sent on this stream and not yet acknowledged.
+    in_flight: HashSet<String>,
+    since: Instant,
+}
+
+struct Agent {
+    identity: AgentIdentity,
+    spool: Spool,
+    platform: Arc<dyn Platform>,
+    status: AgentStatus,
+    /// Hash of the last inventory put into a report.
+    reported_hash: Option<String>,
+    heartbeat_interval: Duration,
+    inventory_interval: Duration,
+    inventory_override: Option<Duration>,
+    heartbeat_sequence: u64,
+}
+
+/// Runs until `shutdown` is cancelled.
+pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(), RunError> {
+    let identity = AgentIdentity::load(&options.state_dir)
+        .map_err(|e| RunError::NotEnrolled(options.state_dir.display().to_string(), e))?;
+    let spool = Spool::open(&options.state_dir.join("spool"), options.spool_max_bytes)?;
+    let (control_tx, mut control_rx) = mpsc::channel::<ControlCall>(8);
+    let control_task = control::serve(&options.state_dir, control_tx).map_err(RunError::Control)?;
+    let mut agent = Agent {
+        status: AgentStatus {
+            device_id: identity.device_id.clone(),
+            server: identity.server_url.clone(),
+            ..Default::default()
+        },
+        identity,
+        spool,
+        platform: Arc::from(inventory::current_platform()),
+        reported_hash: None,
+        heartbeat_interval: Duration::from_secs(60),
+        inventory_interval: options.inventory_interval.unwrap_or(Duration::from_secs(3600)),
+        inventory_override: options.inventory_interval,
+        heartbeat_sequence: 0,
+    };
+    tracing::info!(device = %agent.identity.device_id, server = %agent.identity.server_url, "agent starting");
+
+    let mut connection: Option<Connection> = None;
+    let mut backoff = Backoff::default();
+    let mut next_attempt = Instant::now();
+    let mut next_heartbeat = Instant::now() + agent.heartbeat_interval;
+    // A full inventory on start.
+    let mut next_inventory = Instant::now();
+    let mut first_report = true;
+    // Set when the server asked to retry a report later.
+    let mut resend_at: Option<Instant> = None;
+
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+
+            _ = tokio::time::sleep_until(next_attempt), if connection.is_none() => {
+                match agent.connect().await {
+                    Ok(conn) => {
+                        tracing::info!("connected to server");
+                        agent.status.connected = true;
+                        agent.status.last_error.clear();
+                        connection = Some(conn);
+                        next_heartbeat = Instant::now() + jittered(agent.heartbeat_interval, 0.1);
+                        if let Some(conn) = connection.as_mut()
+                            && let Err(e) = agent.send_spooled(conn).await
+                        {
+                            tracing::warn!(error = %e, "cannot send spooled reports");
+                        }
+                    }
+                    Err(err) => {
+                        if err.refused {
+                            // Revoked or retired: keep trying, but rarely.
+                            backoff.saturate();
+                        }
+                        let delay = backoff.next_delay();
+                        tracing::warn!(error = %err.message, retry_in = ?delay, "cannot connect to server");
+                        agent.status.last_error = err.message;
+                        next_attempt = Instant::now() + delay;
+                    }
+                }
+            }
+
+            message = next_message(&mut connection) => {
+                let keep = match message {
+                    Ok(Some(message)) => match agent.handle_server_message(message, connection.as_mut(), &mut resend_at) {
+                        Next::Continue => true,
+                        Next::Disconnect => false,
+                        Next::CollectNow => {
+                            // The server wants a fresh report even if unchanged.
+                            agent.report_inventory("requested", true, connection.as_mut()).await;
+                            true
+                        }
+                    },
+                    Ok(None) => { tracing::warn!("server closed the stream"); false }
+                    Err(status) => {
+                        tracing::warn!(code = ?status.code(), error = %status.message(), "stream ended");
+                        agent.status.last_error = status.message().to_owned();
+                        if matches!(status.code(), tonic::Code::PermissionDenied | tonic::Code::Unauthenticated) {
+                            backoff.saturate();
+                        }
+                        false
+                    }
+                };
+                if !keep {
+                    if let Some(conn) = connection.take()
+                        && conn.since.elapsed() > Duration::from_secs(30)
+                    {
+                        // A connection that held for a while resets the
+                        // backoff; one that flaps does not.
+                        backoff.reset();
+                    }
+                    agent.status.connected = false;
+                    next_attempt = Instant::now() + backoff.next_delay();
+                }
+            }
+
+            _ = tokio::time::sleep_until(next_heartbeat), if connection.is_some() => {
+                agent.heartbeat_sequence += 1;
+                let heartbeat = Heartbeat {
+                    sequence: agent.heartbeat_sequence,
+                    inventory_hash: agent.status.inventory_hash.clone(),
+                    uptime_seconds: read_uptime_seconds(),
+                };
+                if let Some(conn) = connection.as_ref() {
+                    send(conn, AgentBody::Heartbeat(heartbeat)).await;
+                }
+                next_heartbeat = Instant::now() + jittered(agent.heartbeat_interval, 0.1);
+            }
+
+            _ = tokio::time::sleep_until(next_inventory) => {
+                let reason = if first_report { "startup" } else { "interval" };
+                first_report = false;
+                agent.report_inventory(reason, false, connection.as_mut()).await;
+                next_inventory = Instant::now() + jittered(agent.inventory_interval, 0.1);
+            }
+
+            _ = async { tokio::time::sleep_until(resend_at.unwrap_or_else(Instant::now)).await }, if resend_at.is_some() => {
+                resend_at = None;
+                if let Some(conn) = connection.as_mut()
+                    && let Err(e) = agent.send_spooled(conn).await
+                {
+                    tracing::warn!(error = %e, "cannot resend spooled reports");
+                }
+            }
+
+            Some((request, reply)) = control_rx.recv() => {
+                let response = match request {
+                    ControlRequest::Status => {
+                        agent.status.spooled_reports = agent.spool.len();
+                        ControlResponse { ok: true, status: Some(agent.status.clone()), ..Default::default() }
+                    }
+                    ControlRequest::CollectNow => {
+                        match agent.report_inventory("requested", true, connection.as_mut()).await {
+                            Some(report_id) => ControlResponse { ok: true, report_id, ..Default::default() },
+                            None => ControlResponse { ok: false, error: "inventory report failed; see the agent log".into(), ..Default::default() },
+                        }
+                    }
+                };
+                let _ = reply.send(response);
+            }
+        }
+    }
+    control_task.abort();
+    let _ = std::fs::remove_file(control::socket_path(&options.state_dir));
+    tracing::info!("agent stopped");
+    Ok(())
+}
+
+/// The next message of the stream, or never when there is no stream.
+async fn next_message(
+    connection: &mut Option<Connection>,
+) -> Result<Option<ServerMessage>, tonic::Status> {
+    match connection {
+        Some(conn) => conn.inbound.message().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn send(conn: &Connection, body: AgentBody) -> bool {
+    conn.outbound.send(AgentMessage { body: Some(body) }).await.is_ok()
+}
+
+fn read_uptime_seconds() -> u64 {
+    std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map(|s| s as u64)
+        .unwrap_or_default()
+}
+
+/// What the loop does after a server message.
+enum Next {
+    Continue,
+    Disconnect,
+    CollectNow,
+}
+
+#[derive(Debug)]
+struct ConnectError {
+    message: String,
+    /// The server refused this device (revoked, retired, unknown).
+    refused: bool,
+}
+
+impl Agent {
+    async fn connect(&self) -> Result<Connection, ConnectError> {
+        let transport_error = |e: transport::TransportError| ConnectError {
+            message: error_chain(&e),
+            refused: false,
+        };
+        let channel = transport::connect(
+            &self.identity.server_url,
+            ServerTrust::CaPem(self.identity.ca_pem.clone()),
+            Some(ClientIdentity {
+                cert_chain_pem: self.identity.cert_pem.clone(),
+                key_pem: self.identity.key_pem.clone(),
+            }),
+            ChannelOptions::default(),
+        )
+        .await
+        .map_err(transport_error)?;
+        let mut client = AgentServiceClient::new(channel)
+            .max_decoding_message_size(schoolfleet_proto::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(schoolfleet_proto::MAX_MESSAGE_BYTES);
+        let (outbound, rx) = mpsc::channel(64);
+        let hello = Hello {
+            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+            inventory_hash: self.reported_hash.clone().unwrap_or_default(),
+            spooled_reports: self.spool.len() as u32,
+        };
+        let _ = outbound.send(AgentMessage { body: Some(AgentBody::Hello(hello)) }).await;
+        let inbound = client
+            .open_stream(ReceiverStream::new(rx))
+            .await
+            .map_err(|status| ConnectError {
+                refused: matches!(
+                    status.code(),
+                    tonic::Code::PermissionDenied | tonic::Code::Unauthenticated
+                ),
+                message: format!("{}: {}", code_text(status.code()), status.message()),
+            })?
+            .into_inner();
+        Ok(Connection { outbound, inbound, in_flight: HashSet::new(), since: Instant::now() })
+    }
+
+    /// Sends every spooled report that is not already in flight.
+    async fn send_spooled(&self, conn: &mut Connection) -> Result<(), crate::spool::SpoolError> {
+        for entry in self.spool.entries()? {
+            if conn.in_flight.contains(&entry.report_id) {
+                continue;
+            }
+            if let Some(report) = self.spool.load(&entry)? {
+                conn.in_flight.insert(report.report_id.clone());
+                if !send(conn, AgentBody::InventoryReport(report)).await {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Collects the inventory and, if it changed (or `force`), spools and
+    /// sends a report. Returns the report id when one was made.
+    async fn report_inventory(
+        &mut self,
+        reason: &str,
+        force: bool,
+        connection: Option<&mut Connection>,
+    ) -> Option<String> {
+        // Collection reads many files: keep it off the async thread.
+        let platform = self.platform.clone();
+        let collected = match tokio::task::spawn_blocking(move || platform.collect()).await {
+            Ok(inventory) => inventory,
+            Err(err) => {
+                tracing::error!(error = %err, "inventory collection panicked");
+                return None;
+            }
+        };
+        let hash = inventory::content_hash(&collected);
+        self.status.inventory_hash = hash.clone();
+        let changed = self.reported_hash.as_deref() != Some(hash.as_str());
+        if !force && !changed && reason != "startup" {
+            tracing::debug!("inventory unchanged");
+            return None;
+        }
+        let reason = if !force && reason == "interval" { "changed" } else { reason };
+        let report = InventoryReport {
+            report_id: uuid::Uuid::new_v4().to_string(),
+            collected_at: Some(schoolfleet_proto::time::to_timestamp(chrono::Utc::now())),
+            content_hash: hash.clone(),
+            inventory: collected.encode_to_vec(),
+            reason: reason.to_owned(),
+        };
+        if let Err(err) = self.spool.push(&report) {
+            tracing::error!(error = %err, "cannot spool inventory report");
+            return None;
+        }
+        self.reported_hash = Some(hash);
+        let report_id = report.report_id.clone();
+        tracing::info!(report = %report_id, reason, software = collected.software.len(), "inventory report made");
+        if let Some(conn) = connection {
+            conn.in_flight.insert(report_id.clone());
+            send(conn, AgentBody::InventoryReport(report)).await;
+        }
+        Some(report_id)
+    }
+
+    /// Handles one message from the server.
+    fn handle_server_message(
+        &mut self,
+        message: ServerMessage,
+        connection: Option<&mut Connection>,
+        resend_at: &mut Option<Instant>,
+    ) -> Next {
+        match message.body {
+            Some(ServerBody::Welcome(welcome)) => {
+                if welcome.heartbeat_interval_seconds > 0 {
+                    self.heartbeat_interval = Duration::from_secs(welcome.heartbeat_interval_seconds.into());
+                }
+                if self.inventory_override.is_none() && welcome.inventory_interval_seconds > 0 {
+                    self.inventory_interval = Duration::from_secs(welcome.inventory_interval_seconds.into());
+                }
+                Next::Continue
+            }
+            Some(ServerBody::ReportAck(ack)) => {
+                if let Some(conn) = connection {
+                    conn.in_flight.remove(&ack.report_id);
+                }
+                if ack.error.is_empty() || !ack.retry {
+                    if !ack.error.is_empty() {
+                        tracing::error!(report = %ack.report_id, error = %ack.error, "server rejected inventory report");
+                    }
+                    for warning in &ack.warnings {
+                        tracing::warn!(report = %ack.report_id, warning = %warning, "server neutralised a value");
+                    }
+                    if let Err(err) = self.spool.remove(&ack.report_id) {
+                        tracing::warn!(error = %err, "cannot remove acknowledged report");
+                    }
+                } else {
+                    tracing::warn!(report = %ack.report_id, error = %ack.error, "server will take the report later");
+                    *resend_at = Some(Instant::now() + jittered(Duration::from_secs(30), 0.2));
+                }
+                Next::Continue
+            }
+            Some(ServerBody::CollectInventory(request)) => {
+                tracing::info!(reason = %request.reason, "server asked for an inventory");
+                Next::CollectNow
+            }
+            Some(ServerBody::Goodbye(goodbye)) => {
+                tracing::warn!(reason = %goodbye.reason, "server ended the session");
+                Next::Disconnect
+            }
+            // Remote sessions come with a later version.
+            Some(ServerBody::OpenSession(_)) | None => Next::Continue,
+        }
+    }
+}
+
+fn code_text(code: tonic::Code) -> &'static str {
+    match code {
+        tonic::Code::PermissionDenied => "refused",
+        tonic::Code::Unauthenticated => "not authenticated",
+        tonic::Code::Unavailable => "server unavailable",
+        _ => "error",
+    }
+}
+
+/// "a: b: c" for an error and its sources.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
