@@ -1,0 +1,101 @@
+//! Test harness: every store test runs against SQLite (a temp file) and,
+//! when `SCHOOLFLEET_TEST_DATABASE_URL` names a PostgreSQL server, against a
+//! fresh PostgreSQL database that is dropped afterwards.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use schoolfleet_server::storage::{PgStore, SqliteStore, Store};
+use sqlx::Connection;
+
+pub const PG_URL_VAR: &str = "SCHOOLFLEET_TEST_DATABASE_URL";
+
+/// Runs `test` against a fresh SQLite store.
+pub async fn with_sqlite<F, Fut>(test: F)
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("test.db")).await.unwrap();
+    test(Arc::new(store)).await;
+}
+
+/// Runs `test` against a fresh PostgreSQL database, or skips when no server
+/// is configured. In CI (`CI=true`) a missing server is a failure: the
+/// PostgreSQL backend must never go untested there.
+pub async fn with_postgres<F, Fut>(test: F)
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Ok(admin_url) = std::env::var(PG_URL_VAR) else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "{PG_URL_VAR} must be set in CI so that the PostgreSQL backend is tested"
+        );
+        eprintln!("skipping PostgreSQL: {PG_URL_VAR} not set");
+        return;
+    };
+    let name = format!("sf_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+    let url = replace_database(&admin_url, &name);
+    let outcome = AssertUnwindSafe(async {
+        let store = PgStore::connect(&url).await.unwrap();
+        let pool = store.pool().clone();
+        test(Arc::new(store)).await;
+        pool.close().await;
+    })
+    .catch_unwind()
+    .await;
+    // Leave no database behind, whatever the test did.
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// `postgres://u@h:p/db?x` with the database replaced.
+pub fn replace_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    format!("{base}/{database}{query}")
+}
+
+/// Declares each listed async fn(Arc<dyn Store>) as a test on both backends.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    $crate::common::with_sqlite(super::$name).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    $crate::common::with_postgres(super::$name).await;
+                }
+            )*
+        }
+    };
+}
