@@ -1,0 +1,108 @@
+//! An in-process server on 127.0.0.1:0 with real TLS and a SQLite file,
+//! and clients that call it as the CLI does.
+
+use std::sync::Arc;
+
+use schoolfleet_proto::transport::{self, ChannelOptions, ServerTrust};
+use schoolfleet_proto::v1::device_service_client::DeviceServiceClient;
+use schoolfleet_proto::v1::enrollment_service_client::EnrollmentServiceClient;
+use schoolfleet_proto::v1::inventory_service_client::InventoryServiceClient;
+use schoolfleet_proto::v1::tenant_service_client::TenantServiceClient;
+use schoolfleet_proto::v1::user_service_client::UserServiceClient;
+use schoolfleet_server::api::AppState;
+use schoolfleet_server::config::{Config, FlagOverrides};
+use schoolfleet_server::storage::Store;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+pub struct InProcessServer {
+    pub url: String,
+    pub state: AppState,
+    pub pin: [u8; 32],
+    pub bootstrap_token: String,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl InProcessServer {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let flags = FlagOverrides {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            data_dir: Some(dir.path().to_owned()),
+            database_url: None,
+        };
+        let config = Config::load(None, Vec::new(), &flags).unwrap();
+        let state = schoolfleet_server::server::prepare(config).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("https://{}", listener.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        tokio::spawn(schoolfleet_server::server::run(state.clone(), listener, shutdown.clone()));
+        let bootstrap_token = std::fs::read_to_string(
+            dir.path().join(schoolfleet_server::server::BOOTSTRAP_TOKEN_FILE),
+        )
+        .unwrap()
+        .trim()
+        .to_owned();
+        let pin = state.ca.fingerprint();
+        InProcessServer { url, state, pin, bootstrap_token, shutdown, _dir: dir }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.state.store
+    }
+
+    pub async fn client(&self, token: &str) -> Clients {
+        let channel = transport::connect(
+            &self.url,
+            ServerTrust::Pinned(self.pin),
+            None,
+            ChannelOptions::default(),
+        )
+        .await
+        .unwrap();
+        Clients::new(channel, token)
+    }
+}
+
+impl Drop for InProcessServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+#[derive(Clone)]
+pub struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        request.metadata_mut().insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+type Authed = InterceptedService<Channel, Bearer>;
+
+/// Every admin client, authenticated with one API token.
+pub struct Clients {
+    pub tenants: TenantServiceClient<Authed>,
+    pub enrollment: EnrollmentServiceClient<Authed>,
+    pub users: UserServiceClient<Authed>,
+    pub devices: DeviceServiceClient<Authed>,
+    pub inventory: InventoryServiceClient<Authed>,
+}
+
+impl Clients {
+    pub fn new(channel: Channel, token: &str) -> Self {
+        let bearer = Bearer(format!("Bearer {token}").parse().unwrap());
+        Clients {
+            tenants: TenantServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            enrollment: EnrollmentServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            users: UserServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            devices: DeviceServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            inventory: InventoryServiceClient::with_interceptor(channel, bearer),
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! Tenant isolation as a matrix: every admin call × every role scoped to
+//! Kusel × an object of Kaiserslautern returns PERMISSION_DENIED or
+//! NOT_FOUND (or a list without the object), never the object. A
+//! cooperation-wide technician is the positive control: the joint support
+//! team works across counties, so the same calls must reach the object.
+
+mod common;
+
+use common::server::{Clients, InProcessServer};
+use schoolfleet_proto::v1::*;
+use schoolfleet_server::storage::{self, DeviceSummary, Enrolment, IngestReport, SoftwareRow, now_millis};
+use tonic::Code;
+
+const FOREIGN_DEVICE: &str = "0190aaaa-0000-7000-8000-00000000cafe";
+const FOREIGN_HOST: &str = "kl001-sp0101";
+const FOREIGN_PACKAGE: &str = "kaiserslautern-only-tool";
+
+struct Fixture {
+    server: InProcessServer,
+    foreign_token_id: String,
+    foreign_api_token_id: String,
+}
+
+async fn fixture() -> Fixture {
+    let server = InProcessServer::start().await;
+    let mut admin = server.client(&server.bootstrap_token).await;
+    for (id, name) in [("kus", "Landkreis Kusel"), ("kl", "Landkreis Kaiserslautern")] {
+        admin.tenants.create_county(CreateCountyRequest { id: id.into(), name: name.into() }).await.unwrap();
+    }
+    for (id, county) in [("kus012", "kus"), ("kl001", "kl")] {
+        admin
+            .tenants
+            .create_school(CreateSchoolRequest { id: id.into(), county_id: county.into(), name: id.into() })
+            .await
+            .unwrap();
+    }
+    let foreign_token = admin
+        .enrollment
+        .create_enrollment_token(CreateEnrollmentTokenRequest {
+            school_id: "kl001".into(),
+            device_class: "schueler-pc".into(),
+            expires_in_seconds: 3600,
+            max_uses: 5,
+            description: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token
+        .unwrap();
+    admin
+        .users
+        .create_user(CreateUserRequest {
+            name: "kl-admin".into(),
+            county_id: "kl".into(),
+            roles: vec![RoleBinding { role: "admin".into(), scope: "county:kl".into() }],
+        })
+        .await
+        .unwrap();
+    let foreign_api_token_id = admin
+        .users
+        .create_api_token(CreateApiTokenRequest { user: "kl-admin".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .token_id;
+
+    // A Kaiserslautern device with inventory, written straight to the store.
+    let store = server.store();
+    let device = storage::DeviceRecord {
+        id: FOREIGN_DEVICE.into(),
+        county_id: "kl".into(),
+        school_id: "kl001".into(),
+        device_class: "schueler-pc".into(),
+        status: "active".into(),
+        hostname: FOREIGN_HOST.into(),
+        system_uuid: "u".into(),
+        serial_number: "s".into(),
+        cert_fingerprint: Some("f".into()),
+        cert_serial: None,
+        cert_not_after: None,
+        enrolled_at: now_millis(),
+        last_seen: None,
+        connected: false,
+        agent_version: String::new(),
+        inventory_at: None,
+        inventory_hash: None,
+        os_name: String::new(),
+        os_version: String::new(),
+        vendor: String::new(),
+        model: String::new(),
+        memory_total_bytes: 0,
+        ip_addresses: String::new(),
+    };
+    store
+        .enroll_device(&Enrolment { token_id: foreign_token.id.clone(), now: now_millis(), device, existing: false })
+        .await
+        .unwrap();
+    store
+        .ingest_report(&IngestReport {
+            device_id: FOREIGN_DEVICE.into(),
+            report_id: uuid::Uuid::new_v4().to_string(),
+            collected_at: now_millis(),
+            received_at: now_millis(),
+            content_hash: "0".repeat(64),
+            reason: "test".into(),
+            inventory: Vec::new(),
+            summary: DeviceSummary { hostname: FOREIGN_HOST.into(), ..Default::default() },
+            software: vec![SoftwareRow {
+                source: "dpkg".into(),
+                name: FOREIGN_PACKAGE.into(),
+                architecture: "amd64".into(),
+                version: "1.0".into(),
+            }],
+            changes: Vec::new(),
+        })
+        .await
+        .unwrap();
+    Fixture { server, foreign_token_id: foreign_token.id, foreign_api_token_id }
+}
+
+/// Creates a user with one binding and returns clients with its token.
+async fn user_clients(f: &Fixture, name: &str, role: &str, scope: &str) -> Clients {
+    let mut admin = f.server.client(&f.server.bootstrap_token).await;
+    admin
+        .users
+        .create_user(CreateUserRequest {
+            name: name.into(),
+            county_id: String::new(),
+            roles: vec![RoleBinding { role: role.into(), scope: scope.into() }],
+        })
+        .await
+        .unwrap();
+    let secret = admin
+        .users
+        .create_api_token(CreateApiTokenRequest { user: name.into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .secret;
+    f.server.client(&secret).await
+}
+
+/// How one call went, as far as isolation is concerned.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Refused with PERMISSION_DENIED or NOT_FOUND.
+    Refused,
+    /// Succeeded, and the answer does not contain the foreign object.
+    Hidden,
+    /// The foreign object was reached or revealed.
+    Reached,
+}
+
+fn refused<T>(result: Result<tonic::Response<T>, tonic::Status>, reveals: impl Fn(&T) -> bool) -> Outcome {
+    match result {
+        Err(status) if matches!(status.code(), Code::PermissionDenied | Code::NotFound) => Outcome::Refused,
+        Err(status) => panic!("unexpected error {status:?}"),
+        Ok(response) if reveals(response.get_ref()) => Outcome::Reached,
+        Ok(_) => Outcome::Hidden,
+    }
+}
+
+/// Every admin call against the foreign object, by name.
+async fn every_call(c: &mut Clients, f: &Fixture) -> Vec<(&'static str, Outcome)> {
+    let device = || DeviceRef { device: FOREIGN_DEVICE.into() };
+    let mut results = vec![
+        ("tenants.create_county", refused(c.tenants.create_county(CreateCountyRequest { id: "x".into(), name: "x".into() }).await, |_| true)),
+        ("tenants.list_counties", refused(c.tenants.list_counties(ListCountiesRequest {}).await, |r| r.counties.iter().any(|x| x.id == "kl"))),
+        ("tenants.create_school", refused(c.tenants.create_school(CreateSchoolRequest { id: "kl999".into(), county_id: "kl".into(), name: "x".into() }).await, |_| true)),
+        ("tenants.list_schools", refused(c.tenants.list_schools(ListSchoolsRequest { county_id: "kl".into() }).await, |r| r.schools.iter().any(|s| s.id == "kl001"))),
+        ("tenants.create_device_class", refused(c.tenants.create_device_class(CreateDeviceClassRequest { id: "x".into(), label: "x".into() }).await, |_| true)),
+        ("enrollment.create", refused(c.enrollment.create_enrollment_token(CreateEnrollmentTokenRequest { school_id: "kl001".into(), device_class: "schueler-pc".into(), expires_in_seconds: 60, max_uses: 1, description: String::new() }).await, |_| true)),
+        ("enrollment.list", refused(c.enrollment.list_enrollment_tokens(ListEnrollmentTokensRequest { county_id: "kl".into(), ..Default::default() }).await, |r| r.tokens.iter().any(|t| t.id == f.foreign_token_id))),
+        ("enrollment.revoke", refused(c.enrollment.revoke_enrollment_token(RevokeEnrollmentTokenRequest { id: f.foreign_token_id.clone() }).await, |_| true)),
+        ("users.create", refused(c.users.create_user(CreateUserRequest { name: format!("x{}", uuid::Uuid::new_v4().simple()), county_id: String::new(), roles: vec![RoleBinding { role: "viewer".into(), scope: "county:kl".into() }] }).await, |_| true)),
+        ("users.list", refused(c.users.list_users(ListUsersRequest {}).await, |r| r.users.iter().any(|u| u.name == "kl-admin"))),
+        ("users.create_api_token", refused(c.users.create_api_token(CreateApiTokenRequest { user: "kl-admin".into(), ..Default::default() }).await, |_| true)),
+        ("users.revoke_api_token", refused(c.users.revoke_api_token(RevokeApiTokenRequest { token_id: f.foreign_api_token_id.clone() }).await, |_| true)),
+        ("devices.list", refused(c.devices.list_devices(ListDevicesRequest::default()).await, |r| r.devices.iter().any(|d| d.id == FOREIGN_DEVICE))),
+        ("devices.list_county", refused(c.devices.list_devices(ListDevicesRequest { county_id: "kl".into(), ..Default::default() }).await, |r| !r.devices.is_empty())),
+        ("devices.get_by_id", refused(c.devices.get_device(GetDeviceRequest { device: FOREIGN_DEVICE.into() }).await, |_| true)),
+        ("devices.get_by_hostname", refused(c.devices.get_device(GetDeviceRequest { device: FOREIGN_HOST.into() }).await, |_| true)),
+        ("devices.changes", refused(c.devices.list_inventory_changes(ListInventoryChangesRequest { device: FOREIGN_DEVICE.into(), limit: 0 }).await, |_| true)),
+        ("devices.reports", refused(c.devices.list_inventory_reports(ListInventoryReportsRequest { device: FOREIGN_DEVICE.into(), limit: 0 }).await, |_| true)),
+        ("devices.request_inventory", refused(c.devices.request_inventory(device()).await, |_| true)),
+        ("inventory.search", refused(c.inventory.search_software(SearchSoftwareRequest { name: FOREIGN_PACKAGE.into(), ..Default::default() }).await, |r| !r.hits.is_empty())),
+    ];
+    // Last, because they change the device.
+    results.push(("devices.retire", refused(c.devices.retire_device(device()).await, |_| true)));
+    results.push(("devices.revoke", refused(c.devices.revoke_device(device()).await, |_| true)));
+    results
+}
+
+#[tokio::test]
+async fn county_roles_never_reach_another_county() {
+    let f = fixture().await;
+    for role in ["admin", "technician", "coordinator", "viewer"] {
+        let mut clients = user_clients(&f, &format!("kus-{role}"), role, "county:kus").await;
+        for (call, outcome) in every_call(&mut clients, &f).await {
+            assert_ne!(outcome, Outcome::Reached, "{role}@county:kus reached the Kaiserslautern object via {call}");
+        }
+    }
+    // School-scoped roles are even narrower.
+    let mut clients = user_clients(&f, "kus012-admin", "admin", "school:kus012").await;
+    for (call, outcome) in every_call(&mut clients, &f).await {
+        assert_ne!(outcome, Outcome::Reached, "admin@school:kus012 reached it via {call}");
+    }
+    // The foreign device is untouched by all of the above.
+    let device = f.server.store().get_device(FOREIGN_DEVICE).await.unwrap().unwrap();
+    assert_eq!(device.status, "active");
+}
+
+#[tokio::test]
+async fn cooperation_wide_technician_reaches_every_county() {
+    let f = fixture().await;
+    let mut clients = user_clients(&f, "team-tech", "technician", "cooperation").await;
+    let results = every_call(&mut clients, &f).await;
+    let outcome = |name: &str| &results.iter().find(|(call, _)| *call == name).unwrap().1;
+    // The joint team reads and works on devices of every county...
+    for call in ["devices.list", "devices.list_county", "devices.get_by_id", "devices.get_by_hostname", "devices.changes", "inventory.search", "enrollment.list", "devices.retire"] {
+        assert_eq!(outcome(call), &Outcome::Reached, "cooperation technician could not {call}");
+    }
+    // ...but a technician holds no admin powers.
+    for call in ["users.create", "users.create_api_token", "tenants.create_county", "devices.revoke"] {
+        assert_eq!(outcome(call), &Outcome::Refused, "technician was allowed {call}");
+    }
+}
+
+#[tokio::test]
+async fn missing_forged_and_revoked_api_tokens_fail_closed() {
+    let f = fixture().await;
+    let channel_call = |token: String| {
+        let server = &f.server;
+        async move {
+            let mut c = server.client(&token).await;
+            c.devices.list_devices(ListDevicesRequest::default()).await
+        }
+    };
+    let forged = schoolfleet_proto::tokens::format_api_token(&"0".repeat(16), &"1".repeat(48));
+    for token in [String::new(), "garbage".into(), forged] {
+        let err = channel_call(token.clone()).await.unwrap_err();
+        assert_eq!(err.code(), Code::Unauthenticated, "token {token:?}: {err:?}");
+    }
+    // A real token with a flipped secret is refused, and so is a revoked one.
+    let good = f.server.bootstrap_token.clone();
+    let mut flipped = good.clone();
+    let last = flipped.pop().unwrap();
+    flipped.push(if last == '0' { '1' } else { '0' });
+    assert_eq!(channel_call(flipped).await.unwrap_err().code(), Code::Unauthenticated);
+    let mut admin = f.server.client(&good).await;
+    let created = admin.users.create_api_token(CreateApiTokenRequest::default()).await.unwrap().into_inner();
+    assert!(channel_call(created.secret.clone()).await.is_ok());
+    admin.users.revoke_api_token(RevokeApiTokenRequest { token_id: created.token_id }).await.unwrap();
+    let err = channel_call(created.secret).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    assert!(err.message().contains("revoked"), "{}", err.message());
+}
