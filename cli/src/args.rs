@@ -27,9 +27,26 @@ then the profile saved by `schoolfleet login`
 Ids are short and lowercase: counties `don`, `kus`, `kl`; schools `kus012`;
 device classes `schueler-pc`. Scopes are `cooperation`, `county:<id>` or `school:<id>`.";
 
+const LOGIN_HELP: &str = "\
+Example:
+  schoolfleet login --server https://fleet.example.org:7443 --ca-pin sha256:3f5a... --token sft_...
+
+A flag you leave out is taken from the environment or the existing profile,
+so `schoolfleet login --token sft_NEW` replaces only the token.";
+
+const ENROLL_TOKEN_CREATE_HELP: &str = "\
+Example, for a computer room with 30 PCs:
+  schoolfleet enroll-token create --school kus012 --class schueler-pc --expires 7d --uses 30
+
+Then run the printed `schoolfleet-agent enroll ...` command on each PC.";
+
+const TOKEN_CREATE_HELP: &str = "\
+Example:
+  schoolfleet token create --user m.mueller --expires 90d --description \"Laptop MZ\"";
+
 #[derive(Debug, Parser)]
 #[command(name = "schoolfleet", version, about = ABOUT, after_help = AFTER_HELP)]
-#[command(propagate_version = true, max_term_width = 100)]
+#[command(max_term_width = 100)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -59,7 +76,8 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "DIR", help_heading = "Connection")]
     pub config_dir: Option<PathBuf>,
 
-    /// Output format of lists and objects
+    /// Output format: table (aligned columns), json (array of objects with
+    /// snake_case keys) or csv (RFC 4180, UTF-8, header row)
     #[arg(
         long,
         short = 'o',
@@ -75,12 +93,7 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Check server, CA pin and token (by asking the server who you are), then
     /// save them as your profile (mode 0600)
-    #[command(
-        after_help = "Example:\n  schoolfleet login --server https://fleet.example.org:7443 \
-        --ca-pin sha256:3f5a... --token sft_...\n\nA flag you leave out is taken from the \
-        environment or the existing profile, so `schoolfleet login --token sft_NEW` swaps \
-        only the token."
-    )]
+    #[command(after_help = LOGIN_HELP)]
     Login,
 
     /// Delete the saved profile. The token itself stays valid until it expires
@@ -187,10 +200,7 @@ pub enum ClassCommand {
 pub enum EnrollTokenCommand {
     /// Create a token for enrolling devices into a school and class; it is
     /// shown once
-    #[command(
-        after_help = "Example:\n  schoolfleet enroll-token create --school kus012 \
-        --class schueler-pc --expires 7d --uses 30 --description \"Computerraum 1\""
-    )]
+    #[command(after_help = ENROLL_TOKEN_CREATE_HELP)]
     Create {
         /// School the devices join, e.g. kus012
         #[arg(long, value_parser = tenant_id)]
@@ -202,11 +212,11 @@ pub enum EnrollTokenCommand {
         #[arg(long, value_parser = positive_duration, default_value = "7d", value_name = "DURATION")]
         expires: Duration,
         /// How many devices may enrol with it, e.g. the size of a computer room
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         uses: u32,
         /// Free text, e.g. "Computerraum 1"
-        #[arg(long, default_value = "")]
-        description: String,
+        #[arg(long)]
+        description: Option<String>,
     },
     /// List enrolment tokens (active ones unless --all)
     List {
@@ -232,8 +242,8 @@ pub enum UserCommand {
     /// Create a user with one or more role bindings
     #[command(after_help = "Roles: admin, technician, coordinator, viewer.\n\
         Each --role is ROLE@SCOPE, where SCOPE is `cooperation`, `county:<id>` or `school:<id>`.\n\n\
-        Example:\n  schoolfleet user add m.mueller --county kus --role technician@county:kus \
-        --role viewer@county:kl")]
+        Example:\n  \
+        schoolfleet user add m.mueller --county kus --role technician@county:kus --role viewer@county:kl")]
     Add {
         /// Login name, e.g. m.mueller
         name: String,
@@ -251,10 +261,7 @@ pub enum UserCommand {
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Create an API token; the secret is shown once
-    #[command(
-        after_help = "Example:\n  schoolfleet token create --user m.mueller --expires 90d \
-        --description \"Laptop Medienzentrum\""
-    )]
+    #[command(after_help = TOKEN_CREATE_HELP)]
     Create {
         /// User name or id; yourself when omitted
         #[arg(long)]
@@ -263,8 +270,8 @@ pub enum TokenCommand {
         #[arg(long, value_parser = positive_duration, default_value = "90d", value_name = "DURATION")]
         expires: Duration,
         /// Free text, e.g. where the token is used
-        #[arg(long, default_value = "")]
-        description: String,
+        #[arg(long)]
+        description: Option<String>,
     },
     /// Revoke an API token
     Revoke {

@@ -27,12 +27,11 @@ use unicode_width::UnicodeWidthStr;
 /// `--output`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum OutputFormat {
-    /// Aligned columns for people
+    // No doc comments on the variants: clap would turn them into a long
+    // "possible values" list in every command's help.
     #[default]
     Table,
-    /// An array of objects with stable snake_case keys
     Json,
-    /// RFC 4180, header row, UTF-8
     Csv,
 }
 

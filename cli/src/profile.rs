@@ -146,6 +146,10 @@ impl Settings {
         }
     }
 
+    pub fn is_complete(&self) -> bool {
+        self.server.is_some() && self.ca_pin.is_some() && self.token.is_some()
+    }
+
     /// All three settings, or a "not logged in" error that says what is missing.
     pub fn require(self) -> anyhow::Result<Profile> {
         match self {
@@ -171,10 +175,12 @@ impl Settings {
                 .into_iter()
                 .filter_map(|(is_missing, what)| is_missing.then_some(what))
                 .collect();
-                bail!(
-                    "not logged in: run `schoolfleet login --server https://HOST:7443 --ca-pin sha256:HEX --token sft_...` (missing: {})",
-                    missing.join(", ")
-                )
+                let hint = "not logged in: run `schoolfleet login --server https://HOST:7443 \
+                            --ca-pin sha256:HEX --token sft_...`";
+                if missing.len() == 3 {
+                    bail!("{hint}")
+                }
+                bail!("{hint} (missing: {})", missing.join(", "))
             }
         }
     }

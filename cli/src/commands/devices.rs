@@ -187,6 +187,12 @@ pub async fn list(args: DevicesArgs, ctx: &Context, ui: &mut Ui<'_>) -> anyhow::
 }
 
 pub async fn run(cmd: DeviceCommand, ctx: &Context, ui: &mut Ui<'_>) -> anyhow::Result<()> {
+    // Refuse before touching the network when nobody could confirm.
+    if let DeviceCommand::Revoke { yes: false, .. } = cmd
+        && !ui.interactive
+    {
+        bail!("refusing to revoke without confirmation: not a terminal; pass --yes");
+    }
     let api = ctx.connect().await?;
     match cmd {
         DeviceCommand::Show { device, software } => {

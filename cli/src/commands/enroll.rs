@@ -151,7 +151,7 @@ pub async fn run(cmd: EnrollTokenCommand, ctx: &Context, ui: &mut Ui<'_>) -> any
                 device_class: class,
                 expires_in_seconds: expires.as_secs(),
                 max_uses: uses,
-                description,
+                description: description.unwrap_or_default(),
             };
             let created = api
                 .enrollment()

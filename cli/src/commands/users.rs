@@ -161,7 +161,7 @@ pub async fn token(cmd: TokenCommand, ctx: &Context, ui: &mut Ui<'_>) -> anyhow:
             let request = CreateApiTokenRequest {
                 user: user.unwrap_or_default(),
                 expires_in_seconds: expires.as_secs(),
-                description,
+                description: description.unwrap_or_default(),
             };
             let created = api.users().create_api_token(request).await.reply(&api)?;
             let row = CreatedApiToken {
