@@ -91,6 +91,16 @@ impl Api {
         })
     }
 
+    /// Wraps an already connected channel, e.g. a plain-HTTP one to an
+    /// in-process test server. `server` is only used in messages.
+    pub fn from_channel(channel: Channel, token: &Secret, server: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            channel,
+            auth: BearerAuth::new(token)?,
+            server: server.to_owned(),
+        })
+    }
+
     /// The server URL, for messages and hints.
     pub fn server(&self) -> &str {
         &self.server

@@ -163,18 +163,25 @@ pub fn list_request(args: &DevicesArgs) -> ListDevicesRequest {
 
 pub async fn list(args: DevicesArgs, ctx: &Context, ui: &mut Ui<'_>) -> anyhow::Result<()> {
     let api = ctx.connect().await?;
-    let mut request = list_request(&args);
-    let mut rows = Vec::new();
+    let devices = fetch_all(&api, list_request(&args)).await?;
+    let rows: Vec<DeviceRow> = devices.iter().map(DeviceRow::from).collect();
+    ui.list(&rows)?;
+    Ok(())
+}
+
+/// Follows `next_page_token` until the server says there is no more.
+pub async fn fetch_all(api: &Api, mut request: ListDevicesRequest) -> anyhow::Result<Vec<Device>> {
+    let mut devices = Vec::new();
     let mut tokens = HashSet::new();
     loop {
         let page = api
             .devices()
             .list_devices(request.clone())
             .await
-            .reply(&api)?;
-        rows.extend(page.devices.iter().map(DeviceRow::from));
+            .reply(api)?;
+        devices.extend(page.devices);
         if page.next_page_token.is_empty() {
-            break;
+            return Ok(devices);
         }
         // A server bug must not turn into an endless loop.
         if !tokens.insert(page.next_page_token.clone()) {
@@ -182,8 +189,6 @@ pub async fn list(args: DevicesArgs, ctx: &Context, ui: &mut Ui<'_>) -> anyhow::
         }
         request.page_token = page.next_page_token;
     }
-    ui.list(&rows)?;
-    Ok(())
 }
 
 pub async fn run(cmd: DeviceCommand, ctx: &Context, ui: &mut Ui<'_>) -> anyhow::Result<()> {
@@ -1223,6 +1228,171 @@ mod tests {
         assert_eq!(
             list_request(&DevicesArgs::default()).online,
             Tristate::Unknown as i32
+        );
+    }
+
+    /// A fake DeviceService on 127.0.0.1:0: two pages of devices, NOT_FOUND
+    /// for any single device, and a record of the authorization headers.
+    mod fake_server {
+        use std::sync::{Arc, Mutex};
+
+        use schoolfleet_proto::v1::device_service_server::{DeviceService, DeviceServiceServer};
+        use schoolfleet_proto::v1::*;
+        use tonic::{Request, Response, Status};
+
+        #[derive(Default, Clone)]
+        pub struct Fake {
+            pub seen: Arc<Mutex<Vec<(String, ListDevicesRequest)>>>,
+        }
+
+        fn dev(name: &str) -> Device {
+            Device {
+                id: format!("id-{name}"),
+                hostname: name.into(),
+                ..Default::default()
+            }
+        }
+
+        #[tonic::async_trait]
+        impl DeviceService for Fake {
+            async fn list_devices(
+                &self,
+                request: Request<ListDevicesRequest>,
+            ) -> Result<Response<ListDevicesResponse>, Status> {
+                let auth = request
+                    .metadata()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let request = request.into_inner();
+                self.seen.lock().unwrap().push((auth, request.clone()));
+                let page = match request.page_token.as_str() {
+                    "" => ListDevicesResponse {
+                        devices: vec![dev("kus012-pc01"), dev("kus012-pc02")],
+                        next_page_token: "p2".into(),
+                    },
+                    "p2" => ListDevicesResponse {
+                        devices: vec![dev("kus012-pc03")],
+                        next_page_token: String::new(),
+                    },
+                    // A buggy server that hands out the same token forever.
+                    "loop" | "loop-start" => ListDevicesResponse {
+                        devices: vec![],
+                        next_page_token: "loop".into(),
+                    },
+                    other => return Err(Status::invalid_argument(format!("bad token {other}"))),
+                };
+                Ok(Response::new(page))
+            }
+            async fn get_device(
+                &self,
+                request: Request<GetDeviceRequest>,
+            ) -> Result<Response<DeviceDetail>, Status> {
+                Err(Status::not_found(format!(
+                    "device {}",
+                    request.into_inner().device
+                )))
+            }
+            async fn retire_device(
+                &self,
+                _: Request<DeviceRef>,
+            ) -> Result<Response<Device>, Status> {
+                Err(Status::permission_denied(
+                    "retiring needs technician@school:kus012",
+                ))
+            }
+            async fn revoke_device(
+                &self,
+                _: Request<DeviceRef>,
+            ) -> Result<Response<Device>, Status> {
+                Err(Status::unimplemented(""))
+            }
+            async fn list_inventory_changes(
+                &self,
+                _: Request<ListInventoryChangesRequest>,
+            ) -> Result<Response<ListInventoryChangesResponse>, Status> {
+                Err(Status::unimplemented(""))
+            }
+            async fn list_inventory_reports(
+                &self,
+                _: Request<ListInventoryReportsRequest>,
+            ) -> Result<Response<ListInventoryReportsResponse>, Status> {
+                Err(Status::unimplemented(""))
+            }
+            async fn request_inventory(
+                &self,
+                _: Request<DeviceRef>,
+            ) -> Result<Response<RequestInventoryResponse>, Status> {
+                Err(Status::unimplemented(""))
+            }
+        }
+
+        /// Serves `fake` on a fresh port; returns a plain-HTTP channel to it.
+        pub async fn start(fake: Fake) -> tonic::transport::Channel {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(DeviceServiceServer::new(fake))
+                    .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+            );
+            tonic::transport::Channel::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap()
+        }
+    }
+
+    #[tokio::test]
+    async fn fetches_all_pages_with_the_bearer_token() {
+        let fake = fake_server::Fake::default();
+        let channel = fake_server::start(fake.clone()).await;
+        let token = crate::profile::Secret::new("sft_t1_s3cr3t");
+        let api = Api::from_channel(channel, &token, "https://fleet.test:7443").unwrap();
+
+        let args = DevicesArgs {
+            school: Some("kus012".into()),
+            ..Default::default()
+        };
+        let devices = fetch_all(&api, list_request(&args)).await.unwrap();
+        let names: Vec<&str> = devices.iter().map(|d| d.hostname.as_str()).collect();
+        assert_eq!(names, ["kus012-pc01", "kus012-pc02", "kus012-pc03"]);
+
+        let seen = fake.seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2);
+        for (auth, request) in &seen {
+            assert_eq!(auth, "Bearer sft_t1_s3cr3t");
+            assert_eq!(request.school_id, "kus012");
+        }
+        assert_eq!(seen[1].1.page_token, "p2");
+
+        let looping = ListDevicesRequest {
+            page_token: "loop-start".into(),
+            ..Default::default()
+        };
+        let err = fetch_all(&api, looping).await.unwrap_err();
+        assert!(err.to_string().contains("same page token"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn server_errors_read_clearly() {
+        let channel = fake_server::start(fake_server::Fake::default()).await;
+        let token = crate::profile::Secret::new("sft_t1_s3cr3t");
+        let api = Api::from_channel(channel, &token, "https://fleet.test:7443").unwrap();
+
+        let err = get(&api, "kus012-pc99").await.unwrap_err();
+        assert_eq!(err.to_string(), "not found: device kus012-pc99");
+        let err = api
+            .devices()
+            .retire_device(DeviceRef { device: "x".into() })
+            .await
+            .reply(&api)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "permission denied: retiring needs technician@school:kus012"
         );
     }
 }
