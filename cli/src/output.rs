@@ -327,27 +327,14 @@ impl Section {
     }
 }
 
-/// RFC 3339 in UTC to the second, e.g. `2026-11-28T10:57:03Z`; empty when
-/// missing or out of range.
-pub fn time(t: Option<&prost_types::Timestamp>) -> String {
-    time_opt(t).unwrap_or_default()
-}
-
-/// Like [`time`], `None` when missing (JSON `null`).
+/// RFC 3339 in UTC to the second, e.g. `2026-11-28T10:57:03Z`; `None` (JSON
+/// `null`) when missing or out of range.
 pub fn time_opt(t: Option<&prost_types::Timestamp>) -> Option<String> {
     schoolfleet_proto::time::opt_from_timestamp(t).map(rfc3339)
 }
 
 pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-/// "2026-11-28T10:57:03Z (5 min ago)" for people.
-pub fn time_with_age(t: Option<&prost_types::Timestamp>, now: DateTime<Utc>) -> String {
-    match schoolfleet_proto::time::opt_from_timestamp(t) {
-        Some(t) => format!("{} ({})", rfc3339(t), age(now, t)),
-        None => String::new(),
-    }
 }
 
 /// "just now", "5 min ago", "3 h ago", "12 days ago", "in 6 days".

@@ -1,5 +1,20 @@
-//! One module per command group. Each exposes `run(command, &Context, &mut Ui)`
-//! and defines the serde row structs it prints.
+//! One module per command group. Each exposes async functions taking
+//! `(command, &Context, &mut Ui)` and defines the serde row structs it prints.
+//!
+//! Adding a command, e.g. `school rename`:
+//!
+//! 1. `args.rs`: add the variant with doc comments (they are the `--help`
+//!    text) and value parsers (`tenant_id`, `positive_duration`, ...);
+//!    `Cli::command().debug_assert()` in the tests checks the definition.
+//! 2. Here: route it in [`run`] (the `match` is exhaustive, so the compiler
+//!    points at the spot).
+//! 3. In the group's module: `let api = ctx.connect().await?;`, call the RPC
+//!    with `.await.reply(&api)?` (maps `tonic::Status` to a readable error),
+//!    turn the answer into a row struct (`#[derive(Serialize)]` +
+//!    [`Record`](crate::output::Record), keys == `COLUMNS`, checked by
+//!    `output::assert_keys_match_columns`), and print it with `ui.list`,
+//!    `ui.one` or `ui.done`. Never `println!`: `Ui` neutralises escapes and
+//!    keeps stdout for data.
 
 pub mod devices;
 pub mod enroll;
