@@ -1,0 +1,19 @@
+//! The `schoolfleet` CLI: a thin client of the admin gRPC services.
+//!
+//! `main.rs` only parses the command line and calls [`run`]; everything else
+//! lives in modules so tests (and the end-to-end tests of the workspace) can
+//! drive the CLI in-process with captured output.
+//!
+//! * [`args`]: command-line syntax and help texts (clap derive)
+//! * [`profile`]: the saved profile and the flag > env > file precedence
+//! * [`client`]: TLS channel with pinned CA, bearer-token interceptor, error messages
+//! * [`output`]: table / JSON / CSV, sections, terminal-escape neutralisation
+//! * [`commands`]: one module per command group
+
+pub mod args;
+pub mod client;
+pub mod commands;
+pub mod output;
+pub mod profile;
+
+pub use commands::run;
