@@ -50,7 +50,8 @@ if [ ! -f "$demo/agent/device.json" ]; then
   say "creating county demo, school demo001 and an enrolment token"
   sf county add demo --name "Demo-Landkreis" >/dev/null
   sf school add demo001 --county demo --name "Demo-Schule" >/dev/null
-  token=$(sf enroll-token create --school demo001 --class schueler-pc --expires 1h --uses 1 --quiet)
+  token=$(sf -o json enroll-token create --school demo001 --class schueler-pc --expires 1h --uses 1 \
+    | sed -n 's/.*"secret": *"\(sfe_[^"]*\)".*/\1/p')
   say "enrolling this machine"
   "$bin/schoolfleet-agent" --state-dir "$demo/agent" enroll --server "$url" --token "$token"
 fi

@@ -51,6 +51,7 @@ fn device(id: &str, hostname: &str, school_id: &str, county_id: &str) -> DeviceR
         hostname: hostname.into(),
         system_uuid: format!("uuid-{id}"),
         serial_number: format!("serial-{id}"),
+        machine_id: format!("machine-{id}"),
         cert_fingerprint: Some(format!("fp-{id}")),
         cert_serial: Some("01".into()),
         cert_not_after: Some(now_millis() + 1_000_000),
@@ -200,10 +201,21 @@ async fn enrolment_uses_tokens_atomically(store: Arc<dyn Store>) {
 
 async fn reenrolment_replaces_certificate_without_duplicate(store: Arc<dyn Store>) {
     seed_devices(&store).await;
-    let found = store.find_device_by_hardware("kus", "uuid-d1", "serial-d1").await.unwrap().unwrap();
+    let hw = |uuid: &str, serial: &str, machine: &str| HardwareIdentity {
+        system_uuid: uuid.into(),
+        serial_number: serial.into(),
+        machine_id: machine.into(),
+    };
+    let found = store.find_device_by_hardware("kus", &hw("uuid-d1", "serial-d1", "")).await.unwrap().unwrap();
     assert_eq!(found.id, "d1");
-    // The same hardware is not matched across counties.
-    assert!(store.find_device_by_hardware("kl", "uuid-d1", "serial-d1").await.unwrap().is_none());
+    // Without a firmware UUID the machine id links the device...
+    let by_machine = store.find_device_by_hardware("kus", &hw("", "", "machine-d1")).await.unwrap().unwrap();
+    assert_eq!(by_machine.id, "d1");
+    // ...but a firmware UUID that differs is a different machine.
+    assert!(store.find_device_by_hardware("kus", &hw("uuid-other", "serial-d1", "machine-d1")).await.unwrap().is_none());
+    // Empty identities never match, and hardware is not matched across counties.
+    assert!(store.find_device_by_hardware("kus", &hw("", "", "")).await.unwrap().is_none());
+    assert!(store.find_device_by_hardware("kl", &hw("uuid-d1", "serial-d1", "")).await.unwrap().is_none());
 
     let mut again = found.clone();
     again.cert_fingerprint = Some("fp-new".into());

@@ -76,6 +76,7 @@ async fn fixture() -> Fixture {
         hostname: FOREIGN_HOST.into(),
         system_uuid: "u".into(),
         serial_number: "s".into(),
+        machine_id: String::new(),
         cert_fingerprint: Some("f".into()),
         cert_serial: None,
         cert_not_after: None,

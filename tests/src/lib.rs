@@ -1,1 +1,292 @@
-//! e2e helpers
+//! End-to-end harness: the real `schoolfleet-server`, `schoolfleet-agent`
+//! and `schoolfleet` binaries as child processes on this machine.
+//!
+//! `cargo test --workspace` builds the binaries before any test runs,
+//! because each binary crate has integration tests of its own. Every child
+//! is killed on drop, so a failing test leaves no process behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of a workspace binary next to the test executable.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test>-<hash> -> target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`, which builds every binary",
+        path.display()
+    );
+    path
+}
+
+/// A command with the caller's environment minus every SCHOOLFLEET_*
+/// variable, so that a developer's own profile cannot leak into a test.
+pub fn clean_command(program: &Path) -> Command {
+    let mut command = Command::new(program);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("SCHOOLFLEET_") {
+            command.env_remove(key);
+        }
+    }
+    command.stdin(Stdio::null());
+    command
+}
+
+/// Polls `condition` until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if condition() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn stop_child(child: &mut Child, signal: nix::sys::signal::Signal) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, signal);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A `schoolfleet-server` process on SQLite in a temp directory.
+pub struct ServerProcess {
+    pub data_dir: PathBuf,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl ServerProcess {
+    /// Starts a server with short agent intervals, suited to tests.
+    pub fn start(data_dir: &Path) -> ServerProcess {
+        let mut server = ServerProcess { data_dir: data_dir.to_owned(), port: free_port(), child: None };
+        server.restart();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    pub fn ca_pin(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("ca.pin")).unwrap().trim().to_owned()
+    }
+
+    pub fn bootstrap_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("bootstrap-admin.token")).unwrap().trim().to_owned()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// (Re)starts the process on the same port and data directory.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "server already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.join("server.log"))
+            .unwrap();
+        let child = clean_command(&bin("schoolfleet-server"))
+            .args(["run", "--listen", &format!("127.0.0.1:{}", self.port)])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .env("SCHOOLFLEET_AGENTS__HEARTBEAT_INTERVAL", "1s")
+            .env("SCHOOLFLEET_AGENTS__ONLINE_WINDOW", "5s")
+            .env("SCHOOLFLEET_SERVER__SHUTDOWN_GRACE", "2s")
+            .env("RUST_LOG", "info,schoolfleet_server=debug")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn schoolfleet-server");
+        self.child = Some(child);
+        let port = self.port;
+        wait_until(Duration::from_secs(30), "the server to listen", || {
+            self.data_dir.join("ca.pin").exists()
+                && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+    }
+
+    /// SIGTERM, as systemd does, and wait for the exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop_child(&mut child, nix::sys::signal::Signal::SIGTERM);
+        }
+    }
+
+    /// An admin CLI logged in as the bootstrap admin.
+    pub fn admin_cli(&self, config_dir: &Path) -> CliRunner {
+        CliRunner {
+            config_dir: config_dir.to_owned(),
+            server: self.url(),
+            ca_pin: self.ca_pin(),
+            token: self.bootstrap_token(),
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs the `schoolfleet` CLI with a given server, pin and token.
+#[derive(Debug, Clone)]
+pub struct CliRunner {
+    pub config_dir: PathBuf,
+    pub server: String,
+    pub ca_pin: String,
+    pub token: String,
+}
+
+impl CliRunner {
+    pub fn with_token(&self, token: &str) -> CliRunner {
+        CliRunner { token: token.to_owned(), ..self.clone() }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        clean_command(&bin("schoolfleet"))
+            .env("SCHOOLFLEET_CONFIG_DIR", &self.config_dir)
+            .env("SCHOOLFLEET_SERVER", &self.server)
+            .env("SCHOOLFLEET_CA_PIN", &self.ca_pin)
+            .env("SCHOOLFLEET_TOKEN", &self.token)
+            .args(args)
+            .output()
+            .expect("spawn schoolfleet")
+    }
+
+    /// Runs and requires success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "schoolfleet {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stdout).expect("CLI output is UTF-8")
+    }
+
+    /// Runs with `-o json` and parses the output.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut full = vec!["-o", "json"];
+        full.extend_from_slice(args);
+        let text = self.ok(&full);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad JSON from {args:?}: {e}\n{text}"))
+    }
+
+    /// Creates an enrolment token and returns its secret.
+    pub fn enrollment_token(&self, school: &str, expires: &str, uses: u32) -> String {
+        let created = self.json(&[
+            "enroll-token", "create", "--school", school, "--class", "schueler-pc", "--expires", expires,
+            "--uses", &uses.to_string(),
+        ]);
+        created["secret"].as_str().expect("secret in output").to_owned()
+    }
+}
+
+/// A `schoolfleet-agent` with its own state directory.
+pub struct AgentProcess {
+    pub state_dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl AgentProcess {
+    pub fn new(state_dir: &Path) -> AgentProcess {
+        AgentProcess { state_dir: state_dir.to_owned(), child: None }
+    }
+
+    fn command(&self) -> Command {
+        let mut command = clean_command(&bin("schoolfleet-agent"));
+        command.arg("--state-dir").arg(&self.state_dir);
+        command
+    }
+
+    pub fn enroll(&self, server_url: &str, token: &str) -> Output {
+        self.command()
+            .args(["enroll", "--server", server_url])
+            .env("SCHOOLFLEET_AGENT_TOKEN", token)
+            .output()
+            .expect("spawn schoolfleet-agent enroll")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.state_dir.join("agent.log")).unwrap_or_default()
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "agent already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.state_dir.join("agent.log"))
+            .unwrap();
+        let child = self
+            .command()
+            .arg("run")
+            .env("SCHOOLFLEET_AGENT_LOG", "info,schoolfleet_agent=debug")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn schoolfleet-agent run");
+        self.child = Some(child);
+        let socket = self.state_dir.join("agent.sock");
+        wait_until(Duration::from_secs(10), "the agent's control socket", || socket.exists());
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop_child(&mut child, nix::sys::signal::Signal::SIGTERM);
+        }
+    }
+
+    /// `schoolfleet-agent collect-now`: returns the new report's id.
+    pub fn collect_now(&self) -> String {
+        let out = self.command().arg("collect-now").output().unwrap();
+        assert!(out.status.success(), "collect-now failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    /// `schoolfleet-agent status` as JSON.
+    pub fn status(&self) -> serde_json::Value {
+        let out = self.command().arg("status").output().unwrap();
+        assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// stdout and stderr of a finished command, for assertion messages.
+pub fn output_text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}

@@ -76,6 +76,7 @@ CREATE TABLE devices (
     hostname           TEXT NOT NULL,
     system_uuid        TEXT NOT NULL,
     serial_number      TEXT NOT NULL,
+    machine_id         TEXT NOT NULL DEFAULT '',
     cert_fingerprint   TEXT UNIQUE,
     cert_serial        TEXT,
     cert_not_after     INTEGER,
@@ -97,6 +98,7 @@ CREATE INDEX devices_county ON devices(county_id);
 CREATE INDEX devices_school ON devices(school_id);
 CREATE INDEX devices_hostname ON devices(hostname, id);
 CREATE INDEX devices_hardware ON devices(county_id, system_uuid, serial_number);
+CREATE INDEX devices_machine ON devices(county_id, machine_id);
 
 CREATE TABLE inventory_reports (
     device_id    TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,

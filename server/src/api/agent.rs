@@ -17,7 +17,7 @@ use super::{AppState, storage_status};
 use crate::agents::Outbound;
 use crate::auth::secrets;
 use crate::ingest;
-use crate::storage::{DeviceRecord, DeviceStatus, Enrolment, now_millis};
+use crate::storage::{DeviceRecord, DeviceStatus, Enrolment, HardwareIdentity, now_millis};
 
 #[derive(Debug, Clone)]
 pub struct AgentApi(pub AppState);
@@ -118,19 +118,20 @@ impl AgentService for AgentApi {
             return Err(Status::invalid_argument("certificate signing request is too large"));
         }
         let hostname = cleaned("hostname", &req.hostname, 253)?;
-        let system_uuid = cleaned("system_uuid", &req.system_uuid, 64)?.to_ascii_lowercase();
-        let serial_number = cleaned("serial_number", &req.serial_number, 128)?;
         let agent_version = cleaned("agent_version", &req.agent_version, 64)?;
-
-        let existing = if identifies_hardware(&system_uuid) {
-            state
-                .store
-                .find_device_by_hardware(&token.county_id, &system_uuid, &serial_number)
-                .await
-                .map_err(storage_status)?
-        } else {
-            None
+        let mut hardware = HardwareIdentity {
+            system_uuid: cleaned("system_uuid", &req.system_uuid, 64)?.to_ascii_lowercase(),
+            serial_number: cleaned("serial_number", &req.serial_number, 128)?,
+            machine_id: cleaned("machine_id", &req.machine_id, 64)?.to_ascii_lowercase(),
         };
+        if !identifies_hardware(&hardware.system_uuid) {
+            hardware.system_uuid.clear();
+        }
+        let existing = state
+            .store
+            .find_device_by_hardware(&token.county_id, &hardware)
+            .await
+            .map_err(storage_status)?;
         if existing.as_ref().is_some_and(|d| d.status() == DeviceStatus::Revoked) {
             return Err(Status::permission_denied(
                 "this hardware belongs to a revoked device; an admin must re-admit it first",
@@ -153,8 +154,9 @@ impl AgentService for AgentApi {
             device_class: token.device_class.clone(),
             status: DeviceStatus::Active.as_str().to_owned(),
             hostname: hostname.clone(),
-            system_uuid,
-            serial_number,
+            system_uuid: hardware.system_uuid,
+            serial_number: hardware.serial_number,
+            machine_id: hardware.machine_id,
             cert_fingerprint: Some(hex::encode(issued.fingerprint)),
             cert_serial: Some(issued.serial_hex.clone()),
             cert_not_after: Some(issued.not_after.timestamp_millis()),

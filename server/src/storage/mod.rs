@@ -78,8 +78,7 @@ pub trait Store: Send + Sync + 'static {
     async fn find_device_by_hardware(
         &self,
         county_id: &str,
-        system_uuid: &str,
-        serial_number: &str,
+        identity: &HardwareIdentity,
     ) -> Result<Option<DeviceRecord>>;
     /// Atomically uses one use of the token and creates (or re-enrols) the
     /// device with its new certificate. Fails with `TokenUnusable` when the

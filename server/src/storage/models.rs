@@ -158,6 +158,8 @@ pub struct DeviceRecord {
     pub hostname: String,
     pub system_uuid: String,
     pub serial_number: String,
+    /// Hashed OS machine id, the fallback identity (see agent.proto).
+    pub machine_id: String,
     pub cert_fingerprint: Option<String>,
     pub cert_serial: Option<String>,
     pub cert_not_after: Option<Millis>,
@@ -186,6 +188,15 @@ impl DeviceRecord {
     pub fn is_online(&self, now: Millis, online_window_ms: Millis) -> bool {
         self.connected && self.last_seen.is_some_and(|seen| now - seen <= online_window_ms)
     }
+}
+
+/// How an enrolling agent identifies its hardware. A system UUID that is
+/// empty is not usable (placeholders are emptied by the caller).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HardwareIdentity {
+    pub system_uuid: String,
+    pub serial_number: String,
+    pub machine_id: String,
 }
 
 /// What the enrolment writes, in one transaction.

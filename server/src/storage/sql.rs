@@ -60,7 +60,7 @@ macro_rules! push_tenant_filter {
 }
 
 const DEVICE_COLUMNS: &str = "id, county_id, school_id, device_class, status, hostname, system_uuid, \
-     serial_number, cert_fingerprint, cert_serial, cert_not_after, enrolled_at, last_seen, \
+     serial_number, machine_id, cert_fingerprint, cert_serial, cert_not_after, enrolled_at, last_seen, \
      connected, agent_version, inventory_at, inventory_hash, os_name, os_version, vendor, model, \
      memory_total_bytes, ip_addresses";
 
@@ -346,17 +346,20 @@ macro_rules! impl_sql_store {
             async fn find_device_by_hardware(
                 &self,
                 county_id: &str,
-                system_uuid: &str,
-                serial_number: &str,
+                identity: &HardwareIdentity,
             ) -> Result<Option<DeviceRecord>> {
+                // The firmware UUID wins; the machine id is the fallback for
+                // hardware without one. Empty values never match.
                 Ok(sqlx::query_as(&format!(
-                    "{} WHERE county_id = $1 AND system_uuid = $2 AND serial_number = $3 \
+                    "{} WHERE county_id = $1 AND ((system_uuid = $2 AND serial_number = $3 AND $2 <> '') \
+                     OR ($2 = '' AND machine_id = $4 AND $4 <> '')) \
                      ORDER BY enrolled_at DESC LIMIT 1",
                     sql::device_select()
                 ))
                 .bind(county_id)
-                .bind(system_uuid)
-                .bind(serial_number)
+                .bind(&identity.system_uuid)
+                .bind(&identity.serial_number)
+                .bind(&identity.machine_id)
                 .fetch_optional(&self.pool)
                 .await?)
             }
@@ -383,7 +386,7 @@ macro_rules! impl_sql_store {
                     let updated = sqlx::query(
                         "UPDATE devices SET school_id = $2, county_id = $3, device_class = $4, \
                          status = $5, hostname = $6, cert_fingerprint = $7, cert_serial = $8, \
-                         cert_not_after = $9, enrolled_at = $10, connected = FALSE \
+                         cert_not_after = $9, enrolled_at = $10, connected = FALSE, machine_id = $11 \
                          WHERE id = $1 AND status <> 'revoked'",
                     )
                     .bind(&device.id)
@@ -396,6 +399,7 @@ macro_rules! impl_sql_store {
                     .bind(&device.cert_serial)
                     .bind(device.cert_not_after)
                     .bind(device.enrolled_at)
+                    .bind(&device.machine_id)
                     .execute(&mut *tx)
                     .await?;
                     if updated.rows_affected() == 0 {
@@ -405,8 +409,8 @@ macro_rules! impl_sql_store {
                     sqlx::query(
                         "INSERT INTO devices (id, county_id, school_id, device_class, status, \
                          hostname, system_uuid, serial_number, cert_fingerprint, cert_serial, \
-                         cert_not_after, enrolled_at, agent_version) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                         cert_not_after, enrolled_at, agent_version, machine_id) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
                     )
                     .bind(&device.id)
                     .bind(&device.county_id)
@@ -421,6 +425,7 @@ macro_rules! impl_sql_store {
                     .bind(device.cert_not_after)
                     .bind(device.enrolled_at)
                     .bind(&device.agent_version)
+                    .bind(&device.machine_id)
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| sql::conflict_or(e, format!("device {}", device.id)))?;

@@ -1,0 +1,88 @@
+//! Enrolment and connection refusals, each with a clear error.
+
+use std::time::Duration;
+
+use schoolfleet_e2e::*;
+
+fn fleet() -> (ServerProcess, CliRunner, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("server")).unwrap();
+    let server = ServerProcess::start(&dir.path().join("server"));
+    let cli = server.admin_cli(&dir.path().join("cli"));
+    cli.ok(&["county", "add", "kl", "--name", "Landkreis Kaiserslautern"]);
+    cli.ok(&["school", "add", "kl001", "--county", "kl", "--name", "Realschule plus"]);
+    (server, cli, dir)
+}
+
+fn refused_with(out: &std::process::Output, needle: &str) {
+    let text = output_text(out);
+    assert!(!out.status.success(), "expected a refusal, got success: {text}");
+    assert!(text.contains(needle), "expected {needle:?} in the error, got: {text}");
+}
+
+#[test]
+fn expired_token_is_refused() {
+    let (server, cli, dir) = fleet();
+    let token = cli.enrollment_token("kl001", "1s", 5);
+    std::thread::sleep(Duration::from_millis(1500));
+    let agent = AgentProcess::new(&dir.path().join("agent"));
+    refused_with(&agent.enroll(&server.url(), &token), "expired");
+    assert!(!dir.path().join("agent/device.crt").exists(), "a refused agent kept a certificate");
+}
+
+#[test]
+fn used_up_token_is_refused() {
+    let (server, cli, dir) = fleet();
+    let token = cli.enrollment_token("kl001", "1h", 1);
+    let first = AgentProcess::new(&dir.path().join("first"));
+    assert!(first.enroll(&server.url(), &token).status.success());
+    let second = AgentProcess::new(&dir.path().join("second"));
+    refused_with(&second.enroll(&server.url(), &token), "used up");
+}
+
+#[test]
+fn token_with_a_foreign_ca_pin_is_refused_before_the_token_is_sent() {
+    let (server, cli, dir) = fleet();
+    let token = cli.enrollment_token("kl001", "1h", 1);
+    // Same id and secret, but the pin of some other CA.
+    let (head, _pin) = token.rsplit_once('_').unwrap();
+    let forged = format!("{head}_{}", "ab".repeat(32));
+    let agent = AgentProcess::new(&dir.path().join("agent"));
+    refused_with(&agent.enroll(&server.url(), &forged), "does not match");
+    // The real token was never presented to the untrusted server: it still has its use.
+    let listed = cli.json(&["enroll-token", "list"]);
+    assert_eq!(listed[0]["uses"], 0, "{listed}");
+}
+
+#[test]
+fn forged_token_is_refused() {
+    let (server, cli, dir) = fleet();
+    let token = cli.enrollment_token("kl001", "1h", 1);
+    let parts: Vec<&str> = token.split('_').collect();
+    let forged = format!("sfe_{}_{}_{}", parts[1], "0".repeat(48), parts[3]);
+    let agent = AgentProcess::new(&dir.path().join("agent"));
+    refused_with(&agent.enroll(&server.url(), &forged), "unknown enrolment token");
+}
+
+#[test]
+fn revoked_device_is_cut_off_and_refused() {
+    let (server, cli, dir) = fleet();
+    let token = cli.enrollment_token("kl001", "1h", 5);
+    let mut agent = AgentProcess::new(&dir.path().join("agent"));
+    assert!(agent.enroll(&server.url(), &token).status.success());
+    agent.start();
+    wait_until(Duration::from_secs(20), "the agent to connect", || agent.status()["connected"] == true);
+    let device_id = agent.status()["device_id"].as_str().unwrap().to_owned();
+
+    cli.ok(&["device", "revoke", &device_id, "--yes"]);
+    wait_until(Duration::from_secs(20), "the agent to be cut off", || {
+        let status = agent.status();
+        status["connected"] == false && status["last_error"].as_str().is_some_and(|e| e.contains("revoked"))
+    });
+    let devices = cli.json(&["devices", "--all"]);
+    assert_eq!(devices[0]["status"], "revoked", "{devices}");
+
+    // Re-enrolling the same hardware with a fresh token is refused too.
+    let again = AgentProcess::new(&dir.path().join("again"));
+    refused_with(&again.enroll(&server.url(), &token), "revoked");
+}
