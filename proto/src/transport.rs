@@ -72,7 +72,7 @@ pub enum TransportError {
     /// tonic's own text is only "transport error" and most log lines print
     /// just the top-level error. `source` stays available for code that wants
     /// to walk the chain.
-    #[error("cannot connect to {url}: {}", cause_chain(.source))]
+    #[error("cannot connect to {url}: {}", transport_cause(.source))]
     Connect {
         url: String,
         #[source]
@@ -266,6 +266,15 @@ pub fn parse_pin(text: &str) -> Result<Fingerprint, TransportError> {
     let mut fingerprint = [0u8; 32];
     hex::decode_to_slice(&digits, &mut fingerprint).map_err(|_| invalid())?;
     Ok(fingerprint)
+}
+
+/// tonic's own text is only "transport error"; what went wrong is in its
+/// causes, so start there when there are any.
+fn transport_cause(err: &tonic::transport::Error) -> String {
+    match err.source() {
+        Some(cause) => cause_chain(cause),
+        None => err.to_string(),
+    }
 }
 
 /// The text of `err` and of its causes, joined by ": ", leaving out a cause
