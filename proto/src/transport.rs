@@ -32,6 +32,11 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tonic::transport::{Channel, Endpoint};
 
+/// Prefix of the URI SAN by which a device certificate names its device
+/// (`urn:schoolfleet:device:<uuid>`). Server and agent both read it, so it
+/// lives with the rest of the wire format.
+pub const DEVICE_URI_PREFIX: &str = "urn:schoolfleet:device:";
+
 /// SHA-256 fingerprint of a CA certificate (DER).
 pub type Fingerprint = [u8; 32];
 

@@ -41,8 +41,7 @@ pub const CA_CERT_FILE: &str = "ca.pem";
 pub const CA_KEY_FILE: &str = "ca.key";
 /// Common name of a CA the server generates itself.
 pub const CA_COMMON_NAME: &str = "schoolfleet CA";
-/// Prefix of the URI SAN that names the device in a device certificate.
-pub const DEVICE_URI_PREFIX: &str = "urn:schoolfleet:device:";
+pub use schoolfleet_proto::transport::DEVICE_URI_PREFIX;
 
 /// Long enough that nobody has to think about rotation during the life of a
 /// school's installation; rotating means re-enrolling every device.
