@@ -72,8 +72,10 @@ pub async fn enroll(server_url: &str, token: &str, state_dir: &Path) -> Result<E
     if transport::ca_fingerprint(&response.ca_certificate_pem)? != parts.ca_pin {
         return Err(EnrollError::CaMismatch);
     }
+    let device_id = uuid::Uuid::parse_str(&response.device_id)
+        .map_err(|_| EnrollError::Refused(format!("server sent an invalid device id {:?}", response.device_id)))?;
     AgentIdentity {
-        device_id: response.device_id.clone(),
+        device_id,
         server_url: server_url.to_owned(),
         cert_pem: response.certificate_pem,
         key_pem,

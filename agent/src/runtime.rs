@@ -80,7 +80,7 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
     let control_task = control::serve(&options.state_dir, control_tx).map_err(RunError::Control)?;
     let mut agent = Agent {
         status: AgentStatus {
-            device_id: identity.device_id.clone(),
+            device_id: identity.device_id.to_string(),
             server: identity.server_url.clone(),
             ..Default::default()
         },
