@@ -15,7 +15,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Server reflection serves this descriptor set.
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
-    std::fs::write(out_dir.join("schoolfleet_descriptor.bin"), fds.encode_to_vec())?;
+    std::fs::write(
+        out_dir.join("schoolfleet_descriptor.bin"),
+        fds.encode_to_vec(),
+    )?;
 
     tonic_prost_build::configure()
         .build_server(true)

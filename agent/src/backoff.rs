@@ -23,7 +23,13 @@ impl Default for Backoff {
 
 impl Backoff {
     pub fn new(initial: Duration, multiplier: f64, jitter: f64, max: Duration) -> Self {
-        Backoff { initial, multiplier, jitter, max, current: initial }
+        Backoff {
+            initial,
+            multiplier,
+            jitter,
+            max,
+            current: initial,
+        }
     }
 
     /// The delay before the next attempt; grows the base for the one after.
@@ -60,8 +66,10 @@ mod tests {
         for _ in 0..20 {
             let delay = backoff.next_delay().as_secs_f64();
             let expected = base.min(120.0);
-            assert!(delay >= expected * 0.8 - 1e-9 && delay <= (expected * 1.2).min(120.0) + 1e-9,
-                "delay {delay} outside jitter of {expected}");
+            assert!(
+                delay >= expected * 0.8 - 1e-9 && delay <= (expected * 1.2).min(120.0) + 1e-9,
+                "delay {delay} outside jitter of {expected}"
+            );
             base *= 1.6;
         }
         backoff.reset();
@@ -70,8 +78,9 @@ mod tests {
 
     #[test]
     fn jitter_spreads_delays() {
-        let delays: std::collections::HashSet<u128> =
-            (0..50).map(|_| jittered(Duration::from_secs(60), 0.2).as_millis()).collect();
+        let delays: std::collections::HashSet<u128> = (0..50)
+            .map(|_| jittered(Duration::from_secs(60), 0.2).as_millis())
+            .collect();
         assert!(delays.len() > 10, "jitter produced too few distinct delays");
     }
 }

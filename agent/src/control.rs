@@ -53,7 +53,10 @@ pub fn socket_path(state_dir: &Path) -> PathBuf {
 
 /// Binds the socket (replacing a stale one) with mode 0600 and forwards
 /// requests to the agent loop.
-pub fn serve(state_dir: &Path, calls: mpsc::Sender<ControlCall>) -> std::io::Result<tokio::task::JoinHandle<()>> {
+pub fn serve(
+    state_dir: &Path,
+    calls: mpsc::Sender<ControlCall>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
     use std::os::unix::fs::PermissionsExt;
     let path = socket_path(state_dir);
     match std::fs::remove_file(&path) {
@@ -89,7 +92,8 @@ async fn handle(stream: UnixStream, calls: mpsc::Sender<ControlCall>) {
                 if calls.send((request, tx)).await.is_err() {
                     error_response("agent is shutting down")
                 } else {
-                    rx.await.unwrap_or_else(|_| error_response("agent dropped the request"))
+                    rx.await
+                        .unwrap_or_else(|_| error_response("agent dropped the request"))
                 }
             }
             Err(err) => error_response(&format!("invalid request: {err}")),
@@ -102,21 +106,30 @@ async fn handle(stream: UnixStream, calls: mpsc::Sender<ControlCall>) {
 }
 
 fn error_response(error: &str) -> ControlResponse {
-    ControlResponse { ok: false, error: error.to_owned(), ..Default::default() }
+    ControlResponse {
+        ok: false,
+        error: error.to_owned(),
+        ..Default::default()
+    }
 }
 
 /// Client side, used by `schoolfleet-agent status` and `collect-now`.
 pub async fn call(state_dir: &Path, request: &ControlRequest) -> std::io::Result<ControlResponse> {
     let path = socket_path(state_dir);
     let stream = UnixStream::connect(&path).await.map_err(|e| {
-        std::io::Error::new(e.kind(), format!("cannot reach the running agent at {}: {e}", path.display()))
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot reach the running agent at {}: {e}", path.display()),
+        )
     })?;
     let (read, mut write) = stream.into_split();
     let mut text = serde_json::to_string(request).map_err(std::io::Error::other)?;
     text.push('\n');
     write.write_all(text.as_bytes()).await?;
     let mut line = String::new();
-    BufReader::new(read.take(1 << 20)).read_line(&mut line).await?;
+    BufReader::new(read.take(1 << 20))
+        .read_line(&mut line)
+        .await?;
     serde_json::from_str(&line).map_err(std::io::Error::other)
 }
 
@@ -132,14 +145,25 @@ mod tests {
         let _server = serve(dir.path(), tx).unwrap();
         tokio::spawn(async move {
             while let Some((request, reply)) = rx.recv().await {
-                let report_id = if request == ControlRequest::CollectNow { "r-1".into() } else { String::new() };
-                let _ = reply.send(ControlResponse { ok: true, report_id, ..Default::default() });
+                let report_id = if request == ControlRequest::CollectNow {
+                    "r-1".into()
+                } else {
+                    String::new()
+                };
+                let _ = reply.send(ControlResponse {
+                    ok: true,
+                    report_id,
+                    ..Default::default()
+                });
             }
         });
         let response = call(dir.path(), &ControlRequest::CollectNow).await.unwrap();
         assert!(response.ok);
         assert_eq!(response.report_id, "r-1");
-        let mode = std::fs::metadata(socket_path(dir.path())).unwrap().permissions().mode();
+        let mode = std::fs::metadata(socket_path(dir.path()))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 
@@ -150,11 +174,18 @@ mod tests {
         let _server = serve(dir.path(), tx).unwrap();
         let stream = UnixStream::connect(socket_path(dir.path())).await.unwrap();
         let (read, mut write) = stream.into_split();
-        write.write_all(b"{\"command\":\"format-disk\"}\n").await.unwrap();
+        write
+            .write_all(b"{\"command\":\"format-disk\"}\n")
+            .await
+            .unwrap();
         let mut line = String::new();
         BufReader::new(read).read_line(&mut line).await.unwrap();
         let response: ControlResponse = serde_json::from_str(&line).unwrap();
         assert!(!response.ok);
-        assert!(response.error.contains("invalid request"), "{}", response.error);
+        assert!(
+            response.error.contains("invalid request"),
+            "{}",
+            response.error
+        );
     }
 }

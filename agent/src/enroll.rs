@@ -37,13 +37,20 @@ pub struct Enrolled {
     pub reenrolled: bool,
 }
 
-pub async fn enroll(server_url: &str, token: &str, state_dir: &Path) -> Result<Enrolled, EnrollError> {
+pub async fn enroll(
+    server_url: &str,
+    token: &str,
+    state_dir: &Path,
+) -> Result<Enrolled, EnrollError> {
     let parts = parse_enrollment_token(token)?;
     let channel = transport::connect(
         server_url,
         ServerTrust::Pinned(parts.ca_pin),
         None,
-        ChannelOptions { request_timeout: Some(std::time::Duration::from_secs(30)), ..Default::default() },
+        ChannelOptions {
+            request_timeout: Some(std::time::Duration::from_secs(30)),
+            ..Default::default()
+        },
     )
     .await?;
 
@@ -72,8 +79,12 @@ pub async fn enroll(server_url: &str, token: &str, state_dir: &Path) -> Result<E
     if transport::ca_fingerprint(&response.ca_certificate_pem)? != parts.ca_pin {
         return Err(EnrollError::CaMismatch);
     }
-    let device_id = uuid::Uuid::parse_str(&response.device_id)
-        .map_err(|_| EnrollError::Refused(format!("server sent an invalid device id {:?}", response.device_id)))?;
+    let device_id = uuid::Uuid::parse_str(&response.device_id).map_err(|_| {
+        EnrollError::Refused(format!(
+            "server sent an invalid device id {:?}",
+            response.device_id
+        ))
+    })?;
     AgentIdentity {
         device_id,
         server_url: server_url.to_owned(),

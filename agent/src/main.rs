@@ -11,7 +11,11 @@ use schoolfleet_agent::{DEFAULT_STATE_DIR, enroll, inventory};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
-#[command(name = "schoolfleet-agent", version, about = "schoolfleet agent: inventory and remote support for this PC")]
+#[command(
+    name = "schoolfleet-agent",
+    version,
+    about = "schoolfleet agent: inventory and remote support for this PC"
+)]
 struct Cli {
     /// Identity, spool and control socket live here.
     #[arg(long, global = true, env = "SCHOOLFLEET_AGENT_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
@@ -29,7 +33,12 @@ enum Command {
         server: String,
         /// The enrolment token (sfe_...). Prefer --token-file or the
         /// environment: a command line is visible to other local users.
-        #[arg(long, env = "SCHOOLFLEET_AGENT_TOKEN", hide_env_values = true, conflicts_with = "token_file")]
+        #[arg(
+            long,
+            env = "SCHOOLFLEET_AGENT_TOKEN",
+            hide_env_values = true,
+            conflicts_with = "token_file"
+        )]
         token: Option<String>,
         /// Read the enrolment token from this file.
         #[arg(long)]
@@ -65,29 +74,46 @@ fn main() -> anyhow::Result<()> {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Enroll { server, token, token_file } => {
+        Command::Enroll {
+            server,
+            token,
+            token_file,
+        } => {
             let token = match (token, token_file) {
                 (Some(token), _) => token,
                 (None, Some(path)) => std::fs::read_to_string(&path)
                     .with_context(|| format!("cannot read token file {}", path.display()))?,
-                (None, None) => bail!("an enrolment token is required: --token, --token-file or SCHOOLFLEET_AGENT_TOKEN"),
+                (None, None) => bail!(
+                    "an enrolment token is required: --token, --token-file or SCHOOLFLEET_AGENT_TOKEN"
+                ),
             };
             let enrolled = enroll::enroll(&server, &token, &cli.state_dir)
                 .await
                 .map_err(|e| anyhow::anyhow!("enrolment failed: {}", runtime::error_chain(&e)))?;
             println!(
                 "{} device {} (school {}, class {}). Start the agent with `schoolfleet-agent run`.",
-                if enrolled.reenrolled { "Re-enrolled existing" } else { "Enrolled new" },
+                if enrolled.reenrolled {
+                    "Re-enrolled existing"
+                } else {
+                    "Enrolled new"
+                },
                 enrolled.device_id,
                 enrolled.school,
                 enrolled.device_class
             );
             Ok(())
         }
-        Command::Run { inventory_interval, spool_max_bytes } => {
+        Command::Run {
+            inventory_interval,
+            spool_max_bytes,
+        } => {
             let shutdown = CancellationToken::new();
             tokio::spawn(wait_for_signal(shutdown.clone()));
-            let options = RunOptions { state_dir: cli.state_dir, spool_max_bytes, inventory_interval };
+            let options = RunOptions {
+                state_dir: cli.state_dir,
+                spool_max_bytes,
+                inventory_interval,
+            };
             runtime::run(options, shutdown).await?;
             Ok(())
         }
@@ -108,7 +134,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Inventory => {
-            let collected = tokio::task::spawn_blocking(|| inventory::current_platform().collect()).await?;
+            let collected =
+                tokio::task::spawn_blocking(|| inventory::current_platform().collect()).await?;
             println!("content hash: {}", inventory::content_hash(&collected));
             println!("{collected:#?}");
             Ok(())
@@ -118,8 +145,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
 
 async fn wait_for_signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers");
         return;
     };
@@ -133,5 +162,8 @@ async fn wait_for_signal(shutdown: CancellationToken) {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SCHOOLFLEET_AGENT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

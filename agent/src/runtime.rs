@@ -89,7 +89,9 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
         platform: Arc::from(inventory::current_platform()),
         reported_hash: None,
         heartbeat_interval: Duration::from_secs(60),
-        inventory_interval: options.inventory_interval.unwrap_or(Duration::from_secs(3600)),
+        inventory_interval: options
+            .inventory_interval
+            .unwrap_or(Duration::from_secs(3600)),
         inventory_override: options.inventory_interval,
         heartbeat_sequence: 0,
     };
@@ -233,7 +235,10 @@ async fn next_message(
 }
 
 async fn send(conn: &Connection, body: AgentBody) -> bool {
-    conn.outbound.send(AgentMessage { body: Some(body) }).await.is_ok()
+    conn.outbound
+        .send(AgentMessage { body: Some(body) })
+        .await
+        .is_ok()
 }
 
 fn read_uptime_seconds() -> u64 {
@@ -284,7 +289,11 @@ impl Agent {
             inventory_hash: self.reported_hash.clone().unwrap_or_default(),
             spooled_reports: self.spool.len() as u32,
         };
-        let _ = outbound.send(AgentMessage { body: Some(AgentBody::Hello(hello)) }).await;
+        let _ = outbound
+            .send(AgentMessage {
+                body: Some(AgentBody::Hello(hello)),
+            })
+            .await;
         let inbound = client
             .open_stream(ReceiverStream::new(rx))
             .await
@@ -296,7 +305,12 @@ impl Agent {
                 message: format!("{}: {}", code_text(status.code()), status.message()),
             })?
             .into_inner();
-        Ok(Connection { outbound, inbound, in_flight: HashSet::new(), since: Instant::now() })
+        Ok(Connection {
+            outbound,
+            inbound,
+            in_flight: HashSet::new(),
+            since: Instant::now(),
+        })
     }
 
     /// Sends every spooled report that is not already in flight.
@@ -339,7 +353,11 @@ impl Agent {
             tracing::debug!("inventory unchanged");
             return None;
         }
-        let reason = if !force && reason == "interval" { "changed" } else { reason };
+        let reason = if !force && reason == "interval" {
+            "changed"
+        } else {
+            reason
+        };
         let report = InventoryReport {
             report_id: uuid::Uuid::new_v4().to_string(),
             collected_at: Some(schoolfleet_proto::time::to_timestamp(chrono::Utc::now())),
@@ -371,10 +389,12 @@ impl Agent {
         match message.body {
             Some(ServerBody::Welcome(welcome)) => {
                 if welcome.heartbeat_interval_seconds > 0 {
-                    self.heartbeat_interval = Duration::from_secs(welcome.heartbeat_interval_seconds.into());
+                    self.heartbeat_interval =
+                        Duration::from_secs(welcome.heartbeat_interval_seconds.into());
                 }
                 if self.inventory_override.is_none() && welcome.inventory_interval_seconds > 0 {
-                    self.inventory_interval = Duration::from_secs(welcome.inventory_interval_seconds.into());
+                    self.inventory_interval =
+                        Duration::from_secs(welcome.inventory_interval_seconds.into());
                 }
                 Next::Continue
             }

@@ -30,13 +30,20 @@ pub struct SpoolEntry {
 impl Spool {
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, SpoolError> {
         std::fs::create_dir_all(dir).map_err(|e| SpoolError::Io(dir.to_owned(), e))?;
-        Ok(Spool { dir: dir.to_owned(), max_bytes })
+        Ok(Spool {
+            dir: dir.to_owned(),
+            max_bytes,
+        })
     }
 
     /// Writes a report durably (temp file, fsync, rename), then trims the
     /// spool to its size limit.
     pub fn push(&self, report: &InventoryReport) -> Result<(), SpoolError> {
-        let collected = report.collected_at.as_ref().map(|t| t.seconds).unwrap_or_default();
+        let collected = report
+            .collected_at
+            .as_ref()
+            .map(|t| t.seconds)
+            .unwrap_or_default();
         // Names sort by collection time, so delivery keeps the order.
         let name = format!("{collected:012}-{}.pb", report.report_id);
         let path = self.dir.join(&name);
@@ -59,9 +66,16 @@ impl Spool {
         for item in std::fs::read_dir(&self.dir).map_err(io)? {
             let item = item.map_err(io)?;
             let name = item.file_name().to_string_lossy().into_owned();
-            let Some(stem) = name.strip_suffix(".pb") else { continue };
-            let Some((_, report_id)) = stem.split_once('-') else { continue };
-            entries.push(SpoolEntry { report_id: report_id.to_owned(), path: item.path() });
+            let Some(stem) = name.strip_suffix(".pb") else {
+                continue;
+            };
+            let Some((_, report_id)) = stem.split_once('-') else {
+                continue;
+            };
+            entries.push(SpoolEntry {
+                report_id: report_id.to_owned(),
+                path: item.path(),
+            });
         }
         entries.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(entries)
@@ -70,7 +84,8 @@ impl Spool {
     /// Reads a queued report. A file that does not decode is removed: it
     /// can never be delivered.
     pub fn load(&self, entry: &SpoolEntry) -> Result<Option<InventoryReport>, SpoolError> {
-        let bytes = std::fs::read(&entry.path).map_err(|e| SpoolError::Io(entry.path.clone(), e))?;
+        let bytes =
+            std::fs::read(&entry.path).map_err(|e| SpoolError::Io(entry.path.clone(), e))?;
         match InventoryReport::decode(bytes.as_slice()) {
             Ok(report) => Ok(Some(report)),
             Err(err) => {
@@ -116,7 +131,11 @@ impl Spool {
             .collect();
         let mut total: u64 = sizes.iter().sum();
         // Always keep the newest report, even if it alone is over the limit.
-        for (entry, size) in entries.iter().zip(sizes).take(entries.len().saturating_sub(1)) {
+        for (entry, size) in entries
+            .iter()
+            .zip(sizes)
+            .take(entries.len().saturating_sub(1))
+        {
             if total <= self.max_bytes {
                 break;
             }
@@ -149,7 +168,12 @@ mod tests {
         spool.push(&report("b", 200, 10)).unwrap();
         spool.push(&report("a", 100, 10)).unwrap();
         let reopened = Spool::open(dir.path(), 1 << 20).unwrap();
-        let ids: Vec<_> = reopened.entries().unwrap().into_iter().map(|e| e.report_id).collect();
+        let ids: Vec<_> = reopened
+            .entries()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.report_id)
+            .collect();
         assert_eq!(ids, ["a", "b"]);
         let first = reopened.entries().unwrap().remove(0);
         assert_eq!(reopened.load(&first).unwrap().unwrap().report_id, "a");
@@ -165,7 +189,12 @@ mod tests {
         for (i, id) in ["r1", "r2", "r3"].iter().enumerate() {
             spool.push(&report(id, i as i64, 1000)).unwrap();
         }
-        let ids: Vec<_> = spool.entries().unwrap().into_iter().map(|e| e.report_id).collect();
+        let ids: Vec<_> = spool
+            .entries()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.report_id)
+            .collect();
         assert_eq!(ids, ["r2", "r3"]);
     }
 

@@ -65,7 +65,15 @@ mod tests {
 
     #[test]
     fn rejects_malformed_scopes() {
-        for text in ["", "county", "county:", "school:KUS", "planet:x", "county:a b", "county:-x"] {
+        for text in [
+            "",
+            "county",
+            "county:",
+            "school:KUS",
+            "planet:x",
+            "county:a b",
+            "county:-x",
+        ] {
             assert!(text.parse::<Scope>().is_err(), "{text:?} parsed");
         }
     }

@@ -88,7 +88,13 @@ mod tests {
     #[test]
     fn clean_keeps_ordinary_text_untouched() {
         let text = "Schülerrechner <b>'; DROP TABLE devices; --";
-        assert_eq!(clean(text, 256), Cleaned { value: text.into(), changed: false });
+        assert_eq!(
+            clean(text, 256),
+            Cleaned {
+                value: text.into(),
+                changed: false
+            }
+        );
     }
 
     #[test]

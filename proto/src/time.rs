@@ -4,7 +4,10 @@ use chrono::{DateTime, Utc};
 use prost_types::Timestamp;
 
 pub fn to_timestamp(t: DateTime<Utc>) -> Timestamp {
-    Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
+    Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
 }
 
 /// `None` for a missing or out-of-range timestamp (agents are untrusted).

@@ -34,12 +34,17 @@ pub struct TokenParts {
 
 impl fmt::Debug for TokenParts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenParts").field("id", &self.id).field("secret", &"<redacted>").finish()
+        f.debug_struct("TokenParts")
+            .field("id", &self.id)
+            .field("secret", &"<redacted>")
+            .finish()
     }
 }
 
 fn is_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 pub fn parse_api_token(text: &str) -> Result<TokenParts, TokenFormatError> {
@@ -49,7 +54,10 @@ pub fn parse_api_token(text: &str) -> Result<TokenParts, TokenFormatError> {
         .ok_or(TokenFormatError::WrongKind("API", API_TOKEN_PREFIX))?;
     match rest.split('_').collect::<Vec<_>>()[..] {
         [id, secret] if is_hex(id, ID_HEX_LEN) && is_hex(secret, SECRET_HEX_LEN) => {
-            Ok(TokenParts { id: id.to_owned(), secret: secret.to_owned() })
+            Ok(TokenParts {
+                id: id.to_owned(),
+                secret: secret.to_owned(),
+            })
         }
         _ => Err(TokenFormatError::Malformed("API")),
     }
@@ -70,7 +78,10 @@ pub fn parse_enrollment_token(text: &str) -> Result<EnrollmentTokenParts, TokenF
     let rest = text
         .trim()
         .strip_prefix("sfe_")
-        .ok_or(TokenFormatError::WrongKind("enrolment", ENROLLMENT_TOKEN_PREFIX))?;
+        .ok_or(TokenFormatError::WrongKind(
+            "enrolment",
+            ENROLLMENT_TOKEN_PREFIX,
+        ))?;
     match rest.split('_').collect::<Vec<_>>()[..] {
         [id, secret, pin]
             if is_hex(id, ID_HEX_LEN) && is_hex(secret, SECRET_HEX_LEN) && is_hex(pin, 64) =>
@@ -79,7 +90,10 @@ pub fn parse_enrollment_token(text: &str) -> Result<EnrollmentTokenParts, TokenF
             hex::decode_to_slice(pin, &mut ca_pin)
                 .map_err(|_| TokenFormatError::Malformed("enrolment"))?;
             Ok(EnrollmentTokenParts {
-                token: TokenParts { id: id.to_owned(), secret: secret.to_owned() },
+                token: TokenParts {
+                    id: id.to_owned(),
+                    secret: secret.to_owned(),
+                },
                 ca_pin,
             })
         }
@@ -88,7 +102,10 @@ pub fn parse_enrollment_token(text: &str) -> Result<EnrollmentTokenParts, TokenF
 }
 
 pub fn format_enrollment_token(id: &str, secret: &str, ca_pin: &Fingerprint) -> String {
-    format!("{ENROLLMENT_TOKEN_PREFIX}_{id}_{secret}_{}", hex::encode(ca_pin))
+    format!(
+        "{ENROLLMENT_TOKEN_PREFIX}_{id}_{secret}_{}",
+        hex::encode(ca_pin)
+    )
 }
 
 #[cfg(test)]

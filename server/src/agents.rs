@@ -31,9 +31,7 @@ impl AgentRegistry {
     /// older stream of the same device.
     pub fn register(&self, device_id: &str, outbound: Outbound) -> ConnectionId {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let previous = self
-            .lock()
-            .insert(device_id.to_owned(), (id, outbound));
+        let previous = self.lock().insert(device_id.to_owned(), (id, outbound));
         if let Some((_, old)) = previous {
             // Dropping the old sender ends the old response stream once
             // its task lets go of its own clone.
@@ -44,7 +42,10 @@ impl AgentRegistry {
 
     pub fn unregister(&self, device_id: &str, connection: ConnectionId) {
         let mut map = self.lock();
-        if map.get(device_id).is_some_and(|(id, _)| *id == connection.0) {
+        if map
+            .get(device_id)
+            .is_some_and(|(id, _)| *id == connection.0)
+        {
             map.remove(device_id);
         }
     }

@@ -9,7 +9,7 @@ use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerSection,
@@ -33,7 +33,7 @@ pub struct ServerSection {
     pub shutdown_grace: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsSection {
     /// Extra DNS names or IP addresses for the server certificate, besides
@@ -90,7 +90,11 @@ impl Default for ServerSection {
 
 impl Default for TlsSection {
     fn default() -> Self {
-        TlsSection { subject_alt_names: Vec::new(), ca_cert_file: None, ca_key_file: None }
+        TlsSection {
+            subject_alt_names: Vec::new(),
+            ca_cert_file: None,
+            ca_key_file: None,
+        }
     }
 }
 
@@ -117,18 +121,9 @@ impl Default for LimitsSection {
 
 impl Default for LogSection {
     fn default() -> Self {
-        LogSection { format: "text".into(), filter: "info".into() }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerSection::default(),
-            tls: TlsSection::default(),
-            agents: AgentsSection::default(),
-            limits: LimitsSection::default(),
-            log: LogSection::default(),
+        LogSection {
+            format: "text".into(),
+            filter: "info".into(),
         }
     }
 }
@@ -166,7 +161,8 @@ impl Config {
             .into_iter()
             .filter_map(|(k, v)| {
                 let key = k.strip_prefix("SCHOOLFLEET_")?;
-                key.contains("__").then(|| (key.to_lowercase().replace("__", "."), v))
+                key.contains("__")
+                    .then(|| (key.to_lowercase().replace("__", "."), v))
             })
             .collect();
         for (key, value) in env {
@@ -175,8 +171,10 @@ impl Config {
         figment = figment.merge(Serialized::defaults(flags).key("server"));
         let mut config: Config = figment.extract().map_err(|e| ConfigError(Box::new(e)))?;
         if config.server.database_url.is_empty() {
-            config.server.database_url =
-                format!("sqlite://{}", config.server.data_dir.join("schoolfleet.db").display());
+            config.server.database_url = format!(
+                "sqlite://{}",
+                config.server.data_dir.join("schoolfleet.db").display()
+            );
         }
         Ok(config)
     }
@@ -185,7 +183,9 @@ impl Config {
 /// Environment values are typed like TOML values (numbers, booleans,
 /// arrays), or taken as strings.
 fn parse_env_value(value: &str) -> figment::value::Value {
-    value.parse::<figment::value::Value>().unwrap_or_else(|_| value.into())
+    value
+        .parse::<figment::value::Value>()
+        .unwrap_or_else(|_| value.into())
 }
 
 /// The default configuration with comments, printed by `default-config`.
@@ -259,18 +259,29 @@ mod tests {
         )
         .unwrap();
         let env = vec![
-            ("SCHOOLFLEET_SERVER__DATA_DIR".to_string(), "/from/env".to_string()),
-            ("SCHOOLFLEET_SERVER__LISTEN".to_string(), "127.0.0.1:2000".to_string()),
+            (
+                "SCHOOLFLEET_SERVER__DATA_DIR".to_string(),
+                "/from/env".to_string(),
+            ),
+            (
+                "SCHOOLFLEET_SERVER__LISTEN".to_string(),
+                "127.0.0.1:2000".to_string(),
+            ),
             // The CLI's variable must not disturb the server.
             ("SCHOOLFLEET_SERVER".to_string(), "https://x:1".to_string()),
         ];
-        let flags =
-            FlagOverrides { listen: Some("127.0.0.1:3000".parse().unwrap()), ..Default::default() };
+        let flags = FlagOverrides {
+            listen: Some("127.0.0.1:3000".parse().unwrap()),
+            ..Default::default()
+        };
         let config = Config::load(Some(&file), env, &flags).unwrap();
         assert_eq!(config.server.listen.port(), 3000);
         assert_eq!(config.server.data_dir, PathBuf::from("/from/env"));
         assert_eq!(config.agents.heartbeat_interval, Duration::from_secs(5));
-        assert_eq!(config.server.database_url, "sqlite:///from/env/schoolfleet.db");
+        assert_eq!(
+            config.server.database_url,
+            "sqlite:///from/env/schoolfleet.db"
+        );
     }
 
     #[test]
@@ -281,7 +292,10 @@ mod tests {
         let err = Config::load(Some(&file), no_env(), &FlagOverrides::default()).unwrap_err();
         assert!(err.to_string().contains("lisen"), "{err}");
 
-        let env = vec![("SCHOOLFLEET_AGENTS__HEARTBEAT_INTERVAL".into(), "soon".into())];
+        let env = vec![(
+            "SCHOOLFLEET_AGENTS__HEARTBEAT_INTERVAL".into(),
+            "soon".into(),
+        )];
         let err = Config::load(None, env, &FlagOverrides::default()).unwrap_err();
         assert!(err.to_string().contains("heartbeat_interval"), "{err}");
     }

@@ -21,7 +21,13 @@ const MAX_CLOCK_SKEW_MS: i64 = 24 * 3600 * 1000;
 
 /// The report is refused for good: resending it cannot help.
 fn rejected(report_id: String, error: String) -> ReportAck {
-    ReportAck { report_id, duplicate: false, error, warnings: Vec::new(), retry: false }
+    ReportAck {
+        report_id,
+        duplicate: false,
+        error,
+        warnings: Vec::new(),
+        retry: false,
+    }
 }
 
 /// The server could not store the report now; the agent keeps it.
@@ -46,15 +52,18 @@ pub async fn ingest_report(
     }
     let content_hash = report.content_hash.to_ascii_lowercase();
     if content_hash.len() != 64 || !content_hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return rejected(report_id, "content hash must be 64 hex digits (SHA-256)".into());
+        return rejected(
+            report_id,
+            "content hash must be 64 hex digits (SHA-256)".into(),
+        );
     }
     let now = now_millis();
-    let collected_at = match schoolfleet_proto::time::opt_from_timestamp(report.collected_at.as_ref())
-    {
-        Some(t) if t.timestamp_millis() <= now + MAX_CLOCK_SKEW_MS => t.timestamp_millis(),
-        Some(_) => return rejected(report_id, "collection time lies in the future".into()),
-        None => return rejected(report_id, "collection time missing or invalid".into()),
-    };
+    let collected_at =
+        match schoolfleet_proto::time::opt_from_timestamp(report.collected_at.as_ref()) {
+            Some(t) if t.timestamp_millis() <= now + MAX_CLOCK_SKEW_MS => t.timestamp_millis(),
+            Some(_) => return rejected(report_id, "collection time lies in the future".into()),
+            None => return rejected(report_id, "collection time missing or invalid".into()),
+        };
     let limits = validate::InventoryLimits {
         max_software: state.config.limits.max_software_packages,
         max_string_bytes: state.config.limits.max_string_bytes,

@@ -8,7 +8,11 @@ use schoolfleet_server::config::{Config, DEFAULT_CONFIG_TOML, FlagOverrides};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
-#[command(name = "schoolfleet-server", version, about = "schoolfleet server: enrolment, inventory and remote support for school IT")]
+#[command(
+    name = "schoolfleet-server",
+    version,
+    about = "schoolfleet server: enrolment, inventory and remote support for school IT"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -64,7 +68,9 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.server.listen;
-    let state = schoolfleet_server::server::prepare(config).await.context("startup failed")?;
+    let state = schoolfleet_server::server::prepare(config)
+        .await
+        .context("startup failed")?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -78,8 +84,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
 async fn wait_for_signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers");
         return;
     };
@@ -102,7 +110,9 @@ fn notify_systemd(state: &str) {
 fn init_tracing(format: &str, filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {

@@ -139,7 +139,11 @@ fn write_owner_only(path: &Path, contents: &str) -> std::io::Result<()> {
 
 /// Names the server certificate is valid for.
 fn subject_alt_names(config: &Config) -> Vec<String> {
-    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let mut names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
     if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
         let host = host.trim();
         if !host.is_empty() {
@@ -165,7 +169,9 @@ pub async fn run(
     let limit = config.limits.max_message_bytes;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<AgentServiceServer<api::AgentApi>>().await;
+    health_reporter
+        .set_serving::<AgentServiceServer<api::AgentApi>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(schoolfleet_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -173,7 +179,9 @@ pub async fn run(
 
     macro_rules! limited {
         ($server:ident, $api:expr) => {
-            $server::new($api).max_decoding_message_size(limit).max_encoding_message_size(limit)
+            $server::new($api)
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit)
         };
     }
 
@@ -189,12 +197,20 @@ pub async fn run(
         .add_service(reflection)
         .add_service(limited!(AgentServiceServer, api::AgentApi(state.clone())))
         .add_service(limited!(TenantServiceServer, api::TenantApi(state.clone())))
-        .add_service(limited!(EnrollmentServiceServer, api::EnrollmentApi(state.clone())))
+        .add_service(limited!(
+            EnrollmentServiceServer,
+            api::EnrollmentApi(state.clone())
+        ))
         .add_service(limited!(UserServiceServer, api::UserApi(state.clone())))
         .add_service(limited!(DeviceServiceServer, api::DeviceApi(state.clone())))
-        .add_service(limited!(InventoryServiceServer, api::InventoryApi(state.clone())));
+        .add_service(limited!(
+            InventoryServiceServer,
+            api::InventoryApi(state.clone())
+        ));
 
-    let addr = listener.local_addr().map_err(|e| ServerError::Tls(e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
     tracing::info!(%addr, "listening");
     let incoming = TcpListenerStream::new(listener);
     let drain = {

@@ -68,7 +68,10 @@ mod tests {
     #[test]
     fn orders_real_versions() {
         assert_eq!(compare("115.0", "140.0"), Ordering::Less);
-        assert_eq!(compare("10.0.26100.2314", "10.0.22631.4460"), Ordering::Greater);
+        assert_eq!(
+            compare("10.0.26100.2314", "10.0.22631.4460"),
+            Ordering::Greater
+        );
         assert_eq!(compare("2.36.1-8", "2.36.1-10"), Ordering::Less);
         assert_eq!(compare("1.02", "1.2"), Ordering::Equal);
         assert_eq!(compare("24.8", "24.8.1"), Ordering::Less);

@@ -8,11 +8,20 @@ use std::sync::Arc;
 use schoolfleet_server::storage::*;
 
 fn county(id: &str) -> County {
-    County { id: id.into(), name: format!("Landkreis {id}"), created_at: 1 }
+    County {
+        id: id.into(),
+        name: format!("Landkreis {id}"),
+        created_at: 1,
+    }
 }
 
 fn school(id: &str, county_id: &str) -> School {
-    School { id: id.into(), county_id: county_id.into(), name: format!("Schule {id}"), created_at: 2 }
+    School {
+        id: id.into(),
+        county_id: county_id.into(),
+        name: format!("Schule {id}"),
+        created_at: 2,
+    }
 }
 
 async fn seed_tenants(store: &Arc<dyn Store>) {
@@ -70,22 +79,69 @@ fn device(id: &str, hostname: &str, school_id: &str, county_id: &str) -> DeviceR
     }
 }
 
-async fn enroll(store: &Arc<dyn Store>, token_id: &str, d: DeviceRecord, existing: bool) -> Result<()> {
-    store.enroll_device(&Enrolment { token_id: token_id.into(), now: now_millis(), device: d, existing }).await
+async fn enroll(
+    store: &Arc<dyn Store>,
+    token_id: &str,
+    d: DeviceRecord,
+    existing: bool,
+) -> Result<()> {
+    store
+        .enroll_device(&Enrolment {
+            token_id: token_id.into(),
+            now: now_millis(),
+            device: d,
+            existing,
+        })
+        .await
 }
 
 /// Enrols devices d1 (kus012), d2 (kus013), d3 (kl001).
 async fn seed_devices(store: &Arc<dyn Store>) {
     seed_tenants(store).await;
-    store.create_enrollment_token(&token("tkus", "kus012", "kus", 10)).await.unwrap();
-    store.create_enrollment_token(&token("tkus13", "kus013", "kus", 10)).await.unwrap();
-    store.create_enrollment_token(&token("tkl", "kl001", "kl", 10)).await.unwrap();
-    enroll(store, "tkus", device("d1", "kus012-sp0101", "kus012", "kus"), false).await.unwrap();
-    enroll(store, "tkus13", device("d2", "kus013-sp0101", "kus013", "kus"), false).await.unwrap();
-    enroll(store, "tkl", device("d3", "kl001-sp0101", "kl001", "kl"), false).await.unwrap();
+    store
+        .create_enrollment_token(&token("tkus", "kus012", "kus", 10))
+        .await
+        .unwrap();
+    store
+        .create_enrollment_token(&token("tkus13", "kus013", "kus", 10))
+        .await
+        .unwrap();
+    store
+        .create_enrollment_token(&token("tkl", "kl001", "kl", 10))
+        .await
+        .unwrap();
+    enroll(
+        store,
+        "tkus",
+        device("d1", "kus012-sp0101", "kus012", "kus"),
+        false,
+    )
+    .await
+    .unwrap();
+    enroll(
+        store,
+        "tkus13",
+        device("d2", "kus013-sp0101", "kus013", "kus"),
+        false,
+    )
+    .await
+    .unwrap();
+    enroll(
+        store,
+        "tkl",
+        device("d3", "kl001-sp0101", "kl001", "kl"),
+        false,
+    )
+    .await
+    .unwrap();
 }
 
-fn report(device_id: &str, report_id: &str, collected_at: Millis, software: &[(&str, &str)]) -> IngestReport {
+fn report(
+    device_id: &str,
+    report_id: &str,
+    collected_at: Millis,
+    software: &[(&str, &str)],
+) -> IngestReport {
     IngestReport {
         device_id: device_id.into(),
         report_id: report_id.into(),
@@ -94,7 +150,10 @@ fn report(device_id: &str, report_id: &str, collected_at: Millis, software: &[(&
         content_hash: format!("{collected_at:064}"),
         reason: "test".into(),
         inventory: vec![1, 2, 3],
-        summary: DeviceSummary { hostname: format!("host-{report_id}"), ..Default::default() },
+        summary: DeviceSummary {
+            hostname: format!("host-{report_id}"),
+            ..Default::default()
+        },
         software: software
             .iter()
             .map(|(name, version)| SoftwareRow {
@@ -116,7 +175,13 @@ fn report(device_id: &str, report_id: &str, collected_at: Millis, software: &[(&
 }
 
 fn query(filter: TenantFilter) -> DeviceQuery {
-    DeviceQuery { filter, now: now_millis(), online_window_ms: 60_000, limit: 100, ..Default::default() }
+    DeviceQuery {
+        filter,
+        now: now_millis(),
+        online_window_ms: 60_000,
+        limit: 100,
+        ..Default::default()
+    }
 }
 
 // --- the suite ---
@@ -124,16 +189,35 @@ fn query(filter: TenantFilter) -> DeviceQuery {
 async fn tenants_roundtrip_and_conflicts(store: Arc<dyn Store>) {
     seed_tenants(&store).await;
     assert_eq!(store.get_county("kus").await.unwrap(), Some(county("kus")));
-    assert!(matches!(store.create_county(&county("kus")).await, Err(StorageError::Conflict(_))));
-    let kus_schools: Vec<_> =
-        store.list_schools(Some("kus")).await.unwrap().into_iter().map(|s| s.id).collect();
+    assert!(matches!(
+        store.create_county(&county("kus")).await,
+        Err(StorageError::Conflict(_))
+    ));
+    let kus_schools: Vec<_> = store
+        .list_schools(Some("kus"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
     assert_eq!(kus_schools, ["kus012", "kus013"]);
     assert_eq!(store.list_schools(None).await.unwrap().len(), 3);
     // The three agreed device classes come with the schema.
-    let classes: Vec<_> = store.list_device_classes().await.unwrap().into_iter().map(|c| c.id).collect();
+    let classes: Vec<_> = store
+        .list_device_classes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
     assert_eq!(classes, ["lehrer-laptop", "schueler-pc", "verwaltungs-pc"]);
     // A school in a county that does not exist is refused by the database.
-    assert!(store.create_school(&school("x001", "nowhere")).await.is_err());
+    assert!(
+        store
+            .create_school(&school("x001", "nowhere"))
+            .await
+            .is_err()
+    );
 }
 
 async fn users_and_api_tokens(store: Arc<dyn Store>) {
@@ -143,7 +227,10 @@ async fn users_and_api_tokens(store: Arc<dyn Store>) {
         name: "anna".into(),
         county_id: Some("kus".into()),
         created_at: 5,
-        bindings: vec![("technician".into(), "county:kus".into()), ("viewer".into(), "cooperation".into())],
+        bindings: vec![
+            ("technician".into(), "county:kus".into()),
+            ("viewer".into(), "cooperation".into()),
+        ],
     };
     store.create_user(&user).await.unwrap();
     assert_eq!(store.count_users().await.unwrap(), 1);
@@ -153,7 +240,15 @@ async fn users_and_api_tokens(store: Arc<dyn Store>) {
     expected.bindings.sort();
     assert_eq!(loaded, expected);
     assert_eq!(store.get_user("u1").await.unwrap().unwrap().name, "anna");
-    assert!(matches!(store.create_user(&User { id: "u2".into(), ..user.clone() }).await, Err(StorageError::Conflict(_))));
+    assert!(matches!(
+        store
+            .create_user(&User {
+                id: "u2".into(),
+                ..user.clone()
+            })
+            .await,
+        Err(StorageError::Conflict(_))
+    ));
 
     let api = ApiToken {
         id: "t1".into(),
@@ -167,34 +262,69 @@ async fn users_and_api_tokens(store: Arc<dyn Store>) {
     store.create_api_token(&api).await.unwrap();
     assert_eq!(store.get_api_token("t1").await.unwrap(), Some(api));
     store.revoke_api_token("t1", 50).await.unwrap();
-    assert_eq!(store.get_api_token("t1").await.unwrap().unwrap().revoked_at, Some(50));
-    assert!(matches!(store.revoke_api_token("nope", 1).await, Err(StorageError::NotFound(_))));
+    assert_eq!(
+        store.get_api_token("t1").await.unwrap().unwrap().revoked_at,
+        Some(50)
+    );
+    assert!(matches!(
+        store.revoke_api_token("nope", 1).await,
+        Err(StorageError::NotFound(_))
+    ));
 }
 
 async fn enrolment_uses_tokens_atomically(store: Arc<dyn Store>) {
     seed_tenants(&store).await;
-    store.create_enrollment_token(&token("t", "kus012", "kus", 3)).await.unwrap();
+    store
+        .create_enrollment_token(&token("t", "kus012", "kus", 3))
+        .await
+        .unwrap();
     // Six agents race for three uses: exactly three win.
     let attempts = (0..6).map(|i| {
         let store = store.clone();
         async move {
-            enroll(&store, "t", device(&format!("d{i}"), &format!("pc{i}"), "kus012", "kus"), false).await
+            enroll(
+                &store,
+                "t",
+                device(&format!("d{i}"), &format!("pc{i}"), "kus012", "kus"),
+                false,
+            )
+            .await
         }
     });
     let results = futures::future::join_all(attempts).await;
     let won = results.iter().filter(|r| r.is_ok()).count();
     assert_eq!(won, 3, "{results:?}");
-    assert!(results.iter().filter(|r| r.is_err()).all(|r| matches!(r, Err(StorageError::TokenUnusable(_)))));
-    assert_eq!(store.get_enrollment_token("t").await.unwrap().unwrap().uses, 3);
+    assert!(
+        results
+            .iter()
+            .filter(|r| r.is_err())
+            .all(|r| matches!(r, Err(StorageError::TokenUnusable(_))))
+    );
+    assert_eq!(
+        store.get_enrollment_token("t").await.unwrap().unwrap().uses,
+        3
+    );
 
     // Revoked and expired tokens are unusable too.
-    store.create_enrollment_token(&token("r", "kus012", "kus", 9)).await.unwrap();
-    store.revoke_enrollment_token("r", now_millis()).await.unwrap();
-    assert!(matches!(enroll(&store, "r", device("x", "x", "kus012", "kus"), false).await, Err(StorageError::TokenUnusable(_))));
+    store
+        .create_enrollment_token(&token("r", "kus012", "kus", 9))
+        .await
+        .unwrap();
+    store
+        .revoke_enrollment_token("r", now_millis())
+        .await
+        .unwrap();
+    assert!(matches!(
+        enroll(&store, "r", device("x", "x", "kus012", "kus"), false).await,
+        Err(StorageError::TokenUnusable(_))
+    ));
     let mut expired = token("e", "kus012", "kus", 9);
     expired.expires_at = now_millis() - 1;
     store.create_enrollment_token(&expired).await.unwrap();
-    assert!(matches!(enroll(&store, "e", device("y", "y", "kus012", "kus"), false).await, Err(StorageError::TokenUnusable(_))));
+    assert!(matches!(
+        enroll(&store, "e", device("y", "y", "kus012", "kus"), false).await,
+        Err(StorageError::TokenUnusable(_))
+    ));
     // A failed enrolment leaves no device behind.
     assert!(store.get_device("x").await.unwrap().is_none());
 }
@@ -206,41 +336,97 @@ async fn reenrolment_replaces_certificate_without_duplicate(store: Arc<dyn Store
         serial_number: serial.into(),
         machine_id: machine.into(),
     };
-    let found = store.find_device_by_hardware("kus", &hw("uuid-d1", "serial-d1", "")).await.unwrap().unwrap();
+    let found = store
+        .find_device_by_hardware("kus", &hw("uuid-d1", "serial-d1", ""))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(found.id, "d1");
     // Without a firmware UUID the machine id links the device...
-    let by_machine = store.find_device_by_hardware("kus", &hw("", "", "machine-d1")).await.unwrap().unwrap();
+    let by_machine = store
+        .find_device_by_hardware("kus", &hw("", "", "machine-d1"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(by_machine.id, "d1");
     // ...but a firmware UUID that differs is a different machine.
-    assert!(store.find_device_by_hardware("kus", &hw("uuid-other", "serial-d1", "machine-d1")).await.unwrap().is_none());
+    assert!(
+        store
+            .find_device_by_hardware("kus", &hw("uuid-other", "serial-d1", "machine-d1"))
+            .await
+            .unwrap()
+            .is_none()
+    );
     // Empty identities never match, and hardware is not matched across counties.
-    assert!(store.find_device_by_hardware("kus", &hw("", "", "")).await.unwrap().is_none());
-    assert!(store.find_device_by_hardware("kl", &hw("uuid-d1", "serial-d1", "")).await.unwrap().is_none());
+    assert!(
+        store
+            .find_device_by_hardware("kus", &hw("", "", ""))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .find_device_by_hardware("kl", &hw("uuid-d1", "serial-d1", ""))
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     let mut again = found.clone();
     again.cert_fingerprint = Some("fp-new".into());
     again.hostname = "renamed".into();
     enroll(&store, "tkus", again, true).await.unwrap();
-    assert!(store.get_device_by_cert("fp-d1").await.unwrap().is_none(), "old certificate still maps");
+    assert!(
+        store.get_device_by_cert("fp-d1").await.unwrap().is_none(),
+        "old certificate still maps"
+    );
     let renewed = store.get_device_by_cert("fp-new").await.unwrap().unwrap();
-    assert_eq!((renewed.id.as_str(), renewed.hostname.as_str()), ("d1", "renamed"));
-    let all = store.list_devices(&query(TenantFilter::everything())).await.unwrap();
+    assert_eq!(
+        (renewed.id.as_str(), renewed.hostname.as_str()),
+        ("d1", "renamed")
+    );
+    let all = store
+        .list_devices(&query(TenantFilter::everything()))
+        .await
+        .unwrap();
     assert_eq!(all.len(), 3, "re-enrolment created a duplicate");
 
     // A revoked device cannot be re-enrolled.
-    store.set_device_status("d1", DeviceStatus::Revoked).await.unwrap();
+    store
+        .set_device_status("d1", DeviceStatus::Revoked)
+        .await
+        .unwrap();
     assert!(enroll(&store, "tkus", renewed, true).await.is_err());
 }
 
 async fn device_lists_respect_tenants_and_filters(store: Arc<dyn Store>) {
     seed_devices(&store).await;
     let ids = |devices: Vec<DeviceRecord>| devices.into_iter().map(|d| d.id).collect::<Vec<_>>();
-    let kus = TenantFilter { counties: vec!["kus".into()], ..Default::default() };
-    assert_eq!(ids(store.list_devices(&query(kus)).await.unwrap()), ["d1", "d2"]);
-    let school = TenantFilter { schools: vec!["kl001".into()], ..Default::default() };
-    assert_eq!(ids(store.list_devices(&query(school)).await.unwrap()), ["d3"]);
+    let kus = TenantFilter {
+        counties: vec!["kus".into()],
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(store.list_devices(&query(kus)).await.unwrap()),
+        ["d1", "d2"]
+    );
+    let school = TenantFilter {
+        schools: vec!["kl001".into()],
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(store.list_devices(&query(school)).await.unwrap()),
+        ["d3"]
+    );
     // An empty filter matches nothing: the store fails closed.
-    assert!(store.list_devices(&query(TenantFilter::default())).await.unwrap().is_empty());
+    assert!(
+        store
+            .list_devices(&query(TenantFilter::default()))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     let mut q = query(TenantFilter::everything());
     q.school_id = Some("kus013".into());
@@ -251,10 +437,18 @@ async fn device_lists_respect_tenants_and_filters(store: Arc<dyn Store>) {
     assert_eq!(ids(store.list_devices(&q).await.unwrap()), ["d3"]);
     let mut q = query(TenantFilter::everything());
     q.hostname_contains = Some("%".into());
-    assert!(store.list_devices(&q).await.unwrap().is_empty(), "LIKE wildcard not escaped");
+    assert!(
+        store.list_devices(&q).await.unwrap().is_empty(),
+        "LIKE wildcard not escaped"
+    );
 
     // Online: connected and seen within the window.
-    assert!(store.touch_device("d1", now_millis(), true, Some("0.2.0")).await.unwrap());
+    assert!(
+        store
+            .touch_device("d1", now_millis(), true, Some("0.2.0"))
+            .await
+            .unwrap()
+    );
     let mut q = query(TenantFilter::everything());
     q.online = Some(true);
     assert_eq!(ids(store.list_devices(&q).await.unwrap()), ["d1"]);
@@ -281,44 +475,111 @@ async fn device_lists_respect_tenants_and_filters(store: Arc<dyn Store>) {
     assert_eq!(seen, ["d3", "d1", "d2"]);
 
     // Retired devices drop out of the default list; revoked ones stop heartbeating.
-    store.set_device_status("d2", DeviceStatus::Retired).await.unwrap();
-    assert_eq!(ids(store.list_devices(&query(TenantFilter::everything())).await.unwrap()), ["d3", "d1"]);
-    store.set_device_status("d3", DeviceStatus::Revoked).await.unwrap();
-    assert!(!store.touch_device("d3", now_millis(), true, None).await.unwrap());
+    store
+        .set_device_status("d2", DeviceStatus::Retired)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(store
+            .list_devices(&query(TenantFilter::everything()))
+            .await
+            .unwrap()),
+        ["d3", "d1"]
+    );
+    store
+        .set_device_status("d3", DeviceStatus::Revoked)
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .touch_device("d3", now_millis(), true, None)
+            .await
+            .unwrap()
+    );
 }
 
 async fn reports_are_stored_once_and_in_order(store: Arc<dyn Store>) {
     seed_devices(&store).await;
-    let first = report("d1", "r1", 1_000, &[("firefox-esr", "115.0"), ("bash", "5.2")]);
-    assert_eq!(store.ingest_report(&first).await.unwrap(), IngestOutcome::Stored);
-    assert_eq!(store.ingest_report(&first).await.unwrap(), IngestOutcome::Duplicate);
+    let first = report(
+        "d1",
+        "r1",
+        1_000,
+        &[("firefox-esr", "115.0"), ("bash", "5.2")],
+    );
+    assert_eq!(
+        store.ingest_report(&first).await.unwrap(),
+        IngestOutcome::Stored
+    );
+    assert_eq!(
+        store.ingest_report(&first).await.unwrap(),
+        IngestOutcome::Duplicate
+    );
     let newer = report("d1", "r2", 3_000, &[("firefox-esr", "140.1")]);
-    assert_eq!(store.ingest_report(&newer).await.unwrap(), IngestOutcome::Stored);
+    assert_eq!(
+        store.ingest_report(&newer).await.unwrap(),
+        IngestOutcome::Stored
+    );
     // A spooled report collected in between arrives late: kept in the
     // history, but it does not replace the current inventory.
     let late = report("d1", "r3", 2_000, &[("firefox-esr", "128.0")]);
-    assert_eq!(store.ingest_report(&late).await.unwrap(), IngestOutcome::StoredOlder);
+    assert_eq!(
+        store.ingest_report(&late).await.unwrap(),
+        IngestOutcome::StoredOlder
+    );
 
     let current = store.get_inventory("d1").await.unwrap().unwrap();
     assert_eq!(current.collected_at, 3_000);
-    assert_eq!(store.get_device("d1").await.unwrap().unwrap().hostname, "host-r2");
-    let reports: Vec<_> =
-        store.list_inventory_reports("d1", 10).await.unwrap().into_iter().map(|r| r.report_id).collect();
+    assert_eq!(
+        store.get_device("d1").await.unwrap().unwrap().hostname,
+        "host-r2"
+    );
+    let reports: Vec<_> = store
+        .list_inventory_reports("d1", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.report_id)
+        .collect();
     assert_eq!(reports.len(), 3);
     assert_eq!(reports.iter().filter(|r| *r == "r1").count(), 1);
     // Report ids are per device: another device may use the same id.
-    assert_eq!(store.ingest_report(&report("d2", "r1", 1_000, &[])).await.unwrap(), IngestOutcome::Stored);
+    assert_eq!(
+        store
+            .ingest_report(&report("d2", "r1", 1_000, &[]))
+            .await
+            .unwrap(),
+        IngestOutcome::Stored
+    );
 
     let changes = store.list_inventory_changes("d1", 10).await.unwrap();
-    assert_eq!(changes.len(), 2, "only stored-as-current reports add changes: {changes:?}");
+    assert_eq!(
+        changes.len(),
+        2,
+        "only stored-as-current reports add changes: {changes:?}"
+    );
     assert_eq!(changes[0].report_id, "r2");
 
     let everything = TenantFilter::everything();
-    let hits = store.search_software("FIREFOX", &everything, None, None).await.unwrap();
+    let hits = store
+        .search_software("FIREFOX", &everything, None, None)
+        .await
+        .unwrap();
     assert_eq!(hits.len(), 1);
-    assert_eq!((hits[0].device_id.as_str(), hits[0].version.as_str()), ("d1", "140.1"));
-    let kl_only = TenantFilter { counties: vec!["kl".into()], ..Default::default() };
-    assert!(store.search_software("firefox", &kl_only, None, None).await.unwrap().is_empty());
+    assert_eq!(
+        (hits[0].device_id.as_str(), hits[0].version.as_str()),
+        ("d1", "140.1")
+    );
+    let kl_only = TenantFilter {
+        counties: vec!["kl".into()],
+        ..Default::default()
+    };
+    assert!(
+        store
+            .search_software("firefox", &kl_only, None, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn large_software_lists_and_hostile_text(store: Arc<dyn Store>) {
@@ -327,14 +588,25 @@ async fn large_software_lists_and_hostile_text(store: Arc<dyn Store>) {
     let mut big = report("d1", "big", 1_000, &[]);
     big.software = names
         .iter()
-        .map(|n| SoftwareRow { source: "dpkg".into(), name: n.clone(), architecture: "amd64".into(), version: "1".into() })
+        .map(|n| SoftwareRow {
+            source: "dpkg".into(),
+            name: n.clone(),
+            architecture: "amd64".into(),
+            version: "1".into(),
+        })
         .collect();
     // SQL in values is data, not code.
     big.summary.hostname = "x'); DROP TABLE devices; --".into();
     store.ingest_report(&big).await.unwrap();
-    let hits = store.search_software("pkg-", &TenantFilter::everything(), None, None).await.unwrap();
+    let hits = store
+        .search_software("pkg-", &TenantFilter::everything(), None, None)
+        .await
+        .unwrap();
     assert_eq!(hits.len(), 3000);
-    assert_eq!(store.get_device("d1").await.unwrap().unwrap().hostname, "x'); DROP TABLE devices; --");
+    assert_eq!(
+        store.get_device("d1").await.unwrap().unwrap().hostname,
+        "x'); DROP TABLE devices; --"
+    );
 }
 
 async fn audit_log_appends(store: Arc<dyn Store>) {
@@ -353,7 +625,10 @@ async fn audit_log_appends(store: Arc<dyn Store>) {
             .unwrap();
     }
     let events = store.list_audit(2).await.unwrap();
-    assert_eq!(events.iter().map(|e| e.target.as_str()).collect::<Vec<_>>(), ["c2", "c1"]);
+    assert_eq!(
+        events.iter().map(|e| e.target.as_str()).collect::<Vec<_>>(),
+        ["c2", "c1"]
+    );
     assert_eq!(events[0].details, "Überhitzung");
 }
 

@@ -8,7 +8,9 @@ mod common;
 
 use common::server::{Clients, InProcessServer};
 use schoolfleet_proto::v1::*;
-use schoolfleet_server::storage::{self, DeviceSummary, Enrolment, IngestReport, SoftwareRow, now_millis};
+use schoolfleet_server::storage::{
+    self, DeviceSummary, Enrolment, IngestReport, SoftwareRow, now_millis,
+};
 use tonic::Code;
 
 const FOREIGN_DEVICE: &str = "0190aaaa-0000-7000-8000-00000000cafe";
@@ -24,13 +26,27 @@ struct Fixture {
 async fn fixture() -> Fixture {
     let server = InProcessServer::start().await;
     let mut admin = server.client(&server.bootstrap_token).await;
-    for (id, name) in [("kus", "Landkreis Kusel"), ("kl", "Landkreis Kaiserslautern")] {
-        admin.tenants.create_county(CreateCountyRequest { id: id.into(), name: name.into() }).await.unwrap();
+    for (id, name) in [
+        ("kus", "Landkreis Kusel"),
+        ("kl", "Landkreis Kaiserslautern"),
+    ] {
+        admin
+            .tenants
+            .create_county(CreateCountyRequest {
+                id: id.into(),
+                name: name.into(),
+            })
+            .await
+            .unwrap();
     }
     for (id, county) in [("kus012", "kus"), ("kl001", "kl")] {
         admin
             .tenants
-            .create_school(CreateSchoolRequest { id: id.into(), county_id: county.into(), name: id.into() })
+            .create_school(CreateSchoolRequest {
+                id: id.into(),
+                county_id: county.into(),
+                name: id.into(),
+            })
             .await
             .unwrap();
     }
@@ -53,13 +69,19 @@ async fn fixture() -> Fixture {
         .create_user(CreateUserRequest {
             name: "kl-admin".into(),
             county_id: "kl".into(),
-            roles: vec![RoleBinding { role: "admin".into(), scope: "county:kl".into() }],
+            roles: vec![RoleBinding {
+                role: "admin".into(),
+                scope: "county:kl".into(),
+            }],
         })
         .await
         .unwrap();
     let foreign_api_token_id = admin
         .users
-        .create_api_token(CreateApiTokenRequest { user: "kl-admin".into(), ..Default::default() })
+        .create_api_token(CreateApiTokenRequest {
+            user: "kl-admin".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -94,7 +116,12 @@ async fn fixture() -> Fixture {
         ip_addresses: String::new(),
     };
     store
-        .enroll_device(&Enrolment { token_id: foreign_token.id.clone(), now: now_millis(), device, existing: false })
+        .enroll_device(&Enrolment {
+            token_id: foreign_token.id.clone(),
+            now: now_millis(),
+            device,
+            existing: false,
+        })
         .await
         .unwrap();
     store
@@ -106,7 +133,10 @@ async fn fixture() -> Fixture {
             content_hash: "0".repeat(64),
             reason: "test".into(),
             inventory: Vec::new(),
-            summary: DeviceSummary { hostname: FOREIGN_HOST.into(), ..Default::default() },
+            summary: DeviceSummary {
+                hostname: FOREIGN_HOST.into(),
+                ..Default::default()
+            },
             software: vec![SoftwareRow {
                 source: "dpkg".into(),
                 name: FOREIGN_PACKAGE.into(),
@@ -117,7 +147,11 @@ async fn fixture() -> Fixture {
         })
         .await
         .unwrap();
-    Fixture { server, foreign_token_id: foreign_token.id, foreign_api_token_id }
+    Fixture {
+        server,
+        foreign_token_id: foreign_token.id,
+        foreign_api_token_id,
+    }
 }
 
 /// Creates a user with one binding and returns clients with its token.
@@ -128,13 +162,19 @@ async fn user_clients(f: &Fixture, name: &str, role: &str, scope: &str) -> Clien
         .create_user(CreateUserRequest {
             name: name.into(),
             county_id: String::new(),
-            roles: vec![RoleBinding { role: role.into(), scope: scope.into() }],
+            roles: vec![RoleBinding {
+                role: role.into(),
+                scope: scope.into(),
+            }],
         })
         .await
         .unwrap();
     let secret = admin
         .users
-        .create_api_token(CreateApiTokenRequest { user: name.into(), ..Default::default() })
+        .create_api_token(CreateApiTokenRequest {
+            user: name.into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -153,9 +193,14 @@ enum Outcome {
     Reached,
 }
 
-fn refused<T>(result: Result<tonic::Response<T>, tonic::Status>, reveals: impl Fn(&T) -> bool) -> Outcome {
+fn refused<T>(
+    result: Result<tonic::Response<T>, tonic::Status>,
+    reveals: impl Fn(&T) -> bool,
+) -> Outcome {
     match result {
-        Err(status) if matches!(status.code(), Code::PermissionDenied | Code::NotFound) => Outcome::Refused,
+        Err(status) if matches!(status.code(), Code::PermissionDenied | Code::NotFound) => {
+            Outcome::Refused
+        }
         Err(status) => panic!("unexpected error {status:?}"),
         Ok(response) if reveals(response.get_ref()) => Outcome::Reached,
         Ok(_) => Outcome::Hidden,
@@ -164,32 +209,238 @@ fn refused<T>(result: Result<tonic::Response<T>, tonic::Status>, reveals: impl F
 
 /// Every admin call against the foreign object, by name.
 async fn every_call(c: &mut Clients, f: &Fixture) -> Vec<(&'static str, Outcome)> {
-    let device = || DeviceRef { device: FOREIGN_DEVICE.into() };
+    let device = || DeviceRef {
+        device: FOREIGN_DEVICE.into(),
+    };
     let mut results = vec![
-        ("tenants.create_county", refused(c.tenants.create_county(CreateCountyRequest { id: "x".into(), name: "x".into() }).await, |_| true)),
-        ("tenants.list_counties", refused(c.tenants.list_counties(ListCountiesRequest {}).await, |r| r.counties.iter().any(|x| x.id == "kl"))),
-        ("tenants.create_school", refused(c.tenants.create_school(CreateSchoolRequest { id: "kl999".into(), county_id: "kl".into(), name: "x".into() }).await, |_| true)),
-        ("tenants.list_schools", refused(c.tenants.list_schools(ListSchoolsRequest { county_id: "kl".into() }).await, |r| r.schools.iter().any(|s| s.id == "kl001"))),
-        ("tenants.create_device_class", refused(c.tenants.create_device_class(CreateDeviceClassRequest { id: "x".into(), label: "x".into() }).await, |_| true)),
-        ("enrollment.create", refused(c.enrollment.create_enrollment_token(CreateEnrollmentTokenRequest { school_id: "kl001".into(), device_class: "schueler-pc".into(), expires_in_seconds: 60, max_uses: 1, description: String::new() }).await, |_| true)),
-        ("enrollment.list", refused(c.enrollment.list_enrollment_tokens(ListEnrollmentTokensRequest { county_id: "kl".into(), ..Default::default() }).await, |r| r.tokens.iter().any(|t| t.id == f.foreign_token_id))),
-        ("enrollment.revoke", refused(c.enrollment.revoke_enrollment_token(RevokeEnrollmentTokenRequest { id: f.foreign_token_id.clone() }).await, |_| true)),
-        ("users.create", refused(c.users.create_user(CreateUserRequest { name: format!("x{}", uuid::Uuid::new_v4().simple()), county_id: String::new(), roles: vec![RoleBinding { role: "viewer".into(), scope: "county:kl".into() }] }).await, |_| true)),
-        ("users.list", refused(c.users.list_users(ListUsersRequest {}).await, |r| r.users.iter().any(|u| u.name == "kl-admin"))),
-        ("users.create_api_token", refused(c.users.create_api_token(CreateApiTokenRequest { user: "kl-admin".into(), ..Default::default() }).await, |_| true)),
-        ("users.revoke_api_token", refused(c.users.revoke_api_token(RevokeApiTokenRequest { token_id: f.foreign_api_token_id.clone() }).await, |_| true)),
-        ("devices.list", refused(c.devices.list_devices(ListDevicesRequest::default()).await, |r| r.devices.iter().any(|d| d.id == FOREIGN_DEVICE))),
-        ("devices.list_county", refused(c.devices.list_devices(ListDevicesRequest { county_id: "kl".into(), ..Default::default() }).await, |r| !r.devices.is_empty())),
-        ("devices.get_by_id", refused(c.devices.get_device(GetDeviceRequest { device: FOREIGN_DEVICE.into() }).await, |_| true)),
-        ("devices.get_by_hostname", refused(c.devices.get_device(GetDeviceRequest { device: FOREIGN_HOST.into() }).await, |_| true)),
-        ("devices.changes", refused(c.devices.list_inventory_changes(ListInventoryChangesRequest { device: FOREIGN_DEVICE.into(), limit: 0 }).await, |_| true)),
-        ("devices.reports", refused(c.devices.list_inventory_reports(ListInventoryReportsRequest { device: FOREIGN_DEVICE.into(), limit: 0 }).await, |_| true)),
-        ("devices.request_inventory", refused(c.devices.request_inventory(device()).await, |_| true)),
-        ("inventory.search", refused(c.inventory.search_software(SearchSoftwareRequest { name: FOREIGN_PACKAGE.into(), ..Default::default() }).await, |r| !r.hits.is_empty())),
+        (
+            "tenants.create_county",
+            refused(
+                c.tenants
+                    .create_county(CreateCountyRequest {
+                        id: "x".into(),
+                        name: "x".into(),
+                    })
+                    .await,
+                |_| true,
+            ),
+        ),
+        (
+            "tenants.list_counties",
+            refused(c.tenants.list_counties(ListCountiesRequest {}).await, |r| {
+                r.counties.iter().any(|x| x.id == "kl")
+            }),
+        ),
+        (
+            "tenants.create_school",
+            refused(
+                c.tenants
+                    .create_school(CreateSchoolRequest {
+                        id: "kl999".into(),
+                        county_id: "kl".into(),
+                        name: "x".into(),
+                    })
+                    .await,
+                |_| true,
+            ),
+        ),
+        (
+            "tenants.list_schools",
+            refused(
+                c.tenants
+                    .list_schools(ListSchoolsRequest {
+                        county_id: "kl".into(),
+                    })
+                    .await,
+                |r| r.schools.iter().any(|s| s.id == "kl001"),
+            ),
+        ),
+        (
+            "tenants.create_device_class",
+            refused(
+                c.tenants
+                    .create_device_class(CreateDeviceClassRequest {
+                        id: "x".into(),
+                        label: "x".into(),
+                    })
+                    .await,
+                |_| true,
+            ),
+        ),
+        (
+            "enrollment.create",
+            refused(
+                c.enrollment
+                    .create_enrollment_token(CreateEnrollmentTokenRequest {
+                        school_id: "kl001".into(),
+                        device_class: "schueler-pc".into(),
+                        expires_in_seconds: 60,
+                        max_uses: 1,
+                        description: String::new(),
+                    })
+                    .await,
+                |_| true,
+            ),
+        ),
+        (
+            "enrollment.list",
+            refused(
+                c.enrollment
+                    .list_enrollment_tokens(ListEnrollmentTokensRequest {
+                        county_id: "kl".into(),
+                        ..Default::default()
+                    })
+                    .await,
+                |r| r.tokens.iter().any(|t| t.id == f.foreign_token_id),
+            ),
+        ),
+        (
+            "enrollment.revoke",
+            refused(
+                c.enrollment
+                    .revoke_enrollment_token(RevokeEnrollmentTokenRequest {
+                        id: f.foreign_token_id.clone(),
+                    })
+                    .await,
+                |_| true,
+            ),
+        ),
+        (
+            "users.create",
+            refused(
+                c.users
+                    .create_user(CreateUserRequest {
+                        name: format!("x{}", uuid::Uuid::new_v4().simple()),
+                        county_id: String::new(),
+                        roles: vec![RoleBinding {
+                            role: "viewer".into(),
+                            scope: "county:kl".into(),
+                        }],
+                    })
+                    .await,
+                |_| true,
+            ),
+        ),
+        (
+            "users.list",
+            refused(c.users.list_users(ListUsersRequest {}).await, |r| {
+                r.users.iter().any(|u| u.name == "kl-admin")
+            }),
+        ),
+        (
+            "users.create_api_token",
+            refused(
+                c.users
+                    .create_api_token(CreateApiTokenRequest {
+                        user: "kl-admin".into(),
+                        ..Default::default()
+                    })
+                    .await,
+                |_| true,
+            ),
+        ),
+        (
+            "users.revoke_api_token",
+            refused(
+                c.users
+                    .revoke_api_token(RevokeApiTokenRequest {
+                        token_id: f.foreign_api_token_id.clone(),
+                    })
+                    .await,
+                |_| true,
+            ),
+        ),
+        (
+            "devices.list",
+            refused(
+                c.devices.list_devices(ListDevicesRequest::default()).await,
+                |r| r.devices.iter().any(|d| d.id == FOREIGN_DEVICE),
+            ),
+        ),
+        (
+            "devices.list_county",
+            refused(
+                c.devices
+                    .list_devices(ListDevicesRequest {
+                        county_id: "kl".into(),
+                        ..Default::default()
+                    })
+                    .await,
+                |r| !r.devices.is_empty(),
+            ),
+        ),
+        (
+            "devices.get_by_id",
+            refused(
+                c.devices
+                    .get_device(GetDeviceRequest {
+                        device: FOREIGN_DEVICE.into(),
+                    })
+                    .await,
+                |_| true,
+            ),
+        ),
+        (
+            "devices.get_by_hostname",
+            refused(
+                c.devices
+                    .get_device(GetDeviceRequest {
+                        device: FOREIGN_HOST.into(),
+                    })
+                    .await,
+                |_| true,
+            ),
+        ),
+        (
+            "devices.changes",
+            refused(
+                c.devices
+                    .list_inventory_changes(ListInventoryChangesRequest {
+                        device: FOREIGN_DEVICE.into(),
+                        limit: 0,
+                    })
+                    .await,
+                |_| true,
+            ),
+        ),
+        (
+            "devices.reports",
+            refused(
+                c.devices
+                    .list_inventory_reports(ListInventoryReportsRequest {
+                        device: FOREIGN_DEVICE.into(),
+                        limit: 0,
+                    })
+                    .await,
+                |_| true,
+            ),
+        ),
+        (
+            "devices.request_inventory",
+            refused(c.devices.request_inventory(device()).await, |_| true),
+        ),
+        (
+            "inventory.search",
+            refused(
+                c.inventory
+                    .search_software(SearchSoftwareRequest {
+                        name: FOREIGN_PACKAGE.into(),
+                        ..Default::default()
+                    })
+                    .await,
+                |r| !r.hits.is_empty(),
+            ),
+        ),
     ];
     // Last, because they change the device.
-    results.push(("devices.retire", refused(c.devices.retire_device(device()).await, |_| true)));
-    results.push(("devices.revoke", refused(c.devices.revoke_device(device()).await, |_| true)));
+    results.push((
+        "devices.retire",
+        refused(c.devices.retire_device(device()).await, |_| true),
+    ));
+    results.push((
+        "devices.revoke",
+        refused(c.devices.revoke_device(device()).await, |_| true),
+    ));
     results
 }
 
@@ -199,16 +450,30 @@ async fn county_roles_never_reach_another_county() {
     for role in ["admin", "technician", "coordinator", "viewer"] {
         let mut clients = user_clients(&f, &format!("kus-{role}"), role, "county:kus").await;
         for (call, outcome) in every_call(&mut clients, &f).await {
-            assert_ne!(outcome, Outcome::Reached, "{role}@county:kus reached the Kaiserslautern object via {call}");
+            assert_ne!(
+                outcome,
+                Outcome::Reached,
+                "{role}@county:kus reached the Kaiserslautern object via {call}"
+            );
         }
     }
     // School-scoped roles are even narrower.
     let mut clients = user_clients(&f, "kus012-admin", "admin", "school:kus012").await;
     for (call, outcome) in every_call(&mut clients, &f).await {
-        assert_ne!(outcome, Outcome::Reached, "admin@school:kus012 reached it via {call}");
+        assert_ne!(
+            outcome,
+            Outcome::Reached,
+            "admin@school:kus012 reached it via {call}"
+        );
     }
     // The foreign device is untouched by all of the above.
-    let device = f.server.store().get_device(FOREIGN_DEVICE).await.unwrap().unwrap();
+    let device = f
+        .server
+        .store()
+        .get_device(FOREIGN_DEVICE)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(device.status, "active");
 }
 
@@ -219,12 +484,34 @@ async fn cooperation_wide_technician_reaches_every_county() {
     let results = every_call(&mut clients, &f).await;
     let outcome = |name: &str| &results.iter().find(|(call, _)| *call == name).unwrap().1;
     // The joint team reads and works on devices of every county...
-    for call in ["devices.list", "devices.list_county", "devices.get_by_id", "devices.get_by_hostname", "devices.changes", "inventory.search", "enrollment.list", "devices.retire"] {
-        assert_eq!(outcome(call), &Outcome::Reached, "cooperation technician could not {call}");
+    for call in [
+        "devices.list",
+        "devices.list_county",
+        "devices.get_by_id",
+        "devices.get_by_hostname",
+        "devices.changes",
+        "inventory.search",
+        "enrollment.list",
+        "devices.retire",
+    ] {
+        assert_eq!(
+            outcome(call),
+            &Outcome::Reached,
+            "cooperation technician could not {call}"
+        );
     }
     // ...but a technician holds no admin powers.
-    for call in ["users.create", "users.create_api_token", "tenants.create_county", "devices.revoke"] {
-        assert_eq!(outcome(call), &Outcome::Refused, "technician was allowed {call}");
+    for call in [
+        "users.create",
+        "users.create_api_token",
+        "tenants.create_county",
+        "devices.revoke",
+    ] {
+        assert_eq!(
+            outcome(call),
+            &Outcome::Refused,
+            "technician was allowed {call}"
+        );
     }
 }
 
@@ -241,18 +528,36 @@ async fn missing_forged_and_revoked_api_tokens_fail_closed() {
     let forged = schoolfleet_proto::tokens::format_api_token(&"0".repeat(16), &"1".repeat(48));
     for token in [String::new(), "garbage".into(), forged] {
         let err = channel_call(token.clone()).await.unwrap_err();
-        assert_eq!(err.code(), Code::Unauthenticated, "token {token:?}: {err:?}");
+        assert_eq!(
+            err.code(),
+            Code::Unauthenticated,
+            "token {token:?}: {err:?}"
+        );
     }
     // A real token with a flipped secret is refused, and so is a revoked one.
     let good = f.server.bootstrap_token.clone();
     let mut flipped = good.clone();
     let last = flipped.pop().unwrap();
     flipped.push(if last == '0' { '1' } else { '0' });
-    assert_eq!(channel_call(flipped).await.unwrap_err().code(), Code::Unauthenticated);
+    assert_eq!(
+        channel_call(flipped).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
     let mut admin = f.server.client(&good).await;
-    let created = admin.users.create_api_token(CreateApiTokenRequest::default()).await.unwrap().into_inner();
+    let created = admin
+        .users
+        .create_api_token(CreateApiTokenRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     assert!(channel_call(created.secret.clone()).await.is_ok());
-    admin.users.revoke_api_token(RevokeApiTokenRequest { token_id: created.token_id }).await.unwrap();
+    admin
+        .users
+        .revoke_api_token(RevokeApiTokenRequest {
+            token_id: created.token_id,
+        })
+        .await
+        .unwrap();
     let err = channel_call(created.secret).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
     assert!(err.message().contains("revoked"), "{}", err.message());

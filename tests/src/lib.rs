@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test>-<hash> -> target/<profile>/<name>
-    let dir = exe.parent().and_then(Path::parent).expect("target directory");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -49,7 +52,11 @@ pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> 
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn stop_child(child: &mut Child, signal: nix::sys::signal::Signal) {
@@ -76,7 +83,11 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts a server with short agent intervals, suited to tests.
     pub fn start(data_dir: &Path) -> ServerProcess {
-        let mut server = ServerProcess { data_dir: data_dir.to_owned(), port: free_port(), child: None };
+        let mut server = ServerProcess {
+            data_dir: data_dir.to_owned(),
+            port: free_port(),
+            child: None,
+        };
         server.restart();
         server
     }
@@ -86,11 +97,17 @@ impl ServerProcess {
     }
 
     pub fn ca_pin(&self) -> String {
-        std::fs::read_to_string(self.data_dir.join("ca.pin")).unwrap().trim().to_owned()
+        std::fs::read_to_string(self.data_dir.join("ca.pin"))
+            .unwrap()
+            .trim()
+            .to_owned()
     }
 
     pub fn bootstrap_token(&self) -> String {
-        std::fs::read_to_string(self.data_dir.join("bootstrap-admin.token")).unwrap().trim().to_owned()
+        std::fs::read_to_string(self.data_dir.join("bootstrap-admin.token"))
+            .unwrap()
+            .trim()
+            .to_owned()
     }
 
     pub fn log(&self) -> String {
@@ -163,7 +180,10 @@ pub struct CliRunner {
 
 impl CliRunner {
     pub fn with_token(&self, token: &str) -> CliRunner {
-        CliRunner { token: token.to_owned(), ..self.clone() }
+        CliRunner {
+            token: token.to_owned(),
+            ..self.clone()
+        }
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
@@ -194,16 +214,28 @@ impl CliRunner {
         let mut full = vec!["-o", "json"];
         full.extend_from_slice(args);
         let text = self.ok(&full);
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad JSON from {args:?}: {e}\n{text}"))
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("bad JSON from {args:?}: {e}\n{text}"))
     }
 
     /// Creates an enrolment token and returns its secret.
     pub fn enrollment_token(&self, school: &str, expires: &str, uses: u32) -> String {
         let created = self.json(&[
-            "enroll-token", "create", "--school", school, "--class", "schueler-pc", "--expires", expires,
-            "--uses", &uses.to_string(),
+            "enroll-token",
+            "create",
+            "--school",
+            school,
+            "--class",
+            "schueler-pc",
+            "--expires",
+            expires,
+            "--uses",
+            &uses.to_string(),
         ]);
-        created["secret"].as_str().expect("secret in output").to_owned()
+        created["secret"]
+            .as_str()
+            .expect("secret in output")
+            .to_owned()
     }
 }
 
@@ -215,7 +247,10 @@ pub struct AgentProcess {
 
 impl AgentProcess {
     pub fn new(state_dir: &Path) -> AgentProcess {
-        AgentProcess { state_dir: state_dir.to_owned(), child: None }
+        AgentProcess {
+            state_dir: state_dir.to_owned(),
+            child: None,
+        }
     }
 
     fn command(&self) -> Command {
@@ -253,7 +288,11 @@ impl AgentProcess {
             .expect("spawn schoolfleet-agent run");
         self.child = Some(child);
         let socket = self.state_dir.join("agent.sock");
-        wait_until(Duration::from_secs(10), "the agent's control socket", || socket.exists());
+        wait_until(
+            Duration::from_secs(10),
+            "the agent's control socket",
+            || socket.exists(),
+        );
     }
 
     pub fn stop(&mut self) {
@@ -265,14 +304,22 @@ impl AgentProcess {
     /// `schoolfleet-agent collect-now`: returns the new report's id.
     pub fn collect_now(&self) -> String {
         let out = self.command().arg("collect-now").output().unwrap();
-        assert!(out.status.success(), "collect-now failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "collect-now failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 
     /// `schoolfleet-agent status` as JSON.
     pub fn status(&self) -> serde_json::Value {
         let out = self.command().arg("status").output().unwrap();
-        assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 }
@@ -288,5 +335,9 @@ impl Drop for AgentProcess {
 
 /// stdout and stderr of a finished command, for assertion messages.
 pub fn output_text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }

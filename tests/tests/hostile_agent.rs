@@ -17,10 +17,23 @@ use tokio_stream::wrappers::ReceiverStream;
 
 fn inventory(hostname: &str, packages: usize) -> Inventory {
     Inventory {
-        system: Some(SystemInfo { hostname: hostname.into(), ..Default::default() }),
-        os: Some(OperatingSystem { family: "linux".into(), name: "Debian GNU/Linux".into(), version: "12".into(), ..Default::default() }),
+        system: Some(SystemInfo {
+            hostname: hostname.into(),
+            ..Default::default()
+        }),
+        os: Some(OperatingSystem {
+            family: "linux".into(),
+            name: "Debian GNU/Linux".into(),
+            version: "12".into(),
+            ..Default::default()
+        }),
         software: (0..packages)
-            .map(|i| SoftwarePackage { name: format!("pkg-{i}"), version: "1.0".into(), source: "dpkg".into(), ..Default::default() })
+            .map(|i| SoftwarePackage {
+                name: format!("pkg-{i}"),
+                version: "1.0".into(),
+                source: "dpkg".into(),
+                ..Default::default()
+            })
             .collect(),
         ..Default::default()
     }
@@ -38,12 +51,20 @@ impl Stream {
         let report_id = uuid::Uuid::new_v4().to_string();
         let report = InventoryReport {
             report_id: report_id.clone(),
-            collected_at: Some(prost_types::Timestamp { seconds: 1_700_000_000 + self.clock, nanos: 0 }),
+            collected_at: Some(prost_types::Timestamp {
+                seconds: 1_700_000_000 + self.clock,
+                nanos: 0,
+            }),
             content_hash: format!("{:064x}", self.clock),
             inventory: inventory_bytes,
             reason: "test".into(),
         };
-        self.tx.send(AgentMessage { body: Some(Body::InventoryReport(report)) }).await.unwrap();
+        self.tx
+            .send(AgentMessage {
+                body: Some(Body::InventoryReport(report)),
+            })
+            .await
+            .unwrap();
         loop {
             let message = tokio::time::timeout(Duration::from_secs(20), self.inbound.message())
                 .await
@@ -65,46 +86,98 @@ async fn hostile_values_are_neutralised_or_refused_and_nothing_else_is_lost() {
     let server = ServerProcess::start(&dir.path().join("server"));
     let cli = server.admin_cli(&dir.path().join("cli"));
     cli.ok(&["county", "add", "don", "--name", "Donnersbergkreis"]);
-    cli.ok(&["school", "add", "don003", "--county", "don", "--name", "Gymnasium"]);
+    cli.ok(&[
+        "school",
+        "add",
+        "don003",
+        "--county",
+        "don",
+        "--name",
+        "Gymnasium",
+    ]);
     let token = cli.enrollment_token("don003", "1h", 1);
     let agent = AgentProcess::new(&dir.path().join("agent"));
     assert!(agent.enroll(&server.url(), &token).status.success());
 
     // Speak the agent protocol directly, with the real device certificate.
     let identity = AgentIdentity::load(&agent.state_dir).unwrap();
-    let channel = transport::connect(&server.url(), identity.server_trust(), Some(identity.client_identity()), ChannelOptions::default())
-        .await
-        .unwrap();
+    let channel = transport::connect(
+        &server.url(),
+        identity.server_trust(),
+        Some(identity.client_identity()),
+        ChannelOptions::default(),
+    )
+    .await
+    .unwrap();
     let (tx, rx) = mpsc::channel(16);
-    tx.send(AgentMessage { body: Some(Body::Hello(Hello { agent_version: "evil\u{1b}[31m".into(), ..Default::default() })) })
+    tx.send(AgentMessage {
+        body: Some(Body::Hello(Hello {
+            agent_version: "evil\u{1b}[31m".into(),
+            ..Default::default()
+        })),
+    })
+    .await
+    .unwrap();
+    let inbound = AgentServiceClient::new(channel)
+        .open_stream(ReceiverStream::new(rx))
         .await
-        .unwrap();
-    let inbound = AgentServiceClient::new(channel).open_stream(ReceiverStream::new(rx)).await.unwrap().into_inner();
-    let mut stream = Stream { tx, inbound, clock: 0 };
+        .unwrap()
+        .into_inner();
+    let mut stream = Stream {
+        tx,
+        inbound,
+        clock: 0,
+    };
 
-    let (first, ack) = stream.send_report(inventory("honest-pc", 3).encode_to_vec()).await;
+    let (first, ack) = stream
+        .send_report(inventory("honest-pc", 3).encode_to_vec())
+        .await;
     assert!(ack.error.is_empty(), "{ack:?}");
 
-    let evil_host = "pc\u{1b}]0;pwned\u{7}\u{1b}[2J<script>alert(1)</script>'; DROP TABLE devices;--";
-    let (escapes, ack) = stream.send_report(inventory(evil_host, 3).encode_to_vec()).await;
+    let evil_host =
+        "pc\u{1b}]0;pwned\u{7}\u{1b}[2J<script>alert(1)</script>'; DROP TABLE devices;--";
+    let (escapes, ack) = stream
+        .send_report(inventory(evil_host, 3).encode_to_vec())
+        .await;
     assert!(ack.error.is_empty(), "{ack:?}");
-    assert!(ack.warnings.iter().any(|w| w.contains("hostname")), "no warning about the host name: {ack:?}");
+    assert!(
+        ack.warnings.iter().any(|w| w.contains("hostname")),
+        "no warning about the host name: {ack:?}"
+    );
 
-    let (_, ack) = stream.send_report(inventory("big-pc", 25_000).encode_to_vec()).await;
-    assert!(ack.error.contains("25000") && ack.error.contains("20000"), "oversized list not refused clearly: {ack:?}");
+    let (_, ack) = stream
+        .send_report(inventory("big-pc", 25_000).encode_to_vec())
+        .await;
+    assert!(
+        ack.error.contains("25000") && ack.error.contains("20000"),
+        "oversized list not refused clearly: {ack:?}"
+    );
     assert!(!ack.retry);
 
     // SystemInfo { hostname: <0xff 0xfe> } encoded by hand: prost refuses to.
     let (_, ack) = stream.send_report(vec![0x0a, 4, 0x0a, 2, 0xff, 0xfe]).await;
-    assert!(ack.error.to_lowercase().contains("utf-8"), "invalid UTF-8 not refused clearly: {ack:?}");
+    assert!(
+        ack.error.to_lowercase().contains("utf-8"),
+        "invalid UTF-8 not refused clearly: {ack:?}"
+    );
 
-    let (last, ack) = stream.send_report(inventory("recovered-pc", 5).encode_to_vec()).await;
-    assert!(ack.error.is_empty(), "the stream did not survive the hostile reports: {ack:?}");
+    let (last, ack) = stream
+        .send_report(inventory("recovered-pc", 5).encode_to_vec())
+        .await;
+    assert!(
+        ack.error.is_empty(),
+        "the stream did not survive the hostile reports: {ack:?}"
+    );
 
     // Everything valid arrived; nothing refused was stored.
     let device_id = identity.device_id.to_string();
     let reports = cli.json(&["device", "reports", &device_id]);
-    let ids: Vec<&str> = reports.as_array().unwrap().iter().map(|r| r["report_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = reports
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["report_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids.len(), 3, "{reports}");
     for id in [&first, &escapes, &last] {
         assert!(ids.contains(&id.as_str()), "report {id} lost: {reports}");
@@ -118,9 +191,18 @@ async fn hostile_values_are_neutralised_or_refused_and_nothing_else_is_lost() {
     let history = cli.ok(&["device", "history", &device_id]);
     let raw = cli.ok(&["-o", "csv", "device", "history", &device_id]);
     for text in [&history, &raw] {
-        assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "raw control character printed:\n{text}");
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "raw control character printed:\n{text}"
+        );
     }
-    assert!(history.contains("<script>"), "HTML should be shown as text, unchanged:\n{history}");
-    let agent_version = cli.json(&["devices"])[0]["agent_version"].as_str().unwrap().to_owned();
+    assert!(
+        history.contains("<script>"),
+        "HTML should be shown as text, unchanged:\n{history}"
+    );
+    let agent_version = cli.json(&["devices"])[0]["agent_version"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(!agent_version.contains('\u{1b}'), "{agent_version:?}");
 }

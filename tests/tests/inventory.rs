@@ -11,13 +11,26 @@ fn fleet() -> (ServerProcess, CliRunner, tempfile::TempDir) {
     let server = ServerProcess::start(&dir.path().join("server"));
     let cli = server.admin_cli(&dir.path().join("cli"));
     cli.ok(&["county", "add", "kus", "--name", "Landkreis Kusel"]);
-    cli.ok(&["school", "add", "kus012", "--county", "kus", "--name", "IGS Kusel"]);
+    cli.ok(&[
+        "school",
+        "add",
+        "kus012",
+        "--county",
+        "kus",
+        "--name",
+        "IGS Kusel",
+    ]);
     (server, cli, dir)
 }
 
 fn dpkg_package_count() -> Option<usize> {
-    let out = std::process::Command::new("dpkg-query").arg("-W").output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).lines().count())
+    let out = std::process::Command::new("dpkg-query")
+        .arg("-W")
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).lines().count())
 }
 
 fn meminfo_total_bytes() -> u64 {
@@ -38,30 +51,53 @@ fn enrolled_agent_reports_this_machines_real_inventory() {
     // The private key is readable by the agent's user only.
     let key = std::fs::metadata(dir.path().join("agent/device.key")).unwrap();
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(key.permissions().mode() & 0o077, 0, "device key readable by others");
+    assert_eq!(
+        key.permissions().mode() & 0o077,
+        0,
+        "device key readable by others"
+    );
 
     agent.start();
     wait_until(Duration::from_secs(30), "the first inventory", || {
-        cli.json(&["devices"]).as_array().is_some_and(|d| d.len() == 1 && !d[0]["inventory_at"].is_null())
+        cli.json(&["devices"])
+            .as_array()
+            .is_some_and(|d| d.len() == 1 && !d[0]["inventory_at"].is_null())
     });
     let devices = cli.json(&["devices"]);
     let device = &devices[0];
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned();
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_owned();
     assert_eq!(device["hostname"], hostname.as_str());
     assert_eq!(device["school_id"], "kus012");
     assert_eq!(device["online"], true, "{device}");
 
     let show = cli.json(&["device", "show", &hostname]);
-    assert_eq!(show["hardware"]["memory_total_bytes"].as_u64().unwrap(), meminfo_total_bytes());
+    assert_eq!(
+        show["hardware"]["memory_total_bytes"].as_u64().unwrap(),
+        meminfo_total_bytes()
+    );
     if let Some(expected) = dpkg_package_count() {
-        assert_eq!(show["software"]["count"].as_u64().unwrap() as usize, expected, "software count differs from dpkg-query -W");
+        assert_eq!(
+            show["software"]["count"].as_u64().unwrap() as usize,
+            expected,
+            "software count differs from dpkg-query -W"
+        );
     }
     assert_eq!(show["operating_system"]["family"], "linux");
     assert!(!show["hardware"]["cpu_model"].as_str().unwrap().is_empty());
 
     // The human view has the sections an admin expects.
     let text = cli.ok(&["device", "show", &hostname]);
-    for section in ["Operating system", "Hardware", "Firmware", "Disks", "Network", "Software"] {
+    for section in [
+        "Operating system",
+        "Hardware",
+        "Firmware",
+        "Disks",
+        "Network",
+        "Software",
+    ] {
         assert!(text.contains(section), "section {section} missing:\n{text}");
     }
     // A software search finds a package every Debian system has.
@@ -84,24 +120,38 @@ fn server_restart_reconnects_and_delivers_the_spooled_report_exactly_once() {
     });
 
     server.stop();
-    wait_until(Duration::from_secs(15), "the agent to notice", || agent.status()["connected"] == false);
+    wait_until(Duration::from_secs(15), "the agent to notice", || {
+        agent.status()["connected"] == false
+    });
     // Made while the server is down: it must wait in the spool.
     let report_id = agent.collect_now();
     assert_eq!(agent.status()["spooled_reports"], 1);
 
     server.restart();
-    wait_until(Duration::from_secs(30), "the agent to reconnect", || agent.status()["connected"] == true);
+    wait_until(Duration::from_secs(30), "the agent to reconnect", || {
+        agent.status()["connected"] == true
+    });
     wait_until(Duration::from_secs(30), "the spooled report", || {
-        reports(&cli).as_array().is_some_and(|r| r.iter().any(|r| r["report_id"] == report_id.as_str()))
+        reports(&cli)
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["report_id"] == report_id.as_str()))
     });
     // Give a duplicate delivery time to show up, then count.
     std::thread::sleep(Duration::from_secs(2));
     let all = reports(&cli);
-    let count = all.as_array().unwrap().iter().filter(|r| r["report_id"] == report_id.as_str()).count();
+    let count = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["report_id"] == report_id.as_str())
+        .count();
     assert_eq!(count, 1, "report stored {count} times: {all}");
     assert_eq!(agent.status()["spooled_reports"], 0);
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned()
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_owned()
 }

@@ -10,14 +10,28 @@ fn fleet() -> (ServerProcess, CliRunner, tempfile::TempDir) {
     let server = ServerProcess::start(&dir.path().join("server"));
     let cli = server.admin_cli(&dir.path().join("cli"));
     cli.ok(&["county", "add", "kl", "--name", "Landkreis Kaiserslautern"]);
-    cli.ok(&["school", "add", "kl001", "--county", "kl", "--name", "Realschule plus"]);
+    cli.ok(&[
+        "school",
+        "add",
+        "kl001",
+        "--county",
+        "kl",
+        "--name",
+        "Realschule plus",
+    ]);
     (server, cli, dir)
 }
 
 fn refused_with(out: &std::process::Output, needle: &str) {
     let text = output_text(out);
-    assert!(!out.status.success(), "expected a refusal, got success: {text}");
-    assert!(text.contains(needle), "expected {needle:?} in the error, got: {text}");
+    assert!(
+        !out.status.success(),
+        "expected a refusal, got success: {text}"
+    );
+    assert!(
+        text.contains(needle),
+        "expected {needle:?} in the error, got: {text}"
+    );
 }
 
 #[test]
@@ -27,7 +41,10 @@ fn expired_token_is_refused() {
     std::thread::sleep(Duration::from_millis(1500));
     let agent = AgentProcess::new(&dir.path().join("agent"));
     refused_with(&agent.enroll(&server.url(), &token), "expired");
-    assert!(!dir.path().join("agent/device.crt").exists(), "a refused agent kept a certificate");
+    assert!(
+        !dir.path().join("agent/device.crt").exists(),
+        "a refused agent kept a certificate"
+    );
 }
 
 #[test]
@@ -61,7 +78,10 @@ fn forged_token_is_refused() {
     let parts: Vec<&str> = token.split('_').collect();
     let forged = format!("sfe_{}_{}_{}", parts[1], "0".repeat(48), parts[3]);
     let agent = AgentProcess::new(&dir.path().join("agent"));
-    refused_with(&agent.enroll(&server.url(), &forged), "unknown enrolment token");
+    refused_with(
+        &agent.enroll(&server.url(), &forged),
+        "unknown enrolment token",
+    );
 }
 
 #[test]
@@ -71,13 +91,18 @@ fn revoked_device_is_cut_off_and_refused() {
     let mut agent = AgentProcess::new(&dir.path().join("agent"));
     assert!(agent.enroll(&server.url(), &token).status.success());
     agent.start();
-    wait_until(Duration::from_secs(20), "the agent to connect", || agent.status()["connected"] == true);
+    wait_until(Duration::from_secs(20), "the agent to connect", || {
+        agent.status()["connected"] == true
+    });
     let device_id = agent.status()["device_id"].as_str().unwrap().to_owned();
 
     cli.ok(&["device", "revoke", &device_id, "--yes"]);
     wait_until(Duration::from_secs(20), "the agent to be cut off", || {
         let status = agent.status();
-        status["connected"] == false && status["last_error"].as_str().is_some_and(|e| e.contains("revoked"))
+        status["connected"] == false
+            && status["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("revoked"))
     });
     let devices = cli.json(&["devices", "--all"]);
     assert_eq!(devices[0]["status"], "revoked", "{devices}");

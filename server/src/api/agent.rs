@@ -70,9 +70,9 @@ impl AgentApi {
             DeviceStatus::Revoked => Err(Status::permission_denied(
                 "this device was revoked; an admin must re-admit it",
             )),
-            DeviceStatus::Retired => {
-                Err(Status::permission_denied("this device was retired; enrol it again"))
-            }
+            DeviceStatus::Retired => Err(Status::permission_denied(
+                "this device was retired; enrol it again",
+            )),
         }
     }
 }
@@ -84,7 +84,10 @@ impl AgentService for AgentApi {
         request: Request<EnrollRequest>,
     ) -> Result<Response<EnrollResponse>, Status> {
         let state = &self.0;
-        let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let peer = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         let req = request.into_inner();
         let parts = schoolfleet_proto::tokens::parse_enrollment_token(&req.token)
             .map_err(|e| Status::unauthenticated(e.to_string()))?;
@@ -103,19 +106,37 @@ impl AgentService for AgentApi {
         let presented = secrets::hash_secret(&parts.token.secret);
         if !bool::from(presented.as_bytes().ct_eq(token.secret_hash.as_bytes())) {
             state
-                .audit("anonymous", "device.enroll", &format!("enrollment_token:{}", token.id), Some(&token.county_id), "denied", format!("wrong secret from {peer}"))
+                .audit(
+                    "anonymous",
+                    "device.enroll",
+                    &format!("enrollment_token:{}", token.id),
+                    Some(&token.county_id),
+                    "denied",
+                    format!("wrong secret from {peer}"),
+                )
                 .await;
             return Err(unknown());
         }
         let now = now_millis();
         if let Some(reason) = token.unusable_reason(now) {
             state
-                .audit("anonymous", "device.enroll", &format!("enrollment_token:{}", token.id), Some(&token.county_id), "denied", format!("{reason}; from {peer}"))
+                .audit(
+                    "anonymous",
+                    "device.enroll",
+                    &format!("enrollment_token:{}", token.id),
+                    Some(&token.county_id),
+                    "denied",
+                    format!("{reason}; from {peer}"),
+                )
                 .await;
-            return Err(Status::permission_denied(format!("enrolment refused: {reason}")));
+            return Err(Status::permission_denied(format!(
+                "enrolment refused: {reason}"
+            )));
         }
         if req.csr_pem.len() > 16 * 1024 {
-            return Err(Status::invalid_argument("certificate signing request is too large"));
+            return Err(Status::invalid_argument(
+                "certificate signing request is too large",
+            ));
         }
         let hostname = cleaned("hostname", &req.hostname, 253)?;
         let agent_version = cleaned("agent_version", &req.agent_version, 64)?;
@@ -132,7 +153,10 @@ impl AgentService for AgentApi {
             .find_device_by_hardware(&token.county_id, &hardware)
             .await
             .map_err(storage_status)?;
-        if existing.as_ref().is_some_and(|d| d.status() == DeviceStatus::Revoked) {
+        if existing
+            .as_ref()
+            .is_some_and(|d| d.status() == DeviceStatus::Revoked)
+        {
             return Err(Status::permission_denied(
                 "this hardware belongs to a revoked device; an admin must re-admit it first",
             ));
@@ -145,8 +169,14 @@ impl AgentService for AgentApi {
             .map_err(|_| Status::internal("stored device id is not a UUID"))?;
         let issued = state
             .ca
-            .sign_device_csr(&req.csr_pem, device_uuid, state.config.agents.device_cert_validity)
-            .map_err(|e| Status::invalid_argument(format!("certificate signing request refused: {e}")))?;
+            .sign_device_csr(
+                &req.csr_pem,
+                device_uuid,
+                state.config.agents.device_cert_validity,
+            )
+            .map_err(|e| {
+                Status::invalid_argument(format!("certificate signing request refused: {e}"))
+            })?;
         let device = DeviceRecord {
             id: device_id.clone(),
             county_id: token.county_id.clone(),
@@ -176,17 +206,29 @@ impl AgentService for AgentApi {
         let reenrolled = existing.is_some();
         state
             .store
-            .enroll_device(&Enrolment { token_id: token.id.clone(), now, device, existing: reenrolled })
+            .enroll_device(&Enrolment {
+                token_id: token.id.clone(),
+                now,
+                device,
+                existing: reenrolled,
+            })
             .await
             .map_err(storage_status)?;
         state
             .audit(
                 &format!("device:{device_id}"),
-                if reenrolled { "device.reenroll" } else { "device.enroll" },
+                if reenrolled {
+                    "device.reenroll"
+                } else {
+                    "device.enroll"
+                },
                 &format!("device:{device_id}"),
                 Some(&token.county_id),
                 "ok",
-                format!("hostname={hostname} school={} token={} from {peer}", token.school_id, token.id),
+                format!(
+                    "hostname={hostname} school={} token={} from {peer}",
+                    token.school_id, token.id
+                ),
             )
             .await;
         tracing::info!(device = %device_id, school = %token.school_id, reenrolled, "device enrolled");
@@ -222,7 +264,11 @@ impl AgentService for AgentApi {
             inventory_interval_seconds: state.config.agents.inventory_interval.as_secs() as u32,
             server_time: Some(schoolfleet_proto::time::to_timestamp(chrono::Utc::now())),
         };
-        let _ = tx.send(Ok(ServerMessage { body: Some(ServerBody::Welcome(welcome)) })).await;
+        let _ = tx
+            .send(Ok(ServerMessage {
+                body: Some(ServerBody::Welcome(welcome)),
+            }))
+            .await;
         tracing::info!(device = %device.id, hostname = %device.hostname, "agent connected");
         let tasks = state.tasks.clone();
         tasks.spawn(async move {
@@ -276,7 +322,11 @@ async fn serve_stream(
         };
         match reply {
             Ok(Some(body)) => {
-                if outbound.send(Ok(ServerMessage { body: Some(body) })).await.is_err() {
+                if outbound
+                    .send(Ok(ServerMessage { body: Some(body) }))
+                    .await
+                    .is_err()
+                {
                     return "stream closed";
                 }
             }
@@ -296,9 +346,15 @@ async fn touch(
     device: &DeviceRecord,
     agent_version: Option<&str>,
 ) -> Result<Option<ServerBody>, Status> {
-    match state.store.touch_device(&device.id, now_millis(), true, agent_version).await {
+    match state
+        .store
+        .touch_device(&device.id, now_millis(), true, agent_version)
+        .await
+    {
         Ok(true) => Ok(None),
-        Ok(false) => Err(Status::permission_denied("this device was revoked or retired")),
+        Ok(false) => Err(Status::permission_denied(
+            "this device was revoked or retired",
+        )),
         Err(err) => {
             // A storage hiccup must not drop a healthy agent.
             tracing::warn!(device = %device.id, error = %err, "cannot record heartbeat");

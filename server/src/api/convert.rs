@@ -14,7 +14,11 @@ pub fn opt_ts(ms: Option<Millis>) -> Option<prost_types::Timestamp> {
 }
 
 pub fn county(c: &storage::County) -> v1::County {
-    v1::County { id: c.id.clone(), name: c.name.clone(), created_at: ts(c.created_at) }
+    v1::County {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        created_at: ts(c.created_at),
+    }
 }
 
 pub fn school(s: &storage::School) -> v1::School {
@@ -85,7 +89,10 @@ pub fn user(u: &storage::User) -> v1::User {
         roles: u
             .bindings
             .iter()
-            .map(|(role, scope)| v1::RoleBinding { role: role.clone(), scope: scope.clone() })
+            .map(|(role, scope)| v1::RoleBinding {
+                role: role.clone(),
+                scope: scope.clone(),
+            })
             .collect(),
         created_at: ts(u.created_at),
     }

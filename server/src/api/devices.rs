@@ -64,7 +64,11 @@ impl DeviceApi {
             _ => Permission::DeviceManage,
         };
         let record = state.visible_device(principal, device, permission).await?;
-        state.store.set_device_status(&record.id, status).await.map_err(storage_status)?;
+        state
+            .store
+            .set_device_status(&record.id, status)
+            .await
+            .map_err(storage_status)?;
         // Cut the live stream now rather than at the next heartbeat.
         state.agents.disconnect(
             &record.id,
@@ -86,7 +90,11 @@ impl DeviceApi {
             .await
             .map_err(storage_status)?
             .ok_or_else(|| Status::not_found("device vanished"))?;
-        Ok(convert::device(&record, now_millis(), self.online_window_ms()))
+        Ok(convert::device(
+            &record,
+            now_millis(),
+            self.online_window_ms(),
+        ))
     }
 }
 
@@ -124,16 +132,25 @@ impl DeviceService for DeviceApi {
             after: decode_page_token(&req.page_token)?,
             limit: i64::from(page_size),
         };
-        let records = state.store.list_devices(&query).await.map_err(storage_status)?;
+        let records = state
+            .store
+            .list_devices(&query)
+            .await
+            .map_err(storage_status)?;
         let next_page_token = match records.last() {
             Some(last) if records.len() == page_size as usize => {
                 encode_page_token(&last.hostname, &last.id)
             }
             _ => String::new(),
         };
-        let devices =
-            records.iter().map(|d| convert::device(d, now, self.online_window_ms())).collect();
-        Ok(Response::new(ListDevicesResponse { devices, next_page_token }))
+        let devices = records
+            .iter()
+            .map(|d| convert::device(d, now, self.online_window_ms()))
+            .collect();
+        Ok(Response::new(ListDevicesResponse {
+            devices,
+            next_page_token,
+        }))
     }
 
     async fn get_device(
@@ -143,8 +160,14 @@ impl DeviceService for DeviceApi {
         let state = &self.0;
         let principal = state.principal(&request).await?;
         let req = request.into_inner();
-        let record = state.visible_device(&principal, &req.device, Permission::DeviceRead).await?;
-        let stored = state.store.get_inventory(&record.id).await.map_err(storage_status)?;
+        let record = state
+            .visible_device(&principal, &req.device, Permission::DeviceRead)
+            .await?;
+        let stored = state
+            .store
+            .get_inventory(&record.id)
+            .await
+            .map_err(storage_status)?;
         let (inventory, inventory_hash) = match stored {
             Some(stored) => {
                 let inventory = Inventory::decode(stored.inventory.as_slice()).map_err(|e| {
@@ -156,7 +179,11 @@ impl DeviceService for DeviceApi {
             None => (None, String::new()),
         };
         Ok(Response::new(DeviceDetail {
-            device: Some(convert::device(&record, now_millis(), self.online_window_ms())),
+            device: Some(convert::device(
+                &record,
+                now_millis(),
+                self.online_window_ms(),
+            )),
             inventory,
             inventory_hash,
         }))
@@ -165,13 +192,19 @@ impl DeviceService for DeviceApi {
     async fn retire_device(&self, request: Request<DeviceRef>) -> Result<Response<Device>, Status> {
         let principal = self.0.principal(&request).await?;
         let device = request.into_inner().device;
-        Ok(Response::new(self.change_status(&principal, &device, DeviceStatus::Retired).await?))
+        Ok(Response::new(
+            self.change_status(&principal, &device, DeviceStatus::Retired)
+                .await?,
+        ))
     }
 
     async fn revoke_device(&self, request: Request<DeviceRef>) -> Result<Response<Device>, Status> {
         let principal = self.0.principal(&request).await?;
         let device = request.into_inner().device;
-        Ok(Response::new(self.change_status(&principal, &device, DeviceStatus::Revoked).await?))
+        Ok(Response::new(
+            self.change_status(&principal, &device, DeviceStatus::Revoked)
+                .await?,
+        ))
     }
 
     async fn list_inventory_changes(
@@ -181,8 +214,14 @@ impl DeviceService for DeviceApi {
         let state = &self.0;
         let principal = state.principal(&request).await?;
         let req = request.into_inner();
-        let record = state.visible_device(&principal, &req.device, Permission::DeviceRead).await?;
-        let limit = if req.limit == 0 { 200 } else { req.limit.min(10_000) };
+        let record = state
+            .visible_device(&principal, &req.device, Permission::DeviceRead)
+            .await?;
+        let limit = if req.limit == 0 {
+            200
+        } else {
+            req.limit.min(10_000)
+        };
         let changes = state
             .store
             .list_inventory_changes(&record.id, i64::from(limit))
@@ -208,8 +247,14 @@ impl DeviceService for DeviceApi {
         let state = &self.0;
         let principal = state.principal(&request).await?;
         let req = request.into_inner();
-        let record = state.visible_device(&principal, &req.device, Permission::DeviceRead).await?;
-        let limit = if req.limit == 0 { 100 } else { req.limit.min(10_000) };
+        let record = state
+            .visible_device(&principal, &req.device, Permission::DeviceRead)
+            .await?;
+        let limit = if req.limit == 0 {
+            100
+        } else {
+            req.limit.min(10_000)
+        };
         let reports = state
             .store
             .list_inventory_reports(&record.id, i64::from(limit))
@@ -234,7 +279,9 @@ impl DeviceService for DeviceApi {
         let state = &self.0;
         let principal = state.principal(&request).await?;
         let device = request.into_inner().device;
-        let record = state.visible_device(&principal, &device, Permission::DeviceManage).await?;
+        let record = state
+            .visible_device(&principal, &device, Permission::DeviceManage)
+            .await?;
         let delivered = state.agents.send(
             &record.id,
             ServerMessage {
@@ -258,9 +305,15 @@ impl InventoryService for InventoryApi {
         let req = request.into_inner();
         let name = req.name.trim();
         if name.is_empty() || name.len() > 200 {
-            return Err(Status::invalid_argument("software name must be 1-200 characters"));
+            return Err(Status::invalid_argument(
+                "software name must be 1-200 characters",
+            ));
         }
-        let limit = if req.limit == 0 { 5000 } else { req.limit.min(100_000) } as usize;
+        let limit = if req.limit == 0 {
+            5000
+        } else {
+            req.limit.min(100_000)
+        } as usize;
         let hits: Vec<storage::SoftwareHitRecord> = state
             .store
             .search_software(
@@ -280,10 +333,15 @@ impl InventoryService for InventoryApi {
             .collect();
         let mut devices_per_version: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
         for hit in &hits {
-            devices_per_version.entry(hit.version.clone()).or_default().insert(&hit.device_id);
+            devices_per_version
+                .entry(hit.version.clone())
+                .or_default()
+                .insert(&hit.device_id);
         }
-        let devices_per_version =
-            devices_per_version.into_iter().map(|(v, d)| (v, d.len() as u32)).collect();
+        let devices_per_version = devices_per_version
+            .into_iter()
+            .map(|(v, d)| (v, d.len() as u32))
+            .collect();
         let hits = hits
             .iter()
             .take(limit)
@@ -296,6 +354,9 @@ impl InventoryService for InventoryApi {
                 source: h.source.clone(),
             })
             .collect();
-        Ok(Response::new(SearchSoftwareResponse { hits, devices_per_version }))
+        Ok(Response::new(SearchSoftwareResponse {
+            hits,
+            devices_per_version,
+        }))
     }
 }

@@ -33,20 +33,39 @@ impl EnrollmentService for EnrollmentApi {
             .get_school(&school_id)
             .await
             .map_err(storage_status)?
-            .filter(|s| principal.can(Permission::TenantRead, &TenantRef::school(&s.county_id, &s.id)))
+            .filter(|s| {
+                principal.can(
+                    Permission::TenantRead,
+                    &TenantRef::school(&s.county_id, &s.id),
+                )
+            })
             .ok_or_else(|| Status::not_found(format!("school {school_id:?} not found")))?;
-        require(&principal, Permission::EnrollmentManage, &TenantRef::school(&school.county_id, &school.id))?;
+        require(
+            &principal,
+            Permission::EnrollmentManage,
+            &TenantRef::school(&school.county_id, &school.id),
+        )?;
         let class = tenant_id("device class", &req.device_class)?;
-        if state.store.get_device_class(&class).await.map_err(storage_status)?.is_none() {
+        if state
+            .store
+            .get_device_class(&class)
+            .await
+            .map_err(storage_status)?
+            .is_none()
+        {
             return Err(Status::invalid_argument(format!(
                 "unknown device class {class:?}; see `schoolfleet class list`"
             )));
         }
         if req.expires_in_seconds == 0 || req.expires_in_seconds > MAX_VALIDITY_SECONDS {
-            return Err(Status::invalid_argument("expiry must be between 1 second and 90 days"));
+            return Err(Status::invalid_argument(
+                "expiry must be between 1 second and 90 days",
+            ));
         }
         if req.max_uses == 0 || req.max_uses > MAX_USES {
-            return Err(Status::invalid_argument(format!("uses must be between 1 and {MAX_USES}")));
+            return Err(Status::invalid_argument(format!(
+                "uses must be between 1 and {MAX_USES}"
+            )));
         }
         let (id, secret) = secrets::generate();
         let now = now_millis();
@@ -64,7 +83,11 @@ impl EnrollmentService for EnrollmentApi {
             created_at: now,
             revoked_at: None,
         };
-        state.store.create_enrollment_token(&token).await.map_err(storage_status)?;
+        state
+            .store
+            .create_enrollment_token(&token)
+            .await
+            .map_err(storage_status)?;
         state
             .audit(
                 &principal.actor(),
@@ -72,7 +95,10 @@ impl EnrollmentService for EnrollmentApi {
                 &format!("enrollment_token:{id}"),
                 Some(&token.county_id),
                 "ok",
-                format!("school={} class={} uses={}", token.school_id, token.device_class, token.max_uses),
+                format!(
+                    "school={} class={} uses={}",
+                    token.school_id, token.device_class, token.max_uses
+                ),
             )
             .await;
         Ok(Response::new(CreateEnrollmentTokenResponse {
@@ -130,7 +156,11 @@ impl EnrollmentService for EnrollmentApi {
         if !principal.can(Permission::EnrollmentManage, &target) {
             return Err(not_found());
         }
-        state.store.revoke_enrollment_token(&token.id, now_millis()).await.map_err(storage_status)?;
+        state
+            .store
+            .revoke_enrollment_token(&token.id, now_millis())
+            .await
+            .map_err(storage_status)?;
         state
             .audit(
                 &principal.actor(),

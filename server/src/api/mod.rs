@@ -87,9 +87,17 @@ impl AppState {
         }
         let not_found = || Status::not_found(format!("device {device:?} not found"));
         let visible = |d: &DeviceRecord| {
-            principal.can(Permission::DeviceRead, &TenantRef::school(&d.county_id, &d.school_id))
+            principal.can(
+                Permission::DeviceRead,
+                &TenantRef::school(&d.county_id, &d.school_id),
+            )
         };
-        let record = match self.store.get_device(device).await.map_err(storage_status)? {
+        let record = match self
+            .store
+            .get_device(device)
+            .await
+            .map_err(storage_status)?
+        {
             Some(d) => Some(d).filter(visible),
             None => {
                 let mut matches: Vec<DeviceRecord> = self
@@ -102,8 +110,11 @@ impl AppState {
                     .collect();
                 // Prefer active devices when a host name was reused.
                 if matches.len() > 1 {
-                    let active: Vec<_> =
-                        matches.iter().filter(|d| d.status == "active").cloned().collect();
+                    let active: Vec<_> = matches
+                        .iter()
+                        .filter(|d| d.status == "active")
+                        .cloned()
+                        .collect();
                     if active.len() == 1 {
                         matches = active;
                     }
@@ -120,7 +131,10 @@ impl AppState {
             }
         };
         let record = record.ok_or_else(not_found)?;
-        if !principal.can(permission, &TenantRef::school(&record.county_id, &record.school_id)) {
+        if !principal.can(
+            permission,
+            &TenantRef::school(&record.county_id, &record.school_id),
+        ) {
             return Err(Status::permission_denied(format!(
                 "{} may not do this on device {}",
                 principal.name, record.hostname
@@ -164,7 +178,10 @@ pub(crate) fn require(
     if principal.can(permission, target) {
         Ok(())
     } else {
-        Err(Status::permission_denied(format!("{} lacks {permission:?} here", principal.name)))
+        Err(Status::permission_denied(format!(
+            "{} lacks {permission:?} here",
+            principal.name
+        )))
     }
 }
 

@@ -20,15 +20,30 @@ impl TenantService for TenantApi {
         let state = &self.0;
         let principal = state.principal(&request).await?;
         let req = request.into_inner();
-        require(&principal, Permission::TenantManage, &TenantRef::Cooperation)?;
+        require(
+            &principal,
+            Permission::TenantManage,
+            &TenantRef::Cooperation,
+        )?;
         let county = storage::County {
             id: tenant_id("county id", &req.id)?,
             name: display_text("name", &req.name, 200)?,
             created_at: now_millis(),
         };
-        state.store.create_county(&county).await.map_err(storage_status)?;
         state
-            .audit(&principal.actor(), "county.create", &county.id, Some(&county.id), "ok", county.name.clone())
+            .store
+            .create_county(&county)
+            .await
+            .map_err(storage_status)?;
+        state
+            .audit(
+                &principal.actor(),
+                "county.create",
+                &county.id,
+                Some(&county.id),
+                "ok",
+                county.name.clone(),
+            )
             .await;
         Ok(Response::new(convert::county(&county)))
     }
@@ -40,7 +55,11 @@ impl TenantService for TenantApi {
         let state = &self.0;
         let principal = state.principal(&request).await?;
         let filter = principal.filter(Permission::TenantRead);
-        let schools = state.store.list_schools(None).await.map_err(storage_status)?;
+        let schools = state
+            .store
+            .list_schools(None)
+            .await
+            .map_err(storage_status)?;
         let counties = state
             .store
             .list_counties()
@@ -49,7 +68,9 @@ impl TenantService for TenantApi {
             .into_iter()
             .filter(|c| {
                 filter.allows(&c.id, None)
-                    || schools.iter().any(|s| s.county_id == c.id && filter.allows(&c.id, Some(&s.id)))
+                    || schools
+                        .iter()
+                        .any(|s| s.county_id == c.id && filter.allows(&c.id, Some(&s.id)))
             })
             .map(|c| convert::county(&c))
             .collect();
@@ -65,7 +86,12 @@ impl TenantService for TenantApi {
         let req = request.into_inner();
         let county_id = tenant_id("county id", &req.county_id)?;
         let county = TenantRef::County(county_id.clone());
-        let county_exists = state.store.get_county(&county_id).await.map_err(storage_status)?.is_some();
+        let county_exists = state
+            .store
+            .get_county(&county_id)
+            .await
+            .map_err(storage_status)?
+            .is_some();
         if !county_exists || !principal.can(Permission::TenantRead, &county) {
             return Err(Status::not_found(format!("county {county_id:?} not found")));
         }
@@ -76,7 +102,11 @@ impl TenantService for TenantApi {
             name: display_text("name", &req.name, 200)?,
             created_at: now_millis(),
         };
-        state.store.create_school(&school).await.map_err(storage_status)?;
+        state
+            .store
+            .create_school(&school)
+            .await
+            .map_err(storage_status)?;
         state
             .audit(
                 &principal.actor(),
@@ -118,17 +148,35 @@ impl TenantService for TenantApi {
         let state = &self.0;
         let principal = state.principal(&request).await?;
         let req = request.into_inner();
-        require(&principal, Permission::TenantManage, &TenantRef::Cooperation)?;
+        require(
+            &principal,
+            Permission::TenantManage,
+            &TenantRef::Cooperation,
+        )?;
         let class = storage::DeviceClass {
             id: tenant_id("device class", &req.id)?,
             label: display_text("label", &req.label, 200)?,
             created_at: now_millis(),
         };
-        state.store.create_device_class(&class).await.map_err(storage_status)?;
         state
-            .audit(&principal.actor(), "device_class.create", &class.id, None, "ok", class.label.clone())
+            .store
+            .create_device_class(&class)
+            .await
+            .map_err(storage_status)?;
+        state
+            .audit(
+                &principal.actor(),
+                "device_class.create",
+                &class.id,
+                None,
+                "ok",
+                class.label.clone(),
+            )
             .await;
-        Ok(Response::new(DeviceClass { id: class.id, label: class.label }))
+        Ok(Response::new(DeviceClass {
+            id: class.id,
+            label: class.label,
+        }))
     }
 
     async fn list_device_classes(
@@ -143,7 +191,10 @@ impl TenantService for TenantApi {
             .await
             .map_err(storage_status)?
             .into_iter()
-            .map(|c| DeviceClass { id: c.id, label: c.label })
+            .map(|c| DeviceClass {
+                id: c.id,
+                label: c.label,
+            })
             .collect();
         Ok(Response::new(ListDeviceClassesResponse { device_classes }))
     }

@@ -45,14 +45,20 @@ impl UserApi {
     /// May `principal` manage a user with these bindings? Only where the
     /// principal itself holds UserManage: a county admin cannot mint
     /// tokens for, or create, a cooperation-wide admin.
-    async fn may_manage(&self, principal: &Principal, user: &storage::User) -> Result<bool, Status> {
+    async fn may_manage(
+        &self,
+        principal: &Principal,
+        user: &storage::User,
+    ) -> Result<bool, Status> {
         if let Some(county) = &user.county_id
             && !principal.can(Permission::UserManage, &TenantRef::County(county.clone()))
         {
             return Ok(false);
         }
         for (_, scope) in &user.bindings {
-            let Ok(scope) = scope.parse::<Scope>() else { continue };
+            let Ok(scope) = scope.parse::<Scope>() else {
+                continue;
+            };
             let target = match self.scope_target(&scope).await {
                 Ok(target) => target,
                 Err(_) => continue,
@@ -61,7 +67,9 @@ impl UserApi {
                 return Ok(false);
             }
         }
-        Ok(user.county_id.is_some() || !user.bindings.is_empty() || principal.can(Permission::UserManage, &TenantRef::Cooperation))
+        Ok(user.county_id.is_some()
+            || !user.bindings.is_empty()
+            || principal.can(Permission::UserManage, &TenantRef::Cooperation))
     }
 }
 
@@ -89,7 +97,9 @@ impl UserService for UserApi {
         let name = req.name.trim();
         if name.is_empty()
             || name.len() > 64
-            || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@'))
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@'))
         {
             return Err(Status::invalid_argument(
                 "user name must be 1-64 characters of letters, digits, '.', '-', '_' or '@'",
@@ -108,7 +118,10 @@ impl UserService for UserApi {
         let mut bindings = Vec::new();
         for binding in &req.roles {
             let role: Role = binding.role.parse().map_err(Status::invalid_argument)?;
-            let scope: Scope = binding.scope.parse().map_err(|e| Status::invalid_argument(format!("{e}")))?;
+            let scope: Scope = binding
+                .scope
+                .parse()
+                .map_err(|e| Status::invalid_argument(format!("{e}")))?;
             let target = self.scope_target(&scope).await?;
             if !principal.can(Permission::UserManage, &target) {
                 return Err(Status::permission_denied(format!(
@@ -126,12 +139,30 @@ impl UserService for UserApi {
             bindings,
         };
         if !self.may_manage(&principal, &user).await? {
-            return Err(Status::permission_denied(format!("{} may not create this user", principal.name)));
+            return Err(Status::permission_denied(format!(
+                "{} may not create this user",
+                principal.name
+            )));
         }
-        state.store.create_user(&user).await.map_err(storage_status)?;
-        let roles: Vec<String> = user.bindings.iter().map(|(r, s)| format!("{r}@{s}")).collect();
         state
-            .audit(&principal.actor(), "user.create", &format!("user:{}", user.name), user.county_id.as_deref(), "ok", roles.join(","))
+            .store
+            .create_user(&user)
+            .await
+            .map_err(storage_status)?;
+        let roles: Vec<String> = user
+            .bindings
+            .iter()
+            .map(|(r, s)| format!("{r}@{s}"))
+            .collect();
+        state
+            .audit(
+                &principal.actor(),
+                "user.create",
+                &format!("user:{}", user.name),
+                user.county_id.as_deref(),
+                "ok",
+                roles.join(","),
+            )
             .await;
         Ok(Response::new(convert::user(&user)))
     }
@@ -143,7 +174,10 @@ impl UserService for UserApi {
         let state = &self.0;
         let principal = state.principal(&request).await?;
         if principal.filter(Permission::UserManage).is_empty() {
-            return Err(Status::permission_denied(format!("{} may not manage users", principal.name)));
+            return Err(Status::permission_denied(format!(
+                "{} may not manage users",
+                principal.name
+            )));
         }
         let mut users = Vec::new();
         for user in state.store.list_users().await.map_err(storage_status)? {
@@ -162,19 +196,32 @@ impl UserService for UserApi {
         let principal = state.principal(&request).await?;
         let req = request.into_inner();
         let not_found = || Status::not_found(format!("user {:?} not found", req.user));
-        let user = if req.user.is_empty() || req.user == principal.name || req.user == principal.user_id {
-            state.store.get_user(&principal.user_id).await.map_err(storage_status)?.ok_or_else(not_found)?
-        } else {
-            let user = state.store.get_user(req.user.trim()).await.map_err(storage_status)?.ok_or_else(not_found)?;
-            if !self.may_manage(&principal, &user).await? {
-                return Err(not_found());
-            }
-            user
-        };
+        let user =
+            if req.user.is_empty() || req.user == principal.name || req.user == principal.user_id {
+                state
+                    .store
+                    .get_user(&principal.user_id)
+                    .await
+                    .map_err(storage_status)?
+                    .ok_or_else(not_found)?
+            } else {
+                let user = state
+                    .store
+                    .get_user(req.user.trim())
+                    .await
+                    .map_err(storage_status)?
+                    .ok_or_else(not_found)?;
+                if !self.may_manage(&principal, &user).await? {
+                    return Err(not_found());
+                }
+                user
+            };
         let seconds = match req.expires_in_seconds {
             0 => DEFAULT_TOKEN_SECONDS,
             s if s > MAX_TOKEN_SECONDS => {
-                return Err(Status::invalid_argument("API tokens expire after at most 366 days"));
+                return Err(Status::invalid_argument(
+                    "API tokens expire after at most 366 days",
+                ));
             }
             s => s,
         };
@@ -189,9 +236,20 @@ impl UserService for UserApi {
             expires_at: Some(now + seconds as i64 * 1000),
             revoked_at: None,
         };
-        state.store.create_api_token(&token).await.map_err(storage_status)?;
         state
-            .audit(&principal.actor(), "api_token.create", &format!("user:{}", user.name), user.county_id.as_deref(), "ok", format!("token={id}"))
+            .store
+            .create_api_token(&token)
+            .await
+            .map_err(storage_status)?;
+        state
+            .audit(
+                &principal.actor(),
+                "api_token.create",
+                &format!("user:{}", user.name),
+                user.county_id.as_deref(),
+                "ok",
+                format!("token={id}"),
+            )
             .await;
         Ok(Response::new(CreateApiTokenResponse {
             token_id: id.clone(),
@@ -208,16 +266,37 @@ impl UserService for UserApi {
         let principal = state.principal(&request).await?;
         let req = request.into_inner();
         let not_found = || Status::not_found(format!("API token {:?} not found", req.token_id));
-        let token = state.store.get_api_token(req.token_id.trim()).await.map_err(storage_status)?.ok_or_else(not_found)?;
+        let token = state
+            .store
+            .get_api_token(req.token_id.trim())
+            .await
+            .map_err(storage_status)?
+            .ok_or_else(not_found)?;
         if token.user_id != principal.user_id {
-            let owner = state.store.get_user(&token.user_id).await.map_err(storage_status)?.ok_or_else(not_found)?;
+            let owner = state
+                .store
+                .get_user(&token.user_id)
+                .await
+                .map_err(storage_status)?
+                .ok_or_else(not_found)?;
             if !self.may_manage(&principal, &owner).await? {
                 return Err(not_found());
             }
         }
-        state.store.revoke_api_token(&token.id, now_millis()).await.map_err(storage_status)?;
         state
-            .audit(&principal.actor(), "api_token.revoke", &format!("api_token:{}", token.id), None, "ok", String::new())
+            .store
+            .revoke_api_token(&token.id, now_millis())
+            .await
+            .map_err(storage_status)?;
+        state
+            .audit(
+                &principal.actor(),
+                "api_token.revoke",
+                &format!("api_token:{}", token.id),
+                None,
+                "ok",
+                String::new(),
+            )
             .await;
         Ok(Response::new(RevokeApiTokenResponse {}))
     }

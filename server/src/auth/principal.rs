@@ -15,7 +15,10 @@ pub enum TenantRef {
 
 impl TenantRef {
     pub fn school(county: &str, school: &str) -> Self {
-        TenantRef::School { county: county.to_owned(), school: school.to_owned() }
+        TenantRef::School {
+            county: county.to_owned(),
+            school: school.to_owned(),
+        }
     }
 
     pub fn county_id(&self) -> Option<&str> {
@@ -51,7 +54,11 @@ impl Principal {
             .iter()
             .filter_map(|(role, scope)| Some((role.parse().ok()?, scope.parse().ok()?)))
             .collect();
-        Principal { user_id: user.id.clone(), name: user.name.clone(), bindings }
+        Principal {
+            user_id: user.id.clone(),
+            name: user.name.clone(),
+            bindings,
+        }
     }
 
     /// Actor string for the audit log.
@@ -119,17 +126,26 @@ mod tests {
             name: "u".into(),
             county_id: None,
             created_at: 0,
-            bindings: bindings.iter().map(|(r, s)| (r.to_string(), s.to_string())).collect(),
+            bindings: bindings
+                .iter()
+                .map(|(r, s)| (r.to_string(), s.to_string()))
+                .collect(),
         })
     }
 
     #[test]
     fn county_admin_stays_in_county() {
         let p = principal(&[("admin", "county:kus")]);
-        assert!(p.can(Permission::DeviceRevoke, &TenantRef::school("kus", "kus012")));
+        assert!(p.can(
+            Permission::DeviceRevoke,
+            &TenantRef::school("kus", "kus012")
+        ));
         assert!(!p.can(Permission::DeviceRead, &TenantRef::school("kl", "kl001")));
         assert!(!p.can(Permission::TenantManage, &TenantRef::Cooperation));
-        assert_eq!(p.filter(Permission::DeviceRead).counties, vec!["kus".to_string()]);
+        assert_eq!(
+            p.filter(Permission::DeviceRead).counties,
+            vec!["kus".to_string()]
+        );
         assert!(!p.filter(Permission::DeviceRead).all);
     }
 
@@ -147,7 +163,10 @@ mod tests {
         assert!(p.can(Permission::DeviceRead, &TenantRef::school("kus", "kus012")));
         assert!(!p.can(Permission::DeviceRead, &TenantRef::school("kus", "kus013")));
         assert!(!p.can(Permission::DeviceRead, &TenantRef::County("kus".into())));
-        assert!(!p.can(Permission::DeviceManage, &TenantRef::school("kus", "kus012")));
+        assert!(!p.can(
+            Permission::DeviceManage,
+            &TenantRef::school("kus", "kus012")
+        ));
     }
 
     #[test]

@@ -32,7 +32,12 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Admin, Role::Technician, Role::Coordinator, Role::Viewer];
+    pub const ALL: [Role; 4] = [
+        Role::Admin,
+        Role::Technician,
+        Role::Coordinator,
+        Role::Viewer,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -65,6 +70,8 @@ impl FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| format!("unknown role {s:?}: expected admin, technician, coordinator or viewer"))
+            .ok_or_else(|| {
+                format!("unknown role {s:?}: expected admin, technician, coordinator or viewer")
+            })
     }
 }

@@ -133,7 +133,9 @@ pub trait Store: Send + Sync + 'static {
 /// runs that backend's migrations.
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite://") {
-        Ok(std::sync::Arc::new(SqliteStore::open(std::path::Path::new(path)).await?))
+        Ok(std::sync::Arc::new(
+            SqliteStore::open(std::path::Path::new(path)).await?,
+        ))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(std::sync::Arc::new(PgStore::connect(url).await?))
     } else {

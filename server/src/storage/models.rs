@@ -109,10 +109,16 @@ impl EnrollmentToken {
             return Some(format!("token was revoked at {}", millis_to_datetime(at)));
         }
         if self.expires_at <= now {
-            return Some(format!("token expired at {}", millis_to_datetime(self.expires_at)));
+            return Some(format!(
+                "token expired at {}",
+                millis_to_datetime(self.expires_at)
+            ));
         }
         if self.uses >= self.max_uses {
-            return Some(format!("token is used up ({} of {} uses)", self.uses, self.max_uses));
+            return Some(format!(
+                "token is used up ({} of {} uses)",
+                self.uses, self.max_uses
+            ));
         }
         None
     }
@@ -186,7 +192,10 @@ impl DeviceRecord {
     /// Online: connected, and seen within the window (a crashed replica
     /// cannot leave a device "online" forever).
     pub fn is_online(&self, now: Millis, online_window_ms: Millis) -> bool {
-        self.connected && self.last_seen.is_some_and(|seen| now - seen <= online_window_ms)
+        self.connected
+            && self
+                .last_seen
+                .is_some_and(|seen| now - seen <= online_window_ms)
     }
 }
 
@@ -220,7 +229,10 @@ pub struct TenantFilter {
 
 impl TenantFilter {
     pub fn everything() -> Self {
-        TenantFilter { all: true, ..Default::default() }
+        TenantFilter {
+            all: true,
+            ..Default::default()
+        }
     }
 
     pub fn is_empty(&self) -> bool {

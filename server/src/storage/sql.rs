@@ -11,7 +11,9 @@ use super::StorageError;
 /// Turns a unique-constraint violation into `Conflict(what)`.
 pub(super) fn conflict_or(err: sqlx::Error, what: impl Into<String>) -> StorageError {
     match &err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StorageError::Conflict(what.into()),
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StorageError::Conflict(what.into())
+        }
         _ => StorageError::Database(err),
     }
 }

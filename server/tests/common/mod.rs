@@ -23,7 +23,9 @@ where
     Fut: Future<Output = ()>,
 {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("test.db")).await.unwrap();
+    let store = SqliteStore::open(&dir.path().join("test.db"))
+        .await
+        .unwrap();
     test(Arc::new(store)).await;
 }
 
@@ -45,7 +47,10 @@ where
     };
     let name = format!("sf_test_{}", uuid::Uuid::new_v4().simple());
     let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
     let url = replace_database(&admin_url, &name);
     let outcome = AssertUnwindSafe(async {
         let store = PgStore::connect(&url).await.unwrap();

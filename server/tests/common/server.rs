@@ -39,15 +39,27 @@ impl InProcessServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("https://{}", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
-        tokio::spawn(schoolfleet_server::server::run(state.clone(), listener, shutdown.clone()));
+        tokio::spawn(schoolfleet_server::server::run(
+            state.clone(),
+            listener,
+            shutdown.clone(),
+        ));
         let bootstrap_token = std::fs::read_to_string(
-            dir.path().join(schoolfleet_server::server::BOOTSTRAP_TOKEN_FILE),
+            dir.path()
+                .join(schoolfleet_server::server::BOOTSTRAP_TOKEN_FILE),
         )
         .unwrap()
         .trim()
         .to_owned();
         let pin = state.ca.fingerprint();
-        InProcessServer { url, state, pin, bootstrap_token, shutdown, _dir: dir }
+        InProcessServer {
+            url,
+            state,
+            pin,
+            bootstrap_token,
+            shutdown,
+            _dir: dir,
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -77,8 +89,13 @@ impl Drop for InProcessServer {
 pub struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
 
 impl Interceptor for Bearer {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        request.metadata_mut().insert("authorization", self.0.clone());
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
         Ok(request)
     }
 }
