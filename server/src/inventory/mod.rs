@@ -1,1 +1,4 @@
-//! Validation and change detection of agent inventories.
+//! Validation and change detection of agent inventories: pure functions,
+//! no storage, so the rules can be tested without a database.
+
+pub mod validate;
