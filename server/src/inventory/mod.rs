@@ -1,4 +1,5 @@
 //! Validation and change detection of agent inventories: pure functions,
 //! no storage, so the rules can be tested without a database.
 
+pub mod diff;
 pub mod validate;
