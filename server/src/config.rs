@@ -88,16 +88,6 @@ impl Default for ServerSection {
     }
 }
 
-impl Default for TlsSection {
-    fn default() -> Self {
-        TlsSection {
-            subject_alt_names: Vec::new(),
-            ca_cert_file: None,
-            ca_key_file: None,
-        }
-    }
-}
-
 impl Default for AgentsSection {
     fn default() -> Self {
         AgentsSection {

@@ -100,10 +100,10 @@ async fn wait_for_signal(shutdown: CancellationToken) {
 
 /// Tells systemd (Type=notify) about readiness, if it is listening.
 fn notify_systemd(state: &str) {
-    if let Some(path) = std::env::var_os("NOTIFY_SOCKET") {
-        if let Ok(socket) = std::os::unix::net::UnixDatagram::unbound() {
-            let _ = socket.send_to(state.as_bytes(), PathBuf::from(path));
-        }
+    if let Some(path) = std::env::var_os("NOTIFY_SOCKET")
+        && let Ok(socket) = std::os::unix::net::UnixDatagram::unbound()
+    {
+        let _ = socket.send_to(state.as_bytes(), PathBuf::from(path));
     }
 }
 

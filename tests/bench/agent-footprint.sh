@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Measures the agent's footprint against a real server on loopback:
+#   - idle RSS of `schoolfleet-agent run` (VmRSS, sampled after it settled),
+#   - CPU time (user+system, from /proc/PID/stat) of one full inventory
+#     report made on request (`collect-now`): collection, hashing, encoding,
+#     spooling and sending, in the running agent,
+#   - release binary sizes.
+# Usage: tests/bench/agent-footprint.sh [ROUNDS]   (default 10)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+rounds=${1:-10}
+target=${CARGO_TARGET_DIR:-$PWD/target}
+bin=$target/release
+cargo build --release --bins --quiet
+
+work=$(mktemp -d)
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$work"' EXIT
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mkdir -p "$work/server" "$work/agent"
+"$bin/schoolfleet-server" run --listen "127.0.0.1:$port" --data-dir "$work/server" >"$work/server.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$work/server/ca.pin" ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+export SCHOOLFLEET_CONFIG_DIR=$work/cli SCHOOLFLEET_SERVER=https://127.0.0.1:$port
+export SCHOOLFLEET_CA_PIN=$(cat "$work/server/ca.pin") SCHOOLFLEET_TOKEN=$(cat "$work/server/bootstrap-admin.token")
+"$bin/schoolfleet" county add bench --name Bench >/dev/null
+"$bin/schoolfleet" school add bench001 --county bench --name Bench >/dev/null
+token=$("$bin/schoolfleet" -o json enroll-token create --school bench001 --class schueler-pc --expires 1h --uses 1 \
+  | sed -n 's/.*"secret": *"\(sfe_[^"]*\)".*/\1/p')
+SCHOOLFLEET_AGENT_TOKEN=$token "$bin/schoolfleet-agent" --state-dir "$work/agent" enroll --server "$SCHOOLFLEET_SERVER" >/dev/null
+"$bin/schoolfleet-agent" --state-dir "$work/agent" run >"$work/agent.log" 2>&1 &
+agent=$!
+pids+=($agent)
+sleep 10   # startup report done, heap settled
+
+ticks=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$agent/stat"; }
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$agent/status"; }
+
+samples=()
+for _ in $(seq "$rounds"); do
+  before=$(cpu_ticks)
+  "$bin/schoolfleet-agent" --state-dir "$work/agent" collect-now >/dev/null
+  sleep 1   # let the send and the acknowledgement finish
+  after=$(cpu_ticks)
+  samples+=($(( (after - before) * 1000 / ticks )))
+done
+sleep 5
+rss=$(rss_kib)
+sorted=($(printf '%s\n' "${samples[@]}" | sort -n))
+median=${sorted[$(( ${#sorted[@]} / 2 ))]}
+packages=$("$bin/schoolfleet" -o json device show "$(hostname)" | sed -n 's/^ *"count": *\([0-9]*\).*/\1/p' | head -1)
+
+echo "agent idle RSS:            $rss KiB ($(awk "BEGIN {printf \"%.1f\", $rss/1024}") MiB)"
+echo "CPU per full inventory:    median ${median} ms, min ${sorted[0]} ms, max ${sorted[-1]} ms over $rounds rounds (${packages:-?} packages; tick = $((1000 / ticks)) ms)"
+for b in schoolfleet-agent schoolfleet-server schoolfleet; do
+  printf 'release binary %-20s %s\n' "$b" "$(du -h "$bin/$b" | cut -f1)"
+done
