@@ -1,0 +1,49 @@
+//! The `schoolfleet` binary itself: usage errors and missing settings give
+//! clear messages and the documented exit codes. (Having an integration
+//! test here also makes `cargo test --workspace` build the binary that the
+//! end-to-end tests in `tests/` run.)
+
+use std::process::Command;
+
+fn schoolfleet() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_schoolfleet"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("SCHOOLFLEET_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+#[test]
+fn usage_errors_exit_with_two() {
+    let out = schoolfleet().args(["devices", "--no-such-flag"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--no-such-flag"));
+}
+
+#[test]
+fn missing_profile_says_how_to_log_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = schoolfleet().arg("devices").env("SCHOOLFLEET_CONFIG_DIR", dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("schoolfleet login"), "{stderr}");
+}
+
+#[test]
+fn unreachable_server_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = schoolfleet()
+        .arg("devices")
+        .env("SCHOOLFLEET_CONFIG_DIR", dir.path())
+        .env("SCHOOLFLEET_SERVER", format!("https://127.0.0.1:{port}"))
+        .env("SCHOOLFLEET_CA_PIN", format!("sha256:{}", "ab".repeat(32)))
+        .env("SCHOOLFLEET_TOKEN", format!("sft_{}_{}", "0".repeat(16), "1".repeat(48)))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("127.0.0.1"), "{stderr}");
+}
