@@ -6,7 +6,10 @@ use std::process::Command;
 
 fn agent(state_dir: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_schoolfleet-agent"));
-    command.env_remove("SCHOOLFLEET_AGENT_TOKEN").arg("--state-dir").arg(state_dir);
+    command
+        .env_remove("SCHOOLFLEET_AGENT_TOKEN")
+        .arg("--state-dir")
+        .arg(state_dir);
     command
 }
 
@@ -16,14 +19,23 @@ fn run_without_enrolment_explains_what_to_do() {
     let out = agent(dir.path()).arg("run").output().unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("not enrolled") && stderr.contains("schoolfleet-agent enroll"), "{stderr}");
+    assert!(
+        stderr.contains("not enrolled") && stderr.contains("schoolfleet-agent enroll"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn enrol_with_a_malformed_token_fails_before_any_connection() {
     let dir = tempfile::tempdir().unwrap();
     let out = agent(dir.path())
-        .args(["enroll", "--server", "https://127.0.0.1:9", "--token", "not-a-token"])
+        .args([
+            "enroll",
+            "--server",
+            "https://127.0.0.1:9",
+            "--token",
+            "not-a-token",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -36,11 +48,18 @@ fn enrol_with_a_malformed_token_fails_before_any_connection() {
 fn inventory_command_prints_this_machine() {
     let dir = tempfile::tempdir().unwrap();
     let out = agent(dir.path()).arg("inventory").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     assert!(stdout.contains("content hash: "), "{stdout}");
-    assert!(stdout.contains(hostname.trim()), "host name missing from inventory output");
+    assert!(
+        stdout.contains(hostname.trim()),
+        "host name missing from inventory output"
+    );
 }
 
 #[test]

@@ -17,7 +17,10 @@ fn schoolfleet() -> Command {
 
 #[test]
 fn usage_errors_exit_with_two() {
-    let out = schoolfleet().args(["devices", "--no-such-flag"]).output().unwrap();
+    let out = schoolfleet()
+        .args(["devices", "--no-such-flag"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--no-such-flag"));
 }
@@ -25,7 +28,11 @@ fn usage_errors_exit_with_two() {
 #[test]
 fn missing_profile_says_how_to_log_in() {
     let dir = tempfile::tempdir().unwrap();
-    let out = schoolfleet().arg("devices").env("SCHOOLFLEET_CONFIG_DIR", dir.path()).output().unwrap();
+    let out = schoolfleet()
+        .arg("devices")
+        .env("SCHOOLFLEET_CONFIG_DIR", dir.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("schoolfleet login"), "{stderr}");
@@ -34,13 +41,20 @@ fn missing_profile_says_how_to_log_in() {
 #[test]
 fn unreachable_server_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let out = schoolfleet()
         .arg("devices")
         .env("SCHOOLFLEET_CONFIG_DIR", dir.path())
         .env("SCHOOLFLEET_SERVER", format!("https://127.0.0.1:{port}"))
         .env("SCHOOLFLEET_CA_PIN", format!("sha256:{}", "ab".repeat(32)))
-        .env("SCHOOLFLEET_TOKEN", format!("sft_{}_{}", "0".repeat(16), "1".repeat(48)))
+        .env(
+            "SCHOOLFLEET_TOKEN",
+            format!("sft_{}_{}", "0".repeat(16), "1".repeat(48)),
+        )
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

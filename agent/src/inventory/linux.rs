@@ -299,7 +299,18 @@ fn network_interfaces(errors: &mut Errors) -> Vec<NetworkInterface> {
     networks
         .list()
         .iter()
-        .filter(|(name, _)| name.as_str() != "lo")
+        .filter(|(name, data)| {
+            // Virtual interfaces without an address (ifb, veth, dummy) get a
+            // random MAC at every boot; listing them would make every
+            // reboot look like a network change. Hardware NICs stay listed
+            // even when unplugged.
+            name.as_str() != "lo"
+                && (!data.ip_networks().is_empty()
+                    || Path::new("/sys/class/net")
+                        .join(name.as_str())
+                        .join("device")
+                        .exists())
+        })
         .map(|(name, data)| {
             let mac = data.mac_address();
             let ip_addresses = data
