@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use prost::Message;
+use schoolfleet_proto::files::{Existing, write_durably};
 use schoolfleet_proto::v1::InventoryReport;
 
 #[derive(Debug, thiserror::Error)]
@@ -47,15 +48,9 @@ impl Spool {
         // Names sort by collection time, so delivery keeps the order.
         let name = format!("{collected:012}-{}.pb", report.report_id);
         let path = self.dir.join(&name);
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let io = |e| SpoolError::Io(path.clone(), e);
-        {
-            use std::io::Write;
-            let mut file = std::fs::File::create(&tmp).map_err(io)?;
-            file.write_all(&report.encode_to_vec()).map_err(io)?;
-            file.sync_all().map_err(io)?;
-        }
-        std::fs::rename(&tmp, &path).map_err(io)?;
+        // Reports hold inventory only, but nobody else needs to read them.
+        write_durably(&path, &report.encode_to_vec(), 0o600, Existing::Replace)
+            .map_err(|e| SpoolError::Io(path.clone(), e))?;
         self.trim()
     }
 

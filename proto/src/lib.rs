@@ -4,6 +4,7 @@
 //! services of `schoolfleet.v1`, the descriptor set for server reflection,
 //! the scope syntax, and the helpers that turn timestamps into chrono values.
 
+pub mod files;
 pub mod scope;
 pub mod text;
 pub mod time;

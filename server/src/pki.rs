@@ -13,7 +13,7 @@
 
 use std::fmt;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -539,53 +539,14 @@ fn warn_if_key_readable_by_others(path: &Path) {
 #[cfg(not(unix))]
 fn warn_if_key_readable_by_others(_path: &Path) {}
 
-/// Writes `contents` to `path` atomically and never over an existing file:
-/// a temporary file (created with `mode`, so the key is never readable by
-/// others, not even briefly) is fsynced, then hard-linked into place, which
-/// fails if `path` exists. Unlike rename, this cannot replace a CA key that
-/// another process created a moment ago.
+/// Writes `contents` to a new file with `mode`; never over an existing one
+/// (another process may have created a CA key a moment ago).
 fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), PkiError> {
-    let io_err = |source| PkiError::Io {
+    use schoolfleet_proto::files::{Existing, write_durably};
+    write_durably(path, contents, mode, Existing::Keep).map_err(|source| PkiError::Io {
         path: path.to_owned(),
         source,
-    };
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| io_err(io::ErrorKind::InvalidInput.into()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{:016x}",
-        name.to_string_lossy(),
-        std::process::id(),
-        rand::random::<u64>()
-    ));
-    let result = (|| {
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            options.mode(mode);
-        }
-        #[cfg(not(unix))]
-        let _ = mode;
-        let mut file = options.open(&tmp)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        drop(file);
-        fs::hard_link(&tmp, path)
-    })();
-    let _ = fs::remove_file(&tmp);
-    result.map_err(io_err)?;
-    // Make the new directory entry durable too.
-    #[cfg(unix)]
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err)?;
-    Ok(())
+    })
 }
 
 #[cfg(test)]

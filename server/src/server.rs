@@ -15,6 +15,8 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use schoolfleet_proto::files::Existing;
+
 use crate::agents::AgentRegistry;
 use crate::api::{self, AppState};
 use crate::auth::secrets;
@@ -114,7 +116,8 @@ async fn bootstrap_admin(store: &Arc<dyn Store>, data_dir: &Path) -> Result<(), 
         .await?;
     let path = data_dir.join(BOOTSTRAP_TOKEN_FILE);
     let token = schoolfleet_proto::tokens::format_api_token(&id, &secret);
-    write_owner_only(&path, &format!("{token}\n"))
+    let contents = format!("{token}\n");
+    schoolfleet_proto::files::write_durably(&path, contents.as_bytes(), 0o600, Existing::Replace)
         .map_err(|e| ServerError::DataDir(path.display().to_string(), e))?;
     tracing::warn!(
         path = %path.display(),
@@ -122,19 +125,6 @@ async fn bootstrap_admin(store: &Arc<dyn Store>, data_dir: &Path) -> Result<(), 
          users, then revoke it and delete the file"
     );
     Ok(())
-}
-
-fn write_owner_only(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(contents.as_bytes())?;
-    file.sync_all()
 }
 
 /// Names the server certificate is valid for.
