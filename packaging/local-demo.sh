@@ -71,13 +71,17 @@ done
 
 sleep 2
 sf devices
+if [ -n "${linked:-}" ]; then
+  where="schoolfleet is linked at $linked"
+else
+  where="add $bin to your PATH to call schoolfleet"
+fi
 cat <<INFO
 
-schoolfleet is running. In another terminal:
+schoolfleet is running ($where). In another terminal:
   schoolfleet devices
   schoolfleet device show $(hostname)
   schoolfleet software search openssl
-${linked:+(schoolfleet is linked at $linked)}${linked:-(add $bin to your PATH to call schoolfleet)}
 Press Ctrl-C to stop server and agent.
 INFO
 wait
