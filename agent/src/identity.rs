@@ -28,6 +28,10 @@ pub const DEVICE_KEY_FILE: &str = "device.key";
 pub const DEVICE_CERT_FILE: &str = "device.crt";
 pub const CA_FILE: &str = "ca.pem";
 pub const DEVICE_INFO_FILE: &str = "device.json";
+/// A renewed key and certificate wait under these names until both are
+/// safely on disk; `load` finishes an interrupted swap.
+const RENEWED_KEY_FILE: &str = "renewed.key";
+const RENEWED_CERT_FILE: &str = "renewed.crt";
 
 /// Longest common name X.509 allows (RFC 5280 ub-common-name).
 const MAX_COMMON_NAME: usize = 64;
@@ -112,6 +116,7 @@ impl AgentIdentity {
     /// together (the certificate names this device and is for this key), so
     /// that a broken identity is reported here rather than as a TLS failure.
     pub fn load(dir: &Path) -> Result<Self, IdentityError> {
+        finish_renewal(dir)?;
         let info_path = dir.join(DEVICE_INFO_FILE);
         let info = match fs::read_to_string(&info_path) {
             Ok(text) => text,
@@ -159,6 +164,45 @@ impl AgentIdentity {
         })?;
         json.push('\n');
         write_atomic(&dir.join(DEVICE_INFO_FILE), json.as_bytes(), 0o644)
+    }
+
+    /// Replaces key and certificate after a renewal. The pair is staged
+    /// first, so a crash in between leaves either the old or the new pair,
+    /// never a key that does not belong to the certificate.
+    pub fn replace_certificate(
+        &mut self,
+        dir: &Path,
+        cert_pem: String,
+        key_pem: String,
+    ) -> Result<(), IdentityError> {
+        let renewed = AgentIdentity {
+            cert_pem,
+            key_pem,
+            ..self.clone()
+        };
+        renewed.check(dir)?;
+        write_private_file(&dir.join(RENEWED_KEY_FILE), &renewed.key_pem)?;
+        write_atomic(
+            &dir.join(RENEWED_CERT_FILE),
+            renewed.cert_pem.as_bytes(),
+            0o644,
+        )?;
+        finish_renewal(dir)?;
+        *self = renewed;
+        Ok(())
+    }
+
+    /// When the device certificate expires.
+    pub fn cert_not_after(&self) -> Result<chrono::DateTime<chrono::Utc>, IdentityError> {
+        let invalid = |reason: String| IdentityError::Invalid {
+            path: DEVICE_CERT_FILE.into(),
+            reason,
+        };
+        let der = CertificateDer::from_pem_slice(self.cert_pem.as_bytes())
+            .map_err(|e| invalid(e.to_string()))?;
+        let (_, cert) = X509Certificate::from_der(&der).map_err(|e| invalid(e.to_string()))?;
+        chrono::DateTime::from_timestamp(cert.validity().not_after.timestamp(), 0)
+            .ok_or_else(|| invalid("expiry out of range".into()))
     }
 
     /// The client certificate for mutual TLS.
@@ -251,6 +295,27 @@ fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), IdentityE
         path: path.to_owned(),
         source,
     })
+}
+
+/// Moves a staged renewal into place. Only a complete pair (certificate
+/// written last) is used; a lone staged key is an interrupted renewal and
+/// is dropped, leaving the old pair, which the server still accepts.
+fn finish_renewal(dir: &Path) -> Result<(), IdentityError> {
+    let (key, cert) = (dir.join(RENEWED_KEY_FILE), dir.join(RENEWED_CERT_FILE));
+    let remove = |path: &Path| match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(IdentityError::Io {
+            path: path.to_owned(),
+            source,
+        }),
+    };
+    if cert.exists() && key.exists() {
+        write_private_file(&dir.join(DEVICE_KEY_FILE), read(&key)?)?;
+        write_atomic(&dir.join(DEVICE_CERT_FILE), read(&cert)?.as_bytes(), 0o644)?;
+    }
+    remove(&cert)?;
+    remove(&key)
 }
 
 #[cfg(test)]
@@ -354,6 +419,60 @@ mod tests {
         let debug = format!("{loaded:?}");
         assert!(!debug.contains("PRIVATE KEY"), "{debug}");
         assert!(debug.contains(&loaded.device_id.to_string()));
+    }
+
+    #[test]
+    fn renewal_replaces_the_pair_and_survives_interruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("identity");
+        let mut id = identity();
+        id.save(&path).unwrap();
+        let renewed_pair = || {
+            let (key, _csr) = generate_key_and_csr("pc-42").unwrap();
+            let (cert, _ca) = certify(&key, id.device_id);
+            (key, cert)
+        };
+
+        let (key2, cert2) = renewed_pair();
+        let mut working = id.clone();
+        working
+            .replace_certificate(&path, cert2.clone(), key2.clone())
+            .unwrap();
+        let loaded = AgentIdentity::load(&path).unwrap();
+        assert_eq!(
+            (loaded.cert_pem.as_str(), loaded.key_pem.as_str()),
+            (cert2.as_str(), key2.as_str())
+        );
+        assert!(!path.join(RENEWED_KEY_FILE).exists() && !path.join(RENEWED_CERT_FILE).exists());
+
+        // A key that does not belong to the certificate is refused and
+        // changes nothing.
+        let (stray_key, _) = generate_key_and_csr("pc-42").unwrap();
+        assert!(
+            working
+                .replace_certificate(&path, cert2.clone(), stray_key)
+                .is_err()
+        );
+        assert_eq!(AgentIdentity::load(&path).unwrap().key_pem, key2);
+
+        // Crash after staging both files: the next load finishes the swap.
+        let (key3, cert3) = renewed_pair();
+        write_private_file(&path.join(RENEWED_KEY_FILE), &key3).unwrap();
+        fs::write(path.join(RENEWED_CERT_FILE), &cert3).unwrap();
+        let loaded = AgentIdentity::load(&path).unwrap();
+        assert_eq!(
+            (loaded.cert_pem.as_str(), loaded.key_pem.as_str()),
+            (cert3.as_str(), key3.as_str())
+        );
+
+        // Crash while staging (key only): dropped, the current pair stays.
+        let (key4, _) = renewed_pair();
+        write_private_file(&path.join(RENEWED_KEY_FILE), &key4).unwrap();
+        let loaded = AgentIdentity::load(&path).unwrap();
+        assert_eq!(loaded.key_pem, key3);
+        assert!(!path.join(RENEWED_KEY_FILE).exists());
+        id = loaded;
+        assert!(id.cert_not_after().unwrap() > chrono::Utc::now());
     }
 
     #[test]

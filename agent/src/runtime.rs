@@ -49,8 +49,13 @@ pub enum RunError {
     Control(std::io::Error),
 }
 
+/// Renew the device certificate when it has less than this left.
+const RENEW_BEFORE: chrono::TimeDelta = chrono::TimeDelta::days(30);
+const RENEWAL_CHECK_INTERVAL: Duration = Duration::from_secs(6 * 3600);
+
 /// A live stream to the server.
 struct Connection {
+    channel: tonic::transport::Channel,
     outbound: mpsc::Sender<AgentMessage>,
     inbound: tonic::Streaming<ServerMessage>,
     /// Reports sent on this stream and not yet acknowledged.
@@ -60,6 +65,7 @@ struct Connection {
 
 struct Agent {
     identity: AgentIdentity,
+    state_dir: PathBuf,
     spool: Spool,
     platform: Arc<dyn Platform>,
     status: AgentStatus,
@@ -85,6 +91,7 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
             ..Default::default()
         },
         identity,
+        state_dir: options.state_dir.clone(),
         spool,
         platform: Arc::from(inventory::current_platform()),
         reported_hash: None,
@@ -106,6 +113,7 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
     let mut first_report = true;
     // Set when the server asked to retry a report later.
     let mut resend_at: Option<Instant> = None;
+    let mut next_renewal_check = Instant::now();
 
     loop {
         tokio::select! {
@@ -170,6 +178,13 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
                     agent.status.connected = false;
                     next_attempt = Instant::now() + backoff.next_delay();
                 }
+            }
+
+            _ = tokio::time::sleep_until(next_renewal_check), if connection.is_some() => {
+                if let Some(conn) = connection.as_ref() {
+                    agent.renew_certificate_if_due(conn).await;
+                }
+                next_renewal_check = Instant::now() + RENEWAL_CHECK_INTERVAL;
             }
 
             _ = tokio::time::sleep_until(next_heartbeat), if connection.is_some() => {
@@ -280,7 +295,7 @@ impl Agent {
         )
         .await
         .map_err(transport_error)?;
-        let mut client = AgentServiceClient::new(channel)
+        let mut client = AgentServiceClient::new(channel.clone())
             .max_decoding_message_size(schoolfleet_proto::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(schoolfleet_proto::MAX_MESSAGE_BYTES);
         let (outbound, rx) = mpsc::channel(64);
@@ -306,11 +321,54 @@ impl Agent {
             })?
             .into_inner();
         Ok(Connection {
+            channel,
             outbound,
             inbound,
             in_flight: HashSet::new(),
             since: Instant::now(),
         })
+    }
+
+    /// Renews the device certificate over the live connection when it is
+    /// close to expiry. The new key is made here and never leaves the
+    /// device; the new certificate is used from the next connection on.
+    async fn renew_certificate_if_due(&mut self, conn: &Connection) {
+        let not_after = match self.identity.cert_not_after() {
+            Ok(t) => t,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the device certificate's expiry");
+                return;
+            }
+        };
+        if not_after - chrono::Utc::now() > RENEW_BEFORE {
+            return;
+        }
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let (key_pem, csr_pem) = match crate::identity::generate_key_and_csr(hostname.trim()) {
+            Ok(pair) => pair,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot make a key for certificate renewal");
+                return;
+            }
+        };
+        let response = AgentServiceClient::new(conn.channel.clone())
+            .renew_certificate(RenewCertificateRequest { csr_pem })
+            .await;
+        match response {
+            Ok(response) => {
+                let cert_pem = response.into_inner().certificate_pem;
+                match self
+                    .identity
+                    .replace_certificate(&self.state_dir, cert_pem, key_pem)
+                {
+                    Ok(()) => tracing::info!(old_expiry = %not_after, "device certificate renewed"),
+                    Err(err) => {
+                        tracing::error!(error = %err, "cannot store the renewed certificate")
+                    }
+                }
+            }
+            Err(status) => tracing::warn!(error = %status.message(), "certificate renewal refused"),
+        }
     }
 
     /// Sends every spooled report that is not already in flight.

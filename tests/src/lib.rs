@@ -77,15 +77,26 @@ fn stop_child(child: &mut Child, signal: nix::sys::signal::Signal) {
 pub struct ServerProcess {
     pub data_dir: PathBuf,
     pub port: u16,
+    /// Extra environment (configuration) for the server process.
+    env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
 impl ServerProcess {
     /// Starts a server with short agent intervals, suited to tests.
     pub fn start(data_dir: &Path) -> ServerProcess {
+        Self::start_with_env(data_dir, &[])
+    }
+
+    /// Starts a server with extra configuration variables.
+    pub fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> ServerProcess {
         let mut server = ServerProcess {
             data_dir: data_dir.to_owned(),
             port: free_port(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: None,
         };
         server.restart();
@@ -130,6 +141,7 @@ impl ServerProcess {
             .env("SCHOOLFLEET_AGENTS__ONLINE_WINDOW", "5s")
             .env("SCHOOLFLEET_SERVER__SHUTDOWN_GRACE", "2s")
             .env("RUST_LOG", "info,schoolfleet_server=debug")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()

@@ -78,6 +78,9 @@ CREATE TABLE devices (
     serial_number      TEXT NOT NULL,
     machine_id         TEXT NOT NULL DEFAULT '',
     cert_fingerprint   TEXT UNIQUE,
+    -- The certificate before the last renewal, accepted until the new one
+    -- is first used (so a crash during renewal cannot lock the device out).
+    cert_fingerprint_previous TEXT,
     cert_serial        TEXT,
     cert_not_after     INTEGER,
     enrolled_at        INTEGER NOT NULL,

@@ -17,7 +17,9 @@ use super::{AppState, storage_status};
 use crate::agents::Outbound;
 use crate::auth::secrets;
 use crate::ingest;
-use crate::storage::{DeviceRecord, DeviceStatus, Enrolment, HardwareIdentity, now_millis};
+use crate::storage::{
+    CertificateRecord, DeviceRecord, DeviceStatus, Enrolment, HardwareIdentity, now_millis,
+};
 
 #[derive(Debug, Clone)]
 pub struct AgentApi(pub AppState);
@@ -46,7 +48,11 @@ impl AgentApi {
     /// Maps the client certificate of this connection to an active device.
     /// Fails closed: no certificate, an unknown one, or a device that is
     /// not active are all refused.
-    async fn authenticate_device<T>(&self, request: &Request<T>) -> Result<DeviceRecord, Status> {
+    /// Returns the device and the fingerprint of the presented certificate.
+    async fn authenticate_device<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<(DeviceRecord, String), Status> {
         let certs = request.peer_certs().ok_or_else(|| {
             Status::unauthenticated("a device certificate is required: enrol this agent first")
         })?;
@@ -66,7 +72,7 @@ impl AgentApi {
                 )
             })?;
         match device.status() {
-            DeviceStatus::Active => Ok(device),
+            DeviceStatus::Active => Ok((device, fingerprint)),
             DeviceStatus::Revoked => Err(Status::permission_denied(
                 "this device was revoked; an admin must re-admit it",
             )),
@@ -242,6 +248,64 @@ impl AgentService for AgentApi {
         }))
     }
 
+    async fn renew_certificate(
+        &self,
+        request: Request<RenewCertificateRequest>,
+    ) -> Result<Response<RenewCertificateResponse>, Status> {
+        let state = &self.0;
+        let (device, fingerprint) = self.authenticate_device(&request).await?;
+        let req = request.into_inner();
+        if req.csr_pem.len() > 16 * 1024 {
+            return Err(Status::invalid_argument(
+                "certificate signing request is too large",
+            ));
+        }
+        let device_uuid = uuid::Uuid::parse_str(&device.id)
+            .map_err(|_| Status::internal("stored device id is not a UUID"))?;
+        let issued = state
+            .ca
+            .sign_device_csr(
+                &req.csr_pem,
+                device_uuid,
+                state.config.agents.device_cert_validity,
+            )
+            .map_err(|e| {
+                Status::invalid_argument(format!("certificate signing request refused: {e}"))
+            })?;
+        let renewed = CertificateRecord {
+            fingerprint: hex::encode(issued.fingerprint),
+            serial: issued.serial_hex.clone(),
+            not_after: issued.not_after.timestamp_millis(),
+        };
+        if !state
+            .store
+            .renew_device_cert(&device.id, &fingerprint, &renewed)
+            .await
+            .map_err(storage_status)?
+        {
+            return Err(Status::failed_precondition(
+                "the device certificate changed meanwhile (re-enrolled or revoked)",
+            ));
+        }
+        state
+            .audit(
+                &format!("device:{}", device.id),
+                "device.renew_certificate",
+                &format!("device:{}", device.id),
+                Some(&device.county_id),
+                "ok",
+                format!(
+                    "serial={} not_after={}",
+                    issued.serial_hex, issued.not_after
+                ),
+            )
+            .await;
+        tracing::info!(device = %device.id, not_after = %issued.not_after, "device certificate renewed");
+        Ok(Response::new(RenewCertificateResponse {
+            certificate_pem: issued.cert_pem,
+        }))
+    }
+
     type OpenStreamStream = Pin<Box<dyn Stream<Item = Result<ServerMessage, Status>> + Send>>;
 
     async fn open_stream(
@@ -249,7 +313,15 @@ impl AgentService for AgentApi {
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::OpenStreamStream>, Status> {
         let state = self.0.clone();
-        let device = self.authenticate_device(&request).await?;
+        let (device, fingerprint) = self.authenticate_device(&request).await?;
+        if device.cert_fingerprint.as_deref() == Some(fingerprint.as_str()) {
+            // The renewed certificate is in use: the old one is no longer needed.
+            state
+                .store
+                .confirm_device_cert(&device.id, &fingerprint)
+                .await
+                .map_err(storage_status)?;
+        }
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(64);
         let connection = state.agents.register(&device.id, tx.clone());

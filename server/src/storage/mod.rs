@@ -91,6 +91,19 @@ pub trait Store: Send + Sync + 'static {
     async fn get_device_by_cert(&self, fingerprint_hex: &str) -> Result<Option<DeviceRecord>>;
     async fn list_devices(&self, query: &DeviceQuery) -> Result<Vec<DeviceRecord>>;
     async fn set_device_status(&self, id: &str, status: DeviceStatus) -> Result<()>;
+    /// Replaces the certificate of an active device that presented
+    /// `current_fingerprint` (its current or previous certificate, the
+    /// latter after a renewal the device did not save); the presented one
+    /// stays accepted until [`Store::confirm_device_cert`]. False if
+    /// nothing matched.
+    async fn renew_device_cert(
+        &self,
+        id: &str,
+        current_fingerprint: &str,
+        renewed: &CertificateRecord,
+    ) -> Result<bool>;
+    /// The device used its current certificate: forget the previous one.
+    async fn confirm_device_cert(&self, id: &str, fingerprint: &str) -> Result<()>;
     /// Marks the device connected (or not) and seen now. Returns false when
     /// the device is no longer active, so that its stream must end.
     async fn touch_device(

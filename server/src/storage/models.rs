@@ -208,6 +208,14 @@ pub struct HardwareIdentity {
     pub machine_id: String,
 }
 
+/// A device certificate as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateRecord {
+    pub fingerprint: String,
+    pub serial: String,
+    pub not_after: Millis,
+}
+
 /// What the enrolment writes, in one transaction.
 #[derive(Debug, Clone)]
 pub struct Enrolment {

@@ -388,7 +388,8 @@ macro_rules! impl_sql_store {
                     let updated = sqlx::query(
                         "UPDATE devices SET school_id = $2, county_id = $3, device_class = $4, \
                          status = $5, hostname = $6, cert_fingerprint = $7, cert_serial = $8, \
-                         cert_not_after = $9, enrolled_at = $10, connected = FALSE, machine_id = $11 \
+                         cert_not_after = $9, enrolled_at = $10, connected = FALSE, machine_id = $11, \
+                         cert_fingerprint_previous = NULL \
                          WHERE id = $1 AND status <> 'revoked'",
                     )
                     .bind(&device.id)
@@ -457,7 +458,7 @@ macro_rules! impl_sql_store {
 
             async fn get_device_by_cert(&self, fingerprint_hex: &str) -> Result<Option<DeviceRecord>> {
                 Ok(sqlx::query_as(&format!(
-                    "{} WHERE cert_fingerprint = $1",
+                    "{} WHERE cert_fingerprint = $1 OR cert_fingerprint_previous = $1",
                     sql::device_select()
                 ))
                 .bind(fingerprint_hex)
@@ -526,6 +527,40 @@ macro_rules! impl_sql_store {
                 if done.rows_affected() == 0 {
                     return Err(StorageError::NotFound(format!("device {id}")));
                 }
+                Ok(())
+            }
+
+            async fn renew_device_cert(
+                &self,
+                id: &str,
+                current_fingerprint: &str,
+                renewed: &CertificateRecord,
+            ) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE devices SET cert_fingerprint_previous = $2, \
+                     cert_fingerprint = $3, cert_serial = $4, cert_not_after = $5 \
+                     WHERE id = $1 AND status = 'active' \
+                     AND (cert_fingerprint = $2 OR cert_fingerprint_previous = $2)",
+                )
+                .bind(id)
+                .bind(current_fingerprint)
+                .bind(&renewed.fingerprint)
+                .bind(&renewed.serial)
+                .bind(renewed.not_after)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn confirm_device_cert(&self, id: &str, fingerprint: &str) -> Result<()> {
+                sqlx::query(
+                    "UPDATE devices SET cert_fingerprint_previous = NULL \
+                     WHERE id = $1 AND cert_fingerprint = $2 AND cert_fingerprint_previous IS NOT NULL",
+                )
+                .bind(id)
+                .bind(fingerprint)
+                .execute(&self.pool)
+                .await?;
                 Ok(())
             }
 
