@@ -632,6 +632,216 @@ async fn audit_log_appends(store: Arc<dyn Store>) {
     assert_eq!(events[0].details, "Überhitzung");
 }
 
+fn result(rule: &str, status: &str, counted: bool) -> ComplianceResultRecord {
+    ComplianceResultRecord {
+        rule_id: rule.into(),
+        status: status.into(),
+        counted,
+        expected: "≥ 8 GiB".into(),
+        actual: "4.0 GiB".into(),
+        reason: "RAM 4.0 GiB < 8 GiB".into(),
+        waiver_id: String::new(),
+        waiver_expires_at: (status == "waived").then_some(5_000),
+        evaluated_at: 1,
+    }
+}
+
+async fn compliance_results_per_revision(store: Arc<dyn Store>) {
+    seed_devices(&store).await;
+    let v = |version: &str| StandardVersionRecord {
+        revision: 0,
+        standard_id: "schul-it-client".into(),
+        version: version.into(),
+        content: format!("# {version}"),
+        rules: 2,
+        waivers: 0,
+        applied_by: "koordination".into(),
+        applied_at: 1,
+    };
+    assert!(store.get_standard_version(None).await.unwrap().is_none());
+    let first = store.insert_standard_version(&v("2025.1.0")).await.unwrap();
+    let second = store.insert_standard_version(&v("2025.2.0")).await.unwrap();
+    assert!(second.revision > first.revision);
+    assert_eq!(
+        store
+            .get_standard_version(None)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        "2025.2.0"
+    );
+    assert_eq!(
+        store
+            .get_standard_version(Some(first.revision))
+            .await
+            .unwrap()
+            .unwrap()
+            .content,
+        "# 2025.1.0"
+    );
+    assert_eq!(store.list_standard_versions().await.unwrap().len(), 2);
+
+    // d1 fails a counted rule, d2 passes, d3 is waived; beobachten (not
+    // counted) failures do not make a device non-compliant.
+    let rows = vec![
+        (
+            "d1".to_string(),
+            vec![
+                result("HW-RAM-01", "fail", true),
+                result("INFO-01", "fail", false),
+            ],
+        ),
+        (
+            "d2".to_string(),
+            vec![
+                result("HW-RAM-01", "pass", true),
+                result("INFO-01", "fail", false),
+            ],
+        ),
+        ("d3".to_string(), vec![result("HW-RAM-01", "waived", true)]),
+    ];
+    store
+        .replace_compliance_results(second.revision, &rows)
+        .await
+        .unwrap();
+    // The old revision keeps its own results.
+    store
+        .replace_compliance_results(
+            first.revision,
+            &[("d1".to_string(), vec![result("HW-RAM-01", "pass", true)])],
+        )
+        .await
+        .unwrap();
+    // Replacing is idempotent per device.
+    store
+        .replace_compliance_results(second.revision, &rows[..1])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .list_compliance_results("d1", second.revision)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        store
+            .list_compliance_results("d1", first.revision)
+            .await
+            .unwrap()[0]
+            .status,
+        "pass"
+    );
+
+    let everything = TenantFilter::everything();
+    let schools = store
+        .school_compliance(second.revision, &everything)
+        .await
+        .unwrap();
+    let by_school = |id: &str| schools.iter().find(|s| s.school_id == id).cloned().unwrap();
+    assert_eq!(
+        (by_school("kus012").devices, by_school("kus012").compliant),
+        (1, 0)
+    );
+    assert_eq!(
+        (by_school("kus013").devices, by_school("kus013").compliant),
+        (1, 1)
+    );
+    assert_eq!(
+        (by_school("kl001").devices, by_school("kl001").compliant),
+        (1, 1)
+    );
+    let kl = TenantFilter {
+        counties: vec!["kl".into()],
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .school_compliance(second.revision, &kl)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let counts = store
+        .rule_status_counts(second.revision, &everything, Some("kus"), None)
+        .await
+        .unwrap();
+    let count = |rule: &str, status: &str| {
+        counts
+            .iter()
+            .find(|c| c.rule_id == rule && c.status == status)
+            .map_or(0, |c| c.devices)
+    };
+    assert_eq!(
+        (
+            count("HW-RAM-01", "fail"),
+            count("HW-RAM-01", "pass"),
+            count("INFO-01", "fail")
+        ),
+        (1, 1, 2)
+    );
+
+    let failing = store
+        .failing_devices(second.revision, "HW-RAM-01", &everything, None, None)
+        .await
+        .unwrap();
+    assert_eq!(failing.len(), 1);
+    assert_eq!(
+        (failing[0].device_id.as_str(), failing[0].actual.as_str()),
+        ("d1", "4.0 GiB")
+    );
+    assert!(
+        store
+            .failing_devices(second.revision, "HW-RAM-01", &kl, None, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    assert!(
+        store
+            .devices_with_expired_waivers(second.revision, 4_999)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .devices_with_expired_waivers(second.revision, 5_000)
+            .await
+            .unwrap(),
+        ["d3"]
+    );
+
+    store
+        .upsert_compliance_snapshot("2026-11-21", second.revision, &schools)
+        .await
+        .unwrap();
+    store
+        .upsert_compliance_snapshot("2026-11-21", second.revision, &schools)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.compliance_snapshot("2026-11-21").await.unwrap(),
+        schools
+    );
+
+    let page = store.list_device_inventories("", 2).await.unwrap();
+    assert_eq!(
+        page.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        ["d1", "d2"]
+    );
+    let rest = store.list_device_inventories("d2", 2).await.unwrap();
+    assert_eq!(
+        rest.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        ["d3"]
+    );
+}
+
 on_both_backends!(
     tenants_roundtrip_and_conflicts,
     users_and_api_tokens,
@@ -641,4 +851,5 @@ on_both_backends!(
     reports_are_stored_once_and_in_order,
     large_software_lists_and_hostile_text,
     audit_log_appends,
+    compliance_results_per_revision,
 );

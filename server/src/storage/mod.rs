@@ -137,6 +137,68 @@ pub trait Store: Send + Sync + 'static {
         school_id: Option<&str>,
     ) -> Result<Vec<SoftwareHitRecord>>;
 
+    // --- the common IT standard and compliance ---
+    /// Stores a new version; returns it with its revision.
+    async fn insert_standard_version(
+        &self,
+        version: &StandardVersionRecord,
+    ) -> Result<StandardVersionRecord>;
+    /// `None`: the latest revision.
+    async fn get_standard_version(
+        &self,
+        revision: Option<i64>,
+    ) -> Result<Option<StandardVersionRecord>>;
+    async fn list_standard_versions(&self) -> Result<Vec<StandardVersionRecord>>;
+    /// Active devices (id order, after `after_id`) with their inventories,
+    /// a page at a time: fleet evaluation reads in batches, not per device.
+    async fn list_device_inventories(
+        &self,
+        after_id: &str,
+        limit: i64,
+    ) -> Result<Vec<DeviceInventoryRow>>;
+    /// Replaces the results of many devices under one revision, in one
+    /// transaction.
+    async fn replace_compliance_results(
+        &self,
+        revision: i64,
+        results: &[(String, Vec<ComplianceResultRecord>)],
+    ) -> Result<()>;
+    async fn list_compliance_results(
+        &self,
+        device_id: &str,
+        revision: i64,
+    ) -> Result<Vec<ComplianceResultRecord>>;
+    async fn school_compliance(
+        &self,
+        revision: i64,
+        filter: &TenantFilter,
+    ) -> Result<Vec<SchoolCompliance>>;
+    async fn rule_status_counts(
+        &self,
+        revision: i64,
+        filter: &TenantFilter,
+        county_id: Option<&str>,
+        school_id: Option<&str>,
+    ) -> Result<Vec<RuleStatusCount>>;
+    async fn failing_devices(
+        &self,
+        revision: i64,
+        rule_id: &str,
+        filter: &TenantFilter,
+        county_id: Option<&str>,
+        school_id: Option<&str>,
+    ) -> Result<Vec<FailingDeviceRecord>>;
+    /// Devices with a waived result whose waiver has expired by `now`.
+    async fn devices_with_expired_waivers(&self, revision: i64, now: Millis)
+    -> Result<Vec<String>>;
+    async fn upsert_compliance_snapshot(
+        &self,
+        day: &str,
+        revision: i64,
+        rows: &[SchoolCompliance],
+    ) -> Result<()>;
+    async fn compliance_snapshot(&self, day: &str) -> Result<Vec<SchoolCompliance>>;
+
     // --- audit ---
     async fn append_audit(&self, event: &AuditEvent) -> Result<()>;
     async fn list_audit(&self, limit: i64) -> Result<Vec<AuditEvent>>;

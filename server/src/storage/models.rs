@@ -355,6 +355,77 @@ pub struct SoftwareHitRecord {
     pub source: String,
 }
 
+/// One applied version of the common IT standard.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StandardVersionRecord {
+    /// Assigned by the store, increasing.
+    pub revision: i64,
+    pub standard_id: String,
+    pub version: String,
+    pub content: String,
+    pub rules: i64,
+    pub waivers: i64,
+    pub applied_by: String,
+    pub applied_at: Millis,
+}
+
+/// The result of one rule for one device under one standard revision.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ComplianceResultRecord {
+    pub rule_id: String,
+    /// pass, fail, waived, not_applicable, unknown.
+    pub status: String,
+    /// Counts towards compliance (mode `pflicht`).
+    pub counted: bool,
+    pub expected: String,
+    pub actual: String,
+    pub reason: String,
+    pub waiver_id: String,
+    pub waiver_expires_at: Option<Millis>,
+    pub evaluated_at: Millis,
+}
+
+/// Compliant devices of one school under one revision.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SchoolCompliance {
+    pub county_id: String,
+    pub school_id: String,
+    pub devices: i64,
+    pub compliant: i64,
+}
+
+/// How many devices have each status for one rule.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RuleStatusCount {
+    pub rule_id: String,
+    pub status: String,
+    pub devices: i64,
+}
+
+/// A device failing a rule, with what it had.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct FailingDeviceRecord {
+    pub device_id: String,
+    pub hostname: String,
+    pub county_id: String,
+    pub school_id: String,
+    pub expected: String,
+    pub actual: String,
+    pub reason: String,
+}
+
+/// A device with its current inventory, for fleet-wide evaluation.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DeviceInventoryRow {
+    pub id: String,
+    pub hostname: String,
+    pub county_id: String,
+    pub school_id: String,
+    pub device_class: String,
+    pub inventory_at: Option<Millis>,
+    pub inventory: Option<Vec<u8>>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AuditEvent {
     pub at: Millis,
