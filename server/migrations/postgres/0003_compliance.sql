@@ -40,3 +40,8 @@ CREATE TABLE compliance_snapshots (
     compliant  BIGINT NOT NULL,
     PRIMARY KEY (day, school_id)
 );
+
+-- When the agent last confirmed (by heartbeat hash) that its inventory is
+-- unchanged: reports are sent only on change, so this is how the age of an
+-- unchanged inventory stays honest.
+ALTER TABLE devices ADD COLUMN inventory_confirmed_at BIGINT;

@@ -385,7 +385,19 @@ async fn serve_stream(
                 let version = schoolfleet_proto::text::clean(&hello.agent_version, 64).value;
                 touch(state, device, Some(&version)).await
             }
-            Some(AgentBody::Heartbeat(_)) => touch(state, device, None).await,
+            Some(AgentBody::Heartbeat(heartbeat)) => {
+                if !heartbeat.inventory_hash.is_empty() {
+                    let hash = schoolfleet_proto::text::clean(&heartbeat.inventory_hash, 64).value;
+                    if let Err(err) = state
+                        .store
+                        .confirm_inventory(&device.id, &hash, now_millis())
+                        .await
+                    {
+                        tracing::warn!(device = %device.id, error = %err, "cannot confirm inventory");
+                    }
+                }
+                touch(state, device, None).await
+            }
             Some(AgentBody::InventoryReport(report)) => {
                 let ack = ingest::ingest_report(state, device, report).await;
                 Ok(Some(ServerBody::ReportAck(ack)))

@@ -21,6 +21,8 @@ pub enum Permission {
     DeviceRevoke,
     /// Read the audit log.
     AuditRead,
+    /// Apply new versions of the common IT standard (cooperation-wide).
+    StandardManage,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -58,7 +60,12 @@ impl Role {
             ),
             // Coordinators read everything in their scope (and will manage
             // the IT standard).
-            Role::Coordinator => matches!(permission, TenantRead | DeviceRead | AuditRead),
+            Role::Coordinator => {
+                matches!(
+                    permission,
+                    TenantRead | DeviceRead | AuditRead | StandardManage
+                )
+            }
             Role::Viewer => matches!(permission, TenantRead | DeviceRead),
         }
     }

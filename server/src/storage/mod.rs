@@ -114,6 +114,15 @@ pub trait Store: Send + Sync + 'static {
         agent_version: Option<&str>,
     ) -> Result<bool>;
 
+    /// The agent says its inventory still has `content_hash`: record that
+    /// the stored inventory is current at `at`. Writes at most hourly.
+    async fn confirm_inventory(
+        &self,
+        device_id: &str,
+        content_hash: &str,
+        at: Millis,
+    ) -> Result<()>;
+
     // --- inventory ---
     async fn get_inventory(&self, device_id: &str) -> Result<Option<StoredInventory>>;
     /// Stores a report once per report id. The device's current inventory

@@ -423,6 +423,7 @@ pub struct DeviceInventoryRow {
     pub school_id: String,
     pub device_class: String,
     pub inventory_at: Option<Millis>,
+    pub inventory_confirmed_at: Option<Millis>,
     pub inventory: Option<Vec<u8>>,
 }
 

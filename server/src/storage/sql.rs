@@ -585,6 +585,19 @@ macro_rules! impl_sql_store {
                 Ok(done.rows_affected() == 1)
             }
 
+            async fn confirm_inventory(&self, device_id: &str, content_hash: &str, at: Millis) -> Result<()> {
+                sqlx::query(
+                    "UPDATE devices SET inventory_confirmed_at = $3 WHERE id = $1 \
+                     AND inventory_hash = $2 AND COALESCE(inventory_confirmed_at, 0) < $3 - 3600000",
+                )
+                .bind(device_id)
+                .bind(content_hash)
+                .bind(at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
             // --- inventory ---
 
             async fn get_inventory(&self, device_id: &str) -> Result<Option<StoredInventory>> {
@@ -796,7 +809,8 @@ macro_rules! impl_sql_store {
                 limit: i64,
             ) -> Result<Vec<DeviceInventoryRow>> {
                 Ok(sqlx::query_as(
-                    "SELECT id, hostname, county_id, school_id, device_class, inventory_at, inventory \
+                    "SELECT id, hostname, county_id, school_id, device_class, inventory_at, \
+                     inventory_confirmed_at, inventory \
                      FROM devices WHERE status = 'active' AND id > $1 ORDER BY id LIMIT $2",
                 )
                 .bind(after_id)
