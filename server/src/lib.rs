@@ -13,4 +13,5 @@ pub mod inventory;
 pub mod pki;
 pub mod server;
 pub mod storage;
-pub mod version;
+/// Moved to `schoolfleet-standard`; re-exported so existing paths keep working.
+pub use schoolfleet_standard::version;
