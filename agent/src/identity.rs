@@ -311,8 +311,14 @@ fn finish_renewal(dir: &Path) -> Result<(), IdentityError> {
         }),
     };
     if cert.exists() && key.exists() {
-        write_private_file(&dir.join(DEVICE_KEY_FILE), read(&key)?)?;
-        write_atomic(&dir.join(DEVICE_CERT_FILE), read(&cert)?.as_bytes(), 0o644)?;
+        // Another process may finish the same swap at this moment; a staged
+        // file that vanished means it is done.
+        let (Ok(key_pem), Ok(cert_pem)) = (fs::read_to_string(&key), fs::read_to_string(&cert))
+        else {
+            return Ok(());
+        };
+        write_private_file(&dir.join(DEVICE_KEY_FILE), key_pem)?;
+        write_atomic(&dir.join(DEVICE_CERT_FILE), cert_pem.as_bytes(), 0o644)?;
     }
     remove(&cert)?;
     remove(&key)

@@ -137,6 +137,74 @@ pub enum Command {
     /// Find installed software across devices
     #[command(subcommand)]
     Software(SoftwareCommand),
+
+    /// The common IT standard: lint, apply, show and compare versions
+    #[command(subcommand)]
+    Standard(StandardCommand),
+
+    /// Compliance of devices with the IT standard
+    #[command(subcommand)]
+    Compliance(ComplianceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StandardCommand {
+    /// Check a standard file; every problem is shown with its line number.
+    /// Works offline; with a profile, also checks counties, schools and
+    /// device classes against the server.
+    Lint {
+        /// The TOML file, e.g. schul-it-client.toml
+        file: std::path::PathBuf,
+        /// Only the offline checks, even when logged in
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Store a new version and re-evaluate every device against it
+    Apply { file: std::path::PathBuf },
+    /// Print a version of the standard (the current one by default)
+    Show {
+        /// Revision number, as shown by `standard versions`
+        #[arg(long, default_value_t = 0)]
+        revision: u64,
+    },
+    /// List the applied versions
+    Versions,
+    /// Show what changed between two revisions (a line diff of the files)
+    Diff { from: u64, to: u64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ComplianceCommand {
+    /// Share of compliant devices per county and school, pass rate per
+    /// rule, waivers expiring within 30 days, and the trend against last week
+    Summary {
+        #[arg(long, value_parser = tenant_id)]
+        county: Option<String>,
+        #[arg(long, value_parser = tenant_id)]
+        school: Option<String>,
+        /// An earlier revision, to reproduce a past report
+        #[arg(long, default_value_t = 0)]
+        revision: u64,
+    },
+    /// Every rule with its result and the reason, for one device
+    Device {
+        /// Device id or host name
+        device: String,
+        #[arg(long, default_value_t = 0)]
+        revision: u64,
+    },
+    /// The devices that fail a rule, with their actual values
+    Failing {
+        /// Rule id, e.g. OS-02
+        #[arg(long)]
+        rule: String,
+        #[arg(long, value_parser = tenant_id)]
+        county: Option<String>,
+        #[arg(long, value_parser = tenant_id)]
+        school: Option<String>,
+        #[arg(long, default_value_t = 0)]
+        revision: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use schoolfleet_proto::text::for_terminal;
 use schoolfleet_proto::transport::{self, ChannelOptions, ServerTrust, TransportError};
+use schoolfleet_proto::v1::compliance_service_client::ComplianceServiceClient;
 use schoolfleet_proto::v1::device_service_client::DeviceServiceClient;
 use schoolfleet_proto::v1::enrollment_service_client::EnrollmentServiceClient;
 use schoolfleet_proto::v1::inventory_service_client::InventoryServiceClient;
@@ -125,6 +126,12 @@ impl Api {
     pub fn devices(&self) -> DeviceServiceClient<AuthChannel> {
         // Full inventories can be larger than tonic's 4 MiB default.
         DeviceServiceClient::new(self.intercepted())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .accept_compressed(CompressionEncoding::Gzip)
+    }
+
+    pub fn compliance(&self) -> ComplianceServiceClient<AuthChannel> {
+        ComplianceServiceClient::new(self.intercepted())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .accept_compressed(CompressionEncoding::Gzip)
     }

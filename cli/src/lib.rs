@@ -13,6 +13,7 @@
 pub mod args;
 pub mod client;
 pub mod commands;
+pub mod diff;
 pub mod output;
 pub mod profile;
 

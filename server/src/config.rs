@@ -16,7 +16,25 @@ pub struct Config {
     pub tls: TlsSection,
     pub agents: AgentsSection,
     pub limits: LimitsSection,
+    pub compliance: ComplianceSection,
     pub log: LogSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComplianceSection {
+    /// How often expired waivers are looked for (and the daily snapshot
+    /// taken, once per day).
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+}
+
+impl Default for ComplianceSection {
+    fn default() -> Self {
+        ComplianceSection {
+            sweep_interval: Duration::from_secs(600),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -217,6 +235,11 @@ max_message_bytes = 8388608
 max_software_packages = 20000
 # Longest accepted value of any one inventory string, in bytes.
 max_string_bytes = 1024
+
+[compliance]
+# How often expired waivers are looked for; the daily snapshot for the
+# trend is taken at the first sweep of each day (UTC).
+sweep_interval = "10m"
 
 [log]
 # "text" or "json".

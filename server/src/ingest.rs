@@ -137,6 +137,17 @@ pub async fn ingest_report(
     match state.store.ingest_report(&ingest).await {
         Ok(outcome) => {
             tracing::debug!(device = %device.id, report = %report_id, ?outcome, "inventory report stored");
+            if outcome == IngestOutcome::Stored {
+                // The inventory changed: judge it against the standard now.
+                // A failure here must not fail the report, which is stored.
+                if let Err(err) = state
+                    .compliance
+                    .evaluate_device(&state.store, &device.id, chrono::Utc::now())
+                    .await
+                {
+                    tracing::error!(device = %device.id, error = %err, "compliance evaluation failed");
+                }
+            }
             ReportAck {
                 report_id,
                 duplicate: outcome == IngestOutcome::Duplicate,

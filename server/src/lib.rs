@@ -7,6 +7,7 @@
 pub mod agents;
 pub mod api;
 pub mod auth;
+pub mod compliance;
 pub mod config;
 pub mod ingest;
 pub mod inventory;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use schoolfleet_proto::v1::agent_service_server::AgentServiceServer;
+use schoolfleet_proto::v1::compliance_service_server::ComplianceServiceServer;
 use schoolfleet_proto::v1::device_service_server::DeviceServiceServer;
 use schoolfleet_proto::v1::enrollment_service_server::EnrollmentServiceServer;
 use schoolfleet_proto::v1::inventory_service_server::InventoryServiceServer;
@@ -76,6 +77,7 @@ pub async fn prepare(config: Config) -> Result<AppState, ServerError> {
         ca: Arc::new(ca),
         config: Arc::new(config),
         agents: Arc::new(AgentRegistry::default()),
+        compliance: Arc::default(),
         shutdown: CancellationToken::new(),
         tasks: TaskTracker::new(),
     })
@@ -196,7 +198,13 @@ pub async fn run(
         .add_service(limited!(
             InventoryServiceServer,
             api::InventoryApi(state.clone())
+        ))
+        .add_service(limited!(
+            ComplianceServiceServer,
+            api::ComplianceApi(state.clone())
         ));
+
+    state.tasks.spawn(compliance_sweeper(state.clone()));
 
     let addr = listener
         .local_addr()
@@ -225,4 +233,26 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(5), state.tasks.wait()).await;
     tracing::info!("server stopped");
     Ok(())
+}
+
+/// Expires waivers and takes the daily snapshot, until shutdown. Several
+/// replicas may run it at once: both steps are idempotent.
+async fn compliance_sweeper(state: AppState) {
+    let mut interval = tokio::time::interval(state.config.compliance.sweep_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        let now = chrono::Utc::now();
+        match state.compliance.expire_waivers(&state.store, now).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(devices = n, "re-evaluated devices with expired waivers"),
+            Err(err) => tracing::error!(error = %err, "waiver expiry sweep failed"),
+        }
+        if let Err(err) = state.compliance.daily_snapshot(&state.store, now).await {
+            tracing::error!(error = %err, "daily compliance snapshot failed");
+        }
+    }
 }

@@ -44,6 +44,35 @@ impl CompiledStandard {
     pub fn rules(&self) -> &[CompiledRule] {
         &self.rules
     }
+
+    pub fn waiver_count(&self) -> usize {
+        self.waivers.len()
+    }
+
+    /// Every waiver, for reports.
+    pub fn waivers(&self) -> impl Iterator<Item = WaiverInfo<'_>> {
+        self.waivers.iter().map(|w| WaiverInfo {
+            id: &w.id,
+            rule_id: &w.rule_id,
+            expires: w.expires,
+            reason: &w.reason,
+        })
+    }
+
+    /// When the waiver with this id stops applying.
+    pub fn waiver_expires(&self, id: &str) -> Option<DateTime<Utc>> {
+        self.waivers.iter().find(|w| w.id == id).map(|w| w.expires)
+    }
+}
+
+/// A waiver as reports show it.
+#[derive(Debug, Clone, Copy)]
+pub struct WaiverInfo<'s> {
+    pub id: &'s str,
+    pub rule_id: &'s str,
+    /// The first instant the waiver no longer applies.
+    pub expires: DateTime<Utc>,
+    pub reason: &'s str,
 }
 
 /// One rule with its defaults applied.
@@ -167,6 +196,9 @@ pub(crate) struct CompiledWaiver {
     pub(crate) devices: Vec<String>,
     pub(crate) granted: Option<DateTime<Utc>>,
     pub(crate) expires: DateTime<Utc>,
+    /// For reports ("waivers expiring within 30 days").
+    pub(crate) rule_id: String,
+    pub(crate) reason: String,
 }
 
 #[derive(Debug, Clone)]
@@ -527,6 +559,8 @@ pub(crate) fn build(text: &str, known: &KnownTenants) -> Result<CompiledStandard
                 devices: w.devices.clone(),
                 granted: granted.map(midnight_utc),
                 expires: midnight_utc(expires),
+                rule_id: rules[rule_index].id.clone(),
+                reason: w.reason.clone(),
             });
         }
     }

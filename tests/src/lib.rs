@@ -230,6 +230,17 @@ impl CliRunner {
             .unwrap_or_else(|e| panic!("bad JSON from {args:?}: {e}\n{text}"))
     }
 
+    /// Runs with `-o json`; returns (success, parsed stdout) without
+    /// requiring success (for commands that print data and then fail).
+    pub fn json_result(&self, args: &[&str]) -> (bool, serde_json::Value) {
+        let mut full = vec!["-o", "json"];
+        full.extend_from_slice(args);
+        let out = self.run(&full);
+        let value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("bad JSON from {args:?}: {e}\n{}", output_text(&out)));
+        (out.status.success(), value)
+    }
+
     /// Creates an enrolment token and returns its secret.
     pub fn enrollment_token(&self, school: &str, expires: &str, uses: u32) -> String {
         let created = self.json(&[

@@ -50,9 +50,12 @@ async fn agent_renews_a_certificate_close_to_expiry() {
     let original = AgentIdentity::load(&agent.state_dir).unwrap();
 
     agent.start();
+    // Read the file, not the identity: loading may finish a swap itself.
+    let cert_file = agent.state_dir.join("device.crt");
     wait_until(Duration::from_secs(30), "the certificate renewal", || {
-        AgentIdentity::load(&agent.state_dir).unwrap().cert_pem != original.cert_pem
+        std::fs::read_to_string(&cert_file).is_ok_and(|pem| pem != original.cert_pem)
     });
+    std::thread::sleep(Duration::from_millis(500));
     let renewed = AgentIdentity::load(&agent.state_dir).unwrap();
     assert_ne!(
         renewed.key_pem, original.key_pem,

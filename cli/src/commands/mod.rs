@@ -16,6 +16,7 @@
 //!    `ui.one` or `ui.done`. Never `println!`: `Ui` neutralises escapes and
 //!    keeps stdout for data.
 
+pub mod compliance;
 pub mod devices;
 pub mod enroll;
 pub mod login;
@@ -86,6 +87,8 @@ pub async fn run(cli: Cli, env: Environment, ui: &mut Ui<'_>) -> anyhow::Result<
         Command::Devices(args) => devices::list(args, &ctx, ui).await,
         Command::Device(cmd) => devices::run(cmd, &ctx, ui).await,
         Command::Software(cmd) => software::run(cmd, &ctx, ui).await,
+        Command::Standard(cmd) => compliance::standard(cmd, &ctx, ui).await,
+        Command::Compliance(cmd) => compliance::compliance(cmd, &ctx, ui).await,
     }
 }
 

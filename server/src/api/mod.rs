@@ -4,6 +4,7 @@
 //! admin does not even learn that another county's device exists.
 
 mod agent;
+mod compliance;
 mod convert;
 mod devices;
 mod enrollment;
@@ -11,6 +12,7 @@ mod tenants;
 mod users;
 
 pub use agent::AgentApi;
+pub use compliance::ComplianceApi;
 pub use devices::{DeviceApi, InventoryApi};
 pub use enrollment::EnrollmentApi;
 pub use tenants::TenantApi;
@@ -33,6 +35,7 @@ pub struct AppState {
     pub ca: Arc<CertificateAuthority>,
     pub config: Arc<Config>,
     pub agents: Arc<AgentRegistry>,
+    pub compliance: Arc<crate::compliance::ComplianceEngine>,
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Tracks the per-agent stream tasks, so shutdown can wait for them to
     /// mark their devices disconnected.

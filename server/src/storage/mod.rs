@@ -165,6 +165,8 @@ pub trait Store: Send + Sync + 'static {
         after_id: &str,
         limit: i64,
     ) -> Result<Vec<DeviceInventoryRow>>;
+    /// One active device with its inventory.
+    async fn get_device_inventory(&self, device_id: &str) -> Result<Option<DeviceInventoryRow>>;
     /// Replaces the results of many devices under one revision, in one
     /// transaction.
     async fn replace_compliance_results(

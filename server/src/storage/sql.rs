@@ -819,6 +819,16 @@ macro_rules! impl_sql_store {
                 .await?)
             }
 
+            async fn get_device_inventory(&self, device_id: &str) -> Result<Option<DeviceInventoryRow>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, hostname, county_id, school_id, device_class, inventory_at, \
+                     inventory_confirmed_at, inventory FROM devices WHERE status = 'active' AND id = $1",
+                )
+                .bind(device_id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
             async fn replace_compliance_results(
                 &self,
                 revision: i64,

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use schoolfleet_proto::transport::{self, ChannelOptions, ServerTrust};
+use schoolfleet_proto::v1::compliance_service_client::ComplianceServiceClient;
 use schoolfleet_proto::v1::device_service_client::DeviceServiceClient;
 use schoolfleet_proto::v1::enrollment_service_client::EnrollmentServiceClient;
 use schoolfleet_proto::v1::inventory_service_client::InventoryServiceClient;
@@ -109,6 +110,7 @@ pub struct Clients {
     pub users: UserServiceClient<Authed>,
     pub devices: DeviceServiceClient<Authed>,
     pub inventory: InventoryServiceClient<Authed>,
+    pub compliance: ComplianceServiceClient<Authed>,
 }
 
 impl Clients {
@@ -119,7 +121,8 @@ impl Clients {
             enrollment: EnrollmentServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             users: UserServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             devices: DeviceServiceClient::with_interceptor(channel.clone(), bearer.clone()),
-            inventory: InventoryServiceClient::with_interceptor(channel, bearer),
+            inventory: InventoryServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            compliance: ComplianceServiceClient::with_interceptor(channel, bearer),
         }
     }
 }

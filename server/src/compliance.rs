@@ -1,0 +1,223 @@
+//! Evaluating devices against the common IT standard.
+//!
+//! A device is evaluated when its inventory changes (after ingest), when a
+//! new standard version is applied (the whole fleet, in batches), and when a
+//! waiver expires (the sweeper). Results are stored per standard revision.
+//! The compiled standard is cached per replica and keyed by revision, so a
+//! replica notices a version applied elsewhere at its next evaluation.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use prost::Message;
+use schoolfleet_proto::v1::Inventory;
+use schoolfleet_standard::{CompiledStandard, DeviceFacts, Standard, Status};
+
+use crate::storage::{
+    ComplianceResultRecord, DeviceInventoryRow, Millis, StorageError, Store, millis_to_datetime,
+};
+
+/// Devices read and written per batch during fleet evaluation.
+const BATCH: i64 = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ComplianceError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("stored standard revision {0} no longer compiles: {1}")]
+    Corrupt(i64, String),
+}
+
+/// The compiled standard of one revision.
+#[derive(Debug, Clone)]
+pub struct Current {
+    pub revision: i64,
+    pub standard: Arc<CompiledStandard>,
+}
+
+#[derive(Debug, Default)]
+pub struct ComplianceEngine {
+    cache: Mutex<Vec<Current>>,
+}
+
+impl ComplianceEngine {
+    /// The compiled standard of `revision` (`None`: the latest), or `None`
+    /// when no standard was applied yet.
+    pub async fn standard(
+        &self,
+        store: &Arc<dyn Store>,
+        revision: Option<i64>,
+    ) -> Result<Option<Current>, ComplianceError> {
+        let Some(record) = store.get_standard_version(revision).await? else {
+            return Ok(None);
+        };
+        if let Some(hit) = self.lock().iter().find(|c| c.revision == record.revision) {
+            return Ok(Some(hit.clone()));
+        }
+        let compiled = Standard::compile(&record.content).map_err(|errors| {
+            let first = errors.first().map(ToString::to_string).unwrap_or_default();
+            ComplianceError::Corrupt(record.revision, first)
+        })?;
+        let current = Current {
+            revision: record.revision,
+            standard: Arc::new(compiled),
+        };
+        let mut cache = self.lock();
+        // Keep the few most recent revisions: reports of older ones are rare.
+        cache.retain(|c| c.revision != current.revision);
+        cache.push(current.clone());
+        if cache.len() > 4 {
+            cache.remove(0);
+        }
+        Ok(Some(current))
+    }
+
+    /// Evaluates one device against the latest standard and stores the
+    /// results. Nothing happens before a standard was applied.
+    pub async fn evaluate_device(
+        &self,
+        store: &Arc<dyn Store>,
+        device_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), ComplianceError> {
+        let Some(current) = self.standard(store, None).await? else {
+            return Ok(());
+        };
+        let Some(row) = store.get_device_inventory(device_id).await? else {
+            return Ok(());
+        };
+        let results = evaluate_row(&current.standard, &row, now);
+        store
+            .replace_compliance_results(current.revision, &[(row.id.clone(), results)])
+            .await?;
+        Ok(())
+    }
+
+    /// Evaluates every active device against `current`, a batch at a time.
+    /// Returns how many devices were evaluated.
+    pub async fn evaluate_fleet(
+        &self,
+        store: &Arc<dyn Store>,
+        current: &Current,
+        now: DateTime<Utc>,
+    ) -> Result<usize, ComplianceError> {
+        let mut after = String::new();
+        let mut evaluated = 0;
+        loop {
+            let rows = store.list_device_inventories(&after, BATCH).await?;
+            let Some(last) = rows.last() else { break };
+            after = last.id.clone();
+            let results: Vec<(String, Vec<ComplianceResultRecord>)> = rows
+                .iter()
+                .map(|row| (row.id.clone(), evaluate_row(&current.standard, row, now)))
+                .collect();
+            store
+                .replace_compliance_results(current.revision, &results)
+                .await?;
+            evaluated += rows.len();
+        }
+        Ok(evaluated)
+    }
+
+    /// Re-evaluates the devices whose waivers have expired by `now`, so an
+    /// expired waiver stops applying by itself. Returns how many.
+    pub async fn expire_waivers(
+        &self,
+        store: &Arc<dyn Store>,
+        now: DateTime<Utc>,
+    ) -> Result<usize, ComplianceError> {
+        let Some(current) = self.standard(store, None).await? else {
+            return Ok(0);
+        };
+        let devices = store
+            .devices_with_expired_waivers(current.revision, now.timestamp_millis())
+            .await?;
+        for device_id in &devices {
+            if let Some(row) = store.get_device_inventory(device_id).await? {
+                let results = evaluate_row(&current.standard, &row, now);
+                store
+                    .replace_compliance_results(current.revision, &[(row.id.clone(), results)])
+                    .await?;
+            }
+        }
+        Ok(devices.len())
+    }
+
+    /// Once a day: re-evaluate the fleet (inventory ages move with time)
+    /// and record the per-school counts for the trend.
+    pub async fn daily_snapshot(
+        &self,
+        store: &Arc<dyn Store>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, ComplianceError> {
+        let day = now.format("%Y-%m-%d").to_string();
+        if !store.compliance_snapshot(&day).await?.is_empty() {
+            return Ok(false);
+        }
+        let Some(current) = self.standard(store, None).await? else {
+            return Ok(false);
+        };
+        self.evaluate_fleet(store, &current, now).await?;
+        let rows = store
+            .school_compliance(
+                current.revision,
+                &crate::storage::TenantFilter::everything(),
+            )
+            .await?;
+        store
+            .upsert_compliance_snapshot(&day, current.revision, &rows)
+            .await?;
+        Ok(true)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Current>> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Evaluates one device row. A stored inventory that does not decode is
+/// treated as missing (every rule then reports `unknown`, never `pass`).
+pub fn evaluate_row(
+    standard: &CompiledStandard,
+    row: &DeviceInventoryRow,
+    now: DateTime<Utc>,
+) -> Vec<ComplianceResultRecord> {
+    let inventory = row
+        .inventory
+        .as_deref()
+        .and_then(|bytes| Inventory::decode(bytes).ok());
+    let seen: Option<Millis> = match (row.inventory_at, row.inventory_confirmed_at) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    let facts = DeviceFacts {
+        device_id: &row.id,
+        hostname: &row.hostname,
+        county_id: &row.county_id,
+        school_id: &row.school_id,
+        device_class: &row.device_class,
+        inventory: inventory.as_ref(),
+        inventory_at: seen.map(millis_to_datetime),
+        now,
+    };
+    let evaluated_at = now.timestamp_millis();
+    standard
+        .evaluate(&facts)
+        .into_iter()
+        .map(|r| ComplianceResultRecord {
+            rule_id: r.rule_id.to_owned(),
+            status: r.status.as_str().to_owned(),
+            counted: r.counted,
+            expected: r.expected,
+            actual: r.actual,
+            reason: r.reason,
+            waiver_expires_at: r
+                .waiver_id
+                .filter(|_| r.status == Status::Waived)
+                .and_then(|id| standard.waiver_expires(id))
+                .map(|t| t.timestamp_millis()),
+            waiver_id: r.waiver_id.unwrap_or_default().to_owned(),
+            evaluated_at,
+        })
+        .collect()
+}

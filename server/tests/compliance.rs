@@ -1,0 +1,295 @@
+//! Compliance in the server: waivers expire by themselves (time injected,
+//! not slept), and a county-scoped coordinator sees only their county.
+
+mod common;
+
+use chrono::{TimeDelta, Utc};
+use common::server::{Clients, InProcessServer};
+use prost::Message;
+use schoolfleet_proto::v1::*;
+use schoolfleet_server::storage::{DeviceSummary, Enrolment, IngestReport, now_millis};
+
+const STANDARD: &str = r#"schema = "schoolfleet-standard/v1"
+
+[standard]
+id = "test"
+version = "1"
+
+[[rule]]
+id = "RAM-01"
+title = "8 GB RAM"
+check = { type = "hardware_min", ram_gib = 8 }
+
+[[waiver]]
+id = "W-1"
+rule = "RAM-01"
+devices = ["kus012-sp0101"]
+reason = "Austausch bestellt"
+approved_by = "Koordination"
+ticket = "SUP-1"
+expires = EXPIRES
+"#;
+
+/// A device with 4 GiB of RAM in each of two counties.
+async fn seed(server: &InProcessServer, admin: &mut Clients) {
+    for (county, school, host) in [
+        ("kus", "kus012", "kus012-sp0101"),
+        ("kl", "kl001", "kl001-sp0101"),
+    ] {
+        admin
+            .tenants
+            .create_county(CreateCountyRequest {
+                id: county.into(),
+                name: county.into(),
+            })
+            .await
+            .unwrap();
+        admin
+            .tenants
+            .create_school(CreateSchoolRequest {
+                id: school.into(),
+                county_id: county.into(),
+                name: school.into(),
+            })
+            .await
+            .unwrap();
+        let token = admin
+            .enrollment
+            .create_enrollment_token(CreateEnrollmentTokenRequest {
+                school_id: school.into(),
+                device_class: "schueler-pc".into(),
+                expires_in_seconds: 600,
+                max_uses: 1,
+                description: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .token
+            .unwrap();
+        let id = uuid::Uuid::now_v7().to_string();
+        let mut device: schoolfleet_server::storage::DeviceRecord =
+            device_record(&id, county, school, host);
+        device.cert_fingerprint = Some(format!("fp-{id}"));
+        let store = server.store();
+        store
+            .enroll_device(&Enrolment {
+                token_id: token.id,
+                now: now_millis(),
+                device,
+                existing: false,
+            })
+            .await
+            .unwrap();
+        let inventory = Inventory {
+            system: Some(SystemInfo {
+                hostname: host.into(),
+                ..Default::default()
+            }),
+            hardware: Some(Hardware {
+                memory_total_bytes: 4 << 30,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        store
+            .ingest_report(&IngestReport {
+                device_id: id.clone(),
+                report_id: uuid::Uuid::new_v4().to_string(),
+                collected_at: now_millis(),
+                received_at: now_millis(),
+                content_hash: "0".repeat(64),
+                reason: "test".into(),
+                inventory: inventory.encode_to_vec(),
+                summary: DeviceSummary {
+                    hostname: host.into(),
+                    ..Default::default()
+                },
+                software: Vec::new(),
+                changes: Vec::new(),
+            })
+            .await
+            .unwrap();
+    }
+}
+
+fn device_record(
+    id: &str,
+    county: &str,
+    school: &str,
+    host: &str,
+) -> schoolfleet_server::storage::DeviceRecord {
+    schoolfleet_server::storage::DeviceRecord {
+        id: id.into(),
+        county_id: county.into(),
+        school_id: school.into(),
+        device_class: "schueler-pc".into(),
+        status: "active".into(),
+        hostname: host.into(),
+        system_uuid: String::new(),
+        serial_number: String::new(),
+        machine_id: String::new(),
+        cert_fingerprint: None,
+        cert_serial: None,
+        cert_not_after: None,
+        enrolled_at: now_millis(),
+        last_seen: None,
+        connected: false,
+        agent_version: String::new(),
+        inventory_at: None,
+        inventory_hash: None,
+        os_name: String::new(),
+        os_version: String::new(),
+        vendor: String::new(),
+        model: String::new(),
+        memory_total_bytes: 0,
+        ip_addresses: String::new(),
+    }
+}
+
+async fn ram_status(admin: &mut Clients, host: &str) -> String {
+    let r = admin
+        .compliance
+        .device_compliance(DeviceComplianceRequest {
+            device: host.into(),
+            revision: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    r.results
+        .iter()
+        .find(|x| x.rule_id == "RAM-01")
+        .unwrap()
+        .status
+        .clone()
+}
+
+#[tokio::test]
+async fn waiver_turns_fail_into_waived_until_it_expires() {
+    let server = InProcessServer::start().await;
+    let mut admin = server.client(&server.bootstrap_token).await;
+    seed(&server, &mut admin).await;
+    let expires = (Utc::now() + TimeDelta::days(3)).date_naive();
+    admin
+        .compliance
+        .apply_standard(ApplyStandardRequest {
+            content: STANDARD.replace("EXPIRES", &expires.to_string()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(ram_status(&mut admin, "kus012-sp0101").await, "waived");
+    assert_eq!(ram_status(&mut admin, "kl001-sp0101").await, "fail");
+    // The summary lists the waiver as expiring within 30 days.
+    let summary = admin
+        .compliance
+        .compliance_summary(ComplianceSummaryRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(summary.expiring_waivers.len(), 1);
+
+    // The day before expiry nothing changes; after it, the waiver stops
+    // applying by itself.
+    let engine = &server.state.compliance;
+    let before = expires.and_hms_opt(0, 0, 0).unwrap().and_utc() - TimeDelta::days(1);
+    assert_eq!(
+        engine.expire_waivers(server.store(), before).await.unwrap(),
+        0
+    );
+    assert_eq!(ram_status(&mut admin, "kus012-sp0101").await, "waived");
+    let after = expires.and_hms_opt(0, 0, 0).unwrap().and_utc() + TimeDelta::days(1);
+    assert_eq!(
+        engine.expire_waivers(server.store(), after).await.unwrap(),
+        1
+    );
+    assert_eq!(ram_status(&mut admin, "kus012-sp0101").await, "fail");
+}
+
+#[tokio::test]
+async fn county_coordinator_sees_only_their_county() {
+    let server = InProcessServer::start().await;
+    let mut admin = server.client(&server.bootstrap_token).await;
+    seed(&server, &mut admin).await;
+    admin
+        .compliance
+        .apply_standard(ApplyStandardRequest {
+            content: STANDARD.replace("EXPIRES", "2099-01-01"),
+        })
+        .await
+        .unwrap();
+    admin
+        .users
+        .create_user(CreateUserRequest {
+            name: "kus-coord".into(),
+            county_id: "kus".into(),
+            roles: vec![RoleBinding {
+                role: "coordinator".into(),
+                scope: "county:kus".into(),
+            }],
+        })
+        .await
+        .unwrap();
+    let secret = admin
+        .users
+        .create_api_token(CreateApiTokenRequest {
+            user: "kus-coord".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .secret;
+    let mut coord = server.client(&secret).await;
+    let summary = coord
+        .compliance
+        .compliance_summary(ComplianceSummaryRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        summary.tenants.iter().all(|t| t.county_id == "kus"),
+        "{:?}",
+        summary.tenants
+    );
+    assert!(!summary.tenants.is_empty());
+    let rule = summary
+        .rules
+        .iter()
+        .find(|r| r.rule_id == "RAM-01")
+        .unwrap();
+    assert_eq!(
+        (rule.waived, rule.fail),
+        (1, 0),
+        "Kaiserslautern's failure leaked into Kusel's rates"
+    );
+    let failing = coord
+        .compliance
+        .failing_devices(FailingDevicesRequest {
+            rule_id: "RAM-01".into(),
+            county_id: "kl".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(failing.devices.is_empty());
+    let err = coord
+        .compliance
+        .device_compliance(DeviceComplianceRequest {
+            device: "kl001-sp0101".into(),
+            revision: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    // A county coordinator cannot change the cooperation's standard.
+    let err = coord
+        .compliance
+        .apply_standard(ApplyStandardRequest {
+            content: STANDARD.replace("EXPIRES", "2099-01-01"),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+}
