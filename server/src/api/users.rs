@@ -61,7 +61,12 @@ impl UserApi {
             };
             let target = match self.scope_target(&scope).await {
                 Ok(target) => target,
-                Err(_) => continue,
+                // A binding at a county or school that does not exist (any
+                // more) cannot be placed in the tree: only a
+                // cooperation-wide user manager may touch such a user.
+                Err(status) if status.code() == tonic::Code::NotFound => TenantRef::Cooperation,
+                // Fail closed: a storage error must not skip the check.
+                Err(status) => return Err(status),
             };
             if !principal.can(Permission::UserManage, &target) {
                 return Ok(false);
