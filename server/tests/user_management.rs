@@ -97,3 +97,28 @@ async fn county_admin_cannot_manage_a_user_bound_to_an_unknown_tenant() {
         .await;
     assert_eq!(revoked.unwrap_err().code(), Code::NotFound);
 }
+
+/// A user name shaped like a user id would make "user X" ambiguous.
+#[tokio::test]
+async fn user_names_that_look_like_ids_are_refused() {
+    let server = InProcessServer::start().await;
+    let mut admin = server.client(&server.bootstrap_token).await;
+    let me = admin
+        .users
+        .who_am_i(WhoAmIRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let created = admin
+        .users
+        .create_user(CreateUserRequest {
+            name: me.id.clone(),
+            county_id: String::new(),
+            roles: vec![RoleBinding {
+                role: "viewer".into(),
+                scope: "cooperation".into(),
+            }],
+        })
+        .await;
+    assert_eq!(created.unwrap_err().code(), Code::InvalidArgument);
+}

@@ -110,6 +110,13 @@ impl UserService for UserApi {
                 "user name must be 1-64 characters of letters, digits, '.', '-', '_' or '@'",
             ));
         }
+        // Users are looked up by id or name: a name shaped like an id could
+        // stand for another user.
+        if uuid::Uuid::parse_str(name).is_ok() {
+            return Err(Status::invalid_argument(
+                "user name must not look like a user id (a UUID)",
+            ));
+        }
         let county_id = if req.county_id.is_empty() {
             None
         } else {
