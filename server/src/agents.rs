@@ -40,13 +40,19 @@ impl AgentRegistry {
         ConnectionId(id)
     }
 
-    pub fn unregister(&self, device_id: &str, connection: ConnectionId) {
+    /// Removes the device's stream if it is still `connection`. Returns
+    /// false when a newer stream replaced it, or `disconnect` removed it:
+    /// then this stream no longer speaks for the device's state.
+    pub fn unregister(&self, device_id: &str, connection: ConnectionId) -> bool {
         let mut map = self.lock();
         if map
             .get(device_id)
             .is_some_and(|(id, _)| *id == connection.0)
         {
             map.remove(device_id);
+            true
+        } else {
+            false
         }
     }
 
@@ -88,7 +94,7 @@ mod tests {
         let _second = registry.register("d1", tx2);
         // The first stream was told it was replaced.
         assert!(rx1.recv().await.unwrap().is_err());
-        registry.unregister("d1", first);
+        assert!(!registry.unregister("d1", first));
         assert_eq!(registry.connected_count(), 1);
         assert!(registry.send("d1", ServerMessage::default()));
         assert!(!registry.send("d2", ServerMessage::default()));

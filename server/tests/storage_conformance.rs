@@ -272,6 +272,30 @@ async fn users_and_api_tokens(store: Arc<dyn Store>) {
     ));
 }
 
+async fn user_id_wins_over_a_name_that_looks_like_it(store: Arc<dyn Store>) {
+    seed_tenants(&store).await;
+    let admin_id = "0190aaaa-0000-7000-8000-0000000000ad";
+    // Created first, so a scan in insertion order meets it first.
+    let impostor = User {
+        id: "u-impostor".into(),
+        name: admin_id.into(),
+        county_id: Some("kus".into()),
+        created_at: 1,
+        bindings: vec![("viewer".into(), "school:kus012".into())],
+    };
+    store.create_user(&impostor).await.unwrap();
+    let admin = User {
+        id: admin_id.into(),
+        name: "admin".into(),
+        county_id: None,
+        created_at: 2,
+        bindings: vec![("admin".into(), "cooperation".into())],
+    };
+    store.create_user(&admin).await.unwrap();
+    assert_eq!(store.get_user(admin_id).await.unwrap(), Some(admin));
+    assert_eq!(store.get_user("u-impostor").await.unwrap(), Some(impostor));
+}
+
 async fn enrolment_uses_tokens_atomically(store: Arc<dyn Store>) {
     seed_tenants(&store).await;
     store
@@ -845,6 +869,7 @@ async fn compliance_results_per_revision(store: Arc<dyn Store>) {
 on_both_backends!(
     tenants_roundtrip_and_conflicts,
     users_and_api_tokens,
+    user_id_wins_over_a_name_that_looks_like_it,
     enrolment_uses_tokens_atomically,
     reenrolment_replaces_certificate_without_duplicate,
     device_lists_respect_tenants_and_filters,

@@ -345,8 +345,12 @@ impl AgentService for AgentApi {
         let tasks = state.tasks.clone();
         tasks.spawn(async move {
             let reason = serve_stream(&state, &device, inbound, &tx).await;
-            state.agents.unregister(&device.id, connection);
-            if let Err(err) = state.store.touch_device(&device.id, now_millis(), false, None).await {
+            // A stream that was replaced by a newer one of the same device
+            // must not mark the device disconnected: the newer one is live.
+            // (Revoke and retire already cleared `connected` themselves.)
+            if state.agents.unregister(&device.id, connection)
+                && let Err(err) = state.store.touch_device(&device.id, now_millis(), false, None).await
+            {
                 tracing::warn!(device = %device.id, error = %err, "cannot mark device disconnected");
             }
             tracing::info!(device = %device.id, reason, "agent disconnected");

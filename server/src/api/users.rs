@@ -61,7 +61,12 @@ impl UserApi {
             };
             let target = match self.scope_target(&scope).await {
                 Ok(target) => target,
-                Err(_) => continue,
+                // A binding at a county or school that does not exist (any
+                // more) cannot be placed in the tree: only a
+                // cooperation-wide user manager may touch such a user.
+                Err(status) if status.code() == tonic::Code::NotFound => TenantRef::Cooperation,
+                // Fail closed: a storage error must not skip the check.
+                Err(status) => return Err(status),
             };
             if !principal.can(Permission::UserManage, &target) {
                 return Ok(false);
@@ -103,6 +108,13 @@ impl UserService for UserApi {
         {
             return Err(Status::invalid_argument(
                 "user name must be 1-64 characters of letters, digits, '.', '-', '_' or '@'",
+            ));
+        }
+        // Users are looked up by id or name: a name shaped like an id could
+        // stand for another user.
+        if uuid::Uuid::parse_str(name).is_ok() {
+            return Err(Status::invalid_argument(
+                "user name must not look like a user id (a UUID)",
             ));
         }
         let county_id = if req.county_id.is_empty() {

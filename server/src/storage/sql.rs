@@ -190,8 +190,12 @@ macro_rules! impl_sql_store {
             }
 
             async fn get_user(&self, id_or_name: &str) -> Result<Option<User>> {
+                // A name may equal another user's id: the id match wins, so
+                // that a token (which names its user by id) never resolves
+                // to someone else.
                 let row: Option<(String, String, Option<String>, i64)> = sqlx::query_as(
-                    "SELECT id, name, county_id, created_at FROM users WHERE id = $1 OR name = $1",
+                    "SELECT id, name, county_id, created_at FROM users WHERE id = $1 OR name = $1 \
+                     ORDER BY CASE WHEN id = $1 THEN 0 ELSE 1 END LIMIT 1",
                 )
                 .bind(id_or_name)
                 .fetch_optional(&self.pool)

@@ -1,0 +1,180 @@
+//! The agent stream as the registry and the store see it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::server::InProcessServer;
+use schoolfleet_proto::transport::{self, ChannelOptions, ClientIdentity, ServerTrust};
+use schoolfleet_proto::v1::agent_service_client::AgentServiceClient;
+use schoolfleet_proto::v1::*;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+/// Enrols a device in a fresh school; returns its id and mTLS identity.
+async fn enrolled_device(server: &InProcessServer) -> (String, ClientIdentity) {
+    let mut admin = server.client(&server.bootstrap_token).await;
+    admin
+        .tenants
+        .create_county(CreateCountyRequest {
+            id: "kus".into(),
+            name: "Landkreis Kusel".into(),
+        })
+        .await
+        .unwrap();
+    admin
+        .tenants
+        .create_school(CreateSchoolRequest {
+            id: "kus012".into(),
+            county_id: "kus".into(),
+            name: "IGS".into(),
+        })
+        .await
+        .unwrap();
+    let token = admin
+        .enrollment
+        .create_enrollment_token(CreateEnrollmentTokenRequest {
+            school_id: "kus012".into(),
+            device_class: "schueler-pc".into(),
+            expires_in_seconds: 3600,
+            max_uses: 1,
+            description: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .secret;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let csr_pem = rcgen::CertificateParams::default()
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap();
+    let channel = transport::connect(
+        &server.url,
+        ServerTrust::Pinned(server.pin),
+        None,
+        ChannelOptions::default(),
+    )
+    .await
+    .unwrap();
+    let enrolled = AgentServiceClient::new(channel)
+        .enroll(EnrollRequest {
+            token,
+            csr_pem,
+            system_uuid: "4c4c4544-0042-3510-8052-b4c04f384d32".into(),
+            serial_number: "SN-1".into(),
+            hostname: "kus012-sp0101".into(),
+            agent_version: "test".into(),
+            machine_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let identity = ClientIdentity {
+        cert_chain_pem: enrolled.certificate_pem,
+        key_pem: key.serialize_pem(),
+    };
+    (enrolled.device_id, identity)
+}
+
+/// Opens the agent stream on its own connection (with a Hello first, if
+/// `hello`) and waits for the Welcome. The sender keeps the stream open;
+/// dropping it ends the stream.
+async fn open(
+    server: &InProcessServer,
+    identity: &ClientIdentity,
+    hello: bool,
+) -> (mpsc::Sender<AgentMessage>, tonic::Streaming<ServerMessage>) {
+    let channel = transport::connect(
+        &server.url,
+        ServerTrust::Pinned(server.pin),
+        Some(identity.clone()),
+        ChannelOptions::default(),
+    )
+    .await
+    .unwrap();
+    let (tx, rx) = mpsc::channel(8);
+    if hello {
+        tx.send(AgentMessage {
+            body: Some(agent_message::Body::Hello(Hello::default())),
+        })
+        .await
+        .unwrap();
+    }
+    let mut inbound = AgentServiceClient::new(channel)
+        .open_stream(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let welcome = inbound.message().await.unwrap().unwrap();
+    assert!(matches!(
+        welcome.body,
+        Some(server_message::Body::Welcome(_))
+    ));
+    (tx, inbound)
+}
+
+/// An agent that reconnects while its old stream is still open (NAT dropped
+/// the old connection silently, say) replaces the old stream. The old
+/// stream ending must not mark the device disconnected: the new one is live.
+#[tokio::test]
+async fn replaced_stream_does_not_mark_the_device_offline() {
+    let server = InProcessServer::start().await;
+    let (device_id, identity) = enrolled_device(&server).await;
+
+    let (_old_tx, mut old_inbound) = open(&server, &identity, true).await;
+    // No Hello on the new stream: its touch on Hello would paper over a
+    // late "disconnected" from the old stream until the next message.
+    let (_new_tx, _new_inbound) = open(&server, &identity, false).await;
+
+    // The old stream is told that it was replaced.
+    let ended = tokio::time::timeout(Duration::from_secs(10), old_inbound.message())
+        .await
+        .expect("the old stream ends");
+    assert_eq!(ended.unwrap_err().code(), tonic::Code::Aborted);
+    // Let the old stream's task finish its bookkeeping.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let device = server
+        .store()
+        .get_device(&device_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        device.connected,
+        "the device has a live stream but is recorded as disconnected"
+    );
+    assert_eq!(server.state.agents.connected_count(), 1);
+}
+
+/// The stream of the device ending for good still records the disconnect.
+#[tokio::test]
+async fn closed_stream_marks_the_device_disconnected() {
+    let server = InProcessServer::start().await;
+    let (device_id, identity) = enrolled_device(&server).await;
+
+    let (tx, mut inbound) = open(&server, &identity, true).await;
+    drop(tx);
+    let _ = tokio::time::timeout(Duration::from_secs(10), inbound.message()).await;
+    let mut connected = true;
+    for _ in 0..50 {
+        let device = server
+            .store()
+            .get_device(&device_id)
+            .await
+            .unwrap()
+            .unwrap();
+        connected = device.connected;
+        if !connected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !connected,
+        "a closed stream must mark the device disconnected"
+    );
+    assert_eq!(server.state.agents.connected_count(), 0);
+}
