@@ -351,9 +351,17 @@ impl Agent {
                 return;
             }
         };
-        let response = AgentServiceClient::new(conn.channel.clone())
-            .renew_certificate(RenewCertificateRequest { csr_pem })
-            .await;
+        // Bounded: this runs inside the agent's one loop, which must not
+        // hang on a stalled server.
+        let mut client = AgentServiceClient::new(conn.channel.clone());
+        let call = client.renew_certificate(RenewCertificateRequest { csr_pem });
+        let response = match tokio::time::timeout(Duration::from_secs(30), call).await {
+            Ok(response) => response,
+            Err(_) => {
+                tracing::warn!("certificate renewal timed out; will retry later");
+                return;
+            }
+        };
         match response {
             Ok(response) => {
                 let cert_pem = response.into_inner().certificate_pem;

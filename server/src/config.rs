@@ -37,7 +37,7 @@ impl Default for ComplianceSection {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSection {
     /// Address of the one TLS port (agents and admins).
@@ -95,6 +95,33 @@ pub struct LogSection {
     pub filter: String,
 }
 
+impl std::fmt::Debug for ServerSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerSection")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("shutdown_grace", &self.shutdown_grace)
+            .finish()
+    }
+}
+
+/// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+    match authority.rsplit_once('@') {
+        Some((credentials, host)) if credentials.contains(':') => {
+            let user = credentials.split(':').next().unwrap_or_default();
+            let slash = if rest.contains('/') { "/" } else { "" };
+            format!("{scheme}://{user}:***@{host}{slash}{path}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
 impl Default for ServerSection {
     fn default() -> Self {
         ServerSection {
@@ -137,7 +164,7 @@ impl Default for LogSection {
 }
 
 /// Settings given as command-line flags; they win over everything else.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Clone, Default, Serialize)]
 pub struct FlagOverrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<SocketAddr>,
@@ -148,8 +175,25 @@ pub struct FlagOverrides {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("invalid configuration: {0}")]
-pub struct ConfigError(#[from] Box<figment::Error>);
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Parse(#[from] Box<figment::Error>),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl std::fmt::Debug for FlagOverrides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlagOverrides")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .finish()
+    }
+}
 
 impl Config {
     /// Loads the configuration. `env` is the process environment as pairs,
@@ -177,7 +221,10 @@ impl Config {
             figment = figment.merge(Serialized::default(&key, parse_env_value(&value)));
         }
         figment = figment.merge(Serialized::defaults(flags).key("server"));
-        let mut config: Config = figment.extract().map_err(|e| ConfigError(Box::new(e)))?;
+        let mut config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Parse(Box::new(e)))?;
+        config.validate()?;
         if config.server.database_url.is_empty() {
             config.server.database_url = format!(
                 "sqlite://{}",
@@ -185,6 +232,49 @@ impl Config {
             );
         }
         Ok(config)
+    }
+}
+
+impl Config {
+    /// Values that parse but make no sense, caught at start rather than as
+    /// odd behaviour later (a zero heartbeat would drop every agent).
+    fn validate(&self) -> Result<(), ConfigError> {
+        let a = &self.agents;
+        let second = Duration::from_secs(1);
+        let checks = [
+            (
+                a.heartbeat_interval >= second,
+                "agents.heartbeat_interval must be at least 1s",
+            ),
+            (
+                a.inventory_interval >= second,
+                "agents.inventory_interval must be at least 1s",
+            ),
+            (
+                a.online_window >= a.heartbeat_interval,
+                "agents.online_window must be at least agents.heartbeat_interval",
+            ),
+            (
+                a.device_cert_validity >= Duration::from_secs(86_400),
+                "agents.device_cert_validity must be at least 1 day",
+            ),
+            (
+                self.compliance.sweep_interval >= second,
+                "compliance.sweep_interval must be at least 1s",
+            ),
+            (
+                self.limits.max_message_bytes >= 64 * 1024,
+                "limits.max_message_bytes must be at least 65536",
+            ),
+            (
+                matches!(self.log.format.as_str(), "text" | "json"),
+                "log.format must be \"text\" or \"json\"",
+            ),
+        ];
+        match checks.iter().find(|(ok, _)| !ok) {
+            Some((_, message)) => Err(ConfigError::Invalid((*message).to_owned())),
+            None => Ok(()),
+        }
     }
 }
 
@@ -295,6 +385,29 @@ mod tests {
             config.server.database_url,
             "sqlite:///from/env/schoolfleet.db"
         );
+    }
+
+    #[test]
+    fn debug_never_shows_a_database_password() {
+        let mut config = Config::default();
+        config.server.database_url = "postgres://sf:geheim@db.kreis.example/schoolfleet".into();
+        let text = format!("{config:?}");
+        assert!(!text.contains("geheim"), "{text}");
+        assert!(
+            text.contains("postgres://sf:***@db.kreis.example/schoolfleet"),
+            "{text}"
+        );
+        assert_eq!(
+            redact_url("sqlite:///var/lib/x.db"),
+            "sqlite:///var/lib/x.db"
+        );
+    }
+
+    #[test]
+    fn nonsense_values_are_refused_at_start() {
+        let env = vec![("SCHOOLFLEET_AGENTS__HEARTBEAT_INTERVAL".into(), "0s".into())];
+        let err = Config::load(None, env, &FlagOverrides::default()).unwrap_err();
+        assert!(err.to_string().contains("heartbeat_interval"), "{err}");
     }
 
     #[test]

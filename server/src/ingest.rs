@@ -16,7 +16,7 @@ use crate::storage::{
 };
 
 /// Reports claiming to be from further in the future than this are
-/// refused: a wrong clock must not pin a stale inventory as "newest".
+/// refused; nearer future times are clamped to the receiving time.
 const MAX_CLOCK_SKEW_MS: i64 = 24 * 3600 * 1000;
 
 /// The report is refused for good: resending it cannot help.
@@ -60,7 +60,11 @@ pub async fn ingest_report(
     let now = now_millis();
     let collected_at =
         match schoolfleet_proto::time::opt_from_timestamp(report.collected_at.as_ref()) {
-            Some(t) if t.timestamp_millis() <= now + MAX_CLOCK_SKEW_MS => t.timestamp_millis(),
+            // A clock slightly ahead is clamped to now, so a future date
+            // cannot freeze the current inventory; far ahead is refused.
+            Some(t) if t.timestamp_millis() <= now + MAX_CLOCK_SKEW_MS => {
+                t.timestamp_millis().min(now)
+            }
             Some(_) => return rejected(report_id, "collection time lies in the future".into()),
             None => return rejected(report_id, "collection time missing or invalid".into()),
         };

@@ -49,7 +49,7 @@ pub enum ServerError {
 /// Opens storage and the CA; creates the bootstrap admin on first start.
 pub async fn prepare(config: Config) -> Result<AppState, ServerError> {
     let data_dir = &config.server.data_dir;
-    std::fs::create_dir_all(data_dir)
+    create_private_dir(data_dir)
         .map_err(|e| ServerError::DataDir(data_dir.display().to_string(), e))?;
     let store = storage::open(&config.server.database_url).await?;
     let ca = match (&config.tls.ca_cert_file, &config.tls.ca_key_file) {
@@ -98,29 +98,35 @@ async fn bootstrap_admin(store: &Arc<dyn Store>, data_dir: &Path) -> Result<(), 
         created_at: now,
         bindings: vec![("admin".into(), "cooperation".into())],
     };
-    match store.create_user(&user).await {
-        Ok(()) => {}
-        // Another replica bootstrapped at the same moment.
-        Err(StorageError::Conflict(_)) => return Ok(()),
-        Err(e) => return Err(e.into()),
-    }
     let (id, secret) = secrets::generate();
-    store
-        .create_api_token(&ApiToken {
-            id: id.clone(),
-            user_id: user.id.clone(),
-            secret_hash: secrets::hash_secret(&secret),
-            description: "bootstrap admin".into(),
-            created_at: now,
-            expires_at: None,
-            revoked_at: None,
-        })
-        .await?;
+    let token = ApiToken {
+        id: id.clone(),
+        user_id: user.id.clone(),
+        secret_hash: secrets::hash_secret(&secret),
+        description: "bootstrap admin".into(),
+        created_at: now,
+        expires_at: None,
+        revoked_at: None,
+    };
+    // The file first: if the database write then fails, the next start
+    // simply bootstraps again and overwrites it.
     let path = data_dir.join(BOOTSTRAP_TOKEN_FILE);
-    let token = schoolfleet_proto::tokens::format_api_token(&id, &secret);
-    let contents = format!("{token}\n");
+    let contents = format!(
+        "{}\n",
+        schoolfleet_proto::tokens::format_api_token(&id, &secret)
+    );
     schoolfleet_proto::files::write_durably(&path, contents.as_bytes(), 0o600, Existing::Replace)
         .map_err(|e| ServerError::DataDir(path.display().to_string(), e))?;
+    match store.create_user_with_token(&user, Some(&token)).await {
+        Ok(()) => {}
+        // Another replica bootstrapped at the same moment; its token is
+        // the one that works, so drop ours.
+        Err(StorageError::Conflict(_)) => {
+            let _ = std::fs::remove_file(&path);
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    }
     tracing::warn!(
         path = %path.display(),
         "created bootstrap admin `admin`; its API token is in this file. Create personal \
@@ -255,4 +261,19 @@ async fn compliance_sweeper(state: AppState) {
             tracing::error!(error = %err, "daily compliance snapshot failed");
         }
     }
+}
+
+/// The data directory holds the CA key, the database and the bootstrap
+/// token: created owner-only, and a warning if an existing one is not.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(dir = %dir.display(), mode = format!("{mode:o}"), "data directory is readable by other users; chmod 700 it");
+    }
+    Ok(())
 }

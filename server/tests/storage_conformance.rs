@@ -585,7 +585,7 @@ async fn reports_are_stored_once_and_in_order(store: Arc<dyn Store>) {
 
     let everything = TenantFilter::everything();
     let hits = store
-        .search_software("FIREFOX", &everything, None, None)
+        .search_software("FIREFOX", &everything, None, None, 100)
         .await
         .unwrap();
     assert_eq!(hits.len(), 1);
@@ -599,7 +599,7 @@ async fn reports_are_stored_once_and_in_order(store: Arc<dyn Store>) {
     };
     assert!(
         store
-            .search_software("firefox", &kl_only, None, None)
+            .search_software("firefox", &kl_only, None, None, 100)
             .await
             .unwrap()
             .is_empty()
@@ -623,7 +623,7 @@ async fn large_software_lists_and_hostile_text(store: Arc<dyn Store>) {
     big.summary.hostname = "x'); DROP TABLE devices; --".into();
     store.ingest_report(&big).await.unwrap();
     let hits = store
-        .search_software("pkg-", &TenantFilter::everything(), None, None)
+        .search_software("pkg-", &TenantFilter::everything(), None, None, 10_000)
         .await
         .unwrap();
     assert_eq!(hits.len(), 3000);

@@ -1,7 +1,6 @@
 //! `standard ...` and `compliance ...`: the common IT standard and how the
 //! fleet measures up to it.
 
-
 use anyhow::{Context as _, bail};
 use schoolfleet_proto::text::for_terminal;
 use schoolfleet_proto::v1::*;

@@ -120,7 +120,9 @@ CREATE TABLE device_software (
     name         TEXT NOT NULL,
     architecture TEXT NOT NULL,
     version      TEXT NOT NULL,
-    PRIMARY KEY (device_id, source, name, architecture)
+    -- Several versions of one package can be installed side by side (rpm
+    -- kernels), so the version is part of the key.
+    PRIMARY KEY (device_id, source, name, architecture, version)
 );
 CREATE INDEX device_software_name ON device_software(name);
 

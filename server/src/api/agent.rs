@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::{AppState, storage_status};
 use crate::agents::Outbound;
-use crate::auth::secrets;
+use crate::auth::{Permission, Principal, TenantRef, secrets};
 use crate::ingest;
 use crate::storage::{
     CertificateRecord, DeviceRecord, DeviceStatus, Enrolment, HardwareIdentity, now_millis,
@@ -73,9 +73,7 @@ impl AgentApi {
             })?;
         match device.status() {
             DeviceStatus::Active => Ok((device, fingerprint)),
-            DeviceStatus::Revoked => Err(Status::permission_denied(
-                "this device was revoked; an admin must re-admit it",
-            )),
+            DeviceStatus::Revoked => Err(Status::permission_denied("this device was revoked")),
             DeviceStatus::Retired => Err(Status::permission_denied(
                 "this device was retired; enrol it again",
             )),
@@ -159,12 +157,37 @@ impl AgentService for AgentApi {
             .find_device_by_hardware(&token.county_id, &hardware)
             .await
             .map_err(storage_status)?;
+        // Hardware identity is claimed by the agent, so it can be forged: a
+        // device moves to another school by re-enrolment only if the token's
+        // creator may manage it where it is now. Otherwise it enrols as a
+        // new device (a duplicate to retire beats a hijacked history).
+        let existing = match existing {
+            Some(d) if d.school_id != token.school_id => {
+                let creator = state
+                    .store
+                    .get_user(&token.created_by)
+                    .await
+                    .map_err(storage_status)?;
+                let allowed = creator.is_some_and(|u| {
+                    Principal::from_user(&u).can(
+                        Permission::DeviceManage,
+                        &TenantRef::school(&d.county_id, &d.school_id),
+                    )
+                });
+                if !allowed {
+                    tracing::warn!(device = %d.id, from = %d.school_id, to = %token.school_id,
+                        "hardware matches a device of another school the token's creator may not manage; enrolling as new");
+                }
+                allowed.then_some(d)
+            }
+            other => other,
+        };
         if existing
             .as_ref()
             .is_some_and(|d| d.status() == DeviceStatus::Revoked)
         {
             return Err(Status::permission_denied(
-                "this hardware belongs to a revoked device; an admin must re-admit it first",
+                "this hardware belongs to a revoked device and cannot enrol again",
             ));
         }
         let device_id = match &existing {
@@ -220,6 +243,13 @@ impl AgentService for AgentApi {
             })
             .await
             .map_err(storage_status)?;
+        if reenrolled {
+            // Whoever holds the old certificate must not keep streaming.
+            state.agents.disconnect(
+                &device_id,
+                Status::unauthenticated("this device was enrolled again"),
+            );
+        }
         state
             .audit(
                 &format!("device:{device_id}"),
@@ -324,12 +354,14 @@ impl AgentService for AgentApi {
         }
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(64);
-        let connection = state.agents.register(&device.id, tx.clone());
+        // Record first: a failed write must not leave a registered stream
+        // that requests would be "delivered" to.
         state
             .store
             .touch_device(&device.id, now_millis(), true, None)
             .await
             .map_err(storage_status)?;
+        let connection = state.agents.register(&device.id, tx.clone());
         let welcome = Welcome {
             device_id: device.id.clone(),
             heartbeat_interval_seconds: state.config.agents.heartbeat_interval.as_secs() as u32,

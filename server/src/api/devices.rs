@@ -13,6 +13,8 @@ use crate::auth::{Permission, Principal};
 use crate::storage::{self, DeviceQuery, DeviceStatus, now_millis};
 
 const DEFAULT_PAGE: u32 = 500;
+/// Most installations one software search may read.
+const MAX_SEARCH_ROWS: i64 = 200_000;
 const MAX_PAGE: u32 = 2000;
 
 #[derive(Debug, Clone)]
@@ -314,16 +316,25 @@ impl InventoryService for InventoryApi {
         } else {
             req.limit.min(100_000)
         } as usize;
-        let hits: Vec<storage::SoftwareHitRecord> = state
+        let found = state
             .store
             .search_software(
                 name,
                 &principal.filter(Permission::DeviceRead),
                 optional(&req.county_id).as_deref(),
                 optional(&req.school_id).as_deref(),
+                MAX_SEARCH_ROWS + 1,
             )
             .await
-            .map_err(storage_status)?
+            .map_err(storage_status)?;
+        // A search for "lib" across the fleet would be millions of rows:
+        // refuse it rather than hold them all in memory.
+        if found.len() as i64 > MAX_SEARCH_ROWS {
+            return Err(Status::failed_precondition(format!(
+                "more than {MAX_SEARCH_ROWS} installations match {name:?}; narrow the name or add --county/--school"
+            )));
+        }
+        let hits: Vec<storage::SoftwareHitRecord> = found
             .into_iter()
             .filter(|hit| {
                 req.version_below.is_empty()

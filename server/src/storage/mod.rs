@@ -57,6 +57,9 @@ pub trait Store: Send + Sync + 'static {
     // --- users and API tokens ---
     async fn count_users(&self) -> Result<i64>;
     async fn create_user(&self, user: &User) -> Result<()>;
+    /// Creates a user and its first API token in one transaction (the
+    /// bootstrap admin: never a user without a token).
+    async fn create_user_with_token(&self, user: &User, token: Option<&ApiToken>) -> Result<()>;
     async fn get_user(&self, id_or_name: &str) -> Result<Option<User>>;
     async fn list_users(&self) -> Result<Vec<User>>;
     async fn create_api_token(&self, token: &ApiToken) -> Result<()>;
@@ -144,6 +147,7 @@ pub trait Store: Send + Sync + 'static {
         filter: &TenantFilter,
         county_id: Option<&str>,
         school_id: Option<&str>,
+        max_rows: i64,
     ) -> Result<Vec<SoftwareHitRecord>>;
 
     // --- the common IT standard and compliance ---
@@ -225,6 +229,6 @@ pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(std::sync::Arc::new(PgStore::connect(url).await?))
     } else {
-        Err(StorageError::InvalidUrl(url.to_owned()))
+        Err(StorageError::InvalidUrl(crate::config::redact_url(url)))
     }
 }

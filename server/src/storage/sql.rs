@@ -167,6 +167,10 @@ macro_rules! impl_sql_store {
             }
 
             async fn create_user(&self, user: &User) -> Result<()> {
+                self.create_user_with_token(user, None).await
+            }
+
+            async fn create_user_with_token(&self, user: &User, token: Option<&ApiToken>) -> Result<()> {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query("INSERT INTO users (id, name, county_id, created_at) VALUES ($1, $2, $3, $4)")
                     .bind(&user.id)
@@ -184,6 +188,22 @@ macro_rules! impl_sql_store {
                         .execute(&mut *tx)
                         .await
                         .map_err(|e| sql::conflict_or(e, format!("role {role} at {scope}")))?;
+                }
+                if let Some(token) = token {
+                    sqlx::query(
+                        "INSERT INTO api_tokens (id, user_id, secret_hash, description, created_at, \
+                         expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(&token.id)
+                    .bind(&token.user_id)
+                    .bind(&token.secret_hash)
+                    .bind(&token.description)
+                    .bind(token.created_at)
+                    .bind(token.expires_at)
+                    .bind(token.revoked_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| sql::conflict_or(e, format!("API token {}", token.id)))?;
                 }
                 tx.commit().await?;
                 Ok(())
@@ -744,6 +764,7 @@ macro_rules! impl_sql_store {
                 filter: &TenantFilter,
                 county_id: Option<&str>,
                 school_id: Option<&str>,
+                max_rows: i64,
             ) -> Result<Vec<SoftwareHitRecord>> {
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
                     "SELECT d.id AS device_id, d.hostname, d.school_id, s.name, s.version, s.source \
@@ -758,7 +779,7 @@ macro_rules! impl_sql_store {
                 if let Some(school) = school_id {
                     qb.push(" AND d.school_id = ").push_bind(school.to_owned());
                 }
-                qb.push(" ORDER BY s.name, d.hostname, d.id");
+                qb.push(" ORDER BY s.name, d.hostname, d.id LIMIT ").push_bind(max_rows);
                 Ok(qb.build_query_as().fetch_all(&self.pool).await?)
             }
 
