@@ -111,3 +111,70 @@ fn revoked_device_is_cut_off_and_refused() {
     let again = AgentProcess::new(&dir.path().join("again"));
     refused_with(&again.enroll(&server.url(), &token), "revoked");
 }
+
+#[test]
+fn reinstall_keeps_one_device_but_a_school_scoped_token_cannot_pull_it_over() {
+    let (server, cli, dir) = fleet();
+    cli.ok(&[
+        "school",
+        "add",
+        "kl002",
+        "--county",
+        "kl",
+        "--name",
+        "Gymnasium",
+    ]);
+    let token = cli.enrollment_token("kl001", "1h", 5);
+    let first = AgentProcess::new(&dir.path().join("first"));
+    assert!(first.enroll(&server.url(), &token).status.success());
+    let device_id = |agent: &AgentProcess| {
+        let info = std::fs::read_to_string(agent.state_dir.join("device.json")).unwrap();
+        serde_json::from_str::<serde_json::Value>(&info).unwrap()["device_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+
+    // A reinstall (fresh state directory) on the same machine: same device.
+    let reinstall = AgentProcess::new(&dir.path().join("reinstall"));
+    let out = reinstall.enroll(&server.url(), &token);
+    assert!(
+        output_text(&out).contains("Re-enrolled existing"),
+        "{}",
+        output_text(&out)
+    );
+    assert_eq!(device_id(&reinstall), device_id(&first));
+
+    // An admin of school kl002 only cannot move kl001's device by claiming
+    // its hardware: the machine enrols as a new device instead.
+    cli.ok(&["user", "add", "kl002-admin", "--role", "admin@school:kl002"]);
+    let school_admin_token = cli.json(&["token", "create", "--user", "kl002-admin"])["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let school_admin = cli.with_token(&school_admin_token);
+    let foreign_token = school_admin.enrollment_token("kl002", "1h", 1);
+    let claim = AgentProcess::new(&dir.path().join("claim"));
+    let out = claim.enroll(&server.url(), &foreign_token);
+    assert!(
+        output_text(&out).contains("Enrolled new"),
+        "{}",
+        output_text(&out)
+    );
+    assert_ne!(device_id(&claim), device_id(&first));
+    let original = cli.json(&["device", "show", &device_id(&first)]);
+    assert_eq!(
+        original["overview"]["school_id"], "kl001",
+        "the device was pulled into kl002"
+    );
+
+    // The county admin (here: the cooperation admin) may move it.
+    let move_token = cli.enrollment_token("kl002", "1h", 1);
+    let mover = AgentProcess::new(&dir.path().join("mover"));
+    let out = mover.enroll(&server.url(), &move_token);
+    assert!(
+        output_text(&out).contains("Re-enrolled existing"),
+        "{}",
+        output_text(&out)
+    );
+}
