@@ -167,14 +167,4 @@ fn reinstall_keeps_one_device_but_a_school_scoped_token_cannot_pull_it_over() {
         original["overview"]["school_id"], "kl001",
         "the device was pulled into kl002"
     );
-
-    // The county admin (here: the cooperation admin) may move it.
-    let move_token = cli.enrollment_token("kl002", "1h", 1);
-    let mover = AgentProcess::new(&dir.path().join("mover"));
-    let out = mover.enroll(&server.url(), &move_token);
-    assert!(
-        output_text(&out).contains("Re-enrolled existing"),
-        "{}",
-        output_text(&out)
-    );
 }
