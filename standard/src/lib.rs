@@ -15,6 +15,8 @@
 pub mod compile;
 pub mod eval;
 pub mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod lint;
 pub mod version;
 

@@ -86,7 +86,11 @@ fn missing_schema() {
 #[test]
 fn duplicate_rule_id() {
     let e = single("id = \"R2\"", "id = \"R1\"");
-    assert_at(&e, 15, "duplicate rule id \"R1\" (first defined on line 11)");
+    assert_at(
+        &e,
+        15,
+        "duplicate rule id \"R1\" (first defined on line 11)",
+    );
 }
 
 #[test]
@@ -109,7 +113,10 @@ fn unknown_rule_field() {
 
 #[test]
 fn unknown_severity() {
-    let e = single("title = \"RAM\"", "title = \"RAM\"\nseverity = \"sehr hoch\"");
+    let e = single(
+        "title = \"RAM\"",
+        "title = \"RAM\"\nseverity = \"sehr hoch\"",
+    );
     assert_at(&e, 13, "unknown variant `sehr hoch`");
 }
 
@@ -180,7 +187,11 @@ fn waiver_for_unknown_rule() {
 #[test]
 fn waiver_expiry_before_grant() {
     let e = single("expires = 2026-08-31", "expires = 2025-08-31");
-    assert_at(&e, 33, "expires 2025-08-31 on or before it is granted (2025-11-03)");
+    assert_at(
+        &e,
+        33,
+        "expires 2025-08-31 on or before it is granted (2025-11-03)",
+    );
 }
 
 #[test]
@@ -203,10 +214,16 @@ fn waiver_without_scope_or_devices() {
 
 #[test]
 fn duplicate_waiver_id() {
-    let text = format!("{BASE}[[waiver]]\nid = \"W1\"\nrule = \"R2\"\ndevices = [\"x\"]\nreason = \"r\"\napproved_by = \"a\"\nticket = \"t\"\nexpires = 2026-01-01\n");
+    let text = format!(
+        "{BASE}[[waiver]]\nid = \"W1\"\nrule = \"R2\"\ndevices = [\"x\"]\nreason = \"r\"\napproved_by = \"a\"\nticket = \"t\"\nexpires = 2026-01-01\n"
+    );
     let errs = errors(&text);
     assert_eq!(errs.len(), 1, "{errs:?}");
-    assert_at(&errs[0], 35, "duplicate waiver id \"W1\" (first defined on line 26)");
+    assert_at(
+        &errs[0],
+        35,
+        "duplicate waiver id \"W1\" (first defined on line 26)",
+    );
 }
 
 #[test]
@@ -252,5 +269,8 @@ fn several_errors_are_all_reported_in_line_order() {
 #[test]
 fn display_names_line_and_column() {
     let e = single("id = \"R2\"", "id = \"R1\"");
-    assert!(e.to_string().starts_with("line 15, column 6: duplicate rule id"));
+    assert!(
+        e.to_string()
+            .starts_with("line 15, column 6: duplicate rule id")
+    );
 }
