@@ -274,3 +274,4 @@ fn display_names_line_and_column() {
             .starts_with("line 15, column 6: duplicate rule id")
     );
 }
+
