@@ -274,4 +274,3 @@ fn display_names_line_and_column() {
             .starts_with("line 15, column 6: duplicate rule id")
     );
 }
-
