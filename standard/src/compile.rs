@@ -212,7 +212,7 @@ pub(crate) struct CompiledLifecycle {
 
 impl Standard {
     /// Parses, lints and compiles a standard file. The errors are exactly
-    /// what [`crate::lint`] reports (tenants are not checked here; use
+    /// what [`fn@crate::lint`] reports (tenants are not checked here; use
     /// [`Standard::compile_with`] for that).
     pub fn compile(text: &str) -> Result<CompiledStandard, Vec<LintError>> {
         build(text, &KnownTenants::default())

@@ -1,7 +1,7 @@
 //! The serde types of a standard file (`schema = "schoolfleet-standard/v1"`).
 //!
 //! These types mirror the file one to one and stay dumb: checking what serde
-//! cannot (duplicate ids, regexes, references) is [`crate::lint`]'s job, and
+//! cannot (duplicate ids, regexes, references) is [`mod@crate::lint`]'s job, and
 //! turning them into something fast to evaluate is [`crate::compile`]'s.
 //! Every table denies unknown fields, so a typo such as `ram_gb` is an
 //! error with a line number instead of a silently ignored rule.

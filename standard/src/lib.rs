@@ -2,7 +2,7 @@
 //!
 //! A standard is one TOML file (`schema = "schoolfleet-standard/v1"`, see
 //! `standard/README.md`) that coordinators read and edit. This crate:
-//! - [`format`]: the serde types of the file;
+//! - [`mod@format`]: the serde types of the file;
 //! - [`lint()`]: every problem in the file, each with its line number;
 //! - [`Standard::compile`]: the same checks, then regexes, constraints and
 //!   scopes prepared once so evaluation of a whole fleet is fast;
@@ -15,6 +15,8 @@
 pub mod compile;
 pub mod eval;
 pub mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod lint;
 pub mod version;
 

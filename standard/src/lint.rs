@@ -2,7 +2,7 @@
 //!
 //! Coordinators edit the file by hand, so a message without a line number
 //! is nearly useless to them. Lint and [`crate::Standard::compile`] run the
-//! same code ([`crate::compile::build`]): a file that lints clean always
+//! same code (`compile::build`): a file that lints clean always
 //! compiles, and a file that compiles never has lint errors.
 
 use std::fmt;
