@@ -85,7 +85,10 @@ fn standard_text() -> String {
 }
 
 fn inventory(i: usize, now: chrono::DateTime<Utc>) -> Inventory {
-    let ts = |t: chrono::DateTime<Utc>| prost_types::Timestamp { seconds: t.timestamp(), nanos: 0 };
+    let ts = |t: chrono::DateTime<Utc>| prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: 0,
+    };
     let mut software: Vec<SoftwarePackage> = (0..PROGRAMS)
         .map(|p| SoftwarePackage {
             name: format!("Programm {p} von Hersteller {}", p % 17),
@@ -95,10 +98,14 @@ fn inventory(i: usize, now: chrono::DateTime<Utc>) -> Inventory {
         })
         .collect();
     software[0].name = "Mozilla Firefox ESR".into();
-    software[0].version = if i % 5 == 0 { "115.0".into() } else { "140.3".into() };
+    software[0].version = if i.is_multiple_of(5) {
+        "115.0".into()
+    } else {
+        "140.3".into()
+    };
     software[1].name = "LibreOffice".into();
     software[1].version = "24.8.2".into();
-    if i % 50 == 0 {
+    if i.is_multiple_of(50) {
         software[2].name = "Microsoft Office Professional Plus 2016".into();
     }
     Inventory {
@@ -110,20 +117,32 @@ fn inventory(i: usize, now: chrono::DateTime<Utc>) -> Inventory {
         os: Some(OperatingSystem {
             family: "windows".into(),
             name: "Windows 11 Education".into(),
-            version: format!("10.0.{}.{}", if i % 7 == 0 { 19045 } else { 26100 }, i % 3000),
+            version: format!(
+                "10.0.{}.{}",
+                if i.is_multiple_of(7) { 19045 } else { 26100 },
+                i % 3000
+            ),
             edition: "Education".into(),
             ..Default::default()
         }),
         hardware: Some(Hardware {
-            cpu_logical_cores: if i % 3 == 0 { 2 } else { 8 },
-            memory_total_bytes: if i % 4 == 0 { 4 << 30 } else { 16 << 30 },
+            cpu_logical_cores: if i.is_multiple_of(3) { 2 } else { 8 },
+            memory_total_bytes: if i.is_multiple_of(4) {
+                4 << 30
+            } else {
+                16 << 30
+            },
             ..Default::default()
         }),
         firmware: Some(Firmware {
             boot_mode: "uefi".into(),
             secure_boot: Tristate::Yes as i32,
-            tpm_present: i % 10 != 0,
-            tpm_version: if i % 10 != 0 { "2.0".into() } else { String::new() },
+            tpm_present: !i.is_multiple_of(10),
+            tpm_version: if !i.is_multiple_of(10) {
+                "2.0".into()
+            } else {
+                String::new()
+            },
         }),
         disks: vec![Disk {
             name: "nvme0n1".into(),
@@ -147,10 +166,19 @@ fn inventory(i: usize, now: chrono::DateTime<Utc>) -> Inventory {
 
 fn main() {
     let now = Utc::now();
-    let compiled = Standard::compile(&standard_text()).unwrap_or_else(|e| panic!("benchmark standard invalid: {e:?}"));
-    assert_eq!(compiled.rules().len(), 30, "the benchmark is defined for 30 rules");
-    let inventories: Vec<Inventory> = (0..DISTINCT_INVENTORIES).map(|i| inventory(i, now)).collect();
-    let hostnames: Vec<String> = (0..DEVICES).map(|i| format!("kus012-sp{:04}", i % 10_000)).collect();
+    let compiled = Standard::compile(&standard_text())
+        .unwrap_or_else(|e| panic!("benchmark standard invalid: {e:?}"));
+    assert_eq!(
+        compiled.rules().len(),
+        30,
+        "the benchmark is defined for 30 rules"
+    );
+    let inventories: Vec<Inventory> = (0..DISTINCT_INVENTORIES)
+        .map(|i| inventory(i, now))
+        .collect();
+    let hostnames: Vec<String> = (0..DEVICES)
+        .map(|i| format!("kus012-sp{:04}", i % 10_000))
+        .collect();
     let ids: Vec<String> = (0..DEVICES).map(|i| format!("device-{i}")).collect();
 
     let mut out = Vec::with_capacity(30);

@@ -788,7 +788,7 @@ fn software_required(any_of: &[crate::compile::SoftwareAlt], inv: &Inventory) ->
 }
 
 fn software_forbidden(
-    name: &regex::Regex,
+    name: &crate::compile::PackagePattern,
     version: Option<&crate::version::Constraint>,
     inv: &Inventory,
 ) -> Verdict {
