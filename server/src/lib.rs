@@ -14,3 +14,4 @@ pub mod pki;
 pub mod server;
 pub mod storage;
 pub mod version;
+pub mod webhooks;

@@ -8,12 +8,14 @@ mod convert;
 mod devices;
 mod enrollment;
 mod tenants;
+mod tickets;
 mod users;
 
 pub use agent::AgentApi;
 pub use devices::{DeviceApi, InventoryApi};
 pub use enrollment::EnrollmentApi;
 pub use tenants::TenantApi;
+pub use tickets::TicketApi;
 pub use users::UserApi;
 
 use std::sync::Arc;

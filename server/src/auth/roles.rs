@@ -21,6 +21,16 @@ pub enum Permission {
     DeviceRevoke,
     /// Read the audit log.
     AuditRead,
+    /// See tickets, their timeline and search them.
+    TicketRead,
+    /// Open tickets, comment, change status, assign, link devices; be an
+    /// assignee.
+    TicketWork,
+    /// Read the knowledge base. The knowledge base is shared by the whole
+    /// cooperation: this permission in any scope reads every article.
+    KbRead,
+    /// Write and publish articles owned by a county in scope.
+    KbWrite,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -52,14 +62,26 @@ impl Role {
         use Permission::*;
         match self {
             Role::Admin => true,
+            // Technicians work tickets and maintain the knowledge base
+            // together ("gemeinsame Pflege von Wissensartikeln").
             Role::Technician => matches!(
                 permission,
-                TenantRead | EnrollmentManage | DeviceRead | DeviceManage
+                TenantRead
+                    | EnrollmentManage
+                    | DeviceRead
+                    | DeviceManage
+                    | TicketRead
+                    | TicketWork
+                    | KbRead
+                    | KbWrite
             ),
             // Coordinators read everything in their scope (and will manage
-            // the IT standard).
-            Role::Coordinator => matches!(permission, TenantRead | DeviceRead | AuditRead),
-            Role::Viewer => matches!(permission, TenantRead | DeviceRead),
+            // the IT standard), and curate the knowledge base.
+            Role::Coordinator => matches!(
+                permission,
+                TenantRead | DeviceRead | AuditRead | TicketRead | KbRead | KbWrite
+            ),
+            Role::Viewer => matches!(permission, TenantRead | DeviceRead | TicketRead | KbRead),
         }
     }
 }

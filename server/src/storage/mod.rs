@@ -183,6 +183,14 @@ pub trait Store: Send + Sync + 'static {
     async fn enqueue_outbox(&self, event: &OutboxEvent) -> Result<()>;
     /// Undelivered events due at `now`, oldest first.
     async fn due_outbox(&self, now: Millis, limit: i64) -> Result<Vec<OutboxEvent>>;
+    /// Claims an event for one delivery attempt (moves its next attempt to
+    /// `lease_until`); false when another replica claimed it first.
+    async fn claim_outbox(
+        &self,
+        id: i64,
+        expected_next: Millis,
+        lease_until: Millis,
+    ) -> Result<bool>;
     async fn mark_outbox_delivered(&self, id: i64, at: Millis) -> Result<()>;
     async fn mark_outbox_failed(&self, id: i64, next_attempt_at: Millis, error: &str)
     -> Result<()>;

@@ -558,6 +558,8 @@ pub struct SearchHit {
     pub title: String,
     pub county_id: String,
     pub school_id: Option<String>,
+    /// The ticket number, for tickets.
+    pub number: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default)]

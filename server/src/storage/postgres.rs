@@ -45,9 +45,9 @@ impl PgStore {
             .collect::<Vec<_>>()
             .join(" & ");
         let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new(
-            "SELECT kind, ref_id, title, county_id, school_id FROM (\
+            "SELECT kind, ref_id, title, county_id, school_id, number FROM (\
              SELECT 'ticket' AS kind, t.id AS ref_id, t.title AS title, t.county_id AS county_id, \
-             t.school_id AS school_id, ts_rank(t.search, to_tsquery('simple', ",
+             t.school_id AS school_id, t.number AS number, ts_rank(t.search, to_tsquery('simple', ",
         );
         qb.push_bind(expression.clone());
         qb.push(")) AS score FROM tickets t WHERE t.search @@ to_tsquery('simple', ");
@@ -56,7 +56,7 @@ impl PgStore {
         sql::push_tenant_filter!(qb, &q.ticket_filter, "t");
         if q.include_articles {
             qb.push(
-                " UNION ALL SELECT 'article', a.id, a.title, a.county_id, NULL, \
+                " UNION ALL SELECT 'article', a.id, a.title, a.county_id, NULL, NULL, \
                  ts_rank(a.search, to_tsquery('simple', ",
             );
             qb.push_bind(expression.clone());

@@ -1175,6 +1175,19 @@ macro_rules! impl_sql_store {
                 .await?)
             }
 
+            async fn claim_outbox(&self, id: i64, expected_next: Millis, lease_until: Millis) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE webhook_outbox SET next_attempt_at = $3 \
+                     WHERE id = $1 AND next_attempt_at = $2 AND delivered_at IS NULL",
+                )
+                .bind(id)
+                .bind(expected_next)
+                .bind(lease_until)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn mark_outbox_delivered(&self, id: i64, at: Millis) -> Result<()> {
                 sqlx::query(
                     "UPDATE webhook_outbox SET delivered_at = $2, attempts = attempts + 1 \

@@ -53,9 +53,9 @@ impl SqliteStore {
             .collect::<Vec<_>>()
             .join(" ");
         let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "SELECT kind, ref_id, title, county_id, school_id FROM (\
+            "SELECT kind, ref_id, title, county_id, school_id, number FROM (\
              SELECT 'ticket' AS kind, t.id AS ref_id, t.title AS title, t.county_id AS county_id, \
-             t.school_id AS school_id, search_fts.rank AS score \
+             t.school_id AS school_id, t.number AS number, search_fts.rank AS score \
              FROM search_fts JOIN tickets t ON t.id = search_fts.ref_id \
              WHERE search_fts.kind = 'ticket' AND search_fts MATCH ",
         );
@@ -63,7 +63,7 @@ impl SqliteStore {
         sql::push_tenant_filter!(qb, &q.ticket_filter, "t");
         if q.include_articles {
             qb.push(
-                " UNION ALL SELECT 'article', a.id, a.title, a.county_id, NULL, search_fts.rank \
+                " UNION ALL SELECT 'article', a.id, a.title, a.county_id, NULL, NULL, search_fts.rank \
                  FROM search_fts JOIN kb_articles a ON a.id = search_fts.ref_id \
                  WHERE search_fts.kind = 'article' AND search_fts MATCH ",
             );

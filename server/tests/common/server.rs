@@ -8,6 +8,7 @@ use schoolfleet_proto::v1::device_service_client::DeviceServiceClient;
 use schoolfleet_proto::v1::enrollment_service_client::EnrollmentServiceClient;
 use schoolfleet_proto::v1::inventory_service_client::InventoryServiceClient;
 use schoolfleet_proto::v1::tenant_service_client::TenantServiceClient;
+use schoolfleet_proto::v1::ticket_service_client::TicketServiceClient;
 use schoolfleet_proto::v1::user_service_client::UserServiceClient;
 use schoolfleet_server::api::AppState;
 use schoolfleet_server::config::{Config, FlagOverrides};
@@ -28,13 +29,19 @@ pub struct InProcessServer {
 
 impl InProcessServer {
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with the default configuration changed by `configure`.
+    pub async fn start_with(configure: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let flags = FlagOverrides {
             listen: Some("127.0.0.1:0".parse().unwrap()),
             data_dir: Some(dir.path().to_owned()),
             database_url: None,
         };
-        let config = Config::load(None, Vec::new(), &flags).unwrap();
+        let mut config = Config::load(None, Vec::new(), &flags).unwrap();
+        configure(&mut config);
         let state = schoolfleet_server::server::prepare(config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("https://{}", listener.local_addr().unwrap());
@@ -109,6 +116,7 @@ pub struct Clients {
     pub users: UserServiceClient<Authed>,
     pub devices: DeviceServiceClient<Authed>,
     pub inventory: InventoryServiceClient<Authed>,
+    pub tickets: TicketServiceClient<Authed>,
 }
 
 impl Clients {
@@ -119,7 +127,8 @@ impl Clients {
             enrollment: EnrollmentServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             users: UserServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             devices: DeviceServiceClient::with_interceptor(channel.clone(), bearer.clone()),
-            inventory: InventoryServiceClient::with_interceptor(channel, bearer),
+            inventory: InventoryServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            tickets: TicketServiceClient::with_interceptor(channel, bearer),
         }
     }
 }
