@@ -8,6 +8,7 @@ use schoolfleet_proto::v1::agent_service_server::AgentServiceServer;
 use schoolfleet_proto::v1::device_service_server::DeviceServiceServer;
 use schoolfleet_proto::v1::enrollment_service_server::EnrollmentServiceServer;
 use schoolfleet_proto::v1::inventory_service_server::InventoryServiceServer;
+use schoolfleet_proto::v1::knowledge_service_server::KnowledgeServiceServer;
 use schoolfleet_proto::v1::tenant_service_server::TenantServiceServer;
 use schoolfleet_proto::v1::ticket_service_server::TicketServiceServer;
 use schoolfleet_proto::v1::user_service_server::UserServiceServer;
@@ -201,7 +202,11 @@ pub async fn run(
             InventoryServiceServer,
             api::InventoryApi(state.clone())
         ))
-        .add_service(limited!(TicketServiceServer, api::TicketApi(state.clone())));
+        .add_service(limited!(TicketServiceServer, api::TicketApi(state.clone())))
+        .add_service(limited!(
+            KnowledgeServiceServer,
+            api::KnowledgeApi(state.clone())
+        ));
 
     if crate::webhooks::enabled(&config) {
         state.tasks.spawn(crate::webhooks::run_delivery(

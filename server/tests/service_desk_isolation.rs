@@ -490,3 +490,175 @@ async fn viewers_read_but_do_not_work_and_devices_stay_in_the_tickets_tenant() {
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
 }
+
+/// Creates a published Kaiserslautern article as the bootstrap admin.
+async fn foreign_article(f: &Fixture) -> Article {
+    let mut admin = f.server.client(&f.server.bootstrap_token).await;
+    admin
+        .kb
+        .create_article(CreateArticleRequest {
+            county_id: "kl".into(),
+            template: "stoerung".into(),
+            title: "Störung: Beamer schaltet ab".into(),
+            tags: vec!["Beamer".into()],
+            publish: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test]
+async fn kusel_roles_read_the_shared_kb_but_write_only_their_own() {
+    let f = fixture().await;
+    let article = foreign_article(&f).await;
+    assert!(article.body.contains("## Ursache"), "template used");
+    assert_eq!(article.tags, ["beamer"]);
+    for role in ["admin", "technician", "coordinator", "viewer"] {
+        let mut c = user_clients(&f, &format!("kus-{role}"), "kus", role, "county:kus").await;
+        // Reading is shared across the cooperation, by design.
+        let got =
+            c.kb.get_article(GetArticleRequest {
+                id: article.id.clone(),
+                version: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(got.article.unwrap().title, article.title);
+        // Writing another county's article, or creating one there, is not.
+        let err =
+            c.kb.update_article(UpdateArticleRequest {
+                id: article.id.clone(),
+                base_version: 1,
+                body: "überschrieben".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{role}: {err:?}");
+        let err =
+            c.kb.create_article(CreateArticleRequest {
+                county_id: "kl".into(),
+                title: "x".into(),
+                body: "x".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::PermissionDenied, "{role}: {err:?}");
+        // Linking to a foreign ticket does not reveal it.
+        let err =
+            c.kb.link_article_ticket(LinkArticleTicketRequest {
+                article_id: article.id.clone(),
+                ticket: f.foreign_ticket.clone(),
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err.code(), Code::NotFound | Code::PermissionDenied),
+            "{role}: {err:?}"
+        );
+        let changes =
+            c.kb.list_article_changes(ListArticleChangesRequest::default())
+                .await
+                .unwrap()
+                .into_inner();
+        assert_eq!(changes.articles.len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn cooperation_technician_edits_versions_diffs_and_links() {
+    let f = fixture().await;
+    let article = foreign_article(&f).await;
+    let mut tech = user_clients(&f, "anna", "don", "technician", "cooperation").await;
+    let v2 = tech
+        .kb
+        .update_article(UpdateArticleRequest {
+            id: article.id.clone(),
+            base_version: 1,
+            body: format!(
+                "{}\nLüfter reinigen: Überhitzung vermeiden.\n",
+                article.body
+            ),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(v2.version, 2);
+    // A stale edit is refused, not silently lost.
+    let err = tech
+        .kb
+        .update_article(UpdateArticleRequest {
+            id: article.id.clone(),
+            base_version: 1,
+            body: "alt".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Aborted);
+    let diff = tech
+        .kb
+        .diff_article(DiffArticleRequest {
+            id: article.id.clone(),
+            from_version: 1,
+            to_version: 2,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let added: Vec<_> = diff.lines.iter().filter(|l| l.starts_with("+ ")).collect();
+    // The template ended with a newline: an empty line, then the new one.
+    assert_eq!(added, ["+ ", "+ Lüfter reinigen: Überhitzung vermeiden."]);
+    let detail = tech
+        .kb
+        .get_article(GetArticleRequest {
+            id: article.id.clone(),
+            version: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(detail.versions.len(), 2);
+    assert_eq!(detail.versions[1].author, "user:anna");
+    assert!(!detail.article.unwrap().body.contains("Lüfter reinigen"));
+    // Linked to the ticket, the article shows up in its timeline.
+    tech.kb
+        .link_article_ticket(LinkArticleTicketRequest {
+            article_id: article.id.clone(),
+            ticket: f.foreign_ticket.clone(),
+        })
+        .await
+        .unwrap();
+    let ticket = tech
+        .tickets
+        .get_ticket(TicketRef {
+            ticket: f.foreign_ticket.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        ticket
+            .timeline
+            .iter()
+            .any(|e| e.kind == "article" && e.new_value == article.id)
+    );
+    // And search finds it under its new words.
+    let hits = tech
+        .tickets
+        .search(SearchRequest {
+            query: "Überhitzung".into(),
+            include_articles: true,
+            limit: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(hits.hits.len(), 1);
+    assert_eq!(hits.hits[0].id, article.id);
+}

@@ -414,7 +414,7 @@ async fn kb_articles_keep_versions(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let (a, v1) = article("a1", "WLAN", "Zeile 1\n", 10);
-    store.create_article(&a, &v1).await.unwrap();
+    store.create_article(&a, &v1, None).await.unwrap();
     let mut a2 = a.clone();
     a2.version = 2;
     a2.body = "Zeile 1\nZeile 2\n".into();
@@ -482,7 +482,7 @@ async fn full_text_search_finds_german_words(store: Arc<dyn Store>) {
     )
     .await;
     let (a, v) = article("a1", "Beamer: Überhitzung vermeiden", "Lüfter reinigen.", 3);
-    store.create_article(&a, &v).await.unwrap();
+    store.create_article(&a, &v, None).await.unwrap();
 
     let search = |text: &str, filter: TenantFilter, articles: bool| {
         let store = store.clone();

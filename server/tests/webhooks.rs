@@ -142,7 +142,26 @@ async fn make_events(server: &InProcessServer) -> usize {
         })
         .await
         .unwrap();
-    // A comment is no event.
+    admin
+        .kb
+        .create_article(CreateArticleRequest {
+            county_id: "kus".into(),
+            template: "howto".into(),
+            publish: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // A comment, or an unpublished draft, is no event.
+    admin
+        .kb
+        .create_article(CreateArticleRequest {
+            county_id: "kus".into(),
+            template: "checkliste".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     admin
         .tickets
         .comment_ticket(CommentTicketRequest {
@@ -151,7 +170,7 @@ async fn make_events(server: &InProcessServer) -> usize {
         })
         .await
         .unwrap();
-    5
+    6
 }
 
 /// Collects distinct deliveries (by delivery id) until `count` succeeded.
@@ -213,6 +232,7 @@ async fn receiver_gets_signed_events() {
     assert_eq!(
         kinds,
         [
+            "kb.article_published",
             "ticket.assigned",
             "ticket.created",
             "ticket.created",

@@ -160,8 +160,13 @@ pub trait Store: Send + Sync + 'static {
     async fn open_tickets_for_device(&self, device_id: &str) -> Result<Vec<TicketRecord>>;
 
     // --- service desk: knowledge base ---
-    /// Creates the article with version 1 (`version` is the first version).
-    async fn create_article(&self, article: &KbArticle, first: &KbVersion) -> Result<()>;
+    /// Creates the article with version 1 (and its webhook event, if any).
+    async fn create_article(
+        &self,
+        article: &KbArticle,
+        first: &KbVersion,
+        outbox: Option<&OutboxEvent>,
+    ) -> Result<()>;
     /// Stores a new version and makes it current. Fails with `Conflict` when
     /// someone else saved a version in the meantime.
     async fn update_article(

@@ -1042,7 +1042,12 @@ macro_rules! impl_sql_store {
 
             // --- service desk: knowledge base ---
 
-            async fn create_article(&self, a: &KbArticle, first: &KbVersion) -> Result<()> {
+            async fn create_article(
+                &self,
+                a: &KbArticle,
+                first: &KbVersion,
+                outbox: Option<&OutboxEvent>,
+            ) -> Result<()> {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query(
                     "INSERT INTO kb_articles (id, title, body, tags, category, county_id, \
@@ -1064,6 +1069,9 @@ macro_rules! impl_sql_store {
                 .await
                 .map_err(|e| sql::conflict_or(e, format!("article {}", a.id)))?;
                 sql::insert_kb_version!(first, &mut *tx);
+                if let Some(event) = outbox {
+                    sql::insert_outbox!(event, &mut *tx);
+                }
                 tx.commit().await?;
                 Ok(())
             }

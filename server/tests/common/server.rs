@@ -7,6 +7,7 @@ use schoolfleet_proto::transport::{self, ChannelOptions, ServerTrust};
 use schoolfleet_proto::v1::device_service_client::DeviceServiceClient;
 use schoolfleet_proto::v1::enrollment_service_client::EnrollmentServiceClient;
 use schoolfleet_proto::v1::inventory_service_client::InventoryServiceClient;
+use schoolfleet_proto::v1::knowledge_service_client::KnowledgeServiceClient;
 use schoolfleet_proto::v1::tenant_service_client::TenantServiceClient;
 use schoolfleet_proto::v1::ticket_service_client::TicketServiceClient;
 use schoolfleet_proto::v1::user_service_client::UserServiceClient;
@@ -117,6 +118,7 @@ pub struct Clients {
     pub devices: DeviceServiceClient<Authed>,
     pub inventory: InventoryServiceClient<Authed>,
     pub tickets: TicketServiceClient<Authed>,
+    pub kb: KnowledgeServiceClient<Authed>,
 }
 
 impl Clients {
@@ -128,7 +130,8 @@ impl Clients {
             users: UserServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             devices: DeviceServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             inventory: InventoryServiceClient::with_interceptor(channel.clone(), bearer.clone()),
-            tickets: TicketServiceClient::with_interceptor(channel, bearer),
+            tickets: TicketServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            kb: KnowledgeServiceClient::with_interceptor(channel, bearer),
         }
     }
 }
