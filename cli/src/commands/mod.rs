@@ -18,9 +18,11 @@
 
 pub mod devices;
 pub mod enroll;
+pub mod kb;
 pub mod login;
 pub mod software;
 pub mod tenants;
+pub mod tickets;
 pub mod users;
 
 use std::path::PathBuf;
@@ -86,6 +88,8 @@ pub async fn run(cli: Cli, env: Environment, ui: &mut Ui<'_>) -> anyhow::Result<
         Command::Devices(args) => devices::list(args, &ctx, ui).await,
         Command::Device(cmd) => devices::run(cmd, &ctx, ui).await,
         Command::Software(cmd) => software::run(cmd, &ctx, ui).await,
+        Command::Ticket(cmd) => tickets::run(cmd, &ctx, ui).await,
+        Command::Kb(cmd) => kb::run(cmd, &ctx, ui).await,
     }
 }
 
