@@ -187,6 +187,88 @@ impl TicketApi {
     }
 }
 
+/// Open tickets a device may have reported itself and still open: a
+/// hostile or broken agent cannot flood the service desk.
+const MAX_OPEN_AGENT_TICKETS: usize = 5;
+
+/// A ticket reported by an agent (already authenticated by its device
+/// certificate). Every string is hostile: cleaned and cut, never refused
+/// for its content.
+pub(crate) async fn report_from_agent(
+    state: &AppState,
+    device: &storage::DeviceRecord,
+    req: ReportProblemRequest,
+) -> Result<String, Status> {
+    let clean = |s: &str, max| schoolfleet_proto::text::clean(s.trim(), max).value;
+    let title = clean(&req.title, MAX_TITLE);
+    if title.is_empty() {
+        return Err(Status::invalid_argument("title required"));
+    }
+    let description = multiline_text("description", &req.description, MAX_TEXT, false)?;
+    let reporter = format!("device:{}", device.id);
+    let open_own = state
+        .store
+        .open_tickets_for_device(&device.id)
+        .await
+        .map_err(storage_status)?
+        .into_iter()
+        .filter(|t| t.reporter == reporter)
+        .count();
+    if open_own >= MAX_OPEN_AGENT_TICKETS {
+        return Err(Status::resource_exhausted(format!(
+            "this device already has {open_own} open reports"
+        )));
+    }
+    // The snapshot: facts about the machine only, no personal data.
+    let snapshot = format!(
+        "hostname: {}\nos: {}\nuptime_seconds: {}\ndisk_free_bytes: {}\ninventory_hash: {}",
+        clean(&req.hostname, 255),
+        clean(&req.os, 255),
+        req.uptime_seconds,
+        req.disk_free_bytes,
+        clean(&req.inventory_hash, 128),
+    );
+    let now = now_millis();
+    let ticket = TicketRecord {
+        id: uuid::Uuid::now_v7().to_string(),
+        number: 0,
+        title,
+        description,
+        status: "new".into(),
+        priority: "normal".into(),
+        category: "agent".into(),
+        county_id: device.county_id.clone(),
+        school_id: Some(device.school_id.clone()),
+        assignee_id: None,
+        reporter: reporter.clone(),
+        created_at: now,
+        updated_at: now,
+        closed_at: None,
+    };
+    let outbox = webhooks::ticket_event(&state.config, "ticket.created", &ticket, None, now);
+    let created = state
+        .store
+        .create_ticket(&NewTicket {
+            ticket,
+            device_ids: vec![device.id.clone()],
+            created_note: snapshot,
+            outbox,
+        })
+        .await
+        .map_err(storage_status)?;
+    state
+        .audit(
+            &reporter,
+            "ticket.report",
+            &format!("ticket:{}", created.key()),
+            Some(&created.county_id),
+            "ok",
+            format!("hostname={}", device.hostname),
+        )
+        .await;
+    Ok(created.key())
+}
+
 pub(crate) fn wire(
     t: &TicketRecord,
     names: &HashMap<String, String>,
