@@ -356,6 +356,44 @@ async fn kusel_roles_never_reach_a_kaiserslautern_ticket() {
             assert_ne!(result, Outcome::Reached, "{role}@county:kus reached {call}");
         }
     }
+    // The foreign ticket must not even be known to exist: NOT_FOUND, the
+    // same answer as for a ticket number nobody ever had.
+    let mut kus_admin = user_clients(&f, "kus-admin2", "kus", "admin", "county:kus").await;
+    for key in [f.foreign_ticket.clone(), "SUP-99999".to_string()] {
+        let codes = [
+            kus_admin
+                .tickets
+                .get_ticket(TicketRef {
+                    ticket: key.clone(),
+                })
+                .await
+                .map(|_| ())
+                .unwrap_err()
+                .code(),
+            kus_admin
+                .tickets
+                .comment_ticket(CommentTicketRequest {
+                    ticket: key.clone(),
+                    body: "x".into(),
+                })
+                .await
+                .map(|_| ())
+                .unwrap_err()
+                .code(),
+            kus_admin
+                .tickets
+                .set_ticket_status(SetTicketStatusRequest {
+                    ticket: key.clone(),
+                    status: "closed".into(),
+                    note: String::new(),
+                })
+                .await
+                .map(|_| ())
+                .unwrap_err()
+                .code(),
+        ];
+        assert_eq!(codes, [Code::NotFound; 3], "{key}");
+    }
     let mut school_viewer = user_clients(&f, "kl002-viewer", "kl", "viewer", "school:kus012").await;
     for (call, result) in every_call(&mut school_viewer, &f, "coop-tech-kl").await {
         assert_ne!(result, Outcome::Reached, "school viewer reached {call}");
