@@ -95,6 +95,8 @@ pub struct WebhooksSection {
     pub retry_initial: Duration,
     #[serde(with = "humantime_serde")]
     pub retry_max: Duration,
+    /// CA bundle (PEM) trusted for `https://` URLs.
+    pub ca_file: PathBuf,
 }
 
 impl Default for WebhooksSection {
@@ -105,6 +107,7 @@ impl Default for WebhooksSection {
             timeout: Duration::from_secs(10),
             retry_initial: Duration::from_secs(2),
             retry_max: Duration::from_secs(600),
+            ca_file: PathBuf::from("/etc/ssl/certs/ca-certificates.crt"),
         }
     }
 }
@@ -283,6 +286,8 @@ timeout = "10s"
 # wait in the database until delivered.
 retry_initial = "2s"
 retry_max = "10m"
+# CA bundle (PEM) trusted for https:// URLs.
+ca_file = "/etc/ssl/certs/ca-certificates.crt"
 "#;
 
 #[cfg(test)]

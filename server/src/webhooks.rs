@@ -26,8 +26,10 @@ const BATCH: i64 = 50;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
-    #[error("webhook URL {0:?} is invalid: expected http://host[:port]/path")]
+    #[error("webhook URL {0:?} is invalid: expected http(s)://host[:port]/path without user info")]
     InvalidUrl(String),
+    #[error("webhook TLS setup: {0}")]
+    Tls(String),
     #[error("connection failed: {0}")]
     Io(#[from] std::io::Error),
     #[error("timed out")]
@@ -127,6 +129,7 @@ pub fn backoff(config: &WebhooksSection, attempts: i64) -> Duration {
 }
 
 struct Target {
+    tls: bool,
     host: String,
     port: u16,
     path: String,
@@ -134,7 +137,12 @@ struct Target {
 
 fn parse_url(url: &str) -> Result<Target, WebhookError> {
     let invalid = || WebhookError::InvalidUrl(url.to_owned());
-    let rest = url.trim().strip_prefix("http://").ok_or_else(invalid)?;
+    let url = url.trim();
+    let (tls, rest) = if let Some(rest) = url.strip_prefix("https://") {
+        (true, rest)
+    } else {
+        (false, url.strip_prefix("http://").ok_or_else(invalid)?)
+    };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -143,12 +151,17 @@ fn parse_url(url: &str) -> Result<Target, WebhookError> {
         Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
             (h, p.parse().map_err(|_| invalid())?)
         }
-        _ => (authority, 80),
+        _ => (authority, if tls { 443 } else { 80 }),
     };
-    if host.is_empty() || path.chars().any(|c| c.is_control() || c == ' ') {
+    // No user info: the URL is logged, and credentials do not belong there.
+    if host.is_empty()
+        || authority.contains('@')
+        || path.chars().any(|c| c.is_control() || c == ' ')
+    {
         return Err(invalid());
     }
     Ok(Target {
+        tls,
         host: host.to_owned(),
         port,
         path: path.to_owned(),
@@ -175,38 +188,73 @@ pub async fn deliver(config: &WebhooksSection, event: &OutboxEvent) -> Result<()
     );
     let attempt = async {
         let host = target.host.trim_start_matches('[').trim_end_matches(']');
-        let mut stream = tokio::net::TcpStream::connect((host, target.port)).await?;
-        stream.write_all(request.as_bytes()).await?;
-        stream.write_all(body).await?;
-        stream.flush().await?;
-        // The status line is all we need; read a bounded prefix.
-        let mut head = vec![0u8; 1024];
-        let mut read = 0;
-        while read < head.len() {
-            let n = stream.read(&mut head[read..]).await?;
-            if n == 0 || head[..read + n].contains(&b'\n') {
-                read += n;
-                break;
-            }
-            read += n;
-        }
-        let line = String::from_utf8_lossy(&head[..read]);
-        let line = line.lines().next().unwrap_or_default().to_owned();
-        let code = line.split_whitespace().nth(1).unwrap_or_default();
-        if code.len() == 3 && code.starts_with('2') {
-            Ok(())
+        let stream = tokio::net::TcpStream::connect((host, target.port)).await?;
+        if target.tls {
+            let connector = tls_connector(config)?;
+            let name = rustls_pki_types::ServerName::try_from(host.to_owned())
+                .map_err(|e| WebhookError::Tls(e.to_string()))?;
+            let stream = connector.connect(name, stream).await?;
+            exchange(stream, request.as_bytes(), body).await
         } else {
-            let shown = schoolfleet_proto::text::clean(&line, 100).value;
-            Err(WebhookError::Status(if shown.is_empty() {
-                "nothing".into()
-            } else {
-                shown
-            }))
+            exchange(stream, request.as_bytes(), body).await
         }
     };
     tokio::time::timeout(config.timeout, attempt)
         .await
         .map_err(|_| WebhookError::Timeout)?
+}
+
+/// TLS to the receiver, trusting the CA bundle of `ca_file`.
+fn tls_connector(config: &WebhooksSection) -> Result<tokio_rustls::TlsConnector, WebhookError> {
+    let pem = std::fs::read_to_string(&config.ca_file)
+        .map_err(|e| WebhookError::Tls(format!("cannot read {}: {e}", config.ca_file.display())))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in schoolfleet_proto::transport::pem_certs_to_der(&pem)
+        .map_err(|e| WebhookError::Tls(e.to_string()))?
+    {
+        // A bundle may hold a certificate rustls cannot use; skip it.
+        let _ = roots.add(cert);
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| WebhookError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(tls)))
+}
+
+/// Writes the request, reads the status line; Ok on 2xx.
+async fn exchange<S>(mut stream: S, head: &[u8], body: &[u8]) -> Result<(), WebhookError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    stream.write_all(head).await?;
+    stream.write_all(body).await?;
+    stream.flush().await?;
+    // The status line is all we need; read a bounded prefix.
+    let mut buf = vec![0u8; 1024];
+    let mut read = 0;
+    while read < buf.len() {
+        let n = stream.read(&mut buf[read..]).await?;
+        read += n;
+        if n == 0 || buf[..read].contains(&b'\n') {
+            break;
+        }
+    }
+    let line = String::from_utf8_lossy(&buf[..read]);
+    let line = line.lines().next().unwrap_or_default().to_owned();
+    let code = line.split_whitespace().nth(1).unwrap_or_default();
+    if code.len() == 3 && code.starts_with('2') {
+        Ok(())
+    } else {
+        let shown = schoolfleet_proto::text::clean(&line, 100).value;
+        Err(WebhookError::Status(if shown.is_empty() {
+            "nothing".into()
+        } else {
+            shown
+        }))
+    }
 }
 
 /// Delivers due events until `shutdown`. Every failure is recorded on the
@@ -311,6 +359,9 @@ mod tests {
         );
         assert_eq!(parse_url("http://example.org").unwrap().port, 80);
         assert!(parse_url("ftp://x/").is_err());
+        assert!(parse_url("https://x/").unwrap().tls);
+        assert_eq!(parse_url("https://x/").unwrap().port, 443);
+        assert!(parse_url("https://user:pw@x/").is_err());
         assert!(parse_url("http://x/a b").is_err());
         assert!(parse_url("http://x/a\r\nX-Evil: 1").is_err());
     }

@@ -24,7 +24,7 @@ struct Received {
 }
 
 /// Reads one HTTP/1.1 request (headers and a Content-Length body).
-async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<Received> {
+async fn read_request<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Option<Received> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let header_end = loop {
@@ -59,12 +59,28 @@ async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<Received> {
 /// Serves on `listener`: the first `fail_first` requests get a 500, the
 /// rest a 200; every request is reported.
 fn receiver(listener: TcpListener, fail_first: usize) -> mpsc::UnboundedReceiver<(u16, Received)> {
+    receiver_tls(listener, fail_first, None)
+}
+
+/// As [`receiver`], over TLS when `acceptor` is given.
+fn receiver_tls(
+    listener: TcpListener,
+    fail_first: usize,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+) -> mpsc::UnboundedReceiver<(u16, Received)> {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut served = 0;
         loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
+            let Ok((stream, _)) = listener.accept().await else {
                 return;
+            };
+            let mut stream: Box<dyn Duplex> = match &acceptor {
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(tls) => Box::new(tls),
+                    Err(_) => continue,
+                },
+                None => Box::new(stream),
             };
             let Some(request) = read_request(&mut stream).await else {
                 continue;
@@ -74,11 +90,15 @@ fn receiver(listener: TcpListener, fail_first: usize) -> mpsc::UnboundedReceiver
             let reply =
                 format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
             let _ = stream.write_all(reply.as_bytes()).await;
+            let _ = stream.shutdown().await;
             let _ = tx.send((code, request));
         }
     });
     rx
 }
+
+trait Duplex: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Duplex for T {}
 
 fn expected_signature(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
@@ -285,4 +305,90 @@ async fn a_receiver_that_is_down_gets_retries_and_loses_nothing() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(store.due_outbox(i64::MAX, 100).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn https_receivers_are_verified_against_the_configured_ca() {
+    use schoolfleet_server::pki::CertificateAuthority;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = CertificateAuthority::load_or_create(&dir.path().join("receiver-ca")).unwrap();
+    let cert = ca.issue_server_cert(&["127.0.0.1".to_string()]).unwrap();
+    let chain = schoolfleet_proto::transport::pem_certs_to_der(&cert.cert_chain_pem).unwrap();
+    use rustls_pki_types::pem::PemObject;
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls));
+    let ca_file = dir.path().join("receiver-ca.pem");
+    std::fs::write(&ca_file, ca.cert_pem()).unwrap();
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut rx = receiver_tls(listener, 0, Some(acceptor));
+    let server = InProcessServer::start_with(|c| {
+        c.webhooks.url = format!("https://127.0.0.1:{port}/hook");
+        c.webhooks.secret.0 = SECRET.into();
+        c.webhooks.ca_file = ca_file.clone();
+        c.webhooks.retry_initial = Duration::from_millis(100);
+        c.webhooks.retry_max = Duration::from_millis(400);
+    })
+    .await;
+    let expected = make_events(&server).await;
+    let (delivered, _) = collect(&mut rx, expected).await;
+    assert_eq!(delivered.len(), expected);
+}
+
+#[tokio::test]
+async fn https_receiver_with_an_untrusted_certificate_gets_nothing() {
+    use schoolfleet_server::pki::CertificateAuthority;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = CertificateAuthority::load_or_create(&dir.path().join("receiver-ca")).unwrap();
+    let other = CertificateAuthority::load_or_create(&dir.path().join("other-ca")).unwrap();
+    let cert = ca.issue_server_cert(&["127.0.0.1".to_string()]).unwrap();
+    let chain = schoolfleet_proto::transport::pem_certs_to_der(&cert.cert_chain_pem).unwrap();
+    use rustls_pki_types::pem::PemObject;
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls));
+    // The server trusts a different CA.
+    let ca_file = dir.path().join("other-ca.pem");
+    std::fs::write(&ca_file, other.cert_pem()).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut rx = receiver_tls(listener, 0, Some(acceptor));
+    let server = InProcessServer::start_with(|c| {
+        c.webhooks.url = format!("https://127.0.0.1:{port}/hook");
+        c.webhooks.secret.0 = SECRET.into();
+        c.webhooks.ca_file = ca_file.clone();
+        c.webhooks.retry_initial = Duration::from_millis(100);
+        c.webhooks.retry_max = Duration::from_millis(400);
+    })
+    .await;
+    let expected = make_events(&server).await;
+    let store = server.store().clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let pending = store.due_outbox(i64::MAX, 100).await.unwrap();
+        assert_eq!(pending.len(), expected);
+        if pending.iter().all(|e| e.attempts >= 2) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{pending:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        rx.try_recv().is_err(),
+        "a request reached an untrusted receiver"
+    );
 }
