@@ -392,3 +392,35 @@ async fn https_receiver_with_an_untrusted_certificate_gets_nothing() {
         "a request reached an untrusted receiver"
     );
 }
+
+#[tokio::test]
+async fn events_queued_before_a_restart_are_delivered_after_it() {
+    let db_dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}", db_dir.path().join("shared.db").display());
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let configure = |c: &mut schoolfleet_server::config::Config| {
+        c.server.database_url = database_url.clone();
+        c.webhooks.url = format!("http://127.0.0.1:{port}/hook");
+        c.webhooks.secret.0 = SECRET.into();
+        c.webhooks.retry_initial = Duration::from_millis(100);
+        c.webhooks.retry_max = Duration::from_millis(300);
+    };
+    // First run: the receiver is down; events wait in the database.
+    let first = InProcessServer::start_with(configure).await;
+    let expected = make_events(&first).await;
+    let pending = first.store().due_outbox(i64::MAX, 100).await.unwrap();
+    assert_eq!(pending.len(), expected);
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Second run on the same database, receiver up: all of them arrive.
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let mut rx = receiver(listener, 0);
+    let second = InProcessServer::start_with(configure).await;
+    let (delivered, _) = collect(&mut rx, expected).await;
+    assert_eq!(delivered.len(), expected);
+    drop(second);
+}

@@ -52,11 +52,13 @@ impl InProcessServer {
             listener,
             shutdown.clone(),
         ));
+        // Empty when the database already had users (a restart on a shared
+        // database): no bootstrap admin is created then.
         let bootstrap_token = std::fs::read_to_string(
             dir.path()
                 .join(schoolfleet_server::server::BOOTSTRAP_TOKEN_FILE),
         )
-        .unwrap()
+        .unwrap_or_default()
         .trim()
         .to_owned();
         let pin = state.ca.fingerprint();
