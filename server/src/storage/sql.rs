@@ -18,6 +18,29 @@ pub(super) fn conflict_or(err: sqlx::Error, what: impl Into<String>) -> StorageE
     }
 }
 
+/// The times between a ticket's resolution (or closing) and its reopening,
+/// from its status events in order: `(closed_at, reopened_at)`. A ticket
+/// that is closed now has no interval for that: the query already ends its
+/// window at `closed_at`.
+pub(super) fn closed_intervals(
+    events: &[crate::storage::TicketEventRecord],
+) -> Vec<(crate::storage::Millis, crate::storage::Millis)> {
+    let mut intervals = Vec::new();
+    let mut closed_since = None;
+    for e in events.iter().filter(|e| e.kind == "status") {
+        let closing = crate::storage::ticket_status_is_closed(&e.new_value);
+        match (closed_since, closing) {
+            (None, true) => closed_since = Some(e.at),
+            (Some(from), false) => {
+                intervals.push((from, e.at));
+                closed_since = None;
+            }
+            _ => {}
+        }
+    }
+    intervals
+}
+
 /// Escapes `%`, `_` and `\` for a LIKE pattern with `ESCAPE '\'`.
 pub(super) fn like_pattern(contains: &str) -> String {
     let mut out = String::with_capacity(contains.len() + 2);
@@ -1006,9 +1029,15 @@ macro_rules! impl_sql_store {
                     .bind(ticket_id)
                     .fetch_all(&self.pool)
                     .await?;
+                // Only changes while the ticket was open: not between a
+                // resolution and a reopening.
+                let closed = sql::closed_intervals(&events);
+                let changes = changes
+                    .into_iter()
+                    .filter(|c| !closed.iter().any(|(from, to)| c.2 > *from && c.2 < *to));
                 let mut timeline: Vec<TimelineEntry> =
                     events.into_iter().map(TimelineEntry::Event).collect();
-                timeline.extend(changes.into_iter().map(
+                timeline.extend(changes.map(
                     |(device_id, report_id, at, kind, subject, old_value, new_value)| {
                         TimelineEntry::Inventory {
                             device_id,
@@ -1261,6 +1290,28 @@ pub(super) use push_tenant_filter;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn closed_intervals_run_from_resolution_to_reopening() {
+        let status = |at, value: &str| crate::storage::TicketEventRecord {
+            id: at,
+            ticket_id: "t".into(),
+            at,
+            actor: "a".into(),
+            kind: "status".into(),
+            body: String::new(),
+            old_value: String::new(),
+            new_value: value.into(),
+        };
+        let events = [
+            status(10, "open"),
+            status(20, "resolved"),
+            status(25, "closed"),
+            status(30, "open"),
+            status(40, "resolved"),
+        ];
+        assert_eq!(closed_intervals(&events), [(20, 30)]);
+    }
 
     #[test]
     fn like_pattern_escapes_wildcards() {
