@@ -515,6 +515,31 @@ async fn full_text_search_finds_german_words(store: Arc<dyn Store>) {
         search("Schülerrechner", all(), true).await,
         [("ticket".into(), pupils.id.clone())]
     );
+    // Comments are searched as part of their ticket (one hit per ticket).
+    let note = |body: &str| TicketChange {
+        ticket_id: printer.id.clone(),
+        at: 5,
+        actor: "user:anna".into(),
+        kind: "comment".into(),
+        body: body.into(),
+        ..Default::default()
+    };
+    store
+        .apply_ticket_change(&note("Tonerkartusche getauscht"))
+        .await
+        .unwrap();
+    store
+        .apply_ticket_change(&note("Drucker läuft, Toner voll"))
+        .await
+        .unwrap();
+    assert_eq!(
+        search("Tonerkartusche", all(), false).await,
+        [("ticket".into(), printer.id.clone())]
+    );
+    assert_eq!(
+        search("Toner", all(), false).await,
+        [("ticket".into(), printer.id.clone())]
+    );
     // A prefix of a compound word is found too.
     assert_eq!(
         search("Schüler", all(), true).await,

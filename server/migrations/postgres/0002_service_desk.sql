@@ -109,3 +109,9 @@ CREATE INDEX tickets_search ON tickets USING GIN (search);
 ALTER TABLE kb_articles ADD COLUMN search tsvector
     GENERATED ALWAYS AS (to_tsvector('simple', title || ' ' || body || ' ' || tags)) STORED;
 CREATE INDEX kb_articles_search ON kb_articles USING GIN (search);
+-- Comments are searched too, as part of their ticket.
+ALTER TABLE ticket_events ADD COLUMN search tsvector
+    GENERATED ALWAYS AS (
+        to_tsvector('simple', CASE WHEN kind = 'comment' THEN body ELSE '' END)
+    ) STORED;
+CREATE INDEX ticket_events_search ON ticket_events USING GIN (search);

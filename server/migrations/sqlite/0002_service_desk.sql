@@ -120,7 +120,14 @@ CREATE TRIGGER tickets_fts_update AFTER UPDATE OF title, description ON tickets 
         VALUES ('ticket', NEW.id, NEW.title, NEW.description);
 END;
 CREATE TRIGGER tickets_fts_delete AFTER DELETE ON tickets BEGIN
-    DELETE FROM search_fts WHERE kind = 'ticket' AND ref_id = OLD.id;
+    DELETE FROM search_fts WHERE kind IN ('ticket', 'comment') AND ref_id = OLD.id;
+END;
+
+-- Comments are searched too, as part of their ticket.
+CREATE TRIGGER ticket_comments_fts_insert AFTER INSERT ON ticket_events
+WHEN NEW.kind = 'comment' BEGIN
+    INSERT INTO search_fts (kind, ref_id, title, body)
+        VALUES ('comment', NEW.ticket_id, '', NEW.body);
 END;
 
 CREATE TRIGGER kb_fts_insert AFTER INSERT ON kb_articles BEGIN

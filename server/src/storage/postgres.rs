@@ -50,9 +50,15 @@ impl PgStore {
              t.school_id AS school_id, t.number AS number, ts_rank(t.search, to_tsquery('simple', ",
         );
         qb.push_bind(expression.clone());
-        qb.push(")) AS score FROM tickets t WHERE t.search @@ to_tsquery('simple', ");
+        qb.push(")) AS score FROM tickets t WHERE (t.search @@ to_tsquery('simple', ");
         qb.push_bind(expression.clone());
-        qb.push(")");
+        // Comments are searched too, as part of their ticket.
+        qb.push(
+            ") OR EXISTS (SELECT 1 FROM ticket_events e WHERE e.ticket_id = t.id \
+             AND e.kind = 'comment' AND e.search @@ to_tsquery('simple', ",
+        );
+        qb.push_bind(expression.clone());
+        qb.push(")))");
         sql::push_tenant_filter!(qb, &q.ticket_filter, "t");
         if q.include_articles {
             qb.push(

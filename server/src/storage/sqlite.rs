@@ -55,12 +55,14 @@ impl SqliteStore {
         let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "SELECT kind, ref_id, title, county_id, school_id, number FROM (\
              SELECT 'ticket' AS kind, t.id AS ref_id, t.title AS title, t.county_id AS county_id, \
-             t.school_id AS school_id, t.number AS number, search_fts.rank AS score \
+             t.school_id AS school_id, t.number AS number, MIN(search_fts.rank) AS score \
              FROM search_fts JOIN tickets t ON t.id = search_fts.ref_id \
-             WHERE search_fts.kind = 'ticket' AND search_fts MATCH ",
+             WHERE search_fts.kind IN ('ticket', 'comment') AND search_fts MATCH ",
         );
         qb.push_bind(expression.clone());
         sql::push_tenant_filter!(qb, &q.ticket_filter, "t");
+        // A ticket found in its text and in comments is one hit.
+        qb.push(" GROUP BY t.id, t.title, t.county_id, t.school_id, t.number");
         if q.include_articles {
             qb.push(
                 " UNION ALL SELECT 'article', a.id, a.title, a.county_id, NULL, NULL, search_fts.rank \
