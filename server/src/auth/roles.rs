@@ -97,3 +97,24 @@ impl FromStr for Role {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The service-desk grants as documented in README.md.
+    #[test]
+    fn service_desk_grants() {
+        use Permission::*;
+        let table = [
+            (Role::Admin, [true, true, true, true]),
+            (Role::Technician, [true, true, true, true]),
+            (Role::Coordinator, [true, false, true, true]),
+            (Role::Viewer, [true, false, true, false]),
+        ];
+        for (role, expected) in table {
+            let got = [TicketRead, TicketWork, KbRead, KbWrite].map(|p| role.grants(p));
+            assert_eq!(got, expected, "{role:?}");
+        }
+    }
+}
