@@ -30,6 +30,8 @@ pub enum WebhookError {
     InvalidUrl(String),
     #[error("webhook TLS setup: {0}")]
     Tls(String),
+    #[error("webhooks.secret is required when webhooks.url is set (receivers check the signature)")]
+    NoSecret,
     #[error("connection failed: {0}")]
     Io(#[from] std::io::Error),
     #[error("timed out")]
@@ -47,6 +49,9 @@ pub fn enabled(config: &Config) -> bool {
 pub fn validate(config: &WebhooksSection) -> Result<(), WebhookError> {
     if config.url.trim().is_empty() {
         return Ok(());
+    }
+    if config.secret.0.is_empty() {
+        return Err(WebhookError::NoSecret);
     }
     parse_url(&config.url).map(|_| ())
 }
@@ -348,6 +353,18 @@ mod tests {
         assert_eq!(backoff(&config, 0), Duration::from_secs(2));
         assert_eq!(backoff(&config, 3), Duration::from_secs(16));
         assert_eq!(backoff(&config, 40), Duration::from_secs(600));
+    }
+
+    #[test]
+    fn a_url_needs_a_secret() {
+        let mut config = WebhooksSection {
+            url: "http://127.0.0.1:9/hook".into(),
+            ..Default::default()
+        };
+        assert!(matches!(validate(&config), Err(WebhookError::NoSecret)));
+        config.secret.0 = "s".into();
+        assert!(validate(&config).is_ok());
+        assert!(validate(&WebhooksSection::default()).is_ok());
     }
 
     #[test]
