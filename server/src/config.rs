@@ -277,7 +277,7 @@ filter = "info"
 # Service-desk events (ticket.created, ticket.assigned, ticket.resolved,
 # kb.article_published) are POSTed here as JSON. Empty: off.
 url = ""
-# HMAC-SHA256 key: X-Schoolfleet-Signature: sha256=<hex of the raw body's
+# HMAC-SHA256 key (required when url is set): X-Schoolfleet-Signature: sha256=<hex of the raw body's
 # HMAC>, X-Schoolfleet-Timestamp: Unix seconds. Better set by environment
 # (SCHOOLFLEET_WEBHOOKS__SECRET) than in this file.
 secret = ""
