@@ -9,12 +9,14 @@
 //! - [`inventory`]: collection behind a platform trait.
 //! - [`spool`]: reports wait on disk until acknowledged.
 //! - [`control`]: the local control socket.
+//! - [`report`]: a service-desk ticket from this device.
 
 pub mod backoff;
 pub mod control;
 pub mod enroll;
 pub mod identity;
 pub mod inventory;
+pub mod report;
 pub mod runtime;
 pub mod spool;
 

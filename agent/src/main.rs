@@ -59,6 +59,16 @@ enum Command {
     CollectNow,
     /// Collect the inventory of this machine and print it (no server needed).
     Inventory,
+    /// Report a problem with this device to the service desk, e.g.
+    /// `schoolfleet-agent report "Beamer zeigt kein Bild"`. Sends a small
+    /// snapshot (host name, OS, uptime, free disk, inventory hash).
+    Report {
+        /// What is wrong, in one line.
+        title: String,
+        /// More detail.
+        #[arg(long, short = 'd', default_value = "")]
+        description: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -131,6 +141,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 bail!("{}", response.error);
             }
             println!("{}", response.report_id);
+            Ok(())
+        }
+        Command::Report { title, description } => {
+            let key = schoolfleet_agent::report::report(&cli.state_dir, &title, &description)
+                .await
+                .map_err(|e| anyhow::anyhow!("report failed: {}", runtime::error_chain(&e)))?;
+            println!("Reported as {key}.");
             Ok(())
         }
         Command::Inventory => {

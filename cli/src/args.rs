@@ -138,6 +138,14 @@ pub enum Command {
     #[command(subcommand)]
     Software(SoftwareCommand),
 
+    /// Service-desk tickets: open, list, show the timeline, comment, assign
+    #[command(subcommand)]
+    Ticket(TicketCommand),
+
+    /// The shared knowledge base: articles, versions, templates, changes
+    #[command(subcommand)]
+    Kb(KbCommand),
+
     /// The common IT standard: lint, apply, show and compare versions
     #[command(subcommand)]
     Standard(StandardCommand),
@@ -154,13 +162,13 @@ pub enum StandardCommand {
     /// device classes against the server.
     Lint {
         /// The TOML file, e.g. schul-it-client.toml
-        file: std::path::PathBuf,
+        file: PathBuf,
         /// Only the offline checks, even when logged in
         #[arg(long)]
         offline: bool,
     },
     /// Store a new version and re-evaluate every device against it
-    Apply { file: std::path::PathBuf },
+    Apply { file: PathBuf },
     /// Print a version of the standard (the current one by default)
     Show {
         /// Revision number, as shown by `standard versions`
@@ -204,6 +212,176 @@ pub enum ComplianceCommand {
         school: Option<String>,
         #[arg(long, default_value_t = 0)]
         revision: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TicketCommand {
+    /// Open a ticket; its county and school follow from the devices
+    #[command(
+        after_help = "Examples:\n  schoolfleet ticket new \"Beamer zeigt kein Bild\" --device kus012-pc07\n  \
+        schoolfleet ticket new \"WLAN im Altbau\" --school kus012 --priority high"
+    )]
+    New {
+        /// Short title
+        title: String,
+        /// Longer description
+        #[arg(long, short = 'd', default_value = "")]
+        description: String,
+        /// Device id or host name (repeat for several; all in one county)
+        #[arg(long = "device", value_name = "DEVICE")]
+        devices: Vec<String>,
+        /// County, when no device is given
+        #[arg(long, value_parser = tenant_id)]
+        county: Option<String>,
+        /// School, when no device is given
+        #[arg(long, value_parser = tenant_id)]
+        school: Option<String>,
+        /// low, normal, high or urgent
+        #[arg(long, default_value = "normal")]
+        priority: String,
+        /// e.g. hardware, netzwerk, software
+        #[arg(long, value_parser = tenant_id)]
+        category: Option<String>,
+    },
+    /// List tickets, newest first
+    List {
+        /// new, open, waiting, resolved or closed (repeat for several)
+        #[arg(long = "status", value_name = "STATUS")]
+        statuses: Vec<String>,
+        #[arg(long, value_parser = tenant_id)]
+        county: Option<String>,
+        #[arg(long, value_parser = tenant_id)]
+        school: Option<String>,
+        /// Device id or host name
+        #[arg(long)]
+        device: Option<String>,
+        /// User name of the assignee
+        #[arg(long, conflicts_with = "mine")]
+        assignee: Option<String>,
+        /// Only tickets assigned to me
+        #[arg(long)]
+        mine: bool,
+        #[arg(long, default_value_t = 500)]
+        limit: u32,
+    },
+    /// A ticket with its timeline (comments, changes, device inventory)
+    Show {
+        /// e.g. SUP-1042
+        ticket: String,
+    },
+    /// Add a comment
+    Comment { ticket: String, text: String },
+    /// Assign to a user who can work on the ticket's county
+    Assign {
+        ticket: String,
+        /// User name; leave out with --none to unassign
+        #[arg(required_unless_present = "none")]
+        user: Option<String>,
+        #[arg(long, conflicts_with = "user")]
+        none: bool,
+    },
+    /// Change the status: new, open, waiting, resolved, closed
+    Status {
+        ticket: String,
+        status: String,
+        /// A note for the timeline
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Link another device of the ticket's school or county
+    LinkDevice {
+        ticket: String,
+        /// Device id or host name
+        device: String,
+    },
+    /// Full-text search over tickets (and articles with --articles)
+    Search {
+        query: String,
+        #[arg(long)]
+        articles: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KbCommand {
+    /// Write a new article, from a template or a Markdown file
+    #[command(
+        after_help = "Examples:\n  schoolfleet kb new --template howto --county don --title \"Anleitung: WLAN\" --file wlan.md --publish\n  \
+        schoolfleet kb templates"
+    )]
+    New {
+        /// Owning county
+        #[arg(long, value_parser = tenant_id)]
+        county: String,
+        #[arg(long)]
+        title: Option<String>,
+        /// howto, stoerung or checkliste
+        #[arg(long)]
+        template: Option<String>,
+        /// Markdown file with the body (default: the template's text)
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Repeat for several
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+        #[arg(long, value_parser = tenant_id)]
+        category: Option<String>,
+        /// team or teachers
+        #[arg(long, default_value = "team")]
+        visibility: String,
+        /// Publish now (notifies the team)
+        #[arg(long)]
+        publish: bool,
+    },
+    /// Save a new version of an article
+    Edit {
+        id: String,
+        /// The version you edited (from `kb show`): protects against lost updates
+        #[arg(long)]
+        base_version: i64,
+        /// Markdown file with the new body
+        #[arg(long)]
+        file: Option<PathBuf>,
+        #[arg(long)]
+        title: Option<String>,
+        /// Replaces all tags; repeat for several
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+        #[arg(long)]
+        publish: bool,
+    },
+    /// Show an article (or an older version) with its history
+    Show {
+        id: String,
+        #[arg(long, default_value_t = 0)]
+        version: i64,
+    },
+    /// Line diff between two versions (default: the last change)
+    Diff {
+        id: String,
+        #[arg(long, default_value_t = 0)]
+        from: i64,
+        #[arg(long, default_value_t = 0)]
+        to: i64,
+    },
+    /// Articles new or changed recently
+    Changes {
+        /// e.g. 7d, 24h
+        #[arg(long, value_parser = positive_duration, default_value = "7d")]
+        since: Duration,
+    },
+    /// Link an article to a ticket
+    Link { id: String, ticket: String },
+    /// The templates the server ships
+    Templates,
+    /// Full-text search over articles (and tickets)
+    Search {
+        query: String,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
     },
 }
 

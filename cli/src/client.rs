@@ -136,6 +136,20 @@ impl Api {
             .accept_compressed(CompressionEncoding::Gzip)
     }
 
+    pub fn tickets(
+        &self,
+    ) -> schoolfleet_proto::v1::ticket_service_client::TicketServiceClient<AuthChannel> {
+        schoolfleet_proto::v1::ticket_service_client::TicketServiceClient::new(self.intercepted())
+    }
+
+    pub fn kb(
+        &self,
+    ) -> schoolfleet_proto::v1::knowledge_service_client::KnowledgeServiceClient<AuthChannel> {
+        schoolfleet_proto::v1::knowledge_service_client::KnowledgeServiceClient::new(
+            self.intercepted(),
+        )
+    }
+
     pub fn inventory(&self) -> InventoryServiceClient<AuthChannel> {
         InventoryServiceClient::new(self.intercepted())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)

@@ -18,6 +18,7 @@ pub struct Config {
     pub limits: LimitsSection,
     pub compliance: ComplianceSection,
     pub log: LogSection,
+    pub webhooks: WebhooksSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,6 +94,51 @@ pub struct LogSection {
     pub format: String,
     /// tracing filter, e.g. `info` or `schoolfleet_server=debug`.
     pub filter: String,
+}
+
+/// Service-desk events (ticket created/assigned/resolved, article
+/// published) POSTed as JSON, signed with HMAC-SHA256 over the raw body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksSection {
+    /// `http://` or `https://` URL; empty = no webhooks (no events queued).
+    pub url: String,
+    /// Shared secret for `X-Schoolfleet-Signature`. Never logged.
+    pub secret: Secret,
+    /// Time for one delivery attempt.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// First retry delay; doubles per attempt up to `retry_max`.
+    #[serde(with = "humantime_serde")]
+    pub retry_initial: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+    /// CA bundle (PEM) trusted for `https://` URLs.
+    pub ca_file: PathBuf,
+}
+
+impl Default for WebhooksSection {
+    fn default() -> Self {
+        WebhooksSection {
+            url: String::new(),
+            secret: Secret::default(),
+            timeout: Duration::from_secs(10),
+            retry_initial: Duration::from_secs(2),
+            retry_max: Duration::from_secs(600),
+            ca_file: PathBuf::from("/etc/ssl/certs/ca-certificates.crt"),
+        }
+    }
+}
+
+/// A configured secret: its `Debug` never shows the value.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "<empty>" } else { "<redacted>" })
+    }
 }
 
 impl std::fmt::Debug for ServerSection {
@@ -335,6 +381,22 @@ sweep_interval = "10m"
 # "text" or "json".
 format = "text"
 filter = "info"
+
+[webhooks]
+# Service-desk events (ticket.created, ticket.assigned, ticket.resolved,
+# kb.article_published) are POSTed here as JSON. Empty: off.
+url = ""
+# HMAC-SHA256 key (required when url is set): X-Schoolfleet-Signature: sha256=<hex of the raw body's
+# HMAC>, X-Schoolfleet-Timestamp: Unix seconds. Better set by environment
+# (SCHOOLFLEET_WEBHOOKS__SECRET) than in this file.
+secret = ""
+timeout = "10s"
+# Retries back off from retry_initial, doubling, up to retry_max; events
+# wait in the database until delivered.
+retry_initial = "2s"
+retry_max = "10m"
+# CA bundle (PEM) trusted for https:// URLs.
+ca_file = "/etc/ssl/certs/ca-certificates.crt"
 "#;
 
 #[cfg(test)]
@@ -385,6 +447,17 @@ mod tests {
             config.server.database_url,
             "sqlite:///from/env/schoolfleet.db"
         );
+    }
+
+    #[test]
+    fn webhook_secret_is_never_in_debug_output() {
+        let env = vec![(
+            "SCHOOLFLEET_WEBHOOKS__SECRET".to_string(),
+            "hunter2-very-secret".to_string(),
+        )];
+        let config = Config::load(None, env, &FlagOverrides::default()).unwrap();
+        assert_eq!(config.webhooks.secret.0, "hunter2-very-secret");
+        assert!(!format!("{config:?}").contains("hunter2"));
     }
 
     #[test]

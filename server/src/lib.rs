@@ -16,3 +16,4 @@ pub mod server;
 pub mod storage;
 /// Moved to `schoolfleet-standard`; re-exported so existing paths keep working.
 pub use schoolfleet_standard::version;
+pub mod webhooks;

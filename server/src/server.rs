@@ -9,7 +9,9 @@ use schoolfleet_proto::v1::compliance_service_server::ComplianceServiceServer;
 use schoolfleet_proto::v1::device_service_server::DeviceServiceServer;
 use schoolfleet_proto::v1::enrollment_service_server::EnrollmentServiceServer;
 use schoolfleet_proto::v1::inventory_service_server::InventoryServiceServer;
+use schoolfleet_proto::v1::knowledge_service_server::KnowledgeServiceServer;
 use schoolfleet_proto::v1::tenant_service_server::TenantServiceServer;
+use schoolfleet_proto::v1::ticket_service_server::TicketServiceServer;
 use schoolfleet_proto::v1::user_service_server::UserServiceServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -44,6 +46,8 @@ pub enum ServerError {
     Transport(#[from] tonic::transport::Error),
     #[error("reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error("webhooks: {0}")]
+    Webhooks(#[from] crate::webhooks::WebhookError),
 }
 
 /// Opens storage and the CA; creates the bootstrap admin on first start.
@@ -51,6 +55,7 @@ pub async fn prepare(config: Config) -> Result<AppState, ServerError> {
     let data_dir = &config.server.data_dir;
     create_private_dir(data_dir)
         .map_err(|e| ServerError::DataDir(data_dir.display().to_string(), e))?;
+    crate::webhooks::validate(&config.webhooks)?;
     let store = storage::open(&config.server.database_url).await?;
     let ca = match (&config.tls.ca_cert_file, &config.tls.ca_key_file) {
         (Some(cert), Some(key)) => {
@@ -208,9 +213,21 @@ pub async fn run(
         .add_service(limited!(
             ComplianceServiceServer,
             api::ComplianceApi(state.clone())
+        ))
+        .add_service(limited!(TicketServiceServer, api::TicketApi(state.clone())))
+        .add_service(limited!(
+            KnowledgeServiceServer,
+            api::KnowledgeApi(state.clone())
         ));
 
     state.tasks.spawn(compliance_sweeper(state.clone()));
+    if crate::webhooks::enabled(&config) {
+        state.tasks.spawn(crate::webhooks::run_delivery(
+            state.store.clone(),
+            config.webhooks.clone(),
+            state.shutdown.clone(),
+        ));
+    }
 
     let addr = listener
         .local_addr()

@@ -335,6 +335,14 @@ impl AgentProcess {
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 
+    /// `schoolfleet-agent report TITLE`: a service-desk ticket from this device.
+    pub fn report(&self, title: &str) -> Output {
+        self.command()
+            .args(["report", title])
+            .output()
+            .expect("spawn schoolfleet-agent report")
+    }
+
     /// `schoolfleet-agent status` as JSON.
     pub fn status(&self) -> serde_json::Value {
         let out = self.command().arg("status").output().unwrap();

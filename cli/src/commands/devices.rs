@@ -203,8 +203,15 @@ pub async fn run(cmd: DeviceCommand, ctx: &Context, ui: &mut Ui<'_>) -> anyhow::
         DeviceCommand::Show { device, software } => {
             let detail = get(&api, &device).await?;
             let report = DeviceReport::new(&detail);
+            let open_tickets = super::tickets::open_tickets_of(&api, &detail).await;
             match ui.format {
-                output::OutputFormat::Json => output::write_json(ui.out, &report)?,
+                output::OutputFormat::Json => {
+                    let mut value = serde_json::to_value(&report)?;
+                    if let (Some(map), Some(tickets)) = (value.as_object_mut(), &open_tickets) {
+                        map.insert("open_tickets".into(), serde_json::to_value(tickets)?);
+                    }
+                    output::write_json(ui.out, &value)?
+                }
                 output::OutputFormat::Csv => {
                     bail!("`device show` prints sections; use --output table or json")
                 }
@@ -216,6 +223,10 @@ pub async fn run(cmd: DeviceCommand, ctx: &Context, ui: &mut Ui<'_>) -> anyhow::
                     };
                     ui.out
                         .write_all(report.render(Utc::now(), limit).as_bytes())?;
+                    if let Some(tickets) = &open_tickets {
+                        ui.out
+                            .write_all(super::tickets::render_open(tickets).as_bytes())?;
+                    }
                 }
             }
         }

@@ -19,9 +19,11 @@
 pub mod compliance;
 pub mod devices;
 pub mod enroll;
+pub mod kb;
 pub mod login;
 pub mod software;
 pub mod tenants;
+pub mod tickets;
 pub mod users;
 
 use std::path::PathBuf;
@@ -89,6 +91,8 @@ pub async fn run(cli: Cli, env: Environment, ui: &mut Ui<'_>) -> anyhow::Result<
         Command::Software(cmd) => software::run(cmd, &ctx, ui).await,
         Command::Standard(cmd) => compliance::standard(cmd, &ctx, ui).await,
         Command::Compliance(cmd) => compliance::compliance(cmd, &ctx, ui).await,
+        Command::Ticket(cmd) => tickets::run(cmd, &ctx, ui).await,
+        Command::Kb(cmd) => kb::run(cmd, &ctx, ui).await,
     }
 }
 

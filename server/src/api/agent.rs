@@ -278,6 +278,15 @@ impl AgentService for AgentApi {
         }))
     }
 
+    async fn report_problem(
+        &self,
+        request: Request<ReportProblemRequest>,
+    ) -> Result<Response<ReportProblemResponse>, Status> {
+        let (device, _) = self.authenticate_device(&request).await?;
+        let key = super::tickets::report_from_agent(&self.0, &device, request.into_inner()).await?;
+        Ok(Response::new(ReportProblemResponse { ticket: key }))
+    }
+
     async fn renew_certificate(
         &self,
         request: Request<RenewCertificateRequest>,

@@ -8,14 +8,18 @@ mod compliance;
 mod convert;
 mod devices;
 mod enrollment;
+mod kb;
 mod tenants;
+mod tickets;
 mod users;
 
 pub use agent::AgentApi;
 pub use compliance::ComplianceApi;
 pub use devices::{DeviceApi, InventoryApi};
 pub use enrollment::EnrollmentApi;
+pub use kb::KnowledgeApi;
 pub use tenants::TenantApi;
+pub use tickets::TicketApi;
 pub use users::UserApi;
 
 use std::sync::Arc;

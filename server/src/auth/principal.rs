@@ -95,6 +95,14 @@ impl Principal {
         self.can(permission, &target)
     }
 
+    /// True when some binding grants `permission`, in whatever scope. Only
+    /// for what the cooperation shares on purpose (the knowledge base).
+    pub fn can_anywhere(&self, permission: Permission) -> bool {
+        self.bindings
+            .iter()
+            .any(|(role, _)| role.grants(permission))
+    }
+
     /// The tenants on which `permission` is granted, for list queries.
     pub fn filter(&self, permission: Permission) -> TenantFilter {
         let mut filter = TenantFilter::default();

@@ -23,6 +23,16 @@ pub enum Permission {
     AuditRead,
     /// Apply new versions of the common IT standard (cooperation-wide).
     StandardManage,
+    /// See tickets, their timeline and search them.
+    TicketRead,
+    /// Open tickets, comment, change status, assign, link devices; be an
+    /// assignee.
+    TicketWork,
+    /// Read the knowledge base. The knowledge base is shared by the whole
+    /// cooperation: this permission in any scope reads every article.
+    KbRead,
+    /// Write and publish articles owned by a county in scope.
+    KbWrite,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,19 +64,26 @@ impl Role {
         use Permission::*;
         match self {
             Role::Admin => true,
+            // Technicians work tickets and maintain the knowledge base
+            // together ("gemeinsame Pflege von Wissensartikeln").
             Role::Technician => matches!(
                 permission,
-                TenantRead | EnrollmentManage | DeviceRead | DeviceManage
+                TenantRead
+                    | EnrollmentManage
+                    | DeviceRead
+                    | DeviceManage
+                    | TicketRead
+                    | TicketWork
+                    | KbRead
+                    | KbWrite
             ),
             // Coordinators read everything in their scope (and will manage
-            // the IT standard).
-            Role::Coordinator => {
-                matches!(
-                    permission,
-                    TenantRead | DeviceRead | AuditRead | StandardManage
-                )
-            }
-            Role::Viewer => matches!(permission, TenantRead | DeviceRead),
+            // the IT standard), and curate the knowledge base.
+            Role::Coordinator => matches!(
+                permission,
+                TenantRead | DeviceRead | AuditRead | StandardManage | TicketRead | KbRead | KbWrite
+            ),
+            Role::Viewer => matches!(permission, TenantRead | DeviceRead | TicketRead | KbRead),
         }
     }
 }
@@ -80,5 +97,26 @@ impl FromStr for Role {
             .ok_or_else(|| {
                 format!("unknown role {s:?}: expected admin, technician, coordinator or viewer")
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The service-desk grants as documented in README.md.
+    #[test]
+    fn service_desk_grants() {
+        use Permission::*;
+        let table = [
+            (Role::Admin, [true, true, true, true]),
+            (Role::Technician, [true, true, true, true]),
+            (Role::Coordinator, [true, false, true, true]),
+            (Role::Viewer, [true, false, true, false]),
+        ];
+        for (role, expected) in table {
+            let got = [TicketRead, TicketWork, KbRead, KbWrite].map(|p| role.grants(p));
+            assert_eq!(got, expected, "{role:?}");
+        }
     }
 }

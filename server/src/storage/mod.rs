@@ -217,6 +217,65 @@ pub trait Store: Send + Sync + 'static {
     // --- audit ---
     async fn append_audit(&self, event: &AuditEvent) -> Result<()>;
     async fn list_audit(&self, limit: i64) -> Result<Vec<AuditEvent>>;
+
+    // --- service desk: tickets ---
+    /// Creates the ticket with the next number of the installation's
+    /// sequence (in the same transaction, so replicas never collide), its
+    /// devices, its `created` timeline entry and its webhook event.
+    async fn create_ticket(&self, new: &NewTicket) -> Result<TicketRecord>;
+    async fn get_ticket(&self, number: i64) -> Result<Option<TicketRecord>>;
+    async fn list_tickets(&self, query: &TicketQuery) -> Result<Vec<TicketRecord>>;
+    /// Device ids linked to the ticket.
+    async fn ticket_devices(&self, ticket_id: &str) -> Result<Vec<String>>;
+    /// Applies one change (status, assignee, device link or just a comment)
+    /// with its timeline entry and webhook event, atomically.
+    async fn apply_ticket_change(&self, change: &TicketChange) -> Result<()>;
+    /// The timeline in order: ticket events plus inventory changes of its
+    /// devices between its creation and its closing (or now).
+    async fn ticket_timeline(&self, ticket_id: &str) -> Result<Vec<TimelineEntry>>;
+    /// Tickets of this device that are not resolved or closed.
+    async fn open_tickets_for_device(&self, device_id: &str) -> Result<Vec<TicketRecord>>;
+
+    // --- service desk: knowledge base ---
+    /// Creates the article with version 1 (and its webhook event, if any).
+    async fn create_article(
+        &self,
+        article: &KbArticle,
+        first: &KbVersion,
+        outbox: Option<&OutboxEvent>,
+    ) -> Result<()>;
+    /// Stores a new version and makes it current. Fails with `Conflict` when
+    /// someone else saved a version in the meantime.
+    async fn update_article(
+        &self,
+        article: &KbArticle,
+        version: &KbVersion,
+        outbox: Option<&OutboxEvent>,
+    ) -> Result<()>;
+    async fn get_article(&self, id: &str) -> Result<Option<KbArticle>>;
+    async fn list_article_versions(&self, id: &str) -> Result<Vec<KbVersion>>;
+    /// Articles changed at or after `since`, newest first.
+    async fn list_articles_changed(&self, since: Millis, limit: i64) -> Result<Vec<KbArticle>>;
+    async fn link_article_ticket(&self, article_id: &str, ticket_id: &str) -> Result<()>;
+
+    // --- service desk: full-text search (the backend-specific part) ---
+    async fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>>;
+
+    // --- webhook outbox ---
+    async fn enqueue_outbox(&self, event: &OutboxEvent) -> Result<()>;
+    /// Undelivered events due at `now`, oldest first.
+    async fn due_outbox(&self, now: Millis, limit: i64) -> Result<Vec<OutboxEvent>>;
+    /// Claims an event for one delivery attempt (moves its next attempt to
+    /// `lease_until`); false when another replica claimed it first.
+    async fn claim_outbox(
+        &self,
+        id: i64,
+        expected_next: Millis,
+        lease_until: Millis,
+    ) -> Result<bool>;
+    async fn mark_outbox_delivered(&self, id: i64, at: Millis) -> Result<()>;
+    async fn mark_outbox_failed(&self, id: i64, next_attempt_at: Millis, error: &str)
+    -> Result<()>;
 }
 
 /// Opens the store named by `url`: `sqlite://PATH` or `postgres://...`, and

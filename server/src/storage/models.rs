@@ -439,3 +439,219 @@ pub struct AuditEvent {
     pub outcome: String,
     pub details: String,
 }
+
+// --- service desk ---
+
+/// Ticket statuses, in their usual order.
+pub const TICKET_STATUSES: [&str; 5] = ["new", "open", "waiting", "resolved", "closed"];
+pub const TICKET_PRIORITIES: [&str; 4] = ["low", "normal", "high", "urgent"];
+
+/// True for statuses that end the ticket's open window.
+pub fn ticket_status_is_closed(status: &str) -> bool {
+    matches!(status, "resolved" | "closed")
+}
+
+/// A service-desk ticket. `number` is the per-installation sequence shown
+/// as `SUP-<number>`.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TicketRecord {
+    pub id: String,
+    pub number: i64,
+    pub title: String,
+    pub description: String,
+    pub status: String,
+    pub priority: String,
+    pub category: String,
+    pub county_id: String,
+    pub school_id: Option<String>,
+    pub assignee_id: Option<String>,
+    /// `user:<name>` or `device:<id>`.
+    pub reporter: String,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub closed_at: Option<Millis>,
+}
+
+impl TicketRecord {
+    pub fn key(&self) -> String {
+        format!("SUP-{}", self.number)
+    }
+}
+
+/// Parses `SUP-1042`, `sup-1042` or `1042`.
+pub fn parse_ticket_key(key: &str) -> Option<i64> {
+    let key = key.trim();
+    let digits = match key.get(..4) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("SUP-") => &key[4..],
+        _ => key,
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// An event for the webhook outbox.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct OutboxEvent {
+    pub id: i64,
+    pub event_id: String,
+    pub kind: String,
+    /// The JSON body sent as is (and signed).
+    pub payload: String,
+    pub created_at: Millis,
+    pub attempts: i64,
+    pub next_attempt_at: Millis,
+    pub delivered_at: Option<Millis>,
+    pub last_error: String,
+}
+
+impl OutboxEvent {
+    pub fn new(kind: &str, payload: String, at: Millis) -> Self {
+        OutboxEvent {
+            id: 0,
+            event_id: uuid::Uuid::now_v7().to_string(),
+            kind: kind.to_owned(),
+            payload,
+            created_at: at,
+            attempts: 0,
+            next_attempt_at: at,
+            delivered_at: None,
+            last_error: String::new(),
+        }
+    }
+}
+
+/// A new ticket; `ticket.number` is assigned by the store.
+#[derive(Debug, Clone)]
+pub struct NewTicket {
+    pub ticket: TicketRecord,
+    pub device_ids: Vec<String>,
+    /// Body of the `created` timeline entry (e.g. an agent's snapshot).
+    pub created_note: String,
+    pub outbox: Option<OutboxEvent>,
+}
+
+/// One change to a ticket, applied atomically with its timeline entry
+/// (and its webhook event, if any).
+#[derive(Debug, Clone, Default)]
+pub struct TicketChange {
+    pub ticket_id: String,
+    pub at: Millis,
+    pub actor: String,
+    /// Timeline kind: comment, status, assignee, device.
+    pub kind: String,
+    pub body: String,
+    pub old_value: String,
+    pub new_value: String,
+    pub set_status: Option<String>,
+    /// `Some(None)` unassigns.
+    pub set_assignee: Option<Option<String>>,
+    pub link_device: Option<String>,
+    pub outbox: Option<OutboxEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TicketEventRecord {
+    pub id: i64,
+    pub ticket_id: String,
+    pub at: Millis,
+    pub actor: String,
+    pub kind: String,
+    pub body: String,
+    pub old_value: String,
+    pub new_value: String,
+}
+
+/// One entry of a ticket's timeline: its own events, plus inventory changes
+/// of its devices while it was open (read from `inventory_changes`, not
+/// copied). Sessions and compliance changes will be further variants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimelineEntry {
+    Event(TicketEventRecord),
+    Inventory {
+        device_id: String,
+        change: InventoryChangeRecord,
+    },
+}
+
+impl TimelineEntry {
+    pub fn at(&self) -> Millis {
+        match self {
+            TimelineEntry::Event(e) => e.at,
+            TimelineEntry::Inventory { change, .. } => change.at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TicketQuery {
+    pub filter: TenantFilter,
+    pub statuses: Vec<String>,
+    pub county_id: Option<String>,
+    pub school_id: Option<String>,
+    pub device_id: Option<String>,
+    pub assignee_id: Option<String>,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct KbArticle {
+    pub id: String,
+    pub title: String,
+    pub body: String,
+    /// Comma-separated, lower case.
+    pub tags: String,
+    pub category: String,
+    pub county_id: String,
+    /// `team` or `teachers`.
+    pub visibility: String,
+    pub version: i64,
+    pub published_at: Option<Millis>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct KbVersion {
+    pub article_id: String,
+    pub version: i64,
+    pub title: String,
+    pub body: String,
+    pub author: String,
+    pub at: Millis,
+}
+
+/// A search hit: `kind` is `ticket` or `article`.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SearchHit {
+    pub kind: String,
+    pub ref_id: String,
+    pub title: String,
+    pub county_id: String,
+    pub school_id: Option<String>,
+    /// The ticket number, for tickets.
+    pub number: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SearchQuery {
+    pub text: String,
+    /// Tickets are limited to these tenants.
+    pub ticket_filter: TenantFilter,
+    /// Articles are searched only when true.
+    pub include_articles: bool,
+    pub limit: i64,
+}
+
+/// Turns user text into search terms: words of letters and digits, each
+/// matched as a prefix, all of them required. Everything else (operators,
+/// quotes) is dropped, so no query syntax reaches either backend. Case is
+/// left to the backend, which folds the query as it folded the documents.
+pub fn search_terms(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(16)
+        .map(str::to_owned)
+        .collect()
+}

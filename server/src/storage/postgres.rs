@@ -30,4 +30,50 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    /// Generated `tsvector` columns ('simple' configuration) with prefix
+    /// queries; terms are letters and digits only, so user text cannot
+    /// inject tsquery syntax.
+    async fn full_text_search(&self, q: &SearchQuery) -> Result<Vec<SearchHit>> {
+        let terms = search_terms(&q.text);
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let expression = terms
+            .iter()
+            .map(|t| format!("{t}:*"))
+            .collect::<Vec<_>>()
+            .join(" & ");
+        let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+            "SELECT kind, ref_id, title, county_id, school_id, number FROM (\
+             SELECT 'ticket' AS kind, t.id AS ref_id, t.title AS title, t.county_id AS county_id, \
+             t.school_id AS school_id, t.number AS number, ts_rank(t.search, to_tsquery('simple', ",
+        );
+        qb.push_bind(expression.clone());
+        qb.push(")) AS score FROM tickets t WHERE (t.search @@ to_tsquery('simple', ");
+        qb.push_bind(expression.clone());
+        // Comments are searched too, as part of their ticket.
+        qb.push(
+            ") OR EXISTS (SELECT 1 FROM ticket_events e WHERE e.ticket_id = t.id \
+             AND e.kind = 'comment' AND e.search @@ to_tsquery('simple', ",
+        );
+        qb.push_bind(expression.clone());
+        qb.push(")))");
+        sql::push_tenant_filter!(qb, &q.ticket_filter, "t");
+        if q.include_articles {
+            qb.push(
+                " UNION ALL SELECT 'article', a.id, a.title, a.county_id, NULL, NULL, \
+                 ts_rank(a.search, to_tsquery('simple', ",
+            );
+            qb.push_bind(expression.clone());
+            qb.push(")) FROM kb_articles a WHERE a.search @@ to_tsquery('simple', ");
+            qb.push_bind(expression);
+            qb.push(")");
+        }
+        qb.push(") hits ORDER BY score DESC, ref_id LIMIT ")
+            .push_bind(q.limit.max(1));
+        Ok(qb.build_query_as().fetch_all(&self.pool).await?)
+    }
+}
+
 sql::impl_sql_store!(PgStore, sqlx::Postgres);

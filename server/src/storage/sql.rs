@@ -18,6 +18,29 @@ pub(super) fn conflict_or(err: sqlx::Error, what: impl Into<String>) -> StorageE
     }
 }
 
+/// The times between a ticket's resolution (or closing) and its reopening,
+/// from its status events in order: `(closed_at, reopened_at)`. A ticket
+/// that is closed now has no interval for that: the query already ends its
+/// window at `closed_at`.
+pub(super) fn closed_intervals(
+    events: &[crate::storage::TicketEventRecord],
+) -> Vec<(crate::storage::Millis, crate::storage::Millis)> {
+    let mut intervals = Vec::new();
+    let mut closed_since = None;
+    for e in events.iter().filter(|e| e.kind == "status") {
+        let closing = crate::storage::ticket_status_is_closed(&e.new_value);
+        match (closed_since, closing) {
+            (None, true) => closed_since = Some(e.at),
+            (Some(from), false) => {
+                intervals.push((from, e.at));
+                closed_since = None;
+            }
+            _ => {}
+        }
+    }
+    intervals
+}
+
 /// Escapes `%`, `_` and `\` for a LIKE pattern with `ESCAPE '\'`.
 pub(super) fn like_pattern(contains: &str) -> String {
     let mut out = String::with_capacity(contains.len() + 2);
@@ -68,6 +91,56 @@ const DEVICE_COLUMNS: &str = "id, county_id, school_id, device_class, status, ho
 
 pub(super) fn device_select() -> String {
     format!("SELECT {DEVICE_COLUMNS} FROM devices")
+}
+
+pub(super) const TICKET_COLUMNS: &str = "t.id, t.number, t.title, t.description, t.status, \
+     t.priority, t.category, t.county_id, t.school_id, t.assignee_id, t.reporter, t.created_at, \
+     t.updated_at, t.closed_at";
+
+pub(super) const KB_COLUMNS: &str = "id, title, body, tags, category, county_id, visibility, \
+     version, published_at, created_at, updated_at";
+
+/// Inserts one webhook outbox event on `$exec` (a pool or a transaction).
+macro_rules! insert_outbox {
+    ($event:expr, $exec:expr) => {{
+        let event: &$crate::storage::OutboxEvent = $event;
+        sqlx::query(
+            "INSERT INTO webhook_outbox (event_id, kind, payload, created_at, attempts, \
+             next_attempt_at, last_error) VALUES ($1, $2, $3, $4, 0, $5, '')",
+        )
+        .bind(&event.event_id)
+        .bind(&event.kind)
+        .bind(&event.payload)
+        .bind(event.created_at)
+        .bind(event.next_attempt_at)
+        .execute($exec)
+        .await?;
+    }};
+}
+
+/// Inserts one article version on `$exec`.
+macro_rules! insert_kb_version {
+    ($version:expr, $exec:expr) => {{
+        let v: &$crate::storage::KbVersion = $version;
+        sqlx::query(
+            "INSERT INTO kb_versions (article_id, version, title, body, author, at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&v.article_id)
+        .bind(v.version)
+        .bind(&v.title)
+        .bind(&v.body)
+        .bind(&v.author)
+        .bind(v.at)
+        .execute($exec)
+        .await
+        .map_err(|e| {
+            sql::conflict_or(
+                e,
+                format!("version {} of article {}", v.version, v.article_id),
+            )
+        })?;
+    }};
 }
 
 macro_rules! impl_sql_store {
@@ -1034,6 +1107,438 @@ macro_rules! impl_sql_store {
                 .await?)
             }
 
+            // --- service desk: tickets ---
+
+            async fn create_ticket(&self, new: &NewTicket) -> Result<TicketRecord> {
+                let mut tx = self.pool.begin().await?;
+                // The row lock of this UPDATE serialises concurrent creators
+                // on PostgreSQL; SQLite has one writer anyway.
+                let (number,): (i64,) = sqlx::query_as(
+                    "UPDATE ticket_sequence SET next_value = next_value + 1 \
+                     WHERE name = 'ticket' RETURNING next_value",
+                )
+                .fetch_one(&mut *tx)
+                .await?;
+                let mut t = new.ticket.clone();
+                t.number = number;
+                sqlx::query(
+                    "INSERT INTO tickets (id, number, title, description, status, priority, \
+                     category, county_id, school_id, assignee_id, reporter, created_at, \
+                     updated_at, closed_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                )
+                .bind(&t.id)
+                .bind(t.number)
+                .bind(&t.title)
+                .bind(&t.description)
+                .bind(&t.status)
+                .bind(&t.priority)
+                .bind(&t.category)
+                .bind(&t.county_id)
+                .bind(&t.school_id)
+                .bind(&t.assignee_id)
+                .bind(&t.reporter)
+                .bind(t.created_at)
+                .bind(t.updated_at)
+                .bind(t.closed_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| sql::conflict_or(e, format!("ticket {}", t.id)))?;
+                for device in &new.device_ids {
+                    sqlx::query(
+                        "INSERT INTO ticket_devices (ticket_id, device_id, linked_at) \
+                         VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(&t.id)
+                    .bind(device)
+                    .bind(t.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                sqlx::query(
+                    "INSERT INTO ticket_events (ticket_id, at, actor, kind, body, old_value, \
+                     new_value) VALUES ($1, $2, $3, 'created', $4, '', $5)",
+                )
+                .bind(&t.id)
+                .bind(t.created_at)
+                .bind(&t.reporter)
+                .bind(&new.created_note)
+                .bind(&t.status)
+                .execute(&mut *tx)
+                .await?;
+                if let Some(event) = &new.outbox {
+                    sql::insert_outbox!(event, &mut *tx);
+                }
+                tx.commit().await?;
+                Ok(t)
+            }
+
+            async fn get_ticket(&self, number: i64) -> Result<Option<TicketRecord>> {
+                Ok(sqlx::query_as(&format!(
+                    "SELECT {} FROM tickets t WHERE t.number = $1",
+                    sql::TICKET_COLUMNS
+                ))
+                .bind(number)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn list_tickets(&self, q: &TicketQuery) -> Result<Vec<TicketRecord>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT {} FROM tickets t WHERE TRUE",
+                    sql::TICKET_COLUMNS
+                ));
+                sql::push_tenant_filter!(qb, &q.filter, "t");
+                if !q.statuses.is_empty() {
+                    qb.push(" AND t.status IN (");
+                    let mut sep = qb.separated(", ");
+                    for status in &q.statuses {
+                        sep.push_bind(status.clone());
+                    }
+                    qb.push(")");
+                }
+                if let Some(county) = &q.county_id {
+                    qb.push(" AND t.county_id = ").push_bind(county.clone());
+                }
+                if let Some(school) = &q.school_id {
+                    qb.push(" AND t.school_id = ").push_bind(school.clone());
+                }
+                if let Some(assignee) = &q.assignee_id {
+                    qb.push(" AND t.assignee_id = ").push_bind(assignee.clone());
+                }
+                if let Some(device) = &q.device_id {
+                    qb.push(
+                        " AND EXISTS (SELECT 1 FROM ticket_devices td \
+                         WHERE td.ticket_id = t.id AND td.device_id = ",
+                    )
+                    .push_bind(device.clone())
+                    .push(")");
+                }
+                qb.push(" ORDER BY t.number DESC LIMIT ").push_bind(q.limit.max(1));
+                Ok(qb.build_query_as().fetch_all(&self.pool).await?)
+            }
+
+            async fn ticket_devices(&self, ticket_id: &str) -> Result<Vec<String>> {
+                let rows: Vec<(String,)> = sqlx::query_as(
+                    "SELECT device_id FROM ticket_devices WHERE ticket_id = $1 \
+                     ORDER BY linked_at, device_id",
+                )
+                .bind(ticket_id)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(|(d,)| d).collect())
+            }
+
+            async fn apply_ticket_change(&self, c: &TicketChange) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query("UPDATE tickets SET updated_at = $2 WHERE id = $1")
+                    .bind(&c.ticket_id)
+                    .bind(c.at)
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StorageError::NotFound(format!("ticket {}", c.ticket_id)));
+                }
+                if let Some(status) = &c.set_status {
+                    let closed_at = ticket_status_is_closed(status).then_some(c.at);
+                    sqlx::query(
+                        "UPDATE tickets SET status = $2, \
+                         closed_at = CASE WHEN $3 IS NULL THEN NULL \
+                                          ELSE COALESCE(closed_at, $3) END \
+                         WHERE id = $1",
+                    )
+                    .bind(&c.ticket_id)
+                    .bind(status)
+                    .bind(closed_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                if let Some(assignee) = &c.set_assignee {
+                    sqlx::query("UPDATE tickets SET assignee_id = $2 WHERE id = $1")
+                        .bind(&c.ticket_id)
+                        .bind(assignee)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                if let Some(device) = &c.link_device {
+                    let linked = sqlx::query(
+                        "INSERT INTO ticket_devices (ticket_id, device_id, linked_at) \
+                         VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(&c.ticket_id)
+                    .bind(device)
+                    .bind(c.at)
+                    .execute(&mut *tx)
+                    .await?;
+                    if linked.rows_affected() == 0 {
+                        return Err(StorageError::Conflict(format!(
+                            "link of device {device} to this ticket"
+                        )));
+                    }
+                }
+                sqlx::query(
+                    "INSERT INTO ticket_events (ticket_id, at, actor, kind, body, old_value, \
+                     new_value) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&c.ticket_id)
+                .bind(c.at)
+                .bind(&c.actor)
+                .bind(&c.kind)
+                .bind(&c.body)
+                .bind(&c.old_value)
+                .bind(&c.new_value)
+                .execute(&mut *tx)
+                .await?;
+                if let Some(event) = &c.outbox {
+                    sql::insert_outbox!(event, &mut *tx);
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn ticket_timeline(&self, ticket_id: &str) -> Result<Vec<TimelineEntry>> {
+                let events: Vec<TicketEventRecord> = sqlx::query_as(
+                    "SELECT id, ticket_id, at, actor, kind, body, old_value, new_value \
+                     FROM ticket_events WHERE ticket_id = $1 ORDER BY at, id",
+                )
+                .bind(ticket_id)
+                .fetch_all(&self.pool)
+                .await?;
+                // Joined at read time by device and the ticket's open window.
+                let changes: Vec<(String, String, i64, String, String, String, String)> =
+                    sqlx::query_as(
+                        "SELECT c.device_id, c.report_id, c.at, c.kind, c.subject, c.old_value, \
+                         c.new_value FROM inventory_changes c \
+                         JOIN ticket_devices td ON td.device_id = c.device_id \
+                         JOIN tickets t ON t.id = td.ticket_id \
+                         WHERE t.id = $1 AND c.at >= t.created_at \
+                         AND (t.closed_at IS NULL OR c.at <= t.closed_at) \
+                         ORDER BY c.at, c.id LIMIT 5000",
+                    )
+                    .bind(ticket_id)
+                    .fetch_all(&self.pool)
+                    .await?;
+                // Only changes while the ticket was open: not between a
+                // resolution and a reopening.
+                let closed = sql::closed_intervals(&events);
+                let changes = changes
+                    .into_iter()
+                    .filter(|c| !closed.iter().any(|(from, to)| c.2 > *from && c.2 < *to));
+                let mut timeline: Vec<TimelineEntry> =
+                    events.into_iter().map(TimelineEntry::Event).collect();
+                timeline.extend(changes.map(
+                    |(device_id, report_id, at, kind, subject, old_value, new_value)| {
+                        TimelineEntry::Inventory {
+                            device_id,
+                            change: InventoryChangeRecord {
+                                report_id,
+                                at,
+                                kind,
+                                subject,
+                                old_value,
+                                new_value,
+                            },
+                        }
+                    },
+                ));
+                // Stable: equal times keep events before inventory changes.
+                timeline.sort_by_key(TimelineEntry::at);
+                Ok(timeline)
+            }
+
+            async fn open_tickets_for_device(&self, device_id: &str) -> Result<Vec<TicketRecord>> {
+                Ok(sqlx::query_as(&format!(
+                    "SELECT {} FROM tickets t JOIN ticket_devices td ON td.ticket_id = t.id \
+                     WHERE td.device_id = $1 AND t.status NOT IN ('resolved', 'closed') \
+                     ORDER BY t.number DESC",
+                    sql::TICKET_COLUMNS
+                ))
+                .bind(device_id)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            // --- service desk: knowledge base ---
+
+            async fn create_article(
+                &self,
+                a: &KbArticle,
+                first: &KbVersion,
+                outbox: Option<&OutboxEvent>,
+            ) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO kb_articles (id, title, body, tags, category, county_id, \
+                     visibility, version, published_at, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(&a.id)
+                .bind(&a.title)
+                .bind(&a.body)
+                .bind(&a.tags)
+                .bind(&a.category)
+                .bind(&a.county_id)
+                .bind(&a.visibility)
+                .bind(a.version)
+                .bind(a.published_at)
+                .bind(a.created_at)
+                .bind(a.updated_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| sql::conflict_or(e, format!("article {}", a.id)))?;
+                sql::insert_kb_version!(first, &mut *tx);
+                if let Some(event) = outbox {
+                    sql::insert_outbox!(event, &mut *tx);
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn update_article(
+                &self,
+                a: &KbArticle,
+                v: &KbVersion,
+                outbox: Option<&OutboxEvent>,
+            ) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE kb_articles SET title = $2, body = $3, tags = $4, category = $5, \
+                     visibility = $6, version = $7, published_at = $8, updated_at = $9 \
+                     WHERE id = $1 AND version = $7 - 1",
+                )
+                .bind(&a.id)
+                .bind(&a.title)
+                .bind(&a.body)
+                .bind(&a.tags)
+                .bind(&a.category)
+                .bind(&a.visibility)
+                .bind(a.version)
+                .bind(a.published_at)
+                .bind(a.updated_at)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StorageError::Conflict(format!(
+                        "version {} of article {}",
+                        a.version, a.id
+                    )));
+                }
+                sql::insert_kb_version!(v, &mut *tx);
+                if let Some(event) = outbox {
+                    sql::insert_outbox!(event, &mut *tx);
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn get_article(&self, id: &str) -> Result<Option<KbArticle>> {
+                Ok(sqlx::query_as(&format!(
+                    "SELECT {} FROM kb_articles WHERE id = $1",
+                    sql::KB_COLUMNS
+                ))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn list_article_versions(&self, id: &str) -> Result<Vec<KbVersion>> {
+                Ok(sqlx::query_as(
+                    "SELECT article_id, version, title, body, author, at FROM kb_versions \
+                     WHERE article_id = $1 ORDER BY version",
+                )
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn list_articles_changed(&self, since: Millis, limit: i64) -> Result<Vec<KbArticle>> {
+                Ok(sqlx::query_as(&format!(
+                    "SELECT {} FROM kb_articles WHERE updated_at >= $1 \
+                     ORDER BY updated_at DESC, id LIMIT $2",
+                    sql::KB_COLUMNS
+                ))
+                .bind(since)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn link_article_ticket(&self, article_id: &str, ticket_id: &str) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO kb_article_tickets (article_id, ticket_id) VALUES ($1, $2) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(article_id)
+                .bind(ticket_id)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>> {
+                // The one place where the backends differ: see
+                // `full_text_search` in sqlite.rs and postgres.rs.
+                self.full_text_search(query).await
+            }
+
+            // --- webhook outbox ---
+
+            async fn enqueue_outbox(&self, event: &OutboxEvent) -> Result<()> {
+                sql::insert_outbox!(event, &self.pool);
+                Ok(())
+            }
+
+            async fn due_outbox(&self, now: Millis, limit: i64) -> Result<Vec<OutboxEvent>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, event_id, kind, payload, created_at, attempts, next_attempt_at, \
+                     delivered_at, last_error FROM webhook_outbox \
+                     WHERE delivered_at IS NULL AND next_attempt_at <= $1 \
+                     ORDER BY id LIMIT $2",
+                )
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn claim_outbox(&self, id: i64, expected_next: Millis, lease_until: Millis) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE webhook_outbox SET next_attempt_at = $3 \
+                     WHERE id = $1 AND next_attempt_at = $2 AND delivered_at IS NULL",
+                )
+                .bind(id)
+                .bind(expected_next)
+                .bind(lease_until)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn mark_outbox_delivered(&self, id: i64, at: Millis) -> Result<()> {
+                sqlx::query(
+                    "UPDATE webhook_outbox SET delivered_at = $2, attempts = attempts + 1 \
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .bind(at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn mark_outbox_failed(&self, id: i64, next_attempt_at: Millis, error: &str) -> Result<()> {
+                sqlx::query(
+                    "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_at = $2, \
+                     last_error = $3 WHERE id = $1 AND delivered_at IS NULL",
+                )
+                .bind(id)
+                .bind(next_attempt_at)
+                .bind(error)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
             // --- audit ---
 
             async fn append_audit(&self, e: &AuditEvent) -> Result<()> {
@@ -1067,11 +1572,35 @@ macro_rules! impl_sql_store {
 }
 
 pub(super) use impl_sql_store;
+pub(super) use insert_kb_version;
+pub(super) use insert_outbox;
 pub(super) use push_tenant_filter;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn closed_intervals_run_from_resolution_to_reopening() {
+        let status = |at, value: &str| crate::storage::TicketEventRecord {
+            id: at,
+            ticket_id: "t".into(),
+            at,
+            actor: "a".into(),
+            kind: "status".into(),
+            body: String::new(),
+            old_value: String::new(),
+            new_value: value.into(),
+        };
+        let events = [
+            status(10, "open"),
+            status(20, "resolved"),
+            status(25, "closed"),
+            status(30, "open"),
+            status(40, "resolved"),
+        ];
+        assert_eq!(closed_intervals(&events), [(20, 30)]);
+    }
 
     #[test]
     fn like_pattern_escapes_wildcards() {

@@ -39,4 +39,42 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// FTS5 over `search_fts` (kept by triggers); every term is a quoted
+    /// prefix query, so user text cannot inject FTS5 syntax.
+    async fn full_text_search(&self, q: &SearchQuery) -> Result<Vec<SearchHit>> {
+        let terms = search_terms(&q.text);
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let expression = terms
+            .iter()
+            .map(|t| format!("\"{t}\"*"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "SELECT kind, ref_id, title, county_id, school_id, number FROM (\
+             SELECT 'ticket' AS kind, t.id AS ref_id, t.title AS title, t.county_id AS county_id, \
+             t.school_id AS school_id, t.number AS number, MIN(search_fts.rank) AS score \
+             FROM search_fts JOIN tickets t ON t.id = search_fts.ref_id \
+             WHERE search_fts.kind IN ('ticket', 'comment') AND search_fts MATCH ",
+        );
+        qb.push_bind(expression.clone());
+        sql::push_tenant_filter!(qb, &q.ticket_filter, "t");
+        // A ticket found in its text and in comments is one hit.
+        qb.push(" GROUP BY t.id, t.title, t.county_id, t.school_id, t.number");
+        if q.include_articles {
+            qb.push(
+                " UNION ALL SELECT 'article', a.id, a.title, a.county_id, NULL, NULL, search_fts.rank \
+                 FROM search_fts JOIN kb_articles a ON a.id = search_fts.ref_id \
+                 WHERE search_fts.kind = 'article' AND search_fts MATCH ",
+            );
+            qb.push_bind(expression);
+        }
+        qb.push(") ORDER BY score, ref_id LIMIT ")
+            .push_bind(q.limit.max(1));
+        Ok(qb.build_query_as().fetch_all(&self.pool).await?)
+    }
+}
+
 sql::impl_sql_store!(SqliteStore, sqlx::Sqlite);

@@ -8,7 +8,9 @@ use schoolfleet_proto::v1::compliance_service_client::ComplianceServiceClient;
 use schoolfleet_proto::v1::device_service_client::DeviceServiceClient;
 use schoolfleet_proto::v1::enrollment_service_client::EnrollmentServiceClient;
 use schoolfleet_proto::v1::inventory_service_client::InventoryServiceClient;
+use schoolfleet_proto::v1::knowledge_service_client::KnowledgeServiceClient;
 use schoolfleet_proto::v1::tenant_service_client::TenantServiceClient;
+use schoolfleet_proto::v1::ticket_service_client::TicketServiceClient;
 use schoolfleet_proto::v1::user_service_client::UserServiceClient;
 use schoolfleet_server::api::AppState;
 use schoolfleet_server::config::{Config, FlagOverrides};
@@ -29,13 +31,19 @@ pub struct InProcessServer {
 
 impl InProcessServer {
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with the default configuration changed by `configure`.
+    pub async fn start_with(configure: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let flags = FlagOverrides {
             listen: Some("127.0.0.1:0".parse().unwrap()),
             data_dir: Some(dir.path().to_owned()),
             database_url: None,
         };
-        let config = Config::load(None, Vec::new(), &flags).unwrap();
+        let mut config = Config::load(None, Vec::new(), &flags).unwrap();
+        configure(&mut config);
         let state = schoolfleet_server::server::prepare(config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("https://{}", listener.local_addr().unwrap());
@@ -45,11 +53,13 @@ impl InProcessServer {
             listener,
             shutdown.clone(),
         ));
+        // Empty when the database already had users (a restart on a shared
+        // database): no bootstrap admin is created then.
         let bootstrap_token = std::fs::read_to_string(
             dir.path()
                 .join(schoolfleet_server::server::BOOTSTRAP_TOKEN_FILE),
         )
-        .unwrap()
+        .unwrap_or_default()
         .trim()
         .to_owned();
         let pin = state.ca.fingerprint();
@@ -111,6 +121,8 @@ pub struct Clients {
     pub devices: DeviceServiceClient<Authed>,
     pub inventory: InventoryServiceClient<Authed>,
     pub compliance: ComplianceServiceClient<Authed>,
+    pub tickets: TicketServiceClient<Authed>,
+    pub kb: KnowledgeServiceClient<Authed>,
 }
 
 impl Clients {
@@ -122,7 +134,9 @@ impl Clients {
             users: UserServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             devices: DeviceServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             inventory: InventoryServiceClient::with_interceptor(channel.clone(), bearer.clone()),
-            compliance: ComplianceServiceClient::with_interceptor(channel, bearer),
+            compliance: ComplianceServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            tickets: TicketServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            kb: KnowledgeServiceClient::with_interceptor(channel, bearer),
         }
     }
 }
