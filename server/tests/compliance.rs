@@ -293,3 +293,108 @@ async fn county_coordinator_sees_only_their_county() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::PermissionDenied);
 }
+
+#[tokio::test]
+async fn ticket_timeline_shows_compliance_changes_of_its_devices() {
+    let server = InProcessServer::start().await;
+    let mut admin = server.client(&server.bootstrap_token).await;
+    seed(&server, &mut admin).await;
+    admin
+        .compliance
+        .apply_standard(ApplyStandardRequest {
+            content: STANDARD.replace("EXPIRES", "2099-01-01"),
+        })
+        .await
+        .unwrap();
+    assert_eq!(ram_status(&mut admin, "kl001-sp0101").await, "fail");
+    let ticket = admin
+        .tickets
+        .create_ticket(CreateTicketRequest {
+            title: "Rechner zu langsam".into(),
+            devices: vec!["kl001-sp0101".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    // The RAM is upgraded: the next report makes the rule pass.
+    let store = server.store();
+    let device = store
+        .find_devices_by_hostname("kl001-sp0101")
+        .await
+        .unwrap()
+        .remove(0);
+    let inventory = Inventory {
+        system: Some(SystemInfo {
+            hostname: "kl001-sp0101".into(),
+            ..Default::default()
+        }),
+        hardware: Some(Hardware {
+            memory_total_bytes: 16 << 30,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    store
+        .ingest_report(&IngestReport {
+            device_id: device.id.clone(),
+            report_id: uuid::Uuid::new_v4().to_string(),
+            collected_at: now_millis(),
+            received_at: now_millis(),
+            content_hash: "1".repeat(64),
+            reason: "changed".into(),
+            inventory: inventory.encode_to_vec(),
+            summary: DeviceSummary {
+                hostname: "kl001-sp0101".into(),
+                ..Default::default()
+            },
+            software: Vec::new(),
+            changes: Vec::new(),
+        })
+        .await
+        .unwrap();
+    server
+        .state
+        .compliance
+        .evaluate_device(store, &device.id, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(ram_status(&mut admin, "kl001-sp0101").await, "pass");
+
+    let detail = admin
+        .tickets
+        .get_ticket(TicketRef {
+            ticket: ticket.key.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let change = detail
+        .timeline
+        .iter()
+        .find(|e| e.kind == "compliance")
+        .unwrap_or_else(|| panic!("no compliance entry in {:?}", detail.timeline));
+    assert_eq!(
+        (
+            change.subject.as_str(),
+            change.old_value.as_str(),
+            change.new_value.as_str()
+        ),
+        ("RAM-01", "fail", "pass")
+    );
+    // In order: the ticket's creation comes first.
+    assert_eq!(
+        detail.timeline.first().map(|e| e.kind.as_str()),
+        Some("created")
+    );
+    // A device that did not change adds nothing.
+    assert_eq!(
+        detail
+            .timeline
+            .iter()
+            .filter(|e| e.kind == "compliance")
+            .count(),
+        1
+    );
+}

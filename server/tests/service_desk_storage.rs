@@ -243,6 +243,12 @@ async fn timeline_joins_inventory_changes_in_order(store: Arc<dyn Store>) {
             TimelineEntry::Inventory { device_id, change } => {
                 format!("inventory:{device_id}:{}", change.subject)
             }
+            TimelineEntry::Compliance(c) => {
+                format!(
+                    "compliance:{}:{}:{}->{}",
+                    c.device_id, c.rule_id, c.old_status, c.new_status
+                )
+            }
         })
         .collect();
     assert_eq!(

@@ -121,7 +121,11 @@ pub fn timeline_text(e: &TimelineEntry) -> String {
             };
             format!("{} {} {values}", e.change_kind, e.subject)
         }
-        // Kinds added later (sessions, compliance) still show something.
+        "compliance" => format!(
+            "{} {} -> {} ({})",
+            e.subject, e.old_value, e.new_value, e.body
+        ),
+        // Kinds added later (sessions) still show something.
         _ => [e.body.as_str(), e.new_value.as_str()]
             .iter()
             .filter(|s| !s.is_empty())

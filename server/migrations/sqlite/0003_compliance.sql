@@ -45,3 +45,17 @@ CREATE TABLE compliance_snapshots (
 -- unchanged: reports are sent only on change, so this is how the age of an
 -- unchanged inventory stays honest.
 ALTER TABLE devices ADD COLUMN inventory_confirmed_at INTEGER;
+
+-- When a device's result for a rule changes (fail -> pass, say): what the
+-- ticket timeline shows as "compliance changes of its devices".
+CREATE TABLE compliance_changes (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id   TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+    revision    INTEGER NOT NULL,
+    rule_id     TEXT NOT NULL,
+    at          INTEGER NOT NULL,
+    old_status  TEXT NOT NULL,
+    new_status  TEXT NOT NULL,
+    actual      TEXT NOT NULL
+);
+CREATE INDEX compliance_changes_device ON compliance_changes(device_id, at);

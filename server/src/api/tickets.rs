@@ -537,6 +537,17 @@ impl TicketService for TicketApi {
                     subject: String::new(),
                     change_kind: String::new(),
                 },
+                storage::TimelineEntry::Compliance(change) => TimelineEntry {
+                    at: convert::ts(change.at),
+                    kind: "compliance".into(),
+                    actor: "compliance".into(),
+                    body: change.actual,
+                    old_value: change.old_status,
+                    new_value: change.new_status,
+                    device_id: change.device_id,
+                    subject: change.rule_id,
+                    change_kind: format!("standard revision {}", change.revision),
+                },
                 storage::TimelineEntry::Inventory { device_id, change } => TimelineEntry {
                     at: convert::ts(change.at),
                     kind: "inventory".into(),

@@ -81,7 +81,13 @@ impl Role {
             // the IT standard), and curate the knowledge base.
             Role::Coordinator => matches!(
                 permission,
-                TenantRead | DeviceRead | AuditRead | StandardManage | TicketRead | KbRead | KbWrite
+                TenantRead
+                    | DeviceRead
+                    | AuditRead
+                    | StandardManage
+                    | TicketRead
+                    | KbRead
+                    | KbWrite
             ),
             Role::Viewer => matches!(permission, TenantRead | DeviceRead | TicketRead | KbRead),
         }

@@ -565,7 +565,8 @@ pub struct TicketEventRecord {
 
 /// One entry of a ticket's timeline: its own events, plus inventory changes
 /// of its devices while it was open (read from `inventory_changes`, not
-/// copied). Sessions and compliance changes will be further variants.
+/// copied), and compliance changes of its devices. Sessions will be a
+/// further variant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TimelineEntry {
     Event(TicketEventRecord),
@@ -573,6 +574,19 @@ pub enum TimelineEntry {
         device_id: String,
         change: InventoryChangeRecord,
     },
+    /// A device's result for a rule of the standard changed.
+    Compliance(ComplianceChangeRecord),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ComplianceChangeRecord {
+    pub device_id: String,
+    pub revision: i64,
+    pub rule_id: String,
+    pub at: Millis,
+    pub old_status: String,
+    pub new_status: String,
+    pub actual: String,
 }
 
 impl TimelineEntry {
@@ -580,6 +594,7 @@ impl TimelineEntry {
         match self {
             TimelineEntry::Event(e) => e.at,
             TimelineEntry::Inventory { change, .. } => change.at,
+            TimelineEntry::Compliance(change) => change.at,
         }
     }
 }

@@ -934,6 +934,17 @@ macro_rules! impl_sql_store {
             ) -> Result<()> {
                 let mut tx = self.pool.begin().await?;
                 for (device_id, rows) in results {
+                    // Results that changed since the last evaluation under
+                    // this revision become compliance changes (a new
+                    // revision starts without history: nothing "changed").
+                    let before: Vec<(String, String)> = sqlx::query_as(
+                        "SELECT rule_id, status FROM compliance_results \
+                         WHERE device_id = $1 AND revision = $2",
+                    )
+                    .bind(device_id)
+                    .bind(revision)
+                    .fetch_all(&mut *tx)
+                    .await?;
                     sqlx::query("DELETE FROM compliance_results WHERE device_id = $1 AND revision = $2")
                         .bind(device_id)
                         .bind(revision)
@@ -959,6 +970,27 @@ macro_rules! impl_sql_store {
                                 .push_bind(r.evaluated_at);
                         });
                         qb.build().execute(&mut *tx).await?;
+                    }
+                    for r in rows {
+                        let Some((_, old)) = before.iter().find(|(rule, _)| *rule == r.rule_id) else {
+                            continue;
+                        };
+                        if *old == r.status {
+                            continue;
+                        }
+                        sqlx::query(
+                            "INSERT INTO compliance_changes (device_id, revision, rule_id, at, \
+                             old_status, new_status, actual) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                        )
+                        .bind(device_id)
+                        .bind(revision)
+                        .bind(&r.rule_id)
+                        .bind(r.evaluated_at)
+                        .bind(old)
+                        .bind(&r.status)
+                        .bind(&r.actual)
+                        .execute(&mut *tx)
+                        .await?;
                     }
                 }
                 tx.commit().await?;
@@ -1324,8 +1356,26 @@ macro_rules! impl_sql_store {
                 let changes = changes
                     .into_iter()
                     .filter(|c| !closed.iter().any(|(from, to)| c.2 > *from && c.2 < *to));
+                let compliance: Vec<ComplianceChangeRecord> = sqlx::query_as(
+                    "SELECT c.device_id, c.revision, c.rule_id, c.at, c.old_status, c.new_status, \
+                     c.actual FROM compliance_changes c \
+                     JOIN ticket_devices td ON td.device_id = c.device_id \
+                     JOIN tickets t ON t.id = td.ticket_id \
+                     WHERE t.id = $1 AND c.at >= t.created_at \
+                     AND (t.closed_at IS NULL OR c.at <= t.closed_at) \
+                     ORDER BY c.at, c.id LIMIT 5000",
+                )
+                .bind(ticket_id)
+                .fetch_all(&self.pool)
+                .await?;
                 let mut timeline: Vec<TimelineEntry> =
                     events.into_iter().map(TimelineEntry::Event).collect();
+                timeline.extend(
+                    compliance
+                        .into_iter()
+                        .filter(|c| !closed.iter().any(|(from, to)| c.at > *from && c.at < *to))
+                        .map(TimelineEntry::Compliance),
+                );
                 timeline.extend(changes.map(
                     |(device_id, report_id, at, kind, subject, old_value, new_value)| {
                         TimelineEntry::Inventory {
