@@ -68,9 +68,7 @@ async fn seed(server: &InProcessServer, admin: &mut Clients) {
             .token
             .unwrap();
         let id = uuid::Uuid::now_v7().to_string();
-        let mut device: schoolfleet_server::storage::DeviceRecord =
-            device_record(&id, county, school, host);
-        device.cert_fingerprint = Some(format!("fp-{id}"));
+        let device = common::device_record(&id, county, school, host);
         let store = server.store();
         store
             .enroll_device(&Enrolment {
@@ -110,40 +108,6 @@ async fn seed(server: &InProcessServer, admin: &mut Clients) {
             })
             .await
             .unwrap();
-    }
-}
-
-fn device_record(
-    id: &str,
-    county: &str,
-    school: &str,
-    host: &str,
-) -> schoolfleet_server::storage::DeviceRecord {
-    schoolfleet_server::storage::DeviceRecord {
-        id: id.into(),
-        county_id: county.into(),
-        school_id: school.into(),
-        device_class: "schueler-pc".into(),
-        status: "active".into(),
-        hostname: host.into(),
-        system_uuid: String::new(),
-        serial_number: String::new(),
-        machine_id: String::new(),
-        cert_fingerprint: None,
-        cert_serial: None,
-        cert_not_after: None,
-        enrolled_at: now_millis(),
-        last_seen: None,
-        connected: false,
-        agent_version: String::new(),
-        inventory_at: None,
-        inventory_hash: None,
-        os_name: String::new(),
-        os_version: String::new(),
-        vendor: String::new(),
-        model: String::new(),
-        memory_total_bytes: 0,
-        ip_addresses: String::new(),
     }
 }
 

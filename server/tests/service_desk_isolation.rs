@@ -24,30 +24,10 @@ struct Fixture {
 
 fn device(id: &str, county: &str, school: &str) -> storage::DeviceRecord {
     storage::DeviceRecord {
-        id: id.into(),
-        county_id: county.into(),
-        school_id: school.into(),
-        device_class: "schueler-pc".into(),
-        status: "active".into(),
-        hostname: format!("{school}-sp0101"),
         system_uuid: format!("u-{id}"),
         serial_number: "s".into(),
-        machine_id: String::new(),
         cert_fingerprint: Some(format!("f-{id}")),
-        cert_serial: None,
-        cert_not_after: None,
-        enrolled_at: now_millis(),
-        last_seen: None,
-        connected: false,
-        agent_version: String::new(),
-        inventory_at: None,
-        inventory_hash: None,
-        os_name: String::new(),
-        os_version: String::new(),
-        vendor: String::new(),
-        model: String::new(),
-        memory_total_bytes: 0,
-        ip_addresses: String::new(),
+        ..common::device_record(id, county, school, &format!("{school}-sp0101"))
     }
 }
 

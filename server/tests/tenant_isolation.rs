@@ -90,30 +90,10 @@ async fn fixture() -> Fixture {
     // A Kaiserslautern device with inventory, written straight to the store.
     let store = server.store();
     let device = storage::DeviceRecord {
-        id: FOREIGN_DEVICE.into(),
-        county_id: "kl".into(),
-        school_id: "kl001".into(),
-        device_class: "schueler-pc".into(),
-        status: "active".into(),
-        hostname: FOREIGN_HOST.into(),
         system_uuid: "u".into(),
         serial_number: "s".into(),
-        machine_id: String::new(),
         cert_fingerprint: Some("f".into()),
-        cert_serial: None,
-        cert_not_after: None,
-        enrolled_at: now_millis(),
-        last_seen: None,
-        connected: false,
-        agent_version: String::new(),
-        inventory_at: None,
-        inventory_hash: None,
-        os_name: String::new(),
-        os_version: String::new(),
-        vendor: String::new(),
-        model: String::new(),
-        memory_total_bytes: 0,
-        ip_addresses: String::new(),
+        ..common::device_record(FOREIGN_DEVICE, "kl", "kl001", FOREIGN_HOST)
     };
     store
         .enroll_device(&Enrolment {

@@ -11,7 +11,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use futures::FutureExt;
-use schoolfleet_server::storage::{PgStore, SqliteStore, Store};
+use schoolfleet_server::storage::{DeviceRecord, PgStore, SqliteStore, Store};
 use sqlx::Connection;
 
 pub const PG_URL_VAR: &str = "SCHOOLFLEET_TEST_DATABASE_URL";
@@ -105,4 +105,35 @@ macro_rules! on_both_backends {
             )*
         }
     };
+}
+
+/// An active, enrolled device record with neutral defaults; tests override
+/// what matters with struct update syntax.
+pub fn device_record(id: &str, county: &str, school: &str, hostname: &str) -> DeviceRecord {
+    DeviceRecord {
+        id: id.into(),
+        county_id: county.into(),
+        school_id: school.into(),
+        device_class: "schueler-pc".into(),
+        status: "active".into(),
+        hostname: hostname.into(),
+        system_uuid: String::new(),
+        serial_number: String::new(),
+        machine_id: String::new(),
+        cert_fingerprint: Some(format!("fp-{id}")),
+        cert_serial: None,
+        cert_not_after: None,
+        enrolled_at: schoolfleet_server::storage::now_millis(),
+        last_seen: None,
+        connected: false,
+        agent_version: String::new(),
+        inventory_at: None,
+        inventory_hash: None,
+        os_name: String::new(),
+        os_version: String::new(),
+        vendor: String::new(),
+        model: String::new(),
+        memory_total_bytes: 0,
+        ip_addresses: String::new(),
+    }
 }
