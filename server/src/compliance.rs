@@ -14,7 +14,8 @@ use schoolfleet_proto::v1::Inventory;
 use schoolfleet_standard::{CompiledStandard, DeviceFacts, Standard, Status};
 
 use crate::storage::{
-    ComplianceResultRecord, DeviceInventoryRow, Millis, StorageError, Store, millis_to_datetime,
+    ComplianceResultRecord, DeviceInventoryRow, Millis, NewTicket, StorageError, Store,
+    TicketChange, TicketRecord, millis_to_datetime,
 };
 
 /// Devices read and written per batch during fleet evaluation.
@@ -87,6 +88,7 @@ impl ComplianceEngine {
             return Ok(());
         };
         let results = evaluate_row(&current.standard, &row, now);
+        sync_tickets(store, &current.standard, &row, &results, now).await?;
         store
             .replace_compliance_results(current.revision, &[(row.id.clone(), results)])
             .await?;
@@ -111,6 +113,9 @@ impl ComplianceEngine {
                 .iter()
                 .map(|row| (row.id.clone(), evaluate_row(&current.standard, row, now)))
                 .collect();
+            for (row, (_, device_results)) in rows.iter().zip(&results) {
+                sync_tickets(store, &current.standard, row, device_results, now).await?;
+            }
             store
                 .replace_compliance_results(current.revision, &results)
                 .await?;
@@ -135,6 +140,7 @@ impl ComplianceEngine {
         for device_id in &devices {
             if let Some(row) = store.get_device_inventory(device_id).await? {
                 let results = evaluate_row(&current.standard, &row, now);
+                sync_tickets(store, &current.standard, &row, &results, now).await?;
                 store
                     .replace_compliance_results(current.revision, &[(row.id.clone(), results)])
                     .await?;
@@ -220,4 +226,97 @@ pub fn evaluate_row(
             evaluated_at,
         })
         .collect()
+}
+
+/// Opens, reopens or resolves the service-desk tickets of `auto_ticket`
+/// rules for one device: one ticket per device and rule, never duplicated.
+/// These tickets fire no webhooks: applying a standard may open hundreds.
+async fn sync_tickets(
+    store: &Arc<dyn Store>,
+    standard: &CompiledStandard,
+    row: &DeviceInventoryRow,
+    results: &[ComplianceResultRecord],
+    now: DateTime<Utc>,
+) -> Result<(), ComplianceError> {
+    let auto: Vec<_> = standard.rules().iter().filter(|r| r.auto_ticket).collect();
+    if auto.is_empty() {
+        return Ok(());
+    }
+    let at = now.timestamp_millis();
+    let open = store.open_tickets_for_device(&row.id).await?;
+    let is_open = |id: &str| open.iter().any(|t| t.id == id);
+    let change = |ticket_id: &str, status: &str, old: &str, body: String| TicketChange {
+        ticket_id: ticket_id.to_owned(),
+        at,
+        actor: "compliance".into(),
+        kind: "status".into(),
+        body,
+        old_value: old.into(),
+        new_value: status.into(),
+        set_status: Some(status.into()),
+        ..Default::default()
+    };
+    for rule in auto {
+        let Some(result) = results.iter().find(|r| r.rule_id == rule.id) else {
+            continue;
+        };
+        let existing = store.compliance_ticket(&row.id, &rule.id).await?;
+        match (result.status.as_str(), existing) {
+            ("fail", None) => {
+                let ticket = TicketRecord {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    number: 0,
+                    title: format!("{}: {} ({})", rule.id, rule.title, row.hostname),
+                    description: format!(
+                        "{}\n\n{}",
+                        result.reason,
+                        rule.remediation.clone().unwrap_or_default()
+                    ),
+                    status: "new".into(),
+                    priority: "normal".into(),
+                    category: "compliance".into(),
+                    county_id: row.county_id.clone(),
+                    school_id: Some(row.school_id.clone()),
+                    assignee_id: None,
+                    reporter: "compliance".into(),
+                    created_at: at,
+                    updated_at: at,
+                    closed_at: None,
+                };
+                let created = store
+                    .create_ticket(&NewTicket {
+                        ticket,
+                        device_ids: vec![row.id.clone()],
+                        created_note: result.reason.clone(),
+                        outbox: None,
+                    })
+                    .await?;
+                if !store
+                    .insert_compliance_ticket(&row.id, &rule.id, &created.id)
+                    .await?
+                {
+                    // Another replica opened one at the same moment: keep
+                    // theirs, close ours.
+                    let note = "duplicate of the ticket opened for this rule".to_owned();
+                    store
+                        .apply_ticket_change(&change(&created.id, "closed", "new", note))
+                        .await?;
+                }
+            }
+            ("fail", Some(id)) if !is_open(&id) => {
+                let note = format!("{} fails again: {}", rule.id, result.reason);
+                store
+                    .apply_ticket_change(&change(&id, "open", "resolved", note))
+                    .await?;
+            }
+            ("pass" | "waived" | "not_applicable", Some(id)) if is_open(&id) => {
+                let note = format!("{} is {} now", rule.id, result.status);
+                store
+                    .apply_ticket_change(&change(&id, "resolved", "open", note))
+                    .await?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }

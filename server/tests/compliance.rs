@@ -362,3 +362,115 @@ async fn ticket_timeline_shows_compliance_changes_of_its_devices() {
         1
     );
 }
+
+/// Reports an inventory with this much RAM for the device and re-evaluates.
+async fn report_ram(server: &InProcessServer, device_id: &str, host: &str, gib: u64) {
+    let inventory = Inventory {
+        system: Some(SystemInfo {
+            hostname: host.into(),
+            ..Default::default()
+        }),
+        hardware: Some(Hardware {
+            memory_total_bytes: gib << 30,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    server
+        .store()
+        .ingest_report(&IngestReport {
+            device_id: device_id.into(),
+            report_id: uuid::Uuid::new_v4().to_string(),
+            collected_at: now_millis(),
+            received_at: now_millis(),
+            content_hash: format!("{gib:064}"),
+            reason: "changed".into(),
+            inventory: inventory.encode_to_vec(),
+            summary: DeviceSummary {
+                hostname: host.into(),
+                ..Default::default()
+            },
+            software: Vec::new(),
+            changes: Vec::new(),
+        })
+        .await
+        .unwrap();
+    server
+        .state
+        .compliance
+        .evaluate_device(server.store(), device_id, Utc::now())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn auto_ticket_rules_open_one_ticket_per_device_and_resolve_it() {
+    let server = InProcessServer::start().await;
+    let mut admin = server.client(&server.bootstrap_token).await;
+    seed(&server, &mut admin).await;
+    let standard = STANDARD.replace("EXPIRES", "2099-01-01").replace(
+        "check = { type = \"hardware_min\", ram_gib = 8 }",
+        "check = { type = \"hardware_min\", ram_gib = 8 }\nauto_ticket = true",
+    );
+    admin
+        .compliance
+        .apply_standard(ApplyStandardRequest { content: standard })
+        .await
+        .unwrap();
+    let store = server.store();
+    let device = store
+        .find_devices_by_hostname("kl001-sp0101")
+        .await
+        .unwrap()
+        .remove(0);
+    // Failing: one ticket, in the device's county and school.
+    let ticket_id = store
+        .compliance_ticket(&device.id, "RAM-01")
+        .await
+        .unwrap()
+        .expect("ticket opened");
+    let open = store.open_tickets_for_device(&device.id).await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(
+        (open[0].category.as_str(), open[0].school_id.as_deref()),
+        ("compliance", Some("kl001"))
+    );
+    // The waived device got none.
+    let waived = store
+        .find_devices_by_hostname("kus012-sp0101")
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(
+        store
+            .compliance_ticket(&waived.id, "RAM-01")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Evaluating again never duplicates it.
+    report_ram(&server, &device.id, "kl001-sp0101", 4).await;
+    assert_eq!(
+        store
+            .open_tickets_for_device(&device.id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Passing resolves it; failing again reopens the same ticket.
+    report_ram(&server, &device.id, "kl001-sp0101", 16).await;
+    assert!(
+        store
+            .open_tickets_for_device(&device.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    report_ram(&server, &device.id, "kl001-sp0101", 2).await;
+    let reopened = store.open_tickets_for_device(&device.id).await.unwrap();
+    assert_eq!(reopened.len(), 1);
+    assert_eq!(reopened[0].id, ticket_id);
+}

@@ -85,6 +85,8 @@ pub struct CompiledRule {
     pub remediation: Option<String>,
     pub kb: Option<String>,
     pub source: Option<String>,
+    /// Open a ticket per failing device (see `format::Rule::auto_ticket`).
+    pub auto_ticket: bool,
     pub(crate) scope: CompiledScope,
     pub(crate) check: CompiledCheck,
     /// The expected value, worded once.
@@ -551,6 +553,7 @@ pub(crate) fn build(text: &str, known: &KnownTenants) -> Result<CompiledStandard
             remediation: r.remediation.clone(),
             kb: r.kb.clone(),
             source: r.source.clone(),
+            auto_ticket: r.auto_ticket,
             scope,
             check,
             expected,

@@ -182,6 +182,10 @@ pub struct Rule {
     pub source: Option<String>,
     /// Knowledge-base article id with the detailed instructions.
     pub kb: Option<String>,
+    /// Open a service-desk ticket for each failing device (one per device
+    /// and rule), resolved by itself when the device passes again.
+    #[serde(default)]
+    pub auto_ticket: bool,
 }
 
 /// What a rule checks. `check = { type = "hardware_min", ram_gib = 8 }`.

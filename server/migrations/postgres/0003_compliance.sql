@@ -59,3 +59,12 @@ CREATE TABLE compliance_changes (
     actual      TEXT NOT NULL
 );
 CREATE INDEX compliance_changes_device ON compliance_changes(device_id, at);
+
+-- The one service-desk ticket per device and rule that `auto_ticket`
+-- rules open; reopened or resolved as the result changes, never duplicated.
+CREATE TABLE compliance_tickets (
+    device_id  TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+    rule_id    TEXT NOT NULL,
+    ticket_id  TEXT NOT NULL REFERENCES tickets(id) ON DELETE CASCADE,
+    PRIMARY KEY (device_id, rule_id)
+);

@@ -213,6 +213,15 @@ pub trait Store: Send + Sync + 'static {
         rows: &[SchoolCompliance],
     ) -> Result<()>;
     async fn compliance_snapshot(&self, day: &str) -> Result<Vec<SchoolCompliance>>;
+    /// The ticket an `auto_ticket` rule opened for this device, if any.
+    async fn compliance_ticket(&self, device_id: &str, rule_id: &str) -> Result<Option<String>>;
+    /// Records that ticket; false when one was recorded meanwhile.
+    async fn insert_compliance_ticket(
+        &self,
+        device_id: &str,
+        rule_id: &str,
+        ticket_id: &str,
+    ) -> Result<bool>;
 
     // --- audit ---
     async fn append_audit(&self, event: &AuditEvent) -> Result<()>;

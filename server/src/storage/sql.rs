@@ -1129,6 +1129,35 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
+            async fn compliance_ticket(&self, device_id: &str, rule_id: &str) -> Result<Option<String>> {
+                let row: Option<(String,)> = sqlx::query_as(
+                    "SELECT ticket_id FROM compliance_tickets WHERE device_id = $1 AND rule_id = $2",
+                )
+                .bind(device_id)
+                .bind(rule_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(|(id,)| id))
+            }
+
+            async fn insert_compliance_ticket(
+                &self,
+                device_id: &str,
+                rule_id: &str,
+                ticket_id: &str,
+            ) -> Result<bool> {
+                let done = sqlx::query(
+                    "INSERT INTO compliance_tickets (device_id, rule_id, ticket_id) VALUES ($1, $2, $3) \
+                     ON CONFLICT (device_id, rule_id) DO NOTHING",
+                )
+                .bind(device_id)
+                .bind(rule_id)
+                .bind(ticket_id)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn compliance_snapshot(&self, day: &str) -> Result<Vec<SchoolCompliance>> {
                 Ok(sqlx::query_as(
                     "SELECT county_id, school_id, devices, compliant FROM compliance_snapshots \
