@@ -108,35 +108,10 @@ pub async fn run(cmd: SoftwareCommand, ctx: &Context, ui: &mut Ui<'_>) -> anyhow
     Ok(())
 }
 
-/// Orders versions segment by segment, numbers numerically
-/// ("9.2" < "10.0", "1.1.1w" < "3.0.2"), for a readable `--by-version` list.
-/// Only for display: the server decides what `--version-below` means.
+/// Orders versions segment by segment, for a readable `--by-version` list:
+/// the same comparison the server uses for `--version-below`.
 pub fn compare_versions(a: &str, b: &str) -> Ordering {
-    let segments = |v: &str| -> Vec<String> {
-        v.split(|c: char| !c.is_ascii_alphanumeric())
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect()
-    };
-    let (sa, sb) = (segments(a), segments(b));
-    for (x, y) in sa.iter().zip(&sb) {
-        let ord = match (x.parse::<u64>(), y.parse::<u64>()) {
-            (Ok(m), Ok(n)) => m.cmp(&n),
-            // A segment that starts with digits ("1w") compares by its number first.
-            _ => leading_number(x)
-                .cmp(&leading_number(y))
-                .then_with(|| x.cmp(y)),
-        };
-        if ord != Ordering::Equal {
-            return ord;
-        }
-    }
-    sa.len().cmp(&sb.len()).then_with(|| a.cmp(b))
-}
-
-fn leading_number(s: &str) -> Option<u64> {
-    let digits: String = s.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
+    schoolfleet_standard::version::compare(a, b)
 }
 
 #[cfg(test)]
