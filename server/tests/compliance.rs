@@ -182,29 +182,9 @@ async fn county_coordinator_sees_only_their_county() {
         })
         .await
         .unwrap();
-    admin
-        .users
-        .create_user(CreateUserRequest {
-            name: "kus-coord".into(),
-            county_id: "kus".into(),
-            roles: vec![RoleBinding {
-                role: "coordinator".into(),
-                scope: "county:kus".into(),
-            }],
-        })
-        .await
-        .unwrap();
-    let secret = admin
-        .users
-        .create_api_token(CreateApiTokenRequest {
-            user: "kus-coord".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .secret;
-    let mut coord = server.client(&secret).await;
+    let mut coord = server
+        .user_clients("kus-coord", "kus", "coordinator", "county:kus")
+        .await;
     let summary = coord
         .compliance
         .compliance_summary(ComplianceSummaryRequest::default())

@@ -113,33 +113,6 @@ async fn fixture() -> Fixture {
     }
 }
 
-async fn user_clients(f: &Fixture, name: &str, county: &str, role: &str, scope: &str) -> Clients {
-    let mut admin = f.server.client(&f.server.bootstrap_token).await;
-    admin
-        .users
-        .create_user(CreateUserRequest {
-            name: name.into(),
-            county_id: county.into(),
-            roles: vec![RoleBinding {
-                role: role.into(),
-                scope: scope.into(),
-            }],
-        })
-        .await
-        .unwrap();
-    let secret = admin
-        .users
-        .create_api_token(CreateApiTokenRequest {
-            user: name.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .secret;
-    f.server.client(&secret).await
-}
-
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
     Refused,
@@ -329,16 +302,25 @@ async fn every_call(c: &mut Clients, f: &Fixture, assignee: &str) -> Vec<(&'stat
 async fn kusel_roles_never_reach_a_kaiserslautern_ticket() {
     let f = fixture().await;
     // A technician for the assign call, who could work on the ticket.
-    let _ = user_clients(&f, "coop-tech-kl", "kl", "technician", "cooperation").await;
+    let _ = f
+        .server
+        .user_clients("coop-tech-kl", "kl", "technician", "cooperation")
+        .await;
     for role in ["admin", "technician", "coordinator", "viewer"] {
-        let mut c = user_clients(&f, &format!("kus-{role}"), "kus", role, "county:kus").await;
+        let mut c = f
+            .server
+            .user_clients(&format!("kus-{role}"), "kus", role, "county:kus")
+            .await;
         for (call, result) in every_call(&mut c, &f, "coop-tech-kl").await {
             assert_ne!(result, Outcome::Reached, "{role}@county:kus reached {call}");
         }
     }
     // The foreign ticket must not even be known to exist: NOT_FOUND, the
     // same answer as for a ticket number nobody ever had.
-    let mut kus_admin = user_clients(&f, "kus-admin2", "kus", "admin", "county:kus").await;
+    let mut kus_admin = f
+        .server
+        .user_clients("kus-admin2", "kus", "admin", "county:kus")
+        .await;
     for key in [f.foreign_ticket.clone(), "SUP-99999".to_string()] {
         let codes = [
             kus_admin
@@ -374,7 +356,10 @@ async fn kusel_roles_never_reach_a_kaiserslautern_ticket() {
         ];
         assert_eq!(codes, [Code::NotFound; 3], "{key}");
     }
-    let mut school_viewer = user_clients(&f, "kl002-viewer", "kl", "viewer", "school:kus012").await;
+    let mut school_viewer = f
+        .server
+        .user_clients("kl002-viewer", "kl", "viewer", "school:kus012")
+        .await;
     for (call, result) in every_call(&mut school_viewer, &f, "coop-tech-kl").await {
         assert_ne!(result, Outcome::Reached, "school viewer reached {call}");
     }
@@ -383,8 +368,14 @@ async fn kusel_roles_never_reach_a_kaiserslautern_ticket() {
 #[tokio::test]
 async fn cooperation_technician_reaches_every_call() {
     let f = fixture().await;
-    let _ = user_clients(&f, "coop-tech-kl", "kl", "technician", "cooperation").await;
-    let mut c = user_clients(&f, "anna", "don", "technician", "cooperation").await;
+    let _ = f
+        .server
+        .user_clients("coop-tech-kl", "kl", "technician", "cooperation")
+        .await;
+    let mut c = f
+        .server
+        .user_clients("anna", "don", "technician", "cooperation")
+        .await;
     for (call, result) in every_call(&mut c, &f, "coop-tech-kl").await {
         assert_eq!(result, Outcome::Reached, "cooperation technician: {call}");
     }
@@ -394,9 +385,18 @@ async fn cooperation_technician_reaches_every_call() {
 async fn assignment_needs_a_role_for_the_tickets_county() {
     let f = fixture().await;
     let mut coordinator_admin = f.server.client(&f.server.bootstrap_token).await;
-    let _ = user_clients(&f, "kus-tech", "kus", "technician", "county:kus").await;
-    let _ = user_clients(&f, "kus-coop-tech", "kus", "technician", "cooperation").await;
-    let _ = user_clients(&f, "kl-viewer", "kl", "viewer", "county:kl").await;
+    let _ = f
+        .server
+        .user_clients("kus-tech", "kus", "technician", "county:kus")
+        .await;
+    let _ = f
+        .server
+        .user_clients("kus-coop-tech", "kus", "technician", "cooperation")
+        .await;
+    let _ = f
+        .server
+        .user_clients("kl-viewer", "kl", "viewer", "county:kl")
+        .await;
     // A Kusel-only technician cannot be assigned a Kaiserslautern ticket.
     let err = coordinator_admin
         .tickets
@@ -429,7 +429,10 @@ async fn assignment_needs_a_role_for_the_tickets_county() {
         .into_inner();
     assert_eq!(ticket.assignee, "kus-coop-tech");
     // And sees it under --mine.
-    let mut tech = user_clients(&f, "kus-coop-tech2", "kus", "technician", "cooperation").await;
+    let mut tech = f
+        .server
+        .user_clients("kus-coop-tech2", "kus", "technician", "cooperation")
+        .await;
     let mine = tech
         .tickets
         .list_tickets(ListTicketsRequest {
@@ -455,7 +458,10 @@ async fn assignment_needs_a_role_for_the_tickets_county() {
 #[tokio::test]
 async fn viewers_read_but_do_not_work_and_devices_stay_in_the_tickets_tenant() {
     let f = fixture().await;
-    let mut viewer = user_clients(&f, "kus-viewer", "kus", "viewer", "county:kus").await;
+    let mut viewer = f
+        .server
+        .user_clients("kus-viewer", "kus", "viewer", "county:kus")
+        .await;
     let detail = viewer
         .tickets
         .get_ticket(TicketRef {
@@ -476,7 +482,10 @@ async fn viewers_read_but_do_not_work_and_devices_stay_in_the_tickets_tenant() {
     assert_eq!(err.code(), Code::PermissionDenied);
     // Even a cooperation technician cannot pull a Kaiserslautern device
     // into a Kusel ticket: everyone who reads the ticket would see it.
-    let mut tech = user_clients(&f, "anna", "don", "technician", "cooperation").await;
+    let mut tech = f
+        .server
+        .user_clients("anna", "don", "technician", "cooperation")
+        .await;
     let err = tech
         .tickets
         .link_ticket_device(LinkTicketDeviceRequest {
@@ -534,7 +543,10 @@ async fn kusel_roles_read_the_shared_kb_but_write_only_their_own() {
     assert!(article.body.contains("## Ursache"), "template used");
     assert_eq!(article.tags, ["beamer"]);
     for role in ["admin", "technician", "coordinator", "viewer"] {
-        let mut c = user_clients(&f, &format!("kus-{role}"), "kus", role, "county:kus").await;
+        let mut c = f
+            .server
+            .user_clients(&format!("kus-{role}"), "kus", role, "county:kus")
+            .await;
         // Reading is shared across the cooperation, by design.
         let got =
             c.kb.get_article(GetArticleRequest {
@@ -591,7 +603,10 @@ async fn kusel_roles_read_the_shared_kb_but_write_only_their_own() {
 async fn cooperation_technician_edits_versions_diffs_and_links() {
     let f = fixture().await;
     let article = foreign_article(&f).await;
-    let mut tech = user_clients(&f, "anna", "don", "technician", "cooperation").await;
+    let mut tech = f
+        .server
+        .user_clients("anna", "don", "technician", "cooperation")
+        .await;
     let v2 = tech
         .kb
         .update_article(UpdateArticleRequest {

@@ -134,34 +134,6 @@ async fn fixture() -> Fixture {
     }
 }
 
-/// Creates a user with one binding and returns clients with its token.
-async fn user_clients(f: &Fixture, name: &str, role: &str, scope: &str) -> Clients {
-    let mut admin = f.server.client(&f.server.bootstrap_token).await;
-    admin
-        .users
-        .create_user(CreateUserRequest {
-            name: name.into(),
-            county_id: String::new(),
-            roles: vec![RoleBinding {
-                role: role.into(),
-                scope: scope.into(),
-            }],
-        })
-        .await
-        .unwrap();
-    let secret = admin
-        .users
-        .create_api_token(CreateApiTokenRequest {
-            user: name.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .secret;
-    f.server.client(&secret).await
-}
-
 /// How one call went, as far as isolation is concerned.
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
@@ -428,7 +400,10 @@ async fn every_call(c: &mut Clients, f: &Fixture) -> Vec<(&'static str, Outcome)
 async fn county_roles_never_reach_another_county() {
     let f = fixture().await;
     for role in ["admin", "technician", "coordinator", "viewer"] {
-        let mut clients = user_clients(&f, &format!("kus-{role}"), role, "county:kus").await;
+        let mut clients = f
+            .server
+            .user_clients(&format!("kus-{role}"), "", role, "county:kus")
+            .await;
         for (call, outcome) in every_call(&mut clients, &f).await {
             assert_ne!(
                 outcome,
@@ -438,7 +413,10 @@ async fn county_roles_never_reach_another_county() {
         }
     }
     // School-scoped roles are even narrower.
-    let mut clients = user_clients(&f, "kus012-admin", "admin", "school:kus012").await;
+    let mut clients = f
+        .server
+        .user_clients("kus012-admin", "", "admin", "school:kus012")
+        .await;
     for (call, outcome) in every_call(&mut clients, &f).await {
         assert_ne!(
             outcome,
@@ -460,7 +438,10 @@ async fn county_roles_never_reach_another_county() {
 #[tokio::test]
 async fn cooperation_wide_technician_reaches_every_county() {
     let f = fixture().await;
-    let mut clients = user_clients(&f, "team-tech", "technician", "cooperation").await;
+    let mut clients = f
+        .server
+        .user_clients("team-tech", "", "technician", "cooperation")
+        .await;
     let results = every_call(&mut clients, &f).await;
     let outcome = |name: &str| &results.iter().find(|(call, _)| *call == name).unwrap().1;
     // The joint team reads and works on devices of every county...

@@ -90,6 +90,38 @@ impl InProcessServer {
     }
 }
 
+impl InProcessServer {
+    /// Creates a user with one role binding (as the bootstrap admin) and
+    /// returns clients authenticated with a fresh token of that user.
+    pub async fn user_clients(&self, name: &str, county: &str, role: &str, scope: &str) -> Clients {
+        use schoolfleet_proto::v1::{CreateApiTokenRequest, CreateUserRequest, RoleBinding};
+        let mut admin = self.client(&self.bootstrap_token).await;
+        admin
+            .users
+            .create_user(CreateUserRequest {
+                name: name.into(),
+                county_id: county.into(),
+                roles: vec![RoleBinding {
+                    role: role.into(),
+                    scope: scope.into(),
+                }],
+            })
+            .await
+            .unwrap();
+        let secret = admin
+            .users
+            .create_api_token(CreateApiTokenRequest {
+                user: name.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .secret;
+        self.client(&secret).await
+    }
+}
+
 impl Drop for InProcessServer {
     fn drop(&mut self) {
         self.shutdown.cancel();
