@@ -49,12 +49,21 @@ impl ComplianceEngine {
         store: &Arc<dyn Store>,
         revision: Option<i64>,
     ) -> Result<Option<Current>, ComplianceError> {
-        let Some(record) = store.get_standard_version(revision).await? else {
-            return Ok(None);
+        // Every changed inventory asks for the latest standard: look up the
+        // revision number only, and read and compile the file on a miss.
+        let wanted = match revision {
+            Some(r) => r,
+            None => match store.latest_standard_revision().await? {
+                Some(r) => r,
+                None => return Ok(None),
+            },
         };
-        if let Some(hit) = self.lock().iter().find(|c| c.revision == record.revision) {
+        if let Some(hit) = self.lock().iter().find(|c| c.revision == wanted) {
             return Ok(Some(hit.clone()));
         }
+        let Some(record) = store.get_standard_version(Some(wanted)).await? else {
+            return Ok(None);
+        };
         let compiled = Standard::compile(&record.content).map_err(|errors| {
             let first = errors.first().map(ToString::to_string).unwrap_or_default();
             ComplianceError::Corrupt(record.revision, first)

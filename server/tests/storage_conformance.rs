@@ -683,9 +683,14 @@ async fn compliance_results_per_revision(store: Arc<dyn Store>) {
         applied_at: 1,
     };
     assert!(store.get_standard_version(None).await.unwrap().is_none());
+    assert_eq!(store.latest_standard_revision().await.unwrap(), None);
     let first = store.insert_standard_version(&v("2025.1.0")).await.unwrap();
     let second = store.insert_standard_version(&v("2025.2.0")).await.unwrap();
     assert!(second.revision > first.revision);
+    assert_eq!(
+        store.latest_standard_revision().await.unwrap(),
+        Some(second.revision)
+    );
     assert_eq!(
         store
             .get_standard_version(None)

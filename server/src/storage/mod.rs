@@ -162,6 +162,8 @@ pub trait Store: Send + Sync + 'static {
         revision: Option<i64>,
     ) -> Result<Option<StandardVersionRecord>>;
     async fn list_standard_versions(&self) -> Result<Vec<StandardVersionRecord>>;
+    /// The latest revision number, without the file.
+    async fn latest_standard_revision(&self) -> Result<Option<i64>>;
     /// Active devices (id order, after `after_id`) with their inventories,
     /// a page at a time: fleet evaluation reads in batches, not per device.
     async fn list_device_inventories(

@@ -892,6 +892,14 @@ macro_rules! impl_sql_store {
                 .await?)
             }
 
+            async fn latest_standard_revision(&self) -> Result<Option<i64>> {
+                let (latest,): (Option<i64>,) =
+                    sqlx::query_as("SELECT MAX(revision) FROM standard_versions")
+                        .fetch_one(&self.pool)
+                        .await?;
+                Ok(latest)
+            }
+
             async fn list_standard_versions(&self) -> Result<Vec<StandardVersionRecord>> {
                 Ok(sqlx::query_as(
                     "SELECT revision, standard_id, version, '' AS content, rules, waivers, \
