@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/schoolfleet/v1/admin.proto",
         "proto/schoolfleet/v1/compliance.proto",
         "proto/schoolfleet/v1/service_desk.proto",
+        "proto/schoolfleet/v1/session.proto",
     ];
     let fds = protox::compile(files, ["proto"])?;
 

@@ -493,7 +493,13 @@ impl Agent {
                 Next::Disconnect
             }
             // Remote sessions come with a later version.
-            Some(ServerBody::OpenSession(_)) | None => Next::Continue,
+            // Remote sessions are not implemented in this agent yet.
+            Some(
+                ServerBody::OpenSession(_)
+                | ServerBody::OpenChannel(_)
+                | ServerBody::CloseSession(_),
+            )
+            | None => Next::Continue,
         }
     }
 }

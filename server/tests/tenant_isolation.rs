@@ -72,6 +72,7 @@ async fn fixture() -> Fixture {
             roles: vec![RoleBinding {
                 role: "admin".into(),
                 scope: "county:kl".into(),
+                remote: String::new(),
             }],
         })
         .await
@@ -267,6 +268,7 @@ async fn every_call(c: &mut Clients, f: &Fixture) -> Vec<(&'static str, Outcome)
                         roles: vec![RoleBinding {
                             role: "viewer".into(),
                             scope: "county:kl".into(),
+                            remote: String::new(),
                         }],
                     })
                     .await,

@@ -31,6 +31,7 @@ async fn county_admin_cannot_manage_a_user_bound_to_an_unknown_tenant() {
             roles: vec![RoleBinding {
                 role: "admin".into(),
                 scope: "county:kus".into(),
+                remote: String::new(),
             }],
         })
         .await
@@ -117,6 +118,7 @@ async fn user_names_that_look_like_ids_are_refused() {
             roles: vec![RoleBinding {
                 role: "viewer".into(),
                 scope: "cooperation".into(),
+                remote: String::new(),
             }],
         })
         .await;

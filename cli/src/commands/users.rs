@@ -126,6 +126,7 @@ pub async fn user(cmd: UserCommand, ctx: &Context, ui: &mut Ui<'_>) -> anyhow::R
                     .map(|r| RoleBinding {
                         role: r.role.as_str().to_owned(),
                         scope: r.scope.to_string(),
+                        remote: String::new(),
                     })
                     .collect(),
             };
@@ -212,10 +213,12 @@ mod tests {
                 RoleBinding {
                     role: "technician".into(),
                     scope: "county:kus".into(),
+                    remote: String::new(),
                 },
                 RoleBinding {
                     role: "viewer".into(),
                     scope: "cooperation".into(),
+                    remote: String::new(),
                 },
             ],
             created_at: None,

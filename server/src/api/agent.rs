@@ -278,6 +278,18 @@ impl AgentService for AgentApi {
         }))
     }
 
+    type SessionChannelStream =
+        Pin<Box<dyn Stream<Item = Result<ClientFrame, Status>> + Send + 'static>>;
+
+    async fn session_channel(
+        &self,
+        _request: Request<Streaming<DeviceFrame>>,
+    ) -> Result<Response<Self::SessionChannelStream>, Status> {
+        Err(Status::unimplemented(
+            "remote sessions are not available yet",
+        ))
+    }
+
     async fn report_problem(
         &self,
         request: Request<ReportProblemRequest>,

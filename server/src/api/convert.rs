@@ -92,6 +92,7 @@ pub fn user(u: &storage::User) -> v1::User {
             .map(|(role, scope)| v1::RoleBinding {
                 role: role.clone(),
                 scope: scope.clone(),
+                remote: String::new(),
             })
             .collect(),
         created_at: ts(u.created_at),

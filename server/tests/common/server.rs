@@ -104,6 +104,7 @@ impl InProcessServer {
                 roles: vec![RoleBinding {
                     role: role.into(),
                     scope: scope.into(),
+                    remote: String::new(),
                 }],
             })
             .await
