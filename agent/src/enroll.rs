@@ -37,10 +37,25 @@ pub struct Enrolled {
     pub reenrolled: bool,
 }
 
+/// How the device identifies its hardware to the server, which uses it to
+/// find the device again after a reinstall (like osquery's
+/// `--host_identifier`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HostIdentifier {
+    /// Firmware UUID and serial number, else the hashed OS machine id.
+    #[default]
+    Hardware,
+    /// A random id made once per agent state directory. For cloned disk
+    /// images without firmware UUIDs, whose machine ids are all the same:
+    /// each installation becomes its own device.
+    Instance,
+}
+
 pub async fn enroll(
     server_url: &str,
     token: &str,
     state_dir: &Path,
+    host_identifier: HostIdentifier,
 ) -> Result<Enrolled, EnrollError> {
     let parts = parse_enrollment_token(token)?;
     let channel = transport::connect(
@@ -62,15 +77,23 @@ pub async fn enroll(
     let system = inventory.system.unwrap_or_default();
     let hardware = inventory.hardware.unwrap_or_default();
     let (key_pem, csr_pem) = identity::generate_key_and_csr(&system.hostname)?;
+    let (system_uuid, serial_number, machine_id) = match host_identifier {
+        HostIdentifier::Hardware => (
+            hardware.system_uuid,
+            hardware.serial_number,
+            hashed_machine_id().unwrap_or_default(),
+        ),
+        HostIdentifier::Instance => (String::new(), String::new(), instance_id(state_dir)?),
+    };
     let response = AgentServiceClient::new(channel)
         .enroll(EnrollRequest {
             token: token.trim().to_owned(),
             csr_pem,
-            system_uuid: hardware.system_uuid,
-            serial_number: hardware.serial_number,
+            system_uuid,
+            serial_number,
             hostname: system.hostname,
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
-            machine_id: hashed_machine_id().unwrap_or_default(),
+            machine_id,
         })
         .await
         .map_err(|status| EnrollError::Refused(status.message().to_owned()))?
@@ -99,6 +122,35 @@ pub async fn enroll(
         device_class: response.device_class,
         reenrolled: response.reenrolled,
     })
+}
+
+/// The per-installation id for `HostIdentifier::Instance`, made on first
+/// use and kept in the state directory, hashed like the machine id.
+fn instance_id(state_dir: &Path) -> Result<String, EnrollError> {
+    use sha2::{Digest, Sha256};
+    let path = state_dir.join("instance-id");
+    let id = match std::fs::read_to_string(&path) {
+        Ok(id) if id.trim().len() >= 16 => id.trim().to_owned(),
+        _ => {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            let io_error = |source| identity::IdentityError::Io {
+                path: path.clone(),
+                source,
+            };
+            std::fs::create_dir_all(state_dir).map_err(io_error)?;
+            schoolfleet_proto::files::write_durably(
+                &path,
+                id.as_bytes(),
+                0o600,
+                schoolfleet_proto::files::Existing::Replace,
+            )
+            .map_err(io_error)?;
+            id
+        }
+    };
+    Ok(hex::encode(Sha256::digest(format!(
+        "schoolfleet-device:{id}"
+    ))))
 }
 
 /// The OS machine id, hashed with an app-specific prefix (as systemd advises

@@ -43,6 +43,12 @@ enum Command {
         /// Read the enrolment token from this file.
         #[arg(long)]
         token_file: Option<PathBuf>,
+        /// How the server recognises this device when it enrols again:
+        /// `hardware` (firmware UUID + serial, else the OS machine id) or
+        /// `instance` (a random id per installation, for cloned images
+        /// without firmware UUIDs).
+        #[arg(long, value_enum, default_value = "hardware")]
+        host_identifier: HostIdentifierArg,
     },
     /// Run the agent in the foreground (systemd runs it like this).
     Run {
@@ -71,6 +77,21 @@ enum Command {
     },
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum HostIdentifierArg {
+    Hardware,
+    Instance,
+}
+
+impl From<HostIdentifierArg> for enroll::HostIdentifier {
+    fn from(arg: HostIdentifierArg) -> Self {
+        match arg {
+            HostIdentifierArg::Hardware => enroll::HostIdentifier::Hardware,
+            HostIdentifierArg::Instance => enroll::HostIdentifier::Instance,
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing();
@@ -88,6 +109,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             server,
             token,
             token_file,
+            host_identifier,
         } => {
             let token = match (token, token_file) {
                 (Some(token), _) => token,
@@ -97,7 +119,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     "an enrolment token is required: --token, --token-file or SCHOOLFLEET_AGENT_TOKEN"
                 ),
             };
-            let enrolled = enroll::enroll(&server, &token, &cli.state_dir)
+            let enrolled = enroll::enroll(&server, &token, &cli.state_dir, host_identifier.into())
                 .await
                 .map_err(|e| anyhow::anyhow!("enrolment failed: {}", runtime::error_chain(&e)))?;
             println!(
