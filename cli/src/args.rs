@@ -272,7 +272,7 @@ pub struct ExecArgs {
 pub struct ForwardArgs {
     /// Device id or host name
     pub device: String,
-    /// [LOCALPORT:]HOST:PORT — HOST and PORT as seen from the device
+    /// HOST and PORT as seen from the device; LOCALPORT 0 takes any free port
     #[arg(value_parser = forward_target, value_name = "[LOCALPORT:]HOST:PORT")]
     pub target: ForwardTarget,
     /// Local address to listen on
@@ -1277,6 +1277,203 @@ mod tests {
         };
         assert_eq!(d.not_seen_for, Some(Duration::from_secs(7 * 86400)));
         assert_eq!(d.school.as_deref(), Some("kus012"));
+    }
+
+    #[test]
+    fn forward_targets() {
+        let t = |local, host: &str, port| ForwardTarget {
+            local_port: local,
+            host: host.into(),
+            port,
+        };
+        assert_eq!(
+            forward_target("5901:127.0.0.1:5900"),
+            Ok(t(5901, "127.0.0.1", 5900))
+        );
+        assert_eq!(
+            forward_target("drucker-r101.schule.local:80"),
+            Ok(t(80, "drucker-r101.schule.local", 80))
+        );
+        assert_eq!(
+            forward_target("0:10.0.0.5:3389"),
+            Ok(t(0, "10.0.0.5", 3389))
+        );
+        assert_eq!(
+            forward_target("8080:[fd00::20]:80"),
+            Ok(t(8080, "fd00::20", 80))
+        );
+        assert_eq!(forward_target("[::1]:22"), Ok(t(22, "::1", 22)));
+        for bad in [
+            "5900",
+            "host:0",
+            "host:70000",
+            "x:host:80",
+            "1:2:3:4",
+            ":80",
+            "8080:fd00::20:80",
+            "8080:[fd00::20:80",
+            "80:ho st:80",
+        ] {
+            assert!(forward_target(bad).is_err(), "{bad} parsed");
+        }
+    }
+
+    #[test]
+    fn copy_locations() {
+        assert_eq!(
+            copy_location("kus012-pc07:/tmp/a.txt"),
+            Ok(CopyLocation::Remote {
+                device: "kus012-pc07".into(),
+                path: "/tmp/a.txt".into()
+            })
+        );
+        assert_eq!(
+            copy_location("./a:b"),
+            Ok(CopyLocation::Local(PathBuf::from("./a:b")))
+        );
+        assert_eq!(
+            copy_location("/abs/file"),
+            Ok(CopyLocation::Local(PathBuf::from("/abs/file")))
+        );
+        assert!(
+            copy_location("pc07:tmp/a")
+                .unwrap_err()
+                .contains("absolute")
+        );
+        assert!(copy_location("pc07:/tmp/a\0b").is_err());
+        assert!(copy_location("").is_err());
+    }
+
+    #[test]
+    fn session_commands_parse() {
+        let cli = parse(&[
+            "exec",
+            "kus012-pc07",
+            "--reason",
+            "Updates",
+            "--",
+            "apt",
+            "list",
+            "--upgradable",
+        ])
+        .unwrap();
+        let Command::Exec(exec) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!(exec.device.as_deref(), Some("kus012-pc07"));
+        assert_eq!(exec.command, ["apt", "list", "--upgradable"]);
+        assert_eq!(exec.timeout, Duration::from_secs(60));
+        assert_eq!(exec.concurrency, 10);
+
+        let cli = parse(&[
+            "exec",
+            "--school",
+            "kus012",
+            "--class",
+            "schueler-pc",
+            "--concurrency",
+            "3",
+            "--timeout",
+            "30s",
+            "--reason",
+            "Neustart",
+            "--",
+            "true",
+        ])
+        .unwrap();
+        let Command::Exec(exec) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!(exec.device, None);
+        assert_eq!(exec.school.as_deref(), Some("kus012"));
+        assert_eq!(exec.concurrency, 3);
+
+        let cli = parse(&["cp", "./a.txt", "pc07:/tmp/"]).unwrap();
+        let Command::Cp(cp) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!(cp.reason, "file copy");
+
+        for args in [
+            &["exec", "pc07", "--", "true"][..],
+            &["exec", "pc07", "--reason", "x"],
+            &[
+                "exec", "pc07", "--school", "kus012", "--reason", "x", "--", "true",
+            ],
+            &[
+                "exec",
+                "--class",
+                "schueler-pc",
+                "--reason",
+                "x",
+                "--",
+                "true",
+            ],
+            &["exec", "pc07", "--reason", "", "--", "true"],
+            &["exec", "pc07", "--reason", "a\u{1b}b", "--", "true"],
+            &["shell", "pc07"],
+            &["forward", "pc07", "5900", "--reason", "x"],
+            &["sessions", "play", "s1", "--speed", "0"],
+            &["consent", "set", "--school", "kus012", "--mode", "ask"],
+            &[
+                "user",
+                "add",
+                "a",
+                "--role",
+                "technician@county:kus",
+                "--remote",
+                "ssh",
+            ],
+            &["audit", "list", "--since", "yesterday-ish"],
+        ] {
+            let err = parse(args)
+                .err()
+                .unwrap_or_else(|| panic!("{args:?} parsed"));
+            assert_eq!(err.exit_code(), 2, "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn remote_capability_lists() {
+        assert_eq!(
+            remote_capabilities("shell,exec,cp").as_deref(),
+            Ok("shell,exec,cp")
+        );
+        assert_eq!(remote_capabilities(" exec , exec ").as_deref(), Ok("exec"));
+        assert_eq!(remote_capabilities("none").as_deref(), Ok("none"));
+        assert!(remote_capabilities("none,exec").is_err());
+        assert!(remote_capabilities("").is_err());
+        let cli = parse(&[
+            "user",
+            "add",
+            "a",
+            "--role",
+            "technician@county:kus",
+            "--remote",
+            "exec,forward",
+        ])
+        .unwrap();
+        let Command::User(UserCommand::Add { remote, .. }) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!(remote.as_deref(), Some("exec,forward"));
+    }
+
+    #[test]
+    fn since_accepts_days_times_and_durations() {
+        assert_eq!(
+            since_time("2026-11-01").unwrap().to_rfc3339(),
+            "2026-11-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            since_time("2026-11-01T10:00:00+01:00")
+                .unwrap()
+                .to_rfc3339(),
+            "2026-11-01T09:00:00+00:00"
+        );
+        let week = since_time("7d").unwrap();
+        let age = chrono::Utc::now() - week;
+        assert!((age.num_hours() - 168).abs() <= 1, "{age}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use schoolfleet_proto::text::for_terminal;
-use schoolfleet_proto::v1::{CopyDirection, CopySpec, session_spec};
+use schoolfleet_proto::v1::{ClientFrame, CopyDirection, CopySpec, session_spec};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
@@ -303,43 +303,38 @@ pub async fn upload_attempt(
     progress.set(size, offset);
 
     let mut buf = vec![0u8; UPLOAD_CHUNK];
-    let mut sent_eof = false;
+    // The next frame to send, kept across loop turns: a device frame that
+    // arrives meanwhile must not make us drop file bytes.
+    let mut pending: Option<(ClientFrame, usize)> = None;
+    let mut file_done = false;
     loop {
-        let frame = if sent_eof {
-            None
-        } else {
+        if pending.is_none() && !file_done {
             let n = file
                 .read(&mut buf)
                 .await
                 .map_err(|e| local_io("cannot read", src, e))?;
-            if n == 0 {
-                Some((session::eof_frame(), 0))
+            file_done = n == 0;
+            pending = Some(if n == 0 {
+                (session::eof_frame(), 0)
             } else {
-                Some((session::input_frame(buf[..n].to_vec()), n))
-            }
-        };
-        match frame {
-            Some((frame, n)) => {
-                tokio::select! {
-                    sent = channel.input.send(frame) => {
-                        if sent.is_err() {
-                            // The channel is over: its last frame says why.
-                            sent_eof = true;
-                        } else if n == 0 {
-                            sent_eof = true;
-                        } else {
-                            progress.advance(n as u64);
-                        }
-                    }
-                    event = session::next_event(&mut channel.frames, server) => {
-                        if let Some(result) = final_upload_event(event) {
-                            return result;
-                        }
+                (session::input_frame(buf[..n].to_vec()), n)
+            });
+        }
+        tokio::select! {
+            permit = channel.input.reserve(), if pending.is_some() => match permit {
+                Ok(permit) => {
+                    if let Some((frame, n)) = pending.take() {
+                        permit.send(frame);
+                        progress.advance(n as u64);
                     }
                 }
-            }
-            None => {
-                let event = session::next_event(&mut channel.frames, server).await;
+                // The channel is over: its last frame says why.
+                Err(_) => {
+                    pending = None;
+                    file_done = true;
+                }
+            },
+            event = session::next_event(&mut channel.frames, server) => {
                 if let Some(result) = final_upload_event(event) {
                     return result;
                 }
@@ -691,6 +686,9 @@ mod tests {
                             let take = bytes.len().min(break_after - got);
                             state.lock().unwrap().file.extend_from_slice(&bytes[..take]);
                             got += take;
+                            // Chatter while receiving: the CLI must keep
+                            // sending without losing a chunk.
+                            let _ = push.send(Ok(fake::stderr(b"."))).await;
                             if got >= break_after {
                                 let _ = push.send(Err(tonic::Status::unavailable("reset"))).await;
                                 return;
