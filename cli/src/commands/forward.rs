@@ -52,7 +52,11 @@ pub async fn run(
     writeln!(
         ui.err,
         "Forwarding {local} -> {}:{} on {} (session {}); Ctrl-C ends it.",
-        for_terminal(&target.host),
+        if target.host.contains(':') {
+            format!("[{}]", for_terminal(&target.host))
+        } else {
+            for_terminal(&target.host).into_owned()
+        },
         target.port,
         for_terminal(&device),
         for_terminal(session.id()),

@@ -175,13 +175,13 @@ impl SessionRow {
 }
 
 pub async fn run(cmd: SessionsCommand, ctx: &Context, ui: &mut Ui<'_>) -> anyhow::Result<()> {
-    let api = ctx.connect().await?;
     match cmd {
         SessionsCommand::List {
             device,
             live,
             limit,
         } => {
+            let api = ctx.connect().await?;
             let sessions = api
                 .sessions()
                 .list_sessions(ListSessionsRequest {
@@ -196,6 +196,7 @@ pub async fn run(cmd: SessionsCommand, ctx: &Context, ui: &mut Ui<'_>) -> anyhow
             ui.list(&rows)?;
         }
         SessionsCommand::Show { id } => {
+            let api = ctx.connect().await?;
             let session = api
                 .sessions()
                 .get_session(GetSessionRequest { session_id: id })
@@ -205,6 +206,7 @@ pub async fn run(cmd: SessionsCommand, ctx: &Context, ui: &mut Ui<'_>) -> anyhow
             ui.one(&row, |out| out.write_all(row.section().render().as_bytes()))?;
         }
         SessionsCommand::End { id, reason } => {
+            let api = ctx.connect().await?;
             api.sessions()
                 .end_session(EndSessionRequest {
                     session_id: id.clone(),
@@ -219,33 +221,43 @@ pub async fn run(cmd: SessionsCommand, ctx: &Context, ui: &mut Ui<'_>) -> anyhow
             speed,
             idle_limit,
             cast,
-        } => {
-            // A long recording streams for longer than the unary timeout.
-            let api = crate::client::Api::connect_for_sessions(&ctx.profile()?).await?;
-            let mut chunks = api
-                .sessions()
-                .get_recording(GetRecordingRequest { session_id: id })
-                .await
-                .reply(&api)?;
-            let mut data = Vec::new();
-            while let Some(chunk) = chunks.next().await {
-                let chunk = chunk.map_err(|s| {
-                    anyhow::anyhow!(crate::client::describe_status(&s, api.server()))
-                })?;
-                data.extend_from_slice(&chunk.data);
-                if data.len() > MAX_RECORDING_BYTES {
-                    bail!("the recording is larger than {MAX_RECORDING_BYTES} bytes");
-                }
-            }
-            match cast {
-                Some(path) if path.as_os_str() == "-" => ui.out.write_all(&data)?,
-                Some(path) => write_cast(&path, &data, ui)?,
-                None => {
-                    let text = String::from_utf8_lossy(&data);
-                    let cast = parse_cast(&text)?;
-                    play(&cast, speed, idle_limit, ui).await?;
-                }
-            }
+        } => replay(id, speed, idle_limit, cast, ctx, ui).await?,
+    }
+    Ok(())
+}
+
+/// `sessions play`: fetches the .cast, then writes or plays it.
+async fn replay(
+    id: String,
+    speed: f64,
+    idle_limit: Option<Duration>,
+    cast: Option<std::path::PathBuf>,
+    ctx: &Context,
+    ui: &mut Ui<'_>,
+) -> anyhow::Result<()> {
+    // A long recording streams for longer than the unary timeout allows.
+    let api = crate::client::Api::connect_for_sessions(&ctx.profile()?).await?;
+    let mut chunks = api
+        .sessions()
+        .get_recording(GetRecordingRequest { session_id: id })
+        .await
+        .reply(&api)?;
+    let mut data = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        let chunk =
+            chunk.map_err(|s| anyhow::anyhow!(crate::client::describe_status(&s, api.server())))?;
+        data.extend_from_slice(&chunk.data);
+        if data.len() > MAX_RECORDING_BYTES {
+            bail!("the recording is larger than {MAX_RECORDING_BYTES} bytes");
+        }
+    }
+    match cast {
+        Some(path) if path.as_os_str() == "-" => ui.out.write_all(&data)?,
+        Some(path) => write_cast(&path, &data, ui)?,
+        None => {
+            let text = String::from_utf8_lossy(&data);
+            let cast = parse_cast(&text)?;
+            play(&cast, speed, idle_limit, ui).await?;
         }
     }
     Ok(())

@@ -59,6 +59,11 @@ pub async fn run(args: ShellArgs, ctx: &Context, ui: &mut Ui<'_>) -> anyhow::Res
 
     let controls = watch_signals(interactive)?;
     let input = read_stdin_in_thread();
+    let input = if interactive {
+        input
+    } else {
+        end_with_ctrl_d(input)
+    };
     terminal::install_panic_hook();
     let guard = if interactive {
         Some(RawGuard::enable(Crossterm)?)
@@ -145,6 +150,28 @@ fn read_into(mut source: impl Read, tx: &mpsc::Sender<Input>) {
         }
     }
 }
+
+/// Piped input for a shell ends with Ctrl-D before `eof`: a PTY has no
+/// half-close, so this is how the remote shell learns that its input is
+/// over (as when a person presses Ctrl-D), and `… | schoolfleet shell`
+/// ends instead of waiting at the prompt.
+pub fn end_with_ctrl_d(mut input: mpsc::Receiver<Input>) -> mpsc::Receiver<Input> {
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        while let Some(item) = input.recv().await {
+            if item == Input::Eof && tx.send(Input::Data(vec![CTRL_D])).await.is_err() {
+                return;
+            }
+            if tx.send(item).await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// VEOF of a terminal in its default settings.
+const CTRL_D: u8 = 0x04;
 
 /// Signals while a session runs.
 #[derive(Debug, PartialEq, Eq)]
@@ -487,6 +514,17 @@ mod tests {
             outcome,
             Outcome::Failed("session ended: ended by the local user at the device".into())
         );
+    }
+
+    #[tokio::test]
+    async fn piped_shell_input_ends_with_ctrl_d_then_eof() {
+        let (tx, rx) = mpsc::channel(4);
+        let mut rx = end_with_ctrl_d(rx);
+        tx.send(Input::Data(b"echo hi\n".to_vec())).await.unwrap();
+        tx.send(Input::Eof).await.unwrap();
+        assert_eq!(rx.recv().await, Some(Input::Data(b"echo hi\n".to_vec())));
+        assert_eq!(rx.recv().await, Some(Input::Data(vec![0x04])));
+        assert_eq!(rx.recv().await, Some(Input::Eof));
     }
 
     #[test]
