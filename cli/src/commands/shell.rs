@@ -32,7 +32,11 @@ const STDIN_CHUNK: usize = 64 * 1024;
 pub async fn run(args: ShellArgs, ctx: &Context, ui: &mut Ui<'_>) -> anyhow::Result<()> {
     let interactive = io::stdin().is_terminal();
     let (cols, rows) = if interactive {
-        crossterm::terminal::size().unwrap_or(DEFAULT_SIZE)
+        crossterm::terminal::size()
+            .ok()
+            // A terminal that reports 0x0 (some serial consoles) gets the default.
+            .filter(|&(cols, rows)| cols > 0 && rows > 0)
+            .unwrap_or(DEFAULT_SIZE)
     } else {
         DEFAULT_SIZE
     };
