@@ -5,21 +5,21 @@
 //! status.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-use schoolfleet_proto::transport::{der_fingerprint, format_pin};
 use schoolfleet_proto::v1::session_service_server::{SessionService, SessionServiceServer};
 use schoolfleet_proto::v1::*;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
-use tonic::transport::{Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
+
+mod common;
+use common::{collect, schoolfleet, text, wait_for};
 
 type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -180,89 +180,10 @@ impl SessionService for ScriptedDevice {
     }
 }
 
-/// A TLS server on 127.0.0.1:0 with a fresh CA, on its own runtime thread.
-/// Returns the environment the CLI needs to reach it.
 fn start_server(device: ScriptedDevice) -> Vec<(String, String)> {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let pin = format_pin(&der_fingerprint(ca_cert.der()));
-    let issuer = Issuer::from_ca_cert_der(ca_cert.der(), ca_key).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
-    let identity = Identity::from_pem(
-        format!("{}{}", leaf.pem(), ca_cert.pem()),
-        leaf_key.serialize_pem(),
-    );
-
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    listener.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            tonic::transport::Server::builder()
-                .tls_config(ServerTlsConfig::new().identity(identity))
-                .unwrap()
-                .add_service(SessionServiceServer::new(device))
-                .serve_with_incoming(TcpListenerStream::new(listener))
-                .await
-                .unwrap();
-        });
-    });
-    vec![
-        (
-            "SCHOOLFLEET_SERVER".into(),
-            format!("https://127.0.0.1:{port}"),
-        ),
-        ("SCHOOLFLEET_CA_PIN".into(), pin),
-        (
-            "SCHOOLFLEET_TOKEN".into(),
-            format!("sft_{}_{}", "0".repeat(16), "1".repeat(48)),
-        ),
-    ]
-}
-
-fn schoolfleet(env: &[(String, String)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_schoolfleet"));
-    command.envs(env.iter().map(|(k, v)| (k, v)));
-    command
-}
-
-/// Collects a child's output in the background.
-fn collect(mut source: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
-    let buffer = Arc::new(Mutex::new(Vec::new()));
-    let sink = buffer.clone();
-    std::thread::spawn(move || {
-        let mut chunk = [0u8; 4096];
-        while let Ok(n) = source.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            sink.lock().unwrap().extend_from_slice(&chunk[..n]);
-        }
-    });
-    buffer
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn text(buffer: &Arc<Mutex<Vec<u8>>>) -> String {
-    String::from_utf8_lossy(&buffer.lock().unwrap()).into_owned()
+    common::start_tls(tonic::service::Routes::new(SessionServiceServer::new(
+        device,
+    )))
 }
 
 /// The `stty -g` lines in the output (colon-separated hex fields).
