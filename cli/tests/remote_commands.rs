@@ -9,6 +9,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use schoolfleet_proto::v1::audit_service_server::{AuditService, AuditServiceServer};
 use schoolfleet_proto::v1::device_service_server::{DeviceService, DeviceServiceServer};
 use schoolfleet_proto::v1::session_service_server::{SessionService, SessionServiceServer};
 use schoolfleet_proto::v1::*;
@@ -176,8 +177,22 @@ impl SessionService for Fleet {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn list_sessions(&self, _: Request<ListSessionsRequest>) -> Reply<ListSessionsResponse> {
-        Err(Status::unimplemented(""))
+    async fn list_sessions(
+        &self,
+        request: Request<ListSessionsRequest>,
+    ) -> Reply<ListSessionsResponse> {
+        assert_eq!(request.into_inner().state, "live");
+        Ok(Response::new(ListSessionsResponse {
+            sessions: vec![Session {
+                id: "s1".into(),
+                kind: SessionKind::Shell as i32,
+                state: SessionState::Active as i32,
+                hostname: "pc01\u{1b}]0;pwned\u{7}".into(),
+                actor: "user:m.mueller".into(),
+                reason: "Drucker hängt".into(),
+                ..Default::default()
+            }],
+        }))
     }
     async fn get_session(&self, _: Request<GetSessionRequest>) -> Reply<Session> {
         Err(Status::unimplemented(""))
@@ -188,9 +203,19 @@ impl SessionService for Fleet {
     type GetRecordingStream = Boxed<RecordingChunk>;
     async fn get_recording(
         &self,
-        _: Request<GetRecordingRequest>,
+        request: Request<GetRecordingRequest>,
     ) -> Reply<Self::GetRecordingStream> {
-        Err(Status::unimplemented(""))
+        if request.into_inner().session_id != "s1" {
+            return Err(Status::not_found("session s9 has no recording"));
+        }
+        // Chunks need not end at line ends.
+        let (a, b) = CAST.split_at(100);
+        let chunks = [a, b].map(|part| {
+            Ok(RecordingChunk {
+                data: part.as_bytes().to_vec(),
+            })
+        });
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }
     async fn set_consent_policy(
         &self,
@@ -325,10 +350,40 @@ async fn copy(
     let _ = tx.send(frame(last)).await;
 }
 
+#[tonic::async_trait]
+impl AuditService for Fleet {
+    async fn list_audit_events(
+        &self,
+        _: Request<ListAuditEventsRequest>,
+    ) -> Reply<ListAuditEventsResponse> {
+        Err(Status::unimplemented(""))
+    }
+    async fn verify_audit_chain(
+        &self,
+        _: Request<VerifyAuditChainRequest>,
+    ) -> Reply<VerifyAuditChainResponse> {
+        Ok(Response::new(VerifyAuditChainResponse {
+            ok: false,
+            entries_checked: 20,
+            first_seq: 1,
+            last_seq: 20,
+            broken_at_seq: 17,
+            problem: "entry 17 was changed".into(),
+            pruned_before_seq: 0,
+        }))
+    }
+}
+
+const CAST: &str = "{\"version\": 2, \"width\": 80, \"height\": 24, \"timestamp\": 1795000000}\n\
+    [0.1, \"o\", \"$ ls\\r\\n\"]\n\
+    [0.2, \"r\", \"100x30\"]\n\
+    [30.0, \"o\", \"a.txt  b.txt\\r\\n\"]\n";
+
 fn start(fleet: Fleet) -> Vec<(String, String)> {
     common::start_tls(
         tonic::service::Routes::new(SessionServiceServer::new(fleet.clone()))
-            .add_service(DeviceServiceServer::new(fleet)),
+            .add_service(DeviceServiceServer::new(fleet.clone()))
+            .add_service(AuditServiceServer::new(fleet)),
     )
 }
 
@@ -597,5 +652,74 @@ fn cp_downloads_into_a_directory_and_uploads_with_checksum() {
     assert!(
         matches!(&spec, Some(session_spec::Kind::Copy(c)) if c.path == "/tmp/setup.sh" && c.size == 21),
         "{spec:?}"
+    );
+}
+
+#[test]
+fn sessions_list_play_and_audit_verify() {
+    let env = start(Fleet::default());
+    let output = schoolfleet(&env)
+        .args(["sessions", "list", "--live"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("pc01\\x1b]0;pwned\\x07"), "{stdout}");
+    assert!(
+        stdout.contains("Drucker hängt") && stdout.contains("active"),
+        "{stdout}"
+    );
+
+    let output = schoolfleet(&env)
+        .args(["sessions", "play", "s1", "--cast", "-"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        CAST,
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // 30 s of idle time shrink to 0.2 s with --idle-limit and --speed.
+    let began = Instant::now();
+    let output = schoolfleet(&env)
+        .args([
+            "sessions",
+            "play",
+            "s1",
+            "--idle-limit",
+            "1s",
+            "--speed",
+            "5",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        began.elapsed()
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "$ ls\r\na.txt  b.txt\r\n\n"
+    );
+
+    let output = schoolfleet(&env)
+        .args(["sessions", "play", "s9"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("has no recording"));
+
+    let output = schoolfleet(&env)
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "audit chain broken at entry 17: entry 17 was changed\n"
     );
 }
