@@ -431,7 +431,12 @@ pub fn forward_target(text: &str) -> Result<ForwardTarget, String> {
             "" => None,
             prefix => Some(prefix.strip_suffix(':').ok_or_else(usage)?),
         };
-        (local, &inner[open + 1..])
+        let host = &inner[open + 1..];
+        // Brackets are for IPv6 addresses only, as in URLs.
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("invalid IPv6 address [{host}]"));
+        }
+        (local, host)
     } else {
         match rest.split_once(':') {
             Some((local, host)) => (Some(local), host),
@@ -1313,6 +1318,8 @@ mod tests {
             "8080:fd00::20:80",
             "8080:[fd00::20:80",
             "80:ho st:80",
+            "80:[a]b]:80",
+            "80:[drucker]:80",
         ] {
             assert!(forward_target(bad).is_err(), "{bad} parsed");
         }

@@ -50,14 +50,22 @@ pub enum StartError {
 impl StartError {
     pub fn message(&self, server: &str) -> String {
         match self {
+            // The server answered: it is the device that cannot be reached,
+            // which "cannot reach server …" would misstate.
+            StartError::Refused(status) if self.is_offline() => {
+                format!("device offline: {}", for_terminal(status.message()))
+            }
             StartError::Refused(status) => describe_status(status, server),
             StartError::Closed(reason) => for_terminal(reason).into_owned(),
         }
     }
 
-    /// UNAVAILABLE from StartSession means "the device is not connected".
+    /// UNAVAILABLE sent by the server means "the device is not connected";
+    /// one made by the transport (it has a source error) means the server
+    /// itself could not be reached.
     pub fn is_offline(&self) -> bool {
-        matches!(self, StartError::Refused(s) if s.code() == Code::Unavailable)
+        matches!(self, StartError::Refused(s)
+            if s.code() == Code::Unavailable && std::error::Error::source(s).is_none())
     }
 
     /// Refusals by policy or at the device, as opposed to failures.
@@ -176,8 +184,8 @@ where
     let keeper = tokio::spawn(async move {
         let end = wait_for_end(&mut updates, &server).await;
         let _ = tell_end.send(Some(end));
-        // Keep the stream open until the Session is dropped: dropping it
-        // earlier would not matter to the server, but keeps this simple.
+        // Hold the stream until the Session is dropped (which aborts this
+        // task): letting go of it is how the CLI ends a session.
         std::future::pending::<()>().await;
     });
     Ok(Session {
@@ -513,6 +521,19 @@ mod tests {
 
         let offline = StartError::Refused(Status::unavailable("device pc1 is not connected"));
         assert!(offline.is_offline() && !offline.is_denied());
+        assert_eq!(
+            offline.message("https://s"),
+            "device offline: device pc1 is not connected"
+        );
+        let mut status = Status::unavailable("transport error");
+        status.set_source(std::sync::Arc::new(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "connection refused",
+        )));
+        let transport = StartError::Refused(status);
+        if transport.is_offline() {
+            panic!("a transport failure is not an offline device: {transport:?}");
+        }
 
         let closed = follow(tokio_stream::iter(vec![]), "s".into(), |_| {})
             .await
