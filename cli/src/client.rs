@@ -78,20 +78,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 impl Api {
     /// Connects to the profile's server, trusting only the pinned CA.
     pub async fn connect(profile: &Profile) -> anyhow::Result<Self> {
-        let pin = transport::parse_pin(&profile.ca_pin)?;
-        let auth = BearerAuth::new(&profile.token)?;
         let options = ChannelOptions {
             request_timeout: Some(REQUEST_TIMEOUT),
             ..ChannelOptions::default()
         };
-        let channel = transport::connect(&profile.server, ServerTrust::Pinned(pin), None, options)
-            .await
-            .map_err(|e| connect_error(e, &profile.server))?;
-        Ok(Self {
-            channel,
-            auth,
-            server: profile.server.clone(),
-        })
+        Self::connect_with(profile, options).await
     }
 
     /// Connects like [`Api::connect`], but without the per-request timeout:
@@ -99,16 +90,15 @@ impl Api {
     /// server may hold back the first answer while the device's user is
     /// asked for consent.
     pub async fn connect_for_sessions(profile: &Profile) -> anyhow::Result<Self> {
+        Self::connect_with(profile, ChannelOptions::default()).await
+    }
+
+    async fn connect_with(profile: &Profile, options: ChannelOptions) -> anyhow::Result<Self> {
         let pin = transport::parse_pin(&profile.ca_pin)?;
         let auth = BearerAuth::new(&profile.token)?;
-        let channel = transport::connect(
-            &profile.server,
-            ServerTrust::Pinned(pin),
-            None,
-            ChannelOptions::default(),
-        )
-        .await
-        .map_err(|e| connect_error(e, &profile.server))?;
+        let channel = transport::connect(&profile.server, ServerTrust::Pinned(pin), None, options)
+            .await
+            .map_err(|e| connect_error(e, &profile.server))?;
         Ok(Self {
             channel,
             auth,

@@ -61,6 +61,18 @@ pub async fn run(args: ShellArgs, ctx: &Context, ui: &mut Ui<'_>) -> anyhow::Res
     .attach(0)
     .await?;
 
+    // The terminal may have changed size while the device's user was asked.
+    if let Ok(now) = crossterm::terminal::size()
+        && interactive
+        && now != (cols, rows)
+        && now.0 > 0
+        && now.1 > 0
+    {
+        let _ = channel
+            .input
+            .send(session::resize_frame(now.0, now.1))
+            .await;
+    }
     let controls = watch_signals(interactive)?;
     let input = read_stdin_in_thread();
     let input = if interactive {
