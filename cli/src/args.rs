@@ -153,6 +153,410 @@ pub enum Command {
     /// Compliance of devices with the IT standard
     #[command(subcommand)]
     Compliance(ComplianceCommand),
+
+    /// Interactive shell on a device (through its agent; consent and audit apply)
+    #[command(after_help = SHELL_HELP)]
+    Shell(ShellArgs),
+
+    /// Run a command on one device, or on every device of a school (fan-out)
+    #[command(after_help = EXEC_HELP)]
+    Exec(ExecArgs),
+
+    /// Forward a local TCP port through a device to a host in its network
+    #[command(after_help = FORWARD_HELP)]
+    Forward(ForwardArgs),
+
+    /// Copy a file to or from a device (resumable, checked with SHA-256)
+    #[command(after_help = CP_HELP)]
+    Cp(CpArgs),
+
+    /// Remote sessions: list, show, end, replay recordings
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+
+    /// The tamper-evident audit log
+    #[command(subcommand)]
+    Audit(AuditCommand),
+
+    /// Consent policy for remote sessions, per school and device class
+    #[command(subcommand)]
+    Consent(ConsentCommand),
+}
+
+const SHELL_HELP: &str = "\
+Example:
+  schoolfleet shell kus012-pc07 --reason \"Drucker hängt\" --ticket SUP-1042
+
+The session needs a reason; depending on the school's consent policy the user
+at the device is asked first. Your terminal is put back as it was on every exit.
+Exit status: the remote shell's, or 255 when the session failed.";
+
+const EXEC_HELP: &str = "\
+Examples:
+  schoolfleet exec kus012-pc07 --reason \"Updates prüfen\" -- apt list --upgradable
+  echo 'id' | schoolfleet exec kus012-pc07 --reason Test -- sh
+  schoolfleet exec --school kus012 --class schueler-pc --reason \"Neustart\" -- systemctl reboot
+
+The command runs without a shell (use `sh -c '…'` for one). On one device,
+stdin is passed on when it is not a terminal, and the exit status is the
+command's (255 when the session failed). With --school, every active device
+runs it; each line is prefixed `HOST | ` (stderr `HOST ! `), and a summary
+follows on stderr (with -o json: a JSON array on stdout instead). The exit
+status is 0 when every device succeeded, else 1.";
+
+const FORWARD_HELP: &str = "\
+Examples:
+  schoolfleet forward kus012-pc07 5901:127.0.0.1:5900 --reason \"VNC Hilfe\"
+  schoolfleet forward kus012-pc07 8080:drucker-r101.schule.local:80 --reason \"Druckerseite\"
+  schoolfleet forward kus012-pc07 0:127.0.0.1:3389 --reason RDP    (any free local port)
+
+Without LOCALPORT, the local port is the remote PORT. The listener is on
+127.0.0.1 only unless --bind says otherwise. Ctrl-C ends the session.";
+
+const CP_HELP: &str = "\
+Examples:
+  schoolfleet cp ./setup.sh kus012-pc07:/tmp/setup.sh --reason \"Skript verteilen\"
+  schoolfleet cp kus012-pc07:/var/tmp/report.txt ./ --reason \"Logs holen\"
+
+Exactly one side is DEVICE:/absolute/path. The device only allows paths in its
+transfer roots (by default /tmp and /var/tmp). Downloads go to DST.sfpart
+first and are renamed once size and SHA-256 match; an interrupted copy
+resumes where it stopped (also on the next run).";
+
+/// Why a session is opened: stored, audited, and shown to the device's user.
+#[derive(Debug, Clone, Args)]
+pub struct PurposeArgs {
+    /// Why you need the session; shown to the user at the device and audited
+    #[arg(long, value_parser = reason_text)]
+    pub reason: String,
+    /// Service-desk ticket the session belongs to, e.g. SUP-1042
+    #[arg(long)]
+    pub ticket: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    /// Device id or host name
+    pub device: String,
+    #[command(flatten)]
+    pub purpose: PurposeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Device id or host name (or --school for many devices)
+    #[arg(required_unless_present = "school", conflicts_with = "school")]
+    pub device: Option<String>,
+    /// Run on every active device of this school
+    #[arg(long, value_parser = tenant_id, help_heading = "Fan-out")]
+    pub school: Option<String>,
+    /// Only devices of this class (with --school)
+    #[arg(long, value_parser = tenant_id, requires = "school", help_heading = "Fan-out")]
+    pub class: Option<String>,
+    /// Devices at a time (with --school)
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=256),
+        help_heading = "Fan-out")]
+    pub concurrency: u32,
+    /// Time per device, including the wait for consent (with --school)
+    #[arg(long, value_parser = positive_duration, default_value = "60s", value_name = "DURATION",
+        help_heading = "Fan-out")]
+    pub timeout: Duration,
+    #[command(flatten)]
+    pub purpose: PurposeArgs,
+    /// The command and its arguments, after `--`
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ForwardArgs {
+    /// Device id or host name
+    pub device: String,
+    /// HOST and PORT as seen from the device; LOCALPORT 0 takes any free port
+    #[arg(value_parser = forward_target, value_name = "[LOCALPORT:]HOST:PORT")]
+    pub target: ForwardTarget,
+    /// Local address to listen on
+    #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
+    pub bind: std::net::IpAddr,
+    #[command(flatten)]
+    pub purpose: PurposeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// Source: a local file or DEVICE:/path
+    #[arg(value_parser = copy_location)]
+    pub src: CopyLocation,
+    /// Destination: a local file or directory, or DEVICE:/path
+    #[arg(value_parser = copy_location)]
+    pub dst: CopyLocation,
+    /// Why you need the copy; shown to the user at the device and audited
+    #[arg(long, value_parser = reason_text, default_value = "file copy")]
+    pub reason: String,
+    /// Service-desk ticket, e.g. SUP-1042
+    #[arg(long)]
+    pub ticket: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// Live and past sessions, newest first
+    #[command(after_help = "Examples:\n  schoolfleet sessions list --live\n  \
+        schoolfleet sessions list --device kus012-pc07 -o json")]
+    List {
+        /// Device id or host name
+        #[arg(long)]
+        device: Option<String>,
+        /// Only sessions that are waiting for consent or running
+        #[arg(long)]
+        live: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// One session: who, why, what, how it ended, bytes moved
+    Show { id: String },
+    /// End a live session; its processes on the device are stopped
+    End {
+        id: String,
+        /// Why, for the audit log
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Replay the recording of a shell session, or save it as an asciicast file
+    #[command(
+        after_help = "Examples:\n  schoolfleet sessions play 0193… --speed 2 --idle-limit 1s\n  \
+        schoolfleet sessions play 0193… --cast sitzung.cast && asciinema play sitzung.cast"
+    )]
+    Play {
+        id: String,
+        /// Playback speed factor, e.g. 2 for twice as fast
+        #[arg(long, default_value_t = 1.0, value_parser = speed_factor)]
+        speed: f64,
+        /// Shorten pauses longer than this, e.g. 2s
+        #[arg(long, value_parser = positive_duration, value_name = "DURATION")]
+        idle_limit: Option<Duration>,
+        /// Write the .cast file here (`-` for stdout) instead of playing it
+        #[arg(long, value_name = "FILE|-")]
+        cast: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Audit entries, newest first
+    #[command(
+        after_help = "Examples:\n  schoolfleet audit list --action session. --since 7d\n  \
+        schoolfleet audit list --target kus012-pc07 --since 2026-11-01 -o csv"
+    )]
+    List {
+        /// Only actions starting with this, e.g. `session.` or `session.denied`
+        #[arg(long, value_name = "PREFIX")]
+        action: Option<String>,
+        /// Only entries about this target (device id, session id, user, …)
+        #[arg(long)]
+        target: Option<String>,
+        /// From this day (2026-11-01), time (RFC 3339) or this long ago (7d)
+        #[arg(long, value_parser = since_time, value_name = "DATE")]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long, default_value_t = 200)]
+        limit: u32,
+    },
+    /// Recompute the hash chain; exit status 1 when an entry was changed or removed
+    Verify,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsentCommand {
+    /// Set whether the device's user is asked (prompt), told (notify) or not involved (none)
+    #[command(
+        after_help = "Examples:\n  schoolfleet consent set --school kus012 --mode prompt\n  \
+        schoolfleet consent set --school kus012 --class verwaltungs-pc --mode notify"
+    )]
+    Set {
+        #[arg(long, value_parser = tenant_id)]
+        school: String,
+        /// Only this device class; without it, every class without its own policy
+        #[arg(long, value_parser = tenant_id)]
+        class: Option<String>,
+        #[arg(long, value_enum)]
+        mode: ConsentMode,
+    },
+    /// The policies you can see, and the server's default
+    List {
+        #[arg(long, value_parser = tenant_id)]
+        school: Option<String>,
+    },
+}
+
+/// Consent at the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ConsentMode {
+    None,
+    Notify,
+    Prompt,
+}
+
+impl ConsentMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentMode::None => "none",
+            ConsentMode::Notify => "notify",
+            ConsentMode::Prompt => "prompt",
+        }
+    }
+}
+
+/// `forward`'s `[LOCALPORT:]HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardTarget {
+    /// 0: any free port.
+    pub local_port: u16,
+    pub host: String,
+    pub port: u16,
+}
+
+/// Parses `[LOCALPORT:]HOST:PORT`; an IPv6 HOST goes in brackets
+/// (`8080:[fd00::20]:80`). Without LOCALPORT the local port is PORT.
+pub fn forward_target(text: &str) -> Result<ForwardTarget, String> {
+    let usage =
+        || format!("expected [LOCALPORT:]HOST:PORT, e.g. 5901:127.0.0.1:5900, got {text:?}");
+    let (rest, port) = text.rsplit_once(':').ok_or_else(usage)?;
+    let port = parse_port(port, "PORT")?;
+    if port == 0 {
+        return Err("PORT must be 1-65535".into());
+    }
+    let (local, host) = if let Some(inner) = rest.strip_suffix(']') {
+        let open = inner.rfind('[').ok_or_else(usage)?;
+        let local = match &inner[..open] {
+            "" => None,
+            prefix => Some(prefix.strip_suffix(':').ok_or_else(usage)?),
+        };
+        let host = &inner[open + 1..];
+        // Brackets are for IPv6 addresses only, as in URLs.
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("invalid IPv6 address [{host}]"));
+        }
+        (local, host)
+    } else {
+        match rest.split_once(':') {
+            Some((local, host)) => (Some(local), host),
+            None => (None, rest),
+        }
+    };
+    if host.is_empty() || host.contains([':', '[', ']']) && !rest.ends_with(']') {
+        return Err(usage());
+    }
+    if host.len() > 255 || host.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(format!("invalid HOST {host:?}"));
+    }
+    let local_port = match local {
+        Some(local) => parse_port(local, "LOCALPORT")?,
+        None => port,
+    };
+    Ok(ForwardTarget {
+        local_port,
+        host: host.to_owned(),
+        port,
+    })
+}
+
+fn parse_port(text: &str, what: &str) -> Result<u16, String> {
+    text.parse::<u16>()
+        .map_err(|_| format!("{what} must be a number 0-65535, got {text:?}"))
+}
+
+/// One side of `cp`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopyLocation {
+    Local(PathBuf),
+    Remote { device: String, path: String },
+}
+
+/// `DEVICE:/abs/path` is remote; anything else is a local path. Like scp, a
+/// colon before the first slash makes it remote, so `./a:b` stays local.
+pub fn copy_location(text: &str) -> Result<CopyLocation, String> {
+    match text.split_once(':') {
+        Some((device, path)) if !device.is_empty() && !device.contains('/') => {
+            if !path.starts_with('/') {
+                return Err(format!(
+                    "the path on {device} must be absolute, e.g. {device}:/tmp/datei.txt"
+                ));
+            }
+            if path.len() > 4096 || path.contains('\0') {
+                return Err("the remote path is too long or contains NUL".into());
+            }
+            Ok(CopyLocation::Remote {
+                device: device.to_owned(),
+                path: path.to_owned(),
+            })
+        }
+        _ if text.is_empty() => Err("empty path".into()),
+        _ => Ok(CopyLocation::Local(PathBuf::from(text))),
+    }
+}
+
+/// A session reason: required, at most 500 bytes, no control characters
+/// (the server checks the same; this only says it earlier).
+pub fn reason_text(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("the reason must not be empty".into());
+    }
+    if text.len() > 500 {
+        return Err("the reason is longer than 500 bytes".into());
+    }
+    if text.chars().any(schoolfleet_proto::text::is_dangerous_char) {
+        return Err("the reason must not contain control characters".into());
+    }
+    Ok(text.to_owned())
+}
+
+/// `--speed`: a positive factor.
+pub fn speed_factor(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(speed) if speed.is_finite() && speed > 0.0 => Ok(speed),
+        _ => Err(format!(
+            "invalid speed {text:?}: use a positive number, e.g. 2"
+        )),
+    }
+}
+
+/// `--since`: a day, an RFC 3339 time, or a duration back from now.
+pub fn since_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    if let Ok(day) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
+    }
+    if let Ok(ago) = humantime::parse_duration(text) {
+        let ago = chrono::Duration::from_std(ago).map_err(|e| e.to_string())?;
+        return Ok(chrono::Utc::now() - ago);
+    }
+    Err(format!(
+        "invalid time {text:?}: use a day (2026-11-01), an RFC 3339 time or a duration (7d)"
+    ))
+}
+
+/// `--remote`: the capabilities a role binding keeps.
+pub fn remote_capabilities(text: &str) -> Result<String, String> {
+    const KNOWN: [&str; 4] = ["shell", "exec", "forward", "cp"];
+    let text = text.trim();
+    if text == "none" {
+        return Ok(text.to_owned());
+    }
+    let mut kept = Vec::new();
+    for name in text.split(',').map(str::trim) {
+        if !KNOWN.contains(&name) {
+            return Err(format!(
+                "unknown capability {name:?}: use a comma list of shell, exec, forward, cp, or none"
+            ));
+        }
+        if !kept.contains(&name) {
+            kept.push(name);
+        }
+    }
+    Ok(kept.join(","))
 }
 
 #[derive(Debug, Subcommand)]
@@ -488,8 +892,9 @@ pub enum UserCommand {
     /// Create a user with one or more role bindings
     #[command(after_help = "Roles: admin, technician, coordinator, viewer.\n\
         Each --role is ROLE@SCOPE, where SCOPE is `cooperation`, `county:<id>` or `school:<id>`.\n\n\
-        Example:\n  \
-        schoolfleet user add m.mueller --county kus --role technician@county:kus --role viewer@county:kl")]
+        Examples:\n  \
+        schoolfleet user add m.mueller --county kus --role technician@county:kus --role viewer@county:kl\n  \
+        schoolfleet user add praktikant --county kus --role technician@school:kus012 --remote exec,cp")]
     Add {
         /// Login name, e.g. m.mueller
         name: String,
@@ -499,6 +904,10 @@ pub enum UserCommand {
         /// Home county of the person (who employs them); omit for the cooperation
         #[arg(long, value_parser = tenant_id)]
         county: Option<String>,
+        /// Remote-session capabilities each --role keeps: a comma list of
+        /// shell, exec, forward, cp, or none [default: all the role grants]
+        #[arg(long, value_parser = remote_capabilities, value_name = "CAPS")]
+        remote: Option<String>,
     },
     /// List users
     List,
@@ -816,6 +1225,7 @@ mod tests {
             name,
             roles,
             county,
+            ..
         }) = cli.command
         else {
             panic!("wrong command");
@@ -872,6 +1282,205 @@ mod tests {
         };
         assert_eq!(d.not_seen_for, Some(Duration::from_secs(7 * 86400)));
         assert_eq!(d.school.as_deref(), Some("kus012"));
+    }
+
+    #[test]
+    fn forward_targets() {
+        let t = |local, host: &str, port| ForwardTarget {
+            local_port: local,
+            host: host.into(),
+            port,
+        };
+        assert_eq!(
+            forward_target("5901:127.0.0.1:5900"),
+            Ok(t(5901, "127.0.0.1", 5900))
+        );
+        assert_eq!(
+            forward_target("drucker-r101.schule.local:80"),
+            Ok(t(80, "drucker-r101.schule.local", 80))
+        );
+        assert_eq!(
+            forward_target("0:10.0.0.5:3389"),
+            Ok(t(0, "10.0.0.5", 3389))
+        );
+        assert_eq!(
+            forward_target("8080:[fd00::20]:80"),
+            Ok(t(8080, "fd00::20", 80))
+        );
+        assert_eq!(forward_target("[::1]:22"), Ok(t(22, "::1", 22)));
+        for bad in [
+            "5900",
+            "host:0",
+            "host:70000",
+            "x:host:80",
+            "1:2:3:4",
+            ":80",
+            "8080:fd00::20:80",
+            "8080:[fd00::20:80",
+            "80:ho st:80",
+            "80:[a]b]:80",
+            "80:[drucker]:80",
+        ] {
+            assert!(forward_target(bad).is_err(), "{bad} parsed");
+        }
+    }
+
+    #[test]
+    fn copy_locations() {
+        assert_eq!(
+            copy_location("kus012-pc07:/tmp/a.txt"),
+            Ok(CopyLocation::Remote {
+                device: "kus012-pc07".into(),
+                path: "/tmp/a.txt".into()
+            })
+        );
+        assert_eq!(
+            copy_location("./a:b"),
+            Ok(CopyLocation::Local(PathBuf::from("./a:b")))
+        );
+        assert_eq!(
+            copy_location("/abs/file"),
+            Ok(CopyLocation::Local(PathBuf::from("/abs/file")))
+        );
+        assert!(
+            copy_location("pc07:tmp/a")
+                .unwrap_err()
+                .contains("absolute")
+        );
+        assert!(copy_location("pc07:/tmp/a\0b").is_err());
+        assert!(copy_location("").is_err());
+    }
+
+    #[test]
+    fn session_commands_parse() {
+        let cli = parse(&[
+            "exec",
+            "kus012-pc07",
+            "--reason",
+            "Updates",
+            "--",
+            "apt",
+            "list",
+            "--upgradable",
+        ])
+        .unwrap();
+        let Command::Exec(exec) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!(exec.device.as_deref(), Some("kus012-pc07"));
+        assert_eq!(exec.command, ["apt", "list", "--upgradable"]);
+        assert_eq!(exec.timeout, Duration::from_secs(60));
+        assert_eq!(exec.concurrency, 10);
+
+        let cli = parse(&[
+            "exec",
+            "--school",
+            "kus012",
+            "--class",
+            "schueler-pc",
+            "--concurrency",
+            "3",
+            "--timeout",
+            "30s",
+            "--reason",
+            "Neustart",
+            "--",
+            "true",
+        ])
+        .unwrap();
+        let Command::Exec(exec) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!(exec.device, None);
+        assert_eq!(exec.school.as_deref(), Some("kus012"));
+        assert_eq!(exec.concurrency, 3);
+
+        let cli = parse(&["cp", "./a.txt", "pc07:/tmp/"]).unwrap();
+        let Command::Cp(cp) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!(cp.reason, "file copy");
+
+        for args in [
+            &["exec", "pc07", "--", "true"][..],
+            &["exec", "pc07", "--reason", "x"],
+            &[
+                "exec", "pc07", "--school", "kus012", "--reason", "x", "--", "true",
+            ],
+            &[
+                "exec",
+                "--class",
+                "schueler-pc",
+                "--reason",
+                "x",
+                "--",
+                "true",
+            ],
+            &["exec", "pc07", "--reason", "", "--", "true"],
+            &["exec", "pc07", "--reason", "a\u{1b}b", "--", "true"],
+            &["shell", "pc07"],
+            &["forward", "pc07", "5900", "--reason", "x"],
+            &["sessions", "play", "s1", "--speed", "0"],
+            &["consent", "set", "--school", "kus012", "--mode", "ask"],
+            &[
+                "user",
+                "add",
+                "a",
+                "--role",
+                "technician@county:kus",
+                "--remote",
+                "ssh",
+            ],
+            &["audit", "list", "--since", "yesterday-ish"],
+        ] {
+            let err = parse(args)
+                .err()
+                .unwrap_or_else(|| panic!("{args:?} parsed"));
+            assert_eq!(err.exit_code(), 2, "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn remote_capability_lists() {
+        assert_eq!(
+            remote_capabilities("shell,exec,cp").as_deref(),
+            Ok("shell,exec,cp")
+        );
+        assert_eq!(remote_capabilities(" exec , exec ").as_deref(), Ok("exec"));
+        assert_eq!(remote_capabilities("none").as_deref(), Ok("none"));
+        assert!(remote_capabilities("none,exec").is_err());
+        assert!(remote_capabilities("").is_err());
+        let cli = parse(&[
+            "user",
+            "add",
+            "a",
+            "--role",
+            "technician@county:kus",
+            "--remote",
+            "exec,forward",
+        ])
+        .unwrap();
+        let Command::User(UserCommand::Add { remote, .. }) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!(remote.as_deref(), Some("exec,forward"));
+    }
+
+    #[test]
+    fn since_accepts_days_times_and_durations() {
+        assert_eq!(
+            since_time("2026-11-01").unwrap().to_rfc3339(),
+            "2026-11-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            since_time("2026-11-01T10:00:00+01:00")
+                .unwrap()
+                .to_rfc3339(),
+            "2026-11-01T09:00:00+00:00"
+        );
+        let week = since_time("7d").unwrap();
+        let age = chrono::Utc::now() - week;
+        assert!((age.num_hours() - 168).abs() <= 1, "{age}");
     }
 
     #[test]

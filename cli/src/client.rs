@@ -6,10 +6,12 @@ use std::time::Duration;
 use anyhow::Context;
 use schoolfleet_proto::text::for_terminal;
 use schoolfleet_proto::transport::{self, ChannelOptions, ServerTrust, TransportError};
+use schoolfleet_proto::v1::audit_service_client::AuditServiceClient;
 use schoolfleet_proto::v1::compliance_service_client::ComplianceServiceClient;
 use schoolfleet_proto::v1::device_service_client::DeviceServiceClient;
 use schoolfleet_proto::v1::enrollment_service_client::EnrollmentServiceClient;
 use schoolfleet_proto::v1::inventory_service_client::InventoryServiceClient;
+use schoolfleet_proto::v1::session_service_client::SessionServiceClient;
 use schoolfleet_proto::v1::tenant_service_client::TenantServiceClient;
 use schoolfleet_proto::v1::user_service_client::UserServiceClient;
 use schoolfleet_proto::{AUTHORIZATION_HEADER, MAX_MESSAGE_BYTES};
@@ -76,12 +78,24 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 impl Api {
     /// Connects to the profile's server, trusting only the pinned CA.
     pub async fn connect(profile: &Profile) -> anyhow::Result<Self> {
-        let pin = transport::parse_pin(&profile.ca_pin)?;
-        let auth = BearerAuth::new(&profile.token)?;
         let options = ChannelOptions {
             request_timeout: Some(REQUEST_TIMEOUT),
             ..ChannelOptions::default()
         };
+        Self::connect_with(profile, options).await
+    }
+
+    /// Connects like [`Api::connect`], but without the per-request timeout:
+    /// a session's StartSession and Attach streams live for hours, and the
+    /// server may hold back the first answer while the device's user is
+    /// asked for consent.
+    pub async fn connect_for_sessions(profile: &Profile) -> anyhow::Result<Self> {
+        Self::connect_with(profile, ChannelOptions::default()).await
+    }
+
+    async fn connect_with(profile: &Profile, options: ChannelOptions) -> anyhow::Result<Self> {
+        let pin = transport::parse_pin(&profile.ca_pin)?;
+        let auth = BearerAuth::new(&profile.token)?;
         let channel = transport::connect(&profile.server, ServerTrust::Pinned(pin), None, options)
             .await
             .map_err(|e| connect_error(e, &profile.server))?;
@@ -148,6 +162,18 @@ impl Api {
         schoolfleet_proto::v1::knowledge_service_client::KnowledgeServiceClient::new(
             self.intercepted(),
         )
+    }
+
+    pub fn sessions(&self) -> SessionServiceClient<AuthChannel> {
+        SessionServiceClient::new(self.intercepted())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    pub fn audit(&self) -> AuditServiceClient<AuthChannel> {
+        AuditServiceClient::new(self.intercepted())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .accept_compressed(CompressionEncoding::Gzip)
     }
 
     pub fn inventory(&self) -> InventoryServiceClient<AuthChannel> {

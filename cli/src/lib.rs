@@ -9,12 +9,18 @@
 //! * [`client`]: TLS channel with pinned CA, bearer-token interceptor, error messages
 //! * [`output`]: table / JSON / CSV, sections, terminal-escape neutralisation
 //! * [`commands`]: one module per command group
+//! * [`session`]: starting remote sessions and attaching channels (shell, exec, forward, cp)
+//! * [`terminal`]: raw mode with a guard that restores the admin's terminal
+//! * [`exit`]: exit codes of `shell` and `exec` (the remote status, 255 for session errors)
 
 pub mod args;
 pub mod client;
 pub mod commands;
 pub mod diff;
+pub mod exit;
 pub mod output;
 pub mod profile;
+pub mod session;
+pub mod terminal;
 
 pub use commands::run;

@@ -61,3 +61,33 @@ fn unreachable_server_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("127.0.0.1"), "{stderr}");
 }
+
+/// `shell` and `exec` are like ssh: a session that cannot even start exits
+/// 255, so scripts can tell it from the remote command's own status.
+#[test]
+fn session_commands_exit_255_when_the_session_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["shell", "kus012-pc07", "--reason", "Test"][..],
+        &["exec", "kus012-pc07", "--reason", "Test", "--", "true"],
+    ] {
+        let out = schoolfleet()
+            .args(args)
+            .env("SCHOOLFLEET_CONFIG_DIR", dir.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(255), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.starts_with("error: not logged in"), "{stderr}");
+    }
+    // Fan-out reports per device; its own failures are ordinary errors.
+    let out = schoolfleet()
+        .args([
+            "exec", "--school", "kus012", "--reason", "Test", "--", "true",
+        ])
+        .env("SCHOOLFLEET_CONFIG_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -16,11 +16,18 @@
 //!    `ui.one` or `ui.done`. Never `println!`: `Ui` neutralises escapes and
 //!    keeps stdout for data.
 
+pub mod audit;
 pub mod compliance;
+pub mod consent;
+pub mod copy;
 pub mod devices;
 pub mod enroll;
+pub mod exec;
+pub mod forward;
 pub mod kb;
 pub mod login;
+pub mod sessions;
+pub mod shell;
 pub mod software;
 pub mod tenants;
 pub mod tickets;
@@ -93,6 +100,15 @@ pub async fn run(cli: Cli, env: Environment, ui: &mut Ui<'_>) -> anyhow::Result<
         Command::Compliance(cmd) => compliance::compliance(cmd, &ctx, ui).await,
         Command::Ticket(cmd) => tickets::run(cmd, &ctx, ui).await,
         Command::Kb(cmd) => kb::run(cmd, &ctx, ui).await,
+        Command::Shell(args) => shell::run(args, &ctx, ui)
+            .await
+            .map_err(crate::exit::as_session_failure),
+        Command::Exec(args) => exec::run(args, &ctx, ui).await,
+        Command::Forward(args) => forward::run(args, &ctx, ui).await,
+        Command::Cp(args) => copy::run(args, &ctx, ui).await,
+        Command::Sessions(cmd) => sessions::run(cmd, &ctx, ui).await,
+        Command::Audit(cmd) => audit::run(cmd, &ctx, ui).await,
+        Command::Consent(cmd) => consent::run(cmd, &ctx, ui).await,
     }
 }
 

@@ -24,6 +24,8 @@ pub struct UserRow {
 pub struct RoleRow {
     pub role: String,
     pub scope: String,
+    /// Remote-session capabilities this binding keeps ("" = all the role grants).
+    pub remote: String,
 }
 
 impl UserRow {
@@ -38,18 +40,25 @@ impl UserRow {
                 .map(|r| RoleRow {
                     role: r.role.clone(),
                     scope: r.scope.clone(),
+                    remote: r.remote.clone(),
                 })
                 .collect(),
             created_at: output::time_opt(u.created_at.as_ref()),
         }
     }
 
-    /// "technician@county:kus, viewer@cooperation".
+    /// "technician@county:kus (remote: exec,cp), viewer@cooperation".
     pub fn roles_text(&self) -> String {
         let roles: Vec<String> = self
             .roles
             .iter()
-            .map(|r| format!("{}@{}", r.role, r.scope))
+            .map(|r| {
+                if r.remote.is_empty() {
+                    format!("{}@{}", r.role, r.scope)
+                } else {
+                    format!("{}@{} (remote: {})", r.role, r.scope, r.remote)
+                }
+            })
             .collect();
         roles.join(", ")
     }
@@ -117,6 +126,7 @@ pub async fn user(cmd: UserCommand, ctx: &Context, ui: &mut Ui<'_>) -> anyhow::R
             name,
             roles,
             county,
+            remote,
         } => {
             let request = CreateUserRequest {
                 name,
@@ -126,7 +136,7 @@ pub async fn user(cmd: UserCommand, ctx: &Context, ui: &mut Ui<'_>) -> anyhow::R
                     .map(|r| RoleBinding {
                         role: r.role.as_str().to_owned(),
                         scope: r.scope.to_string(),
-                        remote: String::new(),
+                        remote: remote.clone().unwrap_or_default(),
                     })
                     .collect(),
             };
@@ -220,14 +230,28 @@ mod tests {
                     scope: "cooperation".into(),
                     remote: String::new(),
                 },
+                RoleBinding {
+                    role: "technician".into(),
+                    scope: "school:kus012".into(),
+                    remote: "exec,cp".into(),
+                },
             ],
             created_at: None,
         };
         let row = UserRow::from_proto(&user);
         crate::output::assert_keys_match_columns(&row);
-        assert_eq!(row.cells()[2], "technician@county:kus, viewer@cooperation");
+        assert_eq!(
+            row.cells()[2],
+            "technician@county:kus, viewer@cooperation, technician@school:kus012 (remote: exec,cp)"
+        );
+        assert_eq!(json_remote(&row), "exec,cp");
         let json = serde_json::to_value(&row).unwrap();
         assert_eq!(json["roles"][0]["scope"], "county:kus");
         assert!(json["created_at"].is_null());
+    }
+
+    fn json_remote(row: &UserRow) -> String {
+        let json = serde_json::to_value(row).unwrap();
+        json["roles"][2]["remote"].as_str().unwrap().to_owned()
     }
 }
