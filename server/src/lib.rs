@@ -6,6 +6,7 @@
 
 pub mod agents;
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod compliance;
 pub mod config;

@@ -101,7 +101,7 @@ async fn bootstrap_admin(store: &Arc<dyn Store>, data_dir: &Path) -> Result<(), 
         name: "admin".into(),
         county_id: None,
         created_at: now,
-        bindings: vec![("admin".into(), "cooperation".into())],
+        bindings: vec![storage::RoleBindingRecord::new("admin", "cooperation")],
     };
     let (id, secret) = secrets::generate();
     let token = ApiToken {
