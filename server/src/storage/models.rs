@@ -707,7 +707,8 @@ pub struct AuditQuery {
     /// entries of these counties.
     pub counties: Option<Vec<String>>,
     pub action_prefix: Option<String>,
-    pub target: Option<String>,
+    /// Entries about any of these targets; empty: any target.
+    pub targets: Vec<String>,
     pub since: Option<Millis>,
     pub limit: i64,
 }

@@ -1748,8 +1748,13 @@ macro_rules! impl_sql_store {
                         .push(") = ")
                         .push_bind(prefix.clone());
                 }
-                if let Some(target) = &q.target {
-                    qb.push(" AND target = ").push_bind(target.clone());
+                if !q.targets.is_empty() {
+                    qb.push(" AND target IN (");
+                    let mut sep = qb.separated(", ");
+                    for target in &q.targets {
+                        sep.push_bind(target.clone());
+                    }
+                    qb.push(")");
                 }
                 if let Some(since) = q.since {
                     qb.push(" AND at >= ").push_bind(since);
