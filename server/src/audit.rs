@@ -8,7 +8,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::storage::{AuditEntryRecord, AuditEvent};
+use crate::storage::{AuditEntryRecord, AuditEvent, Store};
 
 /// `prev_hash` of the very first entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -147,6 +147,28 @@ impl Verifier {
         }
         self.result
     }
+}
+
+/// Entries read per query while verifying.
+const VERIFY_PAGE: i64 = 1000;
+
+/// Verifies the whole stored chain, a page at a time. Entries appended
+/// after the head was read are left for the next verification.
+pub async fn verify(store: &dyn Store) -> crate::storage::Result<(Verification, ChainHead)> {
+    let head = store.audit_chain_head().await?;
+    let mut verifier = Verifier::new(&head);
+    let mut after = 0;
+    'pages: loop {
+        let page = store.audit_chain_page(after, VERIFY_PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for entry in &page {
+            if entry.seq > head.seq || !verifier.check(entry) {
+                break 'pages;
+            }
+        }
+    }
+    Ok((verifier.finish(&head), head))
 }
 
 #[cfg(test)]

@@ -5,15 +5,11 @@ use schoolfleet_proto::v1::*;
 use tonic::{Request, Response, Status};
 
 use super::{AppState, convert, storage_status};
-use crate::audit::Verifier;
 use crate::auth::Permission;
 use crate::storage::AuditQuery;
 
 #[derive(Debug, Clone)]
 pub struct AuditApi(pub AppState);
-
-/// Entries read per query while verifying.
-const VERIFY_PAGE: i64 = 1000;
 
 #[tonic::async_trait]
 impl AuditService for AuditApi {
@@ -101,30 +97,9 @@ impl AuditService for AuditApi {
                 principal.name
             )));
         }
-        let head = state
-            .store
-            .audit_chain_head()
+        let (result, head) = crate::audit::verify(state.store.as_ref())
             .await
             .map_err(storage_status)?;
-        let mut verifier = Verifier::new(&head);
-        let mut after = 0;
-        'pages: loop {
-            let page = state
-                .store
-                .audit_chain_page(after, VERIFY_PAGE)
-                .await
-                .map_err(storage_status)?;
-            let Some(last) = page.last() else { break };
-            after = last.seq;
-            for entry in &page {
-                // Entries appended after we read the head are not ours to
-                // judge; the next verification covers them.
-                if entry.seq > head.seq || !verifier.check(entry) {
-                    break 'pages;
-                }
-            }
-        }
-        let result = verifier.finish(&head);
         let (broken_at_seq, problem) = result.broken.clone().unwrap_or_default();
         tracing::info!(
             ok = result.broken.is_none(),
