@@ -1,0 +1,785 @@
+//! Remote sessions in-process: who may start what (and that every refusal
+//! is audited), and the whole flow with a scripted agent: consent, a
+//! channel relayed both ways, the end, the recording, the audit chain.
+
+mod common;
+
+use std::time::Duration;
+
+use common::server::{Clients, InProcessServer};
+use schoolfleet_proto::transport::{self, ChannelOptions, ClientIdentity, ServerTrust};
+use schoolfleet_proto::v1::agent_service_client::AgentServiceClient;
+use schoolfleet_proto::v1::client_frame::Body as ClientBody;
+use schoolfleet_proto::v1::device_frame::Body as DeviceBody;
+use schoolfleet_proto::v1::server_message::Body as ServerBody;
+use schoolfleet_proto::v1::session_spec::Kind as SpecKind;
+use schoolfleet_proto::v1::session_update::Update;
+use schoolfleet_proto::v1::*;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
+
+const HOST: &str = "kus012-pc01";
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Counties kus and kl, schools kus012 and kl001, and one enrolled device
+/// in kus012 with its mTLS identity.
+async fn setup(server: &InProcessServer) -> (String, ClientIdentity) {
+    let mut admin = server.client(&server.bootstrap_token).await;
+    for (county, school) in [("kus", "kus012"), ("kl", "kl001")] {
+        admin
+            .tenants
+            .create_county(CreateCountyRequest {
+                id: county.into(),
+                name: county.into(),
+            })
+            .await
+            .unwrap();
+        admin
+            .tenants
+            .create_school(CreateSchoolRequest {
+                id: school.into(),
+                county_id: county.into(),
+                name: school.into(),
+            })
+            .await
+            .unwrap();
+    }
+    let token = admin
+        .enrollment
+        .create_enrollment_token(CreateEnrollmentTokenRequest {
+            school_id: "kus012".into(),
+            device_class: "schueler-pc".into(),
+            expires_in_seconds: 3600,
+            max_uses: 1,
+            description: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .secret;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let csr_pem = rcgen::CertificateParams::default()
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap();
+    let channel = transport::connect(
+        &server.url,
+        ServerTrust::Pinned(server.pin),
+        None,
+        ChannelOptions::default(),
+    )
+    .await
+    .unwrap();
+    let enrolled = AgentServiceClient::new(channel)
+        .enroll(EnrollRequest {
+            token,
+            csr_pem,
+            system_uuid: "4c4c4544-0042-3510-8052-b4c04f384d32".into(),
+            serial_number: "SN-1".into(),
+            hostname: HOST.into(),
+            agent_version: "test".into(),
+            machine_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let identity = ClientIdentity {
+        cert_chain_pem: enrolled.certificate_pem,
+        key_pem: key.serialize_pem(),
+    };
+    (enrolled.device_id, identity)
+}
+
+/// A scripted agent: its stream, and its client for dialling channels.
+struct FakeAgent {
+    tx: mpsc::Sender<AgentMessage>,
+    inbound: tonic::Streaming<ServerMessage>,
+    client: AgentServiceClient<tonic::transport::Channel>,
+}
+
+impl FakeAgent {
+    async fn connect(server: &InProcessServer, identity: &ClientIdentity) -> Self {
+        let channel = transport::connect(
+            &server.url,
+            ServerTrust::Pinned(server.pin),
+            Some(identity.clone()),
+            ChannelOptions::default(),
+        )
+        .await
+        .unwrap();
+        let mut client = AgentServiceClient::new(channel);
+        let (tx, rx) = mpsc::channel(8);
+        let mut inbound = client
+            .open_stream(ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        let welcome = inbound.message().await.unwrap().unwrap();
+        assert!(matches!(welcome.body, Some(ServerBody::Welcome(_))));
+        FakeAgent {
+            tx,
+            inbound,
+            client,
+        }
+    }
+
+    async fn next(&mut self) -> ServerBody {
+        tokio::time::timeout(WAIT, self.inbound.message())
+            .await
+            .expect("a message from the server")
+            .unwrap()
+            .unwrap()
+            .body
+            .unwrap()
+    }
+
+    async fn answer(&self, session_id: &str, event: session_event::Event) {
+        self.tx
+            .send(AgentMessage {
+                body: Some(agent_message::Body::SessionEvent(SessionEvent {
+                    session_id: session_id.into(),
+                    event: Some(event),
+                })),
+            })
+            .await
+            .unwrap();
+    }
+
+    /// Dials the channel back; returns the sender of device frames and
+    /// the stream of client frames.
+    async fn dial(
+        &mut self,
+        channel_id: &str,
+    ) -> (mpsc::Sender<DeviceFrame>, tonic::Streaming<ClientFrame>) {
+        let (tx, rx) = mpsc::channel(8);
+        tx.send(DeviceFrame {
+            body: Some(DeviceBody::Attach(ChannelAttach {
+                channel_id: channel_id.into(),
+            })),
+        })
+        .await
+        .unwrap();
+        let inbound = self
+            .client
+            .session_channel(ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        (tx, inbound)
+    }
+}
+
+fn exec_request(device: &str, argv: &[&str]) -> StartSessionRequest {
+    StartSessionRequest {
+        device: device.into(),
+        reason: "Druckertreiber prüfen".into(),
+        ticket: String::new(),
+        spec: Some(SessionSpec {
+            kind: Some(SpecKind::Exec(ExecSpec {
+                argv: argv.iter().map(|a| a.to_string()).collect(),
+            })),
+        }),
+    }
+}
+
+fn forward_request(device: &str) -> StartSessionRequest {
+    StartSessionRequest {
+        spec: Some(SessionSpec {
+            kind: Some(SpecKind::Forward(ForwardSpec {
+                host: "127.0.0.1".into(),
+                port: 5900,
+            })),
+        }),
+        ..exec_request(device, &[])
+    }
+}
+
+async fn start_error(clients: &mut Clients, request: StartSessionRequest) -> tonic::Status {
+    match clients.sessions.start_session(request).await {
+        Err(status) => status,
+        Ok(response) => response
+            .into_inner()
+            .message()
+            .await
+            .expect_err("the session must not start"),
+    }
+}
+
+async fn audit_entries(server: &InProcessServer, prefix: &str) -> Vec<AuditEntry> {
+    let mut admin = server.client(&server.bootstrap_token).await;
+    admin
+        .audit
+        .list_audit_events(ListAuditEventsRequest {
+            action_prefix: prefix.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries
+}
+
+#[tokio::test]
+async fn who_may_start_what_and_every_refusal_is_audited() {
+    let server = InProcessServer::start().await;
+    let (device_id, _identity) = setup(&server).await;
+
+    // A technician limited to exec and cp cannot forward.
+    let mut tech = server
+        .user_clients_remote("tech", "kus", "technician", "county:kus", "exec,cp")
+        .await;
+    let status = start_error(&mut tech, forward_request(HOST)).await;
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let denied = audit_entries(&server, "session.denied").await;
+    assert_eq!(denied.len(), 1);
+    assert_eq!(denied[0].actor, "user:tech");
+    assert_eq!(denied[0].target, format!("device:{device_id}"));
+    assert_eq!(denied[0].county_id, "kus");
+    assert_eq!(denied[0].outcome, "denied");
+    assert!(
+        denied[0].details.contains("kind=forward"),
+        "{}",
+        denied[0].details
+    );
+
+    // Exec is allowed, but the device is not connected.
+    let status = start_error(&mut tech, exec_request(HOST, &["true"])).await;
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(status.message(), format!("device {HOST} is not connected"));
+    assert_eq!(audit_entries(&server, "session.denied").await.len(), 2);
+
+    // Another county's admin does not even see the device.
+    let mut kl_admin = server
+        .user_clients("kl-admin", "kl", "admin", "county:kl")
+        .await;
+    for request in [
+        exec_request(HOST, &["true"]),
+        exec_request(&device_id, &["id"]),
+    ] {
+        let status = start_error(&mut kl_admin, request).await;
+        assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    }
+    let denied = audit_entries(&server, "session.denied").await;
+    assert_eq!(denied.len(), 4);
+    assert!(
+        denied[..2]
+            .iter()
+            .all(|e| e.actor == "user:kl-admin" && e.target == format!("device:{device_id}"))
+    );
+
+    // A viewer has no session capability at all.
+    let mut viewer = server
+        .user_clients("viewer", "kus", "viewer", "county:kus")
+        .await;
+    let status = start_error(&mut viewer, exec_request(HOST, &["true"])).await;
+    assert_eq!(status.code(), Code::PermissionDenied);
+
+    // Bad input is refused with a clear message, and audited too.
+    let mut no_reason = exec_request(HOST, &["true"]);
+    no_reason.reason = "  ".into();
+    let status = start_error(&mut tech, no_reason).await;
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("reason"), "{status:?}");
+    let status = start_error(&mut tech, exec_request(HOST, &[])).await;
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let mut control = exec_request(HOST, &["true"]);
+    control.reason = "harmlos\x1b[2J".into();
+    assert_eq!(
+        start_error(&mut tech, control).await.code(),
+        Code::InvalidArgument
+    );
+    assert_eq!(audit_entries(&server, "session.denied").await.len(), 8);
+
+    // The remote limit is stored and shown.
+    let mut admin = server.client(&server.bootstrap_token).await;
+    let users = admin
+        .users
+        .list_users(ListUsersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .users;
+    let tech_user = users.iter().find(|u| u.name == "tech").unwrap();
+    assert_eq!(tech_user.roles[0].remote, "exec,cp");
+    let status = admin
+        .users
+        .create_user(CreateUserRequest {
+            name: "bad".into(),
+            county_id: "kus".into(),
+            roles: vec![RoleBinding {
+                role: "technician".into(),
+                scope: "county:kus".into(),
+                remote: "exec,ssh".into(),
+            }],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+
+    // The chain over all of this is intact.
+    let verified = admin
+        .audit
+        .verify_audit_chain(VerifyAuditChainRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(verified.ok, "{verified:?}");
+    assert!(verified.entries_checked >= 10);
+}
+
+/// Consent, one exec channel relayed both ways, exit ends the session, and
+/// the records and audit entries say so.
+#[tokio::test]
+async fn exec_session_end_to_end_with_a_scripted_agent() {
+    let server = InProcessServer::start().await;
+    let (device_id, identity) = setup(&server).await;
+    let mut agent = FakeAgent::connect(&server, &identity).await;
+    let mut tech = server
+        .user_clients("tech", "kus", "technician", "county:kus")
+        .await;
+
+    let mut updates = tech
+        .sessions
+        .start_session(exec_request(HOST, &["cat"]))
+        .await
+        .unwrap()
+        .into_inner();
+    // Default consent is "prompt": the admin hears that the user is asked.
+    let ServerBody::OpenSession(open) = agent.next().await else {
+        panic!("expected OpenSession")
+    };
+    assert_eq!(open.consent, "prompt");
+    assert_eq!(open.admin, "user:tech");
+    assert_eq!(open.reason, "Druckertreiber prüfen");
+    let first = updates.message().await.unwrap().unwrap().update.unwrap();
+    assert!(matches!(first, Update::WaitingForConsent(_)), "{first:?}");
+    agent
+        .answer(
+            &open.session_id,
+            session_event::Event::Accepted(SessionAccepted {}),
+        )
+        .await;
+    let Update::Started(started) = updates.message().await.unwrap().unwrap().update.unwrap() else {
+        panic!("expected started")
+    };
+    assert_eq!(started.session_id, open.session_id);
+    assert_eq!(started.hostname, HOST);
+    assert_eq!(started.device_id, device_id);
+
+    // Attach: the agent is asked to open a channel and dials back.
+    let (cli_tx, cli_rx) = mpsc::channel(8);
+    cli_tx
+        .send(ClientFrame {
+            body: Some(ClientBody::Open(ChannelOpen {
+                session_id: started.session_id.clone(),
+                offset: 0,
+            })),
+        })
+        .await
+        .unwrap();
+    let mut sessions_client = tech.sessions.clone();
+    let attach = tokio::spawn(async move {
+        sessions_client
+            .attach(ReceiverStream::new(cli_rx))
+            .await
+            .map(|r| r.into_inner())
+    });
+    let ServerBody::OpenChannel(open_channel) = agent.next().await else {
+        panic!("expected OpenChannel")
+    };
+    assert_eq!(open_channel.session_id, started.session_id);
+    let (dev_tx, mut dev_rx) = agent.dial(&open_channel.channel_id).await;
+    let mut cli_in = attach.await.unwrap().unwrap();
+
+    // A second attach to an exec session is refused.
+    let (second_tx, second_rx) = mpsc::channel(1);
+    second_tx
+        .send(ClientFrame {
+            body: Some(ClientBody::Open(ChannelOpen {
+                session_id: started.session_id.clone(),
+                offset: 0,
+            })),
+        })
+        .await
+        .unwrap();
+    let status = tech
+        .sessions
+        .attach(ReceiverStream::new(second_rx))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+
+    // Admin -> device.
+    cli_tx
+        .send(ClientFrame {
+            body: Some(ClientBody::Input(b"hallo".to_vec())),
+        })
+        .await
+        .unwrap();
+    cli_tx
+        .send(ClientFrame {
+            body: Some(ClientBody::Eof(Eof {})),
+        })
+        .await
+        .unwrap();
+    let got = dev_rx.message().await.unwrap().unwrap();
+    assert_eq!(got.body, Some(ClientBody::Input(b"hallo".to_vec())));
+    let got = dev_rx.message().await.unwrap().unwrap();
+    assert_eq!(got.body, Some(ClientBody::Eof(Eof {})));
+
+    // Device -> admin: stdout, stderr, exit.
+    for body in [
+        DeviceBody::Ready(ChannelReady::default()),
+        DeviceBody::Output(b"hallo".to_vec()),
+        DeviceBody::Stderr(b"warnung\n".to_vec()),
+        DeviceBody::Exit(ChannelExit { code: 3 }),
+    ] {
+        dev_tx.send(DeviceFrame { body: Some(body) }).await.unwrap();
+    }
+    drop(dev_tx);
+    let mut received = Vec::new();
+    while let Some(frame) = tokio::time::timeout(WAIT, cli_in.message())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        received.push(frame.body.unwrap());
+    }
+    assert_eq!(
+        received,
+        [
+            DeviceBody::Ready(ChannelReady::default()),
+            DeviceBody::Output(b"hallo".to_vec()),
+            DeviceBody::Stderr(b"warnung\n".to_vec()),
+            DeviceBody::Exit(ChannelExit { code: 3 }),
+        ]
+    );
+
+    // The exit ends the session.
+    let Update::Ended(ended) = tokio::time::timeout(WAIT, updates.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+        .update
+        .unwrap()
+    else {
+        panic!("expected ended")
+    };
+    assert_eq!(ended.reason, "exit 3");
+    assert_eq!(ended.exit_code, Some(3));
+    assert!(updates.message().await.unwrap().is_none());
+    let ServerBody::CloseSession(close) = agent.next().await else {
+        panic!("expected CloseSession")
+    };
+    assert_eq!(close.session_id, started.session_id);
+
+    let session = tech
+        .sessions
+        .get_session(GetSessionRequest {
+            session_id: started.session_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(session.state, SessionState::Ended as i32);
+    assert_eq!(session.kind, SessionKind::Exec as i32);
+    assert_eq!(session.summary, "cat");
+    assert_eq!(session.hostname, HOST);
+    assert_eq!(session.exit_code, Some(3));
+    assert_eq!(session.bytes_to_device, 5);
+    assert_eq!(session.bytes_from_device, 5 + 8);
+    assert_eq!(session.channels, 1);
+    assert_eq!(session.end_reason, "exit 3");
+
+    let start = audit_entries(&server, "session.start").await;
+    assert_eq!(start.len(), 1);
+    assert_eq!(start[0].target, format!("session:{}", started.session_id));
+    let end = audit_entries(&server, "session.end").await;
+    let end: Vec<_> = end.iter().filter(|e| e.action == "session.end").collect();
+    assert_eq!(end.len(), 1);
+    assert!(
+        end[0].details.contains("bytes_to_device=5")
+            && end[0].details.contains("bytes_from_device=13"),
+        "{}",
+        end[0].details
+    );
+}
+
+/// Refused at the device: the admin hears why, the row is denied, audited.
+#[tokio::test]
+async fn refusal_at_the_device_is_reported_and_audited() {
+    let server = InProcessServer::start().await;
+    let (_device_id, identity) = setup(&server).await;
+    let mut agent = FakeAgent::connect(&server, &identity).await;
+    let mut admin = server.client(&server.bootstrap_token).await;
+    let mut updates = admin
+        .sessions
+        .start_session(exec_request(HOST, &["id"]))
+        .await
+        .unwrap()
+        .into_inner();
+    let ServerBody::OpenSession(open) = agent.next().await else {
+        panic!("expected OpenSession")
+    };
+    agent
+        .answer(
+            &open.session_id,
+            session_event::Event::Refused(SessionRefused {
+                refusal: SessionRefusal::Declined as i32,
+                message: "declined by the local user".into(),
+            }),
+        )
+        .await;
+    let status = loop {
+        match updates.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("stream ended without an error"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(
+        status.message().contains("declined by the local user"),
+        "{status:?}"
+    );
+    let session = admin
+        .sessions
+        .get_session(GetSessionRequest {
+            session_id: open.session_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(session.state, SessionState::Denied as i32);
+    let denied = audit_entries(&server, "session.denied").await;
+    assert_eq!(denied.len(), 1);
+    assert!(
+        denied[0].details.contains("declined"),
+        "{}",
+        denied[0].details
+    );
+}
+
+/// A shell session is recorded; the local user ending it ends the admin's
+/// side with the reason; the recording plays back as asciicast v2.
+#[tokio::test]
+async fn shell_is_recorded_and_the_local_user_can_end_it() {
+    let server = InProcessServer::start_with(|c| c.sessions.default_consent = "none".into()).await;
+    let (_device_id, identity) = setup(&server).await;
+    let mut agent = FakeAgent::connect(&server, &identity).await;
+    let mut admin = server.client(&server.bootstrap_token).await;
+    let mut updates = admin
+        .sessions
+        .start_session(StartSessionRequest {
+            spec: Some(SessionSpec {
+                kind: Some(SpecKind::Shell(ShellSpec {
+                    term: "xterm-256color".into(),
+                    size: Some(WindowSize {
+                        cols: 100,
+                        rows: 30,
+                    }),
+                })),
+            }),
+            ..exec_request(HOST, &[])
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ServerBody::OpenSession(open) = agent.next().await else {
+        panic!("expected OpenSession")
+    };
+    assert_eq!(open.consent, "none");
+    agent
+        .answer(
+            &open.session_id,
+            session_event::Event::Accepted(SessionAccepted {}),
+        )
+        .await;
+    let Update::Started(started) = updates.message().await.unwrap().unwrap().update.unwrap() else {
+        panic!("expected started")
+    };
+    let (cli_tx, cli_rx) = mpsc::channel(8);
+    cli_tx
+        .send(ClientFrame {
+            body: Some(ClientBody::Open(ChannelOpen {
+                session_id: started.session_id.clone(),
+                offset: 0,
+            })),
+        })
+        .await
+        .unwrap();
+    let mut sessions_client = admin.sessions.clone();
+    let attach = tokio::spawn(async move {
+        sessions_client
+            .attach(ReceiverStream::new(cli_rx))
+            .await
+            .map(|r| r.into_inner())
+    });
+    let ServerBody::OpenChannel(open_channel) = agent.next().await else {
+        panic!("expected OpenChannel")
+    };
+    let (dev_tx, mut dev_rx) = agent.dial(&open_channel.channel_id).await;
+    let mut cli_in = attach.await.unwrap().unwrap();
+    // "ü" split over two frames; a password typed in is not recorded.
+    cli_tx
+        .send(ClientFrame {
+            body: Some(ClientBody::Input(b"geheim\r".to_vec())),
+        })
+        .await
+        .unwrap();
+    dev_rx.message().await.unwrap().unwrap();
+    cli_tx
+        .send(ClientFrame {
+            body: Some(ClientBody::Resize(WindowSize {
+                cols: 120,
+                rows: 40,
+            })),
+        })
+        .await
+        .unwrap();
+    dev_rx.message().await.unwrap().unwrap();
+    for data in [b"Gr\xc3".to_vec(), b"\xbc\xc3\x9fe\r\n".to_vec()] {
+        dev_tx
+            .send(DeviceFrame {
+                body: Some(DeviceBody::Output(data)),
+            })
+            .await
+            .unwrap();
+        cli_in.message().await.unwrap().unwrap();
+    }
+
+    // The local user ends it.
+    agent
+        .answer(
+            &started.session_id,
+            session_event::Event::Ended(SessionEnded {
+                by_local_user: true,
+                reason: String::new(),
+            }),
+        )
+        .await;
+    let frame = tokio::time::timeout(WAIT, cli_in.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let Some(DeviceBody::Error(error)) = frame.body else {
+        panic!("expected an error frame, got {frame:?}")
+    };
+    assert_eq!(error.code, ChannelErrorCode::Ended as i32);
+    assert_eq!(error.message, "ended by the local user at the device");
+    // The agent's channel is ended by the server with a status.
+    assert!(
+        tokio::time::timeout(WAIT, dev_rx.message())
+            .await
+            .unwrap()
+            .is_err()
+    );
+    let Update::Ended(ended) = tokio::time::timeout(WAIT, updates.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+        .update
+        .unwrap()
+    else {
+        panic!("expected ended")
+    };
+    assert_eq!(ended.reason, "ended by the local user at the device");
+
+    let mut cast = Vec::new();
+    let mut chunks = admin
+        .sessions
+        .get_recording(GetRecordingRequest {
+            session_id: started.session_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    while let Some(chunk) = chunks.message().await.unwrap() {
+        cast.extend(chunk.data);
+    }
+    let cast = String::from_utf8(cast).unwrap();
+    let lines: Vec<serde_json::Value> = cast
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["version"], 2);
+    assert_eq!(lines[0]["width"], 100);
+    assert_eq!(lines[0]["env"]["TERM"], "xterm-256color");
+    assert_eq!(lines[1][1], "r");
+    assert_eq!(lines[1][2], "120x40");
+    let output: String = lines[2..]
+        .iter()
+        .filter(|l| l[1] == "o")
+        .map(|l| l[2].as_str().unwrap())
+        .collect();
+    assert_eq!(output, "Grüße\r\n");
+    assert!(!cast.contains("geheim"), "input must not be recorded");
+
+    // A technician may not play recordings.
+    let mut tech = server
+        .user_clients("tech", "kus", "technician", "county:kus")
+        .await;
+    let status = tech
+        .sessions
+        .get_recording(GetRecordingRequest {
+            session_id: started.session_id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    drop(dev_tx);
+}
+
+/// The admin dropping StartSession ends the session and tells the agent.
+#[tokio::test]
+async fn dropping_the_start_stream_ends_the_session() {
+    let server = InProcessServer::start_with(|c| c.sessions.default_consent = "none".into()).await;
+    let (_device_id, identity) = setup(&server).await;
+    let mut agent = FakeAgent::connect(&server, &identity).await;
+    let mut admin = server.client(&server.bootstrap_token).await;
+    let mut updates = admin
+        .sessions
+        .start_session(forward_request(HOST))
+        .await
+        .unwrap()
+        .into_inner();
+    let ServerBody::OpenSession(open) = agent.next().await else {
+        panic!("expected OpenSession")
+    };
+    agent
+        .answer(
+            &open.session_id,
+            session_event::Event::Accepted(SessionAccepted {}),
+        )
+        .await;
+    updates.message().await.unwrap().unwrap();
+    drop(updates);
+    let ServerBody::CloseSession(close) = agent.next().await else {
+        panic!("expected CloseSession")
+    };
+    assert_eq!(close.session_id, open.session_id);
+    assert_eq!(close.reason, "admin side disconnected");
+    let mut ended = None;
+    for _ in 0..50 {
+        let s = server
+            .store()
+            .get_session(&open.session_id)
+            .await
+            .unwrap()
+            .unwrap();
+        if s.state == "ended" {
+            ended = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        ended.expect("session ended").end_reason,
+        "admin side disconnected"
+    );
+}
