@@ -783,3 +783,363 @@ async fn dropping_the_start_stream_ends_the_session() {
         "admin side disconnected"
     );
 }
+
+/// Starts a session that the agent accepts; returns the update stream and
+/// the session id.
+async fn started_session(
+    clients: &mut Clients,
+    agent: &mut FakeAgent,
+    request: StartSessionRequest,
+) -> (tonic::Streaming<SessionUpdate>, String) {
+    let mut updates = clients
+        .sessions
+        .start_session(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let ServerBody::OpenSession(open) = agent.next().await else {
+        panic!("expected OpenSession")
+    };
+    agent
+        .answer(
+            &open.session_id,
+            session_event::Event::Accepted(SessionAccepted {}),
+        )
+        .await;
+    loop {
+        match updates.message().await.unwrap().unwrap().update.unwrap() {
+            Update::Started(s) => return (updates, s.session_id),
+            Update::WaitingForConsent(_) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// Attaches a channel and lets the agent dial it back.
+async fn attached_channel(
+    clients: &Clients,
+    agent: &mut FakeAgent,
+    session_id: &str,
+) -> (
+    mpsc::Sender<ClientFrame>,
+    tonic::Streaming<DeviceFrame>,
+    mpsc::Sender<DeviceFrame>,
+    tonic::Streaming<ClientFrame>,
+) {
+    let (cli_tx, cli_rx) = mpsc::channel(8);
+    cli_tx
+        .send(ClientFrame {
+            body: Some(ClientBody::Open(ChannelOpen {
+                session_id: session_id.into(),
+                offset: 0,
+            })),
+        })
+        .await
+        .unwrap();
+    let mut sessions_client = clients.sessions.clone();
+    let attach = tokio::spawn(async move {
+        sessions_client
+            .attach(ReceiverStream::new(cli_rx))
+            .await
+            .map(|r| r.into_inner())
+    });
+    let ServerBody::OpenChannel(open_channel) = agent.next().await else {
+        panic!("expected OpenChannel")
+    };
+    let (dev_tx, dev_rx) = agent.dial(&open_channel.channel_id).await;
+    let cli_in = attach.await.unwrap().unwrap();
+    (cli_tx, cli_in, dev_tx, dev_rx)
+}
+
+async fn ended_notice(updates: &mut tonic::Streaming<SessionUpdate>) -> SessionEndedNotice {
+    loop {
+        let update = tokio::time::timeout(WAIT, updates.message())
+            .await
+            .expect("the session ends")
+            .unwrap()
+            .expect("an ended notice before the stream closes")
+            .update
+            .unwrap();
+        if let Update::Ended(ended) = update {
+            return ended;
+        }
+    }
+}
+
+/// Losing the agent mid-session: the admin's channel gets DEVICE_GONE and
+/// the session ends with "device disconnected", without hanging.
+#[tokio::test]
+async fn losing_the_agent_ends_the_admin_side_clearly() {
+    let server = InProcessServer::start_with(|c| c.sessions.default_consent = "none".into()).await;
+    let (_device_id, identity) = setup(&server).await;
+    let mut agent = FakeAgent::connect(&server, &identity).await;
+    let mut admin = server.client(&server.bootstrap_token).await;
+    let (mut updates, session_id) = started_session(
+        &mut admin,
+        &mut agent,
+        exec_request(HOST, &["sleep", "600"]),
+    )
+    .await;
+    let (_cli_tx, mut cli_in, dev_tx, dev_rx) =
+        attached_channel(&admin, &mut agent, &session_id).await;
+    // The agent process dies: its connection and every stream on it go.
+    drop(dev_tx);
+    drop(dev_rx);
+    drop(agent);
+    let frame = tokio::time::timeout(WAIT, cli_in.message())
+        .await
+        .expect("no hang")
+        .unwrap()
+        .unwrap();
+    let Some(DeviceBody::Error(error)) = frame.body else {
+        panic!("expected an error frame, got {frame:?}")
+    };
+    assert_eq!(error.code, ChannelErrorCode::DeviceGone as i32);
+    assert_eq!(error.message, format!("lost the connection to {HOST}"));
+    let ended = ended_notice(&mut updates).await;
+    assert_eq!(ended.reason, "device disconnected");
+}
+
+/// EndSession: someone else needs SessionEnd; the starter may always.
+#[tokio::test]
+async fn ending_a_session_needs_the_starter_or_session_end() {
+    let server = InProcessServer::start_with(|c| c.sessions.default_consent = "none".into()).await;
+    let (_device_id, identity) = setup(&server).await;
+    let mut agent = FakeAgent::connect(&server, &identity).await;
+    let mut tech = server
+        .user_clients("tech", "kus", "technician", "county:kus")
+        .await;
+    let mut other_tech = server
+        .user_clients("tech2", "kus", "technician", "county:kus")
+        .await;
+    let mut kl_admin = server
+        .user_clients("kl-admin", "kl", "admin", "county:kl")
+        .await;
+    let (mut updates, session_id) =
+        started_session(&mut tech, &mut agent, forward_request(HOST)).await;
+    let end = |reason: &str| EndSessionRequest {
+        session_id: session_id.clone(),
+        reason: reason.into(),
+    };
+
+    // Another county's admin does not see it; a colleague sees it in the
+    // list but may not end it, nor attach to it.
+    let status = kl_admin.sessions.end_session(end("x")).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    let listed = kl_admin
+        .sessions
+        .list_sessions(ListSessionsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .sessions;
+    assert!(listed.is_empty(), "{listed:?}");
+    let live = other_tech
+        .sessions
+        .list_sessions(ListSessionsRequest {
+            device: HOST.into(),
+            state: "live".into(),
+            limit: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sessions;
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].actor, "user:tech");
+    assert_eq!(live[0].summary, "127.0.0.1:5900");
+    let status = other_tech.sessions.end_session(end("x")).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let (open_tx, open_rx) = mpsc::channel(1);
+    open_tx
+        .send(ClientFrame {
+            body: Some(ClientBody::Open(ChannelOpen {
+                session_id: session_id.clone(),
+                offset: 0,
+            })),
+        })
+        .await
+        .unwrap();
+    let status = other_tech
+        .sessions
+        .attach(ReceiverStream::new(open_rx))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+
+    // The cooperation admin may end it.
+    let mut admin = server.client(&server.bootstrap_token).await;
+    admin.sessions.end_session(end("Wartung")).await.unwrap();
+    let ended = ended_notice(&mut updates).await;
+    assert_eq!(ended.reason, "ended by user:admin: Wartung");
+    let ServerBody::CloseSession(close) = agent.next().await else {
+        panic!("expected CloseSession")
+    };
+    assert_eq!(close.reason, "ended by user:admin: Wartung");
+    // Over is over.
+    let status = tech.sessions.end_session(end("")).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+}
+
+/// A session without traffic ends after the idle timeout.
+#[tokio::test]
+async fn idle_sessions_end() {
+    let server = InProcessServer::start_with(|c| {
+        c.sessions.default_consent = "none".into();
+        c.sessions.idle_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let (_device_id, identity) = setup(&server).await;
+    let mut agent = FakeAgent::connect(&server, &identity).await;
+    let mut admin = server.client(&server.bootstrap_token).await;
+    let (mut updates, _) = started_session(&mut admin, &mut agent, forward_request(HOST)).await;
+    let ended = ended_notice(&mut updates).await;
+    assert_eq!(ended.reason, "idle timeout (1s)");
+}
+
+/// Consent policy: set per school and class, listed with the default,
+/// and applied to the next session.
+#[tokio::test]
+async fn consent_policy_is_managed_and_applied() {
+    let server = InProcessServer::start().await;
+    let (_device_id, identity) = setup(&server).await;
+    let mut agent = FakeAgent::connect(&server, &identity).await;
+    let mut admin = server.client(&server.bootstrap_token).await;
+    let mut tech = server
+        .user_clients("tech", "kus", "technician", "county:kus")
+        .await;
+    let mut kl_admin = server
+        .user_clients("kl-admin", "kl", "admin", "county:kl")
+        .await;
+    let set = |school: &str, class: &str, consent: &str| SetConsentPolicyRequest {
+        school_id: school.into(),
+        device_class: class.into(),
+        consent: consent.into(),
+    };
+    let status = tech
+        .sessions
+        .set_consent_policy(set("kus012", "", "none"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let status = kl_admin
+        .sessions
+        .set_consent_policy(set("kus012", "", "none"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    let status = admin
+        .sessions
+        .set_consent_policy(set("kus012", "", "ask"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    admin
+        .sessions
+        .set_consent_policy(set("kus012", "", "notify"))
+        .await
+        .unwrap();
+    admin
+        .sessions
+        .set_consent_policy(set("kus012", "schueler-pc", "none"))
+        .await
+        .unwrap();
+    let listed = tech
+        .sessions
+        .list_consent_policies(ListConsentPoliciesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.default_consent, "prompt");
+    assert_eq!(listed.policies.len(), 2);
+    assert!(
+        kl_admin
+            .sessions
+            .list_consent_policies(ListConsentPoliciesRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .policies
+            .is_empty()
+    );
+    // The class policy applies to this schueler-pc.
+    let _session = tech
+        .sessions
+        .start_session(exec_request(HOST, &["true"]))
+        .await
+        .unwrap();
+    let ServerBody::OpenSession(open) = agent.next().await else {
+        panic!("expected OpenSession")
+    };
+    assert_eq!(open.consent, "none");
+    assert_eq!(
+        audit_entries(&server, "consent.set").await.len(),
+        2,
+        "both changes are audited"
+    );
+}
+
+/// The audit log: county-scoped readers see their county only; the
+/// retention sweep prunes and the chain still verifies.
+#[tokio::test]
+async fn audit_log_is_scoped_and_pruned_verifiably() {
+    let server =
+        InProcessServer::start_with(|c| c.audit.retention = Duration::from_secs(3600)).await;
+    // The oldest entry first (the chain is still empty: the bootstrap
+    // admin is not audited), then everything the setup writes, then one
+    // of the other county.
+    let entry = |county: &str, at| schoolfleet_server::storage::AuditEvent {
+        at,
+        actor: "user:x".into(),
+        action: "test.entry".into(),
+        target: format!("county:{county}"),
+        county_id: Some(county.into()),
+        outcome: "ok".into(),
+        details: String::new(),
+    };
+    assert_eq!(
+        server.store().append_audit(&entry("kus", 1)).await.unwrap(),
+        1
+    );
+    setup(&server).await;
+    let now = schoolfleet_server::storage::now_millis();
+    server
+        .store()
+        .append_audit(&entry("kl", now))
+        .await
+        .unwrap();
+    let mut coordinator = server
+        .user_clients("coord", "kl", "coordinator", "county:kl")
+        .await;
+    let entries = coordinator
+        .audit
+        .list_audit_events(ListAuditEventsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert!(!entries.is_empty());
+    assert!(entries.iter().all(|e| e.county_id == "kl"), "{entries:?}");
+    let mut tech = server
+        .user_clients("tech", "kus", "technician", "county:kus")
+        .await;
+    let status = tech
+        .audit
+        .list_audit_events(ListAuditEventsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+
+    schoolfleet_server::server::sweep_retention(&server.state).await;
+    let verified = coordinator
+        .audit
+        .verify_audit_chain(VerifyAuditChainRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(verified.ok, "{verified:?}");
+    assert_eq!(verified.pruned_before_seq, 2, "{verified:?}");
+    assert_eq!(verified.first_seq, 2);
+    let pruned = audit_entries(&server, "audit.pruned").await;
+    assert_eq!(pruned.len(), 1);
+}
