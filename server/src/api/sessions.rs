@@ -428,8 +428,11 @@ impl SessionService for SessionApi {
         if live.cancel.is_cancelled() {
             return Err(not_live());
         }
+        // Counted before the check, so two racing attaches cannot both
+        // become a shell's one channel.
+        let opened_before = live.open_channel();
         match live.kind {
-            Kind::Shell | Kind::Exec if live.channels_opened() > 0 => {
+            Kind::Shell | Kind::Exec if opened_before > 0 => {
                 return Err(Status::failed_precondition(format!(
                     "a {} session has exactly one channel, and it was opened",
                     live.kind.as_str()
@@ -447,9 +450,10 @@ impl SessionService for SessionApi {
             }
             _ => {}
         }
-        live.open_channel();
         let channel_id = uuid::Uuid::new_v4().to_string();
         let leg = state.sessions.expect_channel(&channel_id, &live.device_id);
+        // If the admin gives up while we wait, the registration goes too.
+        let _pending = state.sessions.pending_channel_guard(&channel_id);
         let sent = state.agents.send(
             &live.device_id,
             ServerMessage {
@@ -631,7 +635,8 @@ impl SessionService for SessionApi {
             &session_tenant(&session),
         )?;
         // A live shell has its recording written as it goes.
-        let live = state.sessions.live(&session.id).is_some();
+        let live =
+            session.kind == Kind::Shell.as_str() && state.sessions.live(&session.id).is_some();
         if !session.has_recording && !live {
             return Err(Status::not_found(format!(
                 "session {} has no recording",

@@ -215,6 +215,15 @@ impl SessionBroker {
         self.lock().channels.remove(channel_id);
     }
 
+    /// Forgets the pending channel when dropped (a delivered one is gone
+    /// already, so this is a no-op then).
+    pub fn pending_channel_guard(self: &Arc<Self>, channel_id: &str) -> PendingChannelGuard {
+        PendingChannelGuard {
+            broker: self.clone(),
+            channel_id: channel_id.to_owned(),
+        }
+    }
+
     /// Hands the agent's dialled-back stream to the waiting `Attach`.
     /// Only the device the channel was opened on may claim it.
     pub fn deliver_channel(&self, channel_id: &str, device_id: &str, leg: AgentLeg) -> bool {
@@ -424,6 +433,18 @@ impl LiveSession {
         let t = self.started.elapsed().as_secs_f64();
         let mut guard = self.recording.lock().unwrap_or_else(|e| e.into_inner());
         guard.take().map(|mut r| (r.recorder.finish(t), r.writer))
+    }
+}
+
+#[derive(Debug)]
+pub struct PendingChannelGuard {
+    broker: Arc<SessionBroker>,
+    channel_id: String,
+}
+
+impl Drop for PendingChannelGuard {
+    fn drop(&mut self) {
+        self.broker.forget_channel(&self.channel_id);
     }
 }
 
