@@ -428,16 +428,16 @@ impl SessionService for SessionApi {
         if live.cancel.is_cancelled() {
             return Err(not_live());
         }
-        // Counted before the check, so two racing attaches cannot both
-        // become a shell's one channel.
-        let opened_before = live.open_channel();
         match live.kind {
-            Kind::Shell | Kind::Exec if opened_before > 0 => {
+            // Claimed atomically: two racing attaches cannot both become
+            // the one channel.
+            Kind::Shell | Kind::Exec if !live.claim_only_channel() => {
                 return Err(Status::failed_precondition(format!(
                     "a {} session has exactly one channel, and it was opened",
                     live.kind.as_str()
                 )));
             }
+            Kind::Shell | Kind::Exec => {}
             Kind::Forward if live.active_channels() >= MAX_FORWARD_CHANNELS => {
                 return Err(Status::resource_exhausted(format!(
                     "at most {MAX_FORWARD_CHANNELS} connections at once per forward session"
@@ -448,7 +448,9 @@ impl SessionService for SessionApi {
                     "too many transfers at once in this copy session",
                 ));
             }
-            _ => {}
+            Kind::Forward | Kind::Copy => {
+                live.open_channel();
+            }
         }
         let channel_id = uuid::Uuid::new_v4().to_string();
         let leg = state.sessions.expect_channel(&channel_id, &live.device_id);

@@ -376,6 +376,13 @@ impl LiveSession {
         self.channels_opened.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Claims the first and only channel (shell, exec); false when taken.
+    pub fn claim_only_channel(&self) -> bool {
+        self.channels_opened
+            .compare_exchange(0, 1, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
+
     pub fn channels_opened(&self) -> u64 {
         self.channels_opened.load(Ordering::Relaxed)
     }
