@@ -207,6 +207,9 @@ pub async fn run(
         .initial_stream_window_size(Some(4 * 1024 * 1024))
         .initial_connection_window_size(Some(8 * 1024 * 1024))
         .tcp_nodelay(true)
+        // Each session channel is its own stream: room for a forward
+        // session's 256 connections and more, but not unbounded.
+        .max_concurrent_streams(1024)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(limited!(AgentServiceServer, api::AgentApi(state.clone())))

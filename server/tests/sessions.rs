@@ -1143,3 +1143,176 @@ async fn audit_log_is_scoped_and_pruned_verifiably() {
     let pruned = audit_entries(&server, "audit.pruned").await;
     assert_eq!(pruned.len(), 1);
 }
+
+/// Many forward channels at once, each relayed both ways without mixing
+/// bytes; the byte counts add up.
+#[tokio::test]
+async fn concurrent_forward_channels_keep_their_bytes_apart() {
+    let server = InProcessServer::start_with(|c| c.sessions.default_consent = "none".into()).await;
+    let (_device_id, identity) = setup(&server).await;
+    let mut agent = FakeAgent::connect(&server, &identity).await;
+    let mut admin = server.client(&server.bootstrap_token).await;
+    let (mut updates, session_id) =
+        started_session(&mut admin, &mut agent, forward_request(HOST)).await;
+    const CHANNELS: usize = 20;
+    const FRAMES: usize = 20;
+    const FRAME: usize = 32 * 1024;
+    let mut tasks = Vec::new();
+    for n in 0..CHANNELS {
+        let (cli_tx, mut cli_in, dev_tx, mut dev_rx) =
+            attached_channel(&admin, &mut agent, &session_id).await;
+        // The device side echoes every input frame, then exits on eof.
+        tasks.push(tokio::spawn(async move {
+            while let Some(frame) = dev_rx.message().await.unwrap() {
+                match frame.body.unwrap() {
+                    ClientBody::Input(data) => dev_tx
+                        .send(DeviceFrame {
+                            body: Some(DeviceBody::Output(data)),
+                        })
+                        .await
+                        .unwrap(),
+                    ClientBody::Eof(_) => {
+                        dev_tx
+                            .send(DeviceFrame {
+                                body: Some(DeviceBody::Exit(ChannelExit { code: 0 })),
+                            })
+                            .await
+                            .unwrap();
+                        // As an agent must: keep the call until the server
+                        // ends it, or the queued exit may never be sent.
+                        drop(dev_tx);
+                        let end = dev_rx.message().await;
+                        assert!(matches!(end, Ok(None)), "{end:?}");
+                        return;
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }));
+        tasks.push(tokio::spawn(async move {
+            let writer = tokio::spawn(async move {
+                for _ in 0..FRAMES {
+                    cli_tx
+                        .send(ClientFrame {
+                            body: Some(ClientBody::Input(vec![n as u8; FRAME])),
+                        })
+                        .await
+                        .unwrap();
+                }
+                cli_tx
+                    .send(ClientFrame {
+                        body: Some(ClientBody::Eof(Eof {})),
+                    })
+                    .await
+                    .unwrap();
+                cli_tx
+            });
+            let mut received = 0;
+            loop {
+                let frame = cli_in.message().await.unwrap().unwrap();
+                match frame.body.unwrap() {
+                    DeviceBody::Output(data) => {
+                        assert!(
+                            data.iter().all(|b| *b == n as u8),
+                            "bytes of another channel"
+                        );
+                        received += data.len();
+                    }
+                    DeviceBody::Exit(exit) => {
+                        assert_eq!(exit.code, 0);
+                        break;
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            assert_eq!(received, FRAMES * FRAME);
+            drop(writer.await.unwrap());
+        }));
+    }
+    for task in tasks {
+        tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("relay finishes")
+            .unwrap();
+    }
+    // A forward channel's exit does not end the session.
+    let mut admin2 = server.client(&server.bootstrap_token).await;
+    admin2
+        .sessions
+        .end_session(EndSessionRequest {
+            session_id: session_id.clone(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap();
+    let ended = ended_notice(&mut updates).await;
+    assert_eq!(ended.reason, "ended by user:admin");
+    let session = admin
+        .sessions
+        .get_session(GetSessionRequest { session_id })
+        .await
+        .unwrap()
+        .into_inner();
+    let total = (CHANNELS * FRAMES * FRAME) as u64;
+    assert_eq!(session.bytes_to_device, total);
+    assert_eq!(session.bytes_from_device, total);
+    assert_eq!(session.channels, CHANNELS as u32);
+}
+
+/// A copy moving more than max_file_bytes is cut with a clear error, and
+/// uploads above the limit are refused before the device is asked.
+#[tokio::test]
+async fn copies_above_the_limit_are_refused_and_cut() {
+    let server = InProcessServer::start_with(|c| {
+        c.sessions.default_consent = "none".into();
+        c.sessions.max_file_bytes = 1000;
+    })
+    .await;
+    let (_device_id, identity) = setup(&server).await;
+    let mut agent = FakeAgent::connect(&server, &identity).await;
+    let mut admin = server.client(&server.bootstrap_token).await;
+    let copy = |size: u64| StartSessionRequest {
+        spec: Some(SessionSpec {
+            kind: Some(SpecKind::Copy(CopySpec {
+                direction: CopyDirection::ToDevice as i32,
+                path: "/tmp/x".into(),
+                size,
+                sha256: "ab".repeat(32),
+            })),
+        }),
+        ..exec_request(HOST, &[])
+    };
+    let status = start_error(&mut admin, copy(1001)).await;
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("limit"), "{status:?}");
+
+    let (_updates, session_id) = started_session(&mut admin, &mut agent, copy(1000)).await;
+    let (cli_tx, mut cli_in, _dev_tx, mut dev_rx) =
+        attached_channel(&admin, &mut agent, &session_id).await;
+    // A client that lied about the size is cut off past the limit.
+    for _ in 0..2 {
+        cli_tx
+            .send(ClientFrame {
+                body: Some(ClientBody::Input(vec![0; 600])),
+            })
+            .await
+            .unwrap();
+    }
+    let frame = tokio::time::timeout(WAIT, cli_in.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let Some(DeviceBody::Error(error)) = frame.body else {
+        panic!("expected an error frame, got {frame:?}")
+    };
+    assert_eq!(error.code, ChannelErrorCode::Failed as i32);
+    assert!(error.message.contains("1000 bytes"), "{error:?}");
+    // The device got the first frame, then a status instead of the rest.
+    dev_rx.message().await.unwrap().unwrap();
+    let status = tokio::time::timeout(WAIT, dev_rx.message())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Aborted);
+}
