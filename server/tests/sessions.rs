@@ -966,6 +966,15 @@ async fn ending_a_session_needs_the_starter_or_session_end() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
+    let attach_denied = audit_entries(&server, "session.attach").await;
+    assert_eq!(attach_denied.len(), 1);
+    assert_eq!(
+        (
+            attach_denied[0].actor.as_str(),
+            attach_denied[0].outcome.as_str()
+        ),
+        ("user:tech2", "denied")
+    );
 
     // The cooperation admin may end it.
     let mut admin = server.client(&server.bootstrap_token).await;

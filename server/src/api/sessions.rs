@@ -421,6 +421,16 @@ impl SessionService for SessionApi {
             || Status::not_found(format!("session {session_id} is not live on this server"));
         let live = state.sessions.live(&session_id).ok_or_else(not_live)?;
         if live.user_id != principal.user_id {
+            state
+                .audit(
+                    &principal.actor(),
+                    "session.attach",
+                    &format!("session:{}", live.id),
+                    Some(&live.county_id),
+                    "denied",
+                    format!("started by {}", live.actor),
+                )
+                .await;
             return Err(Status::permission_denied(
                 "only the user who started the session may attach to it",
             ));
@@ -1031,6 +1041,7 @@ async fn supervise(
     let mut last_poll = tokio::time::Instant::now();
     loop {
         tokio::select! {
+            biased;
             _ = live.cancel.cancelled() => return,
             _ = tx.closed() => live.end("admin side disconnected", None),
             _ = state.shutdown.cancelled() => live.end("server shutting down", None),
