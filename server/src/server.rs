@@ -328,6 +328,30 @@ pub async fn sweep_retention(state: &AppState) {
         Ok(n) => tracing::info!(sessions = n, "deleted recordings past their retention"),
         Err(err) => tracing::error!(error = %err, "recording retention sweep failed"),
     }
+    // Sessions of a replica that died cannot outlive the maximum duration.
+    let stale_before =
+        now.saturating_sub((sessions.max_duration + Duration::from_secs(300)).as_millis() as i64);
+    match state
+        .store
+        .end_stale_sessions(stale_before, now, "server stopped during the session")
+        .await
+    {
+        Ok(ids) => {
+            for id in ids {
+                state
+                    .audit(
+                        "server",
+                        "session.end",
+                        &format!("session:{id}"),
+                        None,
+                        "error",
+                        "reason=\"server stopped during the session\"".into(),
+                    )
+                    .await;
+            }
+        }
+        Err(err) => tracing::error!(error = %err, "stale session sweep failed"),
+    }
     let retention = state.config.audit.retention;
     if retention.is_zero() {
         return;

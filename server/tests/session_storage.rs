@@ -303,6 +303,24 @@ async fn sessions_lifecycle(store: Arc<dyn Store>, _raw: RawDb) {
             .unwrap()
             .is_empty()
     );
+    // s2 (started at 20) is left over from a crashed replica.
+    assert!(
+        store
+            .end_stale_sessions(20, 60, "gone")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.end_stale_sessions(21, 60, "gone").await.unwrap(),
+        ["s2"]
+    );
+    let s2 = store.get_session("s2").await.unwrap().unwrap();
+    assert_eq!(
+        (s2.state.as_str(), s2.end_reason.as_str()),
+        (SESSION_DENIED, "gone")
+    );
+    assert_eq!(s2.ended_at, Some(60));
 }
 
 async fn recordings_and_retention(store: Arc<dyn Store>, _raw: RawDb) {

@@ -256,6 +256,15 @@ pub trait Store: Send + Sync + 'static {
     /// Asks the replica holding the session to end it; false when it is
     /// not live.
     async fn request_session_end(&self, id: &str, at: Millis, reason: &str) -> Result<bool>;
+    /// Ends sessions still recorded as live that started before
+    /// `started_before`: longer ago than the maximum duration, so no
+    /// replica can still hold them (it crashed). Returns their ids.
+    async fn end_stale_sessions(
+        &self,
+        started_before: Millis,
+        at: Millis,
+        reason: &str,
+    ) -> Result<Vec<String>>;
     async fn append_recording_chunk(
         &self,
         session_id: &str,

@@ -1985,6 +1985,20 @@ macro_rules! impl_sql_store {
                 Ok(done > 0)
             }
 
+            async fn end_stale_sessions(&self, started_before: Millis, at: Millis, reason: &str) -> Result<Vec<String>> {
+                let rows: Vec<(String,)> = sqlx::query_as(
+                    "UPDATE sessions SET state = CASE WHEN state = 'pending' THEN 'denied' ELSE 'ended' END, \
+                     ended_at = $2, end_reason = $3 \
+                     WHERE state IN ('pending', 'active') AND started_at < $1 RETURNING id",
+                )
+                .bind(started_before)
+                .bind(at)
+                .bind(reason)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(|(id,)| id).collect())
+            }
+
             async fn append_recording_chunk(&self, session_id: &str, chunk_no: i64, data: &[u8]) -> Result<()> {
                 sqlx::query(
                     "INSERT INTO session_recordings (session_id, chunk_no, data) VALUES ($1, $2, $3)",
