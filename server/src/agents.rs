@@ -70,15 +70,23 @@ impl AgentRegistry {
         sender.is_some_and(|tx| tx.try_send(Ok(message)).is_ok())
     }
 
-    /// Like [`AgentRegistry::send`], and says which stream got it, so that
-    /// what was opened on it ends with that stream, not with a newer one.
-    pub fn send_tracked(&self, device_id: &str, message: ServerMessage) -> Option<ConnectionId> {
+    /// Sends a message to a connected device, waiting (at most `patience`)
+    /// for room in its queue: a burst of requests (a forward session's
+    /// connections) must not be mistaken for a missing device. Says which
+    /// stream got it, so that what was opened on it ends with that stream.
+    pub async fn deliver(
+        &self,
+        device_id: &str,
+        message: ServerMessage,
+        patience: std::time::Duration,
+    ) -> Option<ConnectionId> {
         let (id, sender) = self
             .lock()
             .get(device_id)
             .map(|(id, tx)| (*id, tx.clone()))?;
         sender
-            .try_send(Ok(message))
+            .send_timeout(Ok(message), patience)
+            .await
             .is_ok()
             .then_some(ConnectionId(id))
     }

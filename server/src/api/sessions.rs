@@ -34,6 +34,8 @@ const MAX_FORWARD_CHANNELS: usize = 256;
 /// Concurrent channels of one copy session (a retry may overlap the
 /// teardown of the broken attempt).
 const MAX_COPY_CHANNELS: usize = 4;
+/// How long a request waits for room in a device's queue.
+const DELIVERY_PATIENCE: Duration = Duration::from_secs(5);
 /// How often the supervisor looks for EndSession from other replicas.
 const END_REQUEST_POLL: Duration = Duration::from_secs(5);
 
@@ -339,7 +341,11 @@ impl SessionService for SessionApi {
             let answer = state
                 .sessions
                 .expect_consent(&session_id, &device.id, probe);
-            match state.agents.send_tracked(&device.id, open) {
+            match state
+                .agents
+                .deliver(&device.id, open, DELIVERY_PATIENCE)
+                .await
+            {
                 Some(connection) => {
                     state
                         .sessions
@@ -466,17 +472,21 @@ impl SessionService for SessionApi {
         let leg = state.sessions.expect_channel(&channel_id, &live.device_id);
         // If the admin gives up while we wait, the registration goes too.
         let _pending = state.sessions.pending_channel_guard(&channel_id);
-        let sent = state.agents.send(
-            &live.device_id,
-            ServerMessage {
-                body: Some(ServerBody::OpenChannel(OpenChannel {
-                    session_id: session_id.clone(),
-                    channel_id: channel_id.clone(),
-                    offset: open.offset,
-                })),
-            },
-        );
-        if !sent {
+        let sent = state
+            .agents
+            .deliver(
+                &live.device_id,
+                ServerMessage {
+                    body: Some(ServerBody::OpenChannel(OpenChannel {
+                        session_id: session_id.clone(),
+                        channel_id: channel_id.clone(),
+                        offset: open.offset,
+                    })),
+                },
+                DELIVERY_PATIENCE,
+            )
+            .await;
+        if sent.is_none() {
             state.sessions.forget_channel(&channel_id);
             return Err(Status::unavailable(format!(
                 "device {} is not connected",
@@ -826,16 +836,23 @@ struct Start {
     answer: tokio::sync::oneshot::Receiver<ConsentAnswer>,
 }
 
-fn close_session(state: &AppState, device_id: &str, session_id: &str, reason: &str) {
-    state.agents.send(
-        device_id,
-        ServerMessage {
-            body: Some(ServerBody::CloseSession(CloseSession {
-                session_id: session_id.to_owned(),
-                reason: reason.to_owned(),
-            })),
-        },
-    );
+/// Tells the agent to stop the session's processes. Waits for room in
+/// the queue: a lost CloseSession would leave processes running.
+async fn close_session(state: &AppState, device_id: &str, session_id: &str, reason: &str) {
+    let message = ServerMessage {
+        body: Some(ServerBody::CloseSession(CloseSession {
+            session_id: session_id.to_owned(),
+            reason: reason.to_owned(),
+        })),
+    };
+    if state
+        .agents
+        .deliver(device_id, message, DELIVERY_PATIENCE)
+        .await
+        .is_none()
+    {
+        tracing::debug!(session = %session_id, "device not connected; its sessions ended with its stream");
+    }
 }
 
 /// Waits for consent, then holds the session until it ends, then cleans up.
@@ -873,7 +890,7 @@ async fn drive(state: AppState, start: Start, tx: Updates) {
         }
     };
     if let Some((why, status)) = denial {
-        close_session(&state, &info.device_id, &info.id, &why);
+        close_session(&state, &info.device_id, &info.id, &why).await;
         deny(&state, &info.id, &why).await;
         state
             .audit(
@@ -965,7 +982,7 @@ async fn drive(state: AppState, start: Start, tx: Updates) {
     // --- the end, whatever caused it ---
     state.sessions.remove_live(&info.id);
     let (reason, exit_code) = live.end_reason().unwrap_or_else(|| ("ended".into(), None));
-    close_session(&state, &info.device_id, &info.id, &reason);
+    close_session(&state, &info.device_id, &info.id, &reason).await;
     // Channels see the cancellation at once; give them a moment to send
     // their last frames so the byte counts are final.
     for _ in 0..100 {
