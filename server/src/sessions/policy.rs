@@ -141,7 +141,9 @@ pub fn check_spec(spec: Option<&SessionSpec>, max_file_bytes: u64) -> Result<Che
             (Kind::Exec, summary, json, String::new(), (0, 0))
         }
         SpecKind::Forward(forward) => {
-            let host = forward.host.trim();
+            // Not trimmed: the agent gets the spec as sent, so what is
+            // checked must be exactly that.
+            let host = forward.host.as_str();
             if host.is_empty() || host.len() > 255 {
                 return Err("forward host must be 1-255 bytes".into());
             }
@@ -235,6 +237,10 @@ mod tests {
             })),
             spec(SpecKind::Forward(ForwardSpec {
                 host: String::new(),
+                port: 22,
+            })),
+            spec(SpecKind::Forward(ForwardSpec {
+                host: " 127.0.0.1".into(),
                 port: 22,
             })),
             spec(SpecKind::Copy(CopySpec {
