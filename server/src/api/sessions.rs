@@ -336,11 +336,17 @@ impl SessionService for SessionApi {
         };
         // Registered before asking, so that a quick answer is not lost; the
         // stream it went out on is filled in once sent.
-        let (answer, connection) = {
+        let (answer, connection, mut guard) = {
             let probe = crate::agents::ConnectionId::unknown();
             let answer = state
                 .sessions
                 .expect_consent(&session_id, &device.id, probe);
+            let mut guard = StartGuard {
+                state: state.clone(),
+                session_id: session_id.clone(),
+                device_id: device.id.clone(),
+                armed: true,
+            };
             match state
                 .agents
                 .deliver(&device.id, open, DELIVERY_PATIENCE)
@@ -350,9 +356,10 @@ impl SessionService for SessionApi {
                     state
                         .sessions
                         .set_consent_connection(&session_id, connection);
-                    (answer, connection)
+                    (answer, connection, guard)
                 }
                 None => {
+                    guard.armed = false;
                     state.sessions.forget_consent(&session_id);
                     let why = format!("device {} is not connected", device.hostname);
                     deny(state, &session_id, &why).await;
@@ -397,6 +404,8 @@ impl SessionService for SessionApi {
             spec,
             answer,
         };
+        // From here on the session task owns the cleanup.
+        guard.armed = false;
         state.tasks.spawn(drive(state.clone(), start, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -834,6 +843,34 @@ struct Start {
     record: SessionRecord,
     spec: CheckedSpec,
     answer: tokio::sync::oneshot::Receiver<ConsentAnswer>,
+}
+
+/// Cleans up after a StartSession call dropped (the admin gave up) between
+/// asking the device and handing the session to its task.
+struct StartGuard {
+    state: AppState,
+    session_id: String,
+    device_id: String,
+    armed: bool,
+}
+
+impl Drop for StartGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        self.state.sessions.forget_consent(&self.session_id);
+        let (state, session_id, device_id) = (
+            self.state.clone(),
+            self.session_id.clone(),
+            self.device_id.clone(),
+        );
+        let why = "the admin side disconnected before the session started";
+        tokio::spawn(async move {
+            close_session(&state, &device_id, &session_id, why).await;
+            deny(&state, &session_id, why).await;
+        });
+    }
 }
 
 /// Tells the agent to stop the session's processes. Waits for room in
