@@ -26,6 +26,13 @@ pub struct AgentRegistry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionId(u64);
 
+impl ConnectionId {
+    /// Matches no stream (a consent registered before its message is sent).
+    pub fn unknown() -> Self {
+        ConnectionId(u64::MAX)
+    }
+}
+
 impl AgentRegistry {
     /// Registers the stream of a device, replacing (and thereby closing) an
     /// older stream of the same device.
@@ -61,6 +68,27 @@ impl AgentRegistry {
     pub fn send(&self, device_id: &str, message: ServerMessage) -> bool {
         let sender = self.lock().get(device_id).map(|(_, tx)| tx.clone());
         sender.is_some_and(|tx| tx.try_send(Ok(message)).is_ok())
+    }
+
+    /// Sends a message to a connected device, waiting (at most `patience`)
+    /// for room in its queue: a burst of requests (a forward session's
+    /// connections) must not be mistaken for a missing device. Says which
+    /// stream got it, so that what was opened on it ends with that stream.
+    pub async fn deliver(
+        &self,
+        device_id: &str,
+        message: ServerMessage,
+        patience: std::time::Duration,
+    ) -> Option<ConnectionId> {
+        let (id, sender) = self
+            .lock()
+            .get(device_id)
+            .map(|(id, tx)| (*id, tx.clone()))?;
+        sender
+            .send_timeout(Ok(message), patience)
+            .await
+            .is_ok()
+            .then_some(ConnectionId(id))
     }
 
     /// Ends a device's stream (revoked, retired) with the given status.

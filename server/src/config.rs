@@ -19,6 +19,66 @@ pub struct Config {
     pub compliance: ComplianceSection,
     pub log: LogSection,
     pub webhooks: WebhooksSection,
+    pub sessions: SessionsSection,
+    pub audit: AuditSection,
+}
+
+/// Remote sessions: consent default, timeouts and size limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionsSection {
+    /// Consent mode where no policy applies: "none", "notify" or "prompt".
+    pub default_consent: String,
+    /// How long the local user has to answer a prompt.
+    #[serde(with = "humantime_serde")]
+    pub consent_timeout: Duration,
+    /// A session without data in either direction for this long ends.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_duration: Duration,
+    /// How long the agent has to dial a channel back.
+    #[serde(with = "humantime_serde")]
+    pub attach_timeout: Duration,
+    /// Largest file a copy session may move, in bytes.
+    pub max_file_bytes: u64,
+    /// Largest recording of one shell session, in bytes.
+    pub max_recording_bytes: u64,
+    /// Recordings of sessions that ended longer ago are deleted.
+    #[serde(with = "humantime_serde")]
+    pub recording_retention: Duration,
+}
+
+impl Default for SessionsSection {
+    fn default() -> Self {
+        SessionsSection {
+            default_consent: "prompt".into(),
+            consent_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(15 * 60),
+            max_duration: Duration::from_secs(4 * 3600),
+            attach_timeout: Duration::from_secs(15),
+            max_file_bytes: 1 << 30,
+            max_recording_bytes: 64 << 20,
+            recording_retention: Duration::from_secs(90 * 86_400),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSection {
+    /// Audit entries older than this are pruned (the chain keeps an
+    /// anchor); 0 keeps them forever.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        AuditSection {
+            retention: Duration::from_secs(730 * 86_400),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -320,6 +380,42 @@ impl Config {
                 matches!(self.log.format.as_str(), "text" | "json"),
                 "log.format must be \"text\" or \"json\"",
             ),
+            (
+                matches!(
+                    self.sessions.default_consent.as_str(),
+                    "none" | "notify" | "prompt"
+                ),
+                "sessions.default_consent must be \"none\", \"notify\" or \"prompt\"",
+            ),
+            (
+                self.sessions.consent_timeout >= second
+                    && self.sessions.consent_timeout <= Duration::from_secs(3600),
+                "sessions.consent_timeout must be between 1s and 1h",
+            ),
+            (
+                self.sessions.idle_timeout >= second,
+                "sessions.idle_timeout must be at least 1s",
+            ),
+            (
+                self.sessions.max_duration >= second,
+                "sessions.max_duration must be at least 1s",
+            ),
+            (
+                self.sessions.attach_timeout >= second,
+                "sessions.attach_timeout must be at least 1s",
+            ),
+            (
+                self.sessions.max_file_bytes >= 1,
+                "sessions.max_file_bytes must be at least 1",
+            ),
+            (
+                self.sessions.max_recording_bytes >= 4096,
+                "sessions.max_recording_bytes must be at least 4096",
+            ),
+            (
+                self.sessions.recording_retention >= second,
+                "sessions.recording_retention must be at least 1s",
+            ),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
             Some((_, message)) => Err(ConfigError::Invalid((*message).to_owned())),
@@ -401,6 +497,30 @@ retry_initial = "2s"
 retry_max = "10m"
 # CA bundle (PEM) trusted for https:// URLs.
 ca_file = "/etc/ssl/certs/ca-certificates.crt"
+
+[sessions]
+# Remote sessions (shell, exec, forward, cp). Consent where no policy of the
+# school or device class applies: "none", "notify" or "prompt".
+default_consent = "prompt"
+# How long the local user has to answer a prompt.
+consent_timeout = "60s"
+# A session ends after this long without data in either direction ...
+idle_timeout = "15m"
+# ... and after this long in any case.
+max_duration = "4h"
+# How long the agent has to dial a new channel back.
+attach_timeout = "15s"
+# Largest file a copy session may move (1 GiB).
+max_file_bytes = 1073741824
+# Largest recording of one shell session (64 MiB); the rest is cut.
+max_recording_bytes = 67108864
+# Recordings are deleted this long after their session ended.
+recording_retention = "90days"
+
+[audit]
+# Audit entries older than this are deleted; the hash chain stays
+# verifiable from the first kept entry. "0s" keeps them forever.
+retention = "730days"
 "#;
 
 #[cfg(test)]
@@ -478,6 +598,31 @@ mod tests {
             redact_url("sqlite:///var/lib/x.db"),
             "sqlite:///var/lib/x.db"
         );
+    }
+
+    #[test]
+    fn session_settings_come_from_the_environment() {
+        let env = vec![
+            (
+                "SCHOOLFLEET_SESSIONS__CONSENT_TIMEOUT".to_string(),
+                "2s".to_string(),
+            ),
+            (
+                "SCHOOLFLEET_SESSIONS__DEFAULT_CONSENT".to_string(),
+                "none".to_string(),
+            ),
+            ("SCHOOLFLEET_AUDIT__RETENTION".to_string(), "0s".to_string()),
+        ];
+        let config = Config::load(None, env, &FlagOverrides::default()).unwrap();
+        assert_eq!(config.sessions.consent_timeout, Duration::from_secs(2));
+        assert_eq!(config.sessions.default_consent, "none");
+        assert_eq!(config.audit.retention, Duration::ZERO);
+        let env = vec![(
+            "SCHOOLFLEET_SESSIONS__DEFAULT_CONSENT".to_string(),
+            "ask".to_string(),
+        )];
+        let err = Config::load(None, env, &FlagOverrides::default()).unwrap_err();
+        assert!(err.to_string().contains("default_consent"), "{err}");
     }
 
     #[test]

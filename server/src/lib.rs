@@ -6,6 +6,7 @@
 
 pub mod agents;
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod compliance;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod ingest;
 pub mod inventory;
 pub mod pki;
 pub mod server;
+pub mod sessions;
 pub mod storage;
 /// Moved to `schoolfleet-standard`; re-exported so existing paths keep working.
 pub use schoolfleet_standard::version;

@@ -5,11 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use schoolfleet_proto::v1::agent_service_server::AgentServiceServer;
+use schoolfleet_proto::v1::audit_service_server::AuditServiceServer;
 use schoolfleet_proto::v1::compliance_service_server::ComplianceServiceServer;
 use schoolfleet_proto::v1::device_service_server::DeviceServiceServer;
 use schoolfleet_proto::v1::enrollment_service_server::EnrollmentServiceServer;
 use schoolfleet_proto::v1::inventory_service_server::InventoryServiceServer;
 use schoolfleet_proto::v1::knowledge_service_server::KnowledgeServiceServer;
+use schoolfleet_proto::v1::session_service_server::SessionServiceServer;
 use schoolfleet_proto::v1::tenant_service_server::TenantServiceServer;
 use schoolfleet_proto::v1::ticket_service_server::TicketServiceServer;
 use schoolfleet_proto::v1::user_service_server::UserServiceServer;
@@ -77,12 +79,21 @@ pub async fn prepare(config: Config) -> Result<AppState, ServerError> {
         .map_err(|e| ServerError::DataDir(data_dir.display().to_string(), e))?;
     tracing::info!(ca_pin = %pin, "server CA ready");
     bootstrap_admin(&store, data_dir).await?;
+    // Entries written before the chain existed join it, in their order.
+    let chained = store.chain_unsequenced_audit().await?;
+    if chained > 0 {
+        tracing::info!(
+            entries = chained,
+            "added earlier audit entries to the hash chain"
+        );
+    }
     Ok(AppState {
         store,
         ca: Arc::new(ca),
         config: Arc::new(config),
         agents: Arc::new(AgentRegistry::default()),
         compliance: Arc::default(),
+        sessions: Arc::default(),
         shutdown: CancellationToken::new(),
         tasks: TaskTracker::new(),
     })
@@ -101,7 +112,7 @@ async fn bootstrap_admin(store: &Arc<dyn Store>, data_dir: &Path) -> Result<(), 
         name: "admin".into(),
         county_id: None,
         created_at: now,
-        bindings: vec![("admin".into(), "cooperation".into())],
+        bindings: vec![storage::RoleBindingRecord::new("admin", "cooperation")],
     };
     let (id, secret) = secrets::generate();
     let token = ApiToken {
@@ -196,6 +207,9 @@ pub async fn run(
         .initial_stream_window_size(Some(4 * 1024 * 1024))
         .initial_connection_window_size(Some(8 * 1024 * 1024))
         .tcp_nodelay(true)
+        // Each session channel is its own stream: room for a forward
+        // session's 256 connections and more, but not unbounded.
+        .max_concurrent_streams(1024)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(limited!(AgentServiceServer, api::AgentApi(state.clone())))
@@ -218,9 +232,15 @@ pub async fn run(
         .add_service(limited!(
             KnowledgeServiceServer,
             api::KnowledgeApi(state.clone())
-        ));
+        ))
+        .add_service(limited!(
+            SessionServiceServer,
+            api::SessionApi(state.clone())
+        ))
+        .add_service(limited!(AuditServiceServer, api::AuditApi(state.clone())));
 
     state.tasks.spawn(compliance_sweeper(state.clone()));
+    state.tasks.spawn(retention_sweeper(state.clone()));
     if crate::webhooks::enabled(&config) {
         state.tasks.spawn(crate::webhooks::run_delivery(
             state.store.clone(),
@@ -277,6 +297,79 @@ async fn compliance_sweeper(state: AppState) {
         if let Err(err) = state.compliance.daily_snapshot(&state.store, now).await {
             tracing::error!(error = %err, "daily compliance snapshot failed");
         }
+    }
+}
+
+/// How often recordings and audit entries past their retention go.
+const RETENTION_SWEEP: Duration = Duration::from_secs(3600);
+
+/// Deletes recordings and audit entries past their retention, hourly.
+/// Replicas may run it at once: deletes are idempotent and the audit
+/// pruning takes the chain's lock.
+async fn retention_sweeper(state: AppState) {
+    let mut interval = tokio::time::interval(RETENTION_SWEEP);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        sweep_retention(&state).await;
+    }
+}
+
+/// One retention pass (public for tests).
+pub async fn sweep_retention(state: &AppState) {
+    let now = now_millis();
+    let sessions = &state.config.sessions;
+    let cutoff = now.saturating_sub(sessions.recording_retention.as_millis() as i64);
+    match state.store.delete_recordings_before(cutoff).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(sessions = n, "deleted recordings past their retention"),
+        Err(err) => tracing::error!(error = %err, "recording retention sweep failed"),
+    }
+    // Sessions of a replica that died cannot outlive the maximum duration.
+    let stale_before =
+        now.saturating_sub((sessions.max_duration + Duration::from_secs(300)).as_millis() as i64);
+    match state
+        .store
+        .end_stale_sessions(stale_before, now, "server stopped during the session")
+        .await
+    {
+        Ok(ids) => {
+            for id in ids {
+                state
+                    .audit(
+                        "server",
+                        "session.end",
+                        &format!("session:{id}"),
+                        None,
+                        "error",
+                        "reason=\"server stopped during the session\"".into(),
+                    )
+                    .await;
+            }
+        }
+        Err(err) => tracing::error!(error = %err, "stale session sweep failed"),
+    }
+    let retention = state.config.audit.retention;
+    if retention.is_zero() {
+        return;
+    }
+    let before = now.saturating_sub(retention.as_millis() as i64);
+    let event = storage::AuditEvent {
+        at: now,
+        actor: "server".into(),
+        action: "audit.pruned".into(),
+        target: "audit".into(),
+        county_id: None,
+        outcome: "ok".into(),
+        details: format!("retention={}", humantime::format_duration(retention)),
+    };
+    match state.store.prune_audit(before, &event).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(entries = n, "deleted audit entries past their retention"),
+        Err(err) => tracing::error!(error = %err, "audit retention sweep failed"),
     }
 }
 

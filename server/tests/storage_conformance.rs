@@ -228,8 +228,8 @@ async fn users_and_api_tokens(store: Arc<dyn Store>) {
         county_id: Some("kus".into()),
         created_at: 5,
         bindings: vec![
-            ("technician".into(), "county:kus".into()),
-            ("viewer".into(), "cooperation".into()),
+            RoleBindingRecord::new("technician", "county:kus"),
+            RoleBindingRecord::new("viewer", "cooperation"),
         ],
     };
     store.create_user(&user).await.unwrap();
@@ -281,7 +281,7 @@ async fn user_id_wins_over_a_name_that_looks_like_it(store: Arc<dyn Store>) {
         name: admin_id.into(),
         county_id: Some("kus".into()),
         created_at: 1,
-        bindings: vec![("viewer".into(), "school:kus012".into())],
+        bindings: vec![RoleBindingRecord::new("viewer", "school:kus012")],
     };
     store.create_user(&impostor).await.unwrap();
     let admin = User {
@@ -289,7 +289,7 @@ async fn user_id_wins_over_a_name_that_looks_like_it(store: Arc<dyn Store>) {
         name: "admin".into(),
         county_id: None,
         created_at: 2,
-        bindings: vec![("admin".into(), "cooperation".into())],
+        bindings: vec![RoleBindingRecord::new("admin", "cooperation")],
     };
     store.create_user(&admin).await.unwrap();
     assert_eq!(store.get_user(admin_id).await.unwrap(), Some(admin));

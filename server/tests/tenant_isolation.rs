@@ -16,6 +16,7 @@ use tonic::Code;
 const FOREIGN_DEVICE: &str = "0190aaaa-0000-7000-8000-00000000cafe";
 const FOREIGN_HOST: &str = "kl001-sp0101";
 const FOREIGN_PACKAGE: &str = "kaiserslautern-only-tool";
+const FOREIGN_SESSION: &str = "0190aaaa-0000-7000-8000-00000000beef";
 
 struct Fixture {
     server: InProcessServer,
@@ -125,6 +126,35 @@ async fn fixture() -> Fixture {
                 version: "1.0".into(),
             }],
             changes: Vec::new(),
+        })
+        .await
+        .unwrap();
+    // A past shell session on it, with a recording.
+    store
+        .insert_session(&storage::SessionRecord {
+            id: FOREIGN_SESSION.into(),
+            kind: "shell".into(),
+            state: "active".into(),
+            device_id: FOREIGN_DEVICE.into(),
+            county_id: "kl".into(),
+            school_id: "kl001".into(),
+            user_id: "someone".into(),
+            actor: "user:someone".into(),
+            reason: "x".into(),
+            ticket: String::new(),
+            summary: "shell".into(),
+            spec: "{}".into(),
+            consent: "none".into(),
+            started_at: now_millis(),
+            ended_at: None,
+            end_reason: String::new(),
+            bytes_to_device: 0,
+            bytes_from_device: 0,
+            exit_code: None,
+            has_recording: true,
+            channels: 1,
+            end_requested_at: None,
+            end_requested_reason: String::new(),
         })
         .await
         .unwrap();
@@ -386,7 +416,120 @@ async fn every_call(c: &mut Clients, f: &Fixture) -> Vec<(&'static str, Outcome)
             ),
         ),
     ];
-    // Last, because they change the device.
+    // Remote sessions. Starting one on the (offline) foreign device gets
+    // past authorisation only to UNAVAILABLE: that counts as reached.
+    let start = c
+        .sessions
+        .start_session(StartSessionRequest {
+            device: FOREIGN_DEVICE.into(),
+            reason: "isolation".into(),
+            ticket: String::new(),
+            spec: Some(SessionSpec {
+                kind: Some(session_spec::Kind::Exec(ExecSpec {
+                    argv: vec!["id".into()],
+                })),
+            }),
+        })
+        .await;
+    results.push((
+        "sessions.start",
+        match start {
+            Err(status) if status.code() == Code::Unavailable => Outcome::Reached,
+            other => refused(other, |_| true),
+        },
+    ));
+    let session = || FOREIGN_SESSION.to_string();
+    results.extend([
+        (
+            "sessions.list",
+            refused(
+                c.sessions
+                    .list_sessions(ListSessionsRequest::default())
+                    .await,
+                |r| r.sessions.iter().any(|s| s.id == FOREIGN_SESSION),
+            ),
+        ),
+        (
+            "sessions.list_device",
+            refused(
+                c.sessions
+                    .list_sessions(ListSessionsRequest {
+                        device: FOREIGN_HOST.into(),
+                        ..Default::default()
+                    })
+                    .await,
+                |r| !r.sessions.is_empty(),
+            ),
+        ),
+        (
+            "sessions.get",
+            refused(
+                c.sessions
+                    .get_session(GetSessionRequest {
+                        session_id: session(),
+                    })
+                    .await,
+                |_| true,
+            ),
+        ),
+        (
+            "sessions.recording",
+            refused(
+                c.sessions
+                    .get_recording(GetRecordingRequest {
+                        session_id: session(),
+                    })
+                    .await,
+                |_| true,
+            ),
+        ),
+        (
+            "sessions.set_consent",
+            refused(
+                c.sessions
+                    .set_consent_policy(SetConsentPolicyRequest {
+                        school_id: "kl001".into(),
+                        device_class: String::new(),
+                        consent: "none".into(),
+                    })
+                    .await,
+                |_| true,
+            ),
+        ),
+        (
+            "sessions.list_consent",
+            refused(
+                c.sessions
+                    .list_consent_policies(ListConsentPoliciesRequest {
+                        school_id: "kl001".into(),
+                    })
+                    .await,
+                |_| true,
+            ),
+        ),
+        (
+            "audit.list",
+            refused(
+                c.audit
+                    .list_audit_events(ListAuditEventsRequest::default())
+                    .await,
+                |r| r.entries.iter().any(|e| e.county_id == "kl"),
+            ),
+        ),
+    ]);
+    // Last, because they change the device or the session.
+    results.push((
+        "sessions.end",
+        refused(
+            c.sessions
+                .end_session(EndSessionRequest {
+                    session_id: session(),
+                    reason: String::new(),
+                })
+                .await,
+            |_| true,
+        ),
+    ));
     results.push((
         "devices.retire",
         refused(c.devices.retire_device(device()).await, |_| true),
@@ -456,6 +599,10 @@ async fn cooperation_wide_technician_reaches_every_county() {
         "inventory.search",
         "enrollment.list",
         "devices.retire",
+        "sessions.start",
+        "sessions.list",
+        "sessions.list_device",
+        "sessions.get",
     ] {
         assert_eq!(
             outcome(call),
@@ -469,6 +616,10 @@ async fn cooperation_wide_technician_reaches_every_county() {
         "users.create_api_token",
         "tenants.create_county",
         "devices.revoke",
+        "sessions.end",
+        "sessions.recording",
+        "sessions.set_consent",
+        "audit.list",
     ] {
         assert_eq!(
             outcome(call),

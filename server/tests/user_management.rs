@@ -53,7 +53,7 @@ async fn county_admin_cannot_manage_a_user_bound_to_an_unknown_tenant() {
             name: "ghost-admin".into(),
             county_id: None,
             created_at: now_millis(),
-            bindings: vec![("admin".into(), "school:gone001".into())],
+            bindings: vec![storage::RoleBindingRecord::new("admin", "school:gone001")],
         })
         .await
         .unwrap();

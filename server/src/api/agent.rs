@@ -283,11 +283,38 @@ impl AgentService for AgentApi {
 
     async fn session_channel(
         &self,
-        _request: Request<Streaming<DeviceFrame>>,
+        request: Request<Streaming<DeviceFrame>>,
     ) -> Result<Response<Self::SessionChannelStream>, Status> {
-        Err(Status::unimplemented(
-            "remote sessions are not available yet",
-        ))
+        let (device, _) = self.authenticate_device(&request).await?;
+        let mut inbound = request.into_inner();
+        let first = tokio::time::timeout(self.0.config.sessions.attach_timeout, inbound.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no `attach` frame in time"))??;
+        let channel_id = match first.and_then(|f| f.body) {
+            Some(device_frame::Body::Attach(attach)) => attach.channel_id,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first frame of SessionChannel must be `attach`",
+                ));
+            }
+        };
+        let (tx, rx) = mpsc::channel(crate::sessions::relay::QUEUE_FRAMES);
+        let leg = crate::sessions::AgentLeg {
+            inbound,
+            outbound: tx,
+        };
+        // Only the device the channel was opened on can claim it.
+        if !self
+            .0
+            .sessions
+            .deliver_channel(&channel_id, &device.id, leg)
+        {
+            tracing::warn!(device = %device.id, channel = %channel_id, "unknown or expired session channel");
+            return Err(Status::not_found(format!(
+                "channel {channel_id} is not expected (expired or unknown)"
+            )));
+        }
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn report_problem(
@@ -401,6 +428,8 @@ impl AgentService for AgentApi {
             // A stream that was replaced by a newer one of the same device
             // must not mark the device disconnected: the newer one is live.
             // (Revoke and retire already cleared `connected` themselves.)
+            // Sessions opened on this stream end with it.
+            state.sessions.device_gone(&device.id, connection);
             if state.agents.unregister(&device.id, connection)
                 && let Err(err) = state.store.touch_device(&device.id, now_millis(), false, None).await
             {
@@ -459,7 +488,11 @@ async fn serve_stream(
                 let ack = ingest::ingest_report(state, device, report).await;
                 Ok(Some(ServerBody::ReportAck(ack)))
             }
-            Some(AgentBody::SessionEvent(_)) | None => Ok(None),
+            Some(AgentBody::SessionEvent(event)) => {
+                state.sessions.on_agent_event(&device.id, event);
+                Ok(None)
+            }
+            None => Ok(None),
         };
         match reply {
             Ok(Some(body)) => {

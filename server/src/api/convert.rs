@@ -89,10 +89,10 @@ pub fn user(u: &storage::User) -> v1::User {
         roles: u
             .bindings
             .iter()
-            .map(|(role, scope)| v1::RoleBinding {
-                role: role.clone(),
-                scope: scope.clone(),
-                remote: String::new(),
+            .map(|b| v1::RoleBinding {
+                role: b.role.clone(),
+                scope: b.scope.clone(),
+                remote: b.remote.clone(),
             })
             .collect(),
         created_at: ts(u.created_at),

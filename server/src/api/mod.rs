@@ -4,20 +4,24 @@
 //! admin does not even learn that another county's device exists.
 
 mod agent;
+mod audit;
 mod compliance;
 mod convert;
 mod devices;
 mod enrollment;
 mod kb;
+mod sessions;
 mod tenants;
 mod tickets;
 mod users;
 
 pub use agent::AgentApi;
+pub use audit::AuditApi;
 pub use compliance::ComplianceApi;
 pub use devices::{DeviceApi, InventoryApi};
 pub use enrollment::EnrollmentApi;
 pub use kb::KnowledgeApi;
+pub use sessions::SessionApi;
 pub use tenants::TenantApi;
 pub use tickets::TicketApi;
 pub use users::UserApi;
@@ -40,6 +44,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub agents: Arc<AgentRegistry>,
     pub compliance: Arc<crate::compliance::ComplianceEngine>,
+    /// Remote sessions live on this replica (consents, sessions, channels).
+    pub sessions: Arc<crate::sessions::SessionBroker>,
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Tracks the per-agent stream tasks, so shutdown can wait for them to
     /// mark their devices disconnected.

@@ -7,7 +7,7 @@ use schoolfleet_proto::v1::*;
 use tonic::{Request, Response, Status};
 
 use super::{AppState, convert, storage_status, tenant_id};
-use crate::auth::{Permission, Principal, Role, TenantRef, secrets};
+use crate::auth::{Permission, Principal, RemoteLimit, Role, TenantRef, secrets};
 use crate::storage::{self, now_millis};
 
 const DEFAULT_TOKEN_SECONDS: u64 = 90 * 24 * 3600;
@@ -55,8 +55,8 @@ impl UserApi {
         {
             return Ok(false);
         }
-        for (_, scope) in &user.bindings {
-            let Ok(scope) = scope.parse::<Scope>() else {
+        for binding in &user.bindings {
+            let Ok(scope) = binding.scope.parse::<Scope>() else {
                 continue;
             };
             let target = match self.scope_target(&scope).await {
@@ -141,7 +141,15 @@ impl UserService for UserApi {
                     principal.name
                 )));
             }
-            bindings.push((role.as_str().to_owned(), scope.to_string()));
+            let remote: RemoteLimit = binding
+                .remote
+                .parse()
+                .map_err(|e: String| Status::invalid_argument(e))?;
+            bindings.push(storage::RoleBindingRecord {
+                role: role.as_str().to_owned(),
+                scope: scope.to_string(),
+                remote: remote.as_text(),
+            });
         }
         let user = storage::User {
             id: uuid::Uuid::now_v7().to_string(),
@@ -164,7 +172,13 @@ impl UserService for UserApi {
         let roles: Vec<String> = user
             .bindings
             .iter()
-            .map(|(r, s)| format!("{r}@{s}"))
+            .map(|b| {
+                if b.remote.is_empty() {
+                    format!("{}@{}", b.role, b.scope)
+                } else {
+                    format!("{}@{} remote={}", b.role, b.scope, b.remote)
+                }
+            })
             .collect();
         state
             .audit(

@@ -11,7 +11,7 @@ mod roles;
 pub mod secrets;
 
 pub use principal::{Principal, TenantRef};
-pub use roles::{Permission, Role};
+pub use roles::{Permission, RemoteLimit, Role};
 
 use std::sync::Arc;
 

@@ -2,8 +2,23 @@
 
 use schoolfleet_proto::scope::Scope;
 
-use super::{Permission, Role};
+use super::{Permission, RemoteLimit, Role};
 use crate::storage::{TenantFilter, User};
+
+/// One role binding of the caller, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub role: Role,
+    pub scope: Scope,
+    pub remote: RemoteLimit,
+}
+
+impl Grant {
+    /// The role grants it and the binding's remote list does not exclude it.
+    pub fn allows(&self, permission: Permission) -> bool {
+        self.role.grants(permission) && self.remote.allows(permission)
+    }
+}
 
 /// Where an object lives in the tenant tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +58,7 @@ fn scope_contains(scope: &Scope, target: &TenantRef) -> bool {
 pub struct Principal {
     pub user_id: String,
     pub name: String,
-    pub bindings: Vec<(Role, Scope)>,
+    pub bindings: Vec<Grant>,
 }
 
 impl Principal {
@@ -52,7 +67,13 @@ impl Principal {
         let bindings = user
             .bindings
             .iter()
-            .filter_map(|(role, scope)| Some((role.parse().ok()?, scope.parse().ok()?)))
+            .filter_map(|b| {
+                Some(Grant {
+                    role: b.role.parse().ok()?,
+                    scope: b.scope.parse().ok()?,
+                    remote: b.remote.parse().ok()?,
+                })
+            })
             .collect();
         Principal {
             user_id: user.id.clone(),
@@ -69,7 +90,7 @@ impl Principal {
     pub fn can(&self, permission: Permission, target: &TenantRef) -> bool {
         self.bindings
             .iter()
-            .any(|(role, scope)| role.grants(permission) && scope_contains(scope, target))
+            .any(|g| g.allows(permission) && scope_contains(&g.scope, target))
     }
 
     /// True when `permission` is granted on a whole scope (used for
@@ -82,9 +103,9 @@ impl Principal {
             // county is resolved by the caller, so only check bindings that
             // name the school or contain it via cooperation.
             Scope::School(s) => {
-                return self.bindings.iter().any(|(role, held)| {
-                    role.grants(permission)
-                        && match held {
+                return self.bindings.iter().any(|g| {
+                    g.allows(permission)
+                        && match &g.scope {
                             Scope::Cooperation => true,
                             Scope::School(h) => h == s,
                             Scope::County(_) => false,
@@ -98,19 +119,17 @@ impl Principal {
     /// True when some binding grants `permission`, in whatever scope. Only
     /// for what the cooperation shares on purpose (the knowledge base).
     pub fn can_anywhere(&self, permission: Permission) -> bool {
-        self.bindings
-            .iter()
-            .any(|(role, _)| role.grants(permission))
+        self.bindings.iter().any(|g| g.allows(permission))
     }
 
     /// The tenants on which `permission` is granted, for list queries.
     pub fn filter(&self, permission: Permission) -> TenantFilter {
         let mut filter = TenantFilter::default();
-        for (role, scope) in &self.bindings {
-            if !role.grants(permission) {
+        for g in &self.bindings {
+            if !g.allows(permission) {
                 continue;
             }
-            match scope {
+            match &g.scope {
                 Scope::Cooperation => filter.all = true,
                 Scope::County(c) => filter.counties.push(c.clone()),
                 Scope::School(s) => filter.schools.push(s.clone()),
@@ -129,6 +148,15 @@ mod tests {
     use super::*;
 
     fn principal(bindings: &[(&str, &str)]) -> Principal {
+        principal_remote(
+            &bindings
+                .iter()
+                .map(|(r, s)| (*r, *s, ""))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    fn principal_remote(bindings: &[(&str, &str, &str)]) -> Principal {
         Principal::from_user(&User {
             id: "u".into(),
             name: "u".into(),
@@ -136,9 +164,35 @@ mod tests {
             created_at: 0,
             bindings: bindings
                 .iter()
-                .map(|(r, s)| (r.to_string(), s.to_string()))
+                .map(|(r, s, remote)| crate::storage::RoleBindingRecord {
+                    role: r.to_string(),
+                    scope: s.to_string(),
+                    remote: remote.to_string(),
+                })
                 .collect(),
         })
+    }
+
+    #[test]
+    fn remote_list_narrows_only_its_own_binding() {
+        let kus012 = TenantRef::school("kus", "kus012");
+        let p = principal_remote(&[("technician", "county:kus", "exec,cp")]);
+        assert!(p.can(Permission::SessionExec, &kus012));
+        assert!(!p.can(Permission::SessionForward, &kus012));
+        assert!(p.can(Permission::SessionRead, &kus012));
+        // Another binding without a limit still grants forward, there.
+        let p = principal_remote(&[
+            ("technician", "county:kus", "none"),
+            ("technician", "school:kus012", ""),
+        ]);
+        assert!(p.can(Permission::SessionForward, &kus012));
+        assert!(!p.can(
+            Permission::SessionForward,
+            &TenantRef::school("kus", "kus013")
+        ));
+        // An unparseable list fails closed: the binding grants nothing.
+        let p = principal_remote(&[("admin", "cooperation", "shell,ssh")]);
+        assert!(p.bindings.is_empty());
     }
 
     #[test]

@@ -33,6 +33,97 @@ pub enum Permission {
     KbRead,
     /// Write and publish articles owned by a county in scope.
     KbWrite,
+    /// Remote sessions, one permission per capability (like Teleport's
+    /// role options); a binding's `remote` list can narrow these four.
+    SessionShell,
+    SessionExec,
+    SessionForward,
+    SessionCopy,
+    /// List and show sessions.
+    SessionRead,
+    /// End someone else's session (the starter may always end their own).
+    SessionEnd,
+    /// Play session recordings (they may show personal data on screen).
+    RecordingRead,
+    /// Set the consent policy of schools and device classes.
+    ConsentManage,
+}
+
+impl Permission {
+    /// The four remote-session capabilities and their names in
+    /// `RoleBinding.remote`.
+    pub const REMOTE: [(Permission, &'static str); 4] = [
+        (Permission::SessionShell, "shell"),
+        (Permission::SessionExec, "exec"),
+        (Permission::SessionForward, "forward"),
+        (Permission::SessionCopy, "cp"),
+    ];
+
+    fn remote_index(self) -> Option<usize> {
+        Self::REMOTE.iter().position(|(p, _)| *p == self)
+    }
+}
+
+/// `RoleBinding.remote`: which of the four session capabilities a binding
+/// may use. It only narrows what the role grants, never widens it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RemoteLimit([bool; 4]);
+
+impl Default for RemoteLimit {
+    fn default() -> Self {
+        RemoteLimit([true; 4])
+    }
+}
+
+impl RemoteLimit {
+    pub fn allows(self, permission: Permission) -> bool {
+        permission.remote_index().is_none_or(|i| self.0[i])
+    }
+
+    /// The canonical text: "" (all), "none" or a comma list in fixed order.
+    pub fn as_text(self) -> String {
+        if self.0 == [true; 4] {
+            return String::new();
+        }
+        let names: Vec<&str> = Permission::REMOTE
+            .iter()
+            .zip(self.0)
+            .filter(|(_, on)| *on)
+            .map(|((_, name), _)| *name)
+            .collect();
+        if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(",")
+        }
+    }
+}
+
+impl FromStr for RemoteLimit {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Ok(RemoteLimit::default());
+        }
+        if s == "none" {
+            return Ok(RemoteLimit([false; 4]));
+        }
+        let mut allowed = [false; 4];
+        for name in s.split(',').map(str::trim) {
+            let index = Permission::REMOTE
+                .iter()
+                .position(|(_, n)| *n == name)
+                .ok_or_else(|| {
+                    format!(
+                        "unknown remote capability {name:?}: expected shell, exec, forward, cp \
+                         (comma-separated), \"none\" or empty for all"
+                    )
+                })?;
+            allowed[index] = true;
+        }
+        Ok(RemoteLimit(allowed))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -76,6 +167,11 @@ impl Role {
                     | TicketWork
                     | KbRead
                     | KbWrite
+                    | SessionShell
+                    | SessionExec
+                    | SessionForward
+                    | SessionCopy
+                    | SessionRead
             ),
             // Coordinators read everything in their scope (and will manage
             // the IT standard), and curate the knowledge base.
@@ -88,6 +184,8 @@ impl Role {
                     | TicketRead
                     | KbRead
                     | KbWrite
+                    | SessionRead
+                    | RecordingRead
             ),
             Role::Viewer => matches!(permission, TenantRead | DeviceRead | TicketRead | KbRead),
         }
@@ -124,5 +222,53 @@ mod tests {
             let got = [TicketRead, TicketWork, KbRead, KbWrite].map(|p| role.grants(p));
             assert_eq!(got, expected, "{role:?}");
         }
+    }
+
+    /// The session grants as in the remote-sessions design.
+    #[test]
+    fn session_grants() {
+        use Permission::*;
+        let all = [
+            SessionShell,
+            SessionExec,
+            SessionForward,
+            SessionCopy,
+            SessionRead,
+            SessionEnd,
+            RecordingRead,
+            ConsentManage,
+        ];
+        let table = [
+            (Role::Admin, [true; 8]),
+            (
+                Role::Technician,
+                [true, true, true, true, true, false, false, false],
+            ),
+            (
+                Role::Coordinator,
+                [false, false, false, false, true, false, true, false],
+            ),
+            (Role::Viewer, [false; 8]),
+        ];
+        for (role, expected) in table {
+            assert_eq!(all.map(|p| role.grants(p)), expected, "{role:?}");
+        }
+    }
+
+    #[test]
+    fn remote_limit_parses_and_narrows() {
+        let all: RemoteLimit = "".parse().unwrap();
+        assert!(all.allows(Permission::SessionForward));
+        assert_eq!(all.as_text(), "");
+        let none: RemoteLimit = "none".parse().unwrap();
+        assert!(!none.allows(Permission::SessionShell));
+        assert!(none.allows(Permission::SessionRead), "only the four");
+        assert_eq!(none.as_text(), "none");
+        let some: RemoteLimit = "cp, exec".parse().unwrap();
+        assert!(some.allows(Permission::SessionExec));
+        assert!(some.allows(Permission::SessionCopy));
+        assert!(!some.allows(Permission::SessionForward));
+        assert_eq!(some.as_text(), "exec,cp");
+        assert!("exec,ssh".parse::<RemoteLimit>().is_err());
     }
 }

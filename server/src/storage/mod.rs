@@ -225,9 +225,70 @@ pub trait Store: Send + Sync + 'static {
         ticket_id: &str,
     ) -> Result<bool>;
 
-    // --- audit ---
-    async fn append_audit(&self, event: &AuditEvent) -> Result<()>;
+    // --- audit (a hash chain, see `crate::audit`) ---
+    /// Appends to the chain in one transaction: takes the next seq from
+    /// `audit_chain` (its row lock serialises replicas), hashes, inserts,
+    /// moves the head. Returns the entry's seq.
+    async fn append_audit(&self, event: &AuditEvent) -> Result<i64>;
     async fn list_audit(&self, limit: i64) -> Result<Vec<AuditEvent>>;
+    /// Chained entries matching `query`, newest first.
+    async fn list_audit_entries(&self, query: &AuditQuery) -> Result<Vec<AuditEntryRecord>>;
+    /// Entries with seq > `after_seq` in seq order, for verification.
+    async fn audit_chain_page(&self, after_seq: i64, limit: i64) -> Result<Vec<AuditEntryRecord>>;
+    async fn audit_chain_head(&self) -> Result<crate::audit::ChainHead>;
+    /// Chains entries written before the chain existed (seq NULL), in id
+    /// order. Returns how many.
+    async fn chain_unsequenced_audit(&self) -> Result<u64>;
+    /// Deletes entries older than `before`, records the pruning anchor and
+    /// appends `pruned` (its details get the count), in one transaction.
+    /// Returns how many were deleted (0: nothing done).
+    async fn prune_audit(&self, before: Millis, pruned: &AuditEvent) -> Result<u64>;
+
+    // --- remote sessions ---
+    async fn insert_session(&self, session: &SessionRecord) -> Result<()>;
+    async fn get_session(&self, id: &str) -> Result<Option<SessionRecord>>;
+    async fn list_sessions(&self, query: &SessionQuery) -> Result<Vec<SessionRecord>>;
+    /// pending -> active (with the consent mode that applied).
+    async fn activate_session(&self, id: &str, consent: &str) -> Result<()>;
+    /// Stores the end (or denial) of a live session; false when it was
+    /// already over (only the first end counts).
+    async fn finish_session(&self, id: &str, end: &SessionEnd) -> Result<bool>;
+    /// Asks the replica holding the session to end it; false when it is
+    /// not live.
+    async fn request_session_end(&self, id: &str, at: Millis, reason: &str) -> Result<bool>;
+    /// Ends sessions still recorded as live that started before
+    /// `started_before`: longer ago than the maximum duration, so no
+    /// replica can still hold them (it crashed). Returns their ids.
+    async fn end_stale_sessions(
+        &self,
+        started_before: Millis,
+        at: Millis,
+        reason: &str,
+    ) -> Result<Vec<String>>;
+    async fn append_recording_chunk(
+        &self,
+        session_id: &str,
+        chunk_no: i64,
+        data: &[u8],
+    ) -> Result<()>;
+    /// One chunk of a recording, `None` past the last.
+    async fn recording_chunk(&self, session_id: &str, chunk_no: i64) -> Result<Option<Vec<u8>>>;
+    /// Deletes the recordings of sessions that ended before `ended_before`.
+    /// Returns how many sessions lost their recording.
+    async fn delete_recordings_before(&self, ended_before: Millis) -> Result<u64>;
+
+    // --- consent policy ---
+    async fn set_consent_policy(&self, policy: &ConsentPolicyRecord) -> Result<()>;
+    async fn get_consent_policy(
+        &self,
+        school_id: &str,
+        device_class: &str,
+    ) -> Result<Option<ConsentPolicyRecord>>;
+    /// Policies of these schools (`None`: all), by school and class.
+    async fn list_consent_policies(
+        &self,
+        school_ids: Option<&[String]>,
+    ) -> Result<Vec<ConsentPolicyRecord>>;
 
     // --- service desk: tickets ---
     /// Creates the ticket with the next number of the installation's

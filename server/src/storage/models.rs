@@ -43,8 +43,26 @@ pub struct User {
     /// Home county (employer); `None` for the cooperation's own staff.
     pub county_id: Option<String>,
     pub created_at: Millis,
-    /// (role, scope) pairs, as stored text: `("technician", "county:kus")`.
-    pub bindings: Vec<(String, String)>,
+    pub bindings: Vec<RoleBindingRecord>,
+}
+
+/// One role binding as stored text: `technician` at `county:kus`, with the
+/// remote-session capabilities it is limited to (`""` = all the role grants).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, sqlx::FromRow)]
+pub struct RoleBindingRecord {
+    pub role: String,
+    pub scope: String,
+    pub remote: String,
+}
+
+impl RoleBindingRecord {
+    pub fn new(role: &str, scope: &str) -> Self {
+        RoleBindingRecord {
+            role: role.into(),
+            scope: scope.into(),
+            remote: String::new(),
+        }
+    }
 }
 
 /// An admin API token. Only the SHA-256 of its secret is stored.
@@ -669,4 +687,98 @@ pub fn search_terms(text: &str) -> Vec<String> {
         .take(16)
         .map(str::to_owned)
         .collect()
+}
+
+// --- audit chain ---
+
+/// One chained audit entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntryRecord {
+    pub seq: i64,
+    pub event: AuditEvent,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// Filters for listing audit entries, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// `None`: every county and cooperation-wide entries; otherwise only
+    /// entries of these counties.
+    pub counties: Option<Vec<String>>,
+    pub action_prefix: Option<String>,
+    /// Entries about any of these targets; empty: any target.
+    pub targets: Vec<String>,
+    pub since: Option<Millis>,
+    pub limit: i64,
+}
+
+// --- remote sessions ---
+
+/// Session states as stored.
+pub const SESSION_PENDING: &str = "pending";
+pub const SESSION_ACTIVE: &str = "active";
+pub const SESSION_ENDED: &str = "ended";
+pub const SESSION_DENIED: &str = "denied";
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SessionRecord {
+    pub id: String,
+    /// `shell`, `exec`, `forward` or `cp`.
+    pub kind: String,
+    pub state: String,
+    pub device_id: String,
+    pub county_id: String,
+    pub school_id: String,
+    pub user_id: String,
+    pub actor: String,
+    pub reason: String,
+    pub ticket: String,
+    pub summary: String,
+    /// The SessionSpec as JSON text.
+    pub spec: String,
+    pub consent: String,
+    pub started_at: Millis,
+    pub ended_at: Option<Millis>,
+    pub end_reason: String,
+    pub bytes_to_device: i64,
+    pub bytes_from_device: i64,
+    pub exit_code: Option<i64>,
+    pub has_recording: bool,
+    pub channels: i64,
+    pub end_requested_at: Option<Millis>,
+    pub end_requested_reason: String,
+}
+
+/// What is stored when a session ends or is denied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEnd {
+    /// `ended` or `denied`.
+    pub state: String,
+    pub ended_at: Millis,
+    pub end_reason: String,
+    pub bytes_to_device: i64,
+    pub bytes_from_device: i64,
+    pub exit_code: Option<i64>,
+    pub has_recording: bool,
+    pub channels: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SessionQuery {
+    pub filter: TenantFilter,
+    pub device_id: Option<String>,
+    /// Only pending and active sessions.
+    pub live_only: bool,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ConsentPolicyRecord {
+    pub school_id: String,
+    /// `""`: every class of the school without its own policy.
+    pub device_class: String,
+    pub consent: String,
+    pub updated_by: String,
+    pub updated_at: Millis,
 }

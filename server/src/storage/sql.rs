@@ -143,6 +143,83 @@ macro_rules! insert_kb_version {
     }};
 }
 
+/// Columns of a chained audit entry, in `AuditRow` order.
+pub(super) const AUDIT_ENTRY_COLUMNS: &str =
+    "seq, at, actor, action, target, county_id, outcome, details, prev_hash, hash";
+
+pub(super) type AuditRow = (
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    String,
+);
+
+pub(super) fn audit_entry(row: AuditRow) -> crate::storage::AuditEntryRecord {
+    let (seq, at, actor, action, target, county_id, outcome, details, prev_hash, hash) = row;
+    crate::storage::AuditEntryRecord {
+        seq,
+        event: crate::storage::AuditEvent {
+            at,
+            actor,
+            action,
+            target,
+            county_id,
+            outcome,
+            details,
+        },
+        prev_hash,
+        hash,
+    }
+}
+
+pub(super) const SESSION_COLUMNS: &str = "id, kind, state, device_id, county_id, school_id, \
+     user_id, actor, reason, ticket, summary, spec, consent, started_at, ended_at, end_reason, \
+     bytes_to_device, bytes_from_device, exit_code, has_recording, channels, end_requested_at, \
+     end_requested_reason";
+
+/// Appends one event to the audit chain inside the transaction `$tx`;
+/// evaluates to its seq. The first statement is the UPDATE of the chain
+/// row, so the transaction holds the row lock (PostgreSQL) or the write
+/// lock (SQLite) from the start: concurrent appenders queue, never fork.
+macro_rules! append_chained {
+    ($event:expr, $tx:expr) => {{
+        let event: &$crate::storage::AuditEvent = $event;
+        let (seq, prev): (i64, String) = sqlx::query_as(
+            "UPDATE audit_chain SET seq = seq + 1 WHERE id = 1 RETURNING seq, head_hash",
+        )
+        .fetch_one(&mut *$tx)
+        .await?;
+        let hash = $crate::audit::entry_hash(&prev, seq, event);
+        sqlx::query(
+            "INSERT INTO audit_events (at, actor, action, target, county_id, outcome, details, \
+             seq, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(event.at)
+        .bind(&event.actor)
+        .bind(&event.action)
+        .bind(&event.target)
+        .bind(&event.county_id)
+        .bind(&event.outcome)
+        .bind(&event.details)
+        .bind(seq)
+        .bind(&prev)
+        .bind(&hash)
+        .execute(&mut *$tx)
+        .await?;
+        sqlx::query("UPDATE audit_chain SET head_hash = $1 WHERE id = 1")
+            .bind(&hash)
+            .execute(&mut *$tx)
+            .await?;
+        seq
+    }};
+}
+
 macro_rules! impl_sql_store {
     ($store:ty, $db:ty) => {
         #[async_trait::async_trait]
@@ -253,14 +330,17 @@ macro_rules! impl_sql_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| sql::conflict_or(e, format!("user {}", user.name)))?;
-                for (role, scope) in &user.bindings {
-                    sqlx::query("INSERT INTO role_bindings (user_id, role, scope) VALUES ($1, $2, $3)")
-                        .bind(&user.id)
-                        .bind(role)
-                        .bind(scope)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| sql::conflict_or(e, format!("role {role} at {scope}")))?;
+                for b in &user.bindings {
+                    sqlx::query(
+                        "INSERT INTO role_bindings (user_id, role, scope, remote) VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(&user.id)
+                    .bind(&b.role)
+                    .bind(&b.scope)
+                    .bind(&b.remote)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| sql::conflict_or(e, format!("role {} at {}", b.role, b.scope)))?;
                 }
                 if let Some(token) = token {
                     sqlx::query(
@@ -294,8 +374,8 @@ macro_rules! impl_sql_store {
                 .fetch_optional(&self.pool)
                 .await?;
                 let Some((id, name, county_id, created_at)) = row else { return Ok(None) };
-                let bindings: Vec<(String, String)> = sqlx::query_as(
-                    "SELECT role, scope FROM role_bindings WHERE user_id = $1 ORDER BY role, scope",
+                let bindings: Vec<RoleBindingRecord> = sqlx::query_as(
+                    "SELECT role, scope, remote FROM role_bindings WHERE user_id = $1 ORDER BY role, scope",
                 )
                 .bind(&id)
                 .fetch_all(&self.pool)
@@ -309,8 +389,8 @@ macro_rules! impl_sql_store {
                 )
                 .fetch_all(&self.pool)
                 .await?;
-                let bindings: Vec<(String, String, String)> = sqlx::query_as(
-                    "SELECT user_id, role, scope FROM role_bindings ORDER BY role, scope",
+                let bindings: Vec<(String, String, String, String)> = sqlx::query_as(
+                    "SELECT user_id, role, scope, remote FROM role_bindings ORDER BY role, scope",
                 )
                 .fetch_all(&self.pool)
                 .await?;
@@ -319,8 +399,12 @@ macro_rules! impl_sql_store {
                     .map(|(id, name, county_id, created_at)| {
                         let bindings = bindings
                             .iter()
-                            .filter(|(user_id, _, _)| *user_id == id)
-                            .map(|(_, role, scope)| (role.clone(), scope.clone()))
+                            .filter(|(user_id, _, _, _)| *user_id == id)
+                            .map(|(_, role, scope, remote)| RoleBindingRecord {
+                                role: role.clone(),
+                                scope: scope.clone(),
+                                remote: remote.clone(),
+                            })
                             .collect();
                         User { id, name, county_id, created_at, bindings }
                     })
@@ -1628,21 +1712,11 @@ macro_rules! impl_sql_store {
 
             // --- audit ---
 
-            async fn append_audit(&self, e: &AuditEvent) -> Result<()> {
-                sqlx::query(
-                    "INSERT INTO audit_events (at, actor, action, target, county_id, outcome, details) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(e.at)
-                .bind(&e.actor)
-                .bind(&e.action)
-                .bind(&e.target)
-                .bind(&e.county_id)
-                .bind(&e.outcome)
-                .bind(&e.details)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
+            async fn append_audit(&self, e: &AuditEvent) -> Result<i64> {
+                let mut tx = self.pool.begin().await?;
+                let seq = sql::append_chained!(e, tx);
+                tx.commit().await?;
+                Ok(seq)
             }
 
             async fn list_audit(&self, limit: i64) -> Result<Vec<AuditEvent>> {
@@ -1654,10 +1728,372 @@ macro_rules! impl_sql_store {
                 .fetch_all(&self.pool)
                 .await?)
             }
+
+            async fn list_audit_entries(&self, q: &AuditQuery) -> Result<Vec<AuditEntryRecord>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT {} FROM audit_events WHERE seq IS NOT NULL",
+                    sql::AUDIT_ENTRY_COLUMNS
+                ));
+                if let Some(counties) = &q.counties {
+                    // Fail closed: no county means no entries.
+                    qb.push(" AND county_id IN ('' ");
+                    for county in counties {
+                        qb.push(", ").push_bind(county.clone());
+                    }
+                    qb.push(")");
+                }
+                if let Some(prefix) = &q.action_prefix {
+                    qb.push(" AND substr(action, 1, ")
+                        .push_bind(prefix.len() as i32)
+                        .push(") = ")
+                        .push_bind(prefix.clone());
+                }
+                if !q.targets.is_empty() {
+                    qb.push(" AND target IN (");
+                    let mut sep = qb.separated(", ");
+                    for target in &q.targets {
+                        sep.push_bind(target.clone());
+                    }
+                    qb.push(")");
+                }
+                if let Some(since) = q.since {
+                    qb.push(" AND at >= ").push_bind(since);
+                }
+                qb.push(" ORDER BY seq DESC LIMIT ").push_bind(q.limit.max(1));
+                let rows: Vec<sql::AuditRow> = qb.build_query_as().fetch_all(&self.pool).await?;
+                Ok(rows.into_iter().map(sql::audit_entry).collect())
+            }
+
+            async fn audit_chain_page(&self, after_seq: i64, limit: i64) -> Result<Vec<AuditEntryRecord>> {
+                let rows: Vec<sql::AuditRow> = sqlx::query_as(&format!(
+                    "SELECT {} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+                    sql::AUDIT_ENTRY_COLUMNS
+                ))
+                .bind(after_seq)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(sql::audit_entry).collect())
+            }
+
+            async fn audit_chain_head(&self) -> Result<crate::audit::ChainHead> {
+                let (seq, head_hash, pruned_before_seq, pruned_anchor_hash): (i64, String, i64, String) =
+                    sqlx::query_as(
+                        "SELECT seq, head_hash, pruned_before_seq, pruned_anchor_hash \
+                         FROM audit_chain WHERE id = 1",
+                    )
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(crate::audit::ChainHead { seq, head_hash, pruned_before_seq, pruned_anchor_hash })
+            }
+
+            async fn chain_unsequenced_audit(&self) -> Result<u64> {
+                let mut chained = 0u64;
+                loop {
+                    let mut tx = self.pool.begin().await?;
+                    let rows: Vec<(i64, i64, String, String, String, Option<String>, String, String)> =
+                        sqlx::query_as(
+                            "SELECT id, at, actor, action, target, county_id, outcome, details \
+                             FROM audit_events WHERE seq IS NULL ORDER BY id LIMIT 500",
+                        )
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    if rows.is_empty() {
+                        return Ok(chained);
+                    }
+                    for (id, at, actor, action, target, county_id, outcome, details) in rows {
+                        let event = AuditEvent { at, actor, action, target, county_id, outcome, details };
+                        let (seq, prev): (i64, String) = sqlx::query_as(
+                            "UPDATE audit_chain SET seq = seq + 1 WHERE id = 1 RETURNING seq, head_hash",
+                        )
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        let hash = crate::audit::entry_hash(&prev, seq, &event);
+                        // Another replica may have chained it meanwhile:
+                        // then this seq is rolled back with the transaction.
+                        let done = sqlx::query(
+                            "UPDATE audit_events SET seq = $1, prev_hash = $2, hash = $3 \
+                             WHERE id = $4 AND seq IS NULL",
+                        )
+                        .bind(seq)
+                        .bind(&prev)
+                        .bind(&hash)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                        if done == 0 {
+                            return Ok(chained);
+                        }
+                        sqlx::query("UPDATE audit_chain SET head_hash = $1 WHERE id = 1")
+                            .bind(&hash)
+                            .execute(&mut *tx)
+                            .await?;
+                        chained += 1;
+                    }
+                    tx.commit().await?;
+                }
+            }
+
+            async fn prune_audit(&self, before: Millis, pruned: &AuditEvent) -> Result<u64> {
+                let mut tx = self.pool.begin().await?;
+                // Lock the chain first, as every appender does.
+                let (head_seq, head_hash): (i64, String) = sqlx::query_as(
+                    "UPDATE audit_chain SET seq = seq WHERE id = 1 RETURNING seq, head_hash",
+                )
+                .fetch_one(&mut *tx)
+                .await?;
+                let first_kept: Option<(i64, String)> = sqlx::query_as(
+                    "SELECT seq, prev_hash FROM audit_events WHERE seq IS NOT NULL AND at >= $1 \
+                     ORDER BY seq LIMIT 1",
+                )
+                .bind(before)
+                .fetch_optional(&mut *tx)
+                .await?;
+                // Nothing kept: the next entry (the `pruned` one) follows the head.
+                let (keep_from, anchor) = first_kept.unwrap_or((head_seq + 1, head_hash));
+                let deleted = sqlx::query("DELETE FROM audit_events WHERE seq < $1")
+                    .bind(keep_from)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if deleted == 0 {
+                    return Ok(0);
+                }
+                sqlx::query(
+                    "UPDATE audit_chain SET pruned_before_seq = $1, pruned_anchor_hash = $2 WHERE id = 1",
+                )
+                .bind(keep_from)
+                .bind(&anchor)
+                .execute(&mut *tx)
+                .await?;
+                let mut event = pruned.clone();
+                event.details = format!("{}; deleted={deleted} kept_from_seq={keep_from}", event.details);
+                sql::append_chained!(&event, tx);
+                tx.commit().await?;
+                Ok(deleted)
+            }
+
+            // --- remote sessions ---
+
+            async fn insert_session(&self, s: &SessionRecord) -> Result<()> {
+                sqlx::query(&format!(
+                    "INSERT INTO sessions ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+                     $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)",
+                    sql::SESSION_COLUMNS
+                ))
+                .bind(&s.id)
+                .bind(&s.kind)
+                .bind(&s.state)
+                .bind(&s.device_id)
+                .bind(&s.county_id)
+                .bind(&s.school_id)
+                .bind(&s.user_id)
+                .bind(&s.actor)
+                .bind(&s.reason)
+                .bind(&s.ticket)
+                .bind(&s.summary)
+                .bind(&s.spec)
+                .bind(&s.consent)
+                .bind(s.started_at)
+                .bind(s.ended_at)
+                .bind(&s.end_reason)
+                .bind(s.bytes_to_device)
+                .bind(s.bytes_from_device)
+                .bind(s.exit_code)
+                .bind(s.has_recording)
+                .bind(s.channels)
+                .bind(s.end_requested_at)
+                .bind(&s.end_requested_reason)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| sql::conflict_or(e, format!("session {}", s.id)))?;
+                Ok(())
+            }
+
+            async fn get_session(&self, id: &str) -> Result<Option<SessionRecord>> {
+                Ok(sqlx::query_as(&format!(
+                    "SELECT {} FROM sessions WHERE id = $1",
+                    sql::SESSION_COLUMNS
+                ))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn list_sessions(&self, q: &SessionQuery) -> Result<Vec<SessionRecord>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT {} FROM sessions s WHERE TRUE",
+                    sql::SESSION_COLUMNS
+                ));
+                sql::push_tenant_filter!(qb, &q.filter, "s");
+                if let Some(device) = &q.device_id {
+                    qb.push(" AND s.device_id = ").push_bind(device.clone());
+                }
+                if q.live_only {
+                    qb.push(" AND s.state IN ('pending', 'active')");
+                }
+                qb.push(" ORDER BY s.started_at DESC, s.id DESC LIMIT ")
+                    .push_bind(q.limit.max(1));
+                Ok(qb.build_query_as().fetch_all(&self.pool).await?)
+            }
+
+            async fn activate_session(&self, id: &str, consent: &str) -> Result<()> {
+                sqlx::query(
+                    "UPDATE sessions SET state = 'active', consent = $2 WHERE id = $1 AND state = 'pending'",
+                )
+                .bind(id)
+                .bind(consent)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn finish_session(&self, id: &str, end: &SessionEnd) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE sessions SET state = $2, ended_at = $3, end_reason = $4, \
+                     bytes_to_device = $5, bytes_from_device = $6, exit_code = $7, \
+                     has_recording = $8, channels = $9 \
+                     WHERE id = $1 AND state IN ('pending', 'active')",
+                )
+                .bind(id)
+                .bind(&end.state)
+                .bind(end.ended_at)
+                .bind(&end.end_reason)
+                .bind(end.bytes_to_device)
+                .bind(end.bytes_from_device)
+                .bind(end.exit_code)
+                .bind(end.has_recording)
+                .bind(end.channels)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(done > 0)
+            }
+
+            async fn request_session_end(&self, id: &str, at: Millis, reason: &str) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE sessions SET end_requested_at = $2, end_requested_reason = $3 \
+                     WHERE id = $1 AND state IN ('pending', 'active') AND end_requested_at IS NULL",
+                )
+                .bind(id)
+                .bind(at)
+                .bind(reason)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(done > 0)
+            }
+
+            async fn end_stale_sessions(&self, started_before: Millis, at: Millis, reason: &str) -> Result<Vec<String>> {
+                let rows: Vec<(String,)> = sqlx::query_as(
+                    "UPDATE sessions SET state = CASE WHEN state = 'pending' THEN 'denied' ELSE 'ended' END, \
+                     ended_at = $2, end_reason = $3 \
+                     WHERE state IN ('pending', 'active') AND started_at < $1 RETURNING id",
+                )
+                .bind(started_before)
+                .bind(at)
+                .bind(reason)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(|(id,)| id).collect())
+            }
+
+            async fn append_recording_chunk(&self, session_id: &str, chunk_no: i64, data: &[u8]) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO session_recordings (session_id, chunk_no, data) VALUES ($1, $2, $3)",
+                )
+                .bind(session_id)
+                .bind(chunk_no)
+                .bind(data)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| sql::conflict_or(e, format!("chunk {chunk_no} of session {session_id}")))?;
+                Ok(())
+            }
+
+            async fn recording_chunk(&self, session_id: &str, chunk_no: i64) -> Result<Option<Vec<u8>>> {
+                let row: Option<(Vec<u8>,)> = sqlx::query_as(
+                    "SELECT data FROM session_recordings WHERE session_id = $1 AND chunk_no = $2",
+                )
+                .bind(session_id)
+                .bind(chunk_no)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(|(data,)| data))
+            }
+
+            async fn delete_recordings_before(&self, ended_before: Millis) -> Result<u64> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "DELETE FROM session_recordings WHERE session_id IN (SELECT id FROM sessions \
+                     WHERE ended_at IS NOT NULL AND ended_at < $1)",
+                )
+                .bind(ended_before)
+                .execute(&mut *tx)
+                .await?;
+                let sessions = sqlx::query(
+                    "UPDATE sessions SET has_recording = FALSE \
+                     WHERE has_recording AND ended_at IS NOT NULL AND ended_at < $1",
+                )
+                .bind(ended_before)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                tx.commit().await?;
+                Ok(sessions)
+            }
+
+            // --- consent policy ---
+
+            async fn set_consent_policy(&self, p: &ConsentPolicyRecord) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO consent_policies (school_id, device_class, consent, updated_by, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (school_id, device_class) DO UPDATE SET \
+                     consent = excluded.consent, updated_by = excluded.updated_by, \
+                     updated_at = excluded.updated_at",
+                )
+                .bind(&p.school_id)
+                .bind(&p.device_class)
+                .bind(&p.consent)
+                .bind(&p.updated_by)
+                .bind(p.updated_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn get_consent_policy(&self, school_id: &str, device_class: &str) -> Result<Option<ConsentPolicyRecord>> {
+                Ok(sqlx::query_as(
+                    "SELECT school_id, device_class, consent, updated_by, updated_at \
+                     FROM consent_policies WHERE school_id = $1 AND device_class = $2",
+                )
+                .bind(school_id)
+                .bind(device_class)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn list_consent_policies(&self, school_ids: Option<&[String]>) -> Result<Vec<ConsentPolicyRecord>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT school_id, device_class, consent, updated_by, updated_at \
+                     FROM consent_policies WHERE TRUE",
+                );
+                if let Some(schools) = school_ids {
+                    qb.push(" AND school_id IN (''");
+                    for school in schools {
+                        qb.push(", ").push_bind(school.clone());
+                    }
+                    qb.push(")");
+                }
+                qb.push(" ORDER BY school_id, device_class");
+                Ok(qb.build_query_as().fetch_all(&self.pool).await?)
+            }
         }
     };
 }
 
+pub(super) use append_chained;
 pub(super) use impl_sql_store;
 pub(super) use insert_kb_version;
 pub(super) use insert_outbox;

@@ -37,6 +37,16 @@ where
     F: FnOnce(Arc<dyn Store>) -> Fut,
     Fut: Future<Output = ()>,
 {
+    with_postgres_raw(|store, _| test(store)).await;
+}
+
+/// Runs `test` with a fresh PostgreSQL store and raw access, or skips
+/// (see `with_postgres`).
+pub async fn with_postgres_raw<F, Fut>(test: F)
+where
+    F: FnOnce(Arc<dyn Store>, RawDb) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let Ok(admin_url) = std::env::var(PG_URL_VAR) else {
         assert!(
             std::env::var("CI").is_err(),
@@ -55,7 +65,7 @@ where
     let outcome = AssertUnwindSafe(async {
         let store = PgStore::connect(&url).await.unwrap();
         let pool = store.pool().clone();
-        test(Arc::new(store)).await;
+        test(Arc::new(store), RawDb::Postgres(pool.clone())).await;
         pool.close().await;
     })
     .catch_unwind()
@@ -82,6 +92,61 @@ pub fn replace_database(url: &str, database: &str) -> String {
         None => base,
     };
     format!("{base}/{database}{query}")
+}
+
+/// Direct SQL on a test database, for tests that tamper with stored rows
+/// the way an attacker with database access would.
+pub enum RawDb {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl RawDb {
+    pub async fn execute(&self, sql: &str) {
+        match self {
+            RawDb::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
+            RawDb::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
+        }
+        .unwrap();
+    }
+}
+
+/// Runs `test` with a fresh SQLite store and raw access to its database.
+pub async fn with_sqlite_raw<F, Fut>(test: F)
+where
+    F: FnOnce(Arc<dyn Store>, RawDb) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("test.db"))
+        .await
+        .unwrap();
+    let raw = RawDb::Sqlite(store.pool().clone());
+    test(Arc::new(store), raw).await;
+}
+
+/// Declares each listed async fn(Arc<dyn Store>, RawDb) as a test on both
+/// backends.
+#[macro_export]
+macro_rules! on_both_backends_raw {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    $crate::common::with_sqlite_raw(super::$name).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    $crate::common::with_postgres_raw(super::$name).await;
+                }
+            )*
+        }
+    };
 }
 
 /// Declares each listed async fn(Arc<dyn Store>) as a test on both backends.

@@ -4,11 +4,13 @@
 use std::sync::Arc;
 
 use schoolfleet_proto::transport::{self, ChannelOptions, ServerTrust};
+use schoolfleet_proto::v1::audit_service_client::AuditServiceClient;
 use schoolfleet_proto::v1::compliance_service_client::ComplianceServiceClient;
 use schoolfleet_proto::v1::device_service_client::DeviceServiceClient;
 use schoolfleet_proto::v1::enrollment_service_client::EnrollmentServiceClient;
 use schoolfleet_proto::v1::inventory_service_client::InventoryServiceClient;
 use schoolfleet_proto::v1::knowledge_service_client::KnowledgeServiceClient;
+use schoolfleet_proto::v1::session_service_client::SessionServiceClient;
 use schoolfleet_proto::v1::tenant_service_client::TenantServiceClient;
 use schoolfleet_proto::v1::ticket_service_client::TicketServiceClient;
 use schoolfleet_proto::v1::user_service_client::UserServiceClient;
@@ -94,6 +96,20 @@ impl InProcessServer {
     /// Creates a user with one role binding (as the bootstrap admin) and
     /// returns clients authenticated with a fresh token of that user.
     pub async fn user_clients(&self, name: &str, county: &str, role: &str, scope: &str) -> Clients {
+        self.user_clients_remote(name, county, role, scope, "")
+            .await
+    }
+
+    /// Like `user_clients`, with the binding's remote-session limit
+    /// (`RoleBinding.remote`).
+    pub async fn user_clients_remote(
+        &self,
+        name: &str,
+        county: &str,
+        role: &str,
+        scope: &str,
+        remote: &str,
+    ) -> Clients {
         use schoolfleet_proto::v1::{CreateApiTokenRequest, CreateUserRequest, RoleBinding};
         let mut admin = self.client(&self.bootstrap_token).await;
         admin
@@ -104,7 +120,7 @@ impl InProcessServer {
                 roles: vec![RoleBinding {
                     role: role.into(),
                     scope: scope.into(),
-                    remote: String::new(),
+                    remote: remote.into(),
                 }],
             })
             .await
@@ -156,6 +172,8 @@ pub struct Clients {
     pub compliance: ComplianceServiceClient<Authed>,
     pub tickets: TicketServiceClient<Authed>,
     pub kb: KnowledgeServiceClient<Authed>,
+    pub sessions: SessionServiceClient<Authed>,
+    pub audit: AuditServiceClient<Authed>,
 }
 
 impl Clients {
@@ -169,7 +187,9 @@ impl Clients {
             inventory: InventoryServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             compliance: ComplianceServiceClient::with_interceptor(channel.clone(), bearer.clone()),
             tickets: TicketServiceClient::with_interceptor(channel.clone(), bearer.clone()),
-            kb: KnowledgeServiceClient::with_interceptor(channel, bearer),
+            kb: KnowledgeServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            sessions: SessionServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            audit: AuditServiceClient::with_interceptor(channel, bearer),
         }
     }
 }

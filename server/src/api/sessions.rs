@@ -1,0 +1,1149 @@
+//! The session service: start (authorise, consent, hold), attach channels,
+//! list, end, recordings, consent policy.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use schoolfleet_proto::v1::client_frame::Body as ClientBody;
+use schoolfleet_proto::v1::server_message::Body as ServerBody;
+use schoolfleet_proto::v1::session_service_server::SessionService;
+use schoolfleet_proto::v1::session_update::Update;
+use schoolfleet_proto::v1::*;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{AppState, convert, display_text, require, storage_status, tenant_id};
+use crate::auth::{Permission, Principal, TenantRef};
+use crate::sessions::policy::{self, CONSENT_MODES, CheckedSpec, Kind};
+use crate::sessions::recording::Recorder;
+use crate::sessions::{ConsentAnswer, LiveSession, Recording, SessionInfo, relay};
+use crate::storage::{
+    ConsentPolicyRecord, DeviceRecord, SESSION_ACTIVE, SESSION_DENIED, SESSION_ENDED,
+    SESSION_PENDING, SessionEnd, SessionQuery, SessionRecord, now_millis,
+};
+
+#[derive(Debug, Clone)]
+pub struct SessionApi(pub AppState);
+
+/// Concurrent channels of one forward session.
+const MAX_FORWARD_CHANNELS: usize = 256;
+/// Concurrent channels of one copy session (a retry may overlap the
+/// teardown of the broken attempt).
+const MAX_COPY_CHANNELS: usize = 4;
+/// How long a request waits for room in a device's queue.
+const DELIVERY_PATIENCE: Duration = Duration::from_secs(5);
+/// How often the supervisor looks for EndSession from other replicas.
+const END_REQUEST_POLL: Duration = Duration::from_secs(5);
+
+type Updates = mpsc::Sender<Result<SessionUpdate, Status>>;
+
+fn update(u: Update) -> Result<SessionUpdate, Status> {
+    Ok(SessionUpdate { update: Some(u) })
+}
+
+fn session_tenant(s: &SessionRecord) -> TenantRef {
+    TenantRef::school(&s.county_id, &s.school_id)
+}
+
+impl SessionApi {
+    /// Audits a refused start. The device is looked up without the
+    /// caller's permissions, so the entry lands in the device's county
+    /// even when the caller may not see it.
+    async fn audit_denied(
+        &self,
+        attempt: &Attempt<'_>,
+        device: Option<&DeviceRecord>,
+        session_id: Option<&str>,
+        why: &str,
+    ) {
+        let Attempt {
+            principal,
+            device_arg,
+            kind,
+            reason_text,
+        } = *attempt;
+        let state = &self.0;
+        let found = match device {
+            Some(d) => Some(d.clone()),
+            None => match state.store.get_device(device_arg.trim()).await {
+                Ok(Some(d)) => Some(d),
+                _ => state
+                    .store
+                    .find_devices_by_hostname(device_arg.trim())
+                    .await
+                    .ok()
+                    .filter(|v| v.len() == 1)
+                    .and_then(|mut v| v.pop()),
+            },
+        };
+        let target = match (session_id, &found) {
+            (Some(id), _) => format!("session:{id}"),
+            (None, Some(d)) => format!("device:{}", d.id),
+            (None, None) => format!(
+                "device:{}",
+                schoolfleet_proto::text::clean(device_arg.trim(), 100).value
+            ),
+        };
+        let device_text = found
+            .as_ref()
+            .map(|d| format!("device={} hostname={}", d.id, d.hostname))
+            .unwrap_or_else(|| "device=unknown".into());
+        state
+            .audit(
+                &principal.actor(),
+                "session.denied",
+                &target,
+                found.as_ref().map(|d| d.county_id.as_str()),
+                "denied",
+                format!(
+                    "{why}; kind={} {device_text} reason={:?}",
+                    kind.map_or("unknown", Kind::as_str),
+                    schoolfleet_proto::text::clean(reason_text, 500).value
+                ),
+            )
+            .await;
+    }
+
+    /// The session record for a caller: NOT_FOUND unless the caller
+    /// started it or holds SessionRead on its school.
+    async fn visible_session(
+        &self,
+        principal: &Principal,
+        id: &str,
+    ) -> Result<SessionRecord, Status> {
+        let not_found = || Status::not_found(format!("session {:?} not found", id.trim()));
+        let session = self
+            .0
+            .store
+            .get_session(id.trim())
+            .await
+            .map_err(storage_status)?
+            .ok_or_else(not_found)?;
+        if session.user_id == principal.user_id
+            || principal.can(Permission::SessionRead, &session_tenant(&session))
+        {
+            Ok(session)
+        } else {
+            Err(not_found())
+        }
+    }
+
+    async fn to_proto(
+        &self,
+        s: &SessionRecord,
+        hostnames: &mut HashMap<String, String>,
+    ) -> Result<Session, Status> {
+        if !hostnames.contains_key(&s.device_id) {
+            let host = self
+                .0
+                .store
+                .get_device(&s.device_id)
+                .await
+                .map_err(storage_status)?
+                .map(|d| d.hostname)
+                .unwrap_or_default();
+            hostnames.insert(s.device_id.clone(), host);
+        }
+        let state = match s.state.as_str() {
+            SESSION_PENDING => SessionState::Pending,
+            SESSION_ACTIVE => SessionState::Active,
+            SESSION_ENDED => SessionState::Ended,
+            SESSION_DENIED => SessionState::Denied,
+            _ => SessionState::Unspecified,
+        };
+        Ok(Session {
+            id: s.id.clone(),
+            kind: Kind::parse(&s.kind).map_or(SessionKind::Unspecified, Kind::proto) as i32,
+            state: state as i32,
+            device_id: s.device_id.clone(),
+            hostname: hostnames[&s.device_id].clone(),
+            county_id: s.county_id.clone(),
+            school_id: s.school_id.clone(),
+            actor: s.actor.clone(),
+            reason: s.reason.clone(),
+            ticket: s.ticket.clone(),
+            summary: s.summary.clone(),
+            consent: s.consent.clone(),
+            started_at: convert::ts(s.started_at),
+            ended_at: s.ended_at.and_then(convert::ts),
+            end_reason: s.end_reason.clone(),
+            bytes_to_device: s.bytes_to_device.max(0) as u64,
+            bytes_from_device: s.bytes_from_device.max(0) as u64,
+            exit_code: s.exit_code.map(|c| c as i32),
+            has_recording: s.has_recording,
+            channels: s.channels.max(0) as u32,
+        })
+    }
+}
+
+/// A start request as the denial audit needs it.
+#[derive(Clone, Copy)]
+struct Attempt<'a> {
+    principal: &'a Principal,
+    device_arg: &'a str,
+    kind: Option<Kind>,
+    reason_text: &'a str,
+}
+
+/// The reason text: required, at most 500 bytes, no control characters.
+fn check_reason(reason: &str) -> Result<String, Status> {
+    if reason.trim().is_empty() {
+        return Err(Status::invalid_argument(
+            "a reason is required (--reason): it is shown to the user and audited",
+        ));
+    }
+    display_text("reason", reason, 500)
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl SessionService for SessionApi {
+    type StartSessionStream = BoxStream<SessionUpdate>;
+
+    async fn start_session(
+        &self,
+        request: Request<StartSessionRequest>,
+    ) -> Result<Response<Self::StartSessionStream>, Status> {
+        let state = &self.0;
+        let principal = state.principal(&request).await?;
+        let req = request.into_inner();
+        let limits = &state.config.sessions;
+        let kind = policy::kind_of(req.spec.as_ref());
+        let attempt = Attempt {
+            principal: &principal,
+            device_arg: &req.device,
+            kind: None,
+            reason_text: &req.reason,
+        };
+        let Some(kind) = kind else {
+            let status = Status::invalid_argument("spec is required: shell, exec, forward or copy");
+            self.audit_denied(&attempt, None, None, status.message())
+                .await;
+            return Err(status);
+        };
+        let device = match state
+            .visible_device(&principal, &req.device, kind.permission())
+            .await
+        {
+            Ok(d) => d,
+            Err(status) => {
+                self.audit_denied(
+                    &Attempt {
+                        kind: Some(kind),
+                        ..attempt
+                    },
+                    None,
+                    None,
+                    status.message(),
+                )
+                .await;
+                return Err(status);
+            }
+        };
+        let checked = async {
+            let reason = check_reason(&req.reason)?;
+            let ticket = if req.ticket.trim().is_empty() {
+                String::new()
+            } else {
+                super::TicketApi(state.clone())
+                    .visible_ticket(&principal, &req.ticket, Permission::TicketRead)
+                    .await?
+                    .key()
+            };
+            let spec = policy::check_spec(req.spec.as_ref(), limits.max_file_bytes)
+                .map_err(Status::invalid_argument)?;
+            if device.status != "active" {
+                return Err(Status::failed_precondition(format!(
+                    "device {} is {}",
+                    device.hostname, device.status
+                )));
+            }
+            Ok::<_, Status>((reason, ticket, spec))
+        }
+        .await;
+        let (reason, ticket, spec) = match checked {
+            Ok(v) => v,
+            Err(status) => {
+                self.audit_denied(
+                    &Attempt {
+                        kind: Some(kind),
+                        ..attempt
+                    },
+                    Some(&device),
+                    None,
+                    status.message(),
+                )
+                .await;
+                return Err(status);
+            }
+        };
+        let consent = policy::resolve_consent(
+            state.store.as_ref(),
+            &device.school_id,
+            &device.device_class,
+            &limits.default_consent,
+        )
+        .await
+        .map_err(storage_status)?;
+        let session_id = uuid::Uuid::new_v4().to_string();
+        let record = SessionRecord {
+            id: session_id.clone(),
+            kind: kind.as_str().into(),
+            state: SESSION_PENDING.into(),
+            device_id: device.id.clone(),
+            county_id: device.county_id.clone(),
+            school_id: device.school_id.clone(),
+            user_id: principal.user_id.clone(),
+            actor: principal.actor(),
+            reason: reason.clone(),
+            ticket: ticket.clone(),
+            summary: spec.summary.clone(),
+            spec: spec.json.clone(),
+            consent: consent.clone(),
+            started_at: now_millis(),
+            ended_at: None,
+            end_reason: String::new(),
+            bytes_to_device: 0,
+            bytes_from_device: 0,
+            exit_code: None,
+            has_recording: false,
+            channels: 0,
+            end_requested_at: None,
+            end_requested_reason: String::new(),
+        };
+        state
+            .store
+            .insert_session(&record)
+            .await
+            .map_err(storage_status)?;
+        let consent_timeout = limits.consent_timeout;
+        let open = ServerMessage {
+            body: Some(ServerBody::OpenSession(OpenSession {
+                session_id: session_id.clone(),
+                spec: req.spec.clone(),
+                consent: consent.clone(),
+                admin: principal.actor(),
+                reason: reason.clone(),
+                ticket: ticket.clone(),
+                consent_timeout_seconds: consent_timeout.as_secs() as u32,
+                max_file_bytes: limits.max_file_bytes,
+            })),
+        };
+        // Registered before asking, so that a quick answer is not lost; the
+        // stream it went out on is filled in once sent.
+        let (answer, connection, mut guard) = {
+            let probe = crate::agents::ConnectionId::unknown();
+            let answer = state
+                .sessions
+                .expect_consent(&session_id, &device.id, probe);
+            let mut guard = StartGuard {
+                state: state.clone(),
+                session_id: session_id.clone(),
+                device_id: device.id.clone(),
+                armed: true,
+            };
+            match state
+                .agents
+                .deliver(&device.id, open, DELIVERY_PATIENCE)
+                .await
+            {
+                Some(connection) => {
+                    state
+                        .sessions
+                        .set_consent_connection(&session_id, connection);
+                    (answer, connection, guard)
+                }
+                None => {
+                    guard.armed = false;
+                    state.sessions.forget_consent(&session_id);
+                    let why = format!("device {} is not connected", device.hostname);
+                    deny(state, &session_id, &why).await;
+                    self.audit_denied(
+                        &Attempt {
+                            kind: Some(kind),
+                            ..attempt
+                        },
+                        Some(&device),
+                        Some(&session_id),
+                        &why,
+                    )
+                    .await;
+                    return Err(Status::unavailable(why));
+                }
+            }
+        };
+        let (tx, rx) = mpsc::channel(4);
+        if consent == "prompt" {
+            let _ = tx
+                .send(update(Update::WaitingForConsent(WaitingForConsent {
+                    session_id: session_id.clone(),
+                    timeout_seconds: consent_timeout.as_secs() as u32,
+                })))
+                .await;
+        }
+        let info = SessionInfo {
+            id: session_id,
+            kind,
+            device_id: device.id.clone(),
+            hostname: device.hostname.clone(),
+            county_id: device.county_id.clone(),
+            school_id: device.school_id.clone(),
+            user_id: principal.user_id.clone(),
+            actor: principal.actor(),
+            connection,
+            max_file_bytes: limits.max_file_bytes,
+        };
+        let start = Start {
+            info,
+            record,
+            spec,
+            answer,
+        };
+        // From here on the session task owns the cleanup.
+        guard.armed = false;
+        state.tasks.spawn(drive(state.clone(), start, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type AttachStream = BoxStream<DeviceFrame>;
+
+    async fn attach(
+        &self,
+        request: Request<Streaming<ClientFrame>>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
+        let state = &self.0;
+        let principal = state.principal(&request).await?;
+        let mut inbound = request.into_inner();
+        let attach_timeout = state.config.sessions.attach_timeout;
+        let first = tokio::time::timeout(attach_timeout, inbound.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no `open` frame in time"))??;
+        let open = match first.and_then(|f| f.body) {
+            Some(ClientBody::Open(open)) => open,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first frame of Attach must be `open`",
+                ));
+            }
+        };
+        let session_id = open.session_id.trim().to_owned();
+        let not_live =
+            || Status::not_found(format!("session {session_id} is not live on this server"));
+        let live = state.sessions.live(&session_id).ok_or_else(not_live)?;
+        if live.user_id != principal.user_id {
+            state
+                .audit(
+                    &principal.actor(),
+                    "session.attach",
+                    &format!("session:{}", live.id),
+                    Some(&live.county_id),
+                    "denied",
+                    format!("started by {}", live.actor),
+                )
+                .await;
+            return Err(Status::permission_denied(
+                "only the user who started the session may attach to it",
+            ));
+        }
+        if live.cancel.is_cancelled() {
+            return Err(not_live());
+        }
+        match live.kind {
+            // Claimed atomically: two racing attaches cannot both become
+            // the one channel.
+            Kind::Shell | Kind::Exec if !live.claim_only_channel() => {
+                return Err(Status::failed_precondition(format!(
+                    "a {} session has exactly one channel, and it was opened",
+                    live.kind.as_str()
+                )));
+            }
+            Kind::Shell | Kind::Exec => {}
+            Kind::Forward if live.active_channels() >= MAX_FORWARD_CHANNELS => {
+                return Err(Status::resource_exhausted(format!(
+                    "at most {MAX_FORWARD_CHANNELS} connections at once per forward session"
+                )));
+            }
+            Kind::Copy if live.active_channels() >= MAX_COPY_CHANNELS => {
+                return Err(Status::resource_exhausted(
+                    "too many transfers at once in this copy session",
+                ));
+            }
+            Kind::Forward | Kind::Copy => {
+                live.open_channel();
+            }
+        }
+        let channel_id = uuid::Uuid::new_v4().to_string();
+        let leg = state.sessions.expect_channel(&channel_id, &live.device_id);
+        // If the admin gives up while we wait, the registration goes too.
+        let _pending = state.sessions.pending_channel_guard(&channel_id);
+        let sent = state
+            .agents
+            .deliver(
+                &live.device_id,
+                ServerMessage {
+                    body: Some(ServerBody::OpenChannel(OpenChannel {
+                        session_id: session_id.clone(),
+                        channel_id: channel_id.clone(),
+                        offset: open.offset,
+                    })),
+                },
+                DELIVERY_PATIENCE,
+            )
+            .await;
+        if sent.is_none() {
+            state.sessions.forget_channel(&channel_id);
+            return Err(Status::unavailable(format!(
+                "device {} is not connected",
+                live.hostname
+            )));
+        }
+        let leg = tokio::select! {
+            leg = tokio::time::timeout(attach_timeout, leg) => leg,
+            _ = live.cancel.cancelled() => {
+                state.sessions.forget_channel(&channel_id);
+                return Err(Status::failed_precondition(format!(
+                    "session ended: {}",
+                    live.end_reason().map(|(r, _)| r).unwrap_or_default()
+                )));
+            }
+        };
+        let leg = match leg {
+            Ok(Ok(leg)) => leg,
+            _ => {
+                state.sessions.forget_channel(&channel_id);
+                return Err(Status::unavailable(format!(
+                    "{} did not open the channel within {}",
+                    live.hostname,
+                    humantime::format_duration(attach_timeout)
+                )));
+            }
+        };
+        let (tx, rx) = mpsc::channel(relay::QUEUE_FRAMES);
+        state
+            .tasks
+            .spawn(relay::run(live, channel_id, leg, inbound, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn list_sessions(
+        &self,
+        request: Request<ListSessionsRequest>,
+    ) -> Result<Response<ListSessionsResponse>, Status> {
+        let state = &self.0;
+        let principal = state.principal(&request).await?;
+        let req = request.into_inner();
+        let filter = principal.filter(Permission::SessionRead);
+        if filter.is_empty() {
+            return Err(Status::permission_denied(format!(
+                "{} may not see sessions",
+                principal.name
+            )));
+        }
+        let device_id = if req.device.trim().is_empty() {
+            None
+        } else {
+            Some(
+                state
+                    .visible_device(&principal, &req.device, Permission::SessionRead)
+                    .await?
+                    .id,
+            )
+        };
+        let live_only = match req.state.trim() {
+            "" | "all" => false,
+            "live" => true,
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "state {other:?} is invalid: use \"live\" or \"all\""
+                )));
+            }
+        };
+        let limit = match req.limit {
+            0 => 50,
+            n => n.min(1000),
+        };
+        let rows = state
+            .store
+            .list_sessions(&SessionQuery {
+                filter,
+                device_id,
+                live_only,
+                limit: limit as i64,
+            })
+            .await
+            .map_err(storage_status)?;
+        let mut hostnames = HashMap::new();
+        let mut sessions = Vec::with_capacity(rows.len());
+        for row in &rows {
+            sessions.push(self.to_proto(row, &mut hostnames).await?);
+        }
+        Ok(Response::new(ListSessionsResponse { sessions }))
+    }
+
+    async fn get_session(
+        &self,
+        request: Request<GetSessionRequest>,
+    ) -> Result<Response<Session>, Status> {
+        let principal = self.0.principal(&request).await?;
+        let session = self
+            .visible_session(&principal, &request.get_ref().session_id)
+            .await?;
+        Ok(Response::new(
+            self.to_proto(&session, &mut HashMap::new()).await?,
+        ))
+    }
+
+    async fn end_session(
+        &self,
+        request: Request<EndSessionRequest>,
+    ) -> Result<Response<EndSessionResponse>, Status> {
+        let state = &self.0;
+        let principal = state.principal(&request).await?;
+        let req = request.into_inner();
+        let session = self.visible_session(&principal, &req.session_id).await?;
+        if session.user_id != principal.user_id {
+            require(
+                &principal,
+                Permission::SessionEnd,
+                &session_tenant(&session),
+            )?;
+        }
+        let why = if req.reason.trim().is_empty() {
+            String::new()
+        } else {
+            display_text("reason", &req.reason, 500)?
+        };
+        let reason = if why.is_empty() {
+            format!("ended by {}", principal.actor())
+        } else {
+            format!("ended by {}: {why}", principal.actor())
+        };
+        if let Some(live) = state.sessions.live(&session.id) {
+            live.end(reason.clone(), None);
+        } else if !state
+            .store
+            .request_session_end(&session.id, now_millis(), &reason)
+            .await
+            .map_err(storage_status)?
+        {
+            return Err(Status::failed_precondition(format!(
+                "session {} is not live",
+                session.id
+            )));
+        }
+        state
+            .audit(
+                &principal.actor(),
+                "session.end_request",
+                &format!("session:{}", session.id),
+                Some(&session.county_id),
+                "ok",
+                reason,
+            )
+            .await;
+        Ok(Response::new(EndSessionResponse {}))
+    }
+
+    type GetRecordingStream = BoxStream<RecordingChunk>;
+
+    async fn get_recording(
+        &self,
+        request: Request<GetRecordingRequest>,
+    ) -> Result<Response<Self::GetRecordingStream>, Status> {
+        let state = &self.0;
+        let principal = state.principal(&request).await?;
+        let session = self
+            .visible_session(&principal, &request.get_ref().session_id)
+            .await?;
+        require(
+            &principal,
+            Permission::RecordingRead,
+            &session_tenant(&session),
+        )?;
+        // A live shell has its recording written as it goes.
+        let live =
+            session.kind == Kind::Shell.as_str() && state.sessions.live(&session.id).is_some();
+        if !session.has_recording && !live {
+            return Err(Status::not_found(format!(
+                "session {} has no recording",
+                session.id
+            )));
+        }
+        state
+            .audit(
+                &principal.actor(),
+                "session.recording_read",
+                &format!("session:{}", session.id),
+                Some(&session.county_id),
+                "ok",
+                String::new(),
+            )
+            .await;
+        let (tx, rx) = mpsc::channel(4);
+        let store = state.store.clone();
+        tokio::spawn(async move {
+            for chunk_no in 0.. {
+                match store.recording_chunk(&session.id, chunk_no).await {
+                    Ok(Some(data)) => {
+                        if tx.send(Ok(RecordingChunk { data })).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(err) => {
+                        let _ = tx.send(Err(storage_status(err))).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn set_consent_policy(
+        &self,
+        request: Request<SetConsentPolicyRequest>,
+    ) -> Result<Response<ConsentPolicy>, Status> {
+        let state = &self.0;
+        let principal = state.principal(&request).await?;
+        let req = request.into_inner();
+        let school_id = tenant_id("school", &req.school_id)?;
+        let not_found = || Status::not_found(format!("school {school_id:?} not found"));
+        let school = state
+            .store
+            .get_school(&school_id)
+            .await
+            .map_err(storage_status)?
+            .ok_or_else(not_found)?;
+        let tenant = TenantRef::school(&school.county_id, &school.id);
+        if !principal.can(Permission::TenantRead, &tenant) {
+            return Err(not_found());
+        }
+        require(&principal, Permission::ConsentManage, &tenant)?;
+        let device_class = if req.device_class.trim().is_empty() {
+            String::new()
+        } else {
+            let class = tenant_id("device class", &req.device_class)?;
+            state
+                .store
+                .get_device_class(&class)
+                .await
+                .map_err(storage_status)?
+                .ok_or_else(|| Status::not_found(format!("device class {class:?} not found")))?;
+            class
+        };
+        let consent = req.consent.trim().to_owned();
+        if !CONSENT_MODES.contains(&consent.as_str()) {
+            return Err(Status::invalid_argument(format!(
+                "consent {consent:?} is invalid: use none, notify or prompt"
+            )));
+        }
+        let policy = ConsentPolicyRecord {
+            school_id: school.id.clone(),
+            device_class,
+            consent,
+            updated_by: principal.actor(),
+            updated_at: now_millis(),
+        };
+        state
+            .store
+            .set_consent_policy(&policy)
+            .await
+            .map_err(storage_status)?;
+        state
+            .audit(
+                &principal.actor(),
+                "consent.set",
+                &format!("school:{}", policy.school_id),
+                Some(&school.county_id),
+                "ok",
+                format!("class={:?} consent={}", policy.device_class, policy.consent),
+            )
+            .await;
+        Ok(Response::new(consent_to_proto(&policy)))
+    }
+
+    async fn list_consent_policies(
+        &self,
+        request: Request<ListConsentPoliciesRequest>,
+    ) -> Result<Response<ListConsentPoliciesResponse>, Status> {
+        let state = &self.0;
+        let principal = state.principal(&request).await?;
+        let req = request.into_inner();
+        let schools = state
+            .store
+            .list_schools(None)
+            .await
+            .map_err(storage_status)?;
+        let visible: Vec<String> = schools
+            .iter()
+            .filter(|s| {
+                principal.can(
+                    Permission::TenantRead,
+                    &TenantRef::school(&s.county_id, &s.id),
+                )
+            })
+            .map(|s| s.id.clone())
+            .collect();
+        let wanted = if req.school_id.trim().is_empty() {
+            visible
+        } else {
+            let id = tenant_id("school", &req.school_id)?;
+            if !visible.contains(&id) {
+                return Err(Status::not_found(format!("school {id:?} not found")));
+            }
+            vec![id]
+        };
+        let policies = state
+            .store
+            .list_consent_policies(Some(&wanted))
+            .await
+            .map_err(storage_status)?;
+        Ok(Response::new(ListConsentPoliciesResponse {
+            policies: policies.iter().map(consent_to_proto).collect(),
+            default_consent: state.config.sessions.default_consent.clone(),
+        }))
+    }
+}
+
+fn consent_to_proto(p: &ConsentPolicyRecord) -> ConsentPolicy {
+    ConsentPolicy {
+        school_id: p.school_id.clone(),
+        device_class: p.device_class.clone(),
+        consent: p.consent.clone(),
+        updated_by: p.updated_by.clone(),
+        updated_at: convert::ts(p.updated_at),
+    }
+}
+
+/// Stores a denial of a session that never started.
+async fn deny(state: &AppState, session_id: &str, why: &str) {
+    let end = SessionEnd {
+        state: SESSION_DENIED.into(),
+        ended_at: now_millis(),
+        end_reason: why.to_owned(),
+        bytes_to_device: 0,
+        bytes_from_device: 0,
+        exit_code: None,
+        has_recording: false,
+        channels: 0,
+    };
+    if let Err(err) = state.store.finish_session(session_id, &end).await {
+        tracing::error!(session = %session_id, error = %err, "cannot store session denial");
+    }
+}
+
+struct Start {
+    info: SessionInfo,
+    record: SessionRecord,
+    spec: CheckedSpec,
+    answer: tokio::sync::oneshot::Receiver<ConsentAnswer>,
+}
+
+/// Cleans up after a StartSession call dropped (the admin gave up) between
+/// asking the device and handing the session to its task.
+struct StartGuard {
+    state: AppState,
+    session_id: String,
+    device_id: String,
+    armed: bool,
+}
+
+impl Drop for StartGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        self.state.sessions.forget_consent(&self.session_id);
+        let (state, session_id, device_id) = (
+            self.state.clone(),
+            self.session_id.clone(),
+            self.device_id.clone(),
+        );
+        let why = "the admin side disconnected before the session started";
+        tokio::spawn(async move {
+            close_session(&state, &device_id, &session_id, why).await;
+            deny(&state, &session_id, why).await;
+        });
+    }
+}
+
+/// Tells the agent to stop the session's processes. Waits for room in
+/// the queue: a lost CloseSession would leave processes running.
+async fn close_session(state: &AppState, device_id: &str, session_id: &str, reason: &str) {
+    let message = ServerMessage {
+        body: Some(ServerBody::CloseSession(CloseSession {
+            session_id: session_id.to_owned(),
+            reason: reason.to_owned(),
+        })),
+    };
+    if state
+        .agents
+        .deliver(device_id, message, DELIVERY_PATIENCE)
+        .await
+        .is_none()
+    {
+        tracing::debug!(session = %session_id, "device not connected; its sessions ended with its stream");
+    }
+}
+
+/// Waits for consent, then holds the session until it ends, then cleans up.
+async fn drive(state: AppState, start: Start, tx: Updates) {
+    let Start {
+        info,
+        record,
+        spec,
+        answer,
+    } = start;
+    let limits = state.config.sessions.clone();
+    let wait = limits.consent_timeout + Duration::from_secs(10);
+    let outcome = tokio::select! {
+        a = tokio::time::timeout(wait, answer) => match a {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => ConsentAnswer::DeviceGone,
+            Err(_) => ConsentAnswer::Refused(format!(
+                "no answer from the device within {} s",
+                wait.as_secs()
+            )),
+        },
+        _ = tx.closed() => ConsentAnswer::Refused("the admin side disconnected before the session started".into()),
+        _ = state.shutdown.cancelled() => ConsentAnswer::Refused("the server is shutting down".into()),
+    };
+    state.sessions.forget_consent(&info.id);
+    let denial = match outcome {
+        ConsentAnswer::Accepted => None,
+        ConsentAnswer::Refused(why) => Some((
+            why.clone(),
+            Status::failed_precondition(format!("refused at {}: {why}", info.hostname)),
+        )),
+        ConsentAnswer::DeviceGone => {
+            let why = format!("lost the connection to {}", info.hostname);
+            Some((why.clone(), Status::unavailable(why)))
+        }
+    };
+    if let Some((why, status)) = denial {
+        close_session(&state, &info.device_id, &info.id, &why).await;
+        deny(&state, &info.id, &why).await;
+        state
+            .audit(
+                &info.actor,
+                "session.denied",
+                &format!("session:{}", info.id),
+                Some(&info.county_id),
+                "denied",
+                format!(
+                    "{why}; kind={} device={} hostname={} reason={:?}",
+                    info.kind.as_str(),
+                    info.device_id,
+                    info.hostname,
+                    record.reason
+                ),
+            )
+            .await;
+        tracing::info!(session = %info.id, device = %info.hostname, actor = %info.actor, why, "session denied");
+        let _ = tx.send(Err(status)).await;
+        return;
+    }
+
+    let mut writer = None;
+    let recording = if info.kind == Kind::Shell {
+        let (wtx, wrx) = mpsc::channel::<Vec<u8>>(16);
+        writer = Some(tokio::spawn(write_recording(
+            state.clone(),
+            info.id.clone(),
+            wrx,
+        )));
+        Some(Recording {
+            recorder: Recorder::new(
+                spec.size.0,
+                spec.size.1,
+                &spec.term,
+                record.started_at / 1000,
+                limits.max_recording_bytes,
+            ),
+            writer: wtx,
+        })
+    } else {
+        None
+    };
+    let live = Arc::new(LiveSession::new(info.clone(), recording));
+    state.sessions.insert_live(live.clone());
+    if let Err(err) = state
+        .store
+        .activate_session(&info.id, &record.consent)
+        .await
+    {
+        tracing::error!(session = %info.id, error = %err, "cannot mark session active");
+    }
+    state
+        .audit(
+            &info.actor,
+            "session.start",
+            &format!("session:{}", info.id),
+            Some(&info.county_id),
+            "ok",
+            format!(
+                "kind={} device={} hostname={} consent={} reason={:?} ticket={:?} summary={:?}",
+                info.kind.as_str(),
+                info.device_id,
+                info.hostname,
+                record.consent,
+                record.reason,
+                record.ticket,
+                record.summary
+            ),
+        )
+        .await;
+    tracing::info!(session = %info.id, device = %info.hostname, actor = %info.actor,
+        kind = info.kind.as_str(), summary = %record.summary, "session started");
+    let started = SessionStarted {
+        session_id: info.id.clone(),
+        device_id: info.device_id.clone(),
+        hostname: info.hostname.clone(),
+        consent: record.consent.clone(),
+        idle_timeout_seconds: limits.idle_timeout.as_secs() as u32,
+        max_duration_seconds: limits.max_duration.as_secs() as u32,
+        max_file_bytes: limits.max_file_bytes,
+    };
+    if tx.send(update(Update::Started(started))).await.is_err() {
+        live.end("admin side disconnected", None);
+    }
+
+    supervise(&state, &live, &tx, &limits).await;
+
+    // --- the end, whatever caused it ---
+    state.sessions.remove_live(&info.id);
+    let (reason, exit_code) = live.end_reason().unwrap_or_else(|| ("ended".into(), None));
+    close_session(&state, &info.device_id, &info.id, &reason).await;
+    // Channels see the cancellation at once; give them a moment to send
+    // their last frames so the byte counts are final.
+    for _ in 0..100 {
+        if live.active_channels() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut has_recording = false;
+    if let Some((last, queue)) = live.finish_recording() {
+        if let Some(last) = last {
+            let _ = queue.send(last).await;
+        }
+        drop(queue);
+        if let Some(writer) = writer {
+            has_recording = writer.await.unwrap_or(false);
+        }
+    }
+    let (to_device, from_device) = live.bytes();
+    let end = SessionEnd {
+        state: SESSION_ENDED.into(),
+        ended_at: now_millis(),
+        end_reason: reason.clone(),
+        bytes_to_device: to_device as i64,
+        bytes_from_device: from_device as i64,
+        exit_code: exit_code.map(i64::from),
+        has_recording,
+        channels: live.channels_opened() as i64,
+    };
+    match state.store.finish_session(&info.id, &end).await {
+        Ok(_) => {}
+        Err(err) => tracing::error!(session = %info.id, error = %err, "cannot store session end"),
+    }
+    let duration = live.elapsed().as_secs();
+    state
+        .audit(
+            &info.actor,
+            "session.end",
+            &format!("session:{}", info.id),
+            Some(&info.county_id),
+            "ok",
+            format!(
+                "reason={reason:?} duration_s={duration} bytes_to_device={to_device} \
+                 bytes_from_device={from_device} exit_code={} channels={} kind={} device={} hostname={}",
+                exit_code.map_or("-".to_owned(), |c| c.to_string()),
+                end.channels,
+                info.kind.as_str(),
+                info.device_id,
+                info.hostname
+            ),
+        )
+        .await;
+    tracing::info!(session = %info.id, device = %info.hostname, reason, duration_s = duration,
+        bytes_to_device = to_device, bytes_from_device = from_device, "session ended");
+    let _ = tx
+        .send(update(Update::Ended(SessionEndedNotice {
+            reason,
+            exit_code,
+        })))
+        .await;
+}
+
+/// Enforces idle timeout and maximum duration, flushes the recording by
+/// age, and picks up EndSession from other replicas, until the end.
+async fn supervise(
+    state: &AppState,
+    live: &Arc<LiveSession>,
+    tx: &Updates,
+    limits: &crate::config::SessionsSection,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_poll = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            biased;
+            _ = live.cancel.cancelled() => return,
+            _ = tx.closed() => live.end("admin side disconnected", None),
+            _ = state.shutdown.cancelled() => live.end("server shutting down", None),
+            _ = tick.tick() => {
+                if live.idle_for() >= limits.idle_timeout {
+                    live.end(format!("idle timeout ({})", humantime::format_duration(limits.idle_timeout)), None);
+                } else if live.elapsed() >= limits.max_duration {
+                    live.end(format!("maximum duration reached ({})", humantime::format_duration(limits.max_duration)), None);
+                }
+                if let Some((chunk, queue)) = live.recording_due() {
+                    let _ = queue.send(chunk).await;
+                }
+                if last_poll.elapsed() >= END_REQUEST_POLL {
+                    last_poll = tokio::time::Instant::now();
+                    match state.store.get_session(&live.id).await {
+                        Ok(Some(s)) if s.end_requested_at.is_some() => {
+                            live.end(s.end_requested_reason, None);
+                        }
+                        Ok(_) => {}
+                        Err(err) => tracing::warn!(session = %live.id, error = %err, "cannot poll session end requests"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes recording chunks in order; returns whether anything was stored.
+async fn write_recording(
+    state: AppState,
+    session_id: String,
+    mut chunks: mpsc::Receiver<Vec<u8>>,
+) -> bool {
+    let mut chunk_no = 0i64;
+    while let Some(data) = chunks.recv().await {
+        match state
+            .store
+            .append_recording_chunk(&session_id, chunk_no, &data)
+            .await
+        {
+            Ok(()) => chunk_no += 1,
+            // A gap would corrupt the file: stop recording, say so loudly.
+            Err(err) => {
+                tracing::error!(session = %session_id, error = %err, "cannot store recording; recording stops");
+                while chunks.recv().await.is_some() {}
+                break;
+            }
+        }
+    }
+    chunk_no > 0
+}

@@ -1,0 +1,285 @@
+//! The audit hash chain: every entry carries the SHA-256 of the one before
+//! it, so an edited, removed or reordered entry breaks the chain from there.
+//!
+//! `hash = hex(sha256(prev_hash_hex + "\n" + canonical))`, where `canonical`
+//! is the JSON array `[seq, at_millis, actor, action, target, county_id or
+//! "", outcome, details]`. Pure functions; the store appends and the
+//! verifier walks what the store returns.
+
+use sha2::{Digest, Sha256};
+
+use crate::storage::{AuditEntryRecord, AuditEvent, Store};
+
+/// `prev_hash` of the very first entry.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The hash of entry `seq` with content `event`, chained to `prev_hash`.
+pub fn entry_hash(prev_hash: &str, seq: i64, event: &AuditEvent) -> String {
+    let canonical = serde_json::json!([
+        seq,
+        event.at,
+        event.actor,
+        event.action,
+        event.target,
+        event.county_id.as_deref().unwrap_or(""),
+        event.outcome,
+        event.details,
+    ])
+    .to_string();
+    let mut hasher = Sha256::new();
+    hasher.update(prev_hash.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(canonical.as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+/// Where the stored chain starts and ends (the `audit_chain` row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainHead {
+    /// Sequence number of the last entry (0: none yet).
+    pub seq: i64,
+    pub head_hash: String,
+    /// Entries before this seq were pruned (0: never pruned).
+    pub pruned_before_seq: i64,
+    /// `prev_hash` of the entry at `pruned_before_seq`.
+    pub pruned_anchor_hash: String,
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Verification {
+    pub entries_checked: u64,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    /// The first broken entry and why, when the chain is broken.
+    pub broken: Option<(u64, String)>,
+}
+
+/// Walks the entries in seq order, a page at a time; stops at the first
+/// break.
+#[derive(Debug)]
+pub struct Verifier {
+    expected_seq: i64,
+    expected_prev: String,
+    result: Verification,
+}
+
+impl Verifier {
+    pub fn new(head: &ChainHead) -> Self {
+        let (expected_seq, expected_prev) = if head.pruned_before_seq > 0 {
+            (head.pruned_before_seq, head.pruned_anchor_hash.clone())
+        } else {
+            (1, GENESIS_HASH.to_owned())
+        };
+        Verifier {
+            expected_seq,
+            expected_prev,
+            result: Verification::default(),
+        }
+    }
+
+    pub fn is_broken(&self) -> bool {
+        self.result.broken.is_some()
+    }
+
+    fn fail(&mut self, seq: i64, problem: String) {
+        if self.result.broken.is_none() {
+            self.result.broken = Some((seq.max(0) as u64, problem));
+        }
+    }
+
+    /// Checks the next entry. Returns false once the chain is broken.
+    pub fn check(&mut self, entry: &AuditEntryRecord) -> bool {
+        if self.is_broken() {
+            return false;
+        }
+        if entry.seq != self.expected_seq {
+            let problem = if entry.seq > self.expected_seq {
+                format!("entry {} is missing", self.expected_seq)
+            } else {
+                format!("entry {} appears twice or out of order", entry.seq)
+            };
+            self.fail(self.expected_seq.min(entry.seq), problem);
+            return false;
+        }
+        if entry.prev_hash != self.expected_prev {
+            let problem = if entry.seq > 1 {
+                format!(
+                    "entry {} does not follow entry {} (one of them was changed or replaced)",
+                    entry.seq,
+                    entry.seq - 1
+                )
+            } else {
+                format!("entry {} does not start the chain", entry.seq)
+            };
+            self.fail(entry.seq, problem);
+            return false;
+        }
+        if entry_hash(&entry.prev_hash, entry.seq, &entry.event) != entry.hash {
+            self.fail(entry.seq, format!("entry {} was changed", entry.seq));
+            return false;
+        }
+        if self.result.entries_checked == 0 {
+            self.result.first_seq = entry.seq as u64;
+        }
+        self.result.entries_checked += 1;
+        self.result.last_seq = entry.seq as u64;
+        self.expected_seq = entry.seq + 1;
+        self.expected_prev = entry.hash.clone();
+        true
+    }
+
+    /// Ends the walk: the last entry must be the chain's head, or entries
+    /// at the end were removed.
+    pub fn finish(mut self, head: &ChainHead) -> Verification {
+        if !self.is_broken() {
+            if self.expected_seq <= head.seq {
+                self.fail(
+                    self.expected_seq,
+                    format!("entry {} is missing", self.expected_seq),
+                );
+            } else if self.expected_seq - 1 == head.seq && self.expected_prev != head.head_hash {
+                self.fail(
+                    head.seq,
+                    format!("entry {} does not match the chain head", head.seq),
+                );
+            }
+        }
+        self.result
+    }
+}
+
+/// Entries read per query while verifying.
+const VERIFY_PAGE: i64 = 1000;
+
+/// Verifies the whole stored chain, a page at a time. Entries appended
+/// after the head was read are left for the next verification.
+pub async fn verify(store: &dyn Store) -> crate::storage::Result<(Verification, ChainHead)> {
+    let head = store.audit_chain_head().await?;
+    let mut verifier = Verifier::new(&head);
+    let mut after = 0;
+    'pages: loop {
+        let page = store.audit_chain_page(after, VERIFY_PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for entry in &page {
+            if entry.seq > head.seq || !verifier.check(entry) {
+                break 'pages;
+            }
+        }
+    }
+    Ok((verifier.finish(&head), head))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(n: i64) -> AuditEvent {
+        AuditEvent {
+            at: 1_700_000_000_000 + n,
+            actor: "user:admin".into(),
+            action: "session.start".into(),
+            target: format!("session:{n}"),
+            county_id: Some("kus".into()),
+            outcome: "ok".into(),
+            details: format!("kind=shell n={n}"),
+        }
+    }
+
+    fn chain(n: i64) -> (Vec<AuditEntryRecord>, ChainHead) {
+        let mut prev = GENESIS_HASH.to_owned();
+        let mut entries = Vec::new();
+        for seq in 1..=n {
+            let e = event(seq);
+            let hash = entry_hash(&prev, seq, &e);
+            entries.push(AuditEntryRecord {
+                seq,
+                event: e,
+                prev_hash: prev.clone(),
+                hash: hash.clone(),
+            });
+            prev = hash;
+        }
+        let head = ChainHead {
+            seq: n,
+            head_hash: prev,
+            pruned_before_seq: 0,
+            pruned_anchor_hash: GENESIS_HASH.into(),
+        };
+        (entries, head)
+    }
+
+    fn verify(entries: &[AuditEntryRecord], head: &ChainHead) -> Verification {
+        let mut v = Verifier::new(head);
+        for e in entries {
+            if !v.check(e) {
+                break;
+            }
+        }
+        v.finish(head)
+    }
+
+    #[test]
+    fn hash_is_the_documented_formula() {
+        let e = event(1);
+        let canonical = r#"[1,1700000000001,"user:admin","session.start","session:1","kus","ok","kind=shell n=1"]"#;
+        let expected = hex::encode(Sha256::digest(format!("{GENESIS_HASH}\n{canonical}")));
+        assert_eq!(entry_hash(GENESIS_HASH, 1, &e), expected);
+    }
+
+    #[test]
+    fn intact_chain_verifies() {
+        let (entries, head) = chain(5);
+        let v = verify(&entries, &head);
+        assert_eq!(v.broken, None);
+        assert_eq!((v.entries_checked, v.first_seq, v.last_seq), (5, 1, 5));
+        let empty = chain(0);
+        assert_eq!(verify(&empty.0, &empty.1).broken, None);
+    }
+
+    #[test]
+    fn edited_entry_is_found() {
+        let (mut entries, head) = chain(5);
+        entries[2].event.details = "kind=exec".into();
+        let v = verify(&entries, &head);
+        assert_eq!(v.broken, Some((3, "entry 3 was changed".into())));
+    }
+
+    #[test]
+    fn rehashed_entry_breaks_the_next_link() {
+        let (mut entries, head) = chain(5);
+        entries[2].event.details = "kind=exec".into();
+        entries[2].hash = entry_hash(&entries[2].prev_hash, 3, &entries[2].event);
+        assert_eq!(verify(&entries, &head).broken.unwrap().0, 4);
+    }
+
+    #[test]
+    fn removed_entries_are_found() {
+        let (mut entries, head) = chain(5);
+        entries.remove(1);
+        assert_eq!(
+            verify(&entries, &head).broken,
+            Some((2, "entry 2 is missing".into()))
+        );
+        let (mut entries, head) = chain(5);
+        entries.pop();
+        assert_eq!(
+            verify(&entries, &head).broken,
+            Some((5, "entry 5 is missing".into()))
+        );
+    }
+
+    #[test]
+    fn pruned_chain_verifies_from_its_anchor() {
+        let (entries, mut head) = chain(6);
+        head.pruned_before_seq = 4;
+        head.pruned_anchor_hash = entries[3].prev_hash.clone();
+        let v = verify(&entries[3..], &head);
+        assert_eq!(v.broken, None);
+        assert_eq!((v.first_seq, v.last_seq), (4, 6));
+        // A wrong anchor is a break at the first kept entry.
+        head.pruned_anchor_hash = GENESIS_HASH.into();
+        assert_eq!(verify(&entries[3..], &head).broken.unwrap().0, 4);
+    }
+}

@@ -1,0 +1,292 @@
+//! Relays one channel: ClientFrames from the admin's `Attach` to the
+//! agent's `SessionChannel`, DeviceFrames back. Frames are moved, not
+//! copied; both directions go through bounded queues, so a slow reader
+//! slows the writer (HTTP/2 flow control end to end). Nothing here touches
+//! the database per frame: counters are atomics, the recording is
+//! buffered and written by its own task.
+
+use std::sync::{Arc, Mutex};
+
+use schoolfleet_proto::v1::client_frame::Body as ClientBody;
+use schoolfleet_proto::v1::device_frame::Body as DeviceBody;
+use schoolfleet_proto::v1::{ChannelError, ChannelErrorCode, ClientFrame, DeviceFrame};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tonic::{Status, Streaming};
+
+use super::policy::Kind;
+use super::{AgentLeg, DEVICE_GONE_REASON, LiveSession};
+
+/// Frames in flight per direction.
+pub const QUEUE_FRAMES: usize = 8;
+
+/// Frames are at most 256 KiB of data by the protocol; a little slack so
+/// that a peer rounding differently is not cut off, but a hostile one
+/// cannot make us hold big buffers.
+const MAX_FRAME_DATA: usize = 1024 * 1024;
+
+/// Why a channel stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Cause {
+    /// The agent sent `exit` or `error`.
+    AgentFinished,
+    /// The agent's stream broke without a final frame.
+    AgentGone,
+    /// The admin side went away.
+    ClientGone,
+    /// A frame broke the protocol; the message says how.
+    Protocol(String),
+    /// A copy moved more than the limit.
+    Limit(String),
+}
+
+struct Stop {
+    token: CancellationToken,
+    cause: Mutex<Option<Cause>>,
+}
+
+impl Stop {
+    fn stop(&self, cause: Cause) {
+        let mut c = self.cause.lock().unwrap_or_else(|e| e.into_inner());
+        if c.is_none() {
+            *c = Some(cause);
+        }
+        drop(c);
+        self.token.cancel();
+    }
+
+    /// `None`: the session ended (the parent token).
+    fn cause(&self) -> Option<Cause> {
+        self.cause.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+fn error_frame(code: ChannelErrorCode, message: impl Into<String>) -> DeviceFrame {
+    DeviceFrame {
+        body: Some(DeviceBody::Error(ChannelError {
+            code: code as i32,
+            message: message.into(),
+        })),
+    }
+}
+
+/// Queues a chunk for the recording writer. Awaiting here is the
+/// backpressure if the database is slow; it never drops recorded output.
+async fn write_recording(chunk: Option<super::ChunkOut>) {
+    if let Some((data, writer)) = chunk {
+        let _ = writer.send(data).await;
+    }
+}
+
+/// Runs the channel until it ends. `client_tx` is the admin's response
+/// stream.
+pub async fn run(
+    live: Arc<LiveSession>,
+    channel_id: String,
+    agent: AgentLeg,
+    client_in: Streaming<ClientFrame>,
+    client_tx: mpsc::Sender<Result<DeviceFrame, Status>>,
+) {
+    let _guard = live.channel_guard();
+    let stop = Stop {
+        token: live.cancel.child_token(),
+        cause: Mutex::new(None),
+    };
+    let AgentLeg { inbound, outbound } = agent;
+    tokio::join!(
+        to_agent(&live, &stop, client_in, outbound),
+        from_agent(&live, &stop, inbound, &client_tx),
+    );
+    tracing::debug!(session = %live.id, channel = %channel_id, cause = ?stop.cause(), "channel closed");
+}
+
+async fn to_agent(
+    live: &LiveSession,
+    stop: &Stop,
+    mut client_in: Streaming<ClientFrame>,
+    agent_tx: mpsc::Sender<Result<ClientFrame, Status>>,
+) {
+    let mut uploaded: u64 = 0;
+    let mut client_done = false;
+    loop {
+        if client_done {
+            // The admin closed its sending side (stdin done): keep the
+            // agent's stream open for the output until the channel ends.
+            stop.token.cancelled().await;
+            break;
+        }
+        let message = tokio::select! {
+            biased;
+            _ = stop.token.cancelled() => break,
+            m = client_in.message() => m,
+        };
+        let frame = match message {
+            Ok(Some(frame)) => frame,
+            Ok(None) => {
+                client_done = true;
+                continue;
+            }
+            Err(_) => {
+                stop.stop(Cause::ClientGone);
+                break;
+            }
+        };
+        match &frame.body {
+            Some(ClientBody::Input(data)) => {
+                if data.len() > MAX_FRAME_DATA {
+                    stop.stop(Cause::Protocol("input frame too large".into()));
+                    break;
+                }
+                live.add_to_device(data.len());
+                if live.kind == Kind::Copy {
+                    uploaded += data.len() as u64;
+                    if uploaded > live.max_file_bytes {
+                        stop.stop(Cause::Limit(format!(
+                            "the upload exceeds the limit of {} bytes",
+                            live.max_file_bytes
+                        )));
+                        break;
+                    }
+                }
+            }
+            Some(ClientBody::Resize(size)) => {
+                if live.kind == Kind::Shell {
+                    write_recording(live.record_resize(size.cols, size.rows)).await;
+                }
+            }
+            Some(ClientBody::Eof(_)) => {}
+            Some(ClientBody::Open(_)) | None => {
+                stop.stop(Cause::Protocol(
+                    "`open` is only allowed as the first frame".into(),
+                ));
+                break;
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = stop.token.cancelled() => break,
+            sent = agent_tx.send(Ok(frame)) => if sent.is_err() {
+                // The agent's stream is gone; `from_agent` reports it.
+                stop.token.cancelled().await;
+                break;
+            },
+        }
+    }
+    // Tell the agent to stop, unless it finished by itself. Never block
+    // on a full queue: dropping the sender ends the stream as well.
+    let why = match stop.cause() {
+        Some(Cause::AgentFinished) | Some(Cause::AgentGone) => return,
+        Some(Cause::ClientGone) => Status::cancelled("the admin side closed the channel"),
+        Some(Cause::Protocol(m)) | Some(Cause::Limit(m)) => Status::aborted(m),
+        None => Status::aborted(
+            live.end_reason()
+                .map(|(r, _)| format!("session ended: {r}"))
+                .unwrap_or_else(|| "session ended".into()),
+        ),
+    };
+    let _ = agent_tx.try_send(Err(why));
+}
+
+async fn from_agent(
+    live: &LiveSession,
+    stop: &Stop,
+    mut agent_in: Streaming<DeviceFrame>,
+    client_tx: &mpsc::Sender<Result<DeviceFrame, Status>>,
+) {
+    let mut downloaded: u64 = 0;
+    loop {
+        let message = tokio::select! {
+            biased;
+            _ = stop.token.cancelled() => break,
+            _ = client_tx.closed() => {
+                stop.stop(Cause::ClientGone);
+                break;
+            }
+            m = agent_in.message() => m,
+        };
+        let frame = match message {
+            Ok(Some(frame)) => frame,
+            Ok(None) | Err(_) => {
+                stop.stop(Cause::AgentGone);
+                break;
+            }
+        };
+        let mut finished = None;
+        match &frame.body {
+            Some(DeviceBody::Output(data)) | Some(DeviceBody::Stderr(data)) => {
+                if data.len() > MAX_FRAME_DATA {
+                    stop.stop(Cause::Protocol("output frame too large".into()));
+                    break;
+                }
+                live.add_from_device(data.len());
+                match live.kind {
+                    Kind::Shell => write_recording(live.record_output(data)).await,
+                    Kind::Copy => {
+                        downloaded += data.len() as u64;
+                        if downloaded > live.max_file_bytes {
+                            stop.stop(Cause::Limit(format!(
+                                "the download exceeds the limit of {} bytes",
+                                live.max_file_bytes
+                            )));
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Some(DeviceBody::Exit(exit)) => finished = Some(Ok(exit.code)),
+            Some(DeviceBody::Error(error)) => {
+                finished = Some(Err(
+                    schoolfleet_proto::text::clean(&error.message, 300).value
+                ))
+            }
+            Some(DeviceBody::Ready(_)) | Some(DeviceBody::Eof(_)) => {}
+            Some(DeviceBody::Attach(_)) | None => {
+                stop.stop(Cause::Protocol(
+                    "`attach` is only allowed as the first frame".into(),
+                ));
+                break;
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = stop.token.cancelled() => break,
+            sent = client_tx.send(Ok(frame)) => if sent.is_err() {
+                stop.stop(Cause::ClientGone);
+                break;
+            },
+        }
+        if let Some(result) = finished {
+            stop.stop(Cause::AgentFinished);
+            // A shell or command that is done ends its session.
+            if matches!(live.kind, Kind::Shell | Kind::Exec) {
+                match result {
+                    Ok(code) => live.end(format!("exit {code}"), Some(code)),
+                    Err(message) => live.end(format!("failed at the device: {message}"), None),
+                }
+            }
+            return;
+        }
+    }
+    // Tell the admin side why, unless it is gone.
+    let frame = match stop.cause() {
+        Some(Cause::AgentFinished) | Some(Cause::ClientGone) => return,
+        Some(Cause::AgentGone) => error_frame(
+            ChannelErrorCode::DeviceGone,
+            format!("lost the connection to {}", live.hostname),
+        ),
+        Some(Cause::Protocol(m)) => error_frame(ChannelErrorCode::Protocol, m),
+        Some(Cause::Limit(m)) => error_frame(ChannelErrorCode::Failed, m),
+        None => match live.end_reason() {
+            Some((reason, _)) if reason == DEVICE_GONE_REASON => error_frame(
+                ChannelErrorCode::DeviceGone,
+                format!("lost the connection to {}", live.hostname),
+            ),
+            Some((reason, _)) => error_frame(ChannelErrorCode::Ended, reason),
+            None => error_frame(ChannelErrorCode::Ended, "session ended"),
+        },
+    };
+    // Bounded wait: a CLI that stopped reading must not hold the task.
+    let _ =
+        tokio::time::timeout(std::time::Duration::from_secs(5), client_tx.send(Ok(frame))).await;
+}
