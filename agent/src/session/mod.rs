@@ -600,4 +600,3 @@ pub fn exit_code(status: std::process::ExitStatus) -> i32 {
         .or_else(|| status.signal().map(|s| 128 + s))
         .unwrap_or(255)
 }
-
