@@ -227,6 +227,19 @@ async fn an_accepted_exec_session_runs_over_a_dialled_back_channel() {
     // The agent closes its side after the final frame.
     drop(input);
     assert!(next_frame(&mut inbound).await.is_none());
+    // The command runs once: a second channel is refused.
+    let (_, mut inbound, _input) = attach(&mut h, "s-1", "c-again").await;
+    match next_frame(&mut inbound).await {
+        Some(DeviceBody::Error(error)) => {
+            assert_eq!(error.code(), ChannelErrorCode::Protocol);
+            assert!(
+                error.message.contains("only one channel"),
+                "{}",
+                error.message
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
 }
 
 #[tokio::test]

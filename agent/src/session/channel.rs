@@ -60,6 +60,14 @@ impl Finish {
     pub fn ended() -> Self {
         Finish::Error(ChannelErrorCode::Ended, "the session was ended".into())
     }
+    /// How a channel ends when the admin side or the session stopped it.
+    pub fn stopped(input: Input) -> Self {
+        match input {
+            Input::Protocol(message) => Finish::protocol(message),
+            Input::Cancelled => Finish::ended(),
+            _ => Finish::Gone,
+        }
+    }
 }
 
 pub struct ChannelIo {

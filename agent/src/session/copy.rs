@@ -22,7 +22,6 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::channel::{ChannelIo, Finish, Input};
-use super::exec::stopped;
 use super::paths::{self, Resolved, file_type};
 
 const CHUNK: usize = 128 * 1024;
@@ -134,7 +133,7 @@ async fn download(request: &CopyRequest, resolved: Resolved, io: &mut ChannelIo)
             input = io.next_input() => match input {
                 Input::Eof | Input::Resize(_) => {}
                 Input::Data(_) => return Finish::protocol("input on a download"),
-                other => return stopped(other),
+                other => return Finish::stopped(other),
             },
             read = file.read(&mut buf) => match read {
                 Ok(0) => break,
@@ -247,7 +246,7 @@ async fn upload(request: &CopyRequest, resolved: Resolved, io: &mut ChannelIo) -
             other => {
                 // Keep the partial file: the next attempt resumes from it.
                 let _ = file.flush().await;
-                return stopped(other);
+                return Finish::stopped(other);
             }
         }
     }

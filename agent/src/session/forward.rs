@@ -9,7 +9,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::channel::{ChannelIo, Finish, Input, frame};
-use super::exec::stopped;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const CHUNK: usize = 64 * 1024;
@@ -111,7 +110,7 @@ pub async fn run(host: &str, port: u16, io: &mut ChannelIo) -> Finish {
                     }
                 }
                 Input::Resize(_) => {}
-                other => break stopped(other),
+                other => break Finish::stopped(other),
             }
         }
     };

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,6 +45,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Exec argv limits (the server checks the same).
 const MAX_ARG: usize = 4096;
 const MAX_ARGV: usize = 64 * 1024;
+/// Running channels per session (forward: one per TCP connection).
+const MAX_CHANNELS: usize = 256;
 
 /// The four capabilities; each can be switched off on the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -145,6 +148,18 @@ struct Entry {
     max_file_bytes: u64,
     accepted: bool,
     cancel: CancellationToken,
+    /// Channels opened so far, and those still running.
+    opened: u32,
+    active: Arc<AtomicUsize>,
+}
+
+/// Decrements a session's running-channel count when a channel task ends.
+struct ActiveGuard(Arc<AtomicUsize>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The table of sessions and the tasks that serve them. Cheap to clone.
@@ -244,6 +259,8 @@ impl SessionManager {
                 max_file_bytes: open.max_file_bytes,
                 accepted: false,
                 cancel: cancel.clone(),
+                opened: 0,
+                active: Arc::new(AtomicUsize::new(0)),
             },
         );
         let request = ConsentRequest {
@@ -333,18 +350,45 @@ impl SessionManager {
 
     /// `OpenChannel` from the server: start the work and dial back.
     pub fn open_channel(&self, open: OpenChannel, connection: tonic::transport::Channel) {
-        let found = {
-            let table = self.table();
-            table
-                .get(&open.session_id)
+        let channel_id = &open.channel_id;
+        if channel_id.is_empty()
+            || channel_id.len() > 128
+            || !channel_id.chars().all(|c| c.is_ascii_graphic())
+        {
+            tracing::warn!(session = %open.session_id, "ignoring a channel with a malformed id");
+            return;
+        }
+        let admitted = {
+            let mut table = self.table();
+            match table
+                .get_mut(&open.session_id)
                 .filter(|entry| entry.accepted)
-                .map(|entry| {
-                    (
+            {
+                None => Err(format!(
+                    "no accepted session {} on this device",
+                    open.session_id
+                )),
+                // The server opens exactly one; a second would run the
+                // command again without anyone asking.
+                Some(entry)
+                    if matches!(entry.spec, Kind::Shell(_) | Kind::Exec(_)) && entry.opened > 0 =>
+                {
+                    Err("a shell or exec session has only one channel".to_owned())
+                }
+                Some(entry) if entry.active.load(Ordering::Relaxed) >= MAX_CHANNELS => {
+                    Err(format!("more than {MAX_CHANNELS} channels in one session"))
+                }
+                Some(entry) => {
+                    entry.opened += 1;
+                    entry.active.fetch_add(1, Ordering::Relaxed);
+                    Ok((
                         entry.spec.clone(),
                         entry.max_file_bytes,
                         entry.cancel.child_token(),
-                    )
-                })
+                        ActiveGuard(entry.active.clone()),
+                    ))
+                }
+            }
         };
         let config = self.config.clone();
         self.tasks.spawn(async move {
@@ -355,15 +399,14 @@ impl SessionManager {
                     return;
                 }
             };
-            let Some((spec, max_file_bytes, cancel)) = found else {
-                tracing::warn!(session = %open.session_id, "channel for an unknown or not accepted session");
-                let io = ChannelIo::new(out, inbound, CancellationToken::new());
-                io.finish(Finish::protocol(format!(
-                    "no accepted session {} on this device",
-                    open.session_id
-                )))
-                .await;
-                return;
+            let (spec, max_file_bytes, cancel, _active) = match admitted {
+                Ok(admitted) => admitted,
+                Err(message) => {
+                    tracing::warn!(session = %open.session_id, channel = %open.channel_id, %message, "channel refused");
+                    let io = ChannelIo::new(out, inbound, CancellationToken::new());
+                    io.finish(Finish::protocol(message)).await;
+                    return;
+                }
             };
             let mut io = ChannelIo::new(out, inbound, cancel);
             let finish = match spec {

@@ -4,6 +4,8 @@
 
 use std::io::{Read, Write};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -13,7 +15,6 @@ use schoolfleet_proto::v1::{ChannelReady, WindowSize};
 use tokio::sync::{mpsc, oneshot};
 
 use super::channel::{ChannelIo, Finish, Input, QUEUE, frame};
-use super::exec::stopped;
 use super::kill_group;
 
 /// SIGHUP first (what a closing terminal sends); SIGKILL after this.
@@ -21,6 +22,10 @@ const HANGUP_GRACE: Duration = Duration::from_secs(2);
 /// After the shell exited, how long its output may take to drain.
 const DRAIN: Duration = Duration::from_secs(2);
 const CHUNK: usize = 32 * 1024;
+const CTRL_D: u8 = 0x04;
+/// After the admin's input ended, ^D goes in once the output was quiet
+/// this long.
+const QUIET: Duration = Duration::from_millis(300);
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// TERM from the spec when it is a plain name, else "xterm".
@@ -107,15 +112,26 @@ pub async fn run(shell: &Path, term: &str, size: Option<WindowSize>, io: &mut Ch
         hang_up(pgid, &mut exit_rx).await;
         return Finish::Gone;
     }
-    let reader_done = spawn_reader(reader, io.out.clone());
+    let clock = std::time::Instant::now();
+    let last_output = Arc::new(AtomicU64::new(0));
+    let reader_done = spawn_reader(reader, io.out.clone(), clock, last_output.clone());
     let mut input_tx = Some(spawn_writer(writer));
+    let mut input_ended = false;
 
     let code = loop {
         tokio::select! {
             code = &mut exit_rx => break code.unwrap_or(255),
+            _ = tokio::time::sleep(QUIET), if input_ended => {
+                let quiet_since = Duration::from_millis(last_output.load(Ordering::Relaxed));
+                if clock.elapsed().saturating_sub(quiet_since) >= QUIET
+                    && let Some(tx) = &input_tx
+                {
+                    let _ = tx.send(vec![CTRL_D]).await;
+                }
+            }
             input = io.next_input() => match input {
                 Input::Data(data) => {
-                    if let Some(tx) = &input_tx {
+                    if let Some(tx) = input_tx.as_ref().filter(|_| !input_ended) {
                         tokio::select! {
                             sent = tx.send(data) => if sent.is_err() { input_tx = None },
                             _ = io.cancel.cancelled() => {}
@@ -127,13 +143,15 @@ pub async fn run(shell: &Path, term: &str, size: Option<WindowSize>, io: &mut Ch
                         tracing::debug!(error = %err, "cannot resize the terminal");
                     }
                 }
-                // The admin's side has no more keystrokes; the shell lives on
-                // until it exits or the channel ends.
-                Input::Eof => input_tx = None,
+                // No more keystrokes (piped input ended): the shell should
+                // end after what it was given. A ^D typed while a command
+                // still runs is lost when readline takes the terminal back,
+                // so ^D goes in whenever the output has gone quiet.
+                Input::Eof => input_ended = true,
                 other => {
                     drop(input_tx);
                     hang_up(pgid, &mut exit_rx).await;
-                    return stopped(other);
+                    return Finish::stopped(other);
                 }
             }
         }
@@ -173,6 +191,8 @@ async fn hang_up(pgid: u32, exit_rx: &mut oneshot::Receiver<i32>) {
 fn spawn_reader(
     mut reader: Box<dyn Read + Send>,
     out: mpsc::Sender<schoolfleet_proto::v1::DeviceFrame>,
+    clock: std::time::Instant,
+    last_output: Arc<AtomicU64>,
 ) -> oneshot::Receiver<()> {
     let (done_tx, done_rx) = oneshot::channel();
     std::thread::spawn(move || {
@@ -181,6 +201,7 @@ fn spawn_reader(
             match reader.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
+                    last_output.store(clock.elapsed().as_millis() as u64, Ordering::Relaxed);
                     // Blocks while the queue is full: backpressure.
                     if out
                         .blocking_send(frame(DeviceBody::Output(buf[..n].to_vec())))
@@ -282,6 +303,38 @@ mod tests {
         assert!(text.contains("sf-42-xterm-256color"), "{text}");
         assert!(text.contains("30 100"), "{text}");
         assert_eq!(worker.await.unwrap(), Finish::Exit(7));
+    }
+
+    #[tokio::test]
+    async fn piped_input_ends_with_eof_like_ctrl_d() {
+        let (mut io, input, mut rx) = super::super::channel::test_pair(CancellationToken::new());
+        let worker = tokio::spawn(async move {
+            let finish = run(&shell(), "dumb", None, &mut io).await;
+            drop(io);
+            finish
+        });
+        send(&input, ClientBody::Input(b"echo piped-$((6*7))\n".to_vec())).await;
+        send(&input, ClientBody::Eof(schoolfleet_proto::v1::Eof {})).await;
+        let mut output = Vec::new();
+        let collect = async {
+            while let Some(frame) = rx.recv().await {
+                if let Some(DeviceBody::Output(data)) = frame.body {
+                    output.extend(data);
+                }
+            }
+        };
+        let ended = tokio::time::timeout(Duration::from_secs(10), collect).await;
+        assert!(
+            ended.is_ok(),
+            "the shell did not end at eof: {}",
+            String::from_utf8_lossy(&output)
+        );
+        let finish = tokio::time::timeout(Duration::from_secs(10), worker)
+            .await
+            .expect("the shell did not end at eof")
+            .unwrap();
+        assert_eq!(finish, Finish::Exit(0));
+        assert!(String::from_utf8_lossy(&output).contains("piped-42"));
     }
 
     #[tokio::test]
