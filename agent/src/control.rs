@@ -21,6 +21,8 @@ pub const USER_SOCKET_NAME: &str = "user.sock";
 
 /// Largest request line accepted; the protocol only has tiny messages.
 const MAX_LINE: usize = 4096;
+/// How long a client may take to send its request line.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "kebab-case")]
@@ -145,7 +147,10 @@ async fn handle(stream: UnixStream, audience: Audience, calls: mpsc::Sender<Cont
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = BufReader::new(read.take(MAX_LINE as u64));
-    let response = match reader.read_line(&mut line).await {
+    // Anyone may connect to the user socket: a silent client must not hold
+    // a task and a file descriptor forever.
+    let read = tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line)).await;
+    let response = match read.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())) {
         Ok(_) => match serde_json::from_str::<ControlRequest>(&line) {
             Ok(request)
                 if audience == Audience::LocalUsers && !request.allowed_for_local_users() =>

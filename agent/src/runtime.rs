@@ -127,6 +127,11 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
     } else {
         options.transfer_roots.clone()
     };
+    for root in &transfer_roots {
+        if !root.is_absolute() || !root.is_dir() {
+            tracing::warn!(root = %root.display(), "transfer root is not an existing absolute directory; copies into it will fail");
+        }
+    }
     let session_config = SessionConfig {
         disabled: options.remote_disable.clone(),
         transfer_roots,
