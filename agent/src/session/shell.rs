@@ -180,12 +180,51 @@ fn wait(mut child: Box<dyn portable_pty::Child + Send + Sync>) -> i32 {
     }
 }
 
-/// SIGHUP to the shell's group, SIGKILL if it is still there after the
-/// grace period, so no orphaned shell stays behind.
+/// SIGHUP to the shell's group, then SIGKILL to whatever of its session
+/// is still there after the grace period, so no orphaned shell stays
+/// behind. The session, not just the group: an interactive shell puts
+/// each background job into a process group of its own.
 async fn hang_up(pgid: u32, exit_rx: &mut oneshot::Receiver<i32>) {
     kill_group(pgid, Signal::SIGHUP);
     let _ = tokio::time::timeout(HANGUP_GRACE, &mut *exit_rx).await;
     kill_group(pgid, Signal::SIGKILL);
+    kill_session(pgid, Signal::SIGKILL);
+}
+
+/// Signals every process whose session id is `sid` (the shell was started
+/// with setsid, so its pid is the session id). Never the agent's own.
+fn kill_session(sid: u32, signal: Signal) {
+    let Ok(sid) = i32::try_from(sid) else { return };
+    if sid <= 1 || nix::unistd::getsid(None).map(|own| own.as_raw()) == Ok(sid) {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if session_of(pid) == Some(sid) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+        }
+    }
+}
+
+/// Field 6 of /proc/PID/stat (after the command name, which may contain
+/// spaces and parentheses).
+fn session_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()
 }
 
 fn spawn_reader(
@@ -347,7 +386,9 @@ mod tests {
             drop(io);
             finish
         });
-        let line = format!("sleep 300 & echo $! > {}\n", pidfile.display());
+        // A background job (its own process group under job control) that
+        // ignores SIGHUP: only the session-wide SIGKILL ends it.
+        let line = format!("trap '' HUP; sleep 300 & echo $! > {}\n", pidfile.display());
         send(&input, ClientBody::Input(line.into_bytes())).await;
         let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
