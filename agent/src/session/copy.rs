@@ -160,6 +160,27 @@ pub fn partial_name(name: &OsString, sha256: &str) -> OsString {
     partial
 }
 
+/// Opens (or creates) the partial file. One that is not ours alone (a
+/// stranger's file planted in a shared directory such as /tmp, or a hard
+/// link) is removed and created afresh, so the file that is later renamed
+/// into place belongs to the agent and nobody else can change it.
+fn open_partial(dir: &OwnedFd, partial: &OsString) -> Result<OwnedFd, Errno> {
+    let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let mode = Mode::from_bits_truncate(0o600);
+    let fd = openat(dir, partial.as_os_str(), flags, mode)?;
+    let stat = fstat(&fd)?;
+    let ours = stat.st_uid == nix::unistd::geteuid().as_raw()
+        && stat.st_nlink == 1
+        && file_type(&stat) == SFlag::S_IFREG
+        && stat.st_mode & 0o077 == 0;
+    if ours {
+        return Ok(fd);
+    }
+    drop(fd);
+    unlinkat(dir, partial.as_os_str(), UnlinkatFlags::NoRemoveDir)?;
+    openat(dir, partial.as_os_str(), flags | OFlag::O_EXCL, mode)
+}
+
 async fn upload(request: &CopyRequest, resolved: Resolved, io: &mut ChannelIo) -> Finish {
     let path = &request.path;
     if request.size > request.max_file_bytes {
@@ -178,20 +199,10 @@ async fn upload(request: &CopyRequest, resolved: Resolved, io: &mut ChannelIo) -
     if partial.len() > 255 {
         return Finish::failed(format!("the file name of {path} is too long"));
     }
-    let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let fd = match openat(
-        &resolved.dir,
-        partial.as_os_str(),
-        flags,
-        Mode::from_bits_truncate(0o600),
-    ) {
+    let fd = match open_partial(&resolved.dir, &partial) {
         Ok(fd) => fd,
         Err(err) => return open_error(path, err),
     };
-    match fstat(&fd) {
-        Ok(stat) if file_type(&stat) == SFlag::S_IFREG => {}
-        _ => return Finish::failed(format!("the partial file for {path} is not a regular file")),
-    }
     let size = request.size;
     // Resume: hash what is already there; a partial file longer than the
     // announced size cannot be this content, so start over.

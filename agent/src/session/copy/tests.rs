@@ -237,3 +237,28 @@ async fn download_refuses_outside_paths_directories_and_big_files() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_partial_file_that_is_not_private_is_not_resumed() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let target = root.path().join("setup.sh");
+    let content = b"echo echt\n";
+    // Someone planted a readable, writable "partial file" with other content.
+    let partial = partial_path(&target, content);
+    std::fs::write(&partial, b"rm -rf").unwrap();
+    std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let mut run = start(
+        upload_request(&target, content),
+        vec![root.path().to_owned()],
+    );
+    assert_eq!(ready(&mut run.output).await.offset, 0);
+    send(&run.input, ClientBody::Input(content.to_vec())).await;
+    send(&run.input, ClientBody::Eof(schoolfleet_proto::v1::Eof {})).await;
+    assert_eq!(run.worker.await.unwrap(), Finish::Exit(0));
+    assert_eq!(std::fs::read(&target).unwrap(), content);
+    assert_eq!(
+        std::fs::metadata(&target).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
