@@ -161,6 +161,20 @@ pub fn question_text(request: &ConsentRequest) -> String {
         .replace('>', "&gt;")
 }
 
+/// The notice for consent "notify", in German, markup escaped.
+pub fn notice_text(request: &ConsentRequest) -> String {
+    let text = format!(
+        "Fernwartung gestartet: {} wird {}.\n{}\nGrund: {}",
+        plain(&request.admin, 200),
+        kind_german(&request.kind),
+        plain(&request.summary, 300),
+        plain(&request.reason, 500),
+    );
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 impl ConsentProvider for DesktopProvider {
     fn name(&self) -> &'static str {
         "desktop"
@@ -238,7 +252,7 @@ impl ConsentProvider for DesktopProvider {
                 &[
                     "--app-name=schoolfleet".into(),
                     "Fernwartung".into(),
-                    question_text(request).replace("möchte", "beginnt:"),
+                    notice_text(request),
                 ],
             );
             if let Err(err) = run_bounded(command, NOTIFY_TIMEOUT).await {
@@ -294,5 +308,10 @@ mod tests {
         assert!(text.contains("Drucker &amp; Beamer[2J"), "{text}");
         assert!(text.contains("Kommandozeile"), "{text}");
         assert!(!text.contains('\u{1b}'));
+        let notice = notice_text(&request);
+        assert!(
+            notice.starts_with("Fernwartung gestartet: user:&lt;b&gt;anna"),
+            "{notice}"
+        );
     }
 }
