@@ -2,6 +2,9 @@
 //! network port) through which the person or admin at the device asks the
 //! running agent for its status or a fresh inventory report. Only the
 //! agent's own user can open it (mode 0600).
+//!
+//! A second socket, `user.sock` (mode 0666), lets any local user see the
+//! remote sessions on the device and end them; it accepts nothing else.
 
 use std::path::{Path, PathBuf};
 
@@ -10,16 +13,49 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::session::LocalSession;
+
 pub const SOCKET_NAME: &str = "agent.sock";
+/// The socket for every local user: list and end remote sessions only.
+pub const USER_SOCKET_NAME: &str = "user.sock";
 
 /// Largest request line accepted; the protocol only has tiny messages.
 const MAX_LINE: usize = 4096;
+/// How long a client may take to send its request line.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "kebab-case")]
 pub enum ControlRequest {
     Status,
     CollectNow,
+    /// Remote sessions on this device (also on the user socket).
+    Sessions,
+    /// End one session, or all when `session_id` is empty (also on the
+    /// user socket).
+    EndSessions {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_id: Option<String>,
+    },
+}
+
+impl ControlRequest {
+    /// What any local user may ask through the user socket.
+    pub fn allowed_for_local_users(&self) -> bool {
+        matches!(
+            self,
+            ControlRequest::Sessions | ControlRequest::EndSessions { .. }
+        )
+    }
+}
+
+/// Who may ask through a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// agent.sock, mode 0600: every request.
+    Owner,
+    /// user.sock, mode 0666: only the session requests.
+    LocalUsers,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +68,12 @@ pub struct ControlResponse {
     /// For collect-now: the id of the report that was made.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub report_id: String,
+    /// For sessions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sessions: Vec<LocalSession>,
+    /// For end-sessions: the ids that were ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ended: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +84,9 @@ pub struct AgentStatus {
     pub spooled_reports: usize,
     pub inventory_hash: String,
     pub last_error: String,
+    /// Remote sessions open on this device.
+    #[serde(default)]
+    pub sessions: Vec<LocalSession>,
 }
 
 /// A request from the socket, with the channel for its answer.
@@ -51,26 +96,43 @@ pub fn socket_path(state_dir: &Path) -> PathBuf {
     state_dir.join(SOCKET_NAME)
 }
 
+pub fn user_socket_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(USER_SOCKET_NAME)
+}
+
 /// Binds the socket (replacing a stale one) with mode 0600 and forwards
 /// requests to the agent loop.
 pub fn serve(
     state_dir: &Path,
     calls: mpsc::Sender<ControlCall>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    serve_at(&socket_path(state_dir), Audience::Owner, calls)
+}
+
+/// Binds a socket for `audience`: 0600 for the owner, 0666 for local
+/// users, who may only list and end remote sessions.
+pub fn serve_at(
+    path: &Path,
+    audience: Audience,
+    calls: mpsc::Sender<ControlCall>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
     use std::os::unix::fs::PermissionsExt;
-    let path = socket_path(state_dir);
-    match std::fs::remove_file(&path) {
+    match std::fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let listener = UnixListener::bind(&path)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let listener = UnixListener::bind(path)?;
+    let mode = match audience {
+        Audience::Owner => 0o600,
+        Audience::LocalUsers => 0o666,
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     Ok(tokio::spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
-                    tokio::spawn(handle(stream, calls.clone()));
+                    tokio::spawn(handle(stream, audience, calls.clone()));
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "control socket accept failed");
@@ -81,12 +143,20 @@ pub fn serve(
     }))
 }
 
-async fn handle(stream: UnixStream, calls: mpsc::Sender<ControlCall>) {
+async fn handle(stream: UnixStream, audience: Audience, calls: mpsc::Sender<ControlCall>) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = BufReader::new(read.take(MAX_LINE as u64));
-    let response = match reader.read_line(&mut line).await {
+    // Anyone may connect to the user socket: a silent client must not hold
+    // a task and a file descriptor forever.
+    let read = tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line)).await;
+    let response = match read.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())) {
         Ok(_) => match serde_json::from_str::<ControlRequest>(&line) {
+            Ok(request)
+                if audience == Audience::LocalUsers && !request.allowed_for_local_users() =>
+            {
+                error_response("only `sessions` and `sessions end` are allowed on this socket")
+            }
             Ok(request) => {
                 let (tx, rx) = oneshot::channel();
                 if calls.send((request, tx)).await.is_err() {
@@ -115,8 +185,13 @@ fn error_response(error: &str) -> ControlResponse {
 
 /// Client side, used by `schoolfleet-agent status` and `collect-now`.
 pub async fn call(state_dir: &Path, request: &ControlRequest) -> std::io::Result<ControlResponse> {
-    let path = socket_path(state_dir);
-    let stream = UnixStream::connect(&path).await.map_err(|e| {
+    call_at(&socket_path(state_dir), request).await
+}
+
+/// Client side for a socket path (`schoolfleet-agent sessions` uses the
+/// user socket).
+pub async fn call_at(path: &Path, request: &ControlRequest) -> std::io::Result<ControlResponse> {
+    let stream = UnixStream::connect(path).await.map_err(|e| {
         std::io::Error::new(
             e.kind(),
             format!("cannot reach the running agent at {}: {e}", path.display()),
@@ -187,5 +262,46 @@ mod tests {
             "{}",
             response.error
         );
+    }
+
+    #[tokio::test]
+    async fn the_user_socket_is_open_to_all_but_only_for_sessions() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = user_socket_path(dir.path());
+        let (tx, mut rx) = mpsc::channel::<ControlCall>(4);
+        let _server = serve_at(&path, Audience::LocalUsers, tx).unwrap();
+        tokio::spawn(async move {
+            while let Some((request, reply)) = rx.recv().await {
+                let ended = match request {
+                    ControlRequest::EndSessions { session_id } => {
+                        vec![session_id.unwrap_or_else(|| "all".into())]
+                    }
+                    _ => Vec::new(),
+                };
+                let _ = reply.send(ControlResponse {
+                    ok: true,
+                    ended,
+                    ..Default::default()
+                });
+            }
+        });
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o666);
+        let end = ControlRequest::EndSessions {
+            session_id: Some("s-1".into()),
+        };
+        let response = call_at(&path, &end).await.unwrap();
+        assert!(response.ok);
+        assert_eq!(response.ended, vec!["s-1".to_owned()]);
+        for forbidden in [ControlRequest::Status, ControlRequest::CollectNow] {
+            let response = call_at(&path, &forbidden).await.unwrap();
+            assert!(!response.ok, "{forbidden:?} must be refused");
+            assert!(
+                response.error.contains("only `sessions`"),
+                "{}",
+                response.error
+            );
+        }
     }
 }

@@ -10,6 +10,7 @@
 //! - [`spool`]: reports wait on disk until acknowledged.
 //! - [`control`]: the local control socket.
 //! - [`report`]: a service-desk ticket from this device.
+//! - [`session`]: remote sessions (consent, shell, exec, forward, copy).
 
 pub mod backoff;
 pub mod control;
@@ -18,6 +19,7 @@ pub mod identity;
 pub mod inventory;
 pub mod report;
 pub mod runtime;
+pub mod session;
 pub mod spool;
 
 /// Default state directory: identity, spool and control socket.

@@ -7,6 +7,8 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use schoolfleet_agent::control::{self, ControlRequest};
 use schoolfleet_agent::runtime::{self, RunOptions};
+use schoolfleet_agent::session::Capability;
+use schoolfleet_agent::session::consent::ProviderChoice;
 use schoolfleet_agent::{DEFAULT_STATE_DIR, enroll, inventory};
 use tokio_util::sync::CancellationToken;
 
@@ -58,6 +60,62 @@ enum Command {
         /// Largest size of the offline spool.
         #[arg(long, default_value_t = 64 * 1024 * 1024)]
         spool_max_bytes: u64,
+        /// Switch a remote-session capability off on this device
+        /// (shell, exec, forward, cp). Repeatable.
+        #[arg(
+            long = "remote-disable",
+            value_name = "CAP",
+            env = "SCHOOLFLEET_AGENT_REMOTE_DISABLE",
+            value_delimiter = ','
+        )]
+        remote_disable: Vec<Capability>,
+        /// Copy sessions may only read and write files below these
+        /// directories. Repeatable; default /tmp and /var/tmp.
+        #[arg(
+            long = "transfer-root",
+            value_name = "PATH",
+            env = "SCHOOLFLEET_AGENT_TRANSFER_ROOT",
+            value_delimiter = ','
+        )]
+        transfer_root: Vec<PathBuf>,
+        /// How the local user is asked for consent: auto (the command if
+        /// set, else the desktop if someone is logged in, else nobody),
+        /// desktop, command or none.
+        #[arg(
+            long,
+            value_name = "PROVIDER",
+            env = "SCHOOLFLEET_AGENT_CONSENT_PROVIDER",
+            default_value = "auto"
+        )]
+        consent_provider: ProviderChoice,
+        /// Program that decides on consent (exit 0 = yes); it gets the
+        /// request in SCHOOLFLEET_* environment variables.
+        #[arg(long, value_name = "PATH", env = "SCHOOLFLEET_AGENT_CONSENT_COMMAND")]
+        consent_command: Option<PathBuf>,
+        /// Socket on which any local user may list and end remote sessions
+        /// [default: <state-dir>/user.sock].
+        #[arg(long, value_name = "PATH", env = "SCHOOLFLEET_AGENT_USER_SOCKET")]
+        user_socket: Option<PathBuf>,
+        /// Shell for remote shell sessions [default: root's login shell,
+        /// else /bin/bash, else /bin/sh].
+        #[arg(long, value_name = "PATH", env = "SCHOOLFLEET_AGENT_SHELL")]
+        shell: Option<PathBuf>,
+    },
+    /// Remote sessions on this device (any local user may list and end them).
+    Sessions {
+        /// Print JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+        /// The running agent's user socket [default: <state-dir>/user.sock].
+        #[arg(
+            long,
+            value_name = "PATH",
+            env = "SCHOOLFLEET_AGENT_USER_SOCKET",
+            global = true
+        )]
+        user_socket: Option<PathBuf>,
+        #[command(subcommand)]
+        action: Option<SessionsAction>,
     },
     /// Show the running agent's state.
     Status,
@@ -90,6 +148,15 @@ impl From<HostIdentifierArg> for enroll::HostIdentifier {
             HostIdentifierArg::Instance => enroll::HostIdentifier::Instance,
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+enum SessionsAction {
+    /// End a remote session now; without ID, end all of them.
+    End {
+        /// Session id (from `schoolfleet-agent sessions`).
+        id: Option<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -138,15 +205,67 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Run {
             inventory_interval,
             spool_max_bytes,
+            remote_disable,
+            transfer_root,
+            consent_provider,
+            consent_command,
+            user_socket,
+            shell,
         } => {
+            if consent_provider == ProviderChoice::Command && consent_command.is_none() {
+                bail!("--consent-provider command needs --consent-command PATH");
+            }
             let shutdown = CancellationToken::new();
             tokio::spawn(wait_for_signal(shutdown.clone()));
             let options = RunOptions {
-                state_dir: cli.state_dir,
                 spool_max_bytes,
                 inventory_interval,
+                remote_disable,
+                transfer_roots: transfer_root,
+                consent_provider,
+                consent_command,
+                user_socket,
+                shell,
+                ..RunOptions::new(cli.state_dir)
             };
             runtime::run(options, shutdown).await?;
+            Ok(())
+        }
+        Command::Sessions {
+            json,
+            user_socket,
+            action,
+        } => {
+            let path = user_socket.unwrap_or_else(|| control::user_socket_path(&cli.state_dir));
+            match action {
+                None => {
+                    let response = control::call_at(&path, &ControlRequest::Sessions).await?;
+                    if !response.ok {
+                        bail!("{}", response.error);
+                    }
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&response.sessions)?);
+                    } else {
+                        print_sessions(&response.sessions);
+                    }
+                }
+                Some(SessionsAction::End { id }) => {
+                    let request = ControlRequest::EndSessions { session_id: id };
+                    let response = control::call_at(&path, &request).await?;
+                    if !response.ok {
+                        bail!("{}", response.error);
+                    }
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&response.ended)?);
+                    } else if response.ended.is_empty() {
+                        println!("No remote sessions.");
+                    } else {
+                        for id in &response.ended {
+                            println!("Ended session {id}.");
+                        }
+                    }
+                }
+            }
             Ok(())
         }
         Command::Status => {
@@ -179,6 +298,52 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             println!("{collected:#?}");
             Ok(())
         }
+    }
+}
+
+/// A plain table; every value came from the server, so it is made safe
+/// for the terminal first.
+fn print_sessions(sessions: &[schoolfleet_agent::session::LocalSession]) {
+    if sessions.is_empty() {
+        println!("No remote sessions.");
+        return;
+    }
+    let safe = |s: &str| schoolfleet_proto::text::for_terminal(s).into_owned();
+    let header = [
+        "ID", "KIND", "ADMIN", "REASON", "TICKET", "STARTED", "STATE", "SUMMARY",
+    ];
+    let rows: Vec<[String; 8]> = sessions
+        .iter()
+        .map(|s| {
+            [
+                safe(&s.id),
+                safe(&s.kind),
+                safe(&s.admin),
+                safe(&s.reason),
+                safe(&s.ticket),
+                safe(&s.started),
+                safe(&s.state),
+                safe(&s.summary),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(|h| h.chars().count());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let text: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:width$}"))
+            .collect();
+        println!("{}", text.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
     }
 }
 

@@ -6,6 +6,11 @@
 //! the device asks through the control socket. Reports are written to the
 //! spool before they are sent and removed only when acknowledged, so
 //! nothing is lost while the server is down.
+//!
+//! Remote sessions hang off the same loop: `OpenSession`, `OpenChannel`
+//! and `CloseSession` arrive on the stream and go to the
+//! [`SessionManager`], whose tasks dial channels back over the same
+//! connection. Losing the stream or shutting down stops every session.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -24,9 +29,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::{Backoff, jittered};
-use crate::control::{self, AgentStatus, ControlCall, ControlRequest, ControlResponse};
+use crate::control::{self, AgentStatus, Audience, ControlCall, ControlRequest, ControlResponse};
 use crate::identity::AgentIdentity;
 use crate::inventory::{self, Platform};
+use crate::session::consent::{self, ProviderChoice};
+use crate::session::{Capability, SessionConfig, SessionManager};
 use crate::spool::Spool;
 
 #[derive(Debug, Clone)]
@@ -35,6 +42,32 @@ pub struct RunOptions {
     pub spool_max_bytes: u64,
     /// Overrides the server's inventory interval (tests, diagnostics).
     pub inventory_interval: Option<Duration>,
+    /// Remote-session capabilities switched off on this device.
+    pub remote_disable: Vec<Capability>,
+    /// Copy sessions stay inside these; empty means /tmp and /var/tmp.
+    pub transfer_roots: Vec<PathBuf>,
+    pub consent_provider: ProviderChoice,
+    pub consent_command: Option<PathBuf>,
+    /// Default `<state_dir>/user.sock`.
+    pub user_socket: Option<PathBuf>,
+    /// Default: root's login shell, else /bin/bash, else /bin/sh.
+    pub shell: Option<PathBuf>,
+}
+
+impl RunOptions {
+    pub fn new(state_dir: PathBuf) -> Self {
+        RunOptions {
+            state_dir,
+            spool_max_bytes: 64 * 1024 * 1024,
+            inventory_interval: None,
+            remote_disable: Vec::new(),
+            transfer_roots: Vec::new(),
+            consent_provider: ProviderChoice::Auto,
+            consent_command: None,
+            user_socket: None,
+            shell: None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +80,10 @@ pub enum RunError {
     Spool(#[from] crate::spool::SpoolError),
     #[error("cannot open the control socket: {0}")]
     Control(std::io::Error),
+    #[error("cannot open the user socket {0}: {1}")]
+    UserSocket(String, std::io::Error),
+    #[error(transparent)]
+    Consent(#[from] crate::session::consent::ConsentError),
 }
 
 /// Renew the device certificate when it has less than this left.
@@ -75,6 +112,7 @@ struct Agent {
     inventory_interval: Duration,
     inventory_override: Option<Duration>,
     heartbeat_sequence: u64,
+    sessions: SessionManager,
 }
 
 /// Runs until `shutdown` is cancelled.
@@ -83,7 +121,35 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
         .map_err(|e| RunError::NotEnrolled(options.state_dir.display().to_string(), e))?;
     let spool = Spool::open(&options.state_dir.join("spool"), options.spool_max_bytes)?;
     let (control_tx, mut control_rx) = mpsc::channel::<ControlCall>(8);
-    let control_task = control::serve(&options.state_dir, control_tx).map_err(RunError::Control)?;
+    let provider = consent::build(options.consent_provider, options.consent_command.clone())?;
+    let transfer_roots = if options.transfer_roots.is_empty() {
+        SessionConfig::default_transfer_roots()
+    } else {
+        options.transfer_roots.clone()
+    };
+    for root in &transfer_roots {
+        if !root.is_absolute() || !root.is_dir() {
+            tracing::warn!(root = %root.display(), "transfer root is not an existing absolute directory; copies into it will fail");
+        }
+    }
+    let session_config = SessionConfig {
+        disabled: options.remote_disable.clone(),
+        transfer_roots,
+        consent: provider,
+        shell: options
+            .shell
+            .clone()
+            .unwrap_or_else(crate::session::default_shell),
+    };
+    tracing::info!(config = ?session_config, "remote sessions");
+    let control_task =
+        control::serve(&options.state_dir, control_tx.clone()).map_err(RunError::Control)?;
+    let user_socket = options
+        .user_socket
+        .clone()
+        .unwrap_or_else(|| control::user_socket_path(&options.state_dir));
+    let user_task = control::serve_at(&user_socket, Audience::LocalUsers, control_tx)
+        .map_err(|e| RunError::UserSocket(user_socket.display().to_string(), e))?;
     let mut agent = Agent {
         status: AgentStatus {
             device_id: identity.device_id.to_string(),
@@ -101,6 +167,7 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
             .unwrap_or(Duration::from_secs(3600)),
         inventory_override: options.inventory_interval,
         heartbeat_sequence: 0,
+        sessions: SessionManager::new(session_config),
     };
     tracing::info!(device = %agent.identity.device_id, server = %agent.identity.server_url, "agent starting");
 
@@ -176,6 +243,8 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
                         backoff.reset();
                     }
                     agent.status.connected = false;
+                    // Channels ride on this connection: nothing can reach them now.
+                    agent.sessions.stop_all("lost the connection to the server");
                     next_attempt = Instant::now() + backoff.next_delay();
                 }
             }
@@ -220,7 +289,25 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
                 let response = match request {
                     ControlRequest::Status => {
                         agent.status.spooled_reports = agent.spool.len();
+                        agent.status.sessions = agent.sessions.list();
                         ControlResponse { ok: true, status: Some(agent.status.clone()), ..Default::default() }
+                    }
+                    ControlRequest::Sessions => {
+                        ControlResponse { ok: true, sessions: agent.sessions.list(), ..Default::default() }
+                    }
+                    ControlRequest::EndSessions { session_id } => {
+                        match agent.sessions.end_local(session_id.as_deref()) {
+                            Ok(ended) => {
+                                if let Some(conn) = connection.as_ref() {
+                                    for session in &ended {
+                                        let event = crate::session::ended_event(session, true, "ended by the local user at the device");
+                                        let _ = conn.outbound.send(event).await;
+                                    }
+                                }
+                                ControlResponse { ok: true, ended: ended.into_iter().map(|e| e.id).collect(), ..Default::default() }
+                            }
+                            Err(error) => ControlResponse { ok: false, error, ..Default::default() },
+                        }
                     }
                     ControlRequest::CollectNow => {
                         match agent.report_inventory("requested", true, connection.as_mut()).await {
@@ -234,7 +321,21 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
         }
     }
     control_task.abort();
+    user_task.abort();
     let _ = std::fs::remove_file(control::socket_path(&options.state_dir));
+    let _ = std::fs::remove_file(&user_socket);
+    // Tell the server, then make sure no session process outlives the agent.
+    if let Some(conn) = connection.as_ref() {
+        for session in agent.sessions.list() {
+            let ended = crate::session::EndedLocally {
+                accepted: session.state == "active",
+                id: session.id,
+            };
+            let event = crate::session::ended_event(&ended, false, "the agent is shutting down");
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn.outbound.send(event)).await;
+        }
+    }
+    agent.sessions.shutdown().await;
     tracing::info!("agent stopped");
     Ok(())
 }
@@ -492,14 +593,24 @@ impl Agent {
                 tracing::warn!(reason = %goodbye.reason, "server ended the session");
                 Next::Disconnect
             }
-            // Remote sessions come with a later version.
-            // Remote sessions are not implemented in this agent yet.
-            Some(
-                ServerBody::OpenSession(_)
-                | ServerBody::OpenChannel(_)
-                | ServerBody::CloseSession(_),
-            )
-            | None => Next::Continue,
+            Some(ServerBody::OpenSession(open)) => {
+                if let Some(conn) = connection {
+                    self.sessions.open_session(open, conn.outbound.clone());
+                }
+                Next::Continue
+            }
+            Some(ServerBody::OpenChannel(open)) => {
+                if let Some(conn) = connection {
+                    self.sessions.open_channel(open, conn.channel.clone());
+                }
+                Next::Continue
+            }
+            Some(ServerBody::CloseSession(close)) => {
+                self.sessions
+                    .close_session(&close.session_id, &close.reason);
+                Next::Continue
+            }
+            None => Next::Continue,
         }
     }
 }

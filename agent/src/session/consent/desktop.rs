@@ -1,0 +1,317 @@
+//! The desktop of whoever sits at the device: an active, local graphical
+//! login session (loginctl), asked with zenity or kdialog and told with
+//! notify-send, run as that user. The user's name stays on the device.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::{
+    BoxFuture, ConsentAnswer, ConsentProvider, ConsentRequest, kind_german, plain, run_bounded,
+};
+
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphicalSession {
+    pub user: String,
+    pub uid: u32,
+    /// X11 display (":0"), empty when unknown.
+    pub display: String,
+    /// "x11" or "wayland".
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct DesktopProvider;
+
+/// The active local graphical session, if any.
+pub async fn find_session() -> Option<GraphicalSession> {
+    let list = command_output("loginctl", &["list-sessions", "--no-legend", "--no-pager"]).await?;
+    for id in list
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+    {
+        if !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+            continue;
+        }
+        let props = command_output(
+            "loginctl",
+            &[
+                "show-session",
+                id,
+                "--no-pager",
+                "-p",
+                "Active",
+                "-p",
+                "Type",
+                "-p",
+                "Name",
+                "-p",
+                "User",
+                "-p",
+                "Display",
+                "-p",
+                "Remote",
+                "-p",
+                "Class",
+            ],
+        )
+        .await?;
+        if let Some(session) = parse_show_session(&props) {
+            return Some(session);
+        }
+    }
+    None
+}
+
+async fn command_output(program: &str, args: &[&str]) -> Option<String> {
+    let run = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(LOOKUP_TIMEOUT, run).await.ok()?.ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// One `loginctl show-session` answer: a session counts when it is active,
+/// local, a user session and graphical.
+pub fn parse_show_session(text: &str) -> Option<GraphicalSession> {
+    let get = |key: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+            .unwrap_or("")
+    };
+    let kind = get("Type");
+    if get("Active") != "yes"
+        || get("Remote") == "yes"
+        || get("Class") != "user"
+        || !matches!(kind, "x11" | "wayland")
+    {
+        return None;
+    }
+    let user = get("Name");
+    let uid = get("User").parse().ok()?;
+    // The name goes on a command line: only plain login names.
+    if user.is_empty()
+        || !user
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        || user.starts_with('-')
+    {
+        return None;
+    }
+    Some(GraphicalSession {
+        user: user.to_owned(),
+        uid,
+        display: get("Display").to_owned(),
+        kind: kind.to_owned(),
+    })
+}
+
+/// `runuser -u USER -- env DISPLAY=… PROGRAM ARGS`: the tool runs as the
+/// logged-in user with their display and session bus.
+fn as_user(session: &GraphicalSession, program: &str, args: &[String]) -> tokio::process::Command {
+    let runtime_dir = format!("/run/user/{}", session.uid);
+    let display = if session.display.is_empty() {
+        ":0".to_owned()
+    } else {
+        session.display.clone()
+    };
+    let mut command = tokio::process::Command::new("runuser");
+    command
+        .args(["-u", &session.user, "--", "env"])
+        .arg(format!("DISPLAY={display}"))
+        .arg(format!("XDG_RUNTIME_DIR={runtime_dir}"))
+        .arg(format!(
+            "DBUS_SESSION_BUS_ADDRESS=unix:path={runtime_dir}/bus"
+        ));
+    if Path::new(&format!("{runtime_dir}/wayland-0")).exists() {
+        command.arg("WAYLAND_DISPLAY=wayland-0");
+    }
+    command.arg(program).args(args);
+    command
+}
+
+fn find_tool(name: &str) -> bool {
+    ["/usr/bin", "/bin", "/usr/local/bin"]
+        .iter()
+        .any(|dir| Path::new(dir).join(name).exists())
+}
+
+/// The question, in German. Pango/Qt markup characters are escaped because
+/// the dialogs interpret markup and the text comes from the server.
+pub fn question_text(request: &ConsentRequest) -> String {
+    let mut text = format!(
+        "Fernwartung: {} möchte {}.\n\n{}\nGrund: {}",
+        plain(&request.admin, 200),
+        kind_german(&request.kind),
+        plain(&request.summary, 300),
+        plain(&request.reason, 500),
+    );
+    if !request.ticket.is_empty() {
+        text.push_str(&format!("\nTicket: {}", plain(&request.ticket, 100)));
+    }
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// The notice for consent "notify", in German, markup escaped.
+pub fn notice_text(request: &ConsentRequest) -> String {
+    let text = format!(
+        "Fernwartung gestartet: {} wird {}.\n{}\nGrund: {}",
+        plain(&request.admin, 200),
+        kind_german(&request.kind),
+        plain(&request.summary, 300),
+        plain(&request.reason, 500),
+    );
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+impl ConsentProvider for DesktopProvider {
+    fn name(&self) -> &'static str {
+        "desktop"
+    }
+
+    fn ask<'a>(
+        &'a self,
+        request: &'a ConsentRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'a, ConsentAnswer> {
+        Box::pin(async move {
+            let Some(session) = find_session().await else {
+                return ConsentAnswer::NoProvider(
+                    "nobody is logged in at the device to ask".into(),
+                );
+            };
+            let text = question_text(request);
+            let command = if find_tool("zenity") {
+                as_user(
+                    &session,
+                    "zenity",
+                    &[
+                        "--question".into(),
+                        "--title=Fernwartung".into(),
+                        format!("--text={text}"),
+                        "--ok-label=Erlauben".into(),
+                        "--cancel-label=Ablehnen".into(),
+                        format!("--timeout={}", timeout.as_secs().max(1)),
+                    ],
+                )
+            } else if find_tool("kdialog") {
+                as_user(
+                    &session,
+                    "kdialog",
+                    &[
+                        "--title".into(),
+                        "Fernwartung".into(),
+                        "--yesno".into(),
+                        text,
+                    ],
+                )
+            } else {
+                return ConsentAnswer::NoProvider(
+                    "no dialog tool (zenity, kdialog) on the device".into(),
+                );
+            };
+            // A little extra so zenity's own timeout (exit 5) comes first.
+            match run_bounded(command, timeout + Duration::from_secs(2)).await {
+                Ok(Some(status)) if status.success() => ConsentAnswer::Accepted,
+                Ok(Some(status)) if status.code() == Some(5) => ConsentAnswer::NoAnswer,
+                // zenity/kdialog: 1 = "Ablehnen" or closed window.
+                Ok(Some(status)) if status.code() == Some(1) => ConsentAnswer::Declined,
+                Ok(Some(status)) => {
+                    tracing::warn!(%status, "consent dialog failed");
+                    ConsentAnswer::NoProvider("the consent dialog could not be shown".into())
+                }
+                Ok(None) => ConsentAnswer::NoAnswer,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot start the consent dialog");
+                    ConsentAnswer::NoProvider("the consent dialog could not be shown".into())
+                }
+            }
+        })
+    }
+
+    fn notify<'a>(&'a self, request: &'a ConsentRequest) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let Some(session) = find_session().await else {
+                tracing::info!(session = %request.session_id, "nobody logged in to notify");
+                return;
+            };
+            let command = as_user(
+                &session,
+                "notify-send",
+                &[
+                    "--app-name=schoolfleet".into(),
+                    "Fernwartung".into(),
+                    notice_text(request),
+                ],
+            );
+            if let Err(err) = run_bounded(command, NOTIFY_TIMEOUT).await {
+                tracing::warn!(error = %err, "cannot show the session notice");
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_active_local_graphical_session_is_found() {
+        let text =
+            "Name=schueler\nUser=1000\nDisplay=:0\nType=x11\nClass=user\nActive=yes\nRemote=no\n";
+        assert_eq!(
+            parse_show_session(text),
+            Some(GraphicalSession {
+                user: "schueler".into(),
+                uid: 1000,
+                display: ":0".into(),
+                kind: "x11".into(),
+            })
+        );
+    }
+
+    #[test]
+    fn other_sessions_do_not_count() {
+        let base = "Name=lehrer\nUser=1001\nDisplay=\nClass=user\nRemote=no\n";
+        assert!(parse_show_session(&format!("{base}Type=tty\nActive=yes\n")).is_none());
+        assert!(parse_show_session(&format!("{base}Type=wayland\nActive=no\n")).is_none());
+        assert!(parse_show_session(&format!("{base}Type=wayland\nActive=yes\n")).is_some());
+        let remote = "Name=x\nUser=1\nType=x11\nClass=user\nActive=yes\nRemote=yes\n";
+        assert!(parse_show_session(remote).is_none());
+        let greeter = "Name=gdm\nUser=120\nType=wayland\nClass=greeter\nActive=yes\nRemote=no\n";
+        assert!(parse_show_session(greeter).is_none());
+        let odd_name = "Name=-rf\nUser=1\nType=x11\nClass=user\nActive=yes\nRemote=no\n";
+        assert!(parse_show_session(odd_name).is_none());
+    }
+
+    #[test]
+    fn the_question_escapes_markup_from_the_server() {
+        let request = ConsentRequest {
+            kind: "shell".into(),
+            admin: "user:<b>anna</b>".into(),
+            reason: "Drucker & Beamer\u{1b}[2J".into(),
+            ..Default::default()
+        };
+        let text = question_text(&request);
+        assert!(text.contains("&lt;b&gt;anna"), "{text}");
+        assert!(text.contains("Drucker &amp; Beamer[2J"), "{text}");
+        assert!(text.contains("Kommandozeile"), "{text}");
+        assert!(!text.contains('\u{1b}'));
+        let notice = notice_text(&request);
+        assert!(
+            notice.starts_with("Fernwartung gestartet: user:&lt;b&gt;anna"),
+            "{notice}"
+        );
+    }
+}

@@ -1,0 +1,645 @@
+//! Remote sessions on the device: consent, the table of accepted sessions,
+//! and their channels (shell, exec, forward, copy).
+//!
+//! The server asks with `OpenSession` on the agent stream; the manager
+//! applies the device's own switches and the consent mode, then answers
+//! with a `SessionEvent`. Each `OpenChannel` of an accepted session starts
+//! the work and dials `AgentService.SessionChannel` back over the existing
+//! connection. Everything from the server is validated again here: the
+//! device trusts its own configuration, not the request.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use schoolfleet_proto::v1::agent_message::Body as AgentBody;
+use schoolfleet_proto::v1::session_event::Event;
+use schoolfleet_proto::v1::session_spec::Kind;
+use schoolfleet_proto::v1::{
+    AgentMessage, CopyDirection, OpenChannel, OpenSession, SessionAccepted, SessionEnded,
+    SessionEvent, SessionRefusal, SessionRefused,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub mod channel;
+pub mod consent;
+pub mod copy;
+pub mod exec;
+pub mod forward;
+pub mod paths;
+pub mod shell;
+
+use channel::{ChannelIo, Finish};
+use consent::{ConsentAnswer, ConsentProvider, ConsentRequest};
+
+/// Longest consent wait the agent accepts from the server.
+const MAX_CONSENT_TIMEOUT: Duration = Duration::from_secs(600);
+const DEFAULT_CONSENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long shutdown waits for channels to kill their processes.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Exec argv limits (the server checks the same).
+const MAX_ARG: usize = 4096;
+const MAX_ARGV: usize = 64 * 1024;
+/// Running channels per session (forward: one per TCP connection).
+const MAX_CHANNELS: usize = 256;
+
+/// The four capabilities; each can be switched off on the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Capability {
+    Shell,
+    Exec,
+    Forward,
+    Cp,
+}
+
+impl Capability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capability::Shell => "shell",
+            Capability::Exec => "exec",
+            Capability::Forward => "forward",
+            Capability::Cp => "cp",
+        }
+    }
+}
+
+impl std::str::FromStr for Capability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "shell" => Ok(Capability::Shell),
+            "exec" => Ok(Capability::Exec),
+            "forward" => Ok(Capability::Forward),
+            "cp" => Ok(Capability::Cp),
+            other => Err(format!(
+                "unknown capability {other:?} (shell, exec, forward, cp)"
+            )),
+        }
+    }
+}
+
+pub struct SessionConfig {
+    pub disabled: Vec<Capability>,
+    pub transfer_roots: Vec<PathBuf>,
+    pub consent: Arc<dyn ConsentProvider>,
+    /// The login shell for shell sessions.
+    pub shell: PathBuf,
+}
+
+impl std::fmt::Debug for SessionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionConfig")
+            .field("disabled", &self.disabled)
+            .field("transfer_roots", &self.transfer_roots)
+            .field("consent", &self.consent.name())
+            .field("shell", &self.shell)
+            .finish()
+    }
+}
+
+impl SessionConfig {
+    pub fn default_transfer_roots() -> Vec<PathBuf> {
+        vec![PathBuf::from("/tmp"), PathBuf::from("/var/tmp")]
+    }
+}
+
+/// root's login shell from /etc/passwd, else /bin/bash, else /bin/sh.
+pub fn default_shell() -> PathBuf {
+    let from_passwd = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|line| line.starts_with("root:"))
+                .and_then(|line| line.split(':').nth(6))
+                .map(PathBuf::from)
+        });
+    from_passwd
+        .filter(|p| {
+            p.is_absolute() && p.exists() && !p.ends_with("nologin") && !p.ends_with("false")
+        })
+        .or_else(|| Some(PathBuf::from("/bin/bash")).filter(|p| p.exists()))
+        .unwrap_or_else(|| PathBuf::from("/bin/sh"))
+}
+
+/// A session as the local user sees it (`schoolfleet-agent sessions`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalSession {
+    pub id: String,
+    pub kind: String,
+    pub admin: String,
+    pub reason: String,
+    #[serde(default)]
+    pub ticket: String,
+    /// RFC 3339.
+    pub started: String,
+    pub summary: String,
+    /// "waiting for consent" or "active".
+    pub state: String,
+}
+
+struct Entry {
+    info: LocalSession,
+    spec: Kind,
+    max_file_bytes: u64,
+    accepted: bool,
+    cancel: CancellationToken,
+    /// Channels opened so far, and those still running.
+    opened: u32,
+    active: Arc<AtomicUsize>,
+}
+
+/// Decrements a session's running-channel count when a channel task ends.
+struct ActiveGuard(Arc<AtomicUsize>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The table of sessions and the tasks that serve them. Cheap to clone.
+#[derive(Clone)]
+pub struct SessionManager {
+    config: Arc<SessionConfig>,
+    table: Arc<Mutex<HashMap<String, Entry>>>,
+    tasks: TaskTracker,
+}
+
+impl std::fmt::Debug for SessionManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionManager")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A session ended at the device: the server has to be told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndedLocally {
+    pub id: String,
+    /// False while it was still waiting for consent.
+    pub accepted: bool,
+}
+
+impl SessionManager {
+    pub fn new(config: SessionConfig) -> Self {
+        SessionManager {
+            config: Arc::new(config),
+            table: Arc::new(Mutex::new(HashMap::new())),
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        // A panic elsewhere must not take remote sessions down with it.
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `OpenSession` from the server. The answer goes out on `events` (the
+    /// agent stream) once consent is settled.
+    pub fn open_session(&self, open: OpenSession, events: mpsc::Sender<AgentMessage>) {
+        let id = open.session_id.clone();
+        if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_graphic()) {
+            tracing::warn!("refusing a session with a malformed id");
+            return;
+        }
+        if self.table().contains_key(&id) {
+            tracing::warn!(session = %id, "duplicate OpenSession ignored");
+            return;
+        }
+        let refuse = |refusal: SessionRefusal, message: String| {
+            tracing::info!(session = %id, admin = %open.admin, reason = %open.reason, refusal = ?refusal, message = %message, "remote session refused");
+            let events = events.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                send_event(&events, refused(&id, refusal, message)).await;
+            });
+        };
+        let (capability, spec, summary) = match validate_spec(&open, &self.config) {
+            Ok(valid) => valid,
+            Err(message) => return refuse(SessionRefusal::Invalid, message),
+        };
+        if self.config.disabled.contains(&capability) {
+            return refuse(
+                SessionRefusal::Disabled,
+                format!(
+                    "remote {} is switched off on this device",
+                    capability.as_str()
+                ),
+            );
+        }
+        let consent_mode = open.consent.clone();
+        if !matches!(consent_mode.as_str(), "none" | "notify" | "prompt") {
+            return refuse(
+                SessionRefusal::Invalid,
+                format!("unknown consent mode {consent_mode:?}"),
+            );
+        }
+        let cancel = CancellationToken::new();
+        let info = LocalSession {
+            id: id.clone(),
+            kind: capability.as_str().to_owned(),
+            admin: open.admin.clone(),
+            reason: open.reason.clone(),
+            ticket: open.ticket.clone(),
+            started: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            summary: summary.clone(),
+            state: "waiting for consent".into(),
+        };
+        self.table().insert(
+            id.clone(),
+            Entry {
+                info,
+                spec,
+                max_file_bytes: open.max_file_bytes,
+                accepted: false,
+                cancel: cancel.clone(),
+                opened: 0,
+                active: Arc::new(AtomicUsize::new(0)),
+            },
+        );
+        let request = ConsentRequest {
+            session_id: id.clone(),
+            kind: capability.as_str().to_owned(),
+            summary,
+            admin: open.admin.clone(),
+            reason: open.reason.clone(),
+            ticket: open.ticket.clone(),
+        };
+        let timeout = match open.consent_timeout_seconds {
+            0 => DEFAULT_CONSENT_TIMEOUT,
+            s => Duration::from_secs(s.into()).min(MAX_CONSENT_TIMEOUT),
+        };
+        let manager = self.clone();
+        let provider = self.config.consent.clone();
+        self.tasks.spawn(async move {
+            let answer = match consent_mode.as_str() {
+                "prompt" => {
+                    tokio::select! {
+                        // Closed or ended while asking: nobody waits for the answer.
+                        _ = cancel.cancelled() => return,
+                        answer = provider.ask(&request, timeout) => answer,
+                    }
+                }
+                "notify" => {
+                    // The notice never holds up the session.
+                    let provider = provider.clone();
+                    let request = request.clone();
+                    tokio::spawn(async move { provider.notify(&request).await });
+                    ConsentAnswer::Accepted
+                }
+                _ => ConsentAnswer::Accepted,
+            };
+            manager
+                .settle(&request, &consent_mode, answer, timeout, &events)
+                .await;
+        });
+    }
+
+    async fn settle(
+        &self,
+        request: &ConsentRequest,
+        consent_mode: &str,
+        answer: ConsentAnswer,
+        timeout: Duration,
+        events: &mpsc::Sender<AgentMessage>,
+    ) {
+        let id = &request.session_id;
+        let (refusal, message) = match answer {
+            ConsentAnswer::Accepted => {
+                {
+                    let mut table = self.table();
+                    let Some(entry) = table.get_mut(id) else {
+                        return;
+                    };
+                    entry.accepted = true;
+                    entry.info.state = "active".into();
+                }
+                tracing::info!(session = %id, admin = %request.admin, reason = %request.reason, ticket = %request.ticket, kind = %request.kind, summary = %request.summary, consent = %consent_mode, "remote session started");
+                send_event(
+                    events,
+                    SessionEvent {
+                        session_id: id.clone(),
+                        event: Some(Event::Accepted(SessionAccepted {})),
+                    },
+                )
+                .await;
+                return;
+            }
+            ConsentAnswer::Declined => (
+                SessionRefusal::Declined,
+                "declined by the local user".to_owned(),
+            ),
+            ConsentAnswer::NoAnswer => (
+                SessionRefusal::NoAnswer,
+                format!("no answer within {} s", timeout.as_secs()),
+            ),
+            ConsentAnswer::NoProvider(message) => (SessionRefusal::NoProvider, message),
+        };
+        if self.table().remove(id).is_none() {
+            return;
+        }
+        tracing::info!(session = %id, admin = %request.admin, reason = %request.reason, kind = %request.kind, summary = %request.summary, refusal = ?refusal, message = %message, "remote session refused");
+        send_event(events, refused(id, refusal, message)).await;
+    }
+
+    /// `OpenChannel` from the server: start the work and dial back.
+    pub fn open_channel(&self, open: OpenChannel, connection: tonic::transport::Channel) {
+        let channel_id = &open.channel_id;
+        if channel_id.is_empty()
+            || channel_id.len() > 128
+            || !channel_id.chars().all(|c| c.is_ascii_graphic())
+        {
+            tracing::warn!(session = %open.session_id, "ignoring a channel with a malformed id");
+            return;
+        }
+        let admitted = {
+            let mut table = self.table();
+            match table
+                .get_mut(&open.session_id)
+                .filter(|entry| entry.accepted)
+            {
+                None => Err(format!(
+                    "no accepted session {} on this device",
+                    open.session_id
+                )),
+                // The server opens exactly one; a second would run the
+                // command again without anyone asking.
+                Some(entry)
+                    if matches!(entry.spec, Kind::Shell(_) | Kind::Exec(_)) && entry.opened > 0 =>
+                {
+                    Err("a shell or exec session has only one channel".to_owned())
+                }
+                Some(entry) if entry.active.load(Ordering::Relaxed) >= MAX_CHANNELS => {
+                    Err(format!("more than {MAX_CHANNELS} channels in one session"))
+                }
+                Some(entry) => {
+                    entry.opened += 1;
+                    entry.active.fetch_add(1, Ordering::Relaxed);
+                    Ok((
+                        entry.spec.clone(),
+                        entry.max_file_bytes,
+                        entry.cancel.child_token(),
+                        ActiveGuard(entry.active.clone()),
+                    ))
+                }
+            }
+        };
+        let config = self.config.clone();
+        self.tasks.spawn(async move {
+            let (out, inbound) = match channel::dial(connection, &open.channel_id).await {
+                Ok(pair) => pair,
+                Err(status) => {
+                    tracing::warn!(session = %open.session_id, channel = %open.channel_id, error = %status.message(), "cannot open the session channel");
+                    return;
+                }
+            };
+            let (spec, max_file_bytes, cancel, _active) = match admitted {
+                Ok(admitted) => admitted,
+                Err(message) => {
+                    tracing::warn!(session = %open.session_id, channel = %open.channel_id, %message, "channel refused");
+                    let io = ChannelIo::new(out, inbound, CancellationToken::new());
+                    io.finish(Finish::protocol(message)).await;
+                    return;
+                }
+            };
+            let mut io = ChannelIo::new(out, inbound, cancel);
+            let finish = match spec {
+                Kind::Shell(spec) => {
+                    shell::run(&config.shell, &spec.term, spec.size, &mut io).await
+                }
+                Kind::Exec(spec) => exec::run(&spec.argv, &mut io).await,
+                Kind::Forward(spec) => forward::run(&spec.host, spec.port as u16, &mut io).await,
+                Kind::Copy(spec) => {
+                    let request = copy::CopyRequest {
+                        upload: spec.direction == CopyDirection::ToDevice as i32,
+                        path: spec.path,
+                        size: spec.size,
+                        sha256: spec.sha256,
+                        offset: open.offset,
+                        max_file_bytes,
+                    };
+                    copy::run(&request, &config.transfer_roots, &mut io).await
+                }
+            };
+            match &finish {
+                Finish::Exit(code) => tracing::info!(session = %open.session_id, channel = %open.channel_id, code, "session channel finished"),
+                Finish::Error(code, message) => tracing::info!(session = %open.session_id, channel = %open.channel_id, code = ?code, message = %message, "session channel ended"),
+                Finish::Gone => tracing::info!(session = %open.session_id, channel = %open.channel_id, "session channel closed by the server"),
+            }
+            io.finish(finish).await;
+        });
+    }
+
+    /// `CloseSession` from the server: stop its channels and forget it.
+    pub fn close_session(&self, session_id: &str, reason: &str) {
+        if let Some(entry) = self.table().remove(session_id) {
+            entry.cancel.cancel();
+            log_end(&entry.info, reason);
+        }
+    }
+
+    /// Stops every session (stream lost, shutdown).
+    pub fn stop_all(&self, reason: &str) -> Vec<String> {
+        let entries: Vec<Entry> = self.table().drain().map(|(_, e)| e).collect();
+        entries
+            .into_iter()
+            .map(|entry| {
+                entry.cancel.cancel();
+                log_end(&entry.info, reason);
+                entry.info.id
+            })
+            .collect()
+    }
+
+    /// `schoolfleet-agent sessions end [ID]`: ends one or all sessions.
+    pub fn end_local(&self, session_id: Option<&str>) -> Result<Vec<EndedLocally>, String> {
+        let entries: Vec<Entry> = {
+            let mut table = self.table();
+            match session_id {
+                Some(id) => match table.remove(id) {
+                    Some(entry) => vec![entry],
+                    None => return Err(format!("no session {id} on this device")),
+                },
+                None => table.drain().map(|(_, e)| e).collect(),
+            }
+        };
+        Ok(entries
+            .into_iter()
+            .map(|entry| {
+                entry.cancel.cancel();
+                log_end(&entry.info, "ended by the local user at the device");
+                EndedLocally {
+                    id: entry.info.id,
+                    accepted: entry.accepted,
+                }
+            })
+            .collect())
+    }
+
+    pub fn list(&self) -> Vec<LocalSession> {
+        let mut sessions: Vec<LocalSession> =
+            self.table().values().map(|e| e.info.clone()).collect();
+        sessions.sort_by(|a, b| a.started.cmp(&b.started).then(a.id.cmp(&b.id)));
+        sessions
+    }
+
+    /// Stops everything and waits (bounded) until processes are killed.
+    pub async fn shutdown(&self) {
+        self.stop_all("the agent is shutting down");
+        self.tasks.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("session tasks did not stop in time");
+        }
+    }
+}
+
+/// The message that tells the server the device ended a session.
+pub fn ended_event(ended: &EndedLocally, by_local_user: bool, reason: &str) -> AgentMessage {
+    let event = if ended.accepted {
+        Event::Ended(SessionEnded {
+            by_local_user,
+            reason: reason.to_owned(),
+        })
+    } else {
+        Event::Refused(SessionRefused {
+            refusal: SessionRefusal::Declined as i32,
+            message: reason.to_owned(),
+        })
+    };
+    AgentMessage {
+        body: Some(AgentBody::SessionEvent(SessionEvent {
+            session_id: ended.id.clone(),
+            event: Some(event),
+        })),
+    }
+}
+
+fn log_end(info: &LocalSession, reason: &str) {
+    tracing::info!(session = %info.id, admin = %info.admin, reason = %info.reason, kind = %info.kind, summary = %info.summary, end_reason = %reason, "remote session ended");
+}
+
+fn refused(id: &str, refusal: SessionRefusal, message: String) -> SessionEvent {
+    SessionEvent {
+        session_id: id.to_owned(),
+        event: Some(Event::Refused(SessionRefused {
+            refusal: refusal as i32,
+            message,
+        })),
+    }
+}
+
+async fn send_event(events: &mpsc::Sender<AgentMessage>, event: SessionEvent) {
+    let message = AgentMessage {
+        body: Some(AgentBody::SessionEvent(event)),
+    };
+    if events.send(message).await.is_err() {
+        tracing::warn!("cannot answer the session: the stream is gone");
+    }
+}
+
+/// Checks a spec from the server; returns the capability, the spec with
+/// defaults filled in, and the summary for the user and the log.
+fn validate_spec(
+    open: &OpenSession,
+    config: &SessionConfig,
+) -> Result<(Capability, Kind, String), String> {
+    let kind = open
+        .spec
+        .as_ref()
+        .and_then(|s| s.kind.clone())
+        .ok_or("the session has no spec")?;
+    match kind {
+        Kind::Shell(mut spec) => {
+            spec.term = shell::term_or_default(&spec.term).to_owned();
+            let size = spec.size.unwrap_or_default();
+            spec.size = Some(shell::clamp_size(size));
+            let summary = config
+                .shell
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "shell".into());
+            Ok((Capability::Shell, Kind::Shell(spec), summary))
+        }
+        Kind::Exec(spec) => {
+            if spec.argv.is_empty() || spec.argv[0].is_empty() {
+                return Err("the command is empty".into());
+            }
+            if spec
+                .argv
+                .iter()
+                .any(|a| a.len() > MAX_ARG || a.contains('\0'))
+            {
+                return Err("a command argument is too long or contains NUL".into());
+            }
+            if spec.argv.iter().map(String::len).sum::<usize>() > MAX_ARGV {
+                return Err("the command line is too long".into());
+            }
+            let summary: String = spec.argv.join(" ").chars().take(200).collect();
+            Ok((Capability::Exec, Kind::Exec(spec), summary))
+        }
+        Kind::Forward(spec) => {
+            forward::validate_target(&spec.host, spec.port)?;
+            let summary = format!("{}:{}", spec.host, spec.port);
+            Ok((Capability::Forward, Kind::Forward(spec), summary))
+        }
+        Kind::Copy(mut spec) => {
+            if spec.path.is_empty() || !spec.path.starts_with('/') {
+                return Err("the copy path must be absolute".into());
+            }
+            if spec.path.len() > paths::MAX_PATH || spec.path.contains('\0') {
+                return Err("the copy path is too long or contains NUL".into());
+            }
+            let verb = match CopyDirection::try_from(spec.direction) {
+                Ok(CopyDirection::ToDevice) => {
+                    if spec.size > open.max_file_bytes {
+                        return Err(format!(
+                            "{} bytes is above the limit of {} bytes",
+                            spec.size, open.max_file_bytes
+                        ));
+                    }
+                    spec.sha256 = spec.sha256.to_ascii_lowercase();
+                    if spec.sha256.len() != 64
+                        || !spec.sha256.chars().all(|c| c.is_ascii_hexdigit())
+                    {
+                        return Err("the upload needs a SHA-256 (64 hex digits)".into());
+                    }
+                    "upload"
+                }
+                Ok(CopyDirection::FromDevice) => "download",
+                _ => return Err("the copy direction is missing".into()),
+            };
+            let summary = format!("{verb} {}", spec.path);
+            Ok((Capability::Cp, Kind::Copy(spec), summary))
+        }
+    }
+}
+
+/// Sends `signal` to the process group `pgid`. Never to group 0 or 1 (that
+/// would be the agent's own group or init).
+pub fn kill_group(pgid: u32, signal: nix::sys::signal::Signal) {
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return;
+    };
+    if pgid <= 1 {
+        return;
+    }
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), signal);
+}
+
+/// Exit status as a shell reports it: the code, or 128+N for signal N.
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(255)
+}
