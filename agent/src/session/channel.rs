@@ -16,6 +16,45 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 
+/// Stops a session's channels, and keeps why, so that the admin is told
+/// ("ended by the local user at the device") rather than a bare "ended".
+#[derive(Debug, Clone, Default)]
+pub struct Stop {
+    token: CancellationToken,
+    reason: std::sync::Arc<std::sync::OnceLock<String>>,
+}
+
+impl Stop {
+    /// Stops with a reason; the first reason given is kept.
+    pub fn stop(&self, reason: &str) {
+        let _ = self.reason.set(reason.to_owned());
+        self.token.cancel();
+    }
+
+    pub fn cancel(&self) {
+        self.token.cancel();
+    }
+
+    pub async fn cancelled(&self) {
+        self.token.cancelled().await;
+    }
+
+    /// A stop for one channel: stopped with its session, or on its own.
+    pub fn child(&self) -> Stop {
+        Stop {
+            token: self.token.child_token(),
+            reason: self.reason.clone(),
+        }
+    }
+
+    pub fn reason(&self) -> String {
+        self.reason
+            .get()
+            .cloned()
+            .unwrap_or_else(|| "the session was ended".to_owned())
+    }
+}
+
 /// Largest data frame either way (the proto's limit).
 pub const MAX_FRAME: usize = 256 * 1024;
 /// Frames queued towards the server; a slow admin slows the device side.
@@ -37,8 +76,9 @@ pub enum Input {
     Closed(String),
     /// The frames broke the protocol.
     Protocol(String),
-    /// The session was ended (CloseSession, local user, agent shutdown).
-    Cancelled,
+    /// The session was ended (CloseSession, local user, agent shutdown),
+    /// with the reason for the admin.
+    Cancelled(String),
 }
 
 /// How a channel ended.
@@ -60,11 +100,14 @@ impl Finish {
     pub fn ended() -> Self {
         Finish::Error(ChannelErrorCode::Ended, "the session was ended".into())
     }
+    pub fn ended_because(reason: String) -> Self {
+        Finish::Error(ChannelErrorCode::Ended, reason)
+    }
     /// How a channel ends when the admin side or the session stopped it.
     pub fn stopped(input: Input) -> Self {
         match input {
             Input::Protocol(message) => Finish::protocol(message),
-            Input::Cancelled => Finish::ended(),
+            Input::Cancelled(reason) => Finish::ended_because(reason),
             _ => Finish::Gone,
         }
     }
@@ -73,7 +116,7 @@ impl Finish {
 pub struct ChannelIo {
     pub out: mpsc::Sender<DeviceFrame>,
     pub inbound: Inbound,
-    pub cancel: CancellationToken,
+    pub cancel: Stop,
     /// Set once the inbound stream ended, so it is not polled again.
     inbound_done: bool,
 }
@@ -83,11 +126,7 @@ pub fn frame(body: DeviceBody) -> DeviceFrame {
 }
 
 impl ChannelIo {
-    pub fn new(
-        out: mpsc::Sender<DeviceFrame>,
-        inbound: Inbound,
-        cancel: CancellationToken,
-    ) -> Self {
+    pub fn new(out: mpsc::Sender<DeviceFrame>, inbound: Inbound, cancel: Stop) -> Self {
         ChannelIo {
             out,
             inbound,
@@ -100,12 +139,12 @@ impl ChannelIo {
     pub async fn next_input(&mut self) -> Input {
         if self.inbound_done {
             self.cancel.cancelled().await;
-            return Input::Cancelled;
+            return Input::Cancelled(self.cancel.reason());
         }
         loop {
             let item = tokio::select! {
                 biased;
-                _ = self.cancel.cancelled() => return Input::Cancelled,
+                _ = self.cancel.cancelled() => return Input::Cancelled(self.cancel.reason()),
                 item = self.inbound.next() => item,
             };
             let input = match item {
@@ -192,7 +231,7 @@ pub async fn dial(
 
 /// A channel pair for tests: the worker's `ChannelIo` and the test's ends.
 pub fn test_pair(
-    cancel: CancellationToken,
+    cancel: Stop,
 ) -> (
     ChannelIo,
     mpsc::Sender<Result<ClientFrame, tonic::Status>>,

@@ -141,9 +141,9 @@ async fn pump(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::channel::Stop;
     use schoolfleet_proto::v1::client_frame::Body as ClientBody;
     use schoolfleet_proto::v1::{ClientFrame, Eof};
-    use tokio_util::sync::CancellationToken;
 
     fn argv(args: &[&str]) -> Vec<String> {
         args.iter().map(|s| s.to_string()).collect()
@@ -165,7 +165,7 @@ mod tests {
 
     #[tokio::test]
     async fn both_streams_stdin_and_the_exit_code() {
-        let (mut io, input, mut rx) = super::super::channel::test_pair(CancellationToken::new());
+        let (mut io, input, mut rx) = super::super::channel::test_pair(Stop::default());
         let script = "cat; echo to-stderr >&2; exit 3";
         let worker = tokio::spawn(async move {
             let finish = run(&argv(&["sh", "-c", script]), &mut io).await;
@@ -193,7 +193,7 @@ mod tests {
 
     #[tokio::test]
     async fn killed_by_a_signal_is_128_plus_n() {
-        let (mut io, _input, mut rx) = super::super::channel::test_pair(CancellationToken::new());
+        let (mut io, _input, mut rx) = super::super::channel::test_pair(Stop::default());
         let worker = tokio::spawn(async move {
             let finish = run(&argv(&["sh", "-c", "kill -9 $$"]), &mut io).await;
             drop(io);
@@ -205,7 +205,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_command_fails_cleanly() {
-        let (mut io, _input, _rx) = super::super::channel::test_pair(CancellationToken::new());
+        let (mut io, _input, _rx) = super::super::channel::test_pair(Stop::default());
         let finish = run(&argv(&["/nonexistent/tool", "x"]), &mut io).await;
         assert_eq!(
             finish,
@@ -217,7 +217,7 @@ mod tests {
     async fn cancel_kills_the_whole_process_group() {
         let dir = tempfile::tempdir().unwrap();
         let pidfile = dir.path().join("sleep.pid");
-        let cancel = CancellationToken::new();
+        let cancel = Stop::default();
         let (mut io, _input, mut rx) = super::super::channel::test_pair(cancel.clone());
         // A grandchild sleep in the background, and the shell waiting on it.
         let script = format!("sleep 300 & echo $! > {}; wait", pidfile.display());

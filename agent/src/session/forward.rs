@@ -43,7 +43,7 @@ pub async fn run(host: &str, port: u16, io: &mut ChannelIo) -> Finish {
     let target = target_text(host, port);
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let connect = tokio::select! {
-        _ = io.cancel.cancelled() => return Finish::ended(),
+        _ = io.cancel.cancelled() => return Finish::ended_because(io.cancel.reason()),
         result = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((bare, port))) => result,
     };
     let stream = match connect {
@@ -121,10 +121,10 @@ pub async fn run(host: &str, port: u16, io: &mut ChannelIo) -> Finish {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::channel::Stop;
     use schoolfleet_proto::v1::ClientFrame;
     use schoolfleet_proto::v1::client_frame::Body as ClientBody;
     use tokio::net::TcpListener;
-    use tokio_util::sync::CancellationToken;
 
     #[test]
     fn targets_are_checked() {
@@ -152,7 +152,7 @@ mod tests {
             socket.write_all(&received).await.unwrap();
             // Dropping closes our side: the agent sends eof.
         });
-        let (mut io, input, mut rx) = super::super::channel::test_pair(CancellationToken::new());
+        let (mut io, input, mut rx) = super::super::channel::test_pair(Stop::default());
         let worker = tokio::spawn(async move {
             let finish = run("127.0.0.1", port, &mut io).await;
             drop(io);
@@ -191,7 +191,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
-        let (mut io, _input, _rx) = super::super::channel::test_pair(CancellationToken::new());
+        let (mut io, _input, _rx) = super::super::channel::test_pair(Stop::default());
         let finish = run("127.0.0.1", port, &mut io).await;
         assert_eq!(
             finish,
@@ -203,7 +203,7 @@ mod tests {
     async fn the_admin_side_going_away_closes_the_connection() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let (mut io, input, mut rx) = super::super::channel::test_pair(CancellationToken::new());
+        let (mut io, input, mut rx) = super::super::channel::test_pair(Stop::default());
         let worker = tokio::spawn(async move { run("127.0.0.1", port, &mut io).await });
         let (mut socket, _) = listener.accept().await.unwrap();
         assert!(matches!(

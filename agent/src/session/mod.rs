@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::session::channel::Stop;
 use schoolfleet_proto::v1::agent_message::Body as AgentBody;
 use schoolfleet_proto::v1::session_event::Event;
 use schoolfleet_proto::v1::session_spec::Kind;
@@ -23,7 +24,6 @@ use schoolfleet_proto::v1::{
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub mod channel;
@@ -147,7 +147,7 @@ struct Entry {
     spec: Kind,
     max_file_bytes: u64,
     accepted: bool,
-    cancel: CancellationToken,
+    cancel: Stop,
     /// Channels opened so far, and those still running.
     opened: u32,
     active: Arc<AtomicUsize>,
@@ -240,7 +240,7 @@ impl SessionManager {
                 format!("unknown consent mode {consent_mode:?}"),
             );
         }
-        let cancel = CancellationToken::new();
+        let cancel = Stop::default();
         let info = LocalSession {
             id: id.clone(),
             kind: capability.as_str().to_owned(),
@@ -384,7 +384,7 @@ impl SessionManager {
                     Ok((
                         entry.spec.clone(),
                         entry.max_file_bytes,
-                        entry.cancel.child_token(),
+                        entry.cancel.child(),
                         ActiveGuard(entry.active.clone()),
                     ))
                 }
@@ -403,7 +403,7 @@ impl SessionManager {
                 Ok(admitted) => admitted,
                 Err(message) => {
                     tracing::warn!(session = %open.session_id, channel = %open.channel_id, %message, "channel refused");
-                    let io = ChannelIo::new(out, inbound, CancellationToken::new());
+                    let io = ChannelIo::new(out, inbound, Stop::default());
                     io.finish(Finish::protocol(message)).await;
                     return;
                 }
@@ -439,7 +439,7 @@ impl SessionManager {
     /// `CloseSession` from the server: stop its channels and forget it.
     pub fn close_session(&self, session_id: &str, reason: &str) {
         if let Some(entry) = self.table().remove(session_id) {
-            entry.cancel.cancel();
+            entry.cancel.stop(reason);
             log_end(&entry.info, reason);
         }
     }
@@ -450,7 +450,7 @@ impl SessionManager {
         entries
             .into_iter()
             .map(|entry| {
-                entry.cancel.cancel();
+                entry.cancel.stop(reason);
                 log_end(&entry.info, reason);
                 entry.info.id
             })
@@ -472,8 +472,9 @@ impl SessionManager {
         Ok(entries
             .into_iter()
             .map(|entry| {
-                entry.cancel.cancel();
-                log_end(&entry.info, "ended by the local user at the device");
+                let reason = "ended by the local user at the device";
+                entry.cancel.stop(reason);
+                log_end(&entry.info, reason);
                 EndedLocally {
                     id: entry.info.id,
                     accepted: entry.accepted,

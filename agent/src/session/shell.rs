@@ -278,9 +278,9 @@ fn spawn_writer(mut writer: Box<dyn Write + Send>) -> mpsc::Sender<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::channel::Stop;
     use schoolfleet_proto::v1::ClientFrame;
     use schoolfleet_proto::v1::client_frame::Body as ClientBody;
-    use tokio_util::sync::CancellationToken;
 
     fn shell() -> std::path::PathBuf {
         if Path::new("/bin/bash").exists() {
@@ -312,7 +312,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_pty_shell_runs_echo_and_reports_its_exit() {
-        let (mut io, input, mut rx) = super::super::channel::test_pair(CancellationToken::new());
+        let (mut io, input, mut rx) = super::super::channel::test_pair(Stop::default());
         let worker = tokio::spawn(async move {
             let size = Some(WindowSize {
                 cols: 100,
@@ -346,7 +346,7 @@ mod tests {
 
     #[tokio::test]
     async fn piped_input_ends_with_eof_like_ctrl_d() {
-        let (mut io, input, mut rx) = super::super::channel::test_pair(CancellationToken::new());
+        let (mut io, input, mut rx) = super::super::channel::test_pair(Stop::default());
         let worker = tokio::spawn(async move {
             let finish = run(&shell(), "dumb", None, &mut io).await;
             drop(io);
@@ -380,7 +380,7 @@ mod tests {
     async fn a_closed_channel_hangs_up_the_shell_group() {
         let dir = tempfile::tempdir().unwrap();
         let pidfile = dir.path().join("pid");
-        let (mut io, input, mut rx) = super::super::channel::test_pair(CancellationToken::new());
+        let (mut io, input, mut rx) = super::super::channel::test_pair(Stop::default());
         let worker = tokio::spawn(async move {
             let finish = run(&shell(), "xterm", None, &mut io).await;
             drop(io);

@@ -1,8 +1,8 @@
 use super::*;
+use crate::session::channel::Stop;
 use schoolfleet_proto::v1::client_frame::Body as ClientBody;
 use schoolfleet_proto::v1::{ClientFrame, DeviceFrame};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use crate::session::channel::test_pair;
 
@@ -17,7 +17,7 @@ struct Run {
 }
 
 fn start(request: CopyRequest, roots: Vec<PathBuf>) -> Run {
-    let (mut io, input, output) = test_pair(CancellationToken::new());
+    let (mut io, input, output) = test_pair(Stop::default());
     let worker = tokio::spawn(async move {
         let finish = run(&request, &roots, &mut io).await;
         drop(io);
