@@ -50,6 +50,9 @@ if [ ! -f "$demo/agent/device.json" ]; then
   say "creating county demo, school demo001 and an enrolment token"
   sf county add demo --name "Demo-Landkreis" >/dev/null
   sf school add demo001 --county demo --name "Demo-Schule" >/dev/null
+  # Nobody sits at this machine to answer a consent prompt: the demo school
+  # is "notify" (sessions are announced and logged, not asked for).
+  sf consent set --school demo001 --mode notify >/dev/null
   token=$(sf -o json enroll-token create --school demo001 --class schueler-pc --expires 1h --uses 1 \
     | sed -n 's/.*"secret": *"\(sfe_[^"]*\)".*/\1/p')
   say "enrolling this machine"
@@ -82,6 +85,10 @@ schoolfleet is running ($where). In another terminal:
   schoolfleet devices
   schoolfleet device show $(hostname)
   schoolfleet software search openssl
+  schoolfleet exec $(hostname) --reason "Demo" -- uname -a
+  schoolfleet shell $(hostname) --reason "Demo"
+  schoolfleet sessions list
+  schoolfleet audit verify
 Press Ctrl-C to stop server and agent.
 INFO
 wait

@@ -12,11 +12,14 @@ use std::time::{Duration, Instant};
 /// Path of a workspace binary next to the test executable.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test>-<hash> -> target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target directory");
+    // target/<profile>/deps/<test>-<hash> -> target/<profile>/<name>; a
+    // binary of this crate (the benchmark) sits in target/<profile> itself.
+    let dir = exe.parent().expect("target directory");
+    let dir = if dir.ends_with("deps") {
+        dir.parent().expect("target directory")
+    } else {
+        dir
+    };
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -198,15 +201,42 @@ impl CliRunner {
         }
     }
 
+    /// The environment that points the CLI at this server as this user.
+    pub fn env_vars(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (
+                "SCHOOLFLEET_CONFIG_DIR",
+                self.config_dir.display().to_string(),
+            ),
+            ("SCHOOLFLEET_SERVER", self.server.clone()),
+            ("SCHOOLFLEET_CA_PIN", self.ca_pin.clone()),
+            ("SCHOOLFLEET_TOKEN", self.token.clone()),
+        ]
+    }
+
+    /// The configured command, for callers that spawn it themselves
+    /// (long-running sessions, a PTY).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = clean_command(&bin("schoolfleet"));
+        command.envs(self.env_vars()).args(args);
+        command
+    }
+
+    /// Creates a user with one role binding and returns a CLI acting as
+    /// that user. `extra` goes to `user add` (e.g. `--remote exec,cp`).
+    pub fn user(&self, name: &str, role_at_scope: &str, extra: &[&str]) -> CliRunner {
+        let mut args = vec!["user", "add", name, "--role", role_at_scope];
+        args.extend_from_slice(extra);
+        self.ok(&args);
+        let secret = self.json(&["token", "create", "--user", name])["secret"]
+            .as_str()
+            .expect("token secret")
+            .to_owned();
+        self.with_token(&secret)
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
-        clean_command(&bin("schoolfleet"))
-            .env("SCHOOLFLEET_CONFIG_DIR", &self.config_dir)
-            .env("SCHOOLFLEET_SERVER", &self.server)
-            .env("SCHOOLFLEET_CA_PIN", &self.ca_pin)
-            .env("SCHOOLFLEET_TOKEN", &self.token)
-            .args(args)
-            .output()
-            .expect("spawn schoolfleet")
+        self.command(args).output().expect("spawn schoolfleet")
     }
 
     /// Runs and requires success; returns stdout.
@@ -283,11 +313,27 @@ impl AgentProcess {
     }
 
     pub fn enroll(&self, server_url: &str, token: &str) -> Output {
+        self.enroll_with(server_url, token, &[])
+    }
+
+    /// Enrols with extra flags (`--host-identifier instance` lets several
+    /// agents on this one machine be separate devices).
+    pub fn enroll_with(&self, server_url: &str, token: &str, args: &[&str]) -> Output {
         self.command()
             .args(["enroll", "--server", server_url])
+            .args(args)
             .env("SCHOOLFLEET_AGENT_TOKEN", token)
             .output()
             .expect("spawn schoolfleet-agent enroll")
+    }
+
+    /// Runs another `schoolfleet-agent` subcommand against this state
+    /// directory (`sessions`, `sessions end`).
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command()
+            .args(args)
+            .output()
+            .expect("spawn schoolfleet-agent")
     }
 
     pub fn log(&self) -> String {
@@ -295,6 +341,11 @@ impl AgentProcess {
     }
 
     pub fn start(&mut self) {
+        self.start_with(&[]);
+    }
+
+    /// Starts `schoolfleet-agent run` with extra flags.
+    pub fn start_with(&mut self, args: &[&str]) {
         assert!(self.child.is_none(), "agent already running");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -304,6 +355,7 @@ impl AgentProcess {
         let child = self
             .command()
             .arg("run")
+            .args(args)
             .env("SCHOOLFLEET_AGENT_LOG", "info,schoolfleet_agent=debug")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -321,6 +373,14 @@ impl AgentProcess {
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             stop_child(&mut child, nix::sys::signal::Signal::SIGTERM);
+        }
+    }
+
+    /// SIGKILL: the agent dies without any chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 
@@ -371,4 +431,91 @@ pub fn output_text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// A server with county `kus`, school `kus012` and `agents` agents on this
+/// machine, each enrolled as its own device (`--host-identifier
+/// instance`) and connected. The school's consent policy is `none` unless
+/// a test sets another.
+pub struct Fleet {
+    pub dir: tempfile::TempDir,
+    pub server: ServerProcess,
+    pub cli: CliRunner,
+    pub agents: Vec<AgentProcess>,
+    pub device_ids: Vec<String>,
+}
+
+impl Fleet {
+    pub fn start(agents: usize, server_env: &[(&str, &str)], agent_args: &[&str]) -> Fleet {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("server")).unwrap();
+        let server = ServerProcess::start_with_env(&dir.path().join("server"), server_env);
+        let cli = server.admin_cli(&dir.path().join("cli"));
+        cli.ok(&["county", "add", "kus", "--name", "Landkreis Kusel"]);
+        cli.ok(&[
+            "school",
+            "add",
+            "kus012",
+            "--county",
+            "kus",
+            "--name",
+            "IGS Kusel",
+        ]);
+        cli.ok(&["consent", "set", "--school", "kus012", "--mode", "none"]);
+        let token = cli.enrollment_token("kus012", "1h", agents.max(1) as u32);
+        let mut fleet = Fleet {
+            dir,
+            server,
+            cli,
+            agents: Vec::new(),
+            device_ids: Vec::new(),
+        };
+        for n in 0..agents {
+            let mut agent = AgentProcess::new(&fleet.dir.path().join(format!("agent{n}")));
+            let out = agent.enroll_with(
+                &fleet.server.url(),
+                &token,
+                &["--host-identifier", "instance"],
+            );
+            assert!(out.status.success(), "enrol: {}", output_text(&out));
+            agent.start_with(agent_args);
+            wait_until(Duration::from_secs(30), "the agent to connect", || {
+                agent.status()["connected"] == true
+            });
+            fleet
+                .device_ids
+                .push(agent.status()["device_id"].as_str().unwrap().to_owned());
+            fleet.agents.push(agent);
+        }
+        fleet
+    }
+
+    /// The first device's id.
+    pub fn device(&self) -> &str {
+        &self.device_ids[0]
+    }
+}
+
+/// Pids of processes whose command line is exactly `argv`.
+pub fn pids_with_cmdline(argv: &[&str]) -> Vec<i32> {
+    let wanted: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), &[0]].concat())
+        .collect();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == wanted))
+        .collect()
+}
+
+/// True while a process with this pid exists and is not a zombie.
+pub fn process_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+    })
 }
