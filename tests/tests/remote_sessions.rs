@@ -185,6 +185,64 @@ fn shell_on_a_real_pty_runs_commands_resizes_and_restores_the_terminal() {
     );
     // Keystrokes are not recorded (passwords), only what the shell printed.
     assert!(!events.iter().any(|e| e[1] == "i"), "input was recorded");
+
+    // asciinema itself reads the file (CI installs it; elsewhere the
+    // check runs where asciinema is present).
+    let cast_file = fleet.dir.path().join("session.cast");
+    std::fs::write(&cast_file, &cast).unwrap();
+    match std::process::Command::new("asciinema")
+        .arg("cat")
+        .arg(&cast_file)
+        .output()
+    {
+        Ok(out) => {
+            assert!(out.status.success(), "{}", output_text(&out));
+            assert!(String::from_utf8_lossy(&out.stdout).contains("sf-42-ok"));
+        }
+        Err(_) => assert!(
+            std::env::var_os("CI").is_none(),
+            "asciinema is missing on CI (.ci/run installs it)"
+        ),
+    }
+}
+
+#[test]
+fn an_admin_ends_a_running_session() {
+    let fleet = Fleet::start(1, &[], &[]);
+    let mut exec = fleet
+        .cli
+        .command(&["exec", fleet.device(), "--reason", REASON, "--", "sleep", "4714"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let messages = collect(exec.stderr.take().unwrap());
+    wait_until(Duration::from_secs(30), "the sleep to run", || {
+        !pids_with_cmdline(&["sleep", "4714"]).is_empty()
+    });
+    let live = fleet.cli.json(&["sessions", "list", "--live"]);
+    assert_eq!(live.as_array().unwrap().len(), 1, "{live}");
+    let id = live[0]["id"].as_str().unwrap();
+    fleet
+        .cli
+        .ok(&["sessions", "end", id, "--reason", "Pause beendet"]);
+    let status = wait_with_deadline(&mut exec, Duration::from_secs(15), "exec after sessions end");
+    assert_eq!(status.code(), Some(255));
+    let text = text_of(&messages);
+    assert!(text.contains("Pause beendet"), "{text}");
+    wait_until(Duration::from_secs(10), "the sleep to be stopped", || {
+        pids_with_cmdline(&["sleep", "4714"]).is_empty()
+    });
+    let shown = fleet.cli.json(&["sessions", "show", id]);
+    assert_eq!(shown["state"], "ended", "{shown}");
+    assert!(
+        shown["end_reason"].as_str().unwrap().contains("Pause beendet"),
+        "{shown}"
+    );
+    let ends: Vec<_> = audit_actions(&fleet.cli)
+        .into_iter()
+        .filter(|e| e["action"] == "session.end" && e["target"].as_str().unwrap().contains(id))
+        .collect();
+    assert_eq!(ends.len(), 1, "{ends:?}");
 }
 
 fn wait_with_deadline_pty(child: &mut Box<dyn portable_pty::Child + Send + Sync>) -> u32 {
