@@ -20,7 +20,7 @@ use super::{AppState, convert, display_text, require, storage_status, tenant_id}
 use crate::auth::{Permission, Principal, TenantRef};
 use crate::sessions::policy::{self, CONSENT_MODES, CheckedSpec, Kind};
 use crate::sessions::recording::Recorder;
-use crate::sessions::{ConsentAnswer, LiveSession, Recording, SessionInfo, relay};
+use crate::sessions::{ChannelGuard, ConsentAnswer, LiveSession, Recording, SessionInfo, relay};
 use crate::storage::{
     ConsentPolicyRecord, DeviceRecord, SESSION_ACTIVE, SESSION_DENIED, SESSION_ENDED,
     SESSION_PENDING, SessionEnd, SessionQuery, SessionRecord, now_millis,
@@ -453,30 +453,7 @@ impl SessionService for SessionApi {
         if live.cancel.is_cancelled() {
             return Err(not_live());
         }
-        match live.kind {
-            // Claimed atomically: two racing attaches cannot both become
-            // the one channel.
-            Kind::Shell | Kind::Exec if !live.claim_only_channel() => {
-                return Err(Status::failed_precondition(format!(
-                    "a {} session has exactly one channel, and it was opened",
-                    live.kind.as_str()
-                )));
-            }
-            Kind::Shell | Kind::Exec => {}
-            Kind::Forward if live.active_channels() >= MAX_FORWARD_CHANNELS => {
-                return Err(Status::resource_exhausted(format!(
-                    "at most {MAX_FORWARD_CHANNELS} connections at once per forward session"
-                )));
-            }
-            Kind::Copy if live.active_channels() >= MAX_COPY_CHANNELS => {
-                return Err(Status::resource_exhausted(
-                    "too many transfers at once in this copy session",
-                ));
-            }
-            Kind::Forward | Kind::Copy => {
-                live.open_channel();
-            }
-        }
+        let slot = admit_channel(&live)?;
         let channel_id = uuid::Uuid::new_v4().to_string();
         let leg = state.sessions.expect_channel(&channel_id, &live.device_id);
         // If the admin gives up while we wait, the registration goes too.
@@ -526,7 +503,7 @@ impl SessionService for SessionApi {
         let (tx, rx) = mpsc::channel(relay::QUEUE_FRAMES);
         state
             .tasks
-            .spawn(relay::run(live, channel_id, leg, inbound, tx));
+            .spawn(relay::run(live, slot, channel_id, leg, inbound, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -819,6 +796,39 @@ fn consent_to_proto(p: &ConsentPolicyRecord) -> ConsentPolicy {
         updated_by: p.updated_by.clone(),
         updated_at: convert::ts(p.updated_at),
     }
+}
+
+/// Admits one more channel of `live`, or says why not. The slot is taken
+/// before the device is asked, and held until the channel ends: channels
+/// still waiting for the dial-back count against the limit too, so one
+/// caller cannot pile up pending channels (each an `OpenChannel` at the
+/// device) beyond it.
+fn admit_channel(live: &Arc<LiveSession>) -> Result<ChannelGuard, Status> {
+    let slot = match live.kind {
+        // Claimed atomically: two racing attaches cannot both become
+        // the one channel.
+        Kind::Shell | Kind::Exec if !live.claim_only_channel() => {
+            return Err(Status::failed_precondition(format!(
+                "a {} session has exactly one channel, and it was opened",
+                live.kind.as_str()
+            )));
+        }
+        Kind::Shell | Kind::Exec => live.channel_guard(),
+        Kind::Forward => live
+            .try_channel_guard(MAX_FORWARD_CHANNELS)
+            .ok_or_else(|| {
+                Status::resource_exhausted(format!(
+                    "at most {MAX_FORWARD_CHANNELS} connections at once per forward session"
+                ))
+            })?,
+        Kind::Copy => live.try_channel_guard(MAX_COPY_CHANNELS).ok_or_else(|| {
+            Status::resource_exhausted("too many transfers at once in this copy session")
+        })?,
+    };
+    if matches!(live.kind, Kind::Forward | Kind::Copy) {
+        live.open_channel();
+    }
+    Ok(slot)
 }
 
 /// Stores a denial of a session that never started.
@@ -1146,4 +1156,49 @@ async fn write_recording(
         }
     }
     chunk_no > 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(kind: Kind) -> Arc<LiveSession> {
+        Arc::new(LiveSession::new(
+            SessionInfo {
+                id: "s".into(),
+                kind,
+                device_id: "d".into(),
+                hostname: "pc".into(),
+                county_id: "kus".into(),
+                school_id: "kus012".into(),
+                user_id: "u".into(),
+                actor: "user:u".into(),
+                connection: crate::agents::ConnectionId::unknown(),
+                max_file_bytes: 1,
+            },
+            None,
+        ))
+    }
+
+    /// Channels the device has not dialled back yet hold their slot: the
+    /// limit holds however many attaches wait at once.
+    #[test]
+    fn pending_channels_count_against_the_limit() {
+        for (kind, limit) in [
+            (Kind::Forward, MAX_FORWARD_CHANNELS),
+            (Kind::Copy, MAX_COPY_CHANNELS),
+        ] {
+            let live = live(kind);
+            let pending: Vec<ChannelGuard> = (0..limit)
+                .map(|_| admit_channel(&live).expect("within the limit"))
+                .collect();
+            let err = admit_channel(&live).expect_err("one over the limit");
+            assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+            drop(pending);
+            assert!(admit_channel(&live).is_ok(), "slots are given back");
+        }
+        let shell = live(Kind::Shell);
+        let _only = admit_channel(&shell).unwrap();
+        assert!(admit_channel(&shell).is_err());
+    }
 }

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Status, Streaming};
 
 use super::policy::Kind;
-use super::{AgentLeg, DEVICE_GONE_REASON, LiveSession};
+use super::{AgentLeg, ChannelGuard, DEVICE_GONE_REASON, LiveSession};
 
 /// Frames in flight per direction.
 pub const QUEUE_FRAMES: usize = 8;
@@ -79,15 +79,15 @@ async fn write_recording(chunk: Option<super::ChunkOut>) {
 }
 
 /// Runs the channel until it ends. `client_tx` is the admin's response
-/// stream.
+/// stream; `_guard` counts the channel as active until it ends.
 pub async fn run(
     live: Arc<LiveSession>,
+    _guard: ChannelGuard,
     channel_id: String,
     agent: AgentLeg,
     client_in: Streaming<ClientFrame>,
     client_tx: mpsc::Sender<Result<DeviceFrame, Status>>,
 ) {
-    let _guard = live.channel_guard();
     let stop = Stop {
         token: live.cancel.child_token(),
         cause: Mutex::new(None),
