@@ -165,11 +165,14 @@ impl SessionBroker {
                     .filter(|l| l.device_id == device_id)
                 {
                     live.end(reason, None);
-                } else if let Some(pending) = inner
+                } else if inner
                     .consents
-                    .remove(&event.session_id)
-                    .filter(|p| p.device_id == device_id)
+                    .get(&event.session_id)
+                    .is_some_and(|p| p.device_id == device_id)
+                    && let Some(pending) = inner.consents.remove(&event.session_id)
                 {
+                    // Checked before removing: another device's word must
+                    // not drop (and so deny) a session it does not own.
                     let _ = pending.answer.send(ConsentAnswer::Refused(reason));
                 }
             }
@@ -498,6 +501,27 @@ mod tests {
             },
             None,
         ))
+    }
+
+    #[test]
+    fn another_device_cannot_end_a_pending_session() {
+        use schoolfleet_proto::v1::{SessionAccepted, SessionEnded};
+        let broker = SessionBroker::default();
+        let mut answer = broker.expect_consent("s1", "dev-a", ConnectionId::unknown());
+        let event = |e: Event| SessionEvent {
+            session_id: "s1".into(),
+            event: Some(e),
+        };
+        broker.on_agent_event(
+            "dev-b",
+            event(Event::Ended(SessionEnded {
+                by_local_user: true,
+                reason: String::new(),
+            })),
+        );
+        assert!(answer.try_recv().is_err(), "no answer yet");
+        broker.on_agent_event("dev-a", event(Event::Accepted(SessionAccepted {})));
+        assert_eq!(answer.try_recv(), Ok(ConsentAnswer::Accepted));
     }
 
     #[test]
