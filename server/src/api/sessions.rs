@@ -435,7 +435,7 @@ impl SessionService for SessionApi {
         let not_live =
             || Status::not_found(format!("session {session_id} is not live on this server"));
         let live = state.sessions.live(&session_id).ok_or_else(not_live)?;
-        if live.user_id != principal.user_id {
+        if let Err((why, status)) = may_attach(&principal, &live) {
             state
                 .audit(
                     &principal.actor(),
@@ -443,12 +443,10 @@ impl SessionService for SessionApi {
                     &format!("session:{}", live.id),
                     Some(&live.county_id),
                     "denied",
-                    format!("started by {}", live.actor),
+                    why,
                 )
                 .await;
-            return Err(Status::permission_denied(
-                "only the user who started the session may attach to it",
-            ));
+            return Err(status);
         }
         if live.cancel.is_cancelled() {
             return Err(not_live());
@@ -796,6 +794,36 @@ fn consent_to_proto(p: &ConsentPolicyRecord) -> ConsentPolicy {
         updated_by: p.updated_by.clone(),
         updated_at: convert::ts(p.updated_at),
     }
+}
+
+/// Only the starter may attach, and only while still holding the
+/// capability on the device's school: a permission taken away (or a
+/// binding's `remote` list narrowed) stops new channels of a running
+/// session too, not just new sessions. The error: the audit detail and
+/// the status for the caller.
+fn may_attach(principal: &Principal, live: &LiveSession) -> Result<(), (String, Status)> {
+    if live.user_id != principal.user_id {
+        return Err((
+            format!("started by {}", live.actor),
+            Status::permission_denied("only the user who started the session may attach to it"),
+        ));
+    }
+    let permission = live.kind.permission();
+    if !principal.can(
+        permission,
+        &TenantRef::school(&live.county_id, &live.school_id),
+    ) {
+        return Err((
+            format!("{permission:?} no longer granted"),
+            Status::permission_denied(format!(
+                "{} no longer may use {} on {}",
+                principal.name,
+                live.kind.as_str(),
+                live.hostname
+            )),
+        ));
+    }
+    Ok(())
 }
 
 /// Admits one more channel of `live`, or says why not. The slot is taken
@@ -1178,6 +1206,34 @@ mod tests {
             },
             None,
         ))
+    }
+
+    fn technician(remote: &str) -> Principal {
+        Principal::from_user(&crate::storage::User {
+            id: "u".into(),
+            name: "tina".into(),
+            county_id: Some("kus".into()),
+            created_at: 0,
+            bindings: vec![crate::storage::RoleBindingRecord {
+                role: "technician".into(),
+                scope: "county:kus".into(),
+                remote: remote.into(),
+            }],
+        })
+    }
+
+    /// A capability taken away mid-session stops new channels, too.
+    #[test]
+    fn attaching_needs_the_capability_still() {
+        let forward = live(Kind::Forward);
+        assert!(may_attach(&technician(""), &forward).is_ok());
+        let (why, status) = may_attach(&technician("exec"), &forward).unwrap_err();
+        assert_eq!(status.code(), tonic::Code::PermissionDenied);
+        assert!(why.contains("SessionForward"), "{why}");
+        let mut other = technician("");
+        other.user_id = "someone-else".into();
+        let (why, _) = may_attach(&other, &forward).unwrap_err();
+        assert_eq!(why, "started by user:u");
     }
 
     /// Channels the device has not dialled back yet hold their slot: the
