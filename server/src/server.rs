@@ -338,12 +338,21 @@ pub async fn sweep_retention(state: &AppState) {
     {
         Ok(ids) => {
             for id in ids {
+                // In the session's county, like every other entry about it:
+                // without one, the county's auditors never see this end.
+                let county = match state.store.get_session(&id).await {
+                    Ok(session) => session.map(|s| s.county_id),
+                    Err(err) => {
+                        tracing::warn!(session = %id, error = %err, "cannot read the stale session");
+                        None
+                    }
+                };
                 state
                     .audit(
                         "server",
                         "session.end",
                         &format!("session:{id}"),
-                        None,
+                        county.as_deref(),
                         "error",
                         "reason=\"server stopped during the session\"".into(),
                     )
@@ -386,4 +395,61 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         tracing::warn!(dir = %dir.display(), mode = format!("{mode:o}"), "data directory is readable by other users; chmod 700 it");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{AuditQuery, SESSION_ACTIVE, SessionRecord};
+
+    #[tokio::test]
+    async fn a_stale_session_end_is_audited_in_its_county() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.server.data_dir = dir.path().to_owned();
+        config.server.database_url =
+            format!("sqlite://{}", dir.path().join("schoolfleet.db").display());
+        let state = prepare(config).await.unwrap();
+        let session = SessionRecord {
+            id: "s1".into(),
+            kind: "shell".into(),
+            state: SESSION_ACTIVE.into(),
+            device_id: "d1".into(),
+            county_id: "kus".into(),
+            school_id: "kus012".into(),
+            user_id: "u1".into(),
+            actor: "user:anna".into(),
+            reason: "Drucker".into(),
+            ticket: String::new(),
+            summary: "shell".into(),
+            spec: "{}".into(),
+            consent: "none".into(),
+            // Long before any maximum duration.
+            started_at: 1_000,
+            ended_at: None,
+            end_reason: String::new(),
+            bytes_to_device: 0,
+            bytes_from_device: 0,
+            exit_code: None,
+            has_recording: false,
+            channels: 0,
+            end_requested_at: None,
+            end_requested_reason: String::new(),
+        };
+        state.store.insert_session(&session).await.unwrap();
+        sweep_retention(&state).await;
+        let seen_by_county = state
+            .store
+            .list_audit_entries(&AuditQuery {
+                counties: Some(vec!["kus".into()]),
+                action_prefix: Some("session.end".into()),
+                targets: vec!["session:s1".into()],
+                since: None,
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(seen_by_county.len(), 1, "{seen_by_county:?}");
+        assert_eq!(seen_by_county[0].event.county_id.as_deref(), Some("kus"));
+    }
 }

@@ -189,9 +189,14 @@ async fn upload(request: &CopyRequest, resolved: Resolved, io: &mut ChannelIo) -
             request.size, request.max_file_bytes
         ));
     }
-    // The target keeps its mode when it exists; a new file is private.
+    // The target keeps its mode when it exists and is ours; a new file is
+    // private. A stranger's file (planted in /tmp, say) lends no mode: the
+    // upload becomes the agent's, and its mode bits (world-writable,
+    // setuid) would then apply to a root-owned file.
+    let ours = |stat: &nix::sys::stat::FileStat| stat.st_uid == nix::unistd::geteuid().as_raw();
     let mode = match &resolved.existing {
-        Some(stat) if file_type(stat) == SFlag::S_IFREG => stat.st_mode & 0o7777,
+        Some(stat) if file_type(stat) == SFlag::S_IFREG && ours(stat) => stat.st_mode & 0o7777,
+        Some(stat) if file_type(stat) == SFlag::S_IFREG => 0o600,
         Some(_) => return Finish::failed(format!("{path} exists and is not a regular file")),
         None => 0o600,
     };

@@ -157,9 +157,13 @@ pub async fn run(shell: &Path, term: &str, size: Option<WindowSize>, io: &mut Ch
         }
     };
     // The shell is gone; let its output drain, but do not wait for
-    // background jobs that still hold the terminal.
+    // background jobs that still hold the terminal: hang them up as a
+    // closing terminal would. The whole session, not the shell's group:
+    // under job control each job has a group of its own, and a job left
+    // running would keep the terminal (and our reader thread) forever.
     if tokio::time::timeout(DRAIN, reader_done).await.is_err() {
         kill_group(pgid, Signal::SIGHUP);
+        kill_session(pgid, Signal::SIGHUP);
     }
     drop(master);
     Finish::Exit(code)
@@ -413,6 +417,43 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    #[tokio::test]
+    async fn jobs_left_running_at_exit_are_hung_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let (mut io, input, mut rx) = super::super::channel::test_pair(Stop::default());
+        let worker = tokio::spawn(async move {
+            let finish = run(&shell(), "xterm", None, &mut io).await;
+            drop(io);
+            finish
+        });
+        let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        // A background job (its own process group under job control) still
+        // running when the shell exits.
+        let line = format!("sleep 300 & echo $! > {}; exit 3\n", pidfile.display());
+        send(&input, ClientBody::Input(line.into_bytes())).await;
+        let finish = tokio::time::timeout(Duration::from_secs(15), worker)
+            .await
+            .expect("the shell channel did not end")
+            .unwrap();
+        assert_eq!(finish, Finish::Exit(3));
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while alive(pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the background job outlived the shell session"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        drop(input);
+        drain.await.unwrap();
     }
 
     fn alive(pid: i32) -> bool {

@@ -477,6 +477,10 @@ async fn open_partial(partial: &Path) -> Result<tokio::fs::File, ChannelFailure>
     options.create(true).write(true).read(true);
     // Private until complete: it may be a log full of personal data.
     options.mode(0o600);
+    // Never through a symlink: in a shared directory (/tmp) someone else
+    // could plant `NAME.sfpart` pointing at one of the admin's files, which
+    // would then be cut and overwritten with the device's bytes.
+    options.custom_flags(libc::O_NOFOLLOW);
     options
         .open(partial)
         .await
@@ -801,6 +805,30 @@ mod tests {
         assert_eq!(failure.kind, FailureKind::Failed);
         assert!(failure.message.contains("checksum mismatch"), "{failure}");
         assert!(!target.exists() && !partial_path(&target).exists());
+    }
+
+    #[tokio::test]
+    async fn download_does_not_write_through_a_planted_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("authorized_keys");
+        std::fs::write(&victim, b"ssh-ed25519 AAAA admin\n").unwrap();
+        let target = dir.path().join("syslog");
+        std::os::unix::fs::symlink(&victim, partial_path(&target)).unwrap();
+        let device = FakeDevice::new(content(3_000), vec![]);
+        let mut progress = Progress::new(0, false);
+        let result = download_attempt(
+            &device,
+            &partial_path(&target),
+            &target,
+            0,
+            &mut None,
+            &mut progress,
+            "s",
+        )
+        .await;
+        assert!(result.is_err(), "{result:?}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"ssh-ed25519 AAAA admin\n");
+        assert!(!target.exists());
     }
 
     #[tokio::test]

@@ -20,7 +20,7 @@ use super::{AppState, convert, display_text, require, storage_status, tenant_id}
 use crate::auth::{Permission, Principal, TenantRef};
 use crate::sessions::policy::{self, CONSENT_MODES, CheckedSpec, Kind};
 use crate::sessions::recording::Recorder;
-use crate::sessions::{ConsentAnswer, LiveSession, Recording, SessionInfo, relay};
+use crate::sessions::{ChannelGuard, ConsentAnswer, LiveSession, Recording, SessionInfo, relay};
 use crate::storage::{
     ConsentPolicyRecord, DeviceRecord, SESSION_ACTIVE, SESSION_DENIED, SESSION_ENDED,
     SESSION_PENDING, SessionEnd, SessionQuery, SessionRecord, now_millis,
@@ -435,7 +435,7 @@ impl SessionService for SessionApi {
         let not_live =
             || Status::not_found(format!("session {session_id} is not live on this server"));
         let live = state.sessions.live(&session_id).ok_or_else(not_live)?;
-        if live.user_id != principal.user_id {
+        if let Err((why, status)) = may_attach(&principal, &live) {
             state
                 .audit(
                     &principal.actor(),
@@ -443,40 +443,15 @@ impl SessionService for SessionApi {
                     &format!("session:{}", live.id),
                     Some(&live.county_id),
                     "denied",
-                    format!("started by {}", live.actor),
+                    why,
                 )
                 .await;
-            return Err(Status::permission_denied(
-                "only the user who started the session may attach to it",
-            ));
+            return Err(status);
         }
         if live.cancel.is_cancelled() {
             return Err(not_live());
         }
-        match live.kind {
-            // Claimed atomically: two racing attaches cannot both become
-            // the one channel.
-            Kind::Shell | Kind::Exec if !live.claim_only_channel() => {
-                return Err(Status::failed_precondition(format!(
-                    "a {} session has exactly one channel, and it was opened",
-                    live.kind.as_str()
-                )));
-            }
-            Kind::Shell | Kind::Exec => {}
-            Kind::Forward if live.active_channels() >= MAX_FORWARD_CHANNELS => {
-                return Err(Status::resource_exhausted(format!(
-                    "at most {MAX_FORWARD_CHANNELS} connections at once per forward session"
-                )));
-            }
-            Kind::Copy if live.active_channels() >= MAX_COPY_CHANNELS => {
-                return Err(Status::resource_exhausted(
-                    "too many transfers at once in this copy session",
-                ));
-            }
-            Kind::Forward | Kind::Copy => {
-                live.open_channel();
-            }
-        }
+        let slot = admit_channel(&live)?;
         let channel_id = uuid::Uuid::new_v4().to_string();
         let leg = state.sessions.expect_channel(&channel_id, &live.device_id);
         // If the admin gives up while we wait, the registration goes too.
@@ -526,7 +501,7 @@ impl SessionService for SessionApi {
         let (tx, rx) = mpsc::channel(relay::QUEUE_FRAMES);
         state
             .tasks
-            .spawn(relay::run(live, channel_id, leg, inbound, tx));
+            .spawn(relay::run(live, slot, channel_id, leg, inbound, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -819,6 +794,69 @@ fn consent_to_proto(p: &ConsentPolicyRecord) -> ConsentPolicy {
         updated_by: p.updated_by.clone(),
         updated_at: convert::ts(p.updated_at),
     }
+}
+
+/// Only the starter may attach, and only while still holding the
+/// capability on the device's school: a permission taken away (or a
+/// binding's `remote` list narrowed) stops new channels of a running
+/// session too, not just new sessions. The error: the audit detail and
+/// the status for the caller.
+fn may_attach(principal: &Principal, live: &LiveSession) -> Result<(), (String, Status)> {
+    if live.user_id != principal.user_id {
+        return Err((
+            format!("started by {}", live.actor),
+            Status::permission_denied("only the user who started the session may attach to it"),
+        ));
+    }
+    let permission = live.kind.permission();
+    if !principal.can(
+        permission,
+        &TenantRef::school(&live.county_id, &live.school_id),
+    ) {
+        return Err((
+            format!("{permission:?} no longer granted"),
+            Status::permission_denied(format!(
+                "{} no longer may use {} on {}",
+                principal.name,
+                live.kind.as_str(),
+                live.hostname
+            )),
+        ));
+    }
+    Ok(())
+}
+
+/// Admits one more channel of `live`, or says why not. The slot is taken
+/// before the device is asked, and held until the channel ends: channels
+/// still waiting for the dial-back count against the limit too, so one
+/// caller cannot pile up pending channels (each an `OpenChannel` at the
+/// device) beyond it.
+fn admit_channel(live: &Arc<LiveSession>) -> Result<ChannelGuard, Status> {
+    let slot = match live.kind {
+        // Claimed atomically: two racing attaches cannot both become
+        // the one channel.
+        Kind::Shell | Kind::Exec if !live.claim_only_channel() => {
+            return Err(Status::failed_precondition(format!(
+                "a {} session has exactly one channel, and it was opened",
+                live.kind.as_str()
+            )));
+        }
+        Kind::Shell | Kind::Exec => live.channel_guard(),
+        Kind::Forward => live
+            .try_channel_guard(MAX_FORWARD_CHANNELS)
+            .ok_or_else(|| {
+                Status::resource_exhausted(format!(
+                    "at most {MAX_FORWARD_CHANNELS} connections at once per forward session"
+                ))
+            })?,
+        Kind::Copy => live.try_channel_guard(MAX_COPY_CHANNELS).ok_or_else(|| {
+            Status::resource_exhausted("too many transfers at once in this copy session")
+        })?,
+    };
+    if matches!(live.kind, Kind::Forward | Kind::Copy) {
+        live.open_channel();
+    }
+    Ok(slot)
 }
 
 /// Stores a denial of a session that never started.
@@ -1146,4 +1184,77 @@ async fn write_recording(
         }
     }
     chunk_no > 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(kind: Kind) -> Arc<LiveSession> {
+        Arc::new(LiveSession::new(
+            SessionInfo {
+                id: "s".into(),
+                kind,
+                device_id: "d".into(),
+                hostname: "pc".into(),
+                county_id: "kus".into(),
+                school_id: "kus012".into(),
+                user_id: "u".into(),
+                actor: "user:u".into(),
+                connection: crate::agents::ConnectionId::unknown(),
+                max_file_bytes: 1,
+            },
+            None,
+        ))
+    }
+
+    fn technician(remote: &str) -> Principal {
+        Principal::from_user(&crate::storage::User {
+            id: "u".into(),
+            name: "tina".into(),
+            county_id: Some("kus".into()),
+            created_at: 0,
+            bindings: vec![crate::storage::RoleBindingRecord {
+                role: "technician".into(),
+                scope: "county:kus".into(),
+                remote: remote.into(),
+            }],
+        })
+    }
+
+    /// A capability taken away mid-session stops new channels, too.
+    #[test]
+    fn attaching_needs_the_capability_still() {
+        let forward = live(Kind::Forward);
+        assert!(may_attach(&technician(""), &forward).is_ok());
+        let (why, status) = may_attach(&technician("exec"), &forward).unwrap_err();
+        assert_eq!(status.code(), tonic::Code::PermissionDenied);
+        assert!(why.contains("SessionForward"), "{why}");
+        let mut other = technician("");
+        other.user_id = "someone-else".into();
+        let (why, _) = may_attach(&other, &forward).unwrap_err();
+        assert_eq!(why, "started by user:u");
+    }
+
+    /// Channels the device has not dialled back yet hold their slot: the
+    /// limit holds however many attaches wait at once.
+    #[test]
+    fn pending_channels_count_against_the_limit() {
+        for (kind, limit) in [
+            (Kind::Forward, MAX_FORWARD_CHANNELS),
+            (Kind::Copy, MAX_COPY_CHANNELS),
+        ] {
+            let live = live(kind);
+            let pending: Vec<ChannelGuard> = (0..limit)
+                .map(|_| admit_channel(&live).expect("within the limit"))
+                .collect();
+            let err = admit_channel(&live).expect_err("one over the limit");
+            assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+            drop(pending);
+            assert!(admit_channel(&live).is_ok(), "slots are given back");
+        }
+        let shell = live(Kind::Shell);
+        let _only = admit_channel(&shell).unwrap();
+        assert!(admit_channel(&shell).is_err());
+    }
 }

@@ -165,11 +165,14 @@ impl SessionBroker {
                     .filter(|l| l.device_id == device_id)
                 {
                     live.end(reason, None);
-                } else if let Some(pending) = inner
+                } else if inner
                     .consents
-                    .remove(&event.session_id)
-                    .filter(|p| p.device_id == device_id)
+                    .get(&event.session_id)
+                    .is_some_and(|p| p.device_id == device_id)
+                    && let Some(pending) = inner.consents.remove(&event.session_id)
                 {
+                    // Checked before removing: another device's word must
+                    // not drop (and so deny) a session it does not own.
                     let _ = pending.answer.send(ConsentAnswer::Refused(reason));
                 }
             }
@@ -397,6 +400,19 @@ impl LiveSession {
         ChannelGuard(self.clone())
     }
 
+    /// Like [`Self::channel_guard`], but only while fewer than `limit`
+    /// channels are counted. Taken before the device is asked, so that
+    /// channels still waiting for the dial-back count too, and checked and
+    /// counted in one step, so that racing attaches cannot overshoot.
+    pub fn try_channel_guard(self: &Arc<Self>, limit: usize) -> Option<ChannelGuard> {
+        self.active_channels
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()?;
+        Some(ChannelGuard(self.clone()))
+    }
+
     fn with_recording<T>(&self, f: impl FnOnce(&mut Recording, f64) -> T) -> Option<T> {
         let t = self.started.elapsed().as_secs_f64();
         let mut guard = self.recording.lock().unwrap_or_else(|e| e.into_inner());
@@ -462,5 +478,62 @@ pub struct ChannelGuard(Arc<LiveSession>);
 impl Drop for ChannelGuard {
     fn drop(&mut self) {
         self.0.active_channels.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live() -> Arc<LiveSession> {
+        Arc::new(LiveSession::new(
+            SessionInfo {
+                id: "s".into(),
+                kind: Kind::Forward,
+                device_id: "d".into(),
+                hostname: "pc".into(),
+                county_id: "kus".into(),
+                school_id: "kus012".into(),
+                user_id: "u".into(),
+                actor: "user:u".into(),
+                connection: ConnectionId::unknown(),
+                max_file_bytes: 1,
+            },
+            None,
+        ))
+    }
+
+    #[test]
+    fn another_device_cannot_end_a_pending_session() {
+        use schoolfleet_proto::v1::{SessionAccepted, SessionEnded};
+        let broker = SessionBroker::default();
+        let mut answer = broker.expect_consent("s1", "dev-a", ConnectionId::unknown());
+        let event = |e: Event| SessionEvent {
+            session_id: "s1".into(),
+            event: Some(e),
+        };
+        broker.on_agent_event(
+            "dev-b",
+            event(Event::Ended(SessionEnded {
+                by_local_user: true,
+                reason: String::new(),
+            })),
+        );
+        assert!(answer.try_recv().is_err(), "no answer yet");
+        broker.on_agent_event("dev-a", event(Event::Accepted(SessionAccepted {})));
+        assert_eq!(answer.try_recv(), Ok(ConsentAnswer::Accepted));
+    }
+
+    #[test]
+    fn channel_slots_are_bounded_and_given_back() {
+        let live = live();
+        let held: Vec<ChannelGuard> = (0..3)
+            .map(|_| live.try_channel_guard(3).expect("room for three"))
+            .collect();
+        assert!(live.try_channel_guard(3).is_none(), "a fourth is refused");
+        assert_eq!(live.active_channels(), 3);
+        drop(held);
+        assert_eq!(live.active_channels(), 0);
+        assert!(live.try_channel_guard(3).is_some());
     }
 }

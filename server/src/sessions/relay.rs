@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Status, Streaming};
 
 use super::policy::Kind;
-use super::{AgentLeg, DEVICE_GONE_REASON, LiveSession};
+use super::{AgentLeg, ChannelGuard, DEVICE_GONE_REASON, LiveSession};
 
 /// Frames in flight per direction.
 pub const QUEUE_FRAMES: usize = 8;
@@ -24,6 +24,14 @@ pub const QUEUE_FRAMES: usize = 8;
 /// that a peer rounding differently is not cut off, but a hostile one
 /// cannot make us hold big buffers.
 const MAX_FRAME_DATA: usize = 1024 * 1024;
+
+/// A frame bigger than any well-formed one: the data frames are checked
+/// against `MAX_FRAME_DATA`, and no other kind needs more than a little.
+/// Without this, `ready` frames with a padded checksum up to the
+/// message limit (8 MiB) would be queued and passed on whole.
+fn oversized(frame: &impl prost::Message) -> bool {
+    frame.encoded_len() > MAX_FRAME_DATA + 1024
+}
 
 /// Why a channel stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,15 +87,15 @@ async fn write_recording(chunk: Option<super::ChunkOut>) {
 }
 
 /// Runs the channel until it ends. `client_tx` is the admin's response
-/// stream.
+/// stream; `_guard` counts the channel as active until it ends.
 pub async fn run(
     live: Arc<LiveSession>,
+    _guard: ChannelGuard,
     channel_id: String,
     agent: AgentLeg,
     client_in: Streaming<ClientFrame>,
     client_tx: mpsc::Sender<Result<DeviceFrame, Status>>,
 ) {
-    let _guard = live.channel_guard();
     let stop = Stop {
         token: live.cancel.child_token(),
         cause: Mutex::new(None),
@@ -131,6 +139,10 @@ async fn to_agent(
                 break;
             }
         };
+        if oversized(&frame) {
+            stop.stop(Cause::Protocol("frame too large".into()));
+            break;
+        }
         match &frame.body {
             Some(ClientBody::Input(data)) => {
                 if data.len() > MAX_FRAME_DATA {
@@ -211,6 +223,10 @@ async fn from_agent(
                 break;
             }
         };
+        if oversized(&frame) {
+            stop.stop(Cause::Protocol("frame too large".into()));
+            break;
+        }
         let mut finished = None;
         match &frame.body {
             Some(DeviceBody::Output(data)) | Some(DeviceBody::Stderr(data)) => {
@@ -289,4 +305,30 @@ async fn from_agent(
     // Bounded wait: a CLI that stopped reading must not hold the task.
     let _ =
         tokio::time::timeout(std::time::Duration::from_secs(5), client_tx.send(Ok(frame))).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schoolfleet_proto::v1::ChannelReady;
+
+    #[test]
+    fn frames_of_every_kind_are_bounded() {
+        let data = DeviceFrame {
+            body: Some(DeviceBody::Output(vec![0; 256 * 1024])),
+        };
+        assert!(!oversized(&data));
+        let padded_ready = DeviceFrame {
+            body: Some(DeviceBody::Ready(ChannelReady {
+                size: 1,
+                sha256: "a".repeat(4 * 1024 * 1024),
+                offset: 0,
+            })),
+        };
+        assert!(oversized(&padded_ready));
+        let big_input = ClientFrame {
+            body: Some(ClientBody::Input(vec![0; MAX_FRAME_DATA + 4096])),
+        };
+        assert!(oversized(&big_input));
+    }
 }

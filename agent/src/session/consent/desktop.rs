@@ -175,6 +175,14 @@ pub fn notice_text(request: &ConsentRequest) -> String {
         .replace('>', "&gt;")
 }
 
+/// zenity (`--text`) and notify-send (the body) pass the text through
+/// GLib's `g_strcompress`, which turns `\074` into `<` and drops lone
+/// backslashes: after markup escaping, every backslash must be doubled,
+/// or a reason like `\074b\076` brings markup back into the dialog.
+pub fn glib_escaped(text: &str) -> String {
+    text.replace('\\', "\\\\")
+}
+
 impl ConsentProvider for DesktopProvider {
     fn name(&self) -> &'static str {
         "desktop"
@@ -199,7 +207,7 @@ impl ConsentProvider for DesktopProvider {
                     &[
                         "--question".into(),
                         "--title=Fernwartung".into(),
-                        format!("--text={text}"),
+                        format!("--text={}", glib_escaped(&text)),
                         "--ok-label=Erlauben".into(),
                         "--cancel-label=Ablehnen".into(),
                         format!("--timeout={}", timeout.as_secs().max(1)),
@@ -252,7 +260,7 @@ impl ConsentProvider for DesktopProvider {
                 &[
                     "--app-name=schoolfleet".into(),
                     "Fernwartung".into(),
-                    notice_text(request),
+                    glib_escaped(&notice_text(request)),
                 ],
             );
             if let Err(err) = run_bounded(command, NOTIFY_TIMEOUT).await {
@@ -293,6 +301,55 @@ mod tests {
         assert!(parse_show_session(greeter).is_none());
         let odd_name = "Name=-rf\nUser=1\nType=x11\nClass=user\nActive=yes\nRemote=no\n";
         assert!(parse_show_session(odd_name).is_none());
+    }
+
+    /// What GLib's g_strcompress makes of a string (octal, `\\`, and
+    /// the single-letter escapes; any other escaped char stands for itself).
+    fn g_strcompress(text: &str) -> String {
+        let mut out = String::new();
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c != '\\' {
+                out.push(c);
+                continue;
+            }
+            match chars.next() {
+                Some(d @ '0'..='7') => {
+                    let mut value = d.to_digit(8).unwrap();
+                    for _ in 0..2 {
+                        match chars.peek().and_then(|c| c.to_digit(8)) {
+                            Some(v) => {
+                                value = value * 8 + v;
+                                chars.next();
+                            }
+                            None => break,
+                        }
+                    }
+                    out.push(char::from_u32(value).unwrap());
+                }
+                Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some(other) => out.push(other),
+                None => break,
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn backslash_escapes_cannot_bring_markup_back() {
+        let request = ConsentRequest {
+            kind: "exec".into(),
+            admin: "user:anna".into(),
+            reason: "\\074span size=\"1\"\\076 C:\\Temp\\".into(),
+            ..Default::default()
+        };
+        for text in [question_text(&request), notice_text(&request)] {
+            let shown = g_strcompress(&glib_escaped(&text));
+            assert!(!shown.contains('<'), "{shown}");
+            assert!(shown.contains("\\074span"), "{shown}");
+            assert!(shown.contains("C:\\Temp\\"), "{shown}");
+        }
     }
 
     #[test]

@@ -130,6 +130,36 @@ async fn upload_keeps_the_mode_of_an_existing_target() {
 }
 
 #[tokio::test]
+async fn upload_over_a_strangers_file_does_not_take_its_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let target = root.path().join("fix.sh");
+    std::fs::write(&target, b"planted").unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o4777)).unwrap();
+    // Owned by someone else: chown needs root (the agent runs as root).
+    let stranger = if nix::unistd::geteuid().is_root() {
+        nix::unistd::Uid::from_raw(65534)
+    } else {
+        return;
+    };
+    nix::unistd::chown(&target, Some(stranger), None).unwrap();
+    let content = b"#!/bin/sh\necho neu\n";
+    let mut run = start(
+        upload_request(&target, content),
+        vec![root.path().to_owned()],
+    );
+    ready(&mut run.output).await;
+    send(&run.input, ClientBody::Input(content.to_vec())).await;
+    send(&run.input, ClientBody::Eof(schoolfleet_proto::v1::Eof {})).await;
+    assert_eq!(run.worker.await.unwrap(), Finish::Exit(0));
+    assert_eq!(std::fs::read(&target).unwrap(), content);
+    assert_eq!(
+        std::fs::metadata(&target).unwrap().permissions().mode() & 0o7777,
+        0o600
+    );
+}
+
+#[tokio::test]
 async fn upload_with_a_wrong_checksum_is_refused_and_the_partial_file_removed() {
     let root = tempfile::tempdir().unwrap();
     let target = root.path().join("x.txt");
