@@ -214,6 +214,7 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
             }
 
             message = next_message(&mut connection) => {
+                let interval_before = agent.heartbeat_interval;
                 let keep = match message {
                     Ok(Some(message)) => match agent.handle_server_message(message, connection.as_mut(), &mut resend_at) {
                         Next::Continue => true,
@@ -234,6 +235,12 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
                         false
                     }
                 };
+                // The Welcome sets the server's interval; the first
+                // heartbeat was timed with the old one (60 s), which can be
+                // longer than the server's idle limit for this stream.
+                if agent.heartbeat_interval != interval_before {
+                    next_heartbeat = Instant::now() + jittered(agent.heartbeat_interval, 0.1);
+                }
                 if !keep {
                     if let Some(conn) = connection.take()
                         && conn.since.elapsed() > Duration::from_secs(30)

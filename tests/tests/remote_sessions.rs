@@ -211,7 +211,15 @@ fn an_admin_ends_a_running_session() {
     let fleet = Fleet::start(1, &[], &[]);
     let mut exec = fleet
         .cli
-        .command(&["exec", fleet.device(), "--reason", REASON, "--", "sleep", "4714"])
+        .command(&[
+            "exec",
+            fleet.device(),
+            "--reason",
+            REASON,
+            "--",
+            "sleep",
+            "4714",
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -225,7 +233,11 @@ fn an_admin_ends_a_running_session() {
     fleet
         .cli
         .ok(&["sessions", "end", id, "--reason", "Pause beendet"]);
-    let status = wait_with_deadline(&mut exec, Duration::from_secs(15), "exec after sessions end");
+    let status = wait_with_deadline(
+        &mut exec,
+        Duration::from_secs(15),
+        "exec after sessions end",
+    );
     assert_eq!(status.code(), Some(255));
     let text = text_of(&messages);
     assert!(text.contains("Pause beendet"), "{text}");
@@ -235,7 +247,10 @@ fn an_admin_ends_a_running_session() {
     let shown = fleet.cli.json(&["sessions", "show", id]);
     assert_eq!(shown["state"], "ended", "{shown}");
     assert!(
-        shown["end_reason"].as_str().unwrap().contains("Pause beendet"),
+        shown["end_reason"]
+            .as_str()
+            .unwrap()
+            .contains("Pause beendet"),
         "{shown}"
     );
     let ends: Vec<_> = audit_actions(&fleet.cli)
@@ -878,4 +893,22 @@ fn killing_the_cli_ends_the_shell_and_the_command_on_the_device() {
     wait_until(Duration::from_secs(15), "both sessions to end", || {
         sessions(&fleet.cli).iter().all(|s| s["state"] == "ended")
     });
+}
+
+/// A session can be quiet for long; the agent's stream under it must not
+/// be dropped meanwhile (heartbeats follow the server's interval from the
+/// first one on).
+#[test]
+fn an_idle_agent_keeps_its_stream_past_the_servers_idle_limit() {
+    // Heartbeats every second: the server drops a stream silent for 8 s.
+    let fleet = Fleet::start(1, &[], &[]);
+    std::thread::sleep(Duration::from_secs(10));
+    let server_log = fleet.server.log();
+    assert!(!server_log.contains("idle timeout"), "{server_log}");
+    let agent_log = fleet.agents[0].log();
+    assert_eq!(
+        agent_log.matches("connected to server").count(),
+        1,
+        "{agent_log}"
+    );
 }
