@@ -37,11 +37,28 @@ fn main() -> anyhow::Result<()> {
     let sshd = Sshd::start().context("cannot start sshd on 127.0.0.1")?;
     let fleet = Fleet::start(1, &[], &[]);
     eprintln!("server, agent and sshd are up; measuring …");
+    let result = measure(&fleet, &sshd, mib, rounds, execs, keys);
+    if result.is_err() {
+        // The logs say why a run broke off (they go with the temp dir).
+        let tail = |log: String| log.lines().rev().take(30).collect::<Vec<_>>().join("\n");
+        eprintln!("agent log, newest first:\n{}", tail(fleet.agents[0].log()));
+        eprintln!("server log, newest first:\n{}", tail(fleet.server.log()));
+    }
+    result
+}
 
+fn measure(
+    fleet: &Fleet,
+    sshd: &Sshd,
+    mib: usize,
+    rounds: usize,
+    execs: usize,
+    keys: usize,
+) -> anyhow::Result<()> {
     // --- throughput ---
     let sink = sink_server();
     let ours = free_port();
-    let mut forward = fleet
+    let forward = fleet
         .cli
         .command(&[
             "forward",
@@ -52,8 +69,9 @@ fn main() -> anyhow::Result<()> {
         ])
         .stderr(Stdio::null())
         .spawn()?;
+    let mut forward = KillOnDrop(forward);
     let theirs = free_port();
-    let mut tunnel = sshd
+    let tunnel = sshd
         .client()
         .args([
             "-N",
@@ -62,6 +80,7 @@ fn main() -> anyhow::Result<()> {
             "127.0.0.1",
         ])
         .spawn()?;
+    let mut tunnel = KillOnDrop(tunnel);
     for port in [ours, theirs] {
         wait_until(Duration::from_secs(30), "a forward to listen", || {
             TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -74,8 +93,8 @@ fn main() -> anyhow::Result<()> {
         ours_mbs.push(throughput(ours, bytes)?);
         theirs_mbs.push(throughput(theirs, bytes)?);
     }
-    stop(&mut forward);
-    stop(&mut tunnel);
+    stop(&mut forward.0);
+    stop(&mut tunnel.0);
 
     // --- exec wall time ---
     let (mut ours_exec, mut theirs_exec) = (Vec::new(), Vec::new());
@@ -93,7 +112,13 @@ fn main() -> anyhow::Result<()> {
             ])
             .output()?;
         if !out.status.success() {
-            bail!("exec failed: {}", String::from_utf8_lossy(&out.stderr));
+            let log = fleet.agents[0].log();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            bail!(
+                "exec failed: {}\nagent log (last lines, newest first):\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                tail.join("\n")
+            );
         }
         ours_exec.push(started.elapsed());
         let started = Instant::now();
@@ -165,6 +190,15 @@ fn median_f64(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     sorted[sorted.len() / 2]
+}
+
+/// A child that is killed however `main` returns.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        stop(&mut self.0);
+    }
 }
 
 fn stop(child: &mut Child) {
