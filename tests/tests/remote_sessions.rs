@@ -69,6 +69,30 @@ fn wait_with_deadline(child: &mut Child, limit: Duration, what: &str) -> std::pr
     }
 }
 
+/// Starts `schoolfleet exec DEVICE -- sleep MARKER` and waits until the
+/// sleep runs on the device; returns the CLI and its collected stderr.
+fn start_remote_sleep(fleet: &Fleet, marker: &str) -> (Child, Arc<Mutex<Vec<u8>>>) {
+    let mut exec = fleet
+        .cli
+        .command(&[
+            "exec",
+            fleet.device(),
+            "--reason",
+            REASON,
+            "--",
+            "sleep",
+            marker,
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let messages = collect(exec.stderr.take().unwrap());
+    wait_until(Duration::from_secs(30), "the sleep to run", || {
+        !pids_with_cmdline(&["sleep", marker]).is_empty()
+    });
+    (exec, messages)
+}
+
 fn sessions(cli: &CliRunner) -> Vec<serde_json::Value> {
     cli.json(&["sessions", "list"]).as_array().unwrap().clone()
 }
@@ -190,43 +214,45 @@ fn shell_on_a_real_pty_runs_commands_resizes_and_restores_the_terminal() {
     // check runs where asciinema is present).
     let cast_file = fleet.dir.path().join("session.cast");
     std::fs::write(&cast_file, &cast).unwrap();
-    match std::process::Command::new("asciinema")
-        .arg("cat")
-        .arg(&cast_file)
+    // asciinema 2 reads /dev/tty, so it gets a terminal of its own.
+    let found = std::process::Command::new("asciinema")
+        .arg("--version")
         .output()
-    {
-        Ok(out) => {
-            assert!(out.status.success(), "{}", output_text(&out));
-            assert!(String::from_utf8_lossy(&out.stdout).contains("sf-42-ok"));
-        }
-        Err(_) => assert!(
+        .is_ok_and(|out| out.status.success());
+    if found {
+        let replay = native_pty_system()
+            .openpty(PtySize {
+                rows: 24,
+                cols: 80,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .unwrap();
+        let mut command = CommandBuilder::new("asciinema");
+        command.arg("cat");
+        command.arg(&cast_file);
+        let mut player = replay.slave.spawn_command(command).unwrap();
+        drop(replay.slave);
+        let played = collect(replay.master.try_clone_reader().unwrap());
+        wait_for_output(&played, "sf-42-ok", "asciinema to replay the recording");
+        assert_eq!(
+            wait_with_deadline_pty(&mut player),
+            0,
+            "{}",
+            text_of(&played)
+        );
+    } else {
+        assert!(
             std::env::var_os("CI").is_none(),
             "asciinema is missing on CI (.ci/run installs it)"
-        ),
+        );
     }
 }
 
 #[test]
 fn an_admin_ends_a_running_session() {
     let fleet = Fleet::start(1, &[], &[]);
-    let mut exec = fleet
-        .cli
-        .command(&[
-            "exec",
-            fleet.device(),
-            "--reason",
-            REASON,
-            "--",
-            "sleep",
-            "4714",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let messages = collect(exec.stderr.take().unwrap());
-    wait_until(Duration::from_secs(30), "the sleep to run", || {
-        !pids_with_cmdline(&["sleep", "4714"]).is_empty()
-    });
+    let (mut exec, messages) = start_remote_sleep(&fleet, "4714");
     let live = fleet.cli.json(&["sessions", "list", "--live"]);
     assert_eq!(live.as_array().unwrap().len(), 1, "{live}");
     let id = live[0]["id"].as_str().unwrap();
@@ -662,24 +688,7 @@ fn consent_accept_refuse_no_answer_and_the_local_user_ends_a_session() {
 
     // The local user ends a running session at the device.
     std::fs::write(scripts.path().join("answer"), "yes").unwrap();
-    let mut long = fleet
-        .cli
-        .command(&[
-            "exec",
-            fleet.device(),
-            "--reason",
-            REASON,
-            "--",
-            "sleep",
-            "4711",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let messages = collect(long.stderr.take().unwrap());
-    wait_until(Duration::from_secs(30), "the sleep to run", || {
-        !pids_with_cmdline(&["sleep", "4711"]).is_empty()
-    });
+    let (mut long, messages) = start_remote_sleep(&fleet, "4711");
     let agent = &fleet.agents[0];
     let listed = agent.run(&["sessions", "--json"]);
     let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
@@ -798,24 +807,7 @@ fn editing_one_audit_entry_breaks_the_chain() {
 #[test]
 fn killing_the_agent_ends_the_admin_side_with_a_message() {
     let mut fleet = Fleet::start(1, &[], &[]);
-    let mut exec = fleet
-        .cli
-        .command(&[
-            "exec",
-            fleet.device(),
-            "--reason",
-            REASON,
-            "--",
-            "sleep",
-            "4712",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let messages = collect(exec.stderr.take().unwrap());
-    wait_until(Duration::from_secs(30), "the sleep to run", || {
-        !pids_with_cmdline(&["sleep", "4712"]).is_empty()
-    });
+    let (mut exec, messages) = start_remote_sleep(&fleet, "4712");
     fleet.agents[0].kill();
     let status = wait_with_deadline(&mut exec, Duration::from_secs(20), "exec after agent kill");
     assert_eq!(status.code(), Some(255));
@@ -869,22 +861,7 @@ fn killing_the_cli_ends_the_shell_and_the_command_on_the_device() {
     });
 
     // The same for exec.
-    let mut exec = fleet
-        .cli
-        .command(&[
-            "exec",
-            fleet.device(),
-            "--reason",
-            REASON,
-            "--",
-            "sleep",
-            "4713",
-        ])
-        .spawn()
-        .unwrap();
-    wait_until(Duration::from_secs(30), "the sleep to run", || {
-        !pids_with_cmdline(&["sleep", "4713"]).is_empty()
-    });
+    let (mut exec, _messages) = start_remote_sleep(&fleet, "4713");
     exec.kill().unwrap();
     exec.wait().unwrap();
     wait_until(Duration::from_secs(15), "the sleep to be stopped", || {
