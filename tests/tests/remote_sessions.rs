@@ -314,6 +314,48 @@ fn exec_returns_both_streams_the_exit_code_and_100_mb_intact() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
     assert!(String::from_utf8_lossy(&out.stderr).contains("err\n"));
 
+    // A reader that goes away early (`| head`) ends the session quietly
+    // with the SIGPIPE status, and the remote command with it.
+    let mut piped = fleet
+        .cli
+        .command(&[
+            "exec",
+            fleet.device(),
+            "--reason",
+            REASON,
+            "--",
+            "yes",
+            "sf-pipe",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 7];
+    piped
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    assert_eq!(&first, b"sf-pipe");
+    drop(piped.stdout.take());
+    let messages = collect(piped.stderr.take().unwrap());
+    let status = wait_with_deadline(
+        &mut piped,
+        Duration::from_secs(20),
+        "exec with a closed pipe",
+    );
+    assert_eq!(status.code(), Some(141), "{}", text_of(&messages));
+    assert!(
+        !text_of(&messages).contains("error"),
+        "{}",
+        text_of(&messages)
+    );
+    wait_until(Duration::from_secs(10), "the remote `yes` to stop", || {
+        pids_with_cmdline(&["yes", "sf-pipe"]).is_empty()
+    });
+
     let missing = fleet.cli.run(&[
         "exec",
         fleet.device(),

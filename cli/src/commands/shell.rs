@@ -227,6 +227,9 @@ pub fn watch_signals(resizes: bool) -> io::Result<mpsc::Receiver<Control>> {
     Ok(rx)
 }
 
+/// 128 + SIGPIPE: how a shell reports a command whose reader went away.
+const SIGPIPE_STATUS: i32 = 141;
+
 /// How a shell or exec channel ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -297,6 +300,11 @@ pub async fn pump(
             event = session::next_event(&mut frames, server) => match event {
                 Event::Output(bytes) => {
                     if let Err(e) = out.write_all(&bytes).and_then(|()| out.flush()) {
+                        // `exec … | head`: the reader is gone. End quietly
+                        // with the status a local command gets from SIGPIPE.
+                        if e.kind() == std::io::ErrorKind::BrokenPipe {
+                            return Outcome::Exited(SIGPIPE_STATUS);
+                        }
                         return Outcome::Failed(format!("cannot write the output: {e}"));
                     }
                 }
