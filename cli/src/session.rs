@@ -228,7 +228,13 @@ where
 
 /// The stderr line while the device's user is asked.
 pub fn waiting_message(device: &str, waiting: &WaitingForConsent) -> String {
-    let device = for_terminal(device);
+    // The server names the host; older servers do not, so fall back to the
+    // device as the admin typed it.
+    let device = for_terminal(if waiting.hostname.is_empty() {
+        device
+    } else {
+        &waiting.hostname
+    });
     if waiting.timeout_seconds > 0 {
         format!(
             "Waiting for the user at {device} to accept the session (up to {} s) …",
@@ -478,6 +484,7 @@ mod tests {
                 WaitingForConsent {
                     session_id: "s1".into(),
                     timeout_seconds: 60,
+                    hostname: String::new(),
                 },
             )),
             update(session_update::Update::Started(SessionStarted {

@@ -127,6 +127,7 @@ impl SessionService for Fleet {
                 session_update::Update::WaitingForConsent(WaitingForConsent {
                     session_id: host.clone(),
                     timeout_seconds: 600,
+                    hostname: String::new(),
                 })
             } else {
                 session_update::Update::Started(SessionStarted {

@@ -47,6 +47,7 @@ impl SessionService for FakeServer {
                 session_update::Update::WaitingForConsent(WaitingForConsent {
                     session_id: "s1".into(),
                     timeout_seconds: 60,
+                    hostname: String::new(),
                 }),
                 session_update::Update::Started(SessionStarted {
                     session_id: "s1".into(),

@@ -740,10 +740,17 @@ fn consent_accept_refuse_no_answer_and_the_local_user_ends_a_session() {
     assert!(ended.status.success(), "{}", output_text(&ended));
     let status = wait_with_deadline(&mut long, Duration::from_secs(15), "exec after local end");
     assert_eq!(status.code(), Some(255));
+    let told = text_of(&messages);
+    assert!(told.contains("local user"), "{told}");
+    // The admin was told whom the device asks, by host name (the agents
+    // here all run on this machine).
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     assert!(
-        text_of(&messages).contains("local user"),
-        "{}",
-        text_of(&messages)
+        told.contains(&format!(
+            "Waiting for the user at {} to accept",
+            hostname.trim()
+        )),
+        "{told}"
     );
     wait_until(Duration::from_secs(10), "the sleep to be stopped", || {
         pids_with_cmdline(&["sleep", "4711"]).is_empty()

@@ -383,6 +383,7 @@ impl SessionService for SessionApi {
                 .send(update(Update::WaitingForConsent(WaitingForConsent {
                     session_id: session_id.clone(),
                     timeout_seconds: consent_timeout.as_secs() as u32,
+                    hostname: device.hostname.clone(),
                 })))
                 .await;
         }
