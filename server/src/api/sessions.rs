@@ -441,8 +441,8 @@ impl SessionService for SessionApi {
                 .audit(
                     &principal.actor(),
                     "session.attach",
-                    &format!("session:{}", live.id),
-                    Some(&live.county_id),
+                    &format!("session:{}", live.info.id),
+                    Some(&live.info.county_id),
                     "denied",
                     why,
                 )
@@ -454,13 +454,15 @@ impl SessionService for SessionApi {
         }
         let slot = admit_channel(&live)?;
         let channel_id = uuid::Uuid::new_v4().to_string();
-        let leg = state.sessions.expect_channel(&channel_id, &live.device_id);
+        let leg = state
+            .sessions
+            .expect_channel(&channel_id, &live.info.device_id);
         // If the admin gives up while we wait, the registration goes too.
         let _pending = state.sessions.pending_channel_guard(&channel_id);
         let sent = state
             .agents
             .deliver(
-                &live.device_id,
+                &live.info.device_id,
                 ServerMessage {
                     body: Some(ServerBody::OpenChannel(OpenChannel {
                         session_id: session_id.clone(),
@@ -475,7 +477,7 @@ impl SessionService for SessionApi {
             state.sessions.forget_channel(&channel_id);
             return Err(Status::unavailable(format!(
                 "device {} is not connected",
-                live.hostname
+                live.info.hostname
             )));
         }
         let leg = tokio::select! {
@@ -494,7 +496,7 @@ impl SessionService for SessionApi {
                 state.sessions.forget_channel(&channel_id);
                 return Err(Status::unavailable(format!(
                     "{} did not open the channel within {}",
-                    live.hostname,
+                    live.info.hostname,
                     humantime::format_duration(attach_timeout)
                 )));
             }
@@ -803,24 +805,24 @@ fn consent_to_proto(p: &ConsentPolicyRecord) -> ConsentPolicy {
 /// session too, not just new sessions. The error: the audit detail and
 /// the status for the caller.
 fn may_attach(principal: &Principal, live: &LiveSession) -> Result<(), (String, Status)> {
-    if live.user_id != principal.user_id {
+    if live.info.user_id != principal.user_id {
         return Err((
-            format!("started by {}", live.actor),
+            format!("started by {}", live.info.actor),
             Status::permission_denied("only the user who started the session may attach to it"),
         ));
     }
-    let permission = live.kind.permission();
+    let permission = live.info.kind.permission();
     if !principal.can(
         permission,
-        &TenantRef::school(&live.county_id, &live.school_id),
+        &TenantRef::school(&live.info.county_id, &live.info.school_id),
     ) {
         return Err((
             format!("{permission:?} no longer granted"),
             Status::permission_denied(format!(
                 "{} no longer may use {} on {}",
                 principal.name,
-                live.kind.as_str(),
-                live.hostname
+                live.info.kind.as_str(),
+                live.info.hostname
             )),
         ));
     }
@@ -833,13 +835,13 @@ fn may_attach(principal: &Principal, live: &LiveSession) -> Result<(), (String, 
 /// caller cannot pile up pending channels (each an `OpenChannel` at the
 /// device) beyond it.
 fn admit_channel(live: &Arc<LiveSession>) -> Result<ChannelGuard, Status> {
-    let slot = match live.kind {
+    let slot = match live.info.kind {
         // Claimed atomically: two racing attaches cannot both become
         // the one channel.
         Kind::Shell | Kind::Exec if !live.claim_only_channel() => {
             return Err(Status::failed_precondition(format!(
                 "a {} session has exactly one channel, and it was opened",
-                live.kind.as_str()
+                live.info.kind.as_str()
             )));
         }
         Kind::Shell | Kind::Exec => live.channel_guard(),
@@ -854,7 +856,7 @@ fn admit_channel(live: &Arc<LiveSession>) -> Result<ChannelGuard, Status> {
             Status::resource_exhausted("too many transfers at once in this copy session")
         })?,
     };
-    if matches!(live.kind, Kind::Forward | Kind::Copy) {
+    if matches!(live.info.kind, Kind::Forward | Kind::Copy) {
         live.open_channel();
     }
     Ok(slot)
@@ -1149,12 +1151,12 @@ async fn supervise(
                 }
                 if last_poll.elapsed() >= END_REQUEST_POLL {
                     last_poll = tokio::time::Instant::now();
-                    match state.store.get_session(&live.id).await {
+                    match state.store.get_session(&live.info.id).await {
                         Ok(Some(s)) if s.end_requested_at.is_some() => {
                             live.end(s.end_requested_reason, None);
                         }
                         Ok(_) => {}
-                        Err(err) => tracing::warn!(session = %live.id, error = %err, "cannot poll session end requests"),
+                        Err(err) => tracing::warn!(session = %live.info.id, error = %err, "cannot poll session end requests"),
                     }
                 }
             }

@@ -104,7 +104,7 @@ impl SessionBroker {
     }
 
     pub fn insert_live(&self, session: Arc<LiveSession>) {
-        self.lock().live.insert(session.id.clone(), session);
+        self.lock().live.insert(session.info.id.clone(), session);
     }
 
     pub fn remove_live(&self, session_id: &str) {
@@ -162,7 +162,7 @@ impl SessionBroker {
                 if let Some(live) = inner
                     .live
                     .get(&event.session_id)
-                    .filter(|l| l.device_id == device_id)
+                    .filter(|l| l.info.device_id == device_id)
                 {
                     live.end(reason, None);
                 } else if inner
@@ -184,7 +184,7 @@ impl SessionBroker {
     pub fn device_gone(&self, device_id: &str, connection: ConnectionId) {
         let mut inner = self.lock();
         for live in inner.live.values() {
-            if live.device_id == device_id && live.connection == connection {
+            if live.info.device_id == device_id && live.info.connection == connection {
                 live.end(DEVICE_GONE_REASON, None);
             }
         }
@@ -243,16 +243,7 @@ impl SessionBroker {
 
 /// A started session on this replica.
 pub struct LiveSession {
-    pub id: String,
-    pub kind: Kind,
-    pub device_id: String,
-    pub hostname: String,
-    pub county_id: String,
-    pub school_id: String,
-    pub user_id: String,
-    pub actor: String,
-    pub connection: ConnectionId,
-    pub max_file_bytes: u64,
+    pub info: SessionInfo,
     started: Instant,
     /// Cancelled when the session ends; every channel watches it.
     pub cancel: CancellationToken,
@@ -280,9 +271,9 @@ pub struct Recording {
 impl std::fmt::Debug for LiveSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LiveSession")
-            .field("id", &self.id)
-            .field("kind", &self.kind)
-            .field("device_id", &self.device_id)
+            .field("id", &self.info.id)
+            .field("kind", &self.info.kind)
+            .field("device_id", &self.info.device_id)
             .finish_non_exhaustive()
     }
 }
@@ -305,16 +296,7 @@ pub struct SessionInfo {
 impl LiveSession {
     pub fn new(info: SessionInfo, recording: Option<Recording>) -> Self {
         LiveSession {
-            id: info.id,
-            kind: info.kind,
-            device_id: info.device_id,
-            hostname: info.hostname,
-            county_id: info.county_id,
-            school_id: info.school_id,
-            user_id: info.user_id,
-            actor: info.actor,
-            connection: info.connection,
-            max_file_bytes: info.max_file_bytes,
+            info,
             started: Instant::now(),
             cancel: CancellationToken::new(),
             end: Mutex::new(None),

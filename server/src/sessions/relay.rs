@@ -105,7 +105,7 @@ pub async fn run(
         to_agent(&live, &stop, client_in, outbound),
         from_agent(&live, &stop, inbound, &client_tx),
     );
-    tracing::debug!(session = %live.id, channel = %channel_id, cause = ?stop.cause(), "channel closed");
+    tracing::debug!(session = %live.info.id, channel = %channel_id, cause = ?stop.cause(), "channel closed");
 }
 
 async fn to_agent(
@@ -150,19 +150,19 @@ async fn to_agent(
                     break;
                 }
                 live.add_to_device(data.len());
-                if live.kind == Kind::Copy {
+                if live.info.kind == Kind::Copy {
                     uploaded += data.len() as u64;
-                    if uploaded > live.max_file_bytes {
+                    if uploaded > live.info.max_file_bytes {
                         stop.stop(Cause::Limit(format!(
                             "the upload exceeds the limit of {} bytes",
-                            live.max_file_bytes
+                            live.info.max_file_bytes
                         )));
                         break;
                     }
                 }
             }
             Some(ClientBody::Resize(size)) => {
-                if live.kind == Kind::Shell {
+                if live.info.kind == Kind::Shell {
                     write_recording(live.record_resize(size.cols, size.rows)).await;
                 }
             }
@@ -235,14 +235,14 @@ async fn from_agent(
                     break;
                 }
                 live.add_from_device(data.len());
-                match live.kind {
+                match live.info.kind {
                     Kind::Shell => write_recording(live.record_output(data)).await,
                     Kind::Copy => {
                         downloaded += data.len() as u64;
-                        if downloaded > live.max_file_bytes {
+                        if downloaded > live.info.max_file_bytes {
                             stop.stop(Cause::Limit(format!(
                                 "the download exceeds the limit of {} bytes",
-                                live.max_file_bytes
+                                live.info.max_file_bytes
                             )));
                             break;
                         }
@@ -275,7 +275,7 @@ async fn from_agent(
         if let Some(result) = finished {
             stop.stop(Cause::AgentFinished);
             // A shell or command that is done ends its session.
-            if matches!(live.kind, Kind::Shell | Kind::Exec) {
+            if matches!(live.info.kind, Kind::Shell | Kind::Exec) {
                 match result {
                     Ok(code) => live.end(format!("exit {code}"), Some(code)),
                     Err(message) => live.end(format!("failed at the device: {message}"), None),
@@ -289,14 +289,14 @@ async fn from_agent(
         Some(Cause::AgentFinished) | Some(Cause::ClientGone) => return,
         Some(Cause::AgentGone) => error_frame(
             ChannelErrorCode::DeviceGone,
-            format!("lost the connection to {}", live.hostname),
+            format!("lost the connection to {}", live.info.hostname),
         ),
         Some(Cause::Protocol(m)) => error_frame(ChannelErrorCode::Protocol, m),
         Some(Cause::Limit(m)) => error_frame(ChannelErrorCode::Failed, m),
         None => match live.end_reason() {
             Some((reason, _)) if reason == DEVICE_GONE_REASON => error_frame(
                 ChannelErrorCode::DeviceGone,
-                format!("lost the connection to {}", live.hostname),
+                format!("lost the connection to {}", live.info.hostname),
             ),
             Some((reason, _)) => error_frame(ChannelErrorCode::Ended, reason),
             None => error_frame(ChannelErrorCode::Ended, "session ended"),
