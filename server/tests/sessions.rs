@@ -978,7 +978,26 @@ async fn ending_a_session_needs_the_starter_or_session_end() {
 
     // The cooperation admin may end it.
     let mut admin = server.client(&server.bootstrap_token).await;
-    admin.sessions.end_session(end("Wartung")).await.unwrap();
+    let answer = admin
+        .sessions
+        .end_session(end("Wartung"))
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .expect("the session as recorded");
+    // Read-your-writes: the answer and the next read show the end.
+    assert_eq!(answer.state, SessionState::Ended as i32, "{answer:?}");
+    assert_eq!(answer.end_reason, "ended by user:admin: Wartung");
+    let shown = tech
+        .sessions
+        .get_session(GetSessionRequest {
+            session_id: session_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(shown.state, SessionState::Ended as i32, "{shown:?}");
     let ended = ended_notice(&mut updates).await;
     assert_eq!(ended.reason, "ended by user:admin: Wartung");
     let ServerBody::CloseSession(close) = agent.next().await else {

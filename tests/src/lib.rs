@@ -496,6 +496,23 @@ impl Fleet {
     }
 }
 
+/// A marker no other test run on this machine uses: `LABEL-<pid>-<n>`.
+/// Tests that look for their processes in /proc must use one, since CI
+/// and a developer's run may share the machine.
+pub fn unique_marker(label: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{label}-{}-{n}", std::process::id())
+}
+
+/// A `sleep` argument (over an hour) that is unique to this run, like
+/// [`unique_marker`]: `3600.<pid><n>`.
+pub fn unique_sleep_seconds() -> String {
+    let marker = unique_marker("");
+    let digits: String = marker.chars().filter(char::is_ascii_digit).collect();
+    format!("3600.{digits}")
+}
+
 /// Pids of processes whose command line is exactly `argv`.
 pub fn pids_with_cmdline(argv: &[&str]) -> Vec<i32> {
     let wanted: Vec<u8> = argv

@@ -69,9 +69,24 @@ fn wait_with_deadline(child: &mut Child, limit: Duration, what: &str) -> std::pr
     }
 }
 
+/// A remote `sleep` started by the CLI: the CLI, its collected stderr,
+/// and the sleep's argument, unique to this run.
+struct RemoteSleep {
+    cli: Child,
+    messages: Arc<Mutex<Vec<u8>>>,
+    marker: String,
+}
+
+impl RemoteSleep {
+    fn pids(&self) -> Vec<i32> {
+        pids_with_cmdline(&["sleep", &self.marker])
+    }
+}
+
 /// Starts `schoolfleet exec DEVICE -- sleep MARKER` and waits until the
-/// sleep runs on the device; returns the CLI and its collected stderr.
-fn start_remote_sleep(fleet: &Fleet, marker: &str) -> (Child, Arc<Mutex<Vec<u8>>>) {
+/// sleep runs on the device.
+fn start_remote_sleep(fleet: &Fleet) -> RemoteSleep {
+    let marker = unique_sleep_seconds();
     let mut exec = fleet
         .cli
         .command(&[
@@ -81,16 +96,21 @@ fn start_remote_sleep(fleet: &Fleet, marker: &str) -> (Child, Arc<Mutex<Vec<u8>>
             REASON,
             "--",
             "sleep",
-            marker,
+            &marker,
         ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let messages = collect(exec.stderr.take().unwrap());
+    let sleep = RemoteSleep {
+        cli: exec,
+        messages,
+        marker,
+    };
     wait_until(Duration::from_secs(30), "the sleep to run", || {
-        !pids_with_cmdline(&["sleep", marker]).is_empty()
+        !sleep.pids().is_empty()
     });
-    (exec, messages)
+    sleep
 }
 
 fn sessions(cli: &CliRunner) -> Vec<serde_json::Value> {
@@ -252,26 +272,16 @@ fn shell_on_a_real_pty_runs_commands_resizes_and_restores_the_terminal() {
 #[test]
 fn an_admin_ends_a_running_session() {
     let fleet = Fleet::start(1, &[], &[]);
-    let (mut exec, messages) = start_remote_sleep(&fleet, "4714");
+    let mut sleep = start_remote_sleep(&fleet);
     let live = fleet.cli.json(&["sessions", "list", "--live"]);
     assert_eq!(live.as_array().unwrap().len(), 1, "{live}");
     let id = live[0]["id"].as_str().unwrap();
-    fleet
+    let said = fleet
         .cli
         .ok(&["sessions", "end", id, "--reason", "Pause beendet"]);
-    let status = wait_with_deadline(
-        &mut exec,
-        Duration::from_secs(15),
-        "exec after sessions end",
-    );
-    assert_eq!(status.code(), Some(255));
-    let text = text_of(&messages);
-    assert!(text.contains("Pause beendet"), "{text}");
-    wait_until(Duration::from_secs(10), "the sleep to be stopped", || {
-        pids_with_cmdline(&["sleep", "4714"]).is_empty()
-    });
+    // Read-your-writes: the very next read shows the end and its reason.
     let shown = fleet.cli.json(&["sessions", "show", id]);
-    assert_eq!(shown["state"], "ended", "{shown}");
+    assert_eq!(shown["state"], "ended", "{said}\n{shown}");
     assert!(
         shown["end_reason"]
             .as_str()
@@ -279,6 +289,17 @@ fn an_admin_ends_a_running_session() {
             .contains("Pause beendet"),
         "{shown}"
     );
+    let status = wait_with_deadline(
+        &mut sleep.cli,
+        Duration::from_secs(15),
+        "exec after sessions end",
+    );
+    assert_eq!(status.code(), Some(255));
+    let text = text_of(&sleep.messages);
+    assert!(text.contains("Pause beendet"), "{text}");
+    wait_until(Duration::from_secs(10), "the sleep to be stopped", || {
+        sleep.pids().is_empty()
+    });
     let ends: Vec<_> = audit_actions(&fleet.cli)
         .into_iter()
         .filter(|e| e["action"] == "session.end" && e["target"].as_str().unwrap().contains(id))
@@ -316,6 +337,7 @@ fn exec_returns_both_streams_the_exit_code_and_100_mb_intact() {
 
     // A reader that goes away early (`| head`) ends the session quietly
     // with the SIGPIPE status, and the remote command with it.
+    let marker = unique_marker("sf-pipe");
     let mut piped = fleet
         .cli
         .command(&[
@@ -325,20 +347,20 @@ fn exec_returns_both_streams_the_exit_code_and_100_mb_intact() {
             REASON,
             "--",
             "yes",
-            "sf-pipe",
+            &marker,
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut first = [0u8; 7];
+    let mut first = vec![0u8; marker.len()];
     piped
         .stdout
         .as_mut()
         .unwrap()
         .read_exact(&mut first)
         .unwrap();
-    assert_eq!(&first, b"sf-pipe");
+    assert_eq!(first, marker.as_bytes());
     drop(piped.stdout.take());
     let messages = collect(piped.stderr.take().unwrap());
     let status = wait_with_deadline(
@@ -353,7 +375,7 @@ fn exec_returns_both_streams_the_exit_code_and_100_mb_intact() {
         text_of(&messages)
     );
     wait_until(Duration::from_secs(10), "the remote `yes` to stop", || {
-        pids_with_cmdline(&["yes", "sf-pipe"]).is_empty()
+        pids_with_cmdline(&["yes", &marker]).is_empty()
     });
 
     let missing = fleet.cli.run(&[
@@ -730,7 +752,7 @@ fn consent_accept_refuse_no_answer_and_the_local_user_ends_a_session() {
 
     // The local user ends a running session at the device.
     std::fs::write(scripts.path().join("answer"), "yes").unwrap();
-    let (mut long, messages) = start_remote_sleep(&fleet, "4711");
+    let mut long = start_remote_sleep(&fleet);
     let agent = &fleet.agents[0];
     let listed = agent.run(&["sessions", "--json"]);
     let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
@@ -738,9 +760,13 @@ fn consent_accept_refuse_no_answer_and_the_local_user_ends_a_session() {
     assert_eq!(listed[0]["reason"], REASON, "{listed}");
     let ended = agent.run(&["sessions", "end"]);
     assert!(ended.status.success(), "{}", output_text(&ended));
-    let status = wait_with_deadline(&mut long, Duration::from_secs(15), "exec after local end");
+    let status = wait_with_deadline(
+        &mut long.cli,
+        Duration::from_secs(15),
+        "exec after local end",
+    );
     assert_eq!(status.code(), Some(255));
-    let told = text_of(&messages);
+    let told = text_of(&long.messages);
     assert!(told.contains("local user"), "{told}");
     // The admin was told whom the device asks, by host name (the agents
     // here all run on this machine).
@@ -753,7 +779,7 @@ fn consent_accept_refuse_no_answer_and_the_local_user_ends_a_session() {
         "{told}"
     );
     wait_until(Duration::from_secs(10), "the sleep to be stopped", || {
-        pids_with_cmdline(&["sleep", "4711"]).is_empty()
+        long.pids().is_empty()
     });
 }
 
@@ -856,15 +882,19 @@ fn editing_one_audit_entry_breaks_the_chain() {
 #[test]
 fn killing_the_agent_ends_the_admin_side_with_a_message() {
     let mut fleet = Fleet::start(1, &[], &[]);
-    let (mut exec, messages) = start_remote_sleep(&fleet, "4712");
+    let mut sleep = start_remote_sleep(&fleet);
     fleet.agents[0].kill();
-    let status = wait_with_deadline(&mut exec, Duration::from_secs(20), "exec after agent kill");
+    let status = wait_with_deadline(
+        &mut sleep.cli,
+        Duration::from_secs(20),
+        "exec after agent kill",
+    );
     assert_eq!(status.code(), Some(255));
-    let text = text_of(&messages);
+    let text = text_of(&sleep.messages);
     assert!(text.contains("lost the connection"), "{text}");
     // The agent had no chance to stop its child; a service manager would
     // (KillMode=control-group). Clean up here.
-    for pid in pids_with_cmdline(&["sleep", "4712"]) {
+    for pid in sleep.pids() {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
@@ -910,11 +940,11 @@ fn killing_the_cli_ends_the_shell_and_the_command_on_the_device() {
     });
 
     // The same for exec.
-    let (mut exec, _messages) = start_remote_sleep(&fleet, "4713");
-    exec.kill().unwrap();
-    exec.wait().unwrap();
+    let mut sleep = start_remote_sleep(&fleet);
+    sleep.cli.kill().unwrap();
+    sleep.cli.wait().unwrap();
     wait_until(Duration::from_secs(15), "the sleep to be stopped", || {
-        pids_with_cmdline(&["sleep", "4713"]).is_empty()
+        sleep.pids().is_empty()
     });
     wait_until(Duration::from_secs(15), "both sessions to end", || {
         sessions(&fleet.cli).iter().all(|s| s["state"] == "ended")

@@ -37,6 +37,7 @@ pub fn state_name(state: i32) -> &'static str {
         Ok(SessionState::Active) => "active",
         Ok(SessionState::Ended) => "ended",
         Ok(SessionState::Denied) => "denied",
+        Ok(SessionState::Ending) => "ending",
         _ => "unknown",
     }
 }
@@ -207,14 +208,21 @@ pub async fn run(cmd: SessionsCommand, ctx: &Context, ui: &mut Ui<'_>) -> anyhow
         }
         SessionsCommand::End { id, reason } => {
             let api = ctx.connect().await?;
-            api.sessions()
+            let ended = api
+                .sessions()
                 .end_session(EndSessionRequest {
                     session_id: id.clone(),
                     reason,
                 })
                 .await
-                .reply(&api)?;
-            ui.done(&format!("Ended session {id}."))?;
+                .reply(&api)?
+                .session;
+            match ended.map(|s| s.state) {
+                Some(s) if s == SessionState::Ending as i32 => ui.done(&format!(
+                    "Session {id} is ending: the end is recorded, the device has not confirmed the stop yet."
+                ))?,
+                _ => ui.done(&format!("Ended session {id}."))?,
+            }
         }
         SessionsCommand::Play {
             id,

@@ -38,6 +38,10 @@ const MAX_COPY_CHANNELS: usize = 4;
 const DELIVERY_PATIENCE: Duration = Duration::from_secs(5);
 /// How often the supervisor looks for EndSession from other replicas.
 const END_REQUEST_POLL: Duration = Duration::from_secs(5);
+/// How long `EndSession` waits for the stop to be recorded before it
+/// answers ENDING: longer than one end-request poll on another replica
+/// plus the drain of the session's channels.
+const END_CONFIRM_WAIT: Duration = Duration::from_secs(10);
 
 type Updates = mpsc::Sender<Result<SessionUpdate, Status>>;
 
@@ -108,6 +112,21 @@ impl SessionApi {
             .await;
     }
 
+    /// Waits until another replica has recorded the end of a session, at
+    /// most [`END_CONFIRM_WAIT`]; a session still running by then shows
+    /// as ENDING.
+    async fn wait_ended_in_store(&self, id: &str) -> Result<(), Status> {
+        let deadline = tokio::time::Instant::now() + END_CONFIRM_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            let current = self.0.store.get_session(id).await.map_err(storage_status)?;
+            if current.is_none_or(|s| !is_live_state(&s.state)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(())
+    }
+
     /// The session record for a caller: NOT_FOUND unless the caller
     /// started it or holds SessionRead on its school.
     async fn visible_session(
@@ -148,7 +167,9 @@ impl SessionApi {
                 .unwrap_or_default();
             hostnames.insert(s.device_id.clone(), host);
         }
+        let ending = s.end_requested_at.is_some() && is_live_state(&s.state);
         let state = match s.state.as_str() {
+            _ if ending => SessionState::Ending,
             SESSION_PENDING => SessionState::Pending,
             SESSION_ACTIVE => SessionState::Active,
             SESSION_ENDED => SessionState::Ended,
@@ -170,7 +191,11 @@ impl SessionApi {
             consent: s.consent.clone(),
             started_at: convert::ts(s.started_at),
             ended_at: s.ended_at.and_then(convert::ts),
-            end_reason: s.end_reason.clone(),
+            end_reason: if ending {
+                s.end_requested_reason.clone()
+            } else {
+                s.end_reason.clone()
+            },
             bytes_to_device: s.bytes_to_device.max(0) as u64,
             bytes_from_device: s.bytes_from_device.max(0) as u64,
             exit_code: s.exit_code.map(|c| c as i32),
@@ -178,6 +203,11 @@ impl SessionApi {
             channels: s.channels.max(0) as u32,
         })
     }
+}
+
+/// Pending or active: the states in which a session can still be ended.
+fn is_live_state(state: &str) -> bool {
+    state == SESSION_PENDING || state == SESSION_ACTIVE
 }
 
 /// A start request as the denial audit needs it.
@@ -601,14 +631,17 @@ impl SessionService for SessionApi {
         } else {
             format!("ended by {}: {why}", principal.actor())
         };
-        if let Some(live) = state.sessions.live(&session.id) {
-            live.end(reason.clone(), None);
-        } else if !state
+        // Record the request first: from here on every read shows the
+        // session as ending (other replicas pick it up from the store too).
+        let recorded = state
             .store
             .request_session_end(&session.id, now_millis(), &reason)
             .await
-            .map_err(storage_status)?
-        {
+            .map_err(storage_status)?;
+        let live = state.sessions.live(&session.id);
+        if let Some(live) = &live {
+            live.end(reason.clone(), None);
+        } else if !recorded && !is_live_state(&session.state) {
             return Err(Status::failed_precondition(format!(
                 "session {} is not live",
                 session.id
@@ -624,7 +657,23 @@ impl SessionService for SessionApi {
                 reason,
             )
             .await;
-        Ok(Response::new(EndSessionResponse {}))
+        // Answer with the end as recorded, so that `sessions show` right
+        // after never says less than this call did.
+        match &live {
+            Some(live) => {
+                live.wait_recorded(END_CONFIRM_WAIT).await;
+            }
+            None => self.wait_ended_in_store(&session.id).await?,
+        }
+        let session = state
+            .store
+            .get_session(&session.id)
+            .await
+            .map_err(storage_status)?
+            .ok_or_else(|| Status::not_found("session vanished"))?;
+        Ok(Response::new(EndSessionResponse {
+            session: Some(self.to_proto(&session, &mut HashMap::new()).await?),
+        }))
     }
 
     type GetRecordingStream = BoxStream<RecordingChunk>;
@@ -1113,6 +1162,8 @@ async fn drive(state: AppState, start: Start, tx: Updates) {
             ),
         )
         .await;
+    // The row and its audit entry are written: EndSession may answer now.
+    live.mark_recorded();
     tracing::info!(session = %info.id, device = %info.hostname, reason, duration_s = duration,
         bytes_to_device = to_device, bytes_from_device = from_device, "session ended");
     let _ = tx

@@ -247,6 +247,9 @@ pub struct LiveSession {
     started: Instant,
     /// Cancelled when the session ends; every channel watches it.
     pub cancel: CancellationToken,
+    /// Cancelled once the end is written to the store, so `EndSession`
+    /// can answer with what a following read will show.
+    recorded: CancellationToken,
     end: Mutex<Option<(String, Option<i32>)>>,
     bytes_to_device: AtomicU64,
     bytes_from_device: AtomicU64,
@@ -299,6 +302,7 @@ impl LiveSession {
             info,
             started: Instant::now(),
             cancel: CancellationToken::new(),
+            recorded: CancellationToken::new(),
             end: Mutex::new(None),
             bytes_to_device: AtomicU64::new(0),
             bytes_from_device: AtomicU64::new(0),
@@ -318,6 +322,18 @@ impl LiveSession {
             }
         }
         self.cancel.cancel();
+    }
+
+    /// Called by the session's task once its end is in the store.
+    pub fn mark_recorded(&self) {
+        self.recorded.cancel();
+    }
+
+    /// Waits until the end is in the store, at most `limit`; true if it is.
+    pub async fn wait_recorded(&self, limit: Duration) -> bool {
+        tokio::time::timeout(limit, self.recorded.cancelled())
+            .await
+            .is_ok()
     }
 
     pub fn end_reason(&self) -> Option<(String, Option<i32>)> {
