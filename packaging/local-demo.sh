@@ -5,19 +5,37 @@
 #   - schoolfleet-agent enrolled for this very machine (state in .demo/agent),
 #   - a CLI profile, so that `schoolfleet devices` works in another terminal.
 # Ctrl-C stops server and agent. Run it again to restart; `rm -rf .demo` to start afresh.
+#
+# Settings (environment):
+#   SCHOOLFLEET_DEMO_PORT   the server's port (default 7443)
+#   SCHOOLFLEET_DEMO_DIR    where data and logs go (default .demo in the checkout)
+#   SCHOOLFLEET_DEMO_BIN    a directory with already built binaries (skips the build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-demo=$root/.demo
+demo=${SCHOOLFLEET_DEMO_DIR:-$root/.demo}
 port=${SCHOOLFLEET_DEMO_PORT:-7443}
 url=https://127.0.0.1:$port
 target=${CARGO_TARGET_DIR:-$root/target}
-bin=$target/release
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+fail() { printf 'local-demo: %s\n' "$*" >&2; exit 1; }
+port_answers() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
 
-say "building release binaries (the first build takes a few minutes)"
-cargo build --release --bins
+# Another program (often a schoolfleet server from an earlier run) on the
+# port would answer in place of ours: stop before anything is started.
+if port_answers; then
+  fail "port $port on 127.0.0.1 is already in use by another program.
+Stop it, or choose another port: SCHOOLFLEET_DEMO_PORT=7444 $0"
+fi
+
+if [ -n "${SCHOOLFLEET_DEMO_BIN:-}" ]; then
+  bin=$SCHOOLFLEET_DEMO_BIN
+else
+  bin=$target/release
+  say "building release binaries (the first build takes a few minutes)"
+  cargo build --release --bins
+fi
 
 mkdir -p "$demo/server" "$demo/agent"
 pids=()
@@ -27,16 +45,30 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-say "starting schoolfleet-server on $url (log: .demo/server.log)"
+say "starting schoolfleet-server on $url (log: $demo/server.log)"
 SCHOOLFLEET_AGENTS__HEARTBEAT_INTERVAL=15s \
   "$bin/schoolfleet-server" run --listen "127.0.0.1:$port" --data-dir "$demo/server" \
   >"$demo/server.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do
-  [ -s "$demo/server/ca.pin" ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+server_pid=$!
+pids+=("$server_pid")
+# Ready means: our own server process is alive and has said it listens
+# (its log is new for this run), not merely that something answers.
+ready=
+for _ in $(seq 300); do
+  kill -0 "$server_pid" 2>/dev/null || break
+  if grep -q 'listening' "$demo/server.log" && [ -s "$demo/server/ca.pin" ] && port_answers; then
+    ready=1
+    break
+  fi
   sleep 0.1
 done
-[ -s "$demo/server/ca.pin" ] || { cat "$demo/server.log"; echo "server did not start"; exit 1; }
+if [ -z "$ready" ]; then
+  cat "$demo/server.log" >&2
+  if grep -qi 'address already in use' "$demo/server.log"; then
+    fail "port $port was taken while the server started. Choose another: SCHOOLFLEET_DEMO_PORT=7444 $0"
+  fi
+  fail "the demo's server did not start (log above)"
+fi
 
 pin=$(cat "$demo/server/ca.pin")
 sf() { "$bin/schoolfleet" "$@"; }
@@ -59,7 +91,7 @@ if [ ! -f "$demo/agent/device.json" ]; then
   "$bin/schoolfleet-agent" --state-dir "$demo/agent" enroll --server "$url" --token "$token"
 fi
 
-say "starting schoolfleet-agent (log: .demo/agent.log)"
+say "starting schoolfleet-agent (log: $demo/agent.log)"
 "$bin/schoolfleet-agent" --state-dir "$demo/agent" run >"$demo/agent.log" 2>&1 &
 pids+=($!)
 
