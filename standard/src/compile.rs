@@ -150,7 +150,7 @@ fn literal_prefix(pattern: &str) -> String {
     let Some(rest) = pattern.strip_prefix('^') else {
         return String::new();
     };
-    if pattern.contains('|') && !pattern.contains('(') {
+    if has_top_level_alternation(rest) {
         // `^a|b` means `(^a)|b`: no common prefix.
         return String::new();
     }
@@ -176,6 +176,29 @@ fn literal_prefix(pattern: &str) -> String {
         }
     }
     prefix
+}
+
+/// True when `|` appears outside every group and character class, with
+/// escapes honoured (`^ \(|a` is `(^ \()|a`).
+fn has_top_level_alternation(pattern: &str) -> bool {
+    let mut depth = 0usize;
+    let mut in_class = false;
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            '[' if !in_class => in_class = true,
+            ']' if in_class => in_class = false,
+            _ if in_class => {}
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            '|' if depth == 0 => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 #[derive(Debug, Clone)]
@@ -880,6 +903,8 @@ mod prefix_tests {
         assert_eq!(literal_prefix("^ab?c"), "a");
         assert_eq!(literal_prefix("^a\\.b\\d"), "a.b");
         assert_eq!(literal_prefix("^a|b"), "");
+        assert_eq!(literal_prefix("^ \\(|a?"), "");
+        assert_eq!(literal_prefix("^a[|]b"), "a");
         assert_eq!(literal_prefix("(?i)^firefox"), "");
         assert_eq!(literal_prefix("Firefox"), "");
     }
