@@ -188,7 +188,7 @@ fn shell_on_a_real_pty_runs_commands_resizes_and_restores_the_terminal() {
             pixel_height: 0,
         })
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // No pause: the CLI sends the resize before keystrokes read after it.
     keyboard.write_all(b"stty size\r").unwrap();
     wait_for_output(&output, "41 101", "the resized remote terminal");
 

@@ -31,12 +31,9 @@ const STDIN_CHUNK: usize = 64 * 1024;
 
 pub async fn run(args: ShellArgs, ctx: &Context, ui: &mut Ui<'_>) -> anyhow::Result<()> {
     let interactive = io::stdin().is_terminal();
+    // A terminal that reports 0x0 (some serial consoles) gets the default.
     let (cols, rows) = if interactive {
-        crossterm::terminal::size()
-            .ok()
-            // A terminal that reports 0x0 (some serial consoles) gets the default.
-            .filter(|&(cols, rows)| cols > 0 && rows > 0)
-            .unwrap_or(DEFAULT_SIZE)
+        terminal_size().unwrap_or(DEFAULT_SIZE)
     } else {
         DEFAULT_SIZE
     };
@@ -62,23 +59,21 @@ pub async fn run(args: ShellArgs, ctx: &Context, ui: &mut Ui<'_>) -> anyhow::Res
     .await?;
 
     // The terminal may have changed size while the device's user was asked.
-    if let Ok(now) = crossterm::terminal::size()
-        && interactive
-        && now != (cols, rows)
-        && now.0 > 0
-        && now.1 > 0
+    let mut size = (cols, rows);
+    if let Some(now) = terminal_size().filter(|_| interactive)
+        && now != size
     {
+        size = now;
         let _ = channel
             .input
             .send(session::resize_frame(now.0, now.1))
             .await;
     }
     let controls = watch_signals(interactive)?;
-    let input = read_stdin_in_thread();
     let input = if interactive {
-        input
+        read_terminal_in_thread(size)
     } else {
-        end_with_ctrl_d(input)
+        end_with_ctrl_d(read_stdin_in_thread())
     };
     terminal::install_panic_hook();
     let guard = if interactive {
@@ -138,6 +133,9 @@ pub(crate) fn finish(outcome: Outcome) -> anyhow::Result<()> {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Input {
     Data(Vec<u8>),
+    /// The admin's terminal has this size now; sent before the data read
+    /// after the change, so keystrokes never overtake a resize.
+    Resize(u16, u16),
     Eof,
 }
 
@@ -146,11 +144,31 @@ pub enum Input {
 /// pipe waits for the device instead of filling memory.
 pub fn read_stdin_in_thread() -> mpsc::Receiver<Input> {
     let (tx, rx) = mpsc::channel(4);
-    std::thread::spawn(move || read_into(io::stdin(), &tx));
+    std::thread::spawn(move || read_into(io::stdin(), None, &tx));
     rx
 }
 
-fn read_into(mut source: impl Read, tx: &mpsc::Sender<Input>) {
+/// Like [`read_stdin_in_thread`] for a terminal: before each chunk it
+/// compares the terminal's size with the last one seen and sends a
+/// resize first when it changed. SIGWINCH alone races with the keystrokes
+/// typed right after a resize (`stty size` could see the old size).
+pub fn read_terminal_in_thread(size: (u16, u16)) -> mpsc::Receiver<Input> {
+    let (tx, rx) = mpsc::channel(4);
+    std::thread::spawn(move || read_into(io::stdin(), Some((terminal_size, size)), &tx));
+    rx
+}
+
+/// The terminal's size, when it reports a usable one.
+fn terminal_size() -> Option<(u16, u16)> {
+    crossterm::terminal::size()
+        .ok()
+        .filter(|&(cols, rows)| cols > 0 && rows > 0)
+}
+
+/// A way to read the terminal's size, and the size last sent.
+type SizeProbe = (fn() -> Option<(u16, u16)>, (u16, u16));
+
+fn read_into(mut source: impl Read, mut probe: Option<SizeProbe>, tx: &mpsc::Sender<Input>) {
     let mut buf = vec![0; STDIN_CHUNK];
     loop {
         let input = match source.read(&mut buf) {
@@ -160,6 +178,15 @@ fn read_into(mut source: impl Read, tx: &mpsc::Sender<Input>) {
             // A broken stdin ends the input like EOF.
             Err(_) => Input::Eof,
         };
+        if let Some((read_size, last)) = &mut probe
+            && let Some(now) = read_size()
+            && now != *last
+        {
+            *last = now;
+            if tx.blocking_send(Input::Resize(now.0, now.1)).is_err() {
+                return;
+            }
+        }
         let last = input == Input::Eof;
         if tx.blocking_send(input).is_err() || last {
             return;
@@ -326,6 +353,9 @@ pub async fn pump(
             chunk = recv_input(&mut input), if outbox.is_empty() && input.is_some() => {
                 match chunk {
                     Some(Input::Data(bytes)) => outbox.push_back(session::input_frame(bytes)),
+                    Some(Input::Resize(cols, rows)) => {
+                        outbox.push_back(session::resize_frame(cols, rows));
+                    }
                     Some(Input::Eof) | None => {
                         input = None;
                         outbox.push_back(session::eof_frame());
@@ -555,7 +585,7 @@ mod tests {
     fn stdin_thread_reads_chunks_then_eof() {
         let (tx, mut rx) = mpsc::channel(4);
         let data = vec![b'x'; STDIN_CHUNK + 10];
-        std::thread::spawn(move || read_into(io::Cursor::new(data), &tx));
+        std::thread::spawn(move || read_into(io::Cursor::new(data), None, &tx));
         let mut total = 0;
         loop {
             match rx.blocking_recv() {
@@ -564,10 +594,33 @@ mod tests {
                     total += bytes.len();
                 }
                 Some(Input::Eof) => break,
+                Some(other) => panic!("unexpected {other:?}"),
                 None => panic!("no eof"),
             }
         }
         assert_eq!(total, STDIN_CHUNK + 10);
+    }
+
+    #[test]
+    fn a_resize_goes_before_the_keystrokes_read_after_it() {
+        fn resized() -> Option<(u16, u16)> {
+            Some((101, 41))
+        }
+        let (tx, mut rx) = mpsc::channel(4);
+        std::thread::spawn(move || {
+            read_into(
+                io::Cursor::new(b"stty size\r".to_vec()),
+                Some((resized, (80, 24))),
+                &tx,
+            )
+        });
+        assert_eq!(rx.blocking_recv(), Some(Input::Resize(101, 41)));
+        assert_eq!(
+            rx.blocking_recv(),
+            Some(Input::Data(b"stty size\r".to_vec()))
+        );
+        // Unchanged since: no second resize.
+        assert_eq!(rx.blocking_recv(), Some(Input::Eof));
     }
 
     #[test]
