@@ -16,6 +16,24 @@ use sqlx::Connection;
 
 pub const PG_URL_VAR: &str = "SCHOOLFLEET_TEST_DATABASE_URL";
 
+/// Waits until `condition` holds, for work that finishes in a task of its
+/// own by design (webhook delivery, a stream's bookkeeping); panics after
+/// `limit`. Never use it where a call promises read-your-writes.
+pub async fn eventually<F, Fut>(limit: std::time::Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Runs `test` against a fresh SQLite store.
 pub async fn with_sqlite<F, Fut>(test: F)
 where
