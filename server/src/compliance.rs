@@ -297,7 +297,7 @@ async fn sync_tickets(
                         ticket,
                         device_ids: vec![row.id.clone()],
                         created_note: result.reason.clone(),
-                        outbox: None,
+                        announce: None,
                     })
                     .await?;
                 if !store

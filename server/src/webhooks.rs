@@ -64,9 +64,25 @@ pub fn ticket_event(
     assignee: Option<&str>,
     at: Millis,
 ) -> Option<OutboxEvent> {
-    if !enabled(config) {
-        return None;
+    enabled(config).then(|| ticket_outbox_event(kind, ticket, assignee, at))
+}
+
+/// The `ticket.created` event, made by the store once the new ticket has
+/// its number (so the key `SUP-1234` is in the payload), or `None` when
+/// webhooks are off.
+pub fn ticket_created(config: &Config) -> Option<crate::storage::TicketAnnouncer> {
+    fn announce(ticket: &TicketRecord) -> OutboxEvent {
+        ticket_outbox_event("ticket.created", ticket, None, ticket.created_at)
     }
+    enabled(config).then_some(announce as crate::storage::TicketAnnouncer)
+}
+
+fn ticket_outbox_event(
+    kind: &str,
+    ticket: &TicketRecord,
+    assignee: Option<&str>,
+    at: Millis,
+) -> OutboxEvent {
     let mut event = OutboxEvent::new(kind, String::new(), at);
     event.payload = serde_json::json!({
         "id": event.event_id,
@@ -84,7 +100,7 @@ pub fn ticket_event(
         },
     })
     .to_string();
-    Some(event)
+    event
 }
 
 /// An article event for the outbox, or `None` when webhooks are off.

@@ -93,7 +93,7 @@ async fn create(store: &Arc<dyn Store>, t: TicketRecord, devices: &[&str]) -> Ti
             ticket: t,
             device_ids: devices.iter().map(|d| d.to_string()).collect(),
             created_note: String::new(),
-            outbox: None,
+            announce: None,
         })
         .await
         .unwrap()

@@ -247,6 +247,14 @@ async fn receiver_gets_signed_events() {
         if body["event"] == "ticket.assigned" {
             assert_eq!(body["ticket"]["assignee"], "admin");
         }
+        // Every event names its ticket by the key the store gave it
+        // (`ticket.created` once carried SUP-0: built before numbering).
+        if let Some(key) = body["ticket"]["key"].as_str() {
+            let number: i64 = key.strip_prefix("SUP-").unwrap().parse().unwrap();
+            let stored = server.store().get_ticket(number).await.unwrap();
+            let stored = stored.unwrap_or_else(|| panic!("no ticket {key}: {body}"));
+            assert_eq!(body["ticket"]["title"], stored.title.as_str(), "{body}");
+        }
     }
     kinds.sort();
     assert_eq!(

@@ -245,14 +245,13 @@ pub(crate) async fn report_from_agent(
         updated_at: now,
         closed_at: None,
     };
-    let outbox = webhooks::ticket_event(&state.config, "ticket.created", &ticket, None, now);
     let created = state
         .store
         .create_ticket(&NewTicket {
             ticket,
             device_ids: vec![device.id.clone()],
             created_note: snapshot,
-            outbox,
+            announce: webhooks::ticket_created(&state.config),
         })
         .await
         .map_err(storage_status)?;
@@ -410,14 +409,13 @@ impl TicketService for TicketApi {
             updated_at: now,
             closed_at: None,
         };
-        let outbox = webhooks::ticket_event(&state.config, "ticket.created", &ticket, None, now);
         let created = state
             .store
             .create_ticket(&NewTicket {
                 ticket,
                 device_ids: devices.iter().map(|d| d.id.clone()).collect(),
                 created_note: String::new(),
-                outbox,
+                announce: webhooks::ticket_created(&state.config),
             })
             .await
             .map_err(storage_status)?;

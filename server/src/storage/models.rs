@@ -547,8 +547,14 @@ pub struct NewTicket {
     pub device_ids: Vec<String>,
     /// Body of the `created` timeline entry (e.g. an agent's snapshot).
     pub created_note: String,
-    pub outbox: Option<OutboxEvent>,
+    /// Makes the `ticket.created` webhook event from the stored ticket, in
+    /// the same transaction, once its number is known; `None` when webhooks
+    /// are off.
+    pub announce: Option<TicketAnnouncer>,
 }
+
+/// Builds the outbox event for a newly numbered ticket.
+pub type TicketAnnouncer = fn(&TicketRecord) -> OutboxEvent;
 
 /// One change to a ticket, applied atomically with its timeline entry
 /// (and its webhook event, if any).

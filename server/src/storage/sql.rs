@@ -1319,8 +1319,9 @@ macro_rules! impl_sql_store {
                 .bind(&t.status)
                 .execute(&mut *tx)
                 .await?;
-                if let Some(event) = &new.outbox {
-                    sql::insert_outbox!(event, &mut *tx);
+                if let Some(announce) = new.announce {
+                    let event = announce(&t);
+                    sql::insert_outbox!(&event, &mut *tx);
                 }
                 tx.commit().await?;
                 Ok(t)
