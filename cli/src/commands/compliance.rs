@@ -311,6 +311,8 @@ pub struct ResultRow {
     pub status: String,
     pub title: String,
     pub mode: String,
+    /// Counts for the compliance quota (false for `beobachten`).
+    pub counted: bool,
     pub severity: String,
     pub expected: String,
     pub actual: String,
@@ -512,6 +514,7 @@ pub async fn compliance(
                     status: x.status.clone(),
                     title: x.title.clone(),
                     mode: x.mode.clone(),
+                    counted: x.counted,
                     severity: x.severity.clone(),
                     expected: x.expected.clone(),
                     actual: x.actual.clone(),

@@ -380,6 +380,7 @@ impl ComplianceService for ComplianceApi {
                     waiver_id: r.waiver_id.clone(),
                     evaluated_at: convert::ts(r.evaluated_at),
                     remediation: rule.remediation.clone().unwrap_or_default(),
+                    counted: rule.mode.counted(),
                 })
             })
             .collect();
