@@ -71,6 +71,11 @@ pub trait Record: Serialize {
     const COLUMNS: &'static [Column];
     /// One raw (not yet neutralised) string per column.
     fn cells(&self) -> Vec<String>;
+    /// The cells for CSV, where numbers must stay numbers (`85.7`, not
+    /// `85.7 %`) and a missing value is an empty cell, not `-`.
+    fn csv_cells(&self) -> Vec<String> {
+        self.cells()
+    }
 }
 
 /// Where output goes, and how to ask the user. Commands write only through
@@ -226,7 +231,7 @@ pub fn write_csv<R: Record>(out: &mut dyn Write, rows: &[R]) -> io::Result<()> {
     let header: Vec<Cow<'_, str>> = R::COLUMNS.iter().map(|c| csv_field(c.key)).collect();
     write!(out, "{}\r\n", header.join(","))?;
     for row in rows {
-        let cells = row.cells();
+        let cells = row.csv_cells();
         let fields: Vec<Cow<'_, str>> = cells.iter().map(|c| csv_field(c)).collect();
         write!(out, "{}\r\n", fields.join(","))?;
     }
@@ -242,13 +247,13 @@ pub fn write_csv<R: Record>(out: &mut dyn Write, rows: &[R]) -> io::Result<()> {
 ///    a cell that starts with `=`, `+`, `-` or `@` as a formula (e.g. an
 ///    agent reporting the package name `=HYPERLINK(...)` or `@SUM(...)`).
 ///    Such a value gets a leading single quote, which spreadsheets treat as
-///    "this is text" (OWASP's CSV injection advice). A negative number would
-///    get the quote too; our CSV columns hold none.
+///    "this is text" (OWASP's CSV injection advice). A plain number
+///    (`-5`, `12.5`) and a lone `-` are no formula and stay as they are.
 /// 3. RFC 4180 quoting: a field with a comma, double quote, CR or LF is
 ///    enclosed in double quotes, inner double quotes doubled.
 pub fn csv_field(value: &str) -> Cow<'_, str> {
     let mut text = for_terminal(value);
-    if text.starts_with(['=', '+', '-', '@']) {
+    if text.starts_with(['=', '+', '-', '@']) && !is_plain_number(&text) && text != "-" {
         text = Cow::Owned(format!("'{text}"));
     }
     if text.contains([',', '"', '\r', '\n']) {
@@ -256,6 +261,17 @@ pub fn csv_field(value: &str) -> Cow<'_, str> {
     } else {
         text
     }
+}
+
+/// `-12`, `3.5`: digits with an optional minus and one decimal point.
+fn is_plain_number(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let mut parts = digits.splitn(2, '.');
+    let whole = parts.next().unwrap_or_default();
+    let fraction = parts.next();
+    !whole.is_empty()
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && fraction.is_none_or(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// A titled block of "Label: value" lines and/or a small table, as used by
@@ -547,6 +563,12 @@ mod tests {
         assert_eq!(csv_field("-2+3"), "'-2+3");
         assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
         assert_eq!(csv_field("a=b"), "a=b");
+        // Numbers and a lone dash are no formulas.
+        assert_eq!(csv_field("-"), "-");
+        assert_eq!(csv_field("-5"), "-5");
+        assert_eq!(csv_field("-12.5"), "-12.5");
+        assert_eq!(csv_field("-1.2.3"), "'-1.2.3");
+        assert_eq!(csv_field("-.5"), "'-.5");
         // Line breaks and escapes become visible text, so one row stays one line.
         assert_eq!(csv_field("a\nb\u{1b}[31m"), "a\\x0ab\\x1b[31m");
     }

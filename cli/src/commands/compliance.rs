@@ -245,6 +245,22 @@ impl Record for TenantRow {
             show_percent(self.compliant_percent_last_week),
         ]
     }
+    /// The county's total has an empty school; shares are plain numbers.
+    fn csv_cells(&self) -> Vec<String> {
+        vec![
+            self.county_id.clone(),
+            self.school_id.clone(),
+            self.devices.to_string(),
+            self.compliant.to_string(),
+            csv_number(self.compliant_percent),
+            csv_number(self.compliant_percent_last_week),
+        ]
+    }
+}
+
+/// A number for CSV: `85.7`, or an empty cell when there is none.
+fn csv_number(value: Option<f64>) -> String {
+    value.map_or_else(String::new, |v| v.to_string())
 }
 
 #[derive(Debug, Serialize)]
@@ -287,6 +303,13 @@ impl Record for RuleRow {
             show_percent(self.pass_percent),
         ]
     }
+    fn csv_cells(&self) -> Vec<String> {
+        let mut cells = self.cells();
+        if let Some(last) = cells.last_mut() {
+            *last = csv_number(self.pass_percent);
+        }
+        cells
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -303,6 +326,24 @@ pub struct WaiverRow {
     pub rule_id: String,
     pub expires: Option<String>,
     pub reason: String,
+}
+
+impl Record for WaiverRow {
+    const NOUN: &'static str = "waivers";
+    const COLUMNS: &'static [Column] = &[
+        col("waiver_id", "WAIVER"),
+        col("rule_id", "RULE"),
+        col("expires", "EXPIRES"),
+        col("reason", "REASON"),
+    ];
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.waiver_id.clone(),
+            self.rule_id.clone(),
+            self.expires.clone().unwrap_or_default(),
+            self.reason.clone(),
+        ]
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -453,8 +494,16 @@ pub async fn compliance(
             };
             match ui.format {
                 output::OutputFormat::Json => output::write_json(ui.out, &summary)?,
-                // A spreadsheet wants one table: the per-school shares.
-                output::OutputFormat::Csv => output::write_csv(ui.out, &summary.tenants)?,
+                // Three tables, each with its header row, apart by an empty
+                // line: the shares per county and school, the rules, and the
+                // waivers that expire soon.
+                output::OutputFormat::Csv => {
+                    output::write_csv(ui.out, &summary.tenants)?;
+                    write!(ui.out, "\r\n")?;
+                    output::write_csv(ui.out, &summary.rules)?;
+                    write!(ui.out, "\r\n")?;
+                    output::write_csv(ui.out, &summary.expiring_waivers)?;
+                }
                 output::OutputFormat::Table => {
                     let table = |rows: &[TenantRow]| rows.iter().map(Record::cells).collect();
                     let titles = |cols: &[Column]| {
@@ -479,19 +528,8 @@ pub async fn compliance(
                         waivers.note("none");
                     } else {
                         waivers.table(
-                            vec!["WAIVER", "RULE", "EXPIRES", "REASON"],
-                            summary
-                                .expiring_waivers
-                                .iter()
-                                .map(|w| {
-                                    vec![
-                                        w.waiver_id.clone(),
-                                        w.rule_id.clone(),
-                                        w.expires.clone().unwrap_or_default(),
-                                        w.reason.clone(),
-                                    ]
-                                })
-                                .collect(),
+                            titles(WaiverRow::COLUMNS),
+                            summary.expiring_waivers.iter().map(Record::cells).collect(),
                         );
                     }
                     text += &waivers.render();
