@@ -220,7 +220,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// A one-line explanation of a failed call. The server's message is shown
+/// An explanation of a failed call. The server's message is shown
 /// through `for_terminal`: it may quote what an agent sent.
 pub fn describe_status(status: &Status, server: &str) -> String {
     let detail = {
@@ -234,7 +234,12 @@ pub fn describe_status(status: &Status, server: &str) -> String {
                 text.push_str(&chain);
             }
         }
-        for_terminal(&text).into_owned()
+        // Line breaks are the server's own layout (lint and apply list one
+        // problem a line); everything else dangerous is shown escaped.
+        text.split('\n')
+            .map(|line| for_terminal(line.strip_suffix('\r').unwrap_or(line)))
+            .collect::<Vec<_>>()
+            .join("\n")
     };
     let with = |prefix: &str| {
         if detail.is_empty() {
@@ -290,6 +295,10 @@ mod tests {
                 "not found: device kus012-pc07",
             ),
             (Status::not_found(""), "not found"),
+            (
+                Status::invalid_argument("line 3: bad\nline 9: worse\u{1b}[2J"),
+                "invalid request: line 3: bad\nline 9: worse\\x1b[2J",
+            ),
             (
                 Status::unavailable("connection refused"),
                 "cannot reach server https://fleet.example.org:7443: connection refused",
