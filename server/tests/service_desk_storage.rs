@@ -228,6 +228,7 @@ async fn timeline_joins_inventory_changes_in_order(store: Arc<dyn Store>) {
                     c.device_id, c.rule_id, c.old_status, c.new_status
                 )
             }
+            TimelineEntry::Session(s) => format!("session:{}", s.id),
         })
         .collect();
     assert_eq!(

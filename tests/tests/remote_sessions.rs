@@ -968,3 +968,47 @@ fn an_idle_agent_keeps_its_stream_past_the_servers_idle_limit() {
         "{agent_log}"
     );
 }
+
+/// A session started for a ticket shows in that ticket's timeline, with
+/// its reason, end and exit code (not its command line).
+#[test]
+fn a_session_started_for_a_ticket_is_in_its_timeline() {
+    let fleet = Fleet::start(1, &[], &[]);
+    let created = fleet.cli.json(&[
+        "ticket",
+        "new",
+        "Drucker druckt nicht",
+        "--device",
+        fleet.device(),
+    ]);
+    let key = created["key"].as_str().unwrap().to_owned();
+    let out = fleet.cli.run(&[
+        "exec",
+        fleet.device(),
+        "--reason",
+        "Druckerwarteschlange prüfen",
+        "--ticket",
+        &key,
+        "--",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", output_text(&out));
+    let shown = fleet.cli.json(&["ticket", "show", &key]);
+    let sessions: Vec<_> = shown["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "session")
+        .collect();
+    assert_eq!(sessions.len(), 1, "{shown}");
+    let text = sessions[0]["text"].as_str().unwrap();
+    assert!(text.contains("Druckerwarteschlange prüfen"), "{text}");
+    assert!(text.contains("exit 3"), "{text}");
+    assert!(text.contains("ended"), "{text}");
+    assert!(
+        !text.contains("exit 3\""),
+        "the command line leaked: {text}"
+    );
+}

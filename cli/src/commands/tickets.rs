@@ -125,7 +125,18 @@ pub fn timeline_text(e: &TimelineEntry) -> String {
             "{} {} -> {} ({})",
             e.subject, e.old_value, e.new_value, e.body
         ),
-        // Kinds added later (sessions) still show something.
+        "session" => {
+            let mut text = format!("remote {} session {}: {}", e.change_kind, e.subject, e.body);
+            text += &format!(" ({}", e.new_value);
+            if let Some(code) = e.exit_code {
+                text += &format!(", exit {code}");
+            }
+            if let Some(ended) = time_opt(e.ended_at.as_ref()) {
+                text += &format!(", ended {ended}");
+            }
+            text + ")"
+        }
+        // Kinds added later still show something.
         _ => [e.body.as_str(), e.new_value.as_str()]
             .iter()
             .filter(|s| !s.is_empty())

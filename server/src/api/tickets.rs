@@ -534,6 +534,25 @@ impl TicketService for TicketApi {
                     new_value: e.new_value,
                     subject: String::new(),
                     change_kind: String::new(),
+                    ended_at: None,
+                    exit_code: None,
+                },
+                storage::TimelineEntry::Session(session) => TimelineEntry {
+                    at: convert::ts(session.started_at),
+                    kind: "session".into(),
+                    actor: session.actor,
+                    body: session.reason,
+                    old_value: String::new(),
+                    new_value: if session.end_reason.is_empty() {
+                        session.state
+                    } else {
+                        format!("{}: {}", session.state, session.end_reason)
+                    },
+                    device_id: session.device_id,
+                    subject: session.id,
+                    change_kind: session.kind,
+                    ended_at: session.ended_at.and_then(convert::ts),
+                    exit_code: session.exit_code.map(|c| c as i32),
                 },
                 storage::TimelineEntry::Compliance(change) => TimelineEntry {
                     at: convert::ts(change.at),
@@ -545,6 +564,8 @@ impl TicketService for TicketApi {
                     device_id: change.device_id,
                     subject: change.rule_id,
                     change_kind: format!("standard revision {}", change.revision),
+                    ended_at: None,
+                    exit_code: None,
                 },
                 storage::TimelineEntry::Inventory { device_id, change } => TimelineEntry {
                     at: convert::ts(change.at),
@@ -556,6 +577,8 @@ impl TicketService for TicketApi {
                     device_id,
                     subject: change.subject,
                     change_kind: change.kind,
+                    ended_at: None,
+                    exit_code: None,
                 },
             })
             .collect();

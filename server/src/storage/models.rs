@@ -600,6 +600,8 @@ pub enum TimelineEntry {
     },
     /// A device's result for a rule of the standard changed.
     Compliance(ComplianceChangeRecord),
+    /// A remote session started with this ticket as its reference.
+    Session(Box<SessionRecord>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -619,6 +621,7 @@ impl TimelineEntry {
             TimelineEntry::Event(e) => e.at,
             TimelineEntry::Inventory { change, .. } => change.at,
             TimelineEntry::Compliance(change) => change.at,
+            TimelineEntry::Session(session) => session.started_at,
         }
     }
 }

@@ -1490,8 +1490,23 @@ macro_rules! impl_sql_store {
                 .bind(ticket_id)
                 .fetch_all(&self.pool)
                 .await?;
+                // Sessions name their ticket by key (`SUP-1042`).
+                let sessions: Vec<SessionRecord> = sqlx::query_as(&format!(
+                    "SELECT {} FROM sessions WHERE ticket = \
+                     (SELECT 'SUP-' || number FROM tickets WHERE id = $1) \
+                     ORDER BY started_at, id LIMIT 1000",
+                    sql::SESSION_COLUMNS
+                ))
+                .bind(ticket_id)
+                .fetch_all(&self.pool)
+                .await?;
                 let mut timeline: Vec<TimelineEntry> =
                     events.into_iter().map(TimelineEntry::Event).collect();
+                timeline.extend(
+                    sessions
+                        .into_iter()
+                        .map(|s| TimelineEntry::Session(Box::new(s))),
+                );
                 timeline.extend(
                     compliance
                         .into_iter()
