@@ -38,7 +38,14 @@ const ENROLL_TOKEN_CREATE_HELP: &str = "\
 Example, for a computer room with 30 PCs:
   schoolfleet enroll-token create --school kus012 --class schueler-pc --expires 7d --uses 30
 
-Then run the printed `schoolfleet-agent enroll ...` command on each PC.";
+Then run the printed `schoolfleet-agent enroll ...` command on each PC.
+
+A PC that is still enrolled proves itself with its key when enrolled again and
+keeps its device id. After an OS reinstall it has no key any more: make a
+token for that one device, so it keeps its id and history:
+  schoolfleet enroll-token create --reinstall kus012-pc07 --expires 1d
+Otherwise it enrols as a new device; when it looks like an existing one, the
+agent prints the `schoolfleet device adopt NEW OLD` that merges them.";
 
 const TOKEN_CREATE_HELP: &str = "\
 Example:
@@ -853,11 +860,15 @@ pub enum EnrollTokenCommand {
     #[command(after_help = ENROLL_TOKEN_CREATE_HELP)]
     Create {
         /// School the devices join, e.g. kus012
-        #[arg(long, value_parser = tenant_id)]
-        school: String,
+        #[arg(long, value_parser = tenant_id, required_unless_present = "reinstall")]
+        school: Option<String>,
         /// Device class, e.g. schueler-pc
-        #[arg(long, value_parser = tenant_id)]
-        class: String,
+        #[arg(long, value_parser = tenant_id, required_unless_present = "reinstall")]
+        class: Option<String>,
+        /// A token for the reinstall of this one device (id or host name):
+        /// it keeps its id, history, school and class; one use
+        #[arg(long, value_name = "DEVICE", conflicts_with_all = ["school", "class", "uses"])]
+        reinstall: Option<String>,
         /// How long the token is valid, e.g. 2h, 7d, 4weeks
         #[arg(long, value_parser = positive_duration, default_value = "7d", value_name = "DURATION")]
         expires: Duration,
@@ -1015,6 +1026,19 @@ pub enum DeviceCommand {
     Refresh {
         /// Device id or host name
         device: String,
+    },
+    /// Confirm that a newly enrolled device is an existing PC (reinstalled,
+    /// renamed): the old device keeps its id and history and takes over the
+    /// new enrolment; the new record is retired
+    #[command(after_help = "Example:\n  schoolfleet device adopt 0193f2c1-… kus012-pc07\n\n\
+        Enrolling a PC whose hardware looks like an existing device prints this \
+        command;\nthe match is only a hint, so the old device is untouched until \
+        you confirm.")]
+    Adopt {
+        /// The newly enrolled device (id or host name)
+        device: String,
+        /// The existing device it replaces (id or host name)
+        replaces: String,
     },
 }
 

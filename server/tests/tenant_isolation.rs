@@ -531,6 +531,18 @@ async fn every_call(c: &mut Clients, f: &Fixture) -> Vec<(&'static str, Outcome)
         ),
     ));
     results.push((
+        "devices.adopt",
+        refused(
+            c.devices
+                .adopt_device(AdoptDeviceRequest {
+                    device: FOREIGN_DEVICE.into(),
+                    replaces: FOREIGN_DEVICE.into(),
+                })
+                .await,
+            |_| true,
+        ),
+    ));
+    results.push((
         "devices.retire",
         refused(c.devices.retire_device(device()).await, |_| true),
     ));

@@ -317,6 +317,28 @@ pub async fn run(cmd: DeviceCommand, ctx: &Context, ui: &mut Ui<'_>) -> anyhow::
                 ))?;
             }
         }
+        DeviceCommand::Adopt { device, replaces } => {
+            let adopted = api
+                .devices()
+                .adopt_device(schoolfleet_proto::v1::AdoptDeviceRequest {
+                    device: device.clone(),
+                    replaces,
+                })
+                .await
+                .reply(&api)?;
+            let row = DeviceRow::from(&adopted);
+            ui.one(&row, |out| {
+                writeln!(
+                    out,
+                    "Device {} ({}) now carries the enrolment of {}; its id and history are kept. \
+                     The agent reconnects as {}.",
+                    for_terminal(&adopted.id),
+                    for_terminal(&adopted.hostname),
+                    for_terminal(&device),
+                    for_terminal(&adopted.id),
+                )
+            })?;
+        }
     }
     Ok(())
 }
