@@ -1030,10 +1030,12 @@ pub enum DeviceCommand {
     /// Confirm that a newly enrolled device is an existing PC (reinstalled,
     /// renamed): the old device keeps its id and history and takes over the
     /// new enrolment; the new record is retired
-    #[command(after_help = "Example:\n  schoolfleet device adopt 0193f2c1-… kus012-pc07\n\n\
+    #[command(
+        after_help = "Example:\n  schoolfleet device adopt 0193f2c1-… kus012-pc07\n\n\
         Enrolling a PC whose hardware looks like an existing device prints this \
         command;\nthe match is only a hint, so the old device is untouched until \
-        you confirm.")]
+        you confirm."
+    )]
     Adopt {
         /// The newly enrolled device (id or host name)
         device: String,

@@ -127,6 +127,9 @@ mod tests {
         assert!(shown.ends_with("…\""));
         assert_eq!(echo("pc07"), "\"pc07\"");
         let forged = echo("x\n2026-01-01 INFO forged\x1b[2J");
-        assert!(!forged.contains('\n') && !forged.contains('\x1b'), "{forged}");
+        assert!(
+            !forged.contains('\n') && !forged.contains('\x1b'),
+            "{forged}"
+        );
     }
 }

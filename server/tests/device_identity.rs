@@ -160,14 +160,10 @@ async fn claimed_identifiers_do_not_take_over_a_device() {
     let server = InProcessServer::start().await;
     let mut admin = fleet(&server).await;
     let token = token(&mut admin, 5).await;
-    let (victim, victim_identity) = enroll(&server, &token, "kus012-pc07", None)
-        .await
-        .unwrap();
+    let (victim, victim_identity) = enroll(&server, &token, "kus012-pc07", None).await.unwrap();
     let (_victim_tx, mut victim_stream) = open(&server, &victim_identity).await.unwrap();
 
-    let (attacker, attacker_identity) = enroll(&server, &token, "kus012-pc07", None)
-        .await
-        .unwrap();
+    let (attacker, attacker_identity) = enroll(&server, &token, "kus012-pc07", None).await.unwrap();
     assert_ne!(attacker.device_id, victim.device_id);
     assert!(!attacker.reenrolled);
     assert_eq!(
@@ -195,9 +191,9 @@ async fn claimed_identifiers_do_not_take_over_a_device() {
 
     // Work for the victim's id goes to the victim: the attacker's
     // certificate maps to its own, new device.
-    let attacker_fp = hex::encode(schoolfleet_server::pki::cert_fingerprint(
-        &pem_der(&attacker_identity.cert_chain_pem),
-    ));
+    let attacker_fp = hex::encode(schoolfleet_server::pki::cert_fingerprint(&pem_der(
+        &attacker_identity.cert_chain_pem,
+    )));
     let mapped = server
         .store()
         .get_device_by_cert(&attacker_fp)
@@ -226,13 +222,10 @@ async fn reenrolment_with_the_old_key_keeps_the_id() {
     let server = InProcessServer::start().await;
     let mut admin = fleet(&server).await;
     let token = token(&mut admin, 5).await;
-    let (first, first_identity) = enroll(&server, &token, "kus012-pc07", None)
+    let (first, first_identity) = enroll(&server, &token, "kus012-pc07", None).await.unwrap();
+    let (again, again_identity) = enroll(&server, &token, "kus012-pc07-neu", Some(&first_identity))
         .await
         .unwrap();
-    let (again, again_identity) =
-        enroll(&server, &token, "kus012-pc07-neu", Some(&first_identity))
-            .await
-            .unwrap();
     assert_eq!(again.device_id, first.device_id);
     assert!(again.reenrolled);
     assert!(again.resembles_device.is_empty());
@@ -263,9 +256,7 @@ async fn reinstall_token_keeps_the_id() {
     let server = InProcessServer::start().await;
     let mut admin = fleet(&server).await;
     let token = token(&mut admin, 5).await;
-    let (first, _) = enroll(&server, &token, "kus012-pc07", None)
-        .await
-        .unwrap();
+    let (first, _) = enroll(&server, &token, "kus012-pc07", None).await.unwrap();
     let created = admin
         .enrollment
         .create_enrollment_token(CreateEnrollmentTokenRequest {
@@ -295,7 +286,9 @@ async fn reinstall_token_keeps_the_id() {
         "{changes:?}"
     );
     // One use only.
-    let used = enroll(&server, &created.secret, "x", None).await.unwrap_err();
+    let used = enroll(&server, &created.secret, "x", None)
+        .await
+        .unwrap_err();
     assert_eq!(used.code(), tonic::Code::PermissionDenied, "{used:?}");
 }
 
@@ -306,9 +299,7 @@ async fn adopt_merges_into_the_old_device_and_is_audited() {
     let server = InProcessServer::start().await;
     let mut admin = fleet(&server).await;
     let token = token(&mut admin, 5).await;
-    let (old, old_identity) = enroll(&server, &token, "kus012-pc07", None)
-        .await
-        .unwrap();
+    let (old, old_identity) = enroll(&server, &token, "kus012-pc07", None).await.unwrap();
     let (new, new_identity) = enroll(&server, &token, "kus012-pc07-neu", None)
         .await
         .unwrap();

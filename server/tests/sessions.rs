@@ -53,6 +53,7 @@ async fn setup(server: &InProcessServer) -> (String, ClientIdentity) {
             expires_in_seconds: 3600,
             max_uses: 1,
             description: String::new(),
+            reinstall_device: String::new(),
         })
         .await
         .unwrap()
@@ -965,7 +966,29 @@ async fn ending_a_session_needs_the_starter_or_session_end() {
         .attach(ReceiverStream::new(open_rx))
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::PermissionDenied);
+    // Exactly the answer for a session that is not live: no existence leak.
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    let (open_tx, open_rx) = mpsc::channel(1);
+    let unknown = uuid::Uuid::now_v7().to_string();
+    open_tx
+        .send(ClientFrame {
+            body: Some(ClientBody::Open(ChannelOpen {
+                session_id: unknown.clone(),
+                offset: 0,
+            })),
+        })
+        .await
+        .unwrap();
+    let not_live = other_tech
+        .sessions
+        .attach(ReceiverStream::new(open_rx))
+        .await
+        .unwrap_err();
+    assert_eq!(not_live.code(), Code::NotFound);
+    assert_eq!(
+        status.message().replace(&session_id, "ID"),
+        not_live.message().replace(&unknown, "ID")
+    );
     let attach_denied = audit_entries(&server, "session.attach").await;
     assert_eq!(attach_denied.len(), 1);
     assert_eq!(
@@ -1324,4 +1347,105 @@ async fn copies_above_the_limit_are_refused_and_cut() {
         .unwrap()
         .unwrap_err();
     assert_eq!(status.code(), Code::Aborted);
+}
+
+/// Sends `frame` on a freshly attached channel and returns how the admin's
+/// stream ended and what the agent saw.
+async fn attach_and_send(
+    frame: ClientFrame,
+) -> (
+    Result<Option<DeviceFrame>, tonic::Status>,
+    Option<Result<ClientFrame, tonic::Status>>,
+) {
+    let server = InProcessServer::start_with(|c| c.sessions.default_consent = "none".into()).await;
+    let (_device_id, identity) = setup(&server).await;
+    let mut agent = FakeAgent::connect(&server, &identity).await;
+    let mut admin = server.client(&server.bootstrap_token).await;
+    let (_updates, session_id) =
+        started_session(&mut admin, &mut agent, exec_request(HOST, &["cat"])).await;
+    let (cli_tx, mut cli_in, _dev_tx, mut dev_rx) =
+        attached_channel(&admin, &mut agent, &session_id).await;
+    cli_tx.send(frame).await.unwrap();
+    let ended = tokio::time::timeout(WAIT, cli_in.message())
+        .await
+        .expect("the admin side hears how the channel ended");
+    let at_agent = tokio::time::timeout(WAIT, dev_rx.message())
+        .await
+        .expect("the agent side ends too")
+        .transpose();
+    (ended, at_agent)
+}
+
+/// An input frame over the one frame limit is refused with
+/// INVALID_ARGUMENT naming the limit; the agent never gets it.
+#[tokio::test]
+async fn input_over_the_frame_limit_is_refused_clearly() {
+    let big = vec![7u8; schoolfleet_proto::MAX_FRAME_PAYLOAD + 1];
+    let (ended, at_agent) = attach_and_send(ClientFrame {
+        body: Some(ClientBody::Input(big)),
+    })
+    .await;
+    let status = ended.expect_err("an error, not a silent end");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("262144 bytes per frame"),
+        "{status:?}"
+    );
+    match at_agent {
+        Some(Ok(frame)) => panic!(
+            "the oversized frame reached the agent: {:?}",
+            frame.body.map(|_| ())
+        ),
+        Some(Err(status)) => assert_eq!(status.code(), Code::Aborted, "{status:?}"),
+        None => {}
+    }
+}
+
+/// A frame over the gRPC message limit ends Attach with an error status,
+/// never with OK and no final frame.
+#[tokio::test]
+async fn a_frame_over_the_message_limit_is_no_silent_end() {
+    let huge = vec![7u8; schoolfleet_proto::MAX_MESSAGE_BYTES + 1024];
+    let (ended, _) = attach_and_send(ClientFrame {
+        body: Some(ClientBody::Input(huge)),
+    })
+    .await;
+    let status = ended.expect_err("Attach ended with OK and no final frame");
+    assert_ne!(status.code(), Code::Ok);
+    assert!(status.message().contains("input failed"), "{status:?}");
+}
+
+/// A 1 MB session id is not repeated in the error (a 1 MB grpc-message
+/// header breaks clients).
+#[tokio::test]
+async fn errors_never_echo_unbounded_input() {
+    let server = InProcessServer::start().await;
+    let admin = server.client(&server.bootstrap_token).await;
+    let (tx, rx) = mpsc::channel(1);
+    tx.send(ClientFrame {
+        body: Some(ClientBody::Open(ChannelOpen {
+            session_id: "s".repeat(1_000_000),
+            offset: 0,
+        })),
+    })
+    .await
+    .unwrap();
+    let status = admin
+        .sessions
+        .clone()
+        .attach(ReceiverStream::new(rx))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{}", status.message().len());
+    assert!(status.message().len() < 200, "{}", status.message().len());
+    let status = admin
+        .devices
+        .clone()
+        .get_device(GetDeviceRequest {
+            device: "d".repeat(1_000_000),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{}", status.message().len());
+    assert!(status.message().len() < 200, "{}", status.message().len());
 }

@@ -59,6 +59,7 @@ async fn fixture() -> Fixture {
             expires_in_seconds: 3600,
             max_uses: 5,
             description: String::new(),
+            reinstall_device: String::new(),
         })
         .await
         .unwrap()
@@ -260,6 +261,7 @@ async fn every_call(c: &mut Clients, f: &Fixture) -> Vec<(&'static str, Outcome)
                         expires_in_seconds: 60,
                         max_uses: 1,
                         description: String::new(),
+                        reinstall_device: String::new(),
                     })
                     .await,
                 |_| true,

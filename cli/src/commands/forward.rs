@@ -21,6 +21,10 @@ use crate::session::{self, Attach, Attacher, Channel, Event};
 /// per frame, and with the channel's 8-frame queue this bounds what one
 /// connection can have in flight.
 const TCP_CHUNK: usize = 128 * 1024;
+const _: () = assert!(
+    TCP_CHUNK <= crate::session::MAX_FRAME_BYTES,
+    "input frames must fit the protocol's frame limit"
+);
 
 pub async fn run(
     args: ForwardArgs,

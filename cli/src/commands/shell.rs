@@ -28,6 +28,10 @@ const END_GRACE: Duration = Duration::from_secs(2);
 
 /// Bytes read from stdin at a time (well below the 256 KiB frame limit).
 const STDIN_CHUNK: usize = 64 * 1024;
+const _: () = assert!(
+    STDIN_CHUNK <= crate::session::MAX_FRAME_BYTES,
+    "input frames must fit the protocol's frame limit"
+);
 
 pub async fn run(args: ShellArgs, ctx: &Context, ui: &mut Ui<'_>) -> anyhow::Result<()> {
     let interactive = io::stdin().is_terminal();

@@ -94,7 +94,9 @@ impl AgentApi {
                 .await
                 .map_err(storage_status)?
                 .ok_or_else(|| {
-                    Status::failed_precondition("the device this reinstall token was made for no longer exists")
+                    Status::failed_precondition(
+                        "the device this reinstall token was made for no longer exists",
+                    )
                 })?;
             if proven.as_ref().is_some_and(|p| p.id != device.id) {
                 return Err(Status::permission_denied(
@@ -207,7 +209,11 @@ impl AgentService for AgentApi {
         // device is.
         let presented_cert = request
             .peer_certs()
-            .and_then(|certs| certs.first().map(|c| crate::pki::cert_fingerprint(c.as_ref())))
+            .and_then(|certs| {
+                certs
+                    .first()
+                    .map(|c| crate::pki::cert_fingerprint(c.as_ref()))
+            })
             .map(hex::encode);
         let req = request.into_inner();
         let parts = schoolfleet_proto::tokens::parse_enrollment_token(&req.token)
@@ -453,9 +459,12 @@ impl AgentService for AgentApi {
             .sessions
             .deliver_channel(&channel_id, &device.id, leg)
         {
-            tracing::warn!(device = %device.id, channel = %channel_id, "unknown or expired session channel");
+            // The id is the device's text: cleaned and bounded before it
+            // reaches a log line or a status message.
+            let channel = schoolfleet_proto::text::echo(&channel_id);
+            tracing::warn!(device = %device.id, %channel, "unknown or expired session channel");
             return Err(Status::not_found(format!(
-                "channel {channel_id} is not expected (expired or unknown)"
+                "channel {channel} is not expected (expired or unknown)"
             )));
         }
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -604,7 +613,7 @@ async fn serve_stream(
         let message = match message {
             Err(_) => return "idle timeout",
             Ok(Err(status)) => {
-                tracing::warn!(device = %device.id, error = %status, "agent stream error");
+                tracing::warn!(device = %device.id, error = %schoolfleet_proto::text::echo(status.message()), code = ?status.code(), "agent stream error");
                 return "stream error";
             }
             Ok(Ok(None)) => return "closed by agent",

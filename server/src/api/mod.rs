@@ -98,7 +98,12 @@ impl AppState {
         if device.is_empty() {
             return Err(Status::invalid_argument("device id or host name required"));
         }
-        let not_found = || Status::not_found(format!("device {device:?} not found"));
+        let not_found = || {
+            Status::not_found(format!(
+                "device {} not found",
+                schoolfleet_proto::text::echo(device)
+            ))
+        };
         let visible = |d: &DeviceRecord| {
             principal.can(
                 Permission::DeviceRead,
@@ -137,7 +142,9 @@ impl AppState {
                     1 => matches.pop(),
                     n => {
                         return Err(Status::failed_precondition(format!(
-                            "host name {device:?} matches {n} devices; use the device id"
+                            "host name {} matches {n} devices; use the device id \
+                             (the ID column of `schoolfleet devices`)",
+                            schoolfleet_proto::text::echo(device)
                         )));
                     }
                 }

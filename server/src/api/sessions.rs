@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use schoolfleet_proto::text::echo;
 use schoolfleet_proto::v1::client_frame::Body as ClientBody;
 use schoolfleet_proto::v1::server_message::Body as ServerBody;
 use schoolfleet_proto::v1::session_service_server::SessionService;
@@ -115,7 +116,7 @@ impl SessionApi {
         principal: &Principal,
         id: &str,
     ) -> Result<SessionRecord, Status> {
-        let not_found = || Status::not_found(format!("session {:?} not found", id.trim()));
+        let not_found = || Status::not_found(format!("session {} not found", echo(id.trim())));
         let session = self
             .0
             .store
@@ -433,10 +434,16 @@ impl SessionService for SessionApi {
             }
         };
         let session_id = open.session_id.trim().to_owned();
-        let not_live =
-            || Status::not_found(format!("session {session_id} is not live on this server"));
+        // The same answer for a session that is not live and one that is
+        // another user's: its existence does not leak.
+        let not_live = || {
+            Status::not_found(format!(
+                "session {} is not live on this server",
+                echo(&session_id)
+            ))
+        };
         let live = state.sessions.live(&session_id).ok_or_else(not_live)?;
-        if let Err((why, status)) = may_attach(&principal, &live) {
+        if let Err((why, status)) = may_attach(&principal, &live, not_live) {
             state
                 .audit(
                     &principal.actor(),
@@ -804,12 +811,15 @@ fn consent_to_proto(p: &ConsentPolicyRecord) -> ConsentPolicy {
 /// binding's `remote` list narrowed) stops new channels of a running
 /// session too, not just new sessions. The error: the audit detail and
 /// the status for the caller.
-fn may_attach(principal: &Principal, live: &LiveSession) -> Result<(), (String, Status)> {
+/// Only the user who started a session attaches to it. Anyone else hears
+/// `not_live`, exactly what a session that is not live answers.
+fn may_attach(
+    principal: &Principal,
+    live: &LiveSession,
+    not_live: impl Fn() -> Status,
+) -> Result<(), (String, Status)> {
     if live.info.user_id != principal.user_id {
-        return Err((
-            format!("started by {}", live.info.actor),
-            Status::permission_denied("only the user who started the session may attach to it"),
-        ));
+        return Err((format!("started by {}", live.info.actor), not_live()));
     }
     let permission = live.info.kind.permission();
     if !principal.can(

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use schoolfleet_proto::text::echo;
 use schoolfleet_proto::v1::session_event::Event;
 use schoolfleet_proto::v1::{ClientFrame, DeviceFrame, SessionEvent};
 use tokio::sync::{mpsc, oneshot};
@@ -126,11 +127,11 @@ impl SessionBroker {
         match event.event {
             Some(Event::Accepted(_)) | Some(Event::Refused(_)) => {
                 let Some(pending) = inner.consents.remove(&event.session_id) else {
-                    tracing::debug!(device = %device_id, session = %event.session_id, "consent answer for no pending session");
+                    tracing::debug!(device = %device_id, session = %echo(&event.session_id), "consent answer for no pending session");
                     return;
                 };
                 if pending.device_id != device_id {
-                    tracing::warn!(device = %device_id, session = %event.session_id, "consent answer from the wrong device ignored");
+                    tracing::warn!(device = %device_id, session = %echo(&event.session_id), "consent answer from the wrong device ignored");
                     inner.consents.insert(event.session_id, pending);
                     return;
                 }

@@ -96,8 +96,11 @@ pub trait Store: Send + Sync + 'static {
     async fn set_device_status(&self, id: &str, status: DeviceStatus) -> Result<()>;
     /// Adds one entry to a device's history (`device history`) outside an
     /// inventory report: identity events such as a re-enrolment.
-    async fn record_device_change(&self, device_id: &str, change: &InventoryChangeRecord)
-    -> Result<()>;
+    async fn record_device_change(
+        &self,
+        device_id: &str,
+        change: &InventoryChangeRecord,
+    ) -> Result<()>;
     /// Merges `new_id` (a fresh enrolment) into `old_id`, in one
     /// transaction: the old device takes over the new one's certificate,
     /// host name, hardware hints, school and class and becomes active; the
