@@ -196,7 +196,11 @@ Example:
 
 The session needs a reason; depending on the school's consent policy the user
 at the device is asked first. Your terminal is put back as it was on every exit.
-Exit status: the remote shell's, or 255 when the session failed.";
+Exit status: the remote shell's, or 255 when the session failed.
+
+Idle timeout: the server ends a session after 15 minutes without data in
+either direction (its `sessions.idle_timeout`). A command that runs silently
+counts as idle too: let long jobs print progress, or ask for a longer timeout.";
 
 const EXEC_HELP: &str = "\
 Examples:
@@ -206,10 +210,15 @@ Examples:
 
 The command runs without a shell (use `sh -c '…'` for one). On one device,
 stdin is passed on when it is not a terminal, and the exit status is the
-command's (255 when the session failed). With --school, every active device
-runs it; each line is prefixed `HOST | ` (stderr `HOST ! `), and a summary
-follows on stderr (with -o json: a JSON array on stdout instead). The exit
-status is 0 when every device succeeded, else 1.";
+command's (127 when the device has no such program, 255 when the session
+failed). With --school, every active device runs it; each line is prefixed
+`HOST | ` (stderr `HOST ! `), and a summary follows on stderr (with -o json:
+a JSON array on stdout instead). The exit status is 0 when every device
+succeeded, else 1.
+
+Idle timeout: the server ends a session after 15 minutes without data in
+either direction (its `sessions.idle_timeout`). A command that runs silently
+counts as idle too: let long jobs print progress, or ask for a longer timeout.";
 
 const FORWARD_HELP: &str = "\
 Examples:
@@ -218,7 +227,9 @@ Examples:
   schoolfleet forward kus012-pc07 0:127.0.0.1:3389 --reason RDP    (any free local port)
 
 Without LOCALPORT, the local port is the remote PORT. The listener is on
-127.0.0.1 only unless --bind says otherwise. Ctrl-C ends the session.";
+127.0.0.1 only unless --bind says otherwise (another address opens the port
+to the network, with a warning). Ctrl-C ends the session. A forward without
+traffic for 15 minutes ends (the server's `sessions.idle_timeout`).";
 
 const CP_HELP: &str = "\
 Examples:

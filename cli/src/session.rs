@@ -365,6 +365,14 @@ impl ChannelFailure {
     pub fn is_retryable(&self) -> bool {
         self.kind == FailureKind::Broken
     }
+
+    /// The device could not start the program because it does not exist.
+    /// The agent says so in the text of a FAILED error before `ready`
+    /// ("command not found: PROGRAM"); an agent that reports exit 127
+    /// itself needs nothing here.
+    pub fn is_command_not_found(&self) -> bool {
+        self.kind == FailureKind::Failed && self.message.starts_with("command not found")
+    }
 }
 
 impl fmt::Display for ChannelFailure {

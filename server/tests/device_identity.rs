@@ -202,6 +202,28 @@ async fn claimed_identifiers_do_not_take_over_a_device() {
         .unwrap();
     assert_eq!(mapped.id, attacker.device_id);
 
+    // Two devices share the host name now: it is refused as ambiguous with
+    // a hint, and the short id of the `devices` table names each one.
+    let ambiguous = admin
+        .devices
+        .get_device(GetDeviceRequest {
+            device: "kus012-pc07".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(ambiguous.code(), tonic::Code::FailedPrecondition);
+    assert!(ambiguous.message().contains("ID column"), "{ambiguous:?}");
+    let short = &victim.device_id[victim.device_id.len() - 8..];
+    let found = admin
+        .devices
+        .get_device(GetDeviceRequest {
+            device: short.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found.device.unwrap().id, victim.device_id);
+
     // The proposal is in both histories and in the audit log.
     for id in [&victim.device_id, &attacker.device_id] {
         let changes = history(&mut admin, id).await;

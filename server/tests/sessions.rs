@@ -102,8 +102,12 @@ struct FakeAgent {
 
 impl FakeAgent {
     async fn connect(server: &InProcessServer, identity: &ClientIdentity) -> Self {
+        Self::connect_to(&server.url, server, identity).await
+    }
+
+    async fn connect_to(url: &str, server: &InProcessServer, identity: &ClientIdentity) -> Self {
         let channel = transport::connect(
-            &server.url,
+            url,
             ServerTrust::Pinned(server.pin),
             Some(identity.clone()),
             ChannelOptions::default(),
@@ -1448,4 +1452,84 @@ async fn errors_never_echo_unbounded_input() {
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound, "{}", status.message().len());
     assert!(status.message().len() < 200, "{}", status.message().len());
+}
+
+/// A TCP relay between a device and the server that can freeze: it then
+/// stops moving bytes in either direction but keeps both connections open,
+/// like a device whose machine hangs.
+async fn freezable_relay(server_url: &str) -> (String, tokio_util::sync::CancellationToken) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let target = server_url.trim_start_matches("https://").to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    let freeze = tokio_util::sync::CancellationToken::new();
+    let frozen = freeze.clone();
+    tokio::spawn(async move {
+        let (device, _) = listener.accept().await.unwrap();
+        let upstream = tokio::net::TcpStream::connect(&target).await.unwrap();
+        let (dr, dw) = device.into_split();
+        let (ur, uw) = upstream.into_split();
+        let pipe = |mut from: tokio::net::tcp::OwnedReadHalf,
+                    mut to: tokio::net::tcp::OwnedWriteHalf,
+                    frozen: tokio_util::sync::CancellationToken| async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = tokio::select! {
+                    _ = frozen.cancelled() => {
+                        // Silent, but the sockets stay open.
+                        std::future::pending::<()>().await;
+                        return (from, to);
+                    }
+                    n = from.read(&mut buf) => match n {
+                        Ok(0) | Err(_) => return (from, to),
+                        Ok(n) => n,
+                    },
+                };
+                if to.write_all(&buf[..n]).await.is_err() {
+                    return (from, to);
+                }
+            }
+        };
+        tokio::join!(pipe(dr, uw, frozen.clone()), pipe(ur, dw, frozen));
+    });
+    (url, freeze)
+}
+
+/// A device that freezes mid-session is noticed by the server's HTTP/2
+/// keepalive within interval + timeout, and the admin hears that it does
+/// not respond, instead of silence for the agent's idle limit.
+#[tokio::test]
+async fn a_frozen_device_is_noticed_by_keepalive_and_reported() {
+    let server = InProcessServer::start_with(|c| {
+        c.sessions.default_consent = "none".into();
+        c.agents.keepalive_interval = Duration::from_secs(1);
+        c.agents.keepalive_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let (_device_id, identity) = setup(&server).await;
+    let (url, freeze) = freezable_relay(&server.url).await;
+    let mut agent = FakeAgent::connect_to(&url, &server, &identity).await;
+    let mut admin = server.client(&server.bootstrap_token).await;
+    let (mut updates, session_id) = started_session(
+        &mut admin,
+        &mut agent,
+        exec_request(HOST, &["sleep", "600"]),
+    )
+    .await;
+    let (_cli_tx, mut cli_in, _dev_tx, _dev_rx) =
+        attached_channel(&admin, &mut agent, &session_id).await;
+    freeze.cancel();
+    let frame = tokio::time::timeout(Duration::from_secs(8), cli_in.message())
+        .await
+        .expect("the admin hears of the frozen device within seconds")
+        .unwrap()
+        .unwrap();
+    let Some(DeviceBody::Error(error)) = frame.body else {
+        panic!("expected an error frame, got {frame:?}")
+    };
+    assert_eq!(error.code, ChannelErrorCode::DeviceGone as i32);
+    assert!(error.message.contains("not responding"), "{error:?}");
+    let ended = ended_notice(&mut updates).await;
+    assert!(ended.reason.contains("not responding"), "{ended:?}");
+    drop(agent);
 }

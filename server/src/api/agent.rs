@@ -582,8 +582,14 @@ impl AgentService for AgentApi {
             // must not mark the device disconnected: the newer one is live.
             // (Revoke and retire already cleared `connected` themselves.)
             // Sessions opened on this stream end with it.
-            state.sessions.device_gone(&device.id, connection);
-            if state.agents.unregister(&device.id, connection)
+            let ours = state.agents.unregister(&device.id, connection);
+            // The connection died under a stream that still spoke for the
+            // device, without the agent closing it: no answer to keepalive
+            // pings (hyper then drops the response) or silence past the
+            // idle limit. The admin hears "not responding", not "gone".
+            let silent = ours && matches!(reason, "idle timeout" | "stream closed by server");
+            state.sessions.device_gone(&device.id, connection, silent);
+            if ours
                 && let Err(err) = state.store.touch_device(&device.id, now_millis(), false, None).await
             {
                 tracing::warn!(device = %device.id, error = %err, "cannot mark device disconnected");

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Status, Streaming};
 
 use super::policy::Kind;
-use super::{AgentLeg, ChannelGuard, DEVICE_GONE_REASON, LiveSession};
+use super::{AgentLeg, ChannelGuard, DEVICE_GONE_REASON, DEVICE_SILENT_REASON, LiveSession};
 
 /// Frames in flight per direction.
 pub const QUEUE_FRAMES: usize = 8;
@@ -310,12 +310,18 @@ async fn from_agent(
         }
         if let Some(result) = finished {
             stop.stop(Cause::AgentFinished);
-            // A shell or command that is done ends its session.
-            if matches!(live.info.kind, Kind::Shell | Kind::Exec) {
-                match result {
-                    Ok(code) => live.end(format!("exit {code}"), Some(code)),
-                    Err(message) => live.end(format!("failed at the device: {message}"), None),
+            // A shell or command that is done ends its session; so does a
+            // finished copy (the CLI only retries a broken one), so that its
+            // reason says so rather than "admin side disconnected".
+            match (live.info.kind, result) {
+                (Kind::Shell | Kind::Exec, Ok(code)) => {
+                    live.end(format!("exit {code}"), Some(code))
                 }
+                (Kind::Shell | Kind::Exec, Err(message)) => {
+                    live.end(format!("failed at the device: {message}"), None)
+                }
+                (Kind::Copy, Ok(0)) => live.end("copy complete", Some(0)),
+                _ => {}
             }
             return;
         }
@@ -339,6 +345,13 @@ async fn from_agent(
         Some(Cause::Protocol(m)) => error_frame(ChannelErrorCode::Protocol, m),
         Some(Cause::Limit(m)) => error_frame(ChannelErrorCode::Failed, m),
         None => match live.end_reason() {
+            Some((reason, _)) if reason == DEVICE_SILENT_REASON => error_frame(
+                ChannelErrorCode::DeviceGone,
+                format!(
+                    "{} is not responding (no answer on its connection): it may be frozen or offline",
+                    live.info.hostname
+                ),
+            ),
             Some((reason, _)) if reason == DEVICE_GONE_REASON => error_frame(
                 ChannelErrorCode::DeviceGone,
                 format!("lost the connection to {}", live.info.hostname),

@@ -91,6 +91,9 @@ pub trait Store: Send + Sync + 'static {
     // --- devices ---
     async fn get_device(&self, id: &str) -> Result<Option<DeviceRecord>>;
     async fn find_devices_by_hostname(&self, hostname: &str) -> Result<Vec<DeviceRecord>>;
+    /// Devices whose id ends with `suffix` (lowercase hex, the short id the
+    /// CLI shows).
+    async fn find_devices_by_id_suffix(&self, suffix: &str) -> Result<Vec<DeviceRecord>>;
     async fn get_device_by_cert(&self, fingerprint_hex: &str) -> Result<Option<DeviceRecord>>;
     async fn list_devices(&self, query: &DeviceQuery) -> Result<Vec<DeviceRecord>>;
     async fn set_device_status(&self, id: &str, status: DeviceStatus) -> Result<()>;

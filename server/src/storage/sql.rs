@@ -639,6 +639,20 @@ macro_rules! impl_sql_store {
                 .await?)
             }
 
+            async fn find_devices_by_id_suffix(&self, suffix: &str) -> Result<Vec<DeviceRecord>> {
+                // Hex only, so nothing in it is a LIKE wildcard.
+                if suffix.is_empty() || !suffix.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Ok(Vec::new());
+                }
+                Ok(sqlx::query_as(&format!(
+                    "{} WHERE id LIKE $1 ORDER BY enrolled_at DESC LIMIT 10",
+                    sql::device_select()
+                ))
+                .bind(format!("%{}", suffix.to_ascii_lowercase()))
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
             async fn get_device_by_cert(&self, fingerprint_hex: &str) -> Result<Option<DeviceRecord>> {
                 Ok(sqlx::query_as(&format!(
                     "{} WHERE cert_fingerprint = $1 OR cert_fingerprint_previous = $1",
