@@ -1180,8 +1180,8 @@ mod tests {
                 uses,
                 ..
             }) => {
-                assert_eq!(school, "kus012");
-                assert_eq!(class, "schueler-pc");
+                assert_eq!(school.as_deref(), Some("kus012"));
+                assert_eq!(class.as_deref(), Some("schueler-pc"));
                 assert_eq!(expires, Duration::from_secs(7 * 86400));
                 assert_eq!(uses, 30);
             }

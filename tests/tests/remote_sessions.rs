@@ -382,7 +382,7 @@ fn exec_returns_both_streams_the_exit_code_and_100_mb_intact() {
     ]);
     assert_eq!(
         missing.status.code(),
-        Some(255),
+        Some(127),
         "{}",
         output_text(&missing)
     );

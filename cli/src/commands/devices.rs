@@ -1264,8 +1264,8 @@ mod tests {
         assert_keys_match_columns(&row);
         assert_eq!(row.status, "active");
         let cells = row.cells();
-        assert_eq!(cells[2], "yes");
-        assert_eq!(cells[16], "10.12.0.7 fe80::1");
+        assert_eq!(cells[3], "yes");
+        assert_eq!(cells[17], "10.12.0.7 fe80::1");
         assert_keys_match_columns(&ChangeRow::from(&InventoryChange::default()));
         assert_keys_match_columns(&ReportRow::from(&InventoryReportSummary::default()));
     }
@@ -1364,6 +1364,12 @@ mod tests {
                 Err(Status::permission_denied(
                     "retiring needs technician@school:kus012",
                 ))
+            }
+            async fn adopt_device(
+                &self,
+                _: Request<schoolfleet_proto::v1::AdoptDeviceRequest>,
+            ) -> Result<Response<Device>, Status> {
+                Err(Status::unimplemented("not needed here"))
             }
             async fn revoke_device(
                 &self,
