@@ -1239,14 +1239,18 @@ mod tests {
     #[test]
     fn attaching_needs_the_capability_still() {
         let forward = live(Kind::Forward);
-        assert!(may_attach(&technician(""), &forward).is_ok());
-        let (why, status) = may_attach(&technician("exec"), &forward).unwrap_err();
+        let not_live = || tonic::Status::not_found("not live");
+        assert!(may_attach(&technician(""), &forward, not_live).is_ok());
+        let (why, status) = may_attach(&technician("exec"), &forward, not_live).unwrap_err();
         assert_eq!(status.code(), tonic::Code::PermissionDenied);
         assert!(why.contains("SessionForward"), "{why}");
         let mut other = technician("");
         other.user_id = "someone-else".into();
-        let (why, _) = may_attach(&other, &forward).unwrap_err();
+        let (why, status) = may_attach(&other, &forward, not_live).unwrap_err();
         assert_eq!(why, "started by user:u");
+        // Someone else's session looks exactly like one that is not live.
+        assert_eq!(status.code(), tonic::Code::NotFound);
+        assert_eq!(status.message(), "not live");
     }
 
     /// Channels the device has not dialled back yet hold their slot: the
