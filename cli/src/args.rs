@@ -1019,7 +1019,7 @@ pub enum DeviceCommand {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
-    /// Take a device out of service (a re-enrolment reactivates it)
+    /// Take a device out of service (enrolling its agent again, or a reinstall token, reactivates it)
     Retire {
         /// Device id or host name
         device: String,

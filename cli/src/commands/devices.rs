@@ -276,7 +276,7 @@ pub async fn run(cmd: DeviceCommand, ctx: &Context, ui: &mut Ui<'_>) -> anyhow::
             ui.one(&row, |out| {
                 writeln!(
                     out,
-                    "Retired {} (school {}). A re-enrolment of the same hardware reactivates it.",
+                    "Retired {} (school {}). Enrolling its agent again (it proves itself with its key) or `enroll-token create --reinstall` reactivates it.",
                     for_terminal(&row.hostname),
                     for_terminal(&row.school_id)
                 )

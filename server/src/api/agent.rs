@@ -582,13 +582,11 @@ impl AgentService for AgentApi {
             // must not mark the device disconnected: the newer one is live.
             // (Revoke and retire already cleared `connected` themselves.)
             // Sessions opened on this stream end with it.
+            // Whether the agent closed its connection or stopped answering
+            // the keepalive pings, hyper reports the same end of stream;
+            // the admin is told both.
+            state.sessions.device_gone(&device.id, connection);
             let ours = state.agents.unregister(&device.id, connection);
-            // The connection died under a stream that still spoke for the
-            // device, without the agent closing it: no answer to keepalive
-            // pings (hyper then drops the response) or silence past the
-            // idle limit. The admin hears "not responding", not "gone".
-            let silent = ours && matches!(reason, "idle timeout" | "stream closed by server");
-            state.sessions.device_gone(&device.id, connection, silent);
             if ours
                 && let Err(err) = state.store.touch_device(&device.id, now_millis(), false, None).await
             {

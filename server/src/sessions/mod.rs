@@ -23,10 +23,10 @@ use policy::Kind;
 use recording::Recorder;
 
 /// The end reason used when the device's stream is lost.
-pub const DEVICE_GONE_REASON: &str = "device disconnected";
-/// The session's end when the device stopped answering (keepalive pings,
-/// the stream's idle limit): frozen, or its network is gone.
-pub const DEVICE_SILENT_REASON: &str = "device not responding";
+/// The session's end when the device's stream ended: the agent closed its
+/// connection, or the device stopped answering HTTP/2 keepalive pings
+/// (frozen, network gone); the server cannot tell the two apart.
+pub const DEVICE_GONE_REASON: &str = "device disconnected or not responding";
 
 /// What the agent said about a session it was asked to open.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,17 +185,11 @@ impl SessionBroker {
     }
 
     /// The device's stream `connection` ended: its sessions are over.
-    /// `silent`: it stopped answering rather than closing its connection.
-    pub fn device_gone(&self, device_id: &str, connection: ConnectionId, silent: bool) {
+    pub fn device_gone(&self, device_id: &str, connection: ConnectionId) {
         let mut inner = self.lock();
-        let reason = if silent {
-            DEVICE_SILENT_REASON
-        } else {
-            DEVICE_GONE_REASON
-        };
         for live in inner.live.values() {
             if live.info.device_id == device_id && live.info.connection == connection {
-                live.end(reason, None);
+                live.end(DEVICE_GONE_REASON, None);
             }
         }
         let gone: Vec<String> = inner

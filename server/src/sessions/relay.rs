@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Status, Streaming};
 
 use super::policy::Kind;
-use super::{AgentLeg, ChannelGuard, DEVICE_GONE_REASON, DEVICE_SILENT_REASON, LiveSession};
+use super::{AgentLeg, ChannelGuard, DEVICE_GONE_REASON, LiveSession};
 
 /// Frames in flight per direction.
 pub const QUEUE_FRAMES: usize = 8;
@@ -31,6 +31,12 @@ const MAX_FRAME_DATA: usize = schoolfleet_proto::MAX_FRAME_PAYLOAD;
 /// message limit (8 MiB) would be queued and passed on whole.
 fn oversized(frame: &impl prost::Message) -> bool {
     frame.encoded_len() > MAX_FRAME_DATA + 1024
+}
+
+/// What the admin hears when the device's side ended without a last
+/// frame: it closed the connection, or stopped answering keepalive pings.
+fn device_gone_message(hostname: &str) -> String {
+    format!("lost the connection to {hostname}: the device is not responding or went offline")
 }
 
 fn too_large(what: &str, len: usize) -> String {
@@ -340,21 +346,14 @@ async fn from_agent(
         }
         Some(Cause::AgentGone) => error_frame(
             ChannelErrorCode::DeviceGone,
-            format!("lost the connection to {}", live.info.hostname),
+            device_gone_message(&live.info.hostname),
         ),
         Some(Cause::Protocol(m)) => error_frame(ChannelErrorCode::Protocol, m),
         Some(Cause::Limit(m)) => error_frame(ChannelErrorCode::Failed, m),
         None => match live.end_reason() {
-            Some((reason, _)) if reason == DEVICE_SILENT_REASON => error_frame(
-                ChannelErrorCode::DeviceGone,
-                format!(
-                    "{} is not responding (no answer on its connection): it may be frozen or offline",
-                    live.info.hostname
-                ),
-            ),
             Some((reason, _)) if reason == DEVICE_GONE_REASON => error_frame(
                 ChannelErrorCode::DeviceGone,
-                format!("lost the connection to {}", live.info.hostname),
+                device_gone_message(&live.info.hostname),
             ),
             Some((reason, _)) => error_frame(ChannelErrorCode::Ended, reason),
             None => error_frame(ChannelErrorCode::Ended, "session ended"),
