@@ -22,6 +22,8 @@ pub enum EnrollError {
     Transport(#[from] transport::TransportError),
     #[error("the server refused the enrolment: {0}")]
     Refused(String),
+    #[error("the connection to the server failed: {0}")]
+    Connection(String),
     #[error("the server's CA certificate does not match the pin in the token")]
     CaMismatch,
     #[error(transparent)]
@@ -35,6 +37,9 @@ pub struct Enrolled {
     pub school: String,
     pub device_class: String,
     pub reenrolled: bool,
+    /// An existing device with the same hardware hints, for an admin to
+    /// merge with `schoolfleet device adopt` (empty when none).
+    pub resembles_device: String,
 }
 
 /// How the device identifies its hardware to the server, which uses it to
@@ -58,17 +63,10 @@ pub async fn enroll(
     host_identifier: HostIdentifier,
 ) -> Result<Enrolled, EnrollError> {
     let parts = parse_enrollment_token(token)?;
-    let channel = transport::connect(
-        server_url,
-        ServerTrust::Pinned(parts.ca_pin),
-        None,
-        ChannelOptions {
-            request_timeout: Some(std::time::Duration::from_secs(30)),
-            ..Default::default()
-        },
-    )
-    .await?;
-
+    // A device that is still enrolled proves who it is with its current
+    // key: the certificate is presented on this connection and the server
+    // keeps the device's id. Hardware identifiers are only hints.
+    let proof = current_identity(state_dir, &parts.ca_pin);
     // Only hardware identity, no personal data: it links a reinstalled
     // agent to its existing device instead of creating a duplicate.
     let inventory = tokio::task::spawn_blocking(|| inventory::current_platform().collect())
@@ -85,19 +83,28 @@ pub async fn enroll(
         ),
         HostIdentifier::Instance => (String::new(), String::new(), instance_id(state_dir)?),
     };
-    let response = AgentServiceClient::new(channel)
-        .enroll(EnrollRequest {
-            token: token.trim().to_owned(),
-            csr_pem,
-            system_uuid,
-            serial_number,
-            hostname: system.hostname,
-            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
-            machine_id,
-        })
-        .await
-        .map_err(|status| EnrollError::Refused(status.message().to_owned()))?
-        .into_inner();
+    let request = EnrollRequest {
+        token: token.trim().to_owned(),
+        csr_pem,
+        system_uuid,
+        serial_number,
+        hostname: system.hostname,
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        machine_id,
+    };
+    let mut response = send(server_url, parts.ca_pin, proof.clone(), request.clone()).await;
+    if proof.is_some()
+        && matches!(
+            &response,
+            Err(EnrollError::Transport(_) | EnrollError::Connection(_))
+        )
+    {
+        // The server would not take the old certificate at all (another
+        // CA, say): enrol without the proof rather than not at all.
+        tracing::warn!("enrolment with the current certificate failed; trying without it");
+        response = send(server_url, parts.ca_pin, None, request).await;
+    }
+    let response = response?;
 
     if transport::ca_fingerprint(&response.ca_certificate_pem)? != parts.ca_pin {
         return Err(EnrollError::CaMismatch);
@@ -121,7 +128,46 @@ pub async fn enroll(
         school: response.school,
         device_class: response.device_class,
         reenrolled: response.reenrolled,
+        resembles_device: response.resembles_device,
     })
+}
+
+async fn send(
+    server_url: &str,
+    ca_pin: [u8; 32],
+    proof: Option<transport::ClientIdentity>,
+    request: EnrollRequest,
+) -> Result<schoolfleet_proto::v1::EnrollResponse, EnrollError> {
+    let channel = transport::connect(
+        server_url,
+        ServerTrust::Pinned(ca_pin),
+        proof,
+        ChannelOptions {
+            request_timeout: Some(std::time::Duration::from_secs(30)),
+            ..Default::default()
+        },
+    )
+    .await?;
+    AgentServiceClient::new(channel)
+        .enroll(request)
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|status| match status.code() {
+            // A handshake the server refused shows up here, not as an answer.
+            tonic::Code::Unavailable | tonic::Code::Unknown => {
+                EnrollError::Connection(status.message().to_owned())
+            }
+            _ => EnrollError::Refused(status.message().to_owned()),
+        })
+}
+
+/// The certificate and key this state directory already holds, when they
+/// were issued under the same CA as the token and are still valid.
+fn current_identity(state_dir: &Path, ca_pin: &[u8; 32]) -> Option<transport::ClientIdentity> {
+    let identity = AgentIdentity::load(state_dir).ok()?;
+    let same_ca = transport::ca_fingerprint(&identity.ca_pem).ok()? == *ca_pin;
+    let valid = identity.cert_not_after().ok()? > chrono::Utc::now();
+    (same_ca && valid).then(|| identity.client_identity())
 }
 
 /// The per-installation id for `HostIdentifier::Instance`, made on first

@@ -200,6 +200,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 enrolled.school,
                 enrolled.device_class
             );
+            if !enrolled.resembles_device.is_empty() {
+                println!(
+                    "This PC looks like existing device {}. It stays a separate device until an \
+                     admin confirms it: `schoolfleet device adopt {} {}`.",
+                    enrolled.resembles_device, enrolled.device_id, enrolled.resembles_device
+                );
+            }
             Ok(())
         }
         Command::Run {

@@ -38,7 +38,14 @@ const ENROLL_TOKEN_CREATE_HELP: &str = "\
 Example, for a computer room with 30 PCs:
   schoolfleet enroll-token create --school kus012 --class schueler-pc --expires 7d --uses 30
 
-Then run the printed `schoolfleet-agent enroll ...` command on each PC.";
+Then run the printed `schoolfleet-agent enroll ...` command on each PC.
+
+A PC that is still enrolled proves itself with its key when enrolled again and
+keeps its device id. After an OS reinstall it has no key any more: make a
+token for that one device, so it keeps its id and history:
+  schoolfleet enroll-token create --reinstall kus012-pc07 --expires 1d
+Otherwise it enrols as a new device; when it looks like an existing one, the
+agent prints the `schoolfleet device adopt NEW OLD` that merges them.";
 
 const TOKEN_CREATE_HELP: &str = "\
 Example:
@@ -189,7 +196,11 @@ Example:
 
 The session needs a reason; depending on the school's consent policy the user
 at the device is asked first. Your terminal is put back as it was on every exit.
-Exit status: the remote shell's, or 255 when the session failed.";
+Exit status: the remote shell's, or 255 when the session failed.
+
+Idle timeout: the server ends a session after 15 minutes without data in
+either direction (its `sessions.idle_timeout`). A command that runs silently
+counts as idle too: let long jobs print progress, or ask for a longer timeout.";
 
 const EXEC_HELP: &str = "\
 Examples:
@@ -199,10 +210,15 @@ Examples:
 
 The command runs without a shell (use `sh -c '…'` for one). On one device,
 stdin is passed on when it is not a terminal, and the exit status is the
-command's (255 when the session failed). With --school, every active device
-runs it; each line is prefixed `HOST | ` (stderr `HOST ! `), and a summary
-follows on stderr (with -o json: a JSON array on stdout instead). The exit
-status is 0 when every device succeeded, else 1.";
+command's (127 when the device has no such program, 255 when the session
+failed). With --school, every active device runs it; each line is prefixed
+`HOST | ` (stderr `HOST ! `), and a summary follows on stderr (with -o json:
+a JSON array on stdout instead). The exit status is 0 when every device
+succeeded, else 1.
+
+Idle timeout: the server ends a session after 15 minutes without data in
+either direction (its `sessions.idle_timeout`). A command that runs silently
+counts as idle too: let long jobs print progress, or ask for a longer timeout.";
 
 const FORWARD_HELP: &str = "\
 Examples:
@@ -211,7 +227,9 @@ Examples:
   schoolfleet forward kus012-pc07 0:127.0.0.1:3389 --reason RDP    (any free local port)
 
 Without LOCALPORT, the local port is the remote PORT. The listener is on
-127.0.0.1 only unless --bind says otherwise. Ctrl-C ends the session.";
+127.0.0.1 only unless --bind says otherwise (another address opens the port
+to the network, with a warning). Ctrl-C ends the session. A forward without
+traffic for 15 minutes ends (the server's `sessions.idle_timeout`).";
 
 const CP_HELP: &str = "\
 Examples:
@@ -853,11 +871,15 @@ pub enum EnrollTokenCommand {
     #[command(after_help = ENROLL_TOKEN_CREATE_HELP)]
     Create {
         /// School the devices join, e.g. kus012
-        #[arg(long, value_parser = tenant_id)]
-        school: String,
+        #[arg(long, value_parser = tenant_id, required_unless_present = "reinstall")]
+        school: Option<String>,
         /// Device class, e.g. schueler-pc
-        #[arg(long, value_parser = tenant_id)]
-        class: String,
+        #[arg(long, value_parser = tenant_id, required_unless_present = "reinstall")]
+        class: Option<String>,
+        /// A token for the reinstall of this one device (id or host name):
+        /// it keeps its id, history, school and class; one use
+        #[arg(long, value_name = "DEVICE", conflicts_with_all = ["school", "class", "uses"])]
+        reinstall: Option<String>,
         /// How long the token is valid, e.g. 2h, 7d, 4weeks
         #[arg(long, value_parser = positive_duration, default_value = "7d", value_name = "DURATION")]
         expires: Duration,
@@ -997,7 +1019,7 @@ pub enum DeviceCommand {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
-    /// Take a device out of service (a re-enrolment reactivates it)
+    /// Take a device out of service (enrolling its agent again, or a reinstall token, reactivates it)
     Retire {
         /// Device id or host name
         device: String,
@@ -1015,6 +1037,21 @@ pub enum DeviceCommand {
     Refresh {
         /// Device id or host name
         device: String,
+    },
+    /// Confirm that a newly enrolled device is an existing PC (reinstalled,
+    /// renamed): the old device keeps its id and history and takes over the
+    /// new enrolment; the new record is retired
+    #[command(
+        after_help = "Example:\n  schoolfleet device adopt 0193f2c1-… kus012-pc07\n\n\
+        Enrolling a PC whose hardware looks like an existing device prints this \
+        command;\nthe match is only a hint, so the old device is untouched until \
+        you confirm."
+    )]
+    Adopt {
+        /// The newly enrolled device (id or host name)
+        device: String,
+        /// The existing device it replaces (id or host name)
+        replaces: String,
     },
 }
 
@@ -1143,8 +1180,8 @@ mod tests {
                 uses,
                 ..
             }) => {
-                assert_eq!(school, "kus012");
-                assert_eq!(class, "schueler-pc");
+                assert_eq!(school.as_deref(), Some("kus012"));
+                assert_eq!(class.as_deref(), Some("schueler-pc"));
                 assert_eq!(expires, Duration::from_secs(7 * 86400));
                 assert_eq!(uses, 30);
             }

@@ -241,9 +241,13 @@ pub fn describe_status(status: &Status, server: &str) -> String {
             .collect::<Vec<_>>()
             .join("\n")
     };
+    // The server's text often says it already ("refused at pc07: …",
+    // "device \"x\" not found"): then the prefix would only repeat it.
     let with = |prefix: &str| {
         if detail.is_empty() {
             prefix.to_owned()
+        } else if detail.to_lowercase().contains(&prefix.to_lowercase()) {
+            detail.clone()
         } else {
             format!("{prefix}: {detail}")
         }
@@ -308,6 +312,15 @@ mod tests {
                 "already exists: county kus",
             ),
             (Status::internal("db"), "server error (Internal error): db"),
+            // No repetition when the server's text says it already.
+            (
+                Status::failed_precondition("refused at vm: declined by the local user"),
+                "refused at vm: declined by the local user",
+            ),
+            (
+                Status::not_found("device \"pc9\" not found"),
+                "device \"pc9\" not found",
+            ),
         ];
         for (status, expected) in cases {
             assert_eq!(describe_status(&status, SERVER), expected);

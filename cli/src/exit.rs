@@ -7,6 +7,10 @@ use std::fmt;
 /// Exit code for transport and session errors of `shell` and `exec`.
 pub const SESSION_FAILURE: u8 = 255;
 
+/// Exit code when the device cannot find the program to run, as a shell
+/// (and so ssh) reports it.
+pub const COMMAND_NOT_FOUND: u8 = 127;
+
 /// Ends the process with `code`; `message` (if any) goes to stderr as
 /// "error: …". Commands return it as an `anyhow::Error`; `main` looks for it.
 #[derive(Debug)]

@@ -151,7 +151,7 @@ impl Ui<'_> {
     }
 }
 
-fn table_of<R: Record>(rows: &[R]) -> (Vec<&'static str>, Vec<Vec<String>>) {
+pub(crate) fn table_of<R: Record>(rows: &[R]) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let keep: Vec<bool> = R::COLUMNS.iter().map(|c| c.in_table).collect();
     let titles = R::COLUMNS
         .iter()
@@ -386,6 +386,11 @@ pub fn gibibytes(bytes: u64) -> String {
     } else {
         format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
     }
+}
+
+/// "1 device", "2 devices": a count with its noun.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 pub fn yes_no(b: bool) -> String {

@@ -30,8 +30,10 @@ use crate::client::{Api, describe_status};
 /// HTTP/2 window does the buffering, this only smooths bursts.
 pub const CHANNEL_QUEUE: usize = 8;
 
-/// Largest `input` frame the protocol allows.
-pub const MAX_FRAME_BYTES: usize = 256 * 1024;
+/// Largest `input` frame the protocol allows: the server refuses bigger
+/// ones with INVALID_ARGUMENT. Every reader below reads at most this much
+/// per frame (checked at compile time where its buffer size is defined).
+pub const MAX_FRAME_BYTES: usize = schoolfleet_proto::MAX_FRAME_PAYLOAD;
 
 /// Device frames of one channel, as tonic delivers them (or a fake in tests).
 pub type FrameStream = Pin<Box<dyn Stream<Item = Result<DeviceFrame, Status>> + Send>>;
@@ -362,6 +364,14 @@ impl ChannelFailure {
 
     pub fn is_retryable(&self) -> bool {
         self.kind == FailureKind::Broken
+    }
+
+    /// The device could not start the program because it does not exist.
+    /// The agent says so in the text of a FAILED error before `ready`
+    /// ("command not found: PROGRAM"); an agent that reports exit 127
+    /// itself needs nothing here.
+    pub fn is_command_not_found(&self) -> bool {
+        self.kind == FailureKind::Failed && self.message.starts_with("command not found")
     }
 }
 

@@ -91,3 +91,40 @@ fn session_commands_exit_255_when_the_session_fails() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn forward_on_a_network_address_warns_that_the_port_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |bind: &str| {
+        let out = schoolfleet()
+            .args(["forward", "pc07", "0:127.0.0.1:5900", "--reason", "test"])
+            .args(["--bind", bind])
+            .env("SCHOOLFLEET_CONFIG_DIR", dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "no profile, so no session");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let open = run("0.0.0.0");
+    assert!(
+        open.contains("warning: listening on 0.0.0.0") && open.contains("network"),
+        "{open}"
+    );
+    assert!(!run("127.0.0.1").contains("warning"));
+}
+
+#[test]
+fn help_says_that_silent_sessions_end_after_the_idle_timeout() {
+    for command in ["exec", "shell", "forward"] {
+        let out = schoolfleet().args([command, "--help"]).output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout).replace('\n', " ");
+        assert!(
+            help.contains("15 minutes") && help.contains("idle_timeout"),
+            "{command}: {help}"
+        );
+    }
+    let out = schoolfleet().args(["exec", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout).replace('\n', " ");
+    assert!(help.contains("runs silently"), "{help}");
+    assert!(help.contains("127"), "{help}");
+}

@@ -83,6 +83,9 @@ impl DeviceService for Fleet {
     async fn revoke_device(&self, _: Request<DeviceRef>) -> Reply<Device> {
         Err(Status::unimplemented(""))
     }
+    async fn adopt_device(&self, _: Request<AdoptDeviceRequest>) -> Reply<Device> {
+        Err(Status::unimplemented(""))
+    }
     async fn list_inventory_changes(
         &self,
         _: Request<ListInventoryChangesRequest>,

@@ -28,3 +28,10 @@ pub const AUTHORIZATION_HEADER: &str = "authorization";
 /// thousands of packages stay well below this; anything larger is refused
 /// with RESOURCE_EXHAUSTED instead of being buffered.
 pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Largest payload (input, output, file data) of one session frame, on
+/// every hop: the CLI splits its writes to fit, the server refuses bigger
+/// input frames with INVALID_ARGUMENT, and the agent neither sends nor
+/// accepts more. One number, so a frame the CLI may send is one the agent
+/// takes.
+pub const MAX_FRAME_PAYLOAD: usize = 256 * 1024;

@@ -65,6 +65,21 @@ pub fn for_terminal(input: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// Longest untrusted value repeated in an error message or a log line.
+pub const MAX_ECHO_BYTES: usize = 64;
+
+/// An untrusted value (an id, a name a client or device sent) as it may
+/// appear in an error message or a log line: dangerous characters
+/// neutralised, cut to `MAX_ECHO_BYTES` with `…`, in quotes. A 1 MB session
+/// id must never come back in a `grpc-message` header, and a device must
+/// never write its own log lines.
+pub fn echo(input: &str) -> String {
+    let cleaned = clean(input, MAX_ECHO_BYTES);
+    // `clean` replaces character for character, so fewer means cut.
+    let cut = cleaned.value.chars().count() < input.chars().count();
+    format!("{:?}", cleaned.value + if cut { "…" } else { "" })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +117,19 @@ mod tests {
         assert_eq!(for_terminal("a\u{1b}[2Jb"), "a\\x1b[2Jb");
         assert_eq!(for_terminal("x\u{202e}y"), "x\\u{202e}y");
         assert_eq!(for_terminal("Überhitzung"), "Überhitzung");
+    }
+
+    #[test]
+    fn echo_is_bounded_and_clean() {
+        let long = "a".repeat(1_000_000);
+        let shown = echo(&long);
+        assert!(shown.len() < MAX_ECHO_BYTES + 8, "{}", shown.len());
+        assert!(shown.ends_with("…\""));
+        assert_eq!(echo("pc07"), "\"pc07\"");
+        let forged = echo("x\n2026-01-01 INFO forged\x1b[2J");
+        assert!(
+            !forged.contains('\n') && !forged.contains('\x1b'),
+            "{forged}"
+        );
     }
 }

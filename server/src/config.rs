@@ -135,6 +135,13 @@ pub struct AgentsSection {
     pub online_window: Duration,
     #[serde(with = "humantime_serde")]
     pub device_cert_validity: Duration,
+    /// HTTP/2 pings on every connection after this long without traffic ...
+    #[serde(with = "humantime_serde")]
+    pub keepalive_interval: Duration,
+    /// ... and the connection is closed when a ping is not answered within
+    /// this: a frozen device is noticed after at most the sum of both.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -250,6 +257,8 @@ impl Default for AgentsSection {
             inventory_interval: Duration::from_secs(3600),
             online_window: Duration::from_secs(180),
             device_cert_validity: Duration::from_secs(365 * 24 * 3600),
+            keepalive_interval: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -369,6 +378,10 @@ impl Config {
                 "agents.device_cert_validity must be at least 1 day",
             ),
             (
+                a.keepalive_interval >= second && a.keepalive_timeout >= second,
+                "agents.keepalive_interval and agents.keepalive_timeout must be at least 1s",
+            ),
+            (
                 self.compliance.sweep_interval >= second,
                 "compliance.sweep_interval must be at least 1s",
             ),
@@ -464,6 +477,11 @@ inventory_interval = "1h"
 # A device counts as online if it was seen within this window.
 online_window = "3m"
 device_cert_validity = "365days"
+# HTTP/2 pings after this long without traffic on a connection, and how long
+# an answer may take: a frozen device is noticed within the sum of both, and
+# its sessions end with "not responding".
+keepalive_interval = "10s"
+keepalive_timeout = "10s"
 
 [limits]
 # Largest gRPC message accepted, in bytes.

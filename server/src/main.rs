@@ -110,8 +110,11 @@ fn notify_systemd(state: &str) {
 fn init_tracing(format: &str, filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    // Colours only on a terminal: journald and log files get plain text,
+    // so that an escape in the log can only be an attack, never decoration.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();

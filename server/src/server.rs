@@ -202,8 +202,10 @@ pub async fn run(
     let router = tonic::transport::Server::builder()
         .tls_config(tls)
         .map_err(|e| ServerError::Tls(e.to_string()))?
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        // Pings find a frozen device (or a dead NAT path) within
+        // interval + timeout, instead of after the agent's idle limit.
+        .http2_keepalive_interval(Some(config.agents.keepalive_interval))
+        .http2_keepalive_timeout(Some(config.agents.keepalive_timeout))
         .initial_stream_window_size(Some(4 * 1024 * 1024))
         .initial_connection_window_size(Some(8 * 1024 * 1024))
         .tcp_nodelay(true)

@@ -39,6 +39,7 @@ async fn enrolled_device(server: &InProcessServer) -> (String, ClientIdentity) {
             expires_in_seconds: 3600,
             max_uses: 1,
             description: String::new(),
+            reinstall_device: String::new(),
         })
         .await
         .unwrap()

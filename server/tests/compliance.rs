@@ -61,6 +61,7 @@ async fn seed(server: &InProcessServer, admin: &mut Clients) {
                 expires_in_seconds: 600,
                 max_uses: 1,
                 description: String::new(),
+                reinstall_device: String::new(),
             })
             .await
             .unwrap()

@@ -59,6 +59,7 @@ async fn invalid_ids_and_control_characters_are_refused() {
             expires_in_seconds: 60,
             max_uses: 1,
             description: String::new(),
+            reinstall_device: String::new(),
         })
         .await
         .unwrap_err();

@@ -69,6 +69,7 @@ async fn fixture() -> Fixture {
                 expires_in_seconds: 3600,
                 max_uses: 5,
                 description: String::new(),
+                reinstall_device: String::new(),
             })
             .await
             .unwrap()

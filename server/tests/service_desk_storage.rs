@@ -42,6 +42,7 @@ async fn seed(store: &Arc<dyn Store>) {
                 created_by: "admin".into(),
                 created_at: now_millis(),
                 revoked_at: None,
+                reinstall_device_id: None,
             })
             .await
             .unwrap();

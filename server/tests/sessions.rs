@@ -53,6 +53,7 @@ async fn setup(server: &InProcessServer) -> (String, ClientIdentity) {
             expires_in_seconds: 3600,
             max_uses: 1,
             description: String::new(),
+            reinstall_device: String::new(),
         })
         .await
         .unwrap()
@@ -101,8 +102,12 @@ struct FakeAgent {
 
 impl FakeAgent {
     async fn connect(server: &InProcessServer, identity: &ClientIdentity) -> Self {
+        Self::connect_to(&server.url, server, identity).await
+    }
+
+    async fn connect_to(url: &str, server: &InProcessServer, identity: &ClientIdentity) -> Self {
         let channel = transport::connect(
-            &server.url,
+            url,
             ServerTrust::Pinned(server.pin),
             Some(identity.clone()),
             ChannelOptions::default(),
@@ -867,7 +872,7 @@ async fn ended_notice(updates: &mut tonic::Streaming<SessionUpdate>) -> SessionE
 }
 
 /// Losing the agent mid-session: the admin's channel gets DEVICE_GONE and
-/// the session ends with "device disconnected", without hanging.
+/// the session ends with "device disconnected or not responding", without hanging.
 #[tokio::test]
 async fn losing_the_agent_ends_the_admin_side_clearly() {
     let server = InProcessServer::start_with(|c| c.sessions.default_consent = "none".into()).await;
@@ -895,9 +900,12 @@ async fn losing_the_agent_ends_the_admin_side_clearly() {
         panic!("expected an error frame, got {frame:?}")
     };
     assert_eq!(error.code, ChannelErrorCode::DeviceGone as i32);
-    assert_eq!(error.message, format!("lost the connection to {HOST}"));
+    assert_eq!(
+        error.message,
+        format!("lost the connection to {HOST}: the device is not responding or went offline")
+    );
     let ended = ended_notice(&mut updates).await;
-    assert_eq!(ended.reason, "device disconnected");
+    assert_eq!(ended.reason, "device disconnected or not responding");
 }
 
 /// EndSession: someone else needs SessionEnd; the starter may always.
@@ -965,7 +973,29 @@ async fn ending_a_session_needs_the_starter_or_session_end() {
         .attach(ReceiverStream::new(open_rx))
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::PermissionDenied);
+    // Exactly the answer for a session that is not live: no existence leak.
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    let (open_tx, open_rx) = mpsc::channel(1);
+    let unknown = uuid::Uuid::now_v7().to_string();
+    open_tx
+        .send(ClientFrame {
+            body: Some(ClientBody::Open(ChannelOpen {
+                session_id: unknown.clone(),
+                offset: 0,
+            })),
+        })
+        .await
+        .unwrap();
+    let not_live = other_tech
+        .sessions
+        .attach(ReceiverStream::new(open_rx))
+        .await
+        .unwrap_err();
+    assert_eq!(not_live.code(), Code::NotFound);
+    assert_eq!(
+        status.message().replace(&session_id, "ID"),
+        not_live.message().replace(&unknown, "ID")
+    );
     let attach_denied = audit_entries(&server, "session.attach").await;
     assert_eq!(attach_denied.len(), 1);
     assert_eq!(
@@ -1343,4 +1373,185 @@ async fn copies_above_the_limit_are_refused_and_cut() {
         .unwrap()
         .unwrap_err();
     assert_eq!(status.code(), Code::Aborted);
+}
+
+/// Sends `frame` on a freshly attached channel and returns how the admin's
+/// stream ended and what the agent saw.
+async fn attach_and_send(
+    frame: ClientFrame,
+) -> (
+    Result<Option<DeviceFrame>, tonic::Status>,
+    Option<Result<ClientFrame, tonic::Status>>,
+) {
+    let server = InProcessServer::start_with(|c| c.sessions.default_consent = "none".into()).await;
+    let (_device_id, identity) = setup(&server).await;
+    let mut agent = FakeAgent::connect(&server, &identity).await;
+    let mut admin = server.client(&server.bootstrap_token).await;
+    let (_updates, session_id) =
+        started_session(&mut admin, &mut agent, exec_request(HOST, &["cat"])).await;
+    let (cli_tx, mut cli_in, _dev_tx, mut dev_rx) =
+        attached_channel(&admin, &mut agent, &session_id).await;
+    cli_tx.send(frame).await.unwrap();
+    let ended = tokio::time::timeout(WAIT, cli_in.message())
+        .await
+        .expect("the admin side hears how the channel ended");
+    let at_agent = tokio::time::timeout(WAIT, dev_rx.message())
+        .await
+        .expect("the agent side ends too")
+        .transpose();
+    (ended, at_agent)
+}
+
+/// An input frame over the one frame limit is refused with
+/// INVALID_ARGUMENT naming the limit; the agent never gets it.
+#[tokio::test]
+async fn input_over_the_frame_limit_is_refused_clearly() {
+    let big = vec![7u8; schoolfleet_proto::MAX_FRAME_PAYLOAD + 1];
+    let (ended, at_agent) = attach_and_send(ClientFrame {
+        body: Some(ClientBody::Input(big)),
+    })
+    .await;
+    let status = ended.expect_err("an error, not a silent end");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("262144 bytes per frame"),
+        "{status:?}"
+    );
+    match at_agent {
+        Some(Ok(frame)) => panic!(
+            "the oversized frame reached the agent: {:?}",
+            frame.body.map(|_| ())
+        ),
+        Some(Err(status)) => assert_eq!(status.code(), Code::Aborted, "{status:?}"),
+        None => {}
+    }
+}
+
+/// A frame over the gRPC message limit ends Attach with an error status,
+/// never with OK and no final frame.
+#[tokio::test]
+async fn a_frame_over_the_message_limit_is_no_silent_end() {
+    let huge = vec![7u8; schoolfleet_proto::MAX_MESSAGE_BYTES + 1024];
+    let (ended, _) = attach_and_send(ClientFrame {
+        body: Some(ClientBody::Input(huge)),
+    })
+    .await;
+    let status = ended.expect_err("Attach ended with OK and no final frame");
+    assert_ne!(status.code(), Code::Ok);
+    assert!(status.message().contains("input failed"), "{status:?}");
+}
+
+/// A 1 MB session id is not repeated in the error (a 1 MB grpc-message
+/// header breaks clients).
+#[tokio::test]
+async fn errors_never_echo_unbounded_input() {
+    let server = InProcessServer::start().await;
+    let admin = server.client(&server.bootstrap_token).await;
+    let (tx, rx) = mpsc::channel(1);
+    tx.send(ClientFrame {
+        body: Some(ClientBody::Open(ChannelOpen {
+            session_id: "s".repeat(1_000_000),
+            offset: 0,
+        })),
+    })
+    .await
+    .unwrap();
+    let status = admin
+        .sessions
+        .clone()
+        .attach(ReceiverStream::new(rx))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{}", status.message().len());
+    assert!(status.message().len() < 200, "{}", status.message().len());
+    let status = admin
+        .devices
+        .clone()
+        .get_device(GetDeviceRequest {
+            device: "d".repeat(1_000_000),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{}", status.message().len());
+    assert!(status.message().len() < 200, "{}", status.message().len());
+}
+
+/// A TCP relay between a device and the server that can freeze: it then
+/// stops moving bytes in either direction but keeps both connections open,
+/// like a device whose machine hangs.
+async fn freezable_relay(server_url: &str) -> (String, tokio_util::sync::CancellationToken) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let target = server_url.trim_start_matches("https://").to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    let freeze = tokio_util::sync::CancellationToken::new();
+    let frozen = freeze.clone();
+    tokio::spawn(async move {
+        let (device, _) = listener.accept().await.unwrap();
+        let upstream = tokio::net::TcpStream::connect(&target).await.unwrap();
+        let (dr, dw) = device.into_split();
+        let (ur, uw) = upstream.into_split();
+        let pipe = |mut from: tokio::net::tcp::OwnedReadHalf,
+                    mut to: tokio::net::tcp::OwnedWriteHalf,
+                    frozen: tokio_util::sync::CancellationToken| async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = tokio::select! {
+                    _ = frozen.cancelled() => {
+                        // Silent, but the sockets stay open.
+                        std::future::pending::<()>().await;
+                        return (from, to);
+                    }
+                    n = from.read(&mut buf) => match n {
+                        Ok(0) | Err(_) => return (from, to),
+                        Ok(n) => n,
+                    },
+                };
+                if to.write_all(&buf[..n]).await.is_err() {
+                    return (from, to);
+                }
+            }
+        };
+        tokio::join!(pipe(dr, uw, frozen.clone()), pipe(ur, dw, frozen));
+    });
+    (url, freeze)
+}
+
+/// A device that freezes mid-session is noticed by the server's HTTP/2
+/// keepalive within interval + timeout, and the admin hears that it does
+/// not respond, instead of silence for the agent's idle limit.
+#[tokio::test]
+async fn a_frozen_device_is_noticed_by_keepalive_and_reported() {
+    let server = InProcessServer::start_with(|c| {
+        c.sessions.default_consent = "none".into();
+        c.agents.keepalive_interval = Duration::from_secs(1);
+        c.agents.keepalive_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let (_device_id, identity) = setup(&server).await;
+    let (url, freeze) = freezable_relay(&server.url).await;
+    let mut agent = FakeAgent::connect_to(&url, &server, &identity).await;
+    let mut admin = server.client(&server.bootstrap_token).await;
+    let (mut updates, session_id) = started_session(
+        &mut admin,
+        &mut agent,
+        exec_request(HOST, &["sleep", "600"]),
+    )
+    .await;
+    let (_cli_tx, mut cli_in, _dev_tx, _dev_rx) =
+        attached_channel(&admin, &mut agent, &session_id).await;
+    freeze.cancel();
+    let frame = tokio::time::timeout(Duration::from_secs(8), cli_in.message())
+        .await
+        .expect("the admin hears of the frozen device within seconds")
+        .unwrap()
+        .unwrap();
+    let Some(DeviceBody::Error(error)) = frame.body else {
+        panic!("expected an error frame, got {frame:?}")
+    };
+    assert_eq!(error.code, ChannelErrorCode::DeviceGone as i32);
+    assert!(error.message.contains("not responding"), "{error:?}");
+    let ended = ended_notice(&mut updates).await;
+    assert!(ended.reason.contains("not responding"), "{ended:?}");
+    drop(agent);
 }

@@ -47,6 +47,7 @@ fn token(id: &str, school_id: &str, county_id: &str, max_uses: i64) -> Enrollmen
         created_by: "admin".into(),
         created_at: now_millis(),
         revoked_at: None,
+        reinstall_device_id: None,
     }
 }
 

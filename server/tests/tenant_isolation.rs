@@ -59,6 +59,7 @@ async fn fixture() -> Fixture {
             expires_in_seconds: 3600,
             max_uses: 5,
             description: String::new(),
+            reinstall_device: String::new(),
         })
         .await
         .unwrap()
@@ -260,6 +261,7 @@ async fn every_call(c: &mut Clients, f: &Fixture) -> Vec<(&'static str, Outcome)
                         expires_in_seconds: 60,
                         max_uses: 1,
                         description: String::new(),
+                        reinstall_device: String::new(),
                     })
                     .await,
                 |_| true,
@@ -529,6 +531,22 @@ async fn every_call(c: &mut Clients, f: &Fixture) -> Vec<(&'static str, Outcome)
                 .await,
             |_| true,
         ),
+    ));
+    // Adopting the foreign device into itself gets past authorisation only
+    // to INVALID_ARGUMENT: that counts as reached.
+    results.push((
+        "devices.adopt",
+        match c
+            .devices
+            .adopt_device(AdoptDeviceRequest {
+                device: FOREIGN_DEVICE.into(),
+                replaces: FOREIGN_DEVICE.into(),
+            })
+            .await
+        {
+            Err(status) if status.code() == Code::InvalidArgument => Outcome::Reached,
+            other => refused(other, |_| true),
+        },
     ));
     results.push((
         "devices.retire",

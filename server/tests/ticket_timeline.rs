@@ -66,6 +66,7 @@ async fn ticket_timeline_shows_device_inventory_changes_between_comments() {
             expires_in_seconds: 3600,
             max_uses: 1,
             description: String::new(),
+            reinstall_device: String::new(),
         })
         .await
         .unwrap()

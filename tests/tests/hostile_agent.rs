@@ -206,3 +206,72 @@ async fn hostile_values_are_neutralised_or_refused_and_nothing_else_is_lost() {
         .to_owned();
     assert!(!agent_version.contains('\u{1b}'), "{agent_version:?}");
 }
+
+/// A device's strings never forge a server log line or come back unbounded:
+/// a channel id with a newline, a fake log line and raw ESC is logged
+/// cleaned, and the error repeats at most a bounded part of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_strings_are_cleaned_before_they_are_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("server")).unwrap();
+    let server = ServerProcess::start(&dir.path().join("server"));
+    let cli = server.admin_cli(&dir.path().join("cli"));
+    cli.ok(&["county", "add", "don", "--name", "Donnersbergkreis"]);
+    cli.ok(&[
+        "school",
+        "add",
+        "don003",
+        "--county",
+        "don",
+        "--name",
+        "Gymnasium",
+    ]);
+    let token = cli.enrollment_token("don003", "1h", 1);
+    let agent = AgentProcess::new(&dir.path().join("agent"));
+    assert!(agent.enroll(&server.url(), &token).status.success());
+    let identity = AgentIdentity::load(&agent.state_dir).unwrap();
+    let channel = transport::connect(
+        &server.url(),
+        identity.server_trust(),
+        Some(identity.client_identity()),
+        ChannelOptions::default(),
+    )
+    .await
+    .unwrap();
+
+    let marker = format!("forged-{}", uuid::Uuid::new_v4().simple());
+    let forged = format!(
+        "x\n2026-01-01T00:00:00.000000Z  INFO schoolfleet_server: {marker} admin logged in\u{1b}[2K{}",
+        "A".repeat(100_000)
+    );
+    let (tx, rx) = mpsc::channel(1);
+    tx.send(DeviceFrame {
+        body: Some(device_frame::Body::Attach(ChannelAttach {
+            channel_id: forged,
+        })),
+    })
+    .await
+    .unwrap();
+    let status = AgentServiceClient::new(channel)
+        .session_channel(ReceiverStream::new(rx))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+    assert!(status.message().len() < 200, "{}", status.message().len());
+
+    wait_until(Duration::from_secs(10), "the warning in the log", || {
+        server.log().contains("unknown or expired session channel")
+    });
+    let log = server.log();
+    assert!(!log.contains('\u{1b}'), "raw ESC in the server log");
+    for line in log.lines() {
+        assert!(
+            !line.starts_with("2026-01-01T00:00:00"),
+            "a device forged a log line: {line}"
+        );
+    }
+    assert!(
+        !log.contains(&"A".repeat(1000)),
+        "unbounded device text logged"
+    );
+}

@@ -135,15 +135,58 @@ fn reinstall_keeps_one_device_but_a_school_scoped_token_cannot_pull_it_over() {
             .to_owned()
     };
 
-    // A reinstall (fresh state directory) on the same machine: same device.
-    let reinstall = AgentProcess::new(&dir.path().join("reinstall"));
-    let out = reinstall.enroll(&server.url(), &token);
+    // Enrolled again in its own state directory, the agent proves itself
+    // with its key: same device.
+    let out = first.enroll(&server.url(), &token);
     assert!(
         output_text(&out).contains("Re-enrolled existing"),
         "{}",
         output_text(&out)
     );
-    assert_eq!(device_id(&reinstall), device_id(&first));
+    let original_id = device_id(&first);
+
+    // A reinstall (fresh state directory, no key) only claims the same
+    // hardware: it becomes a new device with the link proposed ...
+    let reinstall = AgentProcess::new(&dir.path().join("reinstall"));
+    let out = reinstall.enroll(&server.url(), &token);
+    let text = output_text(&out);
+    assert!(text.contains("Enrolled new"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "schoolfleet device adopt {} {original_id}",
+            device_id(&reinstall)
+        )),
+        "{text}"
+    );
+    assert_ne!(device_id(&reinstall), original_id);
+    // ... which an admin confirms: one device, the old id.
+    cli.ok(&["device", "adopt", &device_id(&reinstall), &original_id]);
+    let devices = cli.json(&["devices"]);
+    assert_eq!(devices.as_array().unwrap().len(), 1, "{devices}");
+    assert_eq!(devices[0]["id"], original_id.as_str(), "{devices}");
+    let history = cli.json(&["device", "history", &original_id]);
+    assert!(history.to_string().contains("adopted"), "{history}");
+
+    // A reinstall token for that one device keeps its id without any adopt.
+    let reinstall_token = cli.json(&[
+        "enroll-token",
+        "create",
+        "--reinstall",
+        &original_id,
+        "--expires",
+        "1h",
+    ])["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let second = AgentProcess::new(&dir.path().join("second"));
+    let out = second.enroll(&server.url(), &reinstall_token);
+    assert!(
+        output_text(&out).contains("Re-enrolled existing"),
+        "{}",
+        output_text(&out)
+    );
+    assert_eq!(device_id(&second), original_id);
 
     // An admin of school kl002 only cannot move kl001's device by claiming
     // its hardware: the machine enrols as a new device instead.
@@ -161,8 +204,8 @@ fn reinstall_keeps_one_device_but_a_school_scoped_token_cannot_pull_it_over() {
         "{}",
         output_text(&out)
     );
-    assert_ne!(device_id(&claim), device_id(&first));
-    let original = cli.json(&["device", "show", &device_id(&first)]);
+    assert_ne!(device_id(&claim), original_id);
+    let original = cli.json(&["device", "show", &original_id]);
     assert_eq!(
         original["overview"]["school_id"], "kl001",
         "the device was pulled into kl002"

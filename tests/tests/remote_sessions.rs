@@ -335,6 +335,22 @@ fn exec_returns_both_streams_the_exit_code_and_100_mb_intact() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
     assert!(String::from_utf8_lossy(&out.stderr).contains("err\n"));
 
+    // A program the device does not have: 127, as ssh answers, not 255.
+    let out = fleet.cli.run(&[
+        "exec",
+        fleet.device(),
+        "--reason",
+        REASON,
+        "--",
+        "sf-no-such-program",
+    ]);
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(127), "{text}");
+    assert!(
+        text.contains("command not found: sf-no-such-program"),
+        "{text}"
+    );
+
     // A reader that goes away early (`| head`) ends the session quietly
     // with the SIGPIPE status, and the remote command with it.
     let marker = unique_marker("sf-pipe");
@@ -388,7 +404,7 @@ fn exec_returns_both_streams_the_exit_code_and_100_mb_intact() {
     ]);
     assert_eq!(
         missing.status.code(),
-        Some(255),
+        Some(127),
         "{}",
         output_text(&missing)
     );
@@ -563,6 +579,15 @@ fn copy_uploads_and_downloads_checked_and_refuses_paths_outside_the_roots() {
         std::fs::read(&back).unwrap() == data,
         "download changed the bytes"
     );
+    // Both copies say how they ended: complete, not "admin side disconnected".
+    let copies: Vec<_> = sessions(&fleet.cli)
+        .into_iter()
+        .filter(|s| s["kind"] == "cp")
+        .collect();
+    assert_eq!(copies.len(), 2, "{copies:?}");
+    for copy in &copies {
+        assert_eq!(copy["end_reason"], "copy complete", "{copy}");
+    }
     assert!(
         std::fs::read_dir(&local).unwrap().all(|e| !e
             .unwrap()

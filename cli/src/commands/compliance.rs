@@ -131,8 +131,11 @@ pub async fn standard(cmd: StandardCommand, ctx: &Context, ui: &mut Ui<'_>) -> a
                 .reply(&api)?;
             let v = applied.version.unwrap_or_default();
             ui.done(&format!(
-                "applied {} {} as revision {}; {} devices evaluated",
-                v.standard_id, v.version, v.revision, applied.devices_evaluated
+                "applied {} {} as revision {}; {} evaluated",
+                v.standard_id,
+                v.version,
+                v.revision,
+                crate::output::count(applied.devices_evaluated.into(), "device", "devices")
             ))?;
             Ok(())
         }

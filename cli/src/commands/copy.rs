@@ -28,6 +28,10 @@ pub const RETRIES: usize = 3;
 
 /// Bytes per upload frame (the protocol allows 256 KiB).
 const UPLOAD_CHUNK: usize = 128 * 1024;
+const _: () = assert!(
+    UPLOAD_CHUNK <= crate::session::MAX_FRAME_BYTES,
+    "input frames must fit the protocol's frame limit"
+);
 
 /// Suffix of a download in progress.
 pub const PARTIAL_SUFFIX: &str = ".sfpart";

@@ -44,9 +44,22 @@ fn media_name(media: i32) -> &'static str {
     }
 }
 
+/// Hex digits of the short id: the server accepts them as a device name.
+const SHORT_ID_LEN: usize = 8;
+
+/// The last hex digits of a device id (its random part; a UUIDv7 begins
+/// with the time, which devices enrolled together share).
+pub fn short_id(id: &str) -> String {
+    let hex: String = id.chars().filter(char::is_ascii_hexdigit).collect();
+    hex[hex.len().saturating_sub(SHORT_ID_LEN)..].to_owned()
+}
+
 /// One line of `devices`.
 #[derive(Debug, Serialize)]
 pub struct DeviceRow {
+    /// The end of the id: unique in practice, and accepted wherever a
+    /// device is named (host names can repeat).
+    pub short_id: String,
     pub hostname: String,
     pub status: &'static str,
     pub online: bool,
@@ -70,6 +83,7 @@ pub struct DeviceRow {
 impl From<&Device> for DeviceRow {
     fn from(d: &Device) -> Self {
         Self {
+            short_id: short_id(&d.id),
             hostname: d.hostname.clone(),
             status: status_name(d.status),
             online: d.online,
@@ -95,6 +109,7 @@ impl From<&Device> for DeviceRow {
 impl Record for DeviceRow {
     const NOUN: &'static str = "devices";
     const COLUMNS: &'static [Column] = &[
+        col("short_id", "ID"),
         col("hostname", "HOSTNAME"),
         col("status", "STATUS"),
         col("online", "ONLINE"),
@@ -103,7 +118,7 @@ impl Record for DeviceRow {
         col("os_name", "OS"),
         col("os_version", "VERSION"),
         col("last_seen", "LAST SEEN"),
-        wide("id", "ID"),
+        wide("id", "DEVICE ID"),
         wide("county_id", "COUNTY"),
         wide("enrolled_at", "ENROLLED"),
         wide("inventory_at", "INVENTORY"),
@@ -116,6 +131,7 @@ impl Record for DeviceRow {
     ];
     fn cells(&self) -> Vec<String> {
         vec![
+            self.short_id.clone(),
             self.hostname.clone(),
             self.status.to_owned(),
             yes_no(self.online),
@@ -260,7 +276,7 @@ pub async fn run(cmd: DeviceCommand, ctx: &Context, ui: &mut Ui<'_>) -> anyhow::
             ui.one(&row, |out| {
                 writeln!(
                     out,
-                    "Retired {} (school {}). A re-enrolment of the same hardware reactivates it.",
+                    "Retired {} (school {}). Enrolling its agent again (it proves itself with its key) or `enroll-token create --reinstall` reactivates it.",
                     for_terminal(&row.hostname),
                     for_terminal(&row.school_id)
                 )
@@ -316,6 +332,28 @@ pub async fn run(cmd: DeviceCommand, ctx: &Context, ui: &mut Ui<'_>) -> anyhow::
                     "{name} is not connected to this server right now; it reports at its next connection."
                 ))?;
             }
+        }
+        DeviceCommand::Adopt { device, replaces } => {
+            let adopted = api
+                .devices()
+                .adopt_device(schoolfleet_proto::v1::AdoptDeviceRequest {
+                    device: device.clone(),
+                    replaces,
+                })
+                .await
+                .reply(&api)?;
+            let row = DeviceRow::from(&adopted);
+            ui.one(&row, |out| {
+                writeln!(
+                    out,
+                    "Device {} ({}) now carries the enrolment of {}; its id and history are kept. \
+                     The agent reconnects as {}.",
+                    for_terminal(&adopted.id),
+                    for_terminal(&adopted.hostname),
+                    for_terminal(&device),
+                    for_terminal(&adopted.id),
+                )
+            })?;
         }
     }
     Ok(())
@@ -986,6 +1024,20 @@ fn join(sections: &[Section]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_table_shows_a_short_id_that_is_the_end_of_the_id() {
+        assert_eq!(short_id("0193f2c1-7a4b-7c3d-9e8f-0123456789ab"), "456789ab");
+        let device = Device {
+            id: "0193f2c1-7a4b-7c3d-9e8f-0123456789ab".into(),
+            hostname: "kus012-pc07".into(),
+            ..Default::default()
+        };
+        let row = DeviceRow::from(&device);
+        let (titles, cells) = crate::output::table_of(std::slice::from_ref(&row));
+        assert_eq!(titles[0], "ID");
+        assert_eq!(cells[0][0], "456789ab");
+    }
     use crate::output::assert_keys_match_columns;
     use prost_types::Timestamp;
     use schoolfleet_proto::v1::{
@@ -1212,8 +1264,8 @@ mod tests {
         assert_keys_match_columns(&row);
         assert_eq!(row.status, "active");
         let cells = row.cells();
-        assert_eq!(cells[2], "yes");
-        assert_eq!(cells[16], "10.12.0.7 fe80::1");
+        assert_eq!(cells[3], "yes");
+        assert_eq!(cells[17], "10.12.0.7 fe80::1");
         assert_keys_match_columns(&ChangeRow::from(&InventoryChange::default()));
         assert_keys_match_columns(&ReportRow::from(&InventoryReportSummary::default()));
     }
@@ -1312,6 +1364,12 @@ mod tests {
                 Err(Status::permission_denied(
                     "retiring needs technician@school:kus012",
                 ))
+            }
+            async fn adopt_device(
+                &self,
+                _: Request<schoolfleet_proto::v1::AdoptDeviceRequest>,
+            ) -> Result<Response<Device>, Status> {
+                Err(Status::unimplemented("not needed here"))
             }
             async fn revoke_device(
                 &self,

@@ -145,13 +145,15 @@ pub async fn run(cmd: EnrollTokenCommand, ctx: &Context, ui: &mut Ui<'_>) -> any
             expires,
             uses,
             description,
+            reinstall,
         } => {
             let request = CreateEnrollmentTokenRequest {
-                school_id: school,
-                device_class: class,
+                school_id: school.unwrap_or_default(),
+                device_class: class.unwrap_or_default(),
                 expires_in_seconds: expires.as_secs(),
                 max_uses: uses,
                 description: description.unwrap_or_default(),
+                reinstall_device: reinstall.unwrap_or_default(),
             };
             let created = api
                 .enrollment()

@@ -161,9 +161,9 @@ pub fn summary_table(rows: &[FanOutRow]) -> String {
         });
     let counts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
     format!(
-        "{}{} devices: {}\n",
+        "{}{}: {}\n",
         render_table(&["HOST", "RESULT", "DURATION"], &table),
-        rows.len(),
+        crate::output::count(rows.len() as u64, "device", "devices"),
         counts.join(", ")
     )
 }
@@ -520,6 +520,8 @@ mod tests {
              6 devices: 1 denied, 1 error, 1 exit, 1 offline, 1 ok, 1 timeout\n"
         );
         crate::output::assert_keys_match_columns(&rows[0]);
+        let one = summary_table(&rows[..1]);
+        assert!(one.ends_with("\n1 device: 1 ok\n"), "{one}");
     }
 
     #[test]

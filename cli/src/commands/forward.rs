@@ -21,14 +21,29 @@ use crate::session::{self, Attach, Attacher, Channel, Event};
 /// per frame, and with the channel's 8-frame queue this bounds what one
 /// connection can have in flight.
 const TCP_CHUNK: usize = 128 * 1024;
+const _: () = assert!(
+    TCP_CHUNK <= crate::session::MAX_FRAME_BYTES,
+    "input frames must fit the protocol's frame limit"
+);
 
 pub async fn run(
     args: ForwardArgs,
     ctx: &Context,
     ui: &mut crate::output::Ui<'_>,
 ) -> anyhow::Result<()> {
-    let api = Api::connect_for_sessions(&ctx.profile()?).await?;
     let target = &args.target;
+    if !args.bind.is_loopback() {
+        // Said first, before anything can fail: the admin must know.
+        writeln!(
+            ui.err,
+            "warning: listening on {}: anyone who can reach this machine over the network \
+             can use the forward to {}:{} through the device",
+            args.bind,
+            for_terminal(&target.host),
+            target.port
+        )?;
+    }
+    let api = Api::connect_for_sessions(&ctx.profile()?).await?;
     // Bind first: a busy port should fail before the device's user is asked.
     let listener = TcpListener::bind((args.bind, target.local_port))
         .await

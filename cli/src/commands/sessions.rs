@@ -390,7 +390,7 @@ async fn play(
         tokio::time::sleep(step.delay).await;
         match step.show {
             Show::Output(text) => {
-                ui.out.write_all(text.as_bytes())?;
+                ui.out.write_all(without_queries(&text).as_bytes())?;
                 ui.out.flush()?;
             }
             Show::Marker(text) => writeln!(ui.err, "\r\n[{}]\r", for_terminal(&text))?,
@@ -398,6 +398,94 @@ async fn play(
     }
     writeln!(ui.out)?;
     Ok(())
+}
+
+/// The recorded output without the sequences that ask the terminal for an
+/// answer (cursor position `ESC[6n`, device attributes, colour and title
+/// reports, mode and setting queries). Replayed, they would make the
+/// admin's terminal answer into its own input, and the answers would reach
+/// the shell prompt after the replay.
+pub fn without_queries(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains('\u{1b}') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    let mut kept = 0;
+    while i < bytes.len() {
+        if bytes[i] != 0x1b || i + 1 >= bytes.len() {
+            i += 1;
+            continue;
+        }
+        let (end, query) = match bytes[i + 1] {
+            b'[' => csi(bytes, i + 2),
+            b']' => string_sequence(bytes, i + 2, |body| body.ends_with(b"?")),
+            b'P' => string_sequence(bytes, i + 2, |body| {
+                body.starts_with(b"$q") || body.starts_with(b"+q")
+            }),
+            _ => (i + 2, false),
+        };
+        if query {
+            out.push_str(&text[kept..i]);
+            kept = end;
+        }
+        i = end.max(i + 1);
+    }
+    out.push_str(&text[kept.min(text.len())..]);
+    std::borrow::Cow::Owned(out)
+}
+
+/// A CSI sequence from its parameters at `start`: (end, is a query).
+fn csi(bytes: &[u8], start: usize) -> (usize, bool) {
+    let mut j = start;
+    while j < bytes.len() && (0x30..=0x3f).contains(&bytes[j]) {
+        j += 1;
+    }
+    let params = &bytes[start..j];
+    while j < bytes.len() && (0x20..=0x2f).contains(&bytes[j]) {
+        j += 1;
+    }
+    let intermediates_end = j;
+    let Some(&last) = bytes.get(j) else {
+        return (bytes.len(), false);
+    };
+    let intermediates = &bytes[start + params.len()..intermediates_end];
+    let first_param: Option<u32> = std::str::from_utf8(params)
+        .ok()
+        .and_then(|p| p.split(';').next())
+        .and_then(|p| p.parse().ok());
+    let query = match last {
+        // Device status and cursor position reports, device attributes.
+        b'n' | b'c' => true,
+        // Window and title reports (not the other window operations).
+        b't' => matches!(
+            first_param,
+            Some(11 | 13 | 14 | 15 | 16 | 18 | 19 | 20 | 21)
+        ),
+        // DECRQM mode queries.
+        b'p' => intermediates == b"$",
+        // XTVERSION, and the keyboard protocol query.
+        b'q' => params.starts_with(b">"),
+        b'u' => params.starts_with(b"?"),
+        // DECREQTPARM.
+        b'x' => intermediates.is_empty(),
+        _ => false,
+    };
+    (j + 1, query)
+}
+
+/// An OSC or DCS string from `start` to BEL or ST: (end, is a query).
+fn string_sequence(bytes: &[u8], start: usize, query: impl Fn(&[u8]) -> bool) -> (usize, bool) {
+    let mut j = start;
+    while j < bytes.len() {
+        match bytes[j] {
+            0x07 => return (j + 1, query(&bytes[start..j])),
+            0x1b if bytes.get(j + 1) == Some(&b'\\') => return (j + 2, query(&bytes[start..j])),
+            _ => j += 1,
+        }
+    }
+    (bytes.len(), false)
 }
 
 #[cfg(test)]
@@ -494,5 +582,19 @@ mod tests {
         let text = row.section().render();
         assert!(text.contains("kus012-pc01\\x1b[2J"), "{text}");
         assert!(!text.contains('\u{1b}'));
+    }
+
+    #[test]
+    fn replay_drops_what_would_make_the_terminal_answer() {
+        let recorded = "\u{1b}[6n$ ls\r\n\u{1b}[1mfett\u{1b}[0m\u{1b}[c\u{1b}[>0c\
+            \u{1b}]11;?\u{7}\u{1b}]0;Titel\u{7}\u{1b}[18t\u{1b}[8;30;100t\
+            \u{1b}[?2004$p\u{1b}P$qm\u{1b}\\\u{1b}[?u\u{1b}[5nEnde";
+        assert_eq!(
+            without_queries(recorded),
+            "$ ls\r\n\u{1b}[1mfett\u{1b}[0m\u{1b}]0;Titel\u{7}\u{1b}[8;30;100tEnde"
+        );
+        assert_eq!(without_queries("ohne Escape"), "ohne Escape");
+        // A sequence cut at the end of an event is kept as it is.
+        assert_eq!(without_queries("a\u{1b}[1"), "a\u{1b}[1");
     }
 }

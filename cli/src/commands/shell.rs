@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use super::Context;
 use crate::args::{PurposeArgs, ShellArgs};
 use crate::client::Api;
-use crate::exit::{Exit, SESSION_FAILURE};
+use crate::exit::{COMMAND_NOT_FOUND, Exit, SESSION_FAILURE};
 use crate::output::Ui;
 use crate::session::{self, Attach, Attacher, Channel, Ended, Event, Session};
 use crate::terminal::{self, Crossterm, RawGuard};
@@ -28,6 +28,10 @@ const END_GRACE: Duration = Duration::from_secs(2);
 
 /// Bytes read from stdin at a time (well below the 256 KiB frame limit).
 const STDIN_CHUNK: usize = 64 * 1024;
+const _: () = assert!(
+    STDIN_CHUNK <= crate::session::MAX_FRAME_BYTES,
+    "input frames must fit the protocol's frame limit"
+);
 
 pub async fn run(args: ShellArgs, ctx: &Context, ui: &mut Ui<'_>) -> anyhow::Result<()> {
     let interactive = io::stdin().is_terminal();
@@ -126,6 +130,7 @@ pub(crate) fn finish(outcome: Outcome) -> anyhow::Result<()> {
         Outcome::Exited(0) => Ok(()),
         Outcome::Exited(code) => Err(Exit::remote_status(code).into()),
         Outcome::Failed(message) => Err(Exit::with_message(SESSION_FAILURE, message).into()),
+        Outcome::NotFound(message) => Err(Exit::with_message(COMMAND_NOT_FOUND, message).into()),
     }
 }
 
@@ -264,6 +269,9 @@ pub enum Outcome {
     Exited(i32),
     /// The session or the connection failed; the message says why.
     Failed(String),
+    /// The device could not find the program to run: exit 127, as a shell
+    /// (and so ssh) does.
+    NotFound(String),
 }
 
 /// Moves bytes between the local stdio and one channel until the channel's
@@ -340,6 +348,9 @@ pub async fn pump(
                 }
                 Event::Ready(_) | Event::Eof => {}
                 Event::Exit(code) => return Outcome::Exited(code),
+                Event::Failed(failure) if failure.is_command_not_found() => {
+                    return Outcome::NotFound(failure.to_string());
+                }
                 Event::Failed(failure) => {
                     // The session's own notice says best why (e.g. "idle timeout").
                     return match session_end {
@@ -551,6 +562,23 @@ mod tests {
         );
         let err = finish(outcome).unwrap_err();
         assert_eq!(err.downcast_ref::<Exit>().unwrap().code, SESSION_FAILURE);
+    }
+
+    #[tokio::test]
+    async fn missing_program_exits_127_like_ssh() {
+        let (outcome, _, _, _) = run_pump(
+            vec![fake::error(
+                ChannelErrorCode::Failed,
+                "command not found: frobnicate",
+            )],
+            false,
+            |_| {},
+        )
+        .await;
+        let err = finish(outcome).unwrap_err();
+        let exit = err.downcast_ref::<Exit>().unwrap();
+        assert_eq!(exit.code, 127);
+        assert_eq!(exit.to_string(), "command not found: frobnicate");
     }
 
     #[tokio::test(start_paused = true)]

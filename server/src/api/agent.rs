@@ -44,7 +44,119 @@ fn cleaned(field: &str, value: &str, max: usize) -> Result<String, Status> {
     Ok(schoolfleet_proto::text::clean(value.trim(), max).value)
 }
 
+/// Who an enrolling agent is, decided only by what it can prove.
+enum Binding {
+    /// It presented the current certificate of this device.
+    Proven(DeviceRecord),
+    /// The token was made for the reinstall of this device.
+    Reinstall(DeviceRecord),
+    /// A new device; `resembles` is an existing one with the same hardware
+    /// hints, proposed to an admin for `device adopt`.
+    New { resembles: Option<DeviceRecord> },
+}
+
 impl AgentApi {
+    /// Decides which device an enrolment binds to. Only the device key (a
+    /// certificate presented on the connection) or a reinstall token made
+    /// for one device re-enrol an existing device; the hardware identifiers
+    /// the agent sends are hints that only propose a link.
+    async fn bind_identity(
+        &self,
+        token: &crate::storage::EnrollmentToken,
+        presented_cert: Option<&str>,
+        hardware: &HardwareIdentity,
+    ) -> Result<Binding, Status> {
+        let state = &self.0;
+        let revoked =
+            || Status::permission_denied("this device was revoked and cannot enrol again");
+        let proven = match presented_cert {
+            Some(fingerprint) => state
+                .store
+                .get_device_by_cert(fingerprint)
+                .await
+                .map_err(storage_status)?,
+            None => None,
+        };
+        // A proven device moves to the token's school only if the token's
+        // creator may manage it where it is now; in another county it is
+        // not this token's device at all.
+        let proven = match proven {
+            Some(d) if d.county_id != token.county_id => None,
+            Some(d) if d.school_id != token.school_id => {
+                self.creator_may_manage(token, &d).await?.then_some(d)
+            }
+            other => other,
+        };
+        if let Some(reinstall) = &token.reinstall_device_id {
+            let device = state
+                .store
+                .get_device(reinstall)
+                .await
+                .map_err(storage_status)?
+                .ok_or_else(|| {
+                    Status::failed_precondition(
+                        "the device this reinstall token was made for no longer exists",
+                    )
+                })?;
+            if proven.as_ref().is_some_and(|p| p.id != device.id) {
+                return Err(Status::permission_denied(
+                    "this token is for the reinstall of another device",
+                ));
+            }
+            if device.status() == DeviceStatus::Revoked {
+                return Err(revoked());
+            }
+            return Ok(Binding::Reinstall(device));
+        }
+        if let Some(device) = proven {
+            if device.status() == DeviceStatus::Revoked {
+                return Err(revoked());
+            }
+            return Ok(Binding::Proven(device));
+        }
+        let resembles = state
+            .store
+            .find_device_by_hardware(&token.county_id, hardware)
+            .await
+            .map_err(storage_status)?;
+        // Stolen hardware of a revoked device stays refused; that grants
+        // nothing, so a hint may decide it.
+        if resembles
+            .as_ref()
+            .is_some_and(|d| d.status() == DeviceStatus::Revoked)
+        {
+            return Err(Status::permission_denied(
+                "this hardware belongs to a revoked device and cannot enrol again",
+            ));
+        }
+        // Propose a link only to a device the token's creator may manage,
+        // so the proposal leaks nothing across schools.
+        let resembles = match resembles {
+            Some(d) if self.creator_may_manage(token, &d).await? => Some(d),
+            _ => None,
+        };
+        Ok(Binding::New { resembles })
+    }
+
+    async fn creator_may_manage(
+        &self,
+        token: &crate::storage::EnrollmentToken,
+        device: &DeviceRecord,
+    ) -> Result<bool, Status> {
+        let creator = self
+            .0
+            .store
+            .get_user(&token.created_by)
+            .await
+            .map_err(storage_status)?;
+        Ok(creator.is_some_and(|u| {
+            Principal::from_user(&u).can(
+                Permission::DeviceManage,
+                &TenantRef::school(&device.county_id, &device.school_id),
+            )
+        }))
+    }
+
     /// Maps the client certificate of this connection to an active device.
     /// Fails closed: no certificate, an unknown one, or a device that is
     /// not active are all refused.
@@ -92,6 +204,17 @@ impl AgentService for AgentApi {
             .remote_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
+        // A certificate presented on this connection proves possession of
+        // its key (the TLS handshake signed with it): the one proof of who a
+        // device is.
+        let presented_cert = request
+            .peer_certs()
+            .and_then(|certs| {
+                certs
+                    .first()
+                    .map(|c| crate::pki::cert_fingerprint(c.as_ref()))
+            })
+            .map(hex::encode);
         let req = request.into_inner();
         let parts = schoolfleet_proto::tokens::parse_enrollment_token(&req.token)
             .map_err(|e| Status::unauthenticated(e.to_string()))?;
@@ -152,44 +275,14 @@ impl AgentService for AgentApi {
         if !identifies_hardware(&hardware.system_uuid) {
             hardware.system_uuid.clear();
         }
-        let existing = state
-            .store
-            .find_device_by_hardware(&token.county_id, &hardware)
-            .await
-            .map_err(storage_status)?;
-        // Hardware identity is claimed by the agent, so it can be forged: a
-        // device moves to another school by re-enrolment only if the token's
-        // creator may manage it where it is now. Otherwise it enrols as a
-        // new device (a duplicate to retire beats a hijacked history).
-        let existing = match existing {
-            Some(d) if d.school_id != token.school_id => {
-                let creator = state
-                    .store
-                    .get_user(&token.created_by)
-                    .await
-                    .map_err(storage_status)?;
-                let allowed = creator.is_some_and(|u| {
-                    Principal::from_user(&u).can(
-                        Permission::DeviceManage,
-                        &TenantRef::school(&d.county_id, &d.school_id),
-                    )
-                });
-                if !allowed {
-                    tracing::warn!(device = %d.id, from = %d.school_id, to = %token.school_id,
-                        "hardware matches a device of another school the token's creator may not manage; enrolling as new");
-                }
-                allowed.then_some(d)
-            }
-            other => other,
+        let binding = self
+            .bind_identity(&token, presented_cert.as_deref(), &hardware)
+            .await?;
+        let (existing, proof, resembles) = match binding {
+            Binding::Proven(d) => (Some(d), "device key", None),
+            Binding::Reinstall(d) => (Some(d), "reinstall token", None),
+            Binding::New { resembles } => (None, "", resembles),
         };
-        if existing
-            .as_ref()
-            .is_some_and(|d| d.status() == DeviceStatus::Revoked)
-        {
-            return Err(Status::permission_denied(
-                "this hardware belongs to a revoked device and cannot enrol again",
-            ));
-        }
         let device_id = match &existing {
             Some(d) => d.id.clone(),
             None => uuid::Uuid::now_v7().to_string(),
@@ -244,12 +337,14 @@ impl AgentService for AgentApi {
             .await
             .map_err(storage_status)?;
         if reenrolled {
-            // Whoever holds the old certificate must not keep streaming.
+            // The device proved who it is; an older installation holding
+            // the previous certificate must not keep streaming.
             state.agents.disconnect(
                 &device_id,
                 Status::unauthenticated("this device was enrolled again"),
             );
         }
+        let from_text = schoolfleet_proto::text::clean(&peer, 64).value;
         state
             .audit(
                 &format!("device:{device_id}"),
@@ -261,12 +356,66 @@ impl AgentService for AgentApi {
                 &format!("device:{device_id}"),
                 Some(&token.county_id),
                 "ok",
-                format!(
-                    "hostname={hostname} school={} token={} from {peer}",
-                    token.school_id, token.id
-                ),
+                if reenrolled {
+                    format!(
+                        "hostname={hostname} school={} token={} proof={proof} from {from_text}",
+                        token.school_id, token.id
+                    )
+                } else {
+                    format!(
+                        "hostname={hostname} school={} token={} from {from_text}",
+                        token.school_id, token.id
+                    )
+                },
             )
             .await;
+        let history = |kind: &str, old_value: String, new_value: String| {
+            crate::storage::InventoryChangeRecord {
+                report_id: String::new(),
+                at: now,
+                kind: kind.to_owned(),
+                subject: "identity".to_owned(),
+                old_value,
+                new_value,
+            }
+        };
+        if let Some(old) = &existing {
+            let note = history(
+                "reenrolled",
+                format!("certificate {}", old.cert_serial.as_deref().unwrap_or("-")),
+                format!(
+                    "certificate {} (proof: {proof}; token {})",
+                    issued.serial_hex, token.id
+                ),
+            );
+            if let Err(e) = state.store.record_device_change(&device_id, &note).await {
+                tracing::error!(error = %e, device = %device_id, "could not record the re-enrolment in the history");
+            }
+        }
+        if let Some(old) = &resembles {
+            // A hint, never proof: the new device is on its own until an
+            // admin confirms the link. Both histories show the proposal.
+            let text = format!(
+                "{device_id} ({hostname}) may be the same PC as {} ({}); confirm with `schoolfleet device adopt {device_id} {}`",
+                old.id, old.hostname, old.id
+            );
+            for id in [&device_id, &old.id] {
+                let note = history("link_proposed", String::new(), text.clone());
+                if let Err(e) = state.store.record_device_change(id, &note).await {
+                    tracing::error!(error = %e, device = %id, "could not record the proposed link");
+                }
+            }
+            state
+                .audit(
+                    &format!("device:{device_id}"),
+                    "device.link_proposed",
+                    &format!("device:{}", old.id),
+                    Some(&token.county_id),
+                    "ok",
+                    format!("new device {device_id} matches the hardware hints of {}; not linked until an admin adopts it", old.id),
+                )
+                .await;
+        }
         tracing::info!(device = %device_id, school = %token.school_id, reenrolled, "device enrolled");
         Ok(Response::new(EnrollResponse {
             device_id,
@@ -275,6 +424,7 @@ impl AgentService for AgentApi {
             reenrolled,
             school: token.school_id,
             device_class: token.device_class,
+            resembles_device: resembles.map(|d| d.id).unwrap_or_default(),
         }))
     }
 
@@ -309,9 +459,12 @@ impl AgentService for AgentApi {
             .sessions
             .deliver_channel(&channel_id, &device.id, leg)
         {
-            tracing::warn!(device = %device.id, channel = %channel_id, "unknown or expired session channel");
+            // The id is the device's text: cleaned and bounded before it
+            // reaches a log line or a status message.
+            let channel = schoolfleet_proto::text::echo(&channel_id);
+            tracing::warn!(device = %device.id, %channel, "unknown or expired session channel");
             return Err(Status::not_found(format!(
-                "channel {channel_id} is not expected (expired or unknown)"
+                "channel {channel} is not expected (expired or unknown)"
             )));
         }
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -429,8 +582,12 @@ impl AgentService for AgentApi {
             // must not mark the device disconnected: the newer one is live.
             // (Revoke and retire already cleared `connected` themselves.)
             // Sessions opened on this stream end with it.
+            // Whether the agent closed its connection or stopped answering
+            // the keepalive pings, hyper reports the same end of stream;
+            // the admin is told both.
             state.sessions.device_gone(&device.id, connection);
-            if state.agents.unregister(&device.id, connection)
+            let ours = state.agents.unregister(&device.id, connection);
+            if ours
                 && let Err(err) = state.store.touch_device(&device.id, now_millis(), false, None).await
             {
                 tracing::warn!(device = %device.id, error = %err, "cannot mark device disconnected");
@@ -460,7 +617,7 @@ async fn serve_stream(
         let message = match message {
             Err(_) => return "idle timeout",
             Ok(Err(status)) => {
-                tracing::warn!(device = %device.id, error = %status, "agent stream error");
+                tracing::warn!(device = %device.id, error = %schoolfleet_proto::text::echo(status.message()), code = ?status.code(), "agent stream error");
                 return "stream error";
             }
             Ok(Ok(None)) => return "closed by agent",

@@ -78,6 +78,7 @@ pub fn enrollment_token(t: &storage::EnrollmentToken) -> v1::EnrollmentToken {
         created_by: t.created_by.clone(),
         created_at: ts(t.created_at),
         description: t.description.clone(),
+        reinstall_device_id: t.reinstall_device_id.clone().unwrap_or_default(),
     }
 }
 

@@ -209,6 +209,97 @@ impl DeviceService for DeviceApi {
         ))
     }
 
+    async fn adopt_device(
+        &self,
+        request: Request<AdoptDeviceRequest>,
+    ) -> Result<Response<Device>, Status> {
+        let state = &self.0;
+        let principal = state.principal(&request).await?;
+        let req = request.into_inner();
+        let new = state
+            .visible_device(&principal, &req.device, Permission::DeviceManage)
+            .await?;
+        let old = state
+            .visible_device(&principal, &req.replaces, Permission::DeviceManage)
+            .await?;
+        if new.id == old.id {
+            return Err(Status::invalid_argument("a device cannot adopt itself"));
+        }
+        if new.county_id != old.county_id {
+            return Err(Status::failed_precondition(
+                "the devices are in different counties; a device changes county by a new enrolment",
+            ));
+        }
+        if new.status() != DeviceStatus::Active {
+            return Err(Status::failed_precondition(format!(
+                "device {} is {}: only an active, newly enrolled device can be adopted",
+                new.id,
+                new.status().as_str()
+            )));
+        }
+        if old.status() == DeviceStatus::Revoked {
+            return Err(Status::failed_precondition(format!(
+                "device {} was revoked; a revoked device is never taken over",
+                old.id
+            )));
+        }
+        let now = now_millis();
+        let note = |new_value: String| storage::InventoryChangeRecord {
+            report_id: String::new(),
+            at: now,
+            kind: "adopted".into(),
+            subject: "identity".into(),
+            old_value: String::new(),
+            new_value,
+        };
+        let actor = principal.actor();
+        let on_old = note(format!(
+            "took over the enrolment of {} ({}), confirmed by {actor}",
+            new.id, new.hostname
+        ));
+        let on_new = note(format!(
+            "merged into {} ({}), confirmed by {actor}",
+            old.id, old.hostname
+        ));
+        state
+            .store
+            .adopt_device(&new.id, &old.id, (&on_old, &on_new))
+            .await
+            .map_err(storage_status)?;
+        // Both streams reconnect: the agent's certificate now maps to the
+        // old id, and an old installation's certificate is gone.
+        for id in [&new.id, &old.id] {
+            state.agents.disconnect(
+                id,
+                Status::unauthenticated("this device was merged by an admin; reconnect"),
+            );
+        }
+        state
+            .audit(
+                &actor,
+                "device.adopt",
+                &format!("device:{}", old.id),
+                Some(&old.county_id),
+                "ok",
+                format!(
+                    "adopted device:{} hostname={} school={}",
+                    new.id, new.hostname, new.school_id
+                ),
+            )
+            .await;
+        let record = state
+            .store
+            .get_device(&old.id)
+            .await
+            .map_err(storage_status)?
+            .ok_or_else(|| Status::not_found("device vanished"))?;
+        Ok(Response::new(convert::device(
+            &record,
+            now,
+            self.online_window_ms(),
+        )))
+    }
+
     async fn list_inventory_changes(
         &self,
         request: Request<ListInventoryChangesRequest>,

@@ -26,7 +26,37 @@ impl EnrollmentService for EnrollmentApi {
     ) -> Result<Response<CreateEnrollmentTokenResponse>, Status> {
         let state = &self.0;
         let principal = state.principal(&request).await?;
-        let req = request.into_inner();
+        let mut req = request.into_inner();
+        // A reinstall token belongs to one device: it re-enrols exactly that
+        // device, in its school and class, once.
+        let reinstall = if req.reinstall_device.trim().is_empty() {
+            None
+        } else {
+            let device = state
+                .visible_device(&principal, &req.reinstall_device, Permission::DeviceManage)
+                .await?;
+            if device.status() == storage::DeviceStatus::Revoked {
+                return Err(Status::failed_precondition(
+                    "this device was revoked and cannot be reinstalled",
+                ));
+            }
+            if (!req.school_id.is_empty() && req.school_id != device.school_id)
+                || (!req.device_class.is_empty() && req.device_class != device.device_class)
+            {
+                return Err(Status::invalid_argument(
+                    "a reinstall token keeps the device's school and class; leave them out",
+                ));
+            }
+            if req.max_uses > 1 {
+                return Err(Status::invalid_argument(
+                    "a reinstall token is for one device: uses must be 1",
+                ));
+            }
+            req.school_id = device.school_id.clone();
+            req.device_class = device.device_class.clone();
+            req.max_uses = 1;
+            Some(device.id)
+        };
         let school_id = tenant_id("school", &req.school_id)?;
         let school = state
             .store
@@ -82,6 +112,7 @@ impl EnrollmentService for EnrollmentApi {
             created_by: principal.name.clone(),
             created_at: now,
             revoked_at: None,
+            reinstall_device_id: reinstall,
         };
         state
             .store
@@ -95,10 +126,16 @@ impl EnrollmentService for EnrollmentApi {
                 &format!("enrollment_token:{id}"),
                 Some(&token.county_id),
                 "ok",
-                format!(
-                    "school={} class={} uses={}",
-                    token.school_id, token.device_class, token.max_uses
-                ),
+                match &token.reinstall_device_id {
+                    Some(device) => format!(
+                        "school={} class={} uses={} reinstall of device:{device}",
+                        token.school_id, token.device_class, token.max_uses
+                    ),
+                    None => format!(
+                        "school={} class={} uses={}",
+                        token.school_id, token.device_class, token.max_uses
+                    ),
+                },
             )
             .await;
         Ok(Response::new(CreateEnrollmentTokenResponse {

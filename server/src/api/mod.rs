@@ -86,7 +86,8 @@ impl AppState {
         Ok(auth::authenticate(&self.store, request.metadata()).await?)
     }
 
-    /// Finds a device by id or host name among those the caller may read,
+    /// Finds a device by id, host name or short id (the last
+    /// `SHORT_ID_LEN` or more hex digits of its id) among those the caller may read,
     /// then checks `permission` on it. Invisible devices are NOT_FOUND.
     pub(crate) async fn visible_device(
         &self,
@@ -98,7 +99,12 @@ impl AppState {
         if device.is_empty() {
             return Err(Status::invalid_argument("device id or host name required"));
         }
-        let not_found = || Status::not_found(format!("device {device:?} not found"));
+        let not_found = || {
+            Status::not_found(format!(
+                "device {} not found",
+                schoolfleet_proto::text::echo(device)
+            ))
+        };
         let visible = |d: &DeviceRecord| {
             principal.can(
                 Permission::DeviceRead,
@@ -121,6 +127,24 @@ impl AppState {
                     .into_iter()
                     .filter(visible)
                     .collect();
+                // The short id of the `devices` table: the end of the id.
+                if matches.is_empty() && is_short_id(device) {
+                    matches = self
+                        .store
+                        .find_devices_by_id_suffix(device)
+                        .await
+                        .map_err(storage_status)?
+                        .into_iter()
+                        .filter(visible)
+                        .collect();
+                    if matches.len() > 1 {
+                        return Err(Status::failed_precondition(format!(
+                            "short id {} matches {} devices; use the whole device id",
+                            schoolfleet_proto::text::echo(device),
+                            matches.len()
+                        )));
+                    }
+                }
                 // Prefer active devices when a host name was reused.
                 if matches.len() > 1 {
                     let active: Vec<_> = matches
@@ -137,7 +161,9 @@ impl AppState {
                     1 => matches.pop(),
                     n => {
                         return Err(Status::failed_precondition(format!(
-                            "host name {device:?} matches {n} devices; use the device id"
+                            "host name {} matches {n} devices; use the device id \
+                             (the ID column of `schoolfleet devices`)",
+                            schoolfleet_proto::text::echo(device)
                         )));
                     }
                 }
@@ -219,4 +245,12 @@ pub(crate) fn display_text(field: &str, value: &str, max: usize) -> Result<Strin
         )));
     }
     Ok(cleaned.value)
+}
+
+/// Hex digits of a device id the CLI shows as its short id (the random end
+/// of a UUIDv7; its start is the enrolment time, shared by a batch).
+pub const SHORT_ID_LEN: usize = 8;
+
+fn is_short_id(text: &str) -> bool {
+    (SHORT_ID_LEN..=12).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_hexdigit())
 }

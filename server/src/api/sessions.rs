@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use schoolfleet_proto::text::echo;
 use schoolfleet_proto::v1::client_frame::Body as ClientBody;
 use schoolfleet_proto::v1::server_message::Body as ServerBody;
 use schoolfleet_proto::v1::session_service_server::SessionService;
@@ -134,7 +135,7 @@ impl SessionApi {
         principal: &Principal,
         id: &str,
     ) -> Result<SessionRecord, Status> {
-        let not_found = || Status::not_found(format!("session {:?} not found", id.trim()));
+        let not_found = || Status::not_found(format!("session {} not found", echo(id.trim())));
         let session = self
             .0
             .store
@@ -463,10 +464,16 @@ impl SessionService for SessionApi {
             }
         };
         let session_id = open.session_id.trim().to_owned();
-        let not_live =
-            || Status::not_found(format!("session {session_id} is not live on this server"));
+        // The same answer for a session that is not live and one that is
+        // another user's: its existence does not leak.
+        let not_live = || {
+            Status::not_found(format!(
+                "session {} is not live on this server",
+                echo(&session_id)
+            ))
+        };
         let live = state.sessions.live(&session_id).ok_or_else(not_live)?;
-        if let Err((why, status)) = may_attach(&principal, &live) {
+        if let Err((why, status)) = may_attach(&principal, &live, not_live) {
             state
                 .audit(
                     &principal.actor(),
@@ -853,12 +860,15 @@ fn consent_to_proto(p: &ConsentPolicyRecord) -> ConsentPolicy {
 /// binding's `remote` list narrowed) stops new channels of a running
 /// session too, not just new sessions. The error: the audit detail and
 /// the status for the caller.
-fn may_attach(principal: &Principal, live: &LiveSession) -> Result<(), (String, Status)> {
+/// Only the user who started a session attaches to it. Anyone else hears
+/// `not_live`, exactly what a session that is not live answers.
+fn may_attach(
+    principal: &Principal,
+    live: &LiveSession,
+    not_live: impl Fn() -> Status,
+) -> Result<(), (String, Status)> {
     if live.info.user_id != principal.user_id {
-        return Err((
-            format!("started by {}", live.info.actor),
-            Status::permission_denied("only the user who started the session may attach to it"),
-        ));
+        return Err((format!("started by {}", live.info.actor), not_live()));
     }
     let permission = live.info.kind.permission();
     if !principal.can(
@@ -1280,14 +1290,18 @@ mod tests {
     #[test]
     fn attaching_needs_the_capability_still() {
         let forward = live(Kind::Forward);
-        assert!(may_attach(&technician(""), &forward).is_ok());
-        let (why, status) = may_attach(&technician("exec"), &forward).unwrap_err();
+        let not_live = || tonic::Status::not_found("not live");
+        assert!(may_attach(&technician(""), &forward, not_live).is_ok());
+        let (why, status) = may_attach(&technician("exec"), &forward, not_live).unwrap_err();
         assert_eq!(status.code(), tonic::Code::PermissionDenied);
         assert!(why.contains("SessionForward"), "{why}");
         let mut other = technician("");
         other.user_id = "someone-else".into();
-        let (why, _) = may_attach(&other, &forward).unwrap_err();
+        let (why, status) = may_attach(&other, &forward, not_live).unwrap_err();
         assert_eq!(why, "started by user:u");
+        // Someone else's session looks exactly like one that is not live.
+        assert_eq!(status.code(), tonic::Code::NotFound);
+        assert_eq!(status.message(), "not live");
     }
 
     /// Channels the device has not dialled back yet hold their slot: the

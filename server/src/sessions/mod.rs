@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use schoolfleet_proto::text::echo;
 use schoolfleet_proto::v1::session_event::Event;
 use schoolfleet_proto::v1::{ClientFrame, DeviceFrame, SessionEvent};
 use tokio::sync::{mpsc, oneshot};
@@ -22,7 +23,10 @@ use policy::Kind;
 use recording::Recorder;
 
 /// The end reason used when the device's stream is lost.
-pub const DEVICE_GONE_REASON: &str = "device disconnected";
+/// The session's end when the device's stream ended: the agent closed its
+/// connection, or the device stopped answering HTTP/2 keepalive pings
+/// (frozen, network gone); the server cannot tell the two apart.
+pub const DEVICE_GONE_REASON: &str = "device disconnected or not responding";
 
 /// What the agent said about a session it was asked to open.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,11 +130,11 @@ impl SessionBroker {
         match event.event {
             Some(Event::Accepted(_)) | Some(Event::Refused(_)) => {
                 let Some(pending) = inner.consents.remove(&event.session_id) else {
-                    tracing::debug!(device = %device_id, session = %event.session_id, "consent answer for no pending session");
+                    tracing::debug!(device = %device_id, session = %echo(&event.session_id), "consent answer for no pending session");
                     return;
                 };
                 if pending.device_id != device_id {
-                    tracing::warn!(device = %device_id, session = %event.session_id, "consent answer from the wrong device ignored");
+                    tracing::warn!(device = %device_id, session = %echo(&event.session_id), "consent answer from the wrong device ignored");
                     inner.consents.insert(event.session_id, pending);
                     return;
                 }

@@ -7,6 +7,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use prost::Message as _;
 use schoolfleet_proto::v1::client_frame::Body as ClientBody;
 use schoolfleet_proto::v1::device_frame::Body as DeviceBody;
 use schoolfleet_proto::v1::{ChannelError, ChannelErrorCode, ClientFrame, DeviceFrame};
@@ -20,10 +21,9 @@ use super::{AgentLeg, ChannelGuard, DEVICE_GONE_REASON, LiveSession};
 /// Frames in flight per direction.
 pub const QUEUE_FRAMES: usize = 8;
 
-/// Frames are at most 256 KiB of data by the protocol; a little slack so
-/// that a peer rounding differently is not cut off, but a hostile one
-/// cannot make us hold big buffers.
-const MAX_FRAME_DATA: usize = 1024 * 1024;
+/// Data in one frame, in both directions: the one limit the CLI and the
+/// agent keep as well, so a frame relayed here is one the agent takes.
+const MAX_FRAME_DATA: usize = schoolfleet_proto::MAX_FRAME_PAYLOAD;
 
 /// A frame bigger than any well-formed one: the data frames are checked
 /// against `MAX_FRAME_DATA`, and no other kind needs more than a little.
@@ -33,8 +33,18 @@ fn oversized(frame: &impl prost::Message) -> bool {
     frame.encoded_len() > MAX_FRAME_DATA + 1024
 }
 
+/// What the admin hears when the device's side ended without a last
+/// frame: it closed the connection, or stopped answering keepalive pings.
+fn device_gone_message(hostname: &str) -> String {
+    format!("lost the connection to {hostname}: the device is not responding or went offline")
+}
+
+fn too_large(what: &str, len: usize) -> String {
+    format!("{what} of {len} bytes exceeds the limit of {MAX_FRAME_DATA} bytes per frame")
+}
+
 /// Why a channel stopped.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum Cause {
     /// The agent sent `exit` or `error`.
     AgentFinished,
@@ -42,6 +52,9 @@ enum Cause {
     AgentGone,
     /// The admin side went away.
     ClientGone,
+    /// The admin side broke the protocol or its stream failed (a frame over
+    /// the message limit, say); it hears this status, never a silent end.
+    ClientError(Status),
     /// A frame broke the protocol; the message says how.
     Protocol(String),
     /// A copy moved more than the limit.
@@ -134,21 +147,41 @@ async fn to_agent(
                 client_done = true;
                 continue;
             }
-            Err(_) => {
+            // Cancelled: the admin's side went away. Anything else (a
+            // frame over the gRPC message limit, a broken body) is said.
+            Err(status) if status.code() == tonic::Code::Cancelled => {
                 stop.stop(Cause::ClientGone);
                 break;
             }
+            Err(status) => {
+                stop.stop(Cause::ClientError(Status::new(
+                    status.code(),
+                    format!(
+                        "the channel's input failed: {}",
+                        schoolfleet_proto::text::clean(status.message(), 300).value
+                    ),
+                )));
+                break;
+            }
         };
+        if let Some(ClientBody::Input(data)) = &frame.body
+            && data.len() > MAX_FRAME_DATA
+        {
+            stop.stop(Cause::ClientError(Status::invalid_argument(too_large(
+                "an input frame",
+                data.len(),
+            ))));
+            break;
+        }
         if oversized(&frame) {
-            stop.stop(Cause::Protocol("frame too large".into()));
+            stop.stop(Cause::ClientError(Status::invalid_argument(too_large(
+                "a frame",
+                frame.encoded_len(),
+            ))));
             break;
         }
         match &frame.body {
             Some(ClientBody::Input(data)) => {
-                if data.len() > MAX_FRAME_DATA {
-                    stop.stop(Cause::Protocol("input frame too large".into()));
-                    break;
-                }
                 live.add_to_device(data.len());
                 if live.info.kind == Kind::Copy {
                     uploaded += data.len() as u64;
@@ -189,6 +222,9 @@ async fn to_agent(
     let why = match stop.cause() {
         Some(Cause::AgentFinished) | Some(Cause::AgentGone) => return,
         Some(Cause::ClientGone) => Status::cancelled("the admin side closed the channel"),
+        Some(Cause::ClientError(status)) => {
+            Status::aborted(format!("the admin side broke off: {}", status.message()))
+        }
         Some(Cause::Protocol(m)) | Some(Cause::Limit(m)) => Status::aborted(m),
         None => Status::aborted(
             live.end_reason()
@@ -224,14 +260,20 @@ async fn from_agent(
             }
         };
         if oversized(&frame) {
-            stop.stop(Cause::Protocol("frame too large".into()));
+            stop.stop(Cause::Protocol(format!(
+                "the device sent {}",
+                too_large("a frame", frame.encoded_len())
+            )));
             break;
         }
         let mut finished = None;
         match &frame.body {
             Some(DeviceBody::Output(data)) | Some(DeviceBody::Stderr(data)) => {
                 if data.len() > MAX_FRAME_DATA {
-                    stop.stop(Cause::Protocol("output frame too large".into()));
+                    stop.stop(Cause::Protocol(format!(
+                        "the device sent {}",
+                        too_large("an output frame", data.len())
+                    )));
                     break;
                 }
                 live.add_from_device(data.len());
@@ -274,12 +316,18 @@ async fn from_agent(
         }
         if let Some(result) = finished {
             stop.stop(Cause::AgentFinished);
-            // A shell or command that is done ends its session.
-            if matches!(live.info.kind, Kind::Shell | Kind::Exec) {
-                match result {
-                    Ok(code) => live.end(format!("exit {code}"), Some(code)),
-                    Err(message) => live.end(format!("failed at the device: {message}"), None),
+            // A shell or command that is done ends its session; so does a
+            // finished copy (the CLI only retries a broken one), so that its
+            // reason says so rather than "admin side disconnected".
+            match (live.info.kind, result) {
+                (Kind::Shell | Kind::Exec, Ok(code)) => {
+                    live.end(format!("exit {code}"), Some(code))
                 }
+                (Kind::Shell | Kind::Exec, Err(message)) => {
+                    live.end(format!("failed at the device: {message}"), None)
+                }
+                (Kind::Copy, Ok(0)) => live.end("copy complete", Some(0)),
+                _ => {}
             }
             return;
         }
@@ -287,16 +335,25 @@ async fn from_agent(
     // Tell the admin side why, unless it is gone.
     let frame = match stop.cause() {
         Some(Cause::AgentFinished) | Some(Cause::ClientGone) => return,
+        Some(Cause::ClientError(status)) => {
+            // The stream ends with this status, not OK.
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                client_tx.send(Err(status)),
+            )
+            .await;
+            return;
+        }
         Some(Cause::AgentGone) => error_frame(
             ChannelErrorCode::DeviceGone,
-            format!("lost the connection to {}", live.info.hostname),
+            device_gone_message(&live.info.hostname),
         ),
         Some(Cause::Protocol(m)) => error_frame(ChannelErrorCode::Protocol, m),
         Some(Cause::Limit(m)) => error_frame(ChannelErrorCode::Failed, m),
         None => match live.end_reason() {
             Some((reason, _)) if reason == DEVICE_GONE_REASON => error_frame(
                 ChannelErrorCode::DeviceGone,
-                format!("lost the connection to {}", live.info.hostname),
+                device_gone_message(&live.info.hostname),
             ),
             Some((reason, _)) => error_frame(ChannelErrorCode::Ended, reason),
             None => error_frame(ChannelErrorCode::Ended, "session ended"),

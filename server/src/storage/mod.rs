@@ -91,9 +91,30 @@ pub trait Store: Send + Sync + 'static {
     // --- devices ---
     async fn get_device(&self, id: &str) -> Result<Option<DeviceRecord>>;
     async fn find_devices_by_hostname(&self, hostname: &str) -> Result<Vec<DeviceRecord>>;
+    /// Devices whose id ends with `suffix` (lowercase hex, the short id the
+    /// CLI shows).
+    async fn find_devices_by_id_suffix(&self, suffix: &str) -> Result<Vec<DeviceRecord>>;
     async fn get_device_by_cert(&self, fingerprint_hex: &str) -> Result<Option<DeviceRecord>>;
     async fn list_devices(&self, query: &DeviceQuery) -> Result<Vec<DeviceRecord>>;
     async fn set_device_status(&self, id: &str, status: DeviceStatus) -> Result<()>;
+    /// Adds one entry to a device's history (`device history`) outside an
+    /// inventory report: identity events such as a re-enrolment.
+    async fn record_device_change(
+        &self,
+        device_id: &str,
+        change: &InventoryChangeRecord,
+    ) -> Result<()>;
+    /// Merges `new_id` (a fresh enrolment) into `old_id`, in one
+    /// transaction: the old device takes over the new one's certificate,
+    /// host name, hardware hints, school and class and becomes active; the
+    /// new record is retired without a certificate. `notes` go into the
+    /// history of (old, new). A revoked old device is refused.
+    async fn adopt_device(
+        &self,
+        new_id: &str,
+        old_id: &str,
+        notes: (&InventoryChangeRecord, &InventoryChangeRecord),
+    ) -> Result<()>;
     /// Replaces the certificate of an active device that presented
     /// `current_fingerprint` (its current or previous certificate, the
     /// latter after a renewal the device did not save); the presented one

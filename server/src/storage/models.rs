@@ -104,6 +104,8 @@ pub struct EnrollmentToken {
     pub created_by: String,
     pub created_at: Millis,
     pub revoked_at: Option<Millis>,
+    /// Set for a token that re-enrols exactly this device (a reinstall).
+    pub reinstall_device_id: Option<String>,
 }
 
 impl fmt::Debug for EnrollmentToken {

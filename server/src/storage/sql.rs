@@ -459,7 +459,8 @@ macro_rules! impl_sql_store {
                 sqlx::query(
                     "INSERT INTO enrollment_tokens (id, secret_hash, county_id, school_id, \
                      device_class, description, max_uses, uses, expires_at, created_by, \
-                     created_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                     created_at, revoked_at, reinstall_device_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 )
                 .bind(&token.id)
                 .bind(&token.secret_hash)
@@ -473,6 +474,7 @@ macro_rules! impl_sql_store {
                 .bind(&token.created_by)
                 .bind(token.created_at)
                 .bind(token.revoked_at)
+                .bind(&token.reinstall_device_id)
                 .execute(&self.pool)
                 .await
                 .map_err(|e| sql::conflict_or(e, format!("enrolment token {}", token.id)))?;
@@ -482,7 +484,7 @@ macro_rules! impl_sql_store {
             async fn get_enrollment_token(&self, id: &str) -> Result<Option<EnrollmentToken>> {
                 Ok(sqlx::query_as(
                     "SELECT id, secret_hash, county_id, school_id, device_class, description, \
-                     max_uses, uses, expires_at, created_by, created_at, revoked_at \
+                     max_uses, uses, expires_at, created_by, created_at, revoked_at, reinstall_device_id \
                      FROM enrollment_tokens WHERE id = $1",
                 )
                 .bind(id)
@@ -498,7 +500,7 @@ macro_rules! impl_sql_store {
             ) -> Result<Vec<EnrollmentToken>> {
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
                     "SELECT id, secret_hash, county_id, school_id, device_class, description, \
-                     max_uses, uses, expires_at, created_by, created_at, revoked_at \
+                     max_uses, uses, expires_at, created_by, created_at, revoked_at, reinstall_device_id \
                      FROM enrollment_tokens t WHERE TRUE",
                 );
                 sql::push_tenant_filter!(qb, filter, "t");
@@ -637,6 +639,20 @@ macro_rules! impl_sql_store {
                 .await?)
             }
 
+            async fn find_devices_by_id_suffix(&self, suffix: &str) -> Result<Vec<DeviceRecord>> {
+                // Hex only, so nothing in it is a LIKE wildcard.
+                if suffix.is_empty() || !suffix.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Ok(Vec::new());
+                }
+                Ok(sqlx::query_as(&format!(
+                    "{} WHERE id LIKE $1 ORDER BY enrolled_at DESC LIMIT 10",
+                    sql::device_select()
+                ))
+                .bind(format!("%{}", suffix.to_ascii_lowercase()))
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
             async fn get_device_by_cert(&self, fingerprint_hex: &str) -> Result<Option<DeviceRecord>> {
                 Ok(sqlx::query_as(&format!(
                     "{} WHERE cert_fingerprint = $1 OR cert_fingerprint_previous = $1",
@@ -708,6 +724,97 @@ macro_rules! impl_sql_store {
                 if done.rows_affected() == 0 {
                     return Err(StorageError::NotFound(format!("device {id}")));
                 }
+                Ok(())
+            }
+
+            async fn record_device_change(
+                &self,
+                device_id: &str,
+                change: &InventoryChangeRecord,
+            ) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO inventory_changes (device_id, report_id, at, kind, subject, \
+                     old_value, new_value) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(device_id)
+                .bind(&change.report_id)
+                .bind(change.at)
+                .bind(&change.kind)
+                .bind(&change.subject)
+                .bind(&change.old_value)
+                .bind(&change.new_value)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn adopt_device(
+                &self,
+                new_id: &str,
+                old_id: &str,
+                notes: (&InventoryChangeRecord, &InventoryChangeRecord),
+            ) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
+                // Read inside the transaction: a renewal in between must not
+                // leave the old device with a certificate already replaced.
+                let new: Option<DeviceRecord> =
+                    sqlx::query_as(&format!("{} WHERE id = $1", sql::device_select()))
+                        .bind(new_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let Some(new) = new.filter(|d| d.status == "active") else {
+                    return Err(StorageError::NotFound(format!("active device {new_id}")));
+                };
+                // The certificate column is unique: free it before moving it.
+                sqlx::query(
+                    "UPDATE devices SET status = 'retired', connected = FALSE, \
+                     cert_fingerprint = NULL, cert_fingerprint_previous = NULL WHERE id = $1",
+                )
+                .bind(new_id)
+                .execute(&mut *tx)
+                .await?;
+                let updated = sqlx::query(
+                    "UPDATE devices SET school_id = $2, county_id = $3, device_class = $4, \
+                     status = 'active', hostname = $5, system_uuid = $6, serial_number = $7, \
+                     machine_id = $8, cert_fingerprint = $9, cert_serial = $10, \
+                     cert_not_after = $11, enrolled_at = $12, agent_version = $13, \
+                     connected = FALSE, cert_fingerprint_previous = NULL \
+                     WHERE id = $1 AND status <> 'revoked'",
+                )
+                .bind(old_id)
+                .bind(&new.school_id)
+                .bind(&new.county_id)
+                .bind(&new.device_class)
+                .bind(&new.hostname)
+                .bind(&new.system_uuid)
+                .bind(&new.serial_number)
+                .bind(&new.machine_id)
+                .bind(&new.cert_fingerprint)
+                .bind(&new.cert_serial)
+                .bind(new.cert_not_after)
+                .bind(new.enrolled_at)
+                .bind(&new.agent_version)
+                .execute(&mut *tx)
+                .await?;
+                if updated.rows_affected() == 0 {
+                    return Err(StorageError::NotFound(format!("device {old_id} (or it is revoked)")));
+                }
+                for (device_id, change) in [(old_id, notes.0), (new_id, notes.1)] {
+                    sqlx::query(
+                        "INSERT INTO inventory_changes (device_id, report_id, at, kind, subject, \
+                         old_value, new_value) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(device_id)
+                    .bind(&change.report_id)
+                    .bind(change.at)
+                    .bind(&change.kind)
+                    .bind(&change.subject)
+                    .bind(&change.old_value)
+                    .bind(&change.new_value)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
                 Ok(())
             }
 
