@@ -28,3 +28,7 @@ pub const AUTHORIZATION_HEADER: &str = "authorization";
 /// thousands of packages stay well below this; anything larger is refused
 /// with RESOURCE_EXHAUSTED instead of being buffered.
 pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Largest payload of one session frame (input, output, stderr), the same
+/// for the CLI, the server's relay and the agent.
+pub const MAX_FRAME_PAYLOAD: usize = 256 * 1024;
