@@ -136,6 +136,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_cancelled_question_kills_the_dialog_and_its_children() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("dialog-still-open");
+        // Like runuser starting zenity: the dialog is a grandchild.
+        let body = format!("(sleep 2; touch {}) &\nsleep 30", marker.display());
+        let provider = CommandProvider::new(script(dir.path(), &body));
+        let request = request();
+        // The admin gives up while the user is being asked.
+        tokio::select! {
+            _ = provider.ask(&request, Duration::from_secs(60)) => panic!("no answer expected"),
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(
+            !marker.exists(),
+            "the dialog's group outlived the cancelled session"
+        );
+    }
+
+    #[tokio::test]
     async fn a_missing_program_means_nobody_can_be_asked() {
         let provider = CommandProvider::new("/nonexistent/consent".into());
         let answer = provider.ask(&request(), Duration::from_secs(1)).await;

@@ -160,7 +160,10 @@ impl ConsentProvider for AutoProvider {
 }
 
 /// Runs a prepared command in its own process group; `None` when it was
-/// still running at the timeout (then the whole group is killed).
+/// still running at the timeout. The whole group is killed on every path:
+/// at the timeout, when the caller gives up (the future is dropped: the
+/// session was cancelled while asking), and after the leader exited, so a
+/// dialog started by a wrapper (runuser, a script) never outlives it.
 pub(crate) async fn run_bounded(
     mut command: tokio::process::Command,
     timeout: Duration,
@@ -172,14 +175,22 @@ pub(crate) async fn run_bounded(
         .process_group(0)
         .kill_on_drop(true);
     let mut child = command.spawn()?;
+    // Declared after `child`, so it drops first: the group is killed while
+    // the leader is not yet reaped and its id cannot have been reused.
+    let _group = GroupKill(child.id());
     match tokio::time::timeout(timeout, child.wait()).await {
         Ok(status) => status.map(Some),
-        Err(_) => {
-            if let Some(pid) = child.id() {
-                crate::session::kill_group(pid, nix::sys::signal::Signal::SIGKILL);
-            }
-            let _ = child.kill().await;
-            Ok(None)
+        Err(_) => Ok(None),
+    }
+}
+
+/// Kills a process group when dropped.
+struct GroupKill(Option<u32>);
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            crate::session::kill_group(pgid, nix::sys::signal::Signal::SIGKILL);
         }
     }
 }
