@@ -5,6 +5,12 @@
 //!
 //! A second socket, `user.sock` (mode 0666), lets any local user see the
 //! remote sessions on the device and end them; it accepts nothing else.
+//!
+//! Each socket has its own connection limit and its own queue to the agent
+//! loop, so a local user holding connections open can exhaust neither the
+//! agent's descriptors nor the root-only socket. Connections over the limit
+//! get an immediate error and are closed; every caller's uid and pid
+//! (SO_PEERCRED) are logged.
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +29,8 @@ pub const USER_SOCKET_NAME: &str = "user.sock";
 const MAX_LINE: usize = 4096;
 /// How long a client may take to send its request line.
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Connections served at once per socket.
+pub const MAX_CONNECTIONS: usize = 16;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "kebab-case")]
@@ -128,11 +136,27 @@ pub fn serve_at(
         Audience::LocalUsers => 0o666,
     };
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut refused = RefusalLog::default();
     Ok(tokio::spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
-                    tokio::spawn(handle(stream, audience, calls.clone()));
+                    let peer = Peer::of(&stream);
+                    match slots.clone().try_acquire_owned() {
+                        Ok(slot) => {
+                            let calls = calls.clone();
+                            tokio::spawn(async move {
+                                handle(stream, peer, audience, calls).await;
+                                drop(slot);
+                            });
+                        }
+                        Err(_) => {
+                            refused.note(audience, peer);
+                            // Best effort, never waiting: the client may not read.
+                            let _ = stream.try_write(BUSY_RESPONSE.as_bytes());
+                        }
+                    }
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "control socket accept failed");
@@ -143,7 +167,70 @@ pub fn serve_at(
     }))
 }
 
-async fn handle(stream: UnixStream, audience: Audience, calls: mpsc::Sender<ControlCall>) {
+const BUSY_RESPONSE: &str =
+    "{\"ok\":false,\"error\":\"too many connections to the agent; try again later\"}\n";
+
+/// Who is on the other end of a control socket (SO_PEERCRED). A hint for
+/// the log, not proof of anything.
+#[derive(Debug, Clone, Copy, Default)]
+struct Peer {
+    uid: Option<u32>,
+    pid: Option<i32>,
+}
+
+impl Peer {
+    fn of(stream: &UnixStream) -> Peer {
+        match stream.peer_cred() {
+            Ok(cred) => Peer {
+                uid: Some(cred.uid()),
+                pid: cred.pid(),
+            },
+            Err(_) => Peer::default(),
+        }
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let show = |v: Option<String>| v.unwrap_or_else(|| "?".into());
+        write!(
+            f,
+            "uid {} pid {}",
+            show(self.uid.map(|u| u.to_string())),
+            show(self.pid.map(|p| p.to_string()))
+        )
+    }
+}
+
+/// Refused connections are logged at most every few seconds, with a count,
+/// so that a flood does not become a flood of log lines.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    count: u64,
+    last: Option<std::time::Instant>,
+}
+
+impl RefusalLog {
+    fn note(&mut self, audience: Audience, peer: Peer) {
+        self.count += 1;
+        if self
+            .last
+            .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(5))
+        {
+            return;
+        }
+        tracing::warn!(socket = ?audience, %peer, refused = self.count, limit = MAX_CONNECTIONS, "control socket busy: connection refused");
+        self.count = 0;
+        self.last = Some(std::time::Instant::now());
+    }
+}
+
+async fn handle(
+    stream: UnixStream,
+    peer: Peer,
+    audience: Audience,
+    calls: mpsc::Sender<ControlCall>,
+) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = BufReader::new(read.take(MAX_LINE as u64));
@@ -155,9 +242,11 @@ async fn handle(stream: UnixStream, audience: Audience, calls: mpsc::Sender<Cont
             Ok(request)
                 if audience == Audience::LocalUsers && !request.allowed_for_local_users() =>
             {
+                tracing::warn!(%peer, request = ?request, "refused on the user socket");
                 error_response("only `sessions` and `sessions end` are allowed on this socket")
             }
             Ok(request) => {
+                tracing::info!(socket = ?audience, %peer, request = ?request, "control request");
                 let (tx, rx) = oneshot::channel();
                 if calls.send((request, tx)).await.is_err() {
                     error_response("agent is shutting down")
@@ -303,5 +392,53 @@ mod tests {
                 response.error
             );
         }
+    }
+
+    #[tokio::test]
+    async fn the_user_socket_refuses_connections_over_its_limit_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = user_socket_path(dir.path());
+        let (user_tx, mut user_rx) = mpsc::channel::<ControlCall>(4);
+        let (owner_tx, mut owner_rx) = mpsc::channel::<ControlCall>(4);
+        let _user = serve_at(&path, Audience::LocalUsers, user_tx).unwrap();
+        let _owner = serve(dir.path(), owner_tx).unwrap();
+        let answer = |rx: &mut mpsc::Receiver<ControlCall>| {
+            let mut rx = std::mem::replace(rx, mpsc::channel(1).1);
+            tokio::spawn(async move {
+                while let Some((_, reply)) = rx.recv().await {
+                    let _ = reply.send(ControlResponse {
+                        ok: true,
+                        ..Default::default()
+                    });
+                }
+            })
+        };
+        let _a = answer(&mut user_rx);
+        let _b = answer(&mut owner_rx);
+        // A local user holds every slot open without sending anything.
+        let mut held = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            held.push(UnixStream::connect(&path).await.unwrap());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        // The next one is answered at once (well before REQUEST_TIMEOUT).
+        let started = std::time::Instant::now();
+        let err = call_at(&path, &ControlRequest::Sessions).await;
+        let response = err.unwrap();
+        assert!(!response.ok);
+        assert!(
+            response.error.contains("too many connections"),
+            "{}",
+            response.error
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        // The root-only socket has its own limit and still answers.
+        let owner = call(dir.path(), &ControlRequest::Status).await.unwrap();
+        assert!(owner.ok, "{owner:?}");
+        // Once the holders go, the user socket serves again.
+        drop(held);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let again = call_at(&path, &ControlRequest::Sessions).await.unwrap();
+        assert!(again.ok, "{again:?}");
     }
 }

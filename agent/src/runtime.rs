@@ -148,7 +148,9 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
         .user_socket
         .clone()
         .unwrap_or_else(|| control::user_socket_path(&options.state_dir));
-    let user_task = control::serve_at(&user_socket, Audience::LocalUsers, control_tx)
+    // Its own queue: local users cannot crowd out the root-only socket.
+    let (user_tx, mut user_rx) = mpsc::channel::<ControlCall>(8);
+    let user_task = control::serve_at(&user_socket, Audience::LocalUsers, user_tx)
         .map_err(|e| RunError::UserSocket(user_socket.display().to_string(), e))?;
     let mut agent = Agent {
         status: AgentStatus {
@@ -292,7 +294,7 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
                 }
             }
 
-            Some((request, reply)) = control_rx.recv() => {
+            Some((request, reply)) = next_call(&mut control_rx, &mut user_rx) => {
                 let response = match request {
                     ControlRequest::Status => {
                         agent.status.spooled_reports = agent.spool.len();
@@ -345,6 +347,19 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
     agent.sessions.shutdown().await;
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// The next control request, the root-only socket first.
+async fn next_call(
+    owner: &mut mpsc::Receiver<ControlCall>,
+    users: &mut mpsc::Receiver<ControlCall>,
+) -> Option<ControlCall> {
+    tokio::select! {
+        biased;
+        Some(call) = owner.recv() => Some(call),
+        Some(call) = users.recv() => Some(call),
+        else => None,
+    }
 }
 
 /// The next message of the stream, or never when there is no stream.
