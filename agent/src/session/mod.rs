@@ -47,6 +47,10 @@ const MAX_ARG: usize = 4096;
 const MAX_ARGV: usize = 64 * 1024;
 /// Running channels per session (forward: one per TCP connection).
 const MAX_CHANNELS: usize = 256;
+/// Consent questions open at once on this device. Forty dialogs in a row
+/// are pressure on a pupil to click "allow"; more wait for the admin to
+/// try again. (The per-user limit is the server's.)
+pub const MAX_PENDING_PROMPTS: usize = 2;
 
 /// The four capabilities; each can be switched off on the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -147,6 +151,8 @@ struct Entry {
     spec: Kind,
     max_file_bytes: u64,
     accepted: bool,
+    /// Waiting for the local user's answer to a prompt.
+    prompting: bool,
     cancel: Stop,
     /// Channels opened so far, and those still running.
     opened: u32,
@@ -240,6 +246,18 @@ impl SessionManager {
                 format!("unknown consent mode {consent_mode:?}"),
             );
         }
+        let prompting = consent_mode == "prompt";
+        if prompting {
+            let open_prompts = self.table().values().filter(|e| e.prompting).count();
+            if open_prompts >= MAX_PENDING_PROMPTS {
+                return refuse(
+                    SessionRefusal::Busy,
+                    format!(
+                        "{open_prompts} consent questions are already open on this device (at most {MAX_PENDING_PROMPTS}); try again once they are answered"
+                    ),
+                );
+            }
+        }
         let cancel = Stop::default();
         let info = LocalSession {
             id: id.clone(),
@@ -258,6 +276,7 @@ impl SessionManager {
                 spec,
                 max_file_bytes: open.max_file_bytes,
                 accepted: false,
+                prompting,
                 cancel: cancel.clone(),
                 opened: 0,
                 active: Arc::new(AtomicUsize::new(0)),
@@ -318,6 +337,7 @@ impl SessionManager {
                         return;
                     };
                     entry.accepted = true;
+                    entry.prompting = false;
                     entry.info.state = "active".into();
                 }
                 tracing::info!(session = %id, admin = %request.admin, reason = %request.reason, ticket = %request.ticket, kind = %request.kind, summary = %request.summary, consent = %consent_mode, "remote session started");
@@ -643,4 +663,106 @@ pub fn exit_code(status: std::process::ExitStatus) -> i32 {
         .code()
         .or_else(|| status.signal().map(|s| 128 + s))
         .unwrap_or(255)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schoolfleet_proto::v1::{ExecSpec, SessionSpec};
+
+    /// A provider that never answers: the question stays open.
+    struct Silent;
+
+    impl ConsentProvider for Silent {
+        fn name(&self) -> &'static str {
+            "silent"
+        }
+        fn ask<'a>(
+            &'a self,
+            _: &'a ConsentRequest,
+            _: Duration,
+        ) -> consent::BoxFuture<'a, ConsentAnswer> {
+            Box::pin(std::future::pending())
+        }
+        fn notify<'a>(&'a self, _: &'a ConsentRequest) -> consent::BoxFuture<'a, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    fn open(id: &str, consent: &str) -> OpenSession {
+        OpenSession {
+            session_id: id.into(),
+            spec: Some(SessionSpec {
+                kind: Some(Kind::Exec(ExecSpec {
+                    argv: vec!["true".into()],
+                })),
+            }),
+            consent: consent.into(),
+            admin: "user:anna".into(),
+            reason: "test".into(),
+            consent_timeout_seconds: 60,
+            ..Default::default()
+        }
+    }
+
+    async fn next_event(rx: &mut mpsc::Receiver<AgentMessage>) -> SessionEvent {
+        let message = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("an answer in time")
+            .unwrap();
+        match message.body {
+            Some(AgentBody::SessionEvent(event)) => event,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn at_most_two_consent_questions_are_open_at_once() {
+        let manager = SessionManager::new(SessionConfig {
+            disabled: Vec::new(),
+            transfer_roots: Vec::new(),
+            consent: Arc::new(Silent),
+            shell: PathBuf::from("/bin/sh"),
+        });
+        let (tx, mut rx) = mpsc::channel(16);
+        for i in 0..MAX_PENDING_PROMPTS {
+            manager.open_session(open(&format!("s-{i}"), "prompt"), tx.clone());
+        }
+        manager.open_session(open("s-extra", "prompt"), tx.clone());
+        let event = next_event(&mut rx).await;
+        assert_eq!(event.session_id, "s-extra");
+        match event.event {
+            Some(Event::Refused(r)) => {
+                assert_eq!(r.refusal, SessionRefusal::Busy as i32);
+                assert!(
+                    r.message.contains("consent questions are already open"),
+                    "{}",
+                    r.message
+                );
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        // Sessions that ask nobody are not held back.
+        manager.open_session(open("s-none", "none"), tx.clone());
+        let event = next_event(&mut rx).await;
+        assert_eq!(event.session_id, "s-none");
+        assert!(matches!(event.event, Some(Event::Accepted(_))), "{event:?}");
+        // Once a question is gone, a new one may be asked.
+        manager.close_session("s-0", "the admin gave up");
+        manager.open_session(open("s-later", "prompt"), tx.clone());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            rx.try_recv().is_err(),
+            "the new question must be asked, not refused"
+        );
+        assert_eq!(
+            manager
+                .list()
+                .iter()
+                .filter(|s| s.state == "waiting for consent")
+                .count(),
+            2
+        );
+        manager.shutdown().await;
+    }
 }
