@@ -35,8 +35,13 @@ pub async fn run(argv: &[String], io: &mut ChannelIo) -> Finish {
         .kill_on_drop(true);
     let mut child = match command.spawn() {
         Ok(child) => child,
+        // As a shell (and ssh) reports it: 127 not found, 126 not runnable.
+        // The session worked; the command did not.
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            return Finish::failed(format!("command not found: {program}"));
+            return not_started(io, 127, format!("command not found: {program}")).await;
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+            return not_started(io, 126, format!("{program}: permission denied")).await;
         }
         Err(err) => return Finish::failed(format!("cannot start {program}: {err}")),
     };
@@ -107,6 +112,18 @@ pub async fn run(argv: &[String], io: &mut ChannelIo) -> Finish {
                 }
             }
         }
+    }
+    Finish::Exit(code)
+}
+
+/// A command that could not start: the message on stderr, then `code`.
+async fn not_started(io: &mut ChannelIo, code: i32, message: String) -> Finish {
+    if !io.send(DeviceBody::Ready(ChannelReady::default())).await
+        || !io
+            .send(DeviceBody::Stderr(format!("{message}\n").into_bytes()))
+            .await
+    {
+        return Finish::Gone;
     }
     Finish::Exit(code)
 }
@@ -204,13 +221,34 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_missing_command_fails_cleanly() {
-        let (mut io, _input, _rx) = super::super::channel::test_pair(Stop::default());
-        let finish = run(&argv(&["/nonexistent/tool", "x"]), &mut io).await;
-        assert_eq!(
-            finish,
-            Finish::failed("command not found: /nonexistent/tool")
-        );
+    async fn a_missing_command_exits_127_like_a_shell() {
+        let (mut io, _input, mut rx) = super::super::channel::test_pair(Stop::default());
+        let worker = tokio::spawn(async move {
+            let finish = run(&argv(&["/nonexistent/tool", "x"]), &mut io).await;
+            drop(io);
+            finish
+        });
+        let (out, err, ready) = collect(&mut rx).await;
+        assert_eq!(worker.await.unwrap(), Finish::Exit(127));
+        assert!(ready && out.is_empty());
+        assert_eq!(err, b"command not found: /nonexistent/tool\n");
+    }
+
+    #[tokio::test]
+    async fn a_command_that_cannot_run_exits_126() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-executable");
+        std::fs::write(&file, "echo hi\n").unwrap();
+        let (mut io, _input, mut rx) = super::super::channel::test_pair(Stop::default());
+        let path = file.display().to_string();
+        let worker = tokio::spawn(async move {
+            let finish = run(&argv(&[&path]), &mut io).await;
+            drop(io);
+            finish
+        });
+        let (_, err, _) = collect(&mut rx).await;
+        assert_eq!(worker.await.unwrap(), Finish::Exit(126));
+        assert!(String::from_utf8_lossy(&err).contains("permission denied"));
     }
 
     #[tokio::test]
