@@ -92,6 +92,9 @@ pub struct AgentStatus {
     pub spooled_reports: usize,
     pub inventory_hash: String,
     pub last_error: String,
+    /// While disconnected: seconds until the next connection attempt.
+    #[serde(default)]
+    pub retry_in_seconds: u64,
     /// Remote sessions open on this device.
     #[serde(default)]
     pub sessions: Vec<LocalSession>,

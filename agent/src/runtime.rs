@@ -89,6 +89,16 @@ pub enum RunError {
 /// Renew the device certificate when it has less than this left.
 const RENEW_BEFORE: chrono::TimeDelta = chrono::TimeDelta::days(30);
 const RENEWAL_CHECK_INTERVAL: Duration = Duration::from_secs(6 * 3600);
+/// After the server refused this device (revoked, retired, enrolled again,
+/// unknown certificate): it will not change its mind in two minutes, and
+/// thousands of refused agents must not hammer it. Restarting the agent
+/// (after a new enrolment, say) tries again at once.
+pub const REFUSED_RETRY: Duration = Duration::from_secs(6 * 3600);
+
+/// When to try again after a refusal, jittered so refused fleets spread out.
+pub fn refused_retry_delay() -> Duration {
+    jittered(REFUSED_RETRY, 0.1)
+}
 
 /// A live stream to the server.
 struct Connection {
@@ -203,12 +213,16 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
                         }
                     }
                     Err(err) => {
+                        let delay = if err.refused {
+                            refused_retry_delay()
+                        } else {
+                            backoff.next_delay()
+                        };
                         if err.refused {
-                            // Revoked or retired: keep trying, but rarely.
-                            backoff.saturate();
+                            tracing::error!(error = %err.message, retry_in = %humantime::format_duration(round_secs(delay)), "the server refused this device; trying again only rarely (restart the agent after enrolling it again)");
+                        } else {
+                            tracing::warn!(error = %err.message, retry_in = ?delay, "cannot connect to server");
                         }
-                        let delay = backoff.next_delay();
-                        tracing::warn!(error = %err.message, retry_in = ?delay, "cannot connect to server");
                         agent.status.last_error = err.message;
                         next_attempt = Instant::now() + delay;
                     }
@@ -217,6 +231,7 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
 
             message = next_message(&mut connection) => {
                 let interval_before = agent.heartbeat_interval;
+                let mut refused = false;
                 let keep = match message {
                     Ok(Some(message)) => match agent.handle_server_message(message, connection.as_mut(), &mut resend_at) {
                         Next::Continue => true,
@@ -231,9 +246,7 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
                     Err(status) => {
                         tracing::warn!(code = ?status.code(), error = %status.message(), "stream ended");
                         agent.status.last_error = status.message().to_owned();
-                        if matches!(status.code(), tonic::Code::PermissionDenied | tonic::Code::Unauthenticated) {
-                            backoff.saturate();
-                        }
+                        refused = matches!(status.code(), tonic::Code::PermissionDenied | tonic::Code::Unauthenticated);
                         false
                     }
                 };
@@ -254,7 +267,14 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
                     agent.status.connected = false;
                     // Channels ride on this connection: nothing can reach them now.
                     agent.sessions.stop_all("lost the connection to the server");
-                    next_attempt = Instant::now() + backoff.next_delay();
+                    let delay = if refused {
+                        let delay = refused_retry_delay();
+                        tracing::error!(error = %agent.status.last_error, retry_in = %humantime::format_duration(round_secs(delay)), "the server cut this device off; trying again only rarely (restart the agent after enrolling it again)");
+                        delay
+                    } else {
+                        backoff.next_delay()
+                    };
+                    next_attempt = Instant::now() + delay;
                 }
             }
 
@@ -298,6 +318,11 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
                 let response = match request {
                     ControlRequest::Status => {
                         agent.status.spooled_reports = agent.spool.len();
+                        agent.status.retry_in_seconds = if connection.is_none() {
+                            next_attempt.saturating_duration_since(Instant::now()).as_secs()
+                        } else {
+                            0
+                        };
                         agent.status.sessions = agent.sessions.list();
                         ControlResponse { ok: true, status: Some(agent.status.clone()), ..Default::default() }
                     }
@@ -377,6 +402,10 @@ async fn send(conn: &Connection, body: AgentBody) -> bool {
         .send(AgentMessage { body: Some(body) })
         .await
         .is_ok()
+}
+
+fn round_secs(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs())
 }
 
 fn read_uptime_seconds() -> u64 {
