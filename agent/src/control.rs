@@ -15,15 +15,17 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::os::ipc;
+pub use crate::os::{Audience, Peer};
 use crate::session::LocalSession;
 
-pub const SOCKET_NAME: &str = "agent.sock";
-/// The socket for every local user: list and end remote sessions only.
-pub const USER_SOCKET_NAME: &str = "user.sock";
+/// The endpoint for root (SYSTEM and Administrators): every request.
+pub const SOCKET_NAME: &str = "agent";
+/// The endpoint for every local user: list and end remote sessions only.
+pub const USER_SOCKET_NAME: &str = "user";
 
 /// Largest request line accepted; the protocol only has tiny messages.
 const MAX_LINE: usize = 4096;
@@ -55,15 +57,6 @@ impl ControlRequest {
             ControlRequest::Sessions | ControlRequest::EndSessions { .. }
         )
     }
-}
-
-/// Who may ask through a socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Audience {
-    /// agent.sock, mode 0600: every request.
-    Owner,
-    /// user.sock, mode 0666: only the session requests.
-    LocalUsers,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,12 +96,14 @@ pub struct AgentStatus {
 /// A request from the socket, with the channel for its answer.
 pub type ControlCall = (ControlRequest, oneshot::Sender<ControlResponse>);
 
+/// `<state_dir>/agent.sock` on Unix, a named pipe on Windows.
 pub fn socket_path(state_dir: &Path) -> PathBuf {
-    state_dir.join(SOCKET_NAME)
+    ipc::endpoint(state_dir, SOCKET_NAME)
 }
 
+/// `<state_dir>/user.sock` on Unix, a named pipe on Windows.
 pub fn user_socket_path(state_dir: &Path) -> PathBuf {
-    state_dir.join(USER_SOCKET_NAME)
+    ipc::endpoint(state_dir, USER_SOCKET_NAME)
 }
 
 /// Binds the socket (replacing a stale one) with mode 0600 and forwards
@@ -127,25 +122,13 @@ pub fn serve_at(
     audience: Audience,
     calls: mpsc::Sender<ControlCall>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    use std::os::unix::fs::PermissionsExt;
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let listener = UnixListener::bind(path)?;
-    let mode = match audience {
-        Audience::Owner => 0o600,
-        Audience::LocalUsers => 0o666,
-    };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    let mut listener = ipc::Listener::bind(path, audience)?;
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut refused = RefusalLog::default();
     Ok(tokio::spawn(async move {
         loop {
             match listener.accept().await {
-                Ok((stream, _)) => {
-                    let peer = Peer::of(&stream);
+                Ok((stream, peer)) => {
                     match slots.clone().try_acquire_owned() {
                         Ok(slot) => {
                             let calls = calls.clone();
@@ -157,7 +140,7 @@ pub fn serve_at(
                         Err(_) => {
                             refused.note(audience, peer);
                             // Best effort, never waiting: the client may not read.
-                            let _ = stream.try_write(BUSY_RESPONSE.as_bytes());
+                            ipc::try_write(&stream, BUSY_RESPONSE.as_bytes());
                         }
                     }
                 }
@@ -172,38 +155,6 @@ pub fn serve_at(
 
 const BUSY_RESPONSE: &str =
     "{\"ok\":false,\"error\":\"too many connections to the agent; try again later\"}\n";
-
-/// Who is on the other end of a control socket (SO_PEERCRED). A hint for
-/// the log, not proof of anything.
-#[derive(Debug, Clone, Copy, Default)]
-struct Peer {
-    uid: Option<u32>,
-    pid: Option<i32>,
-}
-
-impl Peer {
-    fn of(stream: &UnixStream) -> Peer {
-        match stream.peer_cred() {
-            Ok(cred) => Peer {
-                uid: Some(cred.uid()),
-                pid: cred.pid(),
-            },
-            Err(_) => Peer::default(),
-        }
-    }
-}
-
-impl std::fmt::Display for Peer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let show = |v: Option<String>| v.unwrap_or_else(|| "?".into());
-        write!(
-            f,
-            "uid {} pid {}",
-            show(self.uid.map(|u| u.to_string())),
-            show(self.pid.map(|p| p.to_string()))
-        )
-    }
-}
 
 /// Refused connections are logged at most every few seconds, with a count,
 /// so that a flood does not become a flood of log lines.
@@ -229,12 +180,12 @@ impl RefusalLog {
 }
 
 async fn handle(
-    stream: UnixStream,
+    stream: impl AsyncRead + AsyncWrite + Send + 'static,
     peer: Peer,
     audience: Audience,
     calls: mpsc::Sender<ControlCall>,
 ) {
-    let (read, mut write) = stream.into_split();
+    let (read, mut write) = tokio::io::split(stream);
     let mut line = String::new();
     let mut reader = BufReader::new(read.take(MAX_LINE as u64));
     // Anyone may connect to the user socket: a silent client must not hold
@@ -283,13 +234,13 @@ pub async fn call(state_dir: &Path, request: &ControlRequest) -> std::io::Result
 /// Client side for a socket path (`schoolfleet-agent sessions` uses the
 /// user socket).
 pub async fn call_at(path: &Path, request: &ControlRequest) -> std::io::Result<ControlResponse> {
-    let stream = UnixStream::connect(path).await.map_err(|e| {
+    let stream = ipc::connect(path).await.map_err(|e| {
         std::io::Error::new(
             e.kind(),
             format!("cannot reach the running agent at {}: {e}", path.display()),
         )
     })?;
-    let (read, mut write) = stream.into_split();
+    let (read, mut write) = tokio::io::split(stream);
     let mut text = serde_json::to_string(request).map_err(std::io::Error::other)?;
     text.push('\n');
     write.write_all(text.as_bytes()).await?;
@@ -300,7 +251,7 @@ pub async fn call_at(path: &Path, request: &ControlRequest) -> std::io::Result<C
     serde_json::from_str(&line).map_err(std::io::Error::other)
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 
@@ -339,7 +290,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (tx, _rx) = mpsc::channel::<ControlCall>(1);
         let _server = serve(dir.path(), tx).unwrap();
-        let stream = UnixStream::connect(socket_path(dir.path())).await.unwrap();
+        let stream = tokio::net::UnixStream::connect(socket_path(dir.path()))
+            .await
+            .unwrap();
         let (read, mut write) = stream.into_split();
         write
             .write_all(b"{\"command\":\"format-disk\"}\n")
@@ -421,7 +374,7 @@ mod tests {
         // A local user holds every slot open without sending anything.
         let mut held = Vec::new();
         for _ in 0..MAX_CONNECTIONS {
-            held.push(UnixStream::connect(&path).await.unwrap());
+            held.push(tokio::net::UnixStream::connect(&path).await.unwrap());
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         // The next one is answered at once (well before REQUEST_TIMEOUT).

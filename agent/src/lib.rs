@@ -11,12 +11,14 @@
 //! - [`control`]: the local control socket.
 //! - [`report`]: a service-desk ticket from this device.
 //! - [`session`]: remote sessions (consent, shell, exec, forward, copy).
+//! - [`os`]: everything that differs between Unix and Windows.
 
 pub mod backoff;
 pub mod control;
 pub mod enroll;
 pub mod identity;
 pub mod inventory;
+pub mod os;
 pub mod report;
 pub mod runtime;
 pub mod session;

@@ -290,7 +290,7 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
                 let heartbeat = Heartbeat {
                     sequence: agent.heartbeat_sequence,
                     inventory_hash: agent.status.inventory_hash.clone(),
-                    uptime_seconds: read_uptime_seconds(),
+                    uptime_seconds: agent.platform.uptime_seconds(),
                 };
                 if let Some(conn) = connection.as_ref() {
                     send(conn, AgentBody::Heartbeat(heartbeat)).await;
@@ -356,8 +356,8 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
     }
     control_task.abort();
     user_task.abort();
-    let _ = std::fs::remove_file(control::socket_path(&options.state_dir));
-    let _ = std::fs::remove_file(&user_socket);
+    crate::os::ipc::remove(&control::socket_path(&options.state_dir));
+    crate::os::ipc::remove(&user_socket);
     // Tell the server, then make sure no session process outlives the agent.
     if let Some(conn) = connection.as_ref() {
         for session in agent.sessions.list() {
@@ -406,14 +406,6 @@ async fn send(conn: &Connection, body: AgentBody) -> bool {
 
 fn round_secs(d: Duration) -> Duration {
     Duration::from_secs(d.as_secs())
-}
-
-fn read_uptime_seconds() -> u64 {
-    std::fs::read_to_string("/proc/uptime")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-        .map(|s| s as u64)
-        .unwrap_or_default()
 }
 
 /// What the loop does after a server message.
@@ -495,7 +487,7 @@ impl Agent {
         if not_after - chrono::Utc::now() > RENEW_BEFORE {
             return;
         }
-        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let hostname = self.platform.host_name();
         let (key_pem, csr_pem) = match crate::identity::generate_key_and_csr(hostname.trim()) {
             Ok(pair) => pair,
             Err(err) => {

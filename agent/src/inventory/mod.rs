@@ -27,6 +27,16 @@ pub use linux::LinuxPlatform;
 /// `spawn_blocking`.
 pub trait Platform: Send + Sync {
     fn collect(&self) -> Inventory;
+
+    /// The host name, cheaply (for renewals and problem reports).
+    fn host_name(&self) -> String {
+        crate::os::machine::host_name()
+    }
+
+    /// Seconds since boot, cheaply (for heartbeats); 0 when unknown.
+    fn uptime_seconds(&self) -> u64 {
+        crate::os::machine::uptime_seconds()
+    }
 }
 
 /// The best collector for the operating system this agent was built for.

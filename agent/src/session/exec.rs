@@ -4,17 +4,15 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use schoolfleet_proto::v1::device_frame::Body as DeviceBody;
 use schoolfleet_proto::v1::{ChannelReady, DeviceFrame};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::Child;
 use tokio::sync::mpsc;
 
 use super::channel::{ChannelIo, Finish, Input, frame};
-use super::{exit_code, kill_group};
+use crate::os::process::{TreeChild, exit_code};
 
-/// SIGTERM first; SIGKILL for the group after this.
+/// Ask the tree to stop first; kill it after this.
 const TERM_GRACE: Duration = Duration::from_secs(2);
 const CHUNK: usize = 64 * 1024;
 
@@ -28,12 +26,11 @@ pub async fn run(argv: &[String], io: &mut ChannelIo) -> Finish {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .current_dir("/")
-        .env_remove("SCHOOLFLEET_AGENT_TOKEN")
-        // Its own group, so a cancel reaches everything it started.
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = match command.spawn() {
+        .current_dir(crate::os::process::WORK_DIR)
+        .env_remove("SCHOOLFLEET_AGENT_TOKEN");
+    // Its own tree (process group, Job Object), so a cancel reaches
+    // everything it started.
+    let mut child = match TreeChild::spawn(command) {
         Ok(child) => child,
         // As a shell (and ssh) reports it: 127 not found, 126 not runnable.
         // The session worked; the command did not.
@@ -45,13 +42,12 @@ pub async fn run(argv: &[String], io: &mut ChannelIo) -> Finish {
         }
         Err(err) => return Finish::failed(format!("cannot start {program}: {err}")),
     };
-    let pgid = child.id().unwrap_or(0);
     if !io.send(DeviceBody::Ready(ChannelReady::default())).await {
-        terminate(pgid, &mut child).await;
+        child.terminate(TERM_GRACE).await;
         return Finish::Gone;
     }
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
+    let stdout = child.take_stdout();
+    let stderr = child.take_stderr();
     let mut readers = tokio::task::JoinSet::new();
     if let Some(stdout) = stdout {
         readers.spawn(pump(stdout, io.out.clone(), DeviceBody::Output));
@@ -62,7 +58,7 @@ pub async fn run(argv: &[String], io: &mut ChannelIo) -> Finish {
     // stdin is written by its own task, so a command that does not read
     // its input cannot stall the channel.
     let (stdin_tx, mut stdin_rx) = mpsc::channel::<Vec<u8>>(super::channel::QUEUE);
-    if let Some(mut stdin) = child.stdin.take() {
+    if let Some(mut stdin) = child.take_stdin() {
         tokio::spawn(async move {
             while let Some(data) = stdin_rx.recv().await {
                 if stdin.write_all(&data).await.is_err() {
@@ -88,7 +84,7 @@ pub async fn run(argv: &[String], io: &mut ChannelIo) -> Finish {
                 Input::Eof => stdin_tx = None,
                 Input::Resize(_) => {}
                 other => {
-                    terminate(pgid, &mut child).await;
+                    child.terminate(TERM_GRACE).await;
                     return Finish::stopped(other);
                 }
             }
@@ -107,7 +103,7 @@ pub async fn run(argv: &[String], io: &mut ChannelIo) -> Finish {
             input = io.next_input() => match input {
                 Input::Data(_) | Input::Eof | Input::Resize(_) => {}
                 other => {
-                    kill_group(pgid, Signal::SIGKILL);
+                    child.kill_tree();
                     return Finish::stopped(other);
                 }
             }
@@ -128,15 +124,6 @@ async fn not_started(io: &mut ChannelIo, code: i32, message: String) -> Finish {
     Finish::Exit(code)
 }
 
-/// SIGTERM to the group, SIGKILL after the grace period (and to any
-/// member that outlived the leader).
-async fn terminate(pgid: u32, child: &mut Child) {
-    kill_group(pgid, Signal::SIGTERM);
-    let _ = tokio::time::timeout(TERM_GRACE, child.wait()).await;
-    kill_group(pgid, Signal::SIGKILL);
-    let _ = child.kill().await;
-}
-
 async fn pump(
     mut reader: impl AsyncRead + Unpin,
     out: mpsc::Sender<DeviceFrame>,
@@ -155,7 +142,7 @@ async fn pump(
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use crate::session::channel::Stop;

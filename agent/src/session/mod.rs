@@ -644,26 +644,9 @@ fn validate_spec(
     }
 }
 
-/// Sends `signal` to the process group `pgid`. Never to group 0 or 1 (that
-/// would be the agent's own group or init).
-pub fn kill_group(pgid: u32, signal: nix::sys::signal::Signal) {
-    let Ok(pgid) = i32::try_from(pgid) else {
-        return;
-    };
-    if pgid <= 1 {
-        return;
-    }
-    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), signal);
-}
-
-/// Exit status as a shell reports it: the code, or 128+N for signal N.
-pub fn exit_code(status: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(255)
-}
+pub use crate::os::process::exit_code;
+#[cfg(unix)]
+pub use crate::os::process::kill_group;
 
 #[cfg(test)]
 mod tests {

@@ -171,27 +171,14 @@ pub(crate) async fn run_bounded(
     command
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = command.spawn()?;
-    // Declared after `child`, so it drops first: the group is killed while
+        .stderr(std::process::Stdio::null());
+    let mut child = crate::os::process::TreeChild::spawn(command)?;
+    // Declared after `child`, so it drops first: the tree is killed while
     // the leader is not yet reaped and its id cannot have been reused.
-    let _group = GroupKill(child.id());
+    let _tree = child.kill_on_drop_guard();
     match tokio::time::timeout(timeout, child.wait()).await {
         Ok(status) => status.map(Some),
         Err(_) => Ok(None),
-    }
-}
-
-/// Kills a process group when dropped.
-struct GroupKill(Option<u32>);
-
-impl Drop for GroupKill {
-    fn drop(&mut self) {
-        if let Some(pgid) = self.0 {
-            crate::session::kill_group(pgid, nix::sys::signal::Signal::SIGKILL);
-        }
     }
 }
 
