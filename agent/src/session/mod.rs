@@ -15,12 +15,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::session::channel::Stop;
+#[cfg(unix)]
+use schoolfleet_proto::v1::CopyDirection;
 use schoolfleet_proto::v1::agent_message::Body as AgentBody;
 use schoolfleet_proto::v1::session_event::Event;
 use schoolfleet_proto::v1::session_spec::Kind;
 use schoolfleet_proto::v1::{
-    AgentMessage, CopyDirection, OpenChannel, OpenSession, SessionAccepted, SessionEnded,
-    SessionEvent, SessionRefusal, SessionRefused,
+    AgentMessage, OpenChannel, OpenSession, SessionAccepted, SessionEnded, SessionEvent,
+    SessionRefusal, SessionRefused,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -28,10 +30,13 @@ use tokio_util::task::TaskTracker;
 
 pub mod channel;
 pub mod consent;
+#[cfg(unix)]
 pub mod copy;
 pub mod exec;
 pub mod forward;
+#[cfg(unix)]
 pub mod paths;
+#[cfg(unix)]
 pub mod shell;
 
 use channel::{ChannelIo, Finish};
@@ -112,7 +117,15 @@ impl SessionConfig {
     }
 }
 
+/// Windows: PowerShell from the system directory.
+#[cfg(windows)]
+pub fn default_shell() -> PathBuf {
+    let root = std::env::var_os("SystemRoot").unwrap_or_else(|| "C:\\Windows".into());
+    PathBuf::from(root).join("System32\\WindowsPowerShell\\v1.0\\powershell.exe")
+}
+
 /// root's login shell from /etc/passwd, else /bin/bash, else /bin/sh.
+#[cfg(unix)]
 pub fn default_shell() -> PathBuf {
     let from_passwd = std::fs::read_to_string("/etc/passwd")
         .ok()
@@ -410,6 +423,7 @@ impl SessionManager {
                 }
             }
         };
+        #[cfg_attr(not(unix), allow(unused_variables))]
         let config = self.config.clone();
         self.tasks.spawn(async move {
             let (out, inbound) = match channel::dial(connection, &open.channel_id).await {
@@ -419,6 +433,7 @@ impl SessionManager {
                     return;
                 }
             };
+            #[cfg_attr(not(unix), allow(unused_variables))]
             let (spec, max_file_bytes, cancel, _active) = match admitted {
                 Ok(admitted) => admitted,
                 Err(message) => {
@@ -430,11 +445,13 @@ impl SessionManager {
             };
             let mut io = ChannelIo::new(out, inbound, cancel);
             let finish = match spec {
+                #[cfg(unix)]
                 Kind::Shell(spec) => {
                     shell::run(&config.shell, &spec.term, spec.size, &mut io).await
                 }
                 Kind::Exec(spec) => exec::run(&spec.argv, &mut io).await,
                 Kind::Forward(spec) => forward::run(&spec.host, spec.port as u16, &mut io).await,
+                #[cfg(unix)]
                 Kind::Copy(spec) => {
                     let request = copy::CopyRequest {
                         upload: spec.direction == CopyDirection::ToDevice as i32,
@@ -446,6 +463,9 @@ impl SessionManager {
                     };
                     copy::run(&request, &config.transfer_roots, &mut io).await
                 }
+                // Refused in validate_spec; never admitted.
+                #[cfg(not(unix))]
+                Kind::Shell(_) | Kind::Copy(_) => Finish::failed("not available on this system"),
             };
             match &finish {
                 Finish::Exit(code) => tracing::info!(session = %open.session_id, channel = %open.channel_id, code, "session channel finished"),
@@ -571,7 +591,7 @@ async fn send_event(events: &mpsc::Sender<AgentMessage>, event: SessionEvent) {
 /// defaults filled in, and the summary for the user and the log.
 fn validate_spec(
     open: &OpenSession,
-    config: &SessionConfig,
+    #[cfg_attr(not(unix), allow(unused_variables))] config: &SessionConfig,
 ) -> Result<(Capability, Kind, String), String> {
     let kind = open
         .spec
@@ -579,6 +599,11 @@ fn validate_spec(
         .and_then(|s| s.kind.clone())
         .ok_or("the session has no spec")?;
     match kind {
+        #[cfg(not(unix))]
+        Kind::Shell(_) | Kind::Copy(_) => {
+            Err("shell and cp sessions are not available on Windows yet".into())
+        }
+        #[cfg(unix)]
         Kind::Shell(mut spec) => {
             spec.term = shell::term_or_default(&spec.term).to_owned();
             let size = spec.size.unwrap_or_default();
@@ -612,6 +637,7 @@ fn validate_spec(
             let summary = format!("{}:{}", spec.host, spec.port);
             Ok((Capability::Forward, Kind::Forward(spec), summary))
         }
+        #[cfg(unix)]
         Kind::Copy(mut spec) => {
             if spec.path.is_empty() || !spec.path.starts_with('/') {
                 return Err("the copy path must be absolute".into());

@@ -72,7 +72,7 @@ impl ConsentProvider for CommandProvider {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;

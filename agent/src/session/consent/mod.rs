@@ -12,6 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod command;
+#[cfg(unix)]
+mod desktop;
+#[cfg(windows)]
+#[path = "desktop_windows.rs"]
 mod desktop;
 
 pub use command::CommandProvider;
@@ -183,6 +187,7 @@ pub(crate) async fn run_bounded(
 }
 
 /// Untrusted text for a dialog: no control characters, bounded length.
+#[cfg_attr(windows, allow(dead_code))] // for the Windows dialog to come
 pub(crate) fn plain(text: &str, max_chars: usize) -> String {
     text.chars()
         .filter(|c| !schoolfleet_proto::text::is_dangerous_char(*c) || *c == '\n')
@@ -191,6 +196,7 @@ pub(crate) fn plain(text: &str, max_chars: usize) -> String {
 }
 
 /// The capability in German, for dialogs.
+#[cfg_attr(windows, allow(dead_code))]
 pub(crate) fn kind_german(kind: &str) -> &'static str {
     match kind {
         "shell" => "eine Kommandozeile (Shell) öffnen",
