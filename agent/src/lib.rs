@@ -25,4 +25,8 @@ pub mod session;
 pub mod spool;
 
 /// Default state directory: identity, spool and control socket.
+#[cfg(unix)]
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/schoolfleet-agent";
+/// Default state directory on Windows (SYSTEM and Administrators only).
+#[cfg(windows)]
+pub const DEFAULT_STATE_DIR: &str = "C:\\ProgramData\\schoolfleet\\agent";
