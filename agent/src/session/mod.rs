@@ -36,7 +36,6 @@ pub mod exec;
 pub mod forward;
 #[cfg(unix)]
 pub mod paths;
-#[cfg(unix)]
 pub mod shell;
 
 use channel::{ChannelIo, Finish};
@@ -445,7 +444,6 @@ impl SessionManager {
             };
             let mut io = ChannelIo::new(out, inbound, cancel);
             let finish = match spec {
-                #[cfg(unix)]
                 Kind::Shell(spec) => {
                     shell::run(&config.shell, &spec.term, spec.size, &mut io).await
                 }
@@ -465,7 +463,7 @@ impl SessionManager {
                 }
                 // Refused in validate_spec; never admitted.
                 #[cfg(not(unix))]
-                Kind::Shell(_) | Kind::Copy(_) => Finish::failed("not available on this system"),
+                Kind::Copy(_) => Finish::failed("not available on this system"),
             };
             match &finish {
                 Finish::Exit(code) => tracing::info!(session = %open.session_id, channel = %open.channel_id, code, "session channel finished"),
@@ -600,10 +598,7 @@ fn validate_spec(
         .ok_or("the session has no spec")?;
     match kind {
         #[cfg(not(unix))]
-        Kind::Shell(_) | Kind::Copy(_) => {
-            Err("shell and cp sessions are not available on Windows yet".into())
-        }
-        #[cfg(unix)]
+        Kind::Copy(_) => Err("cp sessions are not available on Windows yet".into()),
         Kind::Shell(mut spec) => {
             spec.term = shell::term_or_default(&spec.term).to_owned();
             let size = spec.size.unwrap_or_default();
