@@ -97,12 +97,12 @@ fn operating_system(hklm: &RegKey, inv: &mut Inventory) -> std::io::Result<()> {
     os.family = "windows".into();
     os.name = parse::os_name(&text("ProductName"), build);
     os.edition = text("EditionID");
-    os.version = parse::os_version(
-        number("CurrentMajorVersionNumber").unwrap_or(10),
-        number("CurrentMinorVersionNumber").unwrap_or(0),
-        build,
-        number("UBR"),
+    let (major, minor) = parse::major_minor(
+        number("CurrentMajorVersionNumber"),
+        number("CurrentMinorVersionNumber"),
+        &text("CurrentVersion"),
     );
+    os.version = parse::os_version(major, minor, build, number("UBR"));
     let display = text("DisplayVersion");
     if !display.is_empty() {
         // 23H2 and the like: the version people talk about.
@@ -138,6 +138,13 @@ struct ComputerSystem {
     manufacturer: Option<String>,
     model: Option<String>,
     total_physical_memory: Option<u64>,
+}
+
+/// Asked apart: Wine's provider lacks these, and a missing property fails
+/// the whole row in the wmi crate.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Membership {
     part_of_domain: Option<bool>,
     domain: Option<String>,
     workgroup: Option<String>,
@@ -212,6 +219,9 @@ struct QuickFix {
     installed_on: Option<String>,
 }
 
+/// One WQL query. A property the provider lacks fails the whole query
+/// (even for an `Option` field), so properties that may be missing are
+/// asked in queries of their own.
 fn query<T: serde::de::DeserializeOwned>(
     wmi: &WMIConnection,
     wql: &str,
@@ -248,7 +258,7 @@ fn wmi_sections(com: COMLibrary, inv: &mut Inventory, errors: &mut Errors) {
         let hardware = inv.hardware.get_or_insert_with(Default::default);
         if let Some(cs) = query::<ComputerSystem>(
             &cim,
-            "SELECT Manufacturer, Model, TotalPhysicalMemory, PartOfDomain, Domain, Workgroup FROM Win32_ComputerSystem",
+            "SELECT Manufacturer, Model, TotalPhysicalMemory FROM Win32_ComputerSystem",
             "hardware",
             errors,
         )
@@ -260,10 +270,20 @@ fn wmi_sections(com: COMLibrary, inv: &mut Inventory, errors: &mut Errors) {
             if let Some(bytes) = cs.total_physical_memory {
                 hardware.memory_total_bytes = bytes;
             }
+        }
+        if let Some(m) = query::<Membership>(
+            &cim,
+            "SELECT PartOfDomain, Domain, Workgroup FROM Win32_ComputerSystem",
+            "membership",
+            errors,
+        )
+        .into_iter()
+        .next()
+        {
             let membership = parse::membership(
-                cs.part_of_domain.unwrap_or(false),
-                cs.domain.as_deref().unwrap_or(""),
-                cs.workgroup.as_deref().unwrap_or(""),
+                m.part_of_domain.unwrap_or(false),
+                m.domain.as_deref().unwrap_or(""),
+                m.workgroup.as_deref().unwrap_or(""),
             );
             tracing::info!(?membership, "domain membership");
         }

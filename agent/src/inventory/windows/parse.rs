@@ -143,6 +143,22 @@ pub fn os_version(major: u32, minor: u32, build: u32, ubr: Option<u32>) -> Strin
     }
 }
 
+/// Major and minor version: the DWORDs Windows 10 and newer write, else
+/// `CurrentVersion` ("6.1" on Windows 7 and under Wine's default).
+pub fn major_minor(major: Option<u32>, minor: Option<u32>, current_version: &str) -> (u32, u32) {
+    if let Some(major) = major {
+        return (major, minor.unwrap_or(0));
+    }
+    let mut parts = current_version
+        .trim()
+        .split('.')
+        .map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor),
+        _ => (10, 0),
+    }
+}
+
 /// `CurrentBuild` is a string (REG_SZ) in the registry.
 pub fn build_number(text: &str) -> Option<u32> {
     text.trim().parse().ok()
@@ -469,6 +485,9 @@ mod tests {
         assert_eq!(os_name("Windows 10 Pro", 19045), "Windows 10 Pro");
         assert_eq!(os_version(10, 0, 19045, None), "10.0.19045");
         assert_eq!(build_number("22631 "), Some(22631));
+        assert_eq!(major_minor(Some(10), Some(0), "6.3"), (10, 0));
+        assert_eq!(major_minor(None, None, "6.1"), (6, 1));
+        assert_eq!(major_minor(None, None, "kaputt"), (10, 0));
         assert_eq!(build_number("abc"), None);
     }
 
