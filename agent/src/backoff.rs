@@ -39,11 +39,6 @@ impl Backoff {
         delay.min(self.max)
     }
 
-    /// Skips straight to the longest delay (device refused, say).
-    pub fn saturate(&mut self) {
-        self.current = self.max;
-    }
-
     pub fn reset(&mut self) {
         self.current = self.initial;
     }

@@ -5,24 +5,34 @@
 //!
 //! A second socket, `user.sock` (mode 0666), lets any local user see the
 //! remote sessions on the device and end them; it accepts nothing else.
+//!
+//! Each socket has its own connection limit and its own queue to the agent
+//! loop, so a local user holding connections open can exhaust neither the
+//! agent's descriptors nor the root-only socket. Connections over the limit
+//! get an immediate error and are closed; every caller's uid and pid
+//! (SO_PEERCRED) are logged.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::os::ipc;
+pub use crate::os::{Audience, Peer};
 use crate::session::LocalSession;
 
-pub const SOCKET_NAME: &str = "agent.sock";
-/// The socket for every local user: list and end remote sessions only.
-pub const USER_SOCKET_NAME: &str = "user.sock";
+/// The endpoint for root (SYSTEM and Administrators): every request.
+pub const SOCKET_NAME: &str = "agent";
+/// The endpoint for every local user: list and end remote sessions only.
+pub const USER_SOCKET_NAME: &str = "user";
 
 /// Largest request line accepted; the protocol only has tiny messages.
 const MAX_LINE: usize = 4096;
 /// How long a client may take to send its request line.
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Connections served at once per socket.
+pub const MAX_CONNECTIONS: usize = 16;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "kebab-case")]
@@ -47,15 +57,6 @@ impl ControlRequest {
             ControlRequest::Sessions | ControlRequest::EndSessions { .. }
         )
     }
-}
-
-/// Who may ask through a socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Audience {
-    /// agent.sock, mode 0600: every request.
-    Owner,
-    /// user.sock, mode 0666: only the session requests.
-    LocalUsers,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +85,9 @@ pub struct AgentStatus {
     pub spooled_reports: usize,
     pub inventory_hash: String,
     pub last_error: String,
+    /// While disconnected: seconds until the next connection attempt.
+    #[serde(default)]
+    pub retry_in_seconds: u64,
     /// Remote sessions open on this device.
     #[serde(default)]
     pub sessions: Vec<LocalSession>,
@@ -92,12 +96,14 @@ pub struct AgentStatus {
 /// A request from the socket, with the channel for its answer.
 pub type ControlCall = (ControlRequest, oneshot::Sender<ControlResponse>);
 
+/// `<state_dir>/agent.sock` on Unix, a named pipe on Windows.
 pub fn socket_path(state_dir: &Path) -> PathBuf {
-    state_dir.join(SOCKET_NAME)
+    ipc::endpoint(state_dir, SOCKET_NAME)
 }
 
+/// `<state_dir>/user.sock` on Unix, a named pipe on Windows.
 pub fn user_socket_path(state_dir: &Path) -> PathBuf {
-    state_dir.join(USER_SOCKET_NAME)
+    ipc::endpoint(state_dir, USER_SOCKET_NAME)
 }
 
 /// Binds the socket (replacing a stale one) with mode 0600 and forwards
@@ -116,23 +122,27 @@ pub fn serve_at(
     audience: Audience,
     calls: mpsc::Sender<ControlCall>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    use std::os::unix::fs::PermissionsExt;
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let listener = UnixListener::bind(path)?;
-    let mode = match audience {
-        Audience::Owner => 0o600,
-        Audience::LocalUsers => 0o666,
-    };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    let mut listener = ipc::Listener::bind(path, audience)?;
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut refused = RefusalLog::default();
     Ok(tokio::spawn(async move {
         loop {
             match listener.accept().await {
-                Ok((stream, _)) => {
-                    tokio::spawn(handle(stream, audience, calls.clone()));
+                Ok((stream, peer)) => {
+                    match slots.clone().try_acquire_owned() {
+                        Ok(slot) => {
+                            let calls = calls.clone();
+                            tokio::spawn(async move {
+                                handle(stream, peer, audience, calls).await;
+                                drop(slot);
+                            });
+                        }
+                        Err(_) => {
+                            refused.note(audience, peer);
+                            // Best effort, never waiting: the client may not read.
+                            ipc::try_write(&stream, BUSY_RESPONSE.as_bytes());
+                        }
+                    }
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "control socket accept failed");
@@ -143,8 +153,39 @@ pub fn serve_at(
     }))
 }
 
-async fn handle(stream: UnixStream, audience: Audience, calls: mpsc::Sender<ControlCall>) {
-    let (read, mut write) = stream.into_split();
+const BUSY_RESPONSE: &str =
+    "{\"ok\":false,\"error\":\"too many connections to the agent; try again later\"}\n";
+
+/// Refused connections are logged at most every few seconds, with a count,
+/// so that a flood does not become a flood of log lines.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    count: u64,
+    last: Option<std::time::Instant>,
+}
+
+impl RefusalLog {
+    fn note(&mut self, audience: Audience, peer: Peer) {
+        self.count += 1;
+        if self
+            .last
+            .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(5))
+        {
+            return;
+        }
+        tracing::warn!(socket = ?audience, %peer, refused = self.count, limit = MAX_CONNECTIONS, "control socket busy: connection refused");
+        self.count = 0;
+        self.last = Some(std::time::Instant::now());
+    }
+}
+
+async fn handle(
+    stream: impl AsyncRead + AsyncWrite + Send + 'static,
+    peer: Peer,
+    audience: Audience,
+    calls: mpsc::Sender<ControlCall>,
+) {
+    let (read, mut write) = tokio::io::split(stream);
     let mut line = String::new();
     let mut reader = BufReader::new(read.take(MAX_LINE as u64));
     // Anyone may connect to the user socket: a silent client must not hold
@@ -155,9 +196,11 @@ async fn handle(stream: UnixStream, audience: Audience, calls: mpsc::Sender<Cont
             Ok(request)
                 if audience == Audience::LocalUsers && !request.allowed_for_local_users() =>
             {
+                tracing::warn!(%peer, request = ?request, "refused on the user socket");
                 error_response("only `sessions` and `sessions end` are allowed on this socket")
             }
             Ok(request) => {
+                tracing::info!(socket = ?audience, %peer, request = ?request, "control request");
                 let (tx, rx) = oneshot::channel();
                 if calls.send((request, tx)).await.is_err() {
                     error_response("agent is shutting down")
@@ -191,13 +234,13 @@ pub async fn call(state_dir: &Path, request: &ControlRequest) -> std::io::Result
 /// Client side for a socket path (`schoolfleet-agent sessions` uses the
 /// user socket).
 pub async fn call_at(path: &Path, request: &ControlRequest) -> std::io::Result<ControlResponse> {
-    let stream = UnixStream::connect(path).await.map_err(|e| {
+    let stream = ipc::connect(path).await.map_err(|e| {
         std::io::Error::new(
             e.kind(),
             format!("cannot reach the running agent at {}: {e}", path.display()),
         )
     })?;
-    let (read, mut write) = stream.into_split();
+    let (read, mut write) = tokio::io::split(stream);
     let mut text = serde_json::to_string(request).map_err(std::io::Error::other)?;
     text.push('\n');
     write.write_all(text.as_bytes()).await?;
@@ -208,7 +251,7 @@ pub async fn call_at(path: &Path, request: &ControlRequest) -> std::io::Result<C
     serde_json::from_str(&line).map_err(std::io::Error::other)
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 
@@ -247,7 +290,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (tx, _rx) = mpsc::channel::<ControlCall>(1);
         let _server = serve(dir.path(), tx).unwrap();
-        let stream = UnixStream::connect(socket_path(dir.path())).await.unwrap();
+        let stream = tokio::net::UnixStream::connect(socket_path(dir.path()))
+            .await
+            .unwrap();
         let (read, mut write) = stream.into_split();
         write
             .write_all(b"{\"command\":\"format-disk\"}\n")
@@ -303,5 +348,53 @@ mod tests {
                 response.error
             );
         }
+    }
+
+    #[tokio::test]
+    async fn the_user_socket_refuses_connections_over_its_limit_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = user_socket_path(dir.path());
+        let (user_tx, mut user_rx) = mpsc::channel::<ControlCall>(4);
+        let (owner_tx, mut owner_rx) = mpsc::channel::<ControlCall>(4);
+        let _user = serve_at(&path, Audience::LocalUsers, user_tx).unwrap();
+        let _owner = serve(dir.path(), owner_tx).unwrap();
+        let answer = |rx: &mut mpsc::Receiver<ControlCall>| {
+            let mut rx = std::mem::replace(rx, mpsc::channel(1).1);
+            tokio::spawn(async move {
+                while let Some((_, reply)) = rx.recv().await {
+                    let _ = reply.send(ControlResponse {
+                        ok: true,
+                        ..Default::default()
+                    });
+                }
+            })
+        };
+        let _a = answer(&mut user_rx);
+        let _b = answer(&mut owner_rx);
+        // A local user holds every slot open without sending anything.
+        let mut held = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            held.push(tokio::net::UnixStream::connect(&path).await.unwrap());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        // The next one is answered at once (well before REQUEST_TIMEOUT).
+        let started = std::time::Instant::now();
+        let err = call_at(&path, &ControlRequest::Sessions).await;
+        let response = err.unwrap();
+        assert!(!response.ok);
+        assert!(
+            response.error.contains("too many connections"),
+            "{}",
+            response.error
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        // The root-only socket has its own limit and still answers.
+        let owner = call(dir.path(), &ControlRequest::Status).await.unwrap();
+        assert!(owner.ok, "{owner:?}");
+        // Once the holders go, the user socket serves again.
+        drop(held);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let again = call_at(&path, &ControlRequest::Sessions).await.unwrap();
+        assert!(again.ok, "{again:?}");
     }
 }

@@ -275,14 +275,7 @@ fn read(path: &Path) -> Result<String, IdentityError> {
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), IdentityError> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt as _;
-        builder.mode(0o700);
-    }
-    builder.create(dir).map_err(|source| IdentityError::Io {
+    crate::os::files::create_private_dir(dir).map_err(|source| IdentityError::Io {
         path: dir.to_owned(),
         source,
     })

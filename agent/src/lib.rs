@@ -11,16 +11,22 @@
 //! - [`control`]: the local control socket.
 //! - [`report`]: a service-desk ticket from this device.
 //! - [`session`]: remote sessions (consent, shell, exec, forward, copy).
+//! - [`os`]: everything that differs between Unix and Windows.
 
 pub mod backoff;
 pub mod control;
 pub mod enroll;
 pub mod identity;
 pub mod inventory;
+pub mod os;
 pub mod report;
 pub mod runtime;
 pub mod session;
 pub mod spool;
 
 /// Default state directory: identity, spool and control socket.
+#[cfg(unix)]
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/schoolfleet-agent";
+/// Default state directory on Windows (SYSTEM and Administrators only).
+#[cfg(windows)]
+pub const DEFAULT_STATE_DIR: &str = "C:\\ProgramData\\schoolfleet\\agent";

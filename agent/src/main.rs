@@ -355,19 +355,7 @@ fn print_sessions(sessions: &[schoolfleet_agent::session::LocalSession]) {
 }
 
 async fn wait_for_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-        _ = int.recv() => tracing::info!("SIGINT: stopping"),
-    }
-    shutdown.cancel();
+    schoolfleet_agent::os::service::wait_for_stop(shutdown).await;
 }
 
 fn init_tracing() {

@@ -89,6 +89,16 @@ pub enum RunError {
 /// Renew the device certificate when it has less than this left.
 const RENEW_BEFORE: chrono::TimeDelta = chrono::TimeDelta::days(30);
 const RENEWAL_CHECK_INTERVAL: Duration = Duration::from_secs(6 * 3600);
+/// After the server refused this device (revoked, retired, enrolled again,
+/// unknown certificate): it will not change its mind in two minutes, and
+/// thousands of refused agents must not hammer it. Restarting the agent
+/// (after a new enrolment, say) tries again at once.
+pub const REFUSED_RETRY: Duration = Duration::from_secs(6 * 3600);
+
+/// When to try again after a refusal, jittered so refused fleets spread out.
+pub fn refused_retry_delay() -> Duration {
+    jittered(REFUSED_RETRY, 0.1)
+}
 
 /// A live stream to the server.
 struct Connection {
@@ -148,7 +158,9 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
         .user_socket
         .clone()
         .unwrap_or_else(|| control::user_socket_path(&options.state_dir));
-    let user_task = control::serve_at(&user_socket, Audience::LocalUsers, control_tx)
+    // Its own queue: local users cannot crowd out the root-only socket.
+    let (user_tx, mut user_rx) = mpsc::channel::<ControlCall>(8);
+    let user_task = control::serve_at(&user_socket, Audience::LocalUsers, user_tx)
         .map_err(|e| RunError::UserSocket(user_socket.display().to_string(), e))?;
     let mut agent = Agent {
         status: AgentStatus {
@@ -201,12 +213,16 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
                         }
                     }
                     Err(err) => {
+                        let delay = if err.refused {
+                            refused_retry_delay()
+                        } else {
+                            backoff.next_delay()
+                        };
                         if err.refused {
-                            // Revoked or retired: keep trying, but rarely.
-                            backoff.saturate();
+                            tracing::error!(error = %err.message, retry_in = %humantime::format_duration(round_secs(delay)), "the server refused this device; trying again only rarely (restart the agent after enrolling it again)");
+                        } else {
+                            tracing::warn!(error = %err.message, retry_in = ?delay, "cannot connect to server");
                         }
-                        let delay = backoff.next_delay();
-                        tracing::warn!(error = %err.message, retry_in = ?delay, "cannot connect to server");
                         agent.status.last_error = err.message;
                         next_attempt = Instant::now() + delay;
                     }
@@ -215,6 +231,7 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
 
             message = next_message(&mut connection) => {
                 let interval_before = agent.heartbeat_interval;
+                let mut refused = false;
                 let keep = match message {
                     Ok(Some(message)) => match agent.handle_server_message(message, connection.as_mut(), &mut resend_at) {
                         Next::Continue => true,
@@ -229,9 +246,7 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
                     Err(status) => {
                         tracing::warn!(code = ?status.code(), error = %status.message(), "stream ended");
                         agent.status.last_error = status.message().to_owned();
-                        if matches!(status.code(), tonic::Code::PermissionDenied | tonic::Code::Unauthenticated) {
-                            backoff.saturate();
-                        }
+                        refused = matches!(status.code(), tonic::Code::PermissionDenied | tonic::Code::Unauthenticated);
                         false
                     }
                 };
@@ -252,7 +267,14 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
                     agent.status.connected = false;
                     // Channels ride on this connection: nothing can reach them now.
                     agent.sessions.stop_all("lost the connection to the server");
-                    next_attempt = Instant::now() + backoff.next_delay();
+                    let delay = if refused {
+                        let delay = refused_retry_delay();
+                        tracing::error!(error = %agent.status.last_error, retry_in = %humantime::format_duration(round_secs(delay)), "the server cut this device off; trying again only rarely (restart the agent after enrolling it again)");
+                        delay
+                    } else {
+                        backoff.next_delay()
+                    };
+                    next_attempt = Instant::now() + delay;
                 }
             }
 
@@ -268,7 +290,7 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
                 let heartbeat = Heartbeat {
                     sequence: agent.heartbeat_sequence,
                     inventory_hash: agent.status.inventory_hash.clone(),
-                    uptime_seconds: read_uptime_seconds(),
+                    uptime_seconds: agent.platform.uptime_seconds(),
                 };
                 if let Some(conn) = connection.as_ref() {
                     send(conn, AgentBody::Heartbeat(heartbeat)).await;
@@ -292,10 +314,15 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
                 }
             }
 
-            Some((request, reply)) = control_rx.recv() => {
+            Some((request, reply)) = next_call(&mut control_rx, &mut user_rx) => {
                 let response = match request {
                     ControlRequest::Status => {
                         agent.status.spooled_reports = agent.spool.len();
+                        agent.status.retry_in_seconds = if connection.is_none() {
+                            next_attempt.saturating_duration_since(Instant::now()).as_secs()
+                        } else {
+                            0
+                        };
                         agent.status.sessions = agent.sessions.list();
                         ControlResponse { ok: true, status: Some(agent.status.clone()), ..Default::default() }
                     }
@@ -329,8 +356,8 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
     }
     control_task.abort();
     user_task.abort();
-    let _ = std::fs::remove_file(control::socket_path(&options.state_dir));
-    let _ = std::fs::remove_file(&user_socket);
+    crate::os::ipc::remove(&control::socket_path(&options.state_dir));
+    crate::os::ipc::remove(&user_socket);
     // Tell the server, then make sure no session process outlives the agent.
     if let Some(conn) = connection.as_ref() {
         for session in agent.sessions.list() {
@@ -345,6 +372,19 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
     agent.sessions.shutdown().await;
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// The next control request, the root-only socket first.
+async fn next_call(
+    owner: &mut mpsc::Receiver<ControlCall>,
+    users: &mut mpsc::Receiver<ControlCall>,
+) -> Option<ControlCall> {
+    tokio::select! {
+        biased;
+        Some(call) = owner.recv() => Some(call),
+        Some(call) = users.recv() => Some(call),
+        else => None,
+    }
 }
 
 /// The next message of the stream, or never when there is no stream.
@@ -364,12 +404,8 @@ async fn send(conn: &Connection, body: AgentBody) -> bool {
         .is_ok()
 }
 
-fn read_uptime_seconds() -> u64 {
-    std::fs::read_to_string("/proc/uptime")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-        .map(|s| s as u64)
-        .unwrap_or_default()
+fn round_secs(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs())
 }
 
 /// What the loop does after a server message.
@@ -451,7 +487,7 @@ impl Agent {
         if not_after - chrono::Utc::now() > RENEW_BEFORE {
             return;
         }
-        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let hostname = self.platform.host_name();
         let (key_pem, csr_pem) = match crate::identity::generate_key_and_csr(hostname.trim()) {
             Ok(pair) => pair,
             Err(err) => {

@@ -490,14 +490,22 @@ pub enum CopyLocation {
     Remote { device: String, path: String },
 }
 
-/// `DEVICE:/abs/path` is remote; anything else is a local path. Like scp, a
-/// colon before the first slash makes it remote, so `./a:b` stays local.
+/// `DEVICE:/abs/path` (or `DEVICE:C:\path` for a Windows device) is
+/// remote; anything else is a local path. Like scp, a colon before the
+/// first slash makes it remote, so `./a:b` stays local, and a local Windows
+/// path with a drive letter (`C:\Users\…`, and `C:/…` on Windows) stays
+/// local too.
 pub fn copy_location(text: &str) -> Result<CopyLocation, String> {
+    if is_local_drive_path(text) {
+        return Ok(CopyLocation::Local(PathBuf::from(text)));
+    }
     match text.split_once(':') {
-        Some((device, path)) if !device.is_empty() && !device.contains('/') => {
-            if !path.starts_with('/') {
+        Some((device, path))
+            if !device.is_empty() && !device.contains('/') && !device.contains('\\') =>
+        {
+            if !path.starts_with('/') && !is_drive_path(path) {
                 return Err(format!(
-                    "the path on {device} must be absolute, e.g. {device}:/tmp/datei.txt"
+                    "the path on {device} must be absolute, e.g. {device}:/tmp/datei.txt or {device}:C:\\Temp\\datei.txt"
                 ));
             }
             if path.len() > 4096 || path.contains('\0') {
@@ -511,6 +519,22 @@ pub fn copy_location(text: &str) -> Result<CopyLocation, String> {
         _ if text.is_empty() => Err("empty path".into()),
         _ => Ok(CopyLocation::Local(PathBuf::from(text))),
     }
+}
+
+/// `C:\…` or `C:/…`: an absolute Windows path with a drive letter.
+pub fn is_drive_path(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() >= 3
+        && bytes[0].is_ascii_alphabetic()
+        && bytes[1] == b':'
+        && matches!(bytes[2], b'\\' | b'/')
+}
+
+/// A local path with a drive letter. `C:\…` is never a remote location
+/// (remote paths start with `/` or a drive); `C:/…` is local on Windows
+/// only, where it is an ordinary path, and stays `DEVICE:/path` elsewhere.
+fn is_local_drive_path(text: &str) -> bool {
+    is_drive_path(text) && (cfg!(windows) || text.as_bytes()[2] == b'\\')
 }
 
 /// A session reason: required, at most 500 bytes, no control characters
@@ -1386,6 +1410,43 @@ mod tests {
         );
         assert!(copy_location("pc07:/tmp/a\0b").is_err());
         assert!(copy_location("").is_err());
+    }
+
+    #[test]
+    fn copy_locations_with_drive_letters() {
+        // A local Windows path is not device "C".
+        assert_eq!(
+            copy_location(r"C:\Users\anna\treiber.msi"),
+            Ok(CopyLocation::Local(PathBuf::from(
+                r"C:\Users\anna\treiber.msi"
+            )))
+        );
+        // A Windows device's path.
+        assert_eq!(
+            copy_location(r"kus012-pc07:C:\Temp\log.txt"),
+            Ok(CopyLocation::Remote {
+                device: "kus012-pc07".into(),
+                path: r"C:\Temp\log.txt".into()
+            })
+        );
+        assert_eq!(
+            copy_location("pc07:D:/Daten/a.txt"),
+            Ok(CopyLocation::Remote {
+                device: "pc07".into(),
+                path: "D:/Daten/a.txt".into()
+            })
+        );
+        assert!(copy_location("pc07:C:relative").is_err());
+        // `C:/x` is a local path on Windows, device C elsewhere (as before).
+        let forward = copy_location("C:/x/a.txt").unwrap();
+        if cfg!(windows) {
+            assert_eq!(forward, CopyLocation::Local(PathBuf::from("C:/x/a.txt")));
+        } else {
+            assert!(
+                matches!(forward, CopyLocation::Remote { .. }),
+                "{forward:?}"
+            );
+        }
     }
 
     #[test]

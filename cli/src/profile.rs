@@ -77,6 +77,8 @@ pub struct Environment {
     pub xdg_config_home: Option<PathBuf>,
     /// `HOME`
     pub home: Option<PathBuf>,
+    /// `APPDATA` (Windows: the profile lives in `%APPDATA%\schoolfleet`)
+    pub appdata: Option<PathBuf>,
 }
 
 impl Environment {
@@ -92,6 +94,7 @@ impl Environment {
             config_dir: var("SCHOOLFLEET_CONFIG_DIR").map(PathBuf::from),
             xdg_config_home: var("XDG_CONFIG_HOME").map(PathBuf::from),
             home: var("HOME").map(PathBuf::from),
+            appdata: var("APPDATA").map(PathBuf::from),
         }
     }
 }
@@ -102,6 +105,11 @@ impl Environment {
 pub fn config_dir(flag: Option<&Path>, env: &Environment) -> anyhow::Result<PathBuf> {
     if let Some(dir) = flag.or(env.config_dir.as_deref()) {
         return Ok(dir.to_path_buf());
+    }
+    if cfg!(windows)
+        && let Some(appdata) = env.appdata.as_deref().filter(|p| p.is_absolute())
+    {
+        return Ok(appdata.join("schoolfleet"));
     }
     // The XDG spec says relative values are invalid and must be ignored.
     if let Some(xdg) = env.xdg_config_home.as_deref().filter(|p| p.is_absolute()) {
@@ -270,7 +278,34 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create {}", dir.display()))
 }
 
-#[cfg(not(unix))]
+/// Windows: the directory's DACL is replaced with one entry for the current
+/// user (inherited by the profile inside), so neither other users nor the
+/// default ACL of the parent can read the token.
+#[cfg(windows)]
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let user = match (std::env::var("USERDOMAIN"), std::env::var("USERNAME")) {
+        (Ok(domain), Ok(user)) if !domain.is_empty() => format!("{domain}\\{user}"),
+        (_, Ok(user)) => user,
+        _ => bail!("cannot make {} private: USERNAME is not set", dir.display()),
+    };
+    let root = std::env::var_os("SystemRoot").unwrap_or_else(|| "C:\\Windows".into());
+    let icacls = PathBuf::from(root).join("System32").join("icacls.exe");
+    let status = std::process::Command::new(icacls)
+        .arg(dir)
+        .args(["/inheritance:r", "/grant:r"])
+        .arg(format!("{user}:(OI)(CI)F"))
+        .arg("/q")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .with_context(|| format!("cannot run icacls on {}", dir.display()))?;
+    if !status.success() {
+        bail!("icacls could not make {} private ({status})", dir.display());
+    }
+    Ok(())
+}
+
+#[cfg(not(any(unix, windows)))]
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
 }

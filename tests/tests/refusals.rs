@@ -104,6 +104,9 @@ fn revoked_device_is_cut_off_and_refused() {
                 .as_str()
                 .is_some_and(|e| e.contains("revoked"))
     });
+    // Told it is revoked, the agent waits hours, not the 2 minutes of an outage.
+    let retry = agent.status()["retry_in_seconds"].as_u64().unwrap();
+    assert!(retry > 5 * 3600, "retries in {retry} s after being revoked");
     let devices = cli.json(&["devices", "--all"]);
     assert_eq!(devices[0]["status"], "revoked", "{devices}");
 

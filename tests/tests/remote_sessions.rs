@@ -402,6 +402,7 @@ fn exec_returns_both_streams_the_exit_code_and_100_mb_intact() {
         "--",
         "/nonexistent/programm",
     ]);
+    // A missing program is the command's failure, not the session's: 127.
     assert_eq!(
         missing.status.code(),
         Some(127),

@@ -8,9 +8,9 @@ use schoolfleet_proto::v1::{
     Filesystem, Firmware, Hardware, Inventory, NetworkInterface, OperatingSystem, Security,
     SystemInfo, Tristate,
 };
-use sysinfo::{
-    CpuRefreshKind, DiskRefreshKind, Disks, MemoryRefreshKind, Networks, Product, System,
-};
+#[cfg(not(windows))]
+use sysinfo::Product;
+use sysinfo::{CpuRefreshKind, DiskRefreshKind, Disks, MemoryRefreshKind, Networks, System};
 
 use super::{AGENT_VERSION, Errors, Platform, sort_lists};
 
@@ -45,11 +45,12 @@ impl Platform for SysinfoPlatform {
             edition: String::new(),
             kernel_version: System::kernel_version().unwrap_or_default(),
         };
+        let product = product();
         let hardware = Hardware {
-            vendor: Product::vendor_name().unwrap_or_default(),
-            model: Product::name().unwrap_or_default(),
-            serial_number: Product::serial_number().unwrap_or_default(),
-            system_uuid: Product::uuid().unwrap_or_default(),
+            vendor: product.vendor,
+            model: product.model,
+            serial_number: product.serial_number,
+            system_uuid: product.system_uuid,
             cpu_model: sys
                 .cpus()
                 .first()
@@ -125,6 +126,26 @@ impl Platform for SysinfoPlatform {
         sort_lists(&mut inv);
         inv
     }
+}
+
+/// Vendor, model, serial and UUID from sysinfo's SMBIOS reader.
+#[cfg(not(windows))]
+fn product() -> Hardware {
+    Hardware {
+        vendor: Product::vendor_name().unwrap_or_default(),
+        model: Product::name().unwrap_or_default(),
+        serial_number: Product::serial_number().unwrap_or_default(),
+        system_uuid: Product::uuid().unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
+/// Not on Windows: sysinfo 0.37's SMBIOS parser panics on short tables
+/// (Wine's, and any firmware that writes one), and the release build
+/// aborts on a panic. The Windows collector asks WMI instead.
+#[cfg(windows)]
+fn product() -> Hardware {
+    Hardware::default()
 }
 
 /// `None` where the platform did not say (sysinfo returns 0 then).

@@ -1,14 +1,15 @@
 //! Inventory collection behind a platform trait.
 //!
-//! Each operating system gets one [`Platform`] implementation; Windows
-//! (registry, WMI, BitLocker, Defender) and macOS plug in here later. Until
-//! then every non-Linux system gets [`SysinfoPlatform`], which reports what the
-//! portable `sysinfo` crate knows and says in `collector_errors` what is
-//! missing.
+//! Each operating system gets one [`Platform`] implementation: Linux
+//! (`linux.rs`) and Windows (`windows/`: registry, WMI, BitLocker,
+//! Defender). Every other system gets [`SysinfoPlatform`], which reports
+//! what the portable `sysinfo` crate knows and says in `collector_errors`
+//! what is missing.
 
 mod generic;
 #[cfg(target_os = "linux")]
 mod linux;
+pub mod windows;
 
 use prost::Message;
 use schoolfleet_proto::v1::{CollectorError, Inventory};
@@ -17,6 +18,8 @@ use sha2::{Digest, Sha256};
 pub use generic::SysinfoPlatform;
 #[cfg(target_os = "linux")]
 pub use linux::LinuxPlatform;
+#[cfg(windows)]
+pub use windows::WindowsPlatform;
 
 /// One way of collecting the inventory of the machine the agent runs on.
 ///
@@ -27,6 +30,16 @@ pub use linux::LinuxPlatform;
 /// `spawn_blocking`.
 pub trait Platform: Send + Sync {
     fn collect(&self) -> Inventory;
+
+    /// The host name, cheaply (for renewals and problem reports).
+    fn host_name(&self) -> String {
+        crate::os::machine::host_name()
+    }
+
+    /// Seconds since boot, cheaply (for heartbeats); 0 when unknown.
+    fn uptime_seconds(&self) -> u64 {
+        crate::os::machine::uptime_seconds()
+    }
 }
 
 /// The best collector for the operating system this agent was built for.
@@ -35,7 +48,11 @@ pub fn current_platform() -> Box<dyn Platform> {
     {
         Box::new(LinuxPlatform::new())
     }
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(windows)]
+    {
+        Box::new(WindowsPlatform)
+    }
+    #[cfg(not(any(target_os = "linux", windows)))]
     {
         Box::new(SysinfoPlatform)
     }

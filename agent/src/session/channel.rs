@@ -55,8 +55,8 @@ impl Stop {
     }
 }
 
-/// Largest data frame either way (the proto's limit).
-pub const MAX_FRAME: usize = 256 * 1024;
+/// Largest data frame either way: the one limit of CLI, relay and agent.
+pub const MAX_FRAME: usize = schoolfleet_proto::MAX_FRAME_PAYLOAD;
 /// Frames queued towards the server; a slow admin slows the device side.
 pub const QUEUE: usize = 8;
 /// How long the server has to answer the dial-back.
@@ -154,9 +154,12 @@ impl ChannelIo {
                     status.message()
                 )),
                 Some(Ok(ClientFrame { body })) => match body {
-                    Some(ClientBody::Input(data)) if data.len() > MAX_FRAME => Input::Protocol(
-                        format!("input frame of {} bytes is over the limit", data.len()),
-                    ),
+                    Some(ClientBody::Input(data)) if data.len() > MAX_FRAME => {
+                        Input::Protocol(format!(
+                            "an input frame of {} bytes is over the session frame limit of {MAX_FRAME} bytes",
+                            data.len()
+                        ))
+                    }
                     Some(ClientBody::Input(data)) => Input::Data(data),
                     Some(ClientBody::Resize(size)) => Input::Resize(size),
                     Some(ClientBody::Eof(_)) => Input::Eof,
@@ -241,4 +244,31 @@ pub fn test_pair(
     let (in_tx, in_rx) = mpsc::channel(QUEUE);
     let io = ChannelIo::new(out_tx, Box::pin(ReceiverStream::new(in_rx)), cancel);
     (io, in_tx, out_rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_frame_over_the_shared_limit_gets_a_clear_error() {
+        assert_eq!(MAX_FRAME, 256 * 1024);
+        let (mut io, input, _out) = test_pair(Stop::default());
+        for size in [MAX_FRAME, MAX_FRAME + 1] {
+            input
+                .send(Ok(ClientFrame {
+                    body: Some(ClientBody::Input(vec![0; size])),
+                }))
+                .await
+                .unwrap();
+        }
+        assert!(matches!(io.next_input().await, Input::Data(d) if d.len() == MAX_FRAME));
+        match io.next_input().await {
+            Input::Protocol(message) => assert_eq!(
+                message,
+                "an input frame of 262145 bytes is over the session frame limit of 262144 bytes"
+            ),
+            other => panic!("expected a protocol error, got {other:?}"),
+        }
+    }
 }

@@ -3,7 +3,7 @@
 //!
 //! Downloads announce size and SHA-256 in `ready`, then send the bytes from
 //! the requested offset. Uploads go to a partial file beside the target
-//! (`.<name>.<sha256[..16]>.sfpart`, mode 0600); `ready.offset` says how
+//! (`.<name>.<secret tag>.sfpart`, mode 0600, created with O_EXCL); `ready.offset` says how
 //! much of it is already there, and on `eof` the agent checks size and
 //! SHA-256, fsyncs and renames it into place.
 
@@ -42,12 +42,20 @@ pub struct CopyRequest {
 pub async fn run(request: &CopyRequest, roots: &[PathBuf], io: &mut ChannelIo) -> Finish {
     let path = request.path.clone();
     let roots_owned = roots.to_vec();
-    let resolved =
-        match tokio::task::spawn_blocking(move || paths::resolve(&path, &roots_owned)).await {
-            Ok(Ok(resolved)) => resolved,
-            Ok(Err(err)) => return Finish::failed(err.to_string()),
-            Err(_) => return Finish::failed("path check failed"),
-        };
+    let access = if request.upload {
+        paths::Access::Write
+    } else {
+        paths::Access::Read
+    };
+    let resolved = match tokio::task::spawn_blocking(move || {
+        paths::resolve(&path, &roots_owned, access)
+    })
+    .await
+    {
+        Ok(Ok(resolved)) => resolved,
+        Ok(Err(err)) => return Finish::failed(err.to_string()),
+        Err(_) => return Finish::failed("path check failed"),
+    };
     if request.upload {
         upload(request, resolved, io).await
     } else {
@@ -152,33 +160,62 @@ async fn download(request: &CopyRequest, resolved: Resolved, io: &mut ChannelIo)
     Finish::Exit(0)
 }
 
-/// `.<name>.<sha256[..16]>.sfpart`: one partial file per target and content.
+/// `.<name>.<tag>.sfpart`: one partial file per target and content. The
+/// tag is keyed with a secret of this agent process, so nobody else can
+/// know the name in advance and plant a file there; the agent itself finds
+/// it again to resume an upload.
 pub fn partial_name(name: &OsString, sha256: &str) -> OsString {
+    static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    let key = KEY.get_or_init(rand::random);
+    partial_name_with_key(key, name, sha256)
+}
+
+pub fn partial_name_with_key(key: &[u8; 32], name: &OsString, sha256: &str) -> OsString {
+    use std::os::unix::ffi::OsStrExt;
+    let mut hasher = Sha256::new();
+    hasher.update(key);
+    hasher.update((name.len() as u64).to_le_bytes());
+    hasher.update(name.as_bytes());
+    hasher.update(sha256.as_bytes());
+    let tag = hex::encode(&hasher.finalize()[..12]);
     let mut partial = OsString::from(".");
     partial.push(name);
-    partial.push(format!(".{}.sfpart", &sha256[..16.min(sha256.len())]));
+    partial.push(format!(".{tag}.sfpart"));
     partial
 }
 
-/// Opens (or creates) the partial file. One that is not ours alone (a
-/// stranger's file planted in a shared directory such as /tmp, or a hard
-/// link) is removed and created afresh, so the file that is later renamed
-/// into place belongs to the agent and nobody else can change it.
+/// Opens the partial file to resume it, or creates it with O_EXCL. One
+/// that is not ours alone (a stranger's file, a hard link, a symlink) is
+/// removed and created afresh, so the file that is later renamed into
+/// place belongs to the agent and nobody else can change it.
 fn open_partial(dir: &OwnedFd, partial: &OsString) -> Result<OwnedFd, Errno> {
-    let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let flags = OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
     let mode = Mode::from_bits_truncate(0o600);
-    let fd = openat(dir, partial.as_os_str(), flags, mode)?;
-    let stat = fstat(&fd)?;
-    let ours = stat.st_uid == nix::unistd::geteuid().as_raw()
-        && stat.st_nlink == 1
-        && file_type(&stat) == SFlag::S_IFREG
-        && stat.st_mode & 0o077 == 0;
-    if ours {
-        return Ok(fd);
+    let create = || {
+        openat(
+            dir,
+            partial.as_os_str(),
+            flags | OFlag::O_CREAT | OFlag::O_EXCL,
+            mode,
+        )
+    };
+    match openat(dir, partial.as_os_str(), flags, Mode::empty()) {
+        Ok(fd) => {
+            let stat = fstat(&fd)?;
+            let ours = stat.st_uid == nix::unistd::geteuid().as_raw()
+                && stat.st_nlink == 1
+                && file_type(&stat) == SFlag::S_IFREG
+                && stat.st_mode & 0o077 == 0;
+            if ours {
+                return Ok(fd);
+            }
+        }
+        Err(Errno::ENOENT) => return create(),
+        // A symlink (ELOOP) or something else in the way: replace it.
+        Err(_) => {}
     }
-    drop(fd);
     unlinkat(dir, partial.as_os_str(), UnlinkatFlags::NoRemoveDir)?;
-    openat(dir, partial.as_os_str(), flags | OFlag::O_EXCL, mode)
+    create()
 }
 
 async fn upload(request: &CopyRequest, resolved: Resolved, io: &mut ChannelIo) -> Finish {

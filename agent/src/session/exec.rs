@@ -4,17 +4,15 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use schoolfleet_proto::v1::device_frame::Body as DeviceBody;
 use schoolfleet_proto::v1::{ChannelReady, DeviceFrame};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::Child;
 use tokio::sync::mpsc;
 
 use super::channel::{ChannelIo, Finish, Input, frame};
-use super::{exit_code, kill_group};
+use crate::os::process::{TreeChild, exit_code};
 
-/// SIGTERM first; SIGKILL for the group after this.
+/// Ask the tree to stop first; kill it after this.
 const TERM_GRACE: Duration = Duration::from_secs(2);
 const CHUNK: usize = 64 * 1024;
 
@@ -28,25 +26,28 @@ pub async fn run(argv: &[String], io: &mut ChannelIo) -> Finish {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .current_dir("/")
-        .env_remove("SCHOOLFLEET_AGENT_TOKEN")
-        // Its own group, so a cancel reaches everything it started.
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = match command.spawn() {
+        .current_dir(crate::os::process::WORK_DIR)
+        .env_remove("SCHOOLFLEET_AGENT_TOKEN");
+    // Its own tree (process group, Job Object), so a cancel reaches
+    // everything it started.
+    let mut child = match TreeChild::spawn(command) {
         Ok(child) => child,
+        // As a shell (and ssh) reports it: 127 not found, 126 not runnable.
+        // The session worked; the command did not.
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            return Finish::failed(format!("command not found: {program}"));
+            return not_started(io, 127, format!("command not found: {program}")).await;
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+            return not_started(io, 126, format!("{program}: permission denied")).await;
         }
         Err(err) => return Finish::failed(format!("cannot start {program}: {err}")),
     };
-    let pgid = child.id().unwrap_or(0);
     if !io.send(DeviceBody::Ready(ChannelReady::default())).await {
-        terminate(pgid, &mut child).await;
+        child.terminate(TERM_GRACE).await;
         return Finish::Gone;
     }
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
+    let stdout = child.take_stdout();
+    let stderr = child.take_stderr();
     let mut readers = tokio::task::JoinSet::new();
     if let Some(stdout) = stdout {
         readers.spawn(pump(stdout, io.out.clone(), DeviceBody::Output));
@@ -57,7 +58,7 @@ pub async fn run(argv: &[String], io: &mut ChannelIo) -> Finish {
     // stdin is written by its own task, so a command that does not read
     // its input cannot stall the channel.
     let (stdin_tx, mut stdin_rx) = mpsc::channel::<Vec<u8>>(super::channel::QUEUE);
-    if let Some(mut stdin) = child.stdin.take() {
+    if let Some(mut stdin) = child.take_stdin() {
         tokio::spawn(async move {
             while let Some(data) = stdin_rx.recv().await {
                 if stdin.write_all(&data).await.is_err() {
@@ -83,7 +84,7 @@ pub async fn run(argv: &[String], io: &mut ChannelIo) -> Finish {
                 Input::Eof => stdin_tx = None,
                 Input::Resize(_) => {}
                 other => {
-                    terminate(pgid, &mut child).await;
+                    child.terminate(TERM_GRACE).await;
                     return Finish::stopped(other);
                 }
             }
@@ -102,7 +103,7 @@ pub async fn run(argv: &[String], io: &mut ChannelIo) -> Finish {
             input = io.next_input() => match input {
                 Input::Data(_) | Input::Eof | Input::Resize(_) => {}
                 other => {
-                    kill_group(pgid, Signal::SIGKILL);
+                    child.kill_tree();
                     return Finish::stopped(other);
                 }
             }
@@ -111,13 +112,16 @@ pub async fn run(argv: &[String], io: &mut ChannelIo) -> Finish {
     Finish::Exit(code)
 }
 
-/// SIGTERM to the group, SIGKILL after the grace period (and to any
-/// member that outlived the leader).
-async fn terminate(pgid: u32, child: &mut Child) {
-    kill_group(pgid, Signal::SIGTERM);
-    let _ = tokio::time::timeout(TERM_GRACE, child.wait()).await;
-    kill_group(pgid, Signal::SIGKILL);
-    let _ = child.kill().await;
+/// A command that could not start: the message on stderr, then `code`.
+async fn not_started(io: &mut ChannelIo, code: i32, message: String) -> Finish {
+    if !io.send(DeviceBody::Ready(ChannelReady::default())).await
+        || !io
+            .send(DeviceBody::Stderr(format!("{message}\n").into_bytes()))
+            .await
+    {
+        return Finish::Gone;
+    }
+    Finish::Exit(code)
 }
 
 async fn pump(
@@ -138,7 +142,7 @@ async fn pump(
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use crate::session::channel::Stop;
@@ -204,13 +208,34 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_missing_command_fails_cleanly() {
-        let (mut io, _input, _rx) = super::super::channel::test_pair(Stop::default());
-        let finish = run(&argv(&["/nonexistent/tool", "x"]), &mut io).await;
-        assert_eq!(
-            finish,
-            Finish::failed("command not found: /nonexistent/tool")
-        );
+    async fn a_missing_command_exits_127_like_a_shell() {
+        let (mut io, _input, mut rx) = super::super::channel::test_pair(Stop::default());
+        let worker = tokio::spawn(async move {
+            let finish = run(&argv(&["/nonexistent/tool", "x"]), &mut io).await;
+            drop(io);
+            finish
+        });
+        let (out, err, ready) = collect(&mut rx).await;
+        assert_eq!(worker.await.unwrap(), Finish::Exit(127));
+        assert!(ready && out.is_empty());
+        assert_eq!(err, b"command not found: /nonexistent/tool\n");
+    }
+
+    #[tokio::test]
+    async fn a_command_that_cannot_run_exits_126() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-executable");
+        std::fs::write(&file, "echo hi\n").unwrap();
+        let (mut io, _input, mut rx) = super::super::channel::test_pair(Stop::default());
+        let path = file.display().to_string();
+        let worker = tokio::spawn(async move {
+            let finish = run(&argv(&[&path]), &mut io).await;
+            drop(io);
+            finish
+        });
+        let (_, err, _) = collect(&mut rx).await;
+        assert_eq!(worker.await.unwrap(), Finish::Exit(126));
+        assert!(String::from_utf8_lossy(&err).contains("permission denied"));
     }
 
     #[tokio::test]

@@ -15,12 +15,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::session::channel::Stop;
+#[cfg(unix)]
+use schoolfleet_proto::v1::CopyDirection;
 use schoolfleet_proto::v1::agent_message::Body as AgentBody;
 use schoolfleet_proto::v1::session_event::Event;
 use schoolfleet_proto::v1::session_spec::Kind;
 use schoolfleet_proto::v1::{
-    AgentMessage, CopyDirection, OpenChannel, OpenSession, SessionAccepted, SessionEnded,
-    SessionEvent, SessionRefusal, SessionRefused,
+    AgentMessage, OpenChannel, OpenSession, SessionAccepted, SessionEnded, SessionEvent,
+    SessionRefusal, SessionRefused,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -28,9 +30,11 @@ use tokio_util::task::TaskTracker;
 
 pub mod channel;
 pub mod consent;
+#[cfg(unix)]
 pub mod copy;
 pub mod exec;
 pub mod forward;
+#[cfg(unix)]
 pub mod paths;
 pub mod shell;
 
@@ -47,6 +51,10 @@ const MAX_ARG: usize = 4096;
 const MAX_ARGV: usize = 64 * 1024;
 /// Running channels per session (forward: one per TCP connection).
 const MAX_CHANNELS: usize = 256;
+/// Consent questions open at once on this device. Forty dialogs in a row
+/// are pressure on a pupil to click "allow"; more wait for the admin to
+/// try again. (The per-user limit is the server's.)
+pub const MAX_PENDING_PROMPTS: usize = 2;
 
 /// The four capabilities; each can be switched off on the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -108,7 +116,15 @@ impl SessionConfig {
     }
 }
 
+/// Windows: PowerShell from the system directory.
+#[cfg(windows)]
+pub fn default_shell() -> PathBuf {
+    let root = std::env::var_os("SystemRoot").unwrap_or_else(|| "C:\\Windows".into());
+    PathBuf::from(root).join("System32\\WindowsPowerShell\\v1.0\\powershell.exe")
+}
+
 /// root's login shell from /etc/passwd, else /bin/bash, else /bin/sh.
+#[cfg(unix)]
 pub fn default_shell() -> PathBuf {
     let from_passwd = std::fs::read_to_string("/etc/passwd")
         .ok()
@@ -147,6 +163,8 @@ struct Entry {
     spec: Kind,
     max_file_bytes: u64,
     accepted: bool,
+    /// Waiting for the local user's answer to a prompt.
+    prompting: bool,
     cancel: Stop,
     /// Channels opened so far, and those still running.
     opened: u32,
@@ -240,6 +258,18 @@ impl SessionManager {
                 format!("unknown consent mode {consent_mode:?}"),
             );
         }
+        let prompting = consent_mode == "prompt";
+        if prompting {
+            let open_prompts = self.table().values().filter(|e| e.prompting).count();
+            if open_prompts >= MAX_PENDING_PROMPTS {
+                return refuse(
+                    SessionRefusal::Busy,
+                    format!(
+                        "{open_prompts} consent questions are already open on this device (at most {MAX_PENDING_PROMPTS}); try again once they are answered"
+                    ),
+                );
+            }
+        }
         let cancel = Stop::default();
         let info = LocalSession {
             id: id.clone(),
@@ -258,6 +288,7 @@ impl SessionManager {
                 spec,
                 max_file_bytes: open.max_file_bytes,
                 accepted: false,
+                prompting,
                 cancel: cancel.clone(),
                 opened: 0,
                 active: Arc::new(AtomicUsize::new(0)),
@@ -318,6 +349,7 @@ impl SessionManager {
                         return;
                     };
                     entry.accepted = true;
+                    entry.prompting = false;
                     entry.info.state = "active".into();
                 }
                 tracing::info!(session = %id, admin = %request.admin, reason = %request.reason, ticket = %request.ticket, kind = %request.kind, summary = %request.summary, consent = %consent_mode, "remote session started");
@@ -390,6 +422,7 @@ impl SessionManager {
                 }
             }
         };
+        #[cfg_attr(not(unix), allow(unused_variables))]
         let config = self.config.clone();
         self.tasks.spawn(async move {
             let (out, inbound) = match channel::dial(connection, &open.channel_id).await {
@@ -399,6 +432,7 @@ impl SessionManager {
                     return;
                 }
             };
+            #[cfg_attr(not(unix), allow(unused_variables))]
             let (spec, max_file_bytes, cancel, _active) = match admitted {
                 Ok(admitted) => admitted,
                 Err(message) => {
@@ -415,6 +449,7 @@ impl SessionManager {
                 }
                 Kind::Exec(spec) => exec::run(&spec.argv, &mut io).await,
                 Kind::Forward(spec) => forward::run(&spec.host, spec.port as u16, &mut io).await,
+                #[cfg(unix)]
                 Kind::Copy(spec) => {
                     let request = copy::CopyRequest {
                         upload: spec.direction == CopyDirection::ToDevice as i32,
@@ -426,6 +461,9 @@ impl SessionManager {
                     };
                     copy::run(&request, &config.transfer_roots, &mut io).await
                 }
+                // Refused in validate_spec; never admitted.
+                #[cfg(not(unix))]
+                Kind::Copy(_) => Finish::failed("not available on this system"),
             };
             match &finish {
                 Finish::Exit(code) => tracing::info!(session = %open.session_id, channel = %open.channel_id, code, "session channel finished"),
@@ -551,7 +589,7 @@ async fn send_event(events: &mpsc::Sender<AgentMessage>, event: SessionEvent) {
 /// defaults filled in, and the summary for the user and the log.
 fn validate_spec(
     open: &OpenSession,
-    config: &SessionConfig,
+    #[cfg_attr(not(unix), allow(unused_variables))] config: &SessionConfig,
 ) -> Result<(Capability, Kind, String), String> {
     let kind = open
         .spec
@@ -559,6 +597,8 @@ fn validate_spec(
         .and_then(|s| s.kind.clone())
         .ok_or("the session has no spec")?;
     match kind {
+        #[cfg(not(unix))]
+        Kind::Copy(_) => Err("cp sessions are not available on Windows yet".into()),
         Kind::Shell(mut spec) => {
             spec.term = shell::term_or_default(&spec.term).to_owned();
             let size = spec.size.unwrap_or_default();
@@ -592,6 +632,7 @@ fn validate_spec(
             let summary = format!("{}:{}", spec.host, spec.port);
             Ok((Capability::Forward, Kind::Forward(spec), summary))
         }
+        #[cfg(unix)]
         Kind::Copy(mut spec) => {
             if spec.path.is_empty() || !spec.path.starts_with('/') {
                 return Err("the copy path must be absolute".into());
@@ -624,23 +665,108 @@ fn validate_spec(
     }
 }
 
-/// Sends `signal` to the process group `pgid`. Never to group 0 or 1 (that
-/// would be the agent's own group or init).
-pub fn kill_group(pgid: u32, signal: nix::sys::signal::Signal) {
-    let Ok(pgid) = i32::try_from(pgid) else {
-        return;
-    };
-    if pgid <= 1 {
-        return;
-    }
-    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), signal);
-}
+pub use crate::os::process::exit_code;
+#[cfg(unix)]
+pub use crate::os::process::kill_group;
 
-/// Exit status as a shell reports it: the code, or 128+N for signal N.
-pub fn exit_code(status: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(255)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schoolfleet_proto::v1::{ExecSpec, SessionSpec};
+
+    /// A provider that never answers: the question stays open.
+    struct Silent;
+
+    impl ConsentProvider for Silent {
+        fn name(&self) -> &'static str {
+            "silent"
+        }
+        fn ask<'a>(
+            &'a self,
+            _: &'a ConsentRequest,
+            _: Duration,
+        ) -> consent::BoxFuture<'a, ConsentAnswer> {
+            Box::pin(std::future::pending())
+        }
+        fn notify<'a>(&'a self, _: &'a ConsentRequest) -> consent::BoxFuture<'a, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    fn open(id: &str, consent: &str) -> OpenSession {
+        OpenSession {
+            session_id: id.into(),
+            spec: Some(SessionSpec {
+                kind: Some(Kind::Exec(ExecSpec {
+                    argv: vec!["true".into()],
+                })),
+            }),
+            consent: consent.into(),
+            admin: "user:anna".into(),
+            reason: "test".into(),
+            consent_timeout_seconds: 60,
+            ..Default::default()
+        }
+    }
+
+    async fn next_event(rx: &mut mpsc::Receiver<AgentMessage>) -> SessionEvent {
+        let message = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("an answer in time")
+            .unwrap();
+        match message.body {
+            Some(AgentBody::SessionEvent(event)) => event,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn at_most_two_consent_questions_are_open_at_once() {
+        let manager = SessionManager::new(SessionConfig {
+            disabled: Vec::new(),
+            transfer_roots: Vec::new(),
+            consent: Arc::new(Silent),
+            shell: PathBuf::from("/bin/sh"),
+        });
+        let (tx, mut rx) = mpsc::channel(16);
+        for i in 0..MAX_PENDING_PROMPTS {
+            manager.open_session(open(&format!("s-{i}"), "prompt"), tx.clone());
+        }
+        manager.open_session(open("s-extra", "prompt"), tx.clone());
+        let event = next_event(&mut rx).await;
+        assert_eq!(event.session_id, "s-extra");
+        match event.event {
+            Some(Event::Refused(r)) => {
+                assert_eq!(r.refusal, SessionRefusal::Busy as i32);
+                assert!(
+                    r.message.contains("consent questions are already open"),
+                    "{}",
+                    r.message
+                );
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        // Sessions that ask nobody are not held back.
+        manager.open_session(open("s-none", "none"), tx.clone());
+        let event = next_event(&mut rx).await;
+        assert_eq!(event.session_id, "s-none");
+        assert!(matches!(event.event, Some(Event::Accepted(_))), "{event:?}");
+        // Once a question is gone, a new one may be asked.
+        manager.close_session("s-0", "the admin gave up");
+        manager.open_session(open("s-later", "prompt"), tx.clone());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            rx.try_recv().is_err(),
+            "the new question must be asked, not refused"
+        );
+        assert_eq!(
+            manager
+                .list()
+                .iter()
+                .filter(|s| s.state == "waiting for consent")
+                .count(),
+            2
+        );
+        manager.shutdown().await;
+    }
 }

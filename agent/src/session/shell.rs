@@ -1,6 +1,7 @@
-//! Shell channels: a login shell on a real PTY (portable-pty). PTY reads
-//! and writes block, so they run on their own threads; the channel task
-//! only moves frames and resizes.
+//! Shell channels: a login shell on a real PTY (portable-pty: a Unix PTY,
+//! or ConPTY on Windows with PowerShell or cmd). PTY reads and writes
+//! block, so they run on their own threads; the channel task only moves
+//! frames and resizes.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+#[cfg(unix)]
 use nix::sys::signal::Signal;
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 use schoolfleet_proto::v1::device_frame::Body as DeviceBody;
@@ -15,6 +17,7 @@ use schoolfleet_proto::v1::{ChannelReady, WindowSize};
 use tokio::sync::{mpsc, oneshot};
 
 use super::channel::{ChannelIo, Finish, Input, QUEUE, frame};
+#[cfg(unix)]
 use super::kill_group;
 
 /// SIGHUP first (what a closing terminal sends); SIGKILL after this.
@@ -26,6 +29,7 @@ const CTRL_D: u8 = 0x04;
 /// After the admin's input ended, ^D goes in once the output was quiet
 /// this long.
 const QUIET: Duration = Duration::from_millis(300);
+#[cfg(unix)]
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// TERM from the spec when it is a plain name, else "xterm".
@@ -62,30 +66,7 @@ pub async fn run(shell: &Path, term: &str, size: Option<WindowSize>, io: &mut Ch
         Ok(pair) => pair,
         Err(err) => return Finish::failed(format!("cannot open a terminal: {err}")),
     };
-    let user = nix::unistd::User::from_uid(nix::unistd::getuid())
-        .ok()
-        .flatten();
-    let home = user
-        .as_ref()
-        .map(|u| u.dir.clone())
-        .filter(|d| d.is_dir())
-        .unwrap_or_else(|| "/".into());
-    let name = user.map(|u| u.name).unwrap_or_else(|| "root".into());
-    let mut command = CommandBuilder::new(shell);
-    command.arg("-l");
-    // A clean login environment, not the agent's.
-    command.env_clear();
-    command.env("TERM", term_or_default(term));
-    command.env("HOME", &home);
-    command.env("USER", &name);
-    command.env("LOGNAME", &name);
-    command.env("SHELL", shell);
-    command.env("PATH", DEFAULT_PATH);
-    command.env(
-        "LANG",
-        std::env::var("LANG").unwrap_or_else(|_| "C.UTF-8".into()),
-    );
-    command.cwd(&home);
+    let command = shell_command(shell, term);
     let child = match pair.slave.spawn_command(command) {
         Ok(child) => child,
         Err(err) => {
@@ -95,8 +76,7 @@ pub async fn run(shell: &Path, term: &str, size: Option<WindowSize>, io: &mut Ch
     // Only the shell may hold the slave side, so its exit ends our reads.
     drop(pair.slave);
     let master = pair.master;
-    // portable-pty starts the shell with setsid: its pid is its group.
-    let pgid = child.process_id().unwrap_or(0);
+    let mut tree = Tree::of(child.as_ref());
     let (exit_tx, mut exit_rx) = oneshot::channel();
     std::thread::spawn(move || {
         let _ = exit_tx.send(wait(child));
@@ -104,12 +84,12 @@ pub async fn run(shell: &Path, term: &str, size: Option<WindowSize>, io: &mut Ch
     let (reader, writer) = match (master.try_clone_reader(), master.take_writer()) {
         (Ok(r), Ok(w)) => (r, w),
         (Err(err), _) | (_, Err(err)) => {
-            hang_up(pgid, &mut exit_rx).await;
+            tree.hang_up(&mut exit_rx).await;
             return Finish::failed(format!("cannot use the terminal: {err}"));
         }
     };
     if !io.send(DeviceBody::Ready(ChannelReady::default())).await {
-        hang_up(pgid, &mut exit_rx).await;
+        tree.hang_up(&mut exit_rx).await;
         return Finish::Gone;
     }
     let clock = std::time::Instant::now();
@@ -150,7 +130,7 @@ pub async fn run(shell: &Path, term: &str, size: Option<WindowSize>, io: &mut Ch
                 Input::Eof => input_ended = true,
                 other => {
                     drop(input_tx);
-                    hang_up(pgid, &mut exit_rx).await;
+                    tree.hang_up(&mut exit_rx).await;
                     return Finish::stopped(other);
                 }
             }
@@ -162,21 +142,113 @@ pub async fn run(shell: &Path, term: &str, size: Option<WindowSize>, io: &mut Ch
     // under job control each job has a group of its own, and a job left
     // running would keep the terminal (and our reader thread) forever.
     if tokio::time::timeout(DRAIN, reader_done).await.is_err() {
-        kill_group(pgid, Signal::SIGHUP);
-        kill_session(pgid, Signal::SIGHUP);
+        tree.hang_up_leftovers();
     }
     drop(master);
     Finish::Exit(code)
 }
 
+/// A login shell with a clean environment, not the agent's.
+#[cfg(unix)]
+fn shell_command(shell: &Path, term: &str) -> CommandBuilder {
+    let user = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten();
+    let home = user
+        .as_ref()
+        .map(|u| u.dir.clone())
+        .filter(|d| d.is_dir())
+        .unwrap_or_else(|| "/".into());
+    let name = user.map(|u| u.name).unwrap_or_else(|| "root".into());
+    let mut command = CommandBuilder::new(shell);
+    command.arg("-l");
+    command.env_clear();
+    command.env("TERM", term_or_default(term));
+    command.env("HOME", &home);
+    command.env("USER", &name);
+    command.env("LOGNAME", &name);
+    command.env("SHELL", shell);
+    command.env("PATH", DEFAULT_PATH);
+    command.env(
+        "LANG",
+        std::env::var("LANG").unwrap_or_else(|_| "C.UTF-8".into()),
+    );
+    command.cwd(&home);
+    command
+}
+
+/// PowerShell (or cmd, with `--shell`) on ConPTY. The environment is the
+/// service's (Windows needs SystemRoot and friends), minus the token.
+#[cfg(windows)]
+fn shell_command(shell: &Path, term: &str) -> CommandBuilder {
+    let mut command = CommandBuilder::new(shell);
+    let powershell = shell.file_name().is_some_and(|n| {
+        n.to_string_lossy()
+            .to_ascii_lowercase()
+            .starts_with("powershell")
+            || n.to_string_lossy().to_ascii_lowercase().starts_with("pwsh")
+    });
+    if powershell {
+        command.arg("-NoLogo");
+    }
+    command.env_remove("SCHOOLFLEET_AGENT_TOKEN");
+    command.env("TERM", term_or_default(term));
+    command.cwd(crate::os::process::WORK_DIR);
+    command
+}
+
+/// The shell's process tree: on Unix its session (portable-pty starts the
+/// shell with setsid, so its pid is its group and its session); on Windows
+/// the shell, whose ConPTY ends the console programs attached to it when
+/// it closes.
+#[cfg(unix)]
+struct Tree(u32);
+
+#[cfg(unix)]
+impl Tree {
+    fn of(child: &(dyn portable_pty::Child + Send + Sync)) -> Tree {
+        Tree(child.process_id().unwrap_or(0))
+    }
+
+    async fn hang_up(&mut self, exit_rx: &mut oneshot::Receiver<i32>) {
+        hang_up(self.0, exit_rx).await;
+    }
+
+    fn hang_up_leftovers(&mut self) {
+        kill_group(self.0, Signal::SIGHUP);
+        kill_session(self.0, Signal::SIGHUP);
+    }
+}
+
+#[cfg(windows)]
+struct Tree(Box<dyn portable_pty::ChildKiller + Send + Sync>);
+
+#[cfg(windows)]
+impl Tree {
+    fn of(child: &(dyn portable_pty::Child + Send + Sync)) -> Tree {
+        Tree(child.clone_killer())
+    }
+
+    async fn hang_up(&mut self, exit_rx: &mut oneshot::Receiver<i32>) {
+        let _ = self.0.kill();
+        let _ = tokio::time::timeout(HANGUP_GRACE, &mut *exit_rx).await;
+    }
+
+    /// Dropping the master closes the pseudoconsole, which ends the rest.
+    fn hang_up_leftovers(&mut self) {}
+}
+
 fn wait(mut child: Box<dyn portable_pty::Child + Send + Sync>) -> i32 {
     // The unix child is a std Child: its status has the signal number.
-    let child_ref: &mut dyn portable_pty::Child = child.as_mut();
-    if let Some(std_child) = child_ref.downcast_mut::<std::process::Child>() {
-        return match std_child.wait() {
-            Ok(status) => super::exit_code(status),
-            Err(_) => 255,
-        };
+    #[cfg(unix)]
+    {
+        let child_ref: &mut dyn portable_pty::Child = child.as_mut();
+        if let Some(std_child) = child_ref.downcast_mut::<std::process::Child>() {
+            return match std_child.wait() {
+                Ok(status) => super::exit_code(status),
+                Err(_) => 255,
+            };
+        }
     }
     match child.wait() {
         Ok(status) => status.exit_code() as i32,
@@ -184,6 +256,7 @@ fn wait(mut child: Box<dyn portable_pty::Child + Send + Sync>) -> i32 {
     }
 }
 
+#[cfg(unix)]
 /// SIGHUP to the shell's group, then SIGKILL to whatever of its session
 /// is still there after the grace period, so no orphaned shell stays
 /// behind. The session, not just the group: an interactive shell puts
@@ -195,6 +268,7 @@ async fn hang_up(pgid: u32, exit_rx: &mut oneshot::Receiver<i32>) {
     kill_session(pgid, Signal::SIGKILL);
 }
 
+#[cfg(unix)]
 /// Signals every process whose session id is `sid` (the shell was started
 /// with setsid, so its pid is the session id). Never the agent's own.
 fn kill_session(sid: u32, signal: Signal) {
@@ -219,6 +293,7 @@ fn kill_session(sid: u32, signal: Signal) {
     }
 }
 
+#[cfg(unix)]
 /// Field 6 of /proc/PID/stat (after the command name, which may contain
 /// spaces and parentheses).
 fn session_of(pid: i32) -> Option<i32> {
@@ -279,7 +354,7 @@ fn spawn_writer(mut writer: Box<dyn Write + Send>) -> mpsc::Sender<Vec<u8>> {
     tx
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use crate::session::channel::Stop;

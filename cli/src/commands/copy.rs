@@ -479,12 +479,25 @@ pub async fn download_attempt(
 async fn open_partial(partial: &Path) -> Result<tokio::fs::File, ChannelFailure> {
     let mut options = tokio::fs::OpenOptions::new();
     options.create(true).write(true).read(true);
-    // Private until complete: it may be a log full of personal data.
-    options.mode(0o600);
-    // Never through a symlink: in a shared directory (/tmp) someone else
-    // could plant `NAME.sfpart` pointing at one of the admin's files, which
-    // would then be cut and overwritten with the device's bytes.
-    options.custom_flags(libc::O_NOFOLLOW);
+    #[cfg(unix)]
+    {
+        // Private until complete: it may be a log full of personal data.
+        options.mode(0o600);
+        // Never through a symlink: in a shared directory (/tmp) someone else
+        // could plant `NAME.sfpart` pointing at one of the admin's files, which
+        // would then be cut and overwritten with the device's bytes.
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    // Windows: the profile's directories are the user's own; still, never
+    // write through a symlink or junction planted at the partial name.
+    #[cfg(windows)]
+    if std::fs::symlink_metadata(partial).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(local_io(
+            "refusing to write through a link at",
+            partial,
+            std::io::Error::other("it is a symbolic link"),
+        ));
+    }
     options
         .open(partial)
         .await

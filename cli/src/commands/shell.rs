@@ -8,7 +8,6 @@ use std::time::Duration;
 use schoolfleet_proto::v1::{
     ClientFrame, SessionSpec, ShellSpec, StartSessionRequest, WindowSize, session_spec,
 };
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
 use super::Context;
@@ -234,7 +233,9 @@ pub enum Control {
 /// [`Control`]s. Handling them, instead of dying, is what lets the terminal
 /// guard restore the terminal. In raw mode Ctrl-C is just a byte for the
 /// remote shell, so SIGINT only comes from `kill`.
+#[cfg(unix)]
 pub fn watch_signals(resizes: bool) -> io::Result<mpsc::Receiver<Control>> {
+    use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut hangup = signal(SignalKind::hangup())?;
@@ -249,6 +250,40 @@ pub fn watch_signals(resizes: bool) -> io::Result<mpsc::Receiver<Control>> {
                 _ = winch.recv(), if resizes => match crossterm::terminal::size() {
                     Ok((cols, rows)) => Control::Resize(cols, rows),
                     Err(_) => continue,
+                },
+            };
+            if tx.send(control).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
+}
+
+/// Windows: Ctrl+Break and closing the console stop the session (Ctrl+C
+/// is a key for the remote shell in raw mode); there is no SIGWINCH, so the
+/// console size is polled.
+#[cfg(windows)]
+pub fn watch_signals(resizes: bool) -> io::Result<mpsc::Receiver<Control>> {
+    use tokio::signal::windows::{ctrl_break, ctrl_c, ctrl_close};
+    let mut interrupt = ctrl_c()?;
+    let mut brk = ctrl_break()?;
+    let mut close = ctrl_close()?;
+    let (tx, rx) = mpsc::channel(8);
+    tokio::spawn(async move {
+        let mut size = crossterm::terminal::size().ok();
+        let mut poll = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            let control = tokio::select! {
+                _ = interrupt.recv() => Control::Stop("Ctrl+C"),
+                _ = brk.recv() => Control::Stop("Ctrl+Break"),
+                _ = close.recv() => Control::Stop("console closed"),
+                _ = poll.tick(), if resizes => match crossterm::terminal::size() {
+                    Ok(now) if Some(now) != size => {
+                        size = Some(now);
+                        Control::Resize(now.0, now.1)
+                    }
+                    _ => continue,
                 },
             };
             if tx.send(control).await.is_err() {

@@ -72,7 +72,7 @@ impl ConsentProvider for CommandProvider {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
@@ -133,6 +133,26 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(5));
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert!(!marker.exists(), "the consent command's group survived");
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_question_kills_the_dialog_and_its_children() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("dialog-still-open");
+        // Like runuser starting zenity: the dialog is a grandchild.
+        let body = format!("(sleep 2; touch {}) &\nsleep 30", marker.display());
+        let provider = CommandProvider::new(script(dir.path(), &body));
+        let request = request();
+        // The admin gives up while the user is being asked.
+        tokio::select! {
+            _ = provider.ask(&request, Duration::from_secs(60)) => panic!("no answer expected"),
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(
+            !marker.exists(),
+            "the dialog's group outlived the cancelled session"
+        );
     }
 
     #[tokio::test]

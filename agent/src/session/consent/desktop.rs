@@ -2,7 +2,7 @@
 //! login session (loginctl), asked with zenity or kdialog and told with
 //! notify-send, run as that user. The user's name stays on the device.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{
@@ -10,6 +10,10 @@ use super::{
 };
 
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Where helper programs are looked for. Never PATH: the agent's
+/// environment is not proof of anything, and a directory early in PATH
+/// that someone else can write to would run their `loginctl` as root.
+pub const SYSTEM_DIRS: &[&str] = &["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"];
 const NOTIFY_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +70,11 @@ pub async fn find_session() -> Option<GraphicalSession> {
 }
 
 async fn command_output(program: &str, args: &[&str]) -> Option<String> {
-    let run = tokio::process::Command::new(program)
+    let Some(path) = system_tool(program) else {
+        tracing::debug!(program, "not installed in a system directory");
+        return None;
+    };
+    let run = tokio::process::Command::new(path)
         .args(args)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -113,18 +121,41 @@ pub fn parse_show_session(text: &str) -> Option<GraphicalSession> {
     })
 }
 
+/// The helper programs of the desktop provider, by absolute path.
+#[derive(Debug, Clone)]
+struct UserTools {
+    runuser: PathBuf,
+    env: PathBuf,
+}
+
+impl UserTools {
+    fn find() -> Option<UserTools> {
+        Some(UserTools {
+            runuser: system_tool("runuser")?,
+            env: system_tool("env")?,
+        })
+    }
+}
+
 /// `runuser -u USER -- env DISPLAY=… PROGRAM ARGS`: the tool runs as the
-/// logged-in user with their display and session bus.
-fn as_user(session: &GraphicalSession, program: &str, args: &[String]) -> tokio::process::Command {
+/// logged-in user with their display and session bus. Every program is
+/// given by absolute path.
+fn as_user(
+    tools: &UserTools,
+    session: &GraphicalSession,
+    program: &Path,
+    args: &[String],
+) -> tokio::process::Command {
     let runtime_dir = format!("/run/user/{}", session.uid);
     let display = if session.display.is_empty() {
         ":0".to_owned()
     } else {
         session.display.clone()
     };
-    let mut command = tokio::process::Command::new("runuser");
+    let mut command = tokio::process::Command::new(&tools.runuser);
     command
-        .args(["-u", &session.user, "--", "env"])
+        .args(["-u", &session.user, "--"])
+        .arg(&tools.env)
         .arg(format!("DISPLAY={display}"))
         .arg(format!("XDG_RUNTIME_DIR={runtime_dir}"))
         .arg(format!(
@@ -137,10 +168,20 @@ fn as_user(session: &GraphicalSession, program: &str, args: &[String]) -> tokio:
     command
 }
 
-fn find_tool(name: &str) -> bool {
-    ["/usr/bin", "/bin", "/usr/local/bin"]
-        .iter()
-        .any(|dir| Path::new(dir).join(name).exists())
+/// `name` in the system directories, as an absolute path.
+pub fn system_tool(name: &str) -> Option<PathBuf> {
+    tool_in(SYSTEM_DIRS.iter().map(Path::new), name)
+}
+
+/// The first regular, executable `dir/name`.
+fn tool_in<'a>(dirs: impl IntoIterator<Item = &'a Path>, name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    if name.contains('/') {
+        return None;
+    }
+    dirs.into_iter().map(|dir| dir.join(name)).find(|path| {
+        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
 }
 
 /// The question, in German. Pango/Qt markup characters are escaped because
@@ -199,11 +240,15 @@ impl ConsentProvider for DesktopProvider {
                     "nobody is logged in at the device to ask".into(),
                 );
             };
+            let Some(tools) = UserTools::find() else {
+                return ConsentAnswer::NoProvider("runuser is not installed on the device".into());
+            };
             let text = question_text(request);
-            let command = if find_tool("zenity") {
+            let command = if let Some(zenity) = system_tool("zenity") {
                 as_user(
+                    &tools,
                     &session,
-                    "zenity",
+                    &zenity,
                     &[
                         "--question".into(),
                         "--title=Fernwartung".into(),
@@ -213,10 +258,11 @@ impl ConsentProvider for DesktopProvider {
                         format!("--timeout={}", timeout.as_secs().max(1)),
                     ],
                 )
-            } else if find_tool("kdialog") {
+            } else if let Some(kdialog) = system_tool("kdialog") {
                 as_user(
+                    &tools,
                     &session,
-                    "kdialog",
+                    &kdialog,
                     &[
                         "--title".into(),
                         "Fernwartung".into(),
@@ -254,9 +300,15 @@ impl ConsentProvider for DesktopProvider {
                 tracing::info!(session = %request.session_id, "nobody logged in to notify");
                 return;
             };
+            let (Some(tools), Some(notify_send)) = (UserTools::find(), system_tool("notify-send"))
+            else {
+                tracing::info!(session = %request.session_id, "notify-send or runuser missing: session start only logged");
+                return;
+            };
             let command = as_user(
+                &tools,
                 &session,
-                "notify-send",
+                &notify_send,
                 &[
                     "--app-name=schoolfleet".into(),
                     "Fernwartung".into(),
@@ -273,6 +325,53 @@ impl ConsentProvider for DesktopProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn helper_programs_are_run_by_absolute_path() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fake = |name: &str, mode: u32| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            path
+        };
+        let runuser = fake("runuser", 0o755);
+        fake("not-executable", 0o644);
+        assert_eq!(tool_in([dir.path()], "runuser"), Some(runuser.clone()));
+        assert_eq!(tool_in([dir.path()], "not-executable"), None);
+        assert_eq!(tool_in([dir.path()], "../runuser"), None);
+        // The real lookup never consults PATH: only the fixed directories.
+        assert!(SYSTEM_DIRS.iter().all(|d| Path::new(d).is_absolute()));
+        if let Some(sh) = system_tool("sh") {
+            assert!(SYSTEM_DIRS.iter().any(|d| sh.starts_with(d)), "{sh:?}");
+        }
+
+        let tools = UserTools {
+            runuser,
+            env: PathBuf::from("/usr/bin/env"),
+        };
+        let session = GraphicalSession {
+            user: "schueler".into(),
+            uid: 1000,
+            display: ":0".into(),
+            kind: "x11".into(),
+        };
+        let command = as_user(
+            &tools,
+            &session,
+            Path::new("/usr/bin/zenity"),
+            &["--question".into()],
+        );
+        let command = command.as_std();
+        assert!(Path::new(command.get_program()).is_absolute());
+        let args: Vec<_> = command
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(&args[..4], ["-u", "schueler", "--", "/usr/bin/env"]);
+        assert!(args.contains(&"/usr/bin/zenity".to_owned()), "{args:?}");
+    }
 
     #[test]
     fn an_active_local_graphical_session_is_found() {

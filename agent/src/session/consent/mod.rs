@@ -12,6 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod command;
+#[cfg(unix)]
+mod desktop;
+#[cfg(windows)]
+#[path = "desktop_windows.rs"]
 mod desktop;
 
 pub use command::CommandProvider;
@@ -160,7 +164,10 @@ impl ConsentProvider for AutoProvider {
 }
 
 /// Runs a prepared command in its own process group; `None` when it was
-/// still running at the timeout (then the whole group is killed).
+/// still running at the timeout. The whole group is killed on every path:
+/// at the timeout, when the caller gives up (the future is dropped: the
+/// session was cancelled while asking), and after the leader exited, so a
+/// dialog started by a wrapper (runuser, a script) never outlives it.
 pub(crate) async fn run_bounded(
     mut command: tokio::process::Command,
     timeout: Duration,
@@ -168,23 +175,19 @@ pub(crate) async fn run_bounded(
     command
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = command.spawn()?;
+        .stderr(std::process::Stdio::null());
+    let mut child = crate::os::process::TreeChild::spawn(command)?;
+    // Declared after `child`, so it drops first: the tree is killed while
+    // the leader is not yet reaped and its id cannot have been reused.
+    let _tree = child.kill_on_drop_guard();
     match tokio::time::timeout(timeout, child.wait()).await {
         Ok(status) => status.map(Some),
-        Err(_) => {
-            if let Some(pid) = child.id() {
-                crate::session::kill_group(pid, nix::sys::signal::Signal::SIGKILL);
-            }
-            let _ = child.kill().await;
-            Ok(None)
-        }
+        Err(_) => Ok(None),
     }
 }
 
 /// Untrusted text for a dialog: no control characters, bounded length.
+#[cfg_attr(windows, allow(dead_code))] // for the Windows dialog to come
 pub(crate) fn plain(text: &str, max_chars: usize) -> String {
     text.chars()
         .filter(|c| !schoolfleet_proto::text::is_dangerous_char(*c) || *c == '\n')
@@ -193,6 +196,7 @@ pub(crate) fn plain(text: &str, max_chars: usize) -> String {
 }
 
 /// The capability in German, for dialogs.
+#[cfg_attr(windows, allow(dead_code))]
 pub(crate) fn kind_german(kind: &str) -> &'static str {
     match kind {
         "shell" => "eine Kommandozeile (Shell) öffnen",

@@ -297,3 +297,71 @@ async fn a_partial_file_that_is_not_private_is_not_resumed() {
         0o600
     );
 }
+
+#[test]
+fn partial_names_cannot_be_guessed_from_the_target_and_checksum() {
+    let name = OsString::from("treiber.sh");
+    let sha256 = sha(b"echo hallo\n");
+    let with = |key: [u8; 32]| partial_name_with_key(&key, &name, &sha256);
+    let one = with([1; 32]);
+    let text = one.to_string_lossy();
+    assert!(
+        text.starts_with(".treiber.sh.") && text.ends_with(".sfpart"),
+        "{text}"
+    );
+    // Nothing of the announced checksum, and another key gives another name.
+    assert!(!text.contains(&sha256[..8]), "{text}");
+    assert_ne!(one, with([2; 32]));
+    // Stable within one key, so an upload can resume.
+    assert_eq!(one, with([1; 32]));
+    assert_eq!(
+        partial_name(&name, &sha256),
+        partial_name(&name, &sha256),
+        "one agent process must find its partial file again"
+    );
+}
+
+#[tokio::test]
+async fn a_symlink_at_the_partial_name_is_replaced_not_followed() {
+    let root = tempfile::tempdir().unwrap();
+    let target = root.path().join("boot.sh");
+    let content = b"echo boot\n";
+    let victim = root.path().join("victim");
+    std::fs::write(&victim, b"unchanged").unwrap();
+    std::os::unix::fs::symlink(&victim, partial_path(&target, content)).unwrap();
+    let mut run = start(
+        upload_request(&target, content),
+        vec![root.path().to_owned()],
+    );
+    assert_eq!(ready(&mut run.output).await.offset, 0);
+    send(&run.input, ClientBody::Input(content.to_vec())).await;
+    send(&run.input, ClientBody::Eof(schoolfleet_proto::v1::Eof {})).await;
+    assert_eq!(run.worker.await.unwrap(), Finish::Exit(0));
+    assert_eq!(std::fs::read(&target).unwrap(), content);
+    assert_eq!(std::fs::read(&victim).unwrap(), b"unchanged");
+}
+
+#[tokio::test]
+async fn an_upload_into_a_directory_a_pupil_owns_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let pupil_dir = root.path().join("x");
+    std::fs::create_dir(&pupil_dir).unwrap();
+    // What `mkdir /tmp/x; chmod 777 /tmp/x` gives a pupil without root.
+    std::fs::set_permissions(&pupil_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let target = pupil_dir.join("treiber.sh");
+    let run = start(
+        upload_request(&target, b"echo admin\n"),
+        vec![root.path().to_owned()],
+    );
+    match run.worker.await.unwrap() {
+        Finish::Error(_, message) => {
+            assert!(
+                message.contains("is not a safe place to write"),
+                "{message}"
+            )
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(std::fs::read_dir(&pupil_dir).unwrap().next().is_none());
+}
