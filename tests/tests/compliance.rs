@@ -176,7 +176,7 @@ fn real_inventory_against_a_linux_standard() {
     std::fs::write(&v1, standard("2025.1.0", None)).unwrap();
     cli.ok(&["standard", "lint", v1.to_str().unwrap()]);
     let applied = cli.ok(&["standard", "apply", v1.to_str().unwrap()]);
-    assert!(applied.contains("1 devices evaluated"), "{applied}");
+    assert!(applied.contains("1 device evaluated"), "{applied}");
 
     let (compliant, rows) = results(&cli, None);
     assert!(!compliant, "T-RAM-BIG and T-NAME must fail: {rows}");
