@@ -47,6 +47,12 @@ pub struct SessionsSection {
     /// Recordings of sessions that ended longer ago are deleted.
     #[serde(with = "humantime_serde")]
     pub recording_retention: Duration,
+    /// Pending and active sessions one user may hold at once (a fan-out
+    /// `exec` runs one per device, `--concurrency` at a time).
+    pub max_live_per_user: u32,
+    /// Pending and active sessions on one device at once: more would be a
+    /// row of consent dialogs pressing the pupil to click through.
+    pub max_live_per_device: u32,
 }
 
 impl Default for SessionsSection {
@@ -60,6 +66,8 @@ impl Default for SessionsSection {
             max_file_bytes: 1 << 30,
             max_recording_bytes: 64 << 20,
             recording_retention: Duration::from_secs(90 * 86_400),
+            max_live_per_user: 64,
+            max_live_per_device: 4,
         }
     }
 }
@@ -429,6 +437,10 @@ impl Config {
                 self.sessions.recording_retention >= second,
                 "sessions.recording_retention must be at least 1s",
             ),
+            (
+                self.sessions.max_live_per_user >= 1 && self.sessions.max_live_per_device >= 1,
+                "sessions.max_live_per_user and max_live_per_device must be at least 1",
+            ),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
             Some((_, message)) => Err(ConfigError::Invalid((*message).to_owned())),
@@ -534,6 +546,10 @@ max_file_bytes = 1073741824
 max_recording_bytes = 67108864
 # Recordings are deleted this long after their session ended.
 recording_retention = "90days"
+# Pending and active sessions one user may hold at once (fan-out exec runs
+# one per device, --concurrency at a time), and one device may have.
+max_live_per_user = 64
+max_live_per_device = 4
 
 [audit]
 # Audit entries older than this are deleted; the hash chain stays

@@ -1555,3 +1555,48 @@ async fn a_frozen_device_is_noticed_by_keepalive_and_reported() {
     assert!(ended.reason.contains("not responding"), "{ended:?}");
     drop(agent);
 }
+
+/// Live sessions are limited per device and per user; a refusal is clear
+/// and audited, and ending a session frees its place.
+#[tokio::test]
+async fn live_sessions_are_limited_per_device_and_per_user() {
+    let server = InProcessServer::start_with(|c| {
+        c.sessions.default_consent = "none".into();
+        c.sessions.max_live_per_device = 1;
+        c.sessions.max_live_per_user = 1;
+    })
+    .await;
+    let (_device_id, identity) = setup(&server).await;
+    let mut agent = FakeAgent::connect(&server, &identity).await;
+    let mut tech = server
+        .user_clients("tech", "kus", "technician", "county:kus")
+        .await;
+    let mut admin = server.client(&server.bootstrap_token).await;
+    let (_updates, session_id) =
+        started_session(&mut tech, &mut agent, forward_request(HOST)).await;
+
+    // The device has its one session: another user is refused.
+    let status = start_error(&mut admin, forward_request(HOST)).await;
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("max_live_per_device"),
+        "{status:?}"
+    );
+    // The user has their one session too.
+    let status = start_error(&mut tech, forward_request(HOST)).await;
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("max_live_per_user"), "{status:?}");
+    let denied = audit_entries(&server, "session.denied").await;
+    assert_eq!(denied.len(), 2, "{denied:?}");
+
+    // Ended, its place is free again.
+    tech.sessions
+        .end_session(EndSessionRequest {
+            session_id,
+            reason: String::new(),
+        })
+        .await
+        .unwrap();
+    let _ = agent.next().await; // CloseSession
+    started_session(&mut admin, &mut agent, forward_request(HOST)).await;
+}

@@ -294,6 +294,25 @@ impl SessionService for SessionApi {
                     device.hostname, device.status
                 )));
             }
+            // Soft limits (two starts at the same moment may both pass):
+            // enough to stop a flood of sessions or consent dialogs.
+            let (by_user, on_device) = state
+                .store
+                .count_live_sessions(&principal.user_id, &device.id)
+                .await
+                .map_err(storage_status)?;
+            if by_user >= i64::from(limits.max_live_per_user) {
+                return Err(Status::resource_exhausted(format!(
+                    "you have {by_user} live sessions, the limit ([sessions] max_live_per_user); \
+                     end some first (schoolfleet sessions list --live)"
+                )));
+            }
+            if on_device >= i64::from(limits.max_live_per_device) {
+                return Err(Status::resource_exhausted(format!(
+                    "device {} has {on_device} live sessions, the limit ([sessions] max_live_per_device)",
+                    device.hostname
+                )));
+            }
             Ok::<_, Status>((reason, ticket, spec))
         }
         .await;

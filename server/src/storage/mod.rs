@@ -269,6 +269,8 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_session(&self, session: &SessionRecord) -> Result<()>;
     async fn get_session(&self, id: &str) -> Result<Option<SessionRecord>>;
     async fn list_sessions(&self, query: &SessionQuery) -> Result<Vec<SessionRecord>>;
+    /// Pending and active sessions of a user, and on a device.
+    async fn count_live_sessions(&self, user_id: &str, device_id: &str) -> Result<(i64, i64)>;
     /// pending -> active (with the consent mode that applied).
     async fn activate_session(&self, id: &str, consent: &str) -> Result<()>;
     /// Stores the end (or denial) of a live session; false when it was

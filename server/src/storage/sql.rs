@@ -2061,6 +2061,19 @@ macro_rules! impl_sql_store {
                 Ok(qb.build_query_as().fetch_all(&self.pool).await?)
             }
 
+            async fn count_live_sessions(&self, user_id: &str, device_id: &str) -> Result<(i64, i64)> {
+                let (by_user, on_device): (Option<i64>, Option<i64>) = sqlx::query_as(
+                    "SELECT SUM(CASE WHEN user_id = $1 THEN 1 ELSE 0 END), \
+                     SUM(CASE WHEN device_id = $2 THEN 1 ELSE 0 END) FROM sessions \
+                     WHERE state IN ('pending', 'active') AND (user_id = $1 OR device_id = $2)",
+                )
+                .bind(user_id)
+                .bind(device_id)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok((by_user.unwrap_or(0), on_device.unwrap_or(0)))
+            }
+
             async fn activate_session(&self, id: &str, consent: &str) -> Result<()> {
                 sqlx::query(
                     "UPDATE sessions SET state = 'active', consent = $2 WHERE id = $1 AND state = 'pending'",
