@@ -186,10 +186,15 @@ pub async fn run(
     health_reporter
         .set_serving::<AgentServiceServer<api::AgentApi>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(schoolfleet_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // v1 and, for the many tools that still speak only it (grpcurl,
+    // Python's descriptor database), v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(schoolfleet_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let reflection = reflection().build_v1()?;
 
     macro_rules! limited {
         ($server:ident, $api:expr) => {
@@ -212,6 +217,7 @@ pub async fn run(
         .max_concurrent_streams(1024)
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(limited!(AgentServiceServer, api::AgentApi(state.clone())))
         .add_service(limited!(TenantServiceServer, api::TenantApi(state.clone())))
         .add_service(limited!(
