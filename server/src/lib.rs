@@ -16,6 +16,7 @@ pub mod pki;
 pub mod server;
 pub mod sessions;
 pub mod storage;
+pub mod textdiff;
 /// Moved to `schoolfleet-standard`; re-exported so existing paths keep working.
 pub use schoolfleet_standard::version;
 pub mod webhooks;
