@@ -146,7 +146,10 @@ impl KnowledgeService for KnowledgeApi {
             .await
             .map_err(storage_status)?
             .is_some();
-        if !exists {
+        // A county the caller has no role in is NOT_FOUND, exactly like one
+        // that does not exist.
+        let target = TenantRef::County(county.clone());
+        if !exists || !state.tenant_known(&principal, &target).await? {
             return Err(Status::not_found(format!("county {county:?} not found")));
         }
         require(

@@ -156,6 +156,36 @@ impl AppState {
         Ok(record)
     }
 
+    /// Does the caller know this tenant at all: does one of its role
+    /// bindings (whatever the role) lie in it or contain it? A tenant the
+    /// caller does not know answers NOT_FOUND like one that does not exist,
+    /// so that its existence does not leak; a known one may answer
+    /// PERMISSION_DENIED.
+    pub(crate) async fn tenant_known(
+        &self,
+        principal: &Principal,
+        target: &TenantRef,
+    ) -> Result<bool, Status> {
+        use schoolfleet_proto::scope::Scope;
+        for grant in &principal.bindings {
+            let known = match (&grant.scope, target) {
+                (Scope::Cooperation, _) | (_, TenantRef::Cooperation) => true,
+                (Scope::County(c), t) => t.county_id() == Some(c.as_str()),
+                (Scope::School(s), TenantRef::School { school, .. }) => s == school,
+                (Scope::School(s), TenantRef::County(county)) => self
+                    .store
+                    .get_school(s)
+                    .await
+                    .map_err(storage_status)?
+                    .is_some_and(|school| &school.county_id == county),
+            };
+            if known {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Appends to the audit log. A failure to audit is logged loudly but
     /// does not undo the action that already happened.
     pub(crate) async fn audit(
