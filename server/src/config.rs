@@ -145,6 +145,18 @@ pub struct LimitsSection {
     pub max_software_packages: usize,
     /// Longest accepted value of any one inventory string, in bytes.
     pub max_string_bytes: usize,
+    /// Inventory changes stored per report; the rest become one summary
+    /// row.
+    pub max_changes_per_report: usize,
+    /// Per device: inventory reports per hour.
+    pub device_reports_per_hour: u32,
+    /// Per device: hellos, heartbeats and stream openings per minute (at
+    /// least three per heartbeat interval are always allowed).
+    pub device_heartbeats_per_minute: u32,
+    /// Per device: certificate renewals per day.
+    pub device_renewals_per_day: u32,
+    /// Per device: problem reports (`schoolfleet-agent report`) per hour.
+    pub device_problem_reports_per_hour: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -260,6 +272,11 @@ impl Default for LimitsSection {
             max_message_bytes: schoolfleet_proto::MAX_MESSAGE_BYTES,
             max_software_packages: 20_000,
             max_string_bytes: 1024,
+            max_changes_per_report: 1000,
+            device_reports_per_hour: 12,
+            device_heartbeats_per_minute: 12,
+            device_renewals_per_day: 6,
+            device_problem_reports_per_hour: 10,
         }
     }
 }
@@ -377,6 +394,17 @@ impl Config {
                 "limits.max_message_bytes must be at least 65536",
             ),
             (
+                self.limits.max_changes_per_report >= 10,
+                "limits.max_changes_per_report must be at least 10",
+            ),
+            (
+                self.limits.device_reports_per_hour >= 1
+                    && self.limits.device_heartbeats_per_minute >= 1
+                    && self.limits.device_renewals_per_day >= 1
+                    && self.limits.device_problem_reports_per_hour >= 1,
+                "limits.device_* rates must be at least 1",
+            ),
+            (
                 matches!(self.log.format.as_str(), "text" | "json"),
                 "log.format must be \"text\" or \"json\"",
             ),
@@ -471,6 +499,18 @@ max_message_bytes = 8388608
 max_software_packages = 20000
 # Longest accepted value of any one inventory string, in bytes.
 max_string_bytes = 1024
+# Inventory changes stored per report; beyond it one summary row says how
+# many more there were.
+max_changes_per_report = 1000
+# Per device (its certificate), as events per period with bursts up to the
+# same number. Beyond them the device is answered RESOURCE_EXHAUSTED with
+# the time to wait (reports: an acknowledgement asking to retry later).
+device_reports_per_hour = 12
+# Hellos, heartbeats and stream openings; at least three per
+# agents.heartbeat_interval are always allowed.
+device_heartbeats_per_minute = 12
+device_renewals_per_day = 6
+device_problem_reports_per_hour = 10
 
 [compliance]
 # How often expired waivers are looked for; the daily snapshot for the

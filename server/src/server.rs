@@ -87,7 +87,9 @@ pub async fn prepare(config: Config) -> Result<AppState, ServerError> {
             "added earlier audit entries to the hash chain"
         );
     }
+    let device_limits = Arc::new(crate::limits::DeviceLimits::new(&config));
     Ok(AppState {
+        device_limits,
         store,
         ca: Arc::new(ca),
         config: Arc::new(config),

@@ -322,6 +322,17 @@ impl AgentService for AgentApi {
         request: Request<ReportProblemRequest>,
     ) -> Result<Response<ReportProblemResponse>, Status> {
         let (device, _) = self.authenticate_device(&request).await?;
+        let limits = &self.0.config.limits;
+        self.0
+            .device_limits
+            .problem_reports
+            .check(&device.id)
+            .map_err(|l| {
+                l.status(&format!(
+                    "too many problem reports from this device (at most {} per hour)",
+                    limits.device_problem_reports_per_hour
+                ))
+            })?;
         let key = super::tickets::report_from_agent(&self.0, &device, request.into_inner()).await?;
         Ok(Response::new(ReportProblemResponse { ticket: key }))
     }
@@ -332,6 +343,16 @@ impl AgentService for AgentApi {
     ) -> Result<Response<RenewCertificateResponse>, Status> {
         let state = &self.0;
         let (device, fingerprint) = self.authenticate_device(&request).await?;
+        state
+            .device_limits
+            .renewals
+            .check(&device.id)
+            .map_err(|l| {
+                l.status(&format!(
+                    "too many certificate renewals from this device (at most {} per day)",
+                    state.config.limits.device_renewals_per_day
+                ))
+            })?;
         let req = request.into_inner();
         if req.csr_pem.len() > 16 * 1024 {
             return Err(Status::invalid_argument(
@@ -392,6 +413,12 @@ impl AgentService for AgentApi {
     ) -> Result<Response<Self::OpenStreamStream>, Status> {
         let state = self.0.clone();
         let (device, fingerprint) = self.authenticate_device(&request).await?;
+        // Opening a stream costs writes like a heartbeat, and counts as one.
+        state
+            .device_limits
+            .heartbeats
+            .check(&device.id)
+            .map_err(|l| l.status("this device connects too often"))?;
         if device.cert_fingerprint.as_deref() == Some(fingerprint.as_str()) {
             // The renewed certificate is in use: the old one is no longer needed.
             state
@@ -466,6 +493,20 @@ async fn serve_stream(
             Ok(Ok(None)) => return "closed by agent",
             Ok(Ok(Some(message))) => message,
         };
+        // Hellos and heartbeats each cost a write; a device that sends them
+        // faster than its share is told so and its stream ends (the agent
+        // reconnects with backoff).
+        if matches!(
+            message.body,
+            Some(AgentBody::Hello(_) | AgentBody::Heartbeat(_))
+        ) && let Err(limited) = state.device_limits.heartbeats.check(&device.id)
+        {
+            tracing::warn!(device = %device.id, "heartbeats over the rate limit; ending the stream");
+            let _ = outbound
+                .send(Err(limited.status("too many heartbeats from this device")))
+                .await;
+            return "heartbeats over the rate limit";
+        }
         let reply = match message.body {
             Some(AgentBody::Hello(hello)) => {
                 let version = schoolfleet_proto::text::clean(&hello.agent_version, 64).value;
@@ -485,7 +526,18 @@ async fn serve_stream(
                 touch(state, device, None).await
             }
             Some(AgentBody::InventoryReport(report)) => {
-                let ack = ingest::ingest_report(state, device, report).await;
+                // Checked before decoding: a refused report costs nothing.
+                let ack = match state.device_limits.reports.check(&device.id) {
+                    Ok(()) => ingest::ingest_report(state, device, report).await,
+                    Err(limited) => {
+                        tracing::warn!(device = %device.id, "inventory reports over the rate limit");
+                        ingest::rate_limited(
+                            report.report_id,
+                            state.config.limits.device_reports_per_hour,
+                            limited,
+                        )
+                    }
+                };
                 Ok(Some(ServerBody::ReportAck(ack)))
             }
             Some(AgentBody::SessionEvent(event)) => {

@@ -46,6 +46,8 @@ pub struct AppState {
     pub compliance: Arc<crate::compliance::ComplianceEngine>,
     /// Remote sessions live on this replica (consents, sessions, channels).
     pub sessions: Arc<crate::sessions::SessionBroker>,
+    /// Rate limits per device (reports, heartbeats, renewals, problems).
+    pub device_limits: Arc<crate::limits::DeviceLimits>,
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Tracks the per-agent stream tasks, so shutdown can wait for them to
     /// mark their devices disconnected.
