@@ -157,6 +157,13 @@ pub struct LimitsSection {
     pub device_renewals_per_day: u32,
     /// Per device: problem reports (`schoolfleet-agent report`) per hour.
     pub device_problem_reports_per_hour: u32,
+    /// Failed enrolments and API-token authentications per token id ...
+    pub auth_failures_per_token_per_minute: u32,
+    /// ... and per peer address (IPv6: per /64).
+    pub auth_failures_per_peer_per_minute: u32,
+    /// Such failures are audited as one entry per token or peer and window.
+    #[serde(with = "humantime_serde")]
+    pub auth_failure_audit_window: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -277,6 +284,9 @@ impl Default for LimitsSection {
             device_heartbeats_per_minute: 12,
             device_renewals_per_day: 6,
             device_problem_reports_per_hour: 10,
+            auth_failures_per_token_per_minute: 10,
+            auth_failures_per_peer_per_minute: 30,
+            auth_failure_audit_window: Duration::from_secs(60),
         }
     }
 }
@@ -401,8 +411,14 @@ impl Config {
                 self.limits.device_reports_per_hour >= 1
                     && self.limits.device_heartbeats_per_minute >= 1
                     && self.limits.device_renewals_per_day >= 1
-                    && self.limits.device_problem_reports_per_hour >= 1,
-                "limits.device_* rates must be at least 1",
+                    && self.limits.device_problem_reports_per_hour >= 1
+                    && self.limits.auth_failures_per_token_per_minute >= 1
+                    && self.limits.auth_failures_per_peer_per_minute >= 1,
+                "limits.device_* and limits.auth_failures_* rates must be at least 1",
+            ),
+            (
+                self.limits.auth_failure_audit_window >= second,
+                "limits.auth_failure_audit_window must be at least 1s",
             ),
             (
                 matches!(self.log.format.as_str(), "text" | "json"),
@@ -511,6 +527,13 @@ device_reports_per_hour = 12
 device_heartbeats_per_minute = 12
 device_renewals_per_day = 6
 device_problem_reports_per_hour = 10
+# Failed enrolments and failed API-token authentications, per token id and
+# per peer address (IPv6: per /64); beyond them RESOURCE_EXHAUSTED, before
+# any work. They are logged (never the secret) and audited in aggregate:
+# one entry per token or peer and window, with the count.
+auth_failures_per_token_per_minute = 10
+auth_failures_per_peer_per_minute = 30
+auth_failure_audit_window = "1m"
 
 [compliance]
 # How often expired waivers are looked for; the daily snapshot for the

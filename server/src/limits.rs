@@ -72,6 +72,25 @@ impl RateLimiter {
         self.check_at(key, Instant::now())
     }
 
+    /// Would `check` allow `key` now? Takes nothing: for limits that count
+    /// only failures, which are known after the attempt.
+    pub fn peek(&self, key: &str) -> Result<(), Limited> {
+        let now = Instant::now();
+        let buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(bucket) = buckets.get(key) else {
+            return Ok(());
+        };
+        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
+        let tokens = (bucket.tokens + elapsed * self.refill_per_sec).min(self.capacity);
+        if tokens >= 1.0 {
+            Ok(())
+        } else {
+            Err(Limited {
+                retry_after: Duration::from_secs_f64((1.0 - tokens) / self.refill_per_sec),
+            })
+        }
+    }
+
     fn check_at(&self, key: &str, now: Instant) -> Result<(), Limited> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if !buckets.contains_key(key) && buckets.len() >= MAX_KEYS {
@@ -141,6 +160,123 @@ impl DeviceLimits {
     }
 }
 
+/// The key of a peer address for limits: the IP without the port; for
+/// IPv6 its /64, which one host usually holds whole.
+pub fn peer_key(addr: Option<std::net::SocketAddr>) -> String {
+    match addr.map(|a| a.ip().to_canonical()) {
+        Some(std::net::IpAddr::V4(ip)) => ip.to_string(),
+        Some(std::net::IpAddr::V6(ip)) => {
+            let s = ip.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        None => "unknown".into(),
+    }
+}
+
+/// Failed enrolments and API-token authentications: limited per token id
+/// and per peer, and audited in aggregate (one entry per token or peer per
+/// window, with a count), so that a flood of wrong secrets cannot write
+/// one audit row per attempt.
+#[derive(Debug)]
+pub struct AuthFailures {
+    pub per_token: RateLimiter,
+    pub per_peer: RateLimiter,
+    pending: Mutex<HashMap<FailureKey, FailureCount>>,
+}
+
+/// What one aggregated audit entry is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FailureKey {
+    /// `device.enroll` or `api_token.authenticate`.
+    pub action: &'static str,
+    /// `enrollment_token:<id>`, `api_token:<id>` or `peer:<address>`.
+    pub target: String,
+    pub county_id: Option<String>,
+}
+
+/// Failures of one key within the current window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureCount {
+    pub count: u64,
+    pub first_at: i64,
+    pub last_at: i64,
+    /// Up to `MAX_LISTED` peers and reasons; the count covers all.
+    pub peers: Vec<String>,
+    pub reasons: Vec<String>,
+}
+
+const MAX_LISTED: usize = 5;
+/// Keys collected per window; beyond, failures count under one key.
+const MAX_PENDING: usize = 10_000;
+
+impl AuthFailures {
+    pub fn new(limits: &crate::config::LimitsSection) -> Self {
+        let minute = Duration::from_secs(60);
+        AuthFailures {
+            per_token: RateLimiter::new(limits.auth_failures_per_token_per_minute, minute),
+            per_peer: RateLimiter::new(limits.auth_failures_per_peer_per_minute, minute),
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Refuses an attempt from a peer that failed too often lately, before
+    /// any work is done for it.
+    pub fn admit(&self, peer: &str) -> Result<(), Limited> {
+        self.per_peer.peek(peer)
+    }
+
+    /// Counts one failure against the token and the peer, for the limits
+    /// and for the next aggregated audit entry. `Err` when the token or the
+    /// peer is now over its limit: the caller answers RESOURCE_EXHAUSTED
+    /// instead of the failure (and need not log it). The token id's limit
+    /// applies to failures only, so that whoever knows a token's id cannot
+    /// lock out its holder, who presents the right secret.
+    pub fn record(
+        &self,
+        key: FailureKey,
+        token_id: Option<&str>,
+        peer: &str,
+        reason: &str,
+    ) -> Result<(), Limited> {
+        let by_peer = self.per_peer.check(peer);
+        let by_token = token_id.map_or(Ok(()), |id| self.per_token.check(id));
+        let now = crate::storage::now_millis();
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let key = if pending.len() >= MAX_PENDING && !pending.contains_key(&key) {
+            FailureKey {
+                action: key.action,
+                target: "many".into(),
+                county_id: None,
+            }
+        } else {
+            key
+        };
+        let entry = pending.entry(key).or_insert(FailureCount {
+            count: 0,
+            first_at: now,
+            last_at: now,
+            peers: Vec::new(),
+            reasons: Vec::new(),
+        });
+        entry.count += 1;
+        entry.last_at = now;
+        for (list, value) in [(&mut entry.peers, peer), (&mut entry.reasons, reason)] {
+            if list.len() < MAX_LISTED && !list.iter().any(|v| v == value) {
+                list.push(value.to_owned());
+            }
+        }
+        by_peer.and(by_token)
+    }
+
+    /// Takes the counts of the window that just ended.
+    pub fn drain(&self) -> Vec<(FailureKey, FailureCount)> {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut drained: Vec<_> = pending.drain().collect();
+        drained.sort_by(|a, b| a.1.first_at.cmp(&b.1.first_at));
+        drained
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +311,54 @@ mod tests {
         // Once they have refilled they are dropped.
         assert!(limiter.check_at("new", t0 + Duration::from_secs(2)).is_ok());
         assert_eq!(limiter.tracked(), 1);
+    }
+
+    #[test]
+    fn peers_are_keyed_by_address_and_ipv6_prefix() {
+        let v4 = "192.0.2.7:5555".parse().ok();
+        assert_eq!(peer_key(v4), "192.0.2.7");
+        let a = "[2001:db8:1:2:aaaa::1]:1".parse().ok();
+        let b = "[2001:db8:1:2:bbbb::9]:2".parse().ok();
+        assert_eq!(peer_key(a), peer_key(b));
+        assert_eq!(peer_key(a), "2001:db8:1:2::/64");
+        let mapped = "[::ffff:192.0.2.7]:1".parse().ok();
+        assert_eq!(peer_key(mapped), "192.0.2.7");
+    }
+
+    #[test]
+    fn failures_are_counted_per_key_and_drained_once() {
+        let limits = crate::config::LimitsSection {
+            auth_failures_per_token_per_minute: 2,
+            ..Default::default()
+        };
+        let failures = AuthFailures::new(&limits);
+        let key = FailureKey {
+            action: "device.enroll",
+            target: "enrollment_token:t1".into(),
+            county_id: Some("kus".into()),
+        };
+        assert!(failures.admit("p").is_ok());
+        let outcomes: Vec<bool> = (0..3)
+            .map(|_| {
+                failures
+                    .record(key.clone(), Some("t1"), "p", "wrong secret")
+                    .is_ok()
+            })
+            .collect();
+        // The third failure of t1 is over its limit; the peer is not.
+        assert_eq!(outcomes, [true, true, false]);
+        assert!(failures.admit("p").is_ok());
+        let other = FailureKey {
+            target: "enrollment_token:t2".into(),
+            ..key.clone()
+        };
+        assert!(failures.record(other, Some("t2"), "p", "revoked").is_ok());
+        let drained = failures.drain();
+        assert_eq!(drained.len(), 2);
+        assert_eq!(drained[0].0, key);
+        assert_eq!(drained[0].1.count, 3);
+        assert_eq!(drained[0].1.reasons, ["wrong secret"]);
+        assert!(failures.drain().is_empty());
     }
 
     #[test]

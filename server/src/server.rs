@@ -88,8 +88,10 @@ pub async fn prepare(config: Config) -> Result<AppState, ServerError> {
         );
     }
     let device_limits = Arc::new(crate::limits::DeviceLimits::new(&config));
+    let auth_failures = Arc::new(crate::limits::AuthFailures::new(&config.limits));
     Ok(AppState {
         device_limits,
+        auth_failures,
         store,
         ca: Arc::new(ca),
         config: Arc::new(config),
@@ -249,6 +251,7 @@ pub async fn run(
 
     state.tasks.spawn(compliance_sweeper(state.clone()));
     state.tasks.spawn(retention_sweeper(state.clone()));
+    state.tasks.spawn(auth_failure_auditor(state.clone()));
     if crate::webhooks::enabled(&config) {
         state.tasks.spawn(crate::webhooks::run_delivery(
             state.store.clone(),
@@ -306,6 +309,21 @@ async fn compliance_sweeper(state: AppState) {
             tracing::error!(error = %err, "daily compliance snapshot failed");
         }
     }
+}
+
+/// Writes the aggregated audit entries of failed authentications once per
+/// window, and the last ones at shutdown.
+async fn auth_failure_auditor(state: AppState) {
+    let mut interval = tokio::time::interval(state.config.limits.auth_failure_audit_window);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => break,
+            _ = interval.tick() => {}
+        }
+        state.flush_auth_failures().await;
+    }
+    state.flush_auth_failures().await;
 }
 
 /// How often recordings and audit entries past their retention go.

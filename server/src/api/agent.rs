@@ -88,54 +88,86 @@ impl AgentService for AgentApi {
         request: Request<EnrollRequest>,
     ) -> Result<Response<EnrollResponse>, Status> {
         let state = &self.0;
-        let peer = request
-            .remote_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        let peer = crate::limits::peer_key(request.remote_addr());
         let req = request.into_inner();
-        let parts = schoolfleet_proto::tokens::parse_enrollment_token(&req.token)
-            .map_err(|e| Status::unauthenticated(e.to_string()))?;
+        // Failures are limited per token id and per peer, logged, and
+        // audited in aggregate (one entry per token and window): a flood of
+        // wrong secrets must not write a row per attempt.
+        let failures = &state.auth_failures;
+        let too_many = |l: crate::limits::Limited| l.status("too many failed enrolments");
+        failures.admit(&peer).map_err(too_many)?;
+        // Counts the failure; over a limit the answer becomes
+        // RESOURCE_EXHAUSTED (and is not logged again).
+        let fail = |target: String,
+                    county: Option<&str>,
+                    token_id: Option<&str>,
+                    reason: &str,
+                    status: Status| {
+            let key = crate::limits::FailureKey {
+                action: "device.enroll",
+                target,
+                county_id: county.map(str::to_owned),
+            };
+            match failures.record(key, token_id, &peer, reason) {
+                Ok(()) => {
+                    tracing::warn!(token = token_id.unwrap_or("-"), %peer, %reason, "enrolment refused");
+                    status
+                }
+                Err(limited) => too_many(limited),
+            }
+        };
+        let parts = match schoolfleet_proto::tokens::parse_enrollment_token(&req.token) {
+            Ok(parts) => parts,
+            Err(e) => {
+                let status = Status::unauthenticated(e.to_string());
+                return Err(fail(
+                    format!("peer:{peer}"),
+                    None,
+                    None,
+                    "malformed token",
+                    status,
+                ));
+            }
+        };
         if parts.ca_pin != state.ca.fingerprint() {
             return Err(Status::failed_precondition(
                 "this enrolment token was issued by a server with another CA",
             ));
         }
+        let token_id = parts.token.id.as_str();
         let unknown = || Status::unauthenticated("unknown enrolment token");
-        let token = state
+        let Some(token) = state
             .store
-            .get_enrollment_token(&parts.token.id)
+            .get_enrollment_token(token_id)
             .await
             .map_err(storage_status)?
-            .ok_or_else(unknown)?;
+        else {
+            let target = format!("peer:{peer}");
+            return Err(fail(
+                target,
+                None,
+                Some(token_id),
+                "unknown token",
+                unknown(),
+            ));
+        };
+        let target = format!("enrollment_token:{}", token.id);
         let presented = secrets::hash_secret(&parts.token.secret);
         if !bool::from(presented.as_bytes().ct_eq(token.secret_hash.as_bytes())) {
-            state
-                .audit(
-                    "anonymous",
-                    "device.enroll",
-                    &format!("enrollment_token:{}", token.id),
-                    Some(&token.county_id),
-                    "denied",
-                    format!("wrong secret from {peer}"),
-                )
-                .await;
-            return Err(unknown());
+            let county = Some(token.county_id.as_str());
+            return Err(fail(
+                target,
+                county,
+                Some(token_id),
+                "wrong secret",
+                unknown(),
+            ));
         }
         let now = now_millis();
         if let Some(reason) = token.unusable_reason(now) {
-            state
-                .audit(
-                    "anonymous",
-                    "device.enroll",
-                    &format!("enrollment_token:{}", token.id),
-                    Some(&token.county_id),
-                    "denied",
-                    format!("{reason}; from {peer}"),
-                )
-                .await;
-            return Err(Status::permission_denied(format!(
-                "enrolment refused: {reason}"
-            )));
+            let status = Status::permission_denied(format!("enrolment refused: {reason}"));
+            let county = Some(token.county_id.as_str());
+            return Err(fail(target, county, Some(token_id), &reason, status));
         }
         if req.csr_pem.len() > 16 * 1024 {
             return Err(Status::invalid_argument(
