@@ -164,6 +164,14 @@ pub struct LimitsSection {
     /// Such failures are audited as one entry per token or peer and window.
     #[serde(with = "humantime_serde")]
     pub auth_failure_audit_window: Duration,
+    /// Open connections in total ...
+    pub max_connections: usize,
+    /// ... and per peer address (IPv6: per /64).
+    pub max_connections_per_peer: usize,
+    /// The TLS handshake, and then the first request, must each come
+    /// within this time, or the connection is closed.
+    #[serde(with = "humantime_serde")]
+    pub first_request_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -287,6 +295,9 @@ impl Default for LimitsSection {
             auth_failures_per_token_per_minute: 10,
             auth_failures_per_peer_per_minute: 30,
             auth_failure_audit_window: Duration::from_secs(60),
+            max_connections: 20_000,
+            max_connections_per_peer: 2_000,
+            first_request_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -421,6 +432,14 @@ impl Config {
                 "limits.auth_failure_audit_window must be at least 1s",
             ),
             (
+                self.limits.max_connections >= 1 && self.limits.max_connections_per_peer >= 1,
+                "limits.max_connections and limits.max_connections_per_peer must be at least 1",
+            ),
+            (
+                self.limits.first_request_timeout >= second,
+                "limits.first_request_timeout must be at least 1s",
+            ),
+            (
                 matches!(self.log.format.as_str(), "text" | "json"),
                 "log.format must be \"text\" or \"json\"",
             ),
@@ -534,6 +553,16 @@ device_problem_reports_per_hour = 10
 auth_failures_per_token_per_minute = 10
 auth_failures_per_peer_per_minute = 30
 auth_failure_audit_window = "1m"
+# Open connections in total and per peer address (IPv6: per /64); one more
+# is closed at once. A school behind one NAT address counts as one peer:
+# raise max_connections_per_peer above its number of PCs if needed. The
+# server raises its soft descriptor limit to the hard one at start (the
+# systemd unit sets LimitNOFILE=65536).
+max_connections = 20000
+max_connections_per_peer = 2000
+# The TLS handshake, and then the first request, must each come within
+# this time, or the connection is closed.
+first_request_timeout = "10s"
 
 [compliance]
 # How often expired waivers are looked for; the daily snapshot for the

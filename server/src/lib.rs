@@ -13,6 +13,7 @@ pub mod config;
 pub mod ingest;
 pub mod inventory;
 pub mod limits;
+pub mod listener;
 pub mod pki;
 pub mod server;
 pub mod sessions;

@@ -16,7 +16,6 @@ use schoolfleet_proto::v1::tenant_service_server::TenantServiceServer;
 use schoolfleet_proto::v1::ticket_service_server::TicketServiceServer;
 use schoolfleet_proto::v1::user_service_server::UserServiceServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -183,7 +182,7 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let config = state.config.clone();
     let server_cert = state.ca.issue_server_cert(&subject_alt_names(&config))?;
-    let tls = pki::server_tls_config(&state.ca, &server_cert);
+    let tls = Arc::new(pki::server_rustls_config(&state.ca, &server_cert)?);
     let limit = config.limits.max_message_bytes;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -208,14 +207,13 @@ pub async fn run(
         };
     }
 
+    // TLS is done by our own accept loop (`listener.rs`), which bounds the
+    // handshake, the time to the first request and the connections.
     let router = tonic::transport::Server::builder()
-        .tls_config(tls)
-        .map_err(|e| ServerError::Tls(e.to_string()))?
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .initial_stream_window_size(Some(4 * 1024 * 1024))
         .initial_connection_window_size(Some(8 * 1024 * 1024))
-        .tcp_nodelay(true)
         // Each session channel is its own stream: room for a forward
         // session's 256 connections and more, but not unbounded.
         .max_concurrent_streams(1024)
@@ -264,7 +262,12 @@ pub async fn run(
         .local_addr()
         .map_err(|e| ServerError::Tls(e.to_string()))?;
     tracing::info!(%addr, "listening");
-    let incoming = TcpListenerStream::new(listener);
+    let counter = crate::listener::ConnectionCounter::new(crate::listener::ConnectionLimits {
+        max_total: config.limits.max_connections,
+        max_per_peer: config.limits.max_connections_per_peer,
+        first_request_timeout: config.limits.first_request_timeout,
+    });
+    let incoming = crate::listener::incoming(listener, tls, counter, shutdown.clone());
     let drain = {
         let shutdown = shutdown.clone();
         let app_shutdown = state.shutdown.clone();
@@ -406,6 +409,19 @@ pub async fn sweep_retention(state: &AppState) {
         Ok(n) => tracing::info!(entries = n, "deleted audit entries past their retention"),
         Err(err) => tracing::error!(error = %err, "audit retention sweep failed"),
     }
+}
+
+/// Raises the soft limit of open descriptors to the hard limit (systemd
+/// gives services 1,024 soft by default: about 1,000 connections then made
+/// the server unreachable). Returns the soft limit before and after.
+pub fn raise_nofile_limit() -> std::io::Result<(u64, u64)> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(std::io::Error::from)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(std::io::Error::from)?;
+    }
+    let (now, _) = getrlimit(Resource::RLIMIT_NOFILE).map_err(std::io::Error::from)?;
+    Ok((soft, now))
 }
 
 /// The data directory holds the CA key, the database and the bootstrap
