@@ -71,12 +71,17 @@ pub struct AuditSection {
     /// anchor); 0 keeps them forever.
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
+    /// Key of the chain head's HMAC, kept outside the database. Empty:
+    /// `audit-head.key` in the data directory, created on first start.
+    /// Replicas sharing one database need the same file.
+    pub head_key_file: Option<PathBuf>,
 }
 
 impl Default for AuditSection {
     fn default() -> Self {
         AuditSection {
             retention: Duration::from_secs(730 * 86_400),
+            head_key_file: None,
         }
     }
 }
@@ -611,8 +616,14 @@ recording_retention = "90days"
 
 [audit]
 # Audit entries older than this are deleted; the hash chain stays
-# verifiable from the first kept entry. "0s" keeps them forever.
+# verifiable from the first kept entry. "0s" keeps them forever. Each prune
+# is a chained entry that `audit verify` checks against this setting.
 retention = "730days"
+# Key of the HMAC over the chain's head, kept outside the database (0600),
+# so that rewriting the database alone cannot hide a change. Default:
+# audit-head.key in data_dir, created on first start. Replicas that share
+# one database need the same file.
+# head_key_file = "/etc/schoolfleet/audit-head.key"
 "#;
 
 #[cfg(test)]

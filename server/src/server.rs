@@ -32,6 +32,42 @@ use crate::storage::{self, ApiToken, StorageError, Store, User, now_millis};
 pub const BOOTSTRAP_TOKEN_FILE: &str = "bootstrap-admin.token";
 /// File in the data directory with the CA pin, for scripts and the README.
 pub const CA_PIN_FILE: &str = "ca.pin";
+/// File in the data directory with the key of the audit chain head's MAC.
+pub const AUDIT_HEAD_KEY_FILE: &str = "audit-head.key";
+
+/// Reads the audit head key (64 hex digits), or creates it (mode 0600)
+/// when the file does not exist. Returns the key and whether it is new.
+pub fn load_or_create_head_key(path: &Path) -> std::io::Result<(Vec<u8>, bool)> {
+    let invalid =
+        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let key = hex::decode(text.trim()).map_err(|_| invalid("not hex"))?;
+            if key.len() < 32 {
+                return Err(invalid("shorter than 32 bytes"));
+            }
+            Ok((key, false))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key: [u8; 32] = rand::random();
+            let text = format!("{}\n", hex::encode(key));
+            match schoolfleet_proto::files::write_durably(
+                path,
+                text.as_bytes(),
+                0o600,
+                Existing::Keep,
+            ) {
+                Ok(()) => Ok((key.to_vec(), true)),
+                // Another process created it a moment ago: use theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    load_or_create_head_key(path)
+                }
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -78,6 +114,28 @@ pub async fn prepare(config: Config) -> Result<AppState, ServerError> {
         .map_err(|e| ServerError::DataDir(data_dir.display().to_string(), e))?;
     tracing::info!(ca_pin = %pin, "server CA ready");
     bootstrap_admin(&store, data_dir).await?;
+    let key_file = config
+        .audit
+        .head_key_file
+        .clone()
+        .unwrap_or_else(|| data_dir.join(AUDIT_HEAD_KEY_FILE));
+    let (key, created) = load_or_create_head_key(&key_file)
+        .map_err(|e| ServerError::DataDir(key_file.display().to_string(), e))?;
+    store.set_audit_key(key);
+    if created && store.audit_chain_head().await?.seq > 0 {
+        // An existing chain gets its first MAC from this entry on.
+        store
+            .append_audit(&storage::AuditEvent {
+                at: now_millis(),
+                actor: "server".into(),
+                action: "audit.head_key_created".into(),
+                target: "audit".into(),
+                county_id: None,
+                outcome: "ok".into(),
+                details: format!("file={}", key_file.display()),
+            })
+            .await?;
+    }
     // Entries written before the chain existed join it, in their order.
     let chained = store.chain_unsequenced_audit().await?;
     if chained > 0 {
@@ -390,6 +448,17 @@ pub async fn sweep_retention(state: &AppState) {
         }
         Err(err) => tracing::error!(error = %err, "stale session sweep failed"),
     }
+    // The signed head, for an external log (journald, a SIEM): whoever
+    // keeps it can later tell a rewritten chain from the one they saw.
+    match state.store.audit_chain_head().await {
+        Ok(head) => tracing::info!(
+            seq = head.seq,
+            head_hash = %head.head_hash,
+            mac = %head.head_mac,
+            "audit chain head"
+        ),
+        Err(err) => tracing::warn!(error = %err, "cannot read the audit chain head"),
+    }
     let retention = state.config.audit.retention;
     if retention.is_zero() {
         return;
@@ -398,7 +467,7 @@ pub async fn sweep_retention(state: &AppState) {
     let event = storage::AuditEvent {
         at: now,
         actor: "server".into(),
-        action: "audit.pruned".into(),
+        action: crate::audit::PRUNE_ACTION.into(),
         target: "audit".into(),
         county_id: None,
         outcome: "ok".into(),
@@ -443,6 +512,38 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::storage::{AuditQuery, SESSION_ACTIVE, SessionRecord};
+
+    #[tokio::test]
+    async fn the_audit_head_key_is_a_private_file_and_signs_the_head() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.server.data_dir = dir.path().to_owned();
+        config.server.database_url =
+            format!("sqlite://{}", dir.path().join("schoolfleet.db").display());
+        let state = prepare(config.clone()).await.unwrap();
+        let file = dir.path().join(AUDIT_HEAD_KEY_FILE);
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let key = state.store.audit_key().unwrap();
+        assert_eq!(key.len(), 32);
+        state
+            .audit(
+                "user:admin",
+                "county.create",
+                "county:kus",
+                None,
+                "ok",
+                String::new(),
+            )
+            .await;
+        let head = state.store.audit_chain_head().await.unwrap();
+        assert_eq!(head.head_mac, head.expected_mac(&key));
+        // The same key on the next start.
+        drop(state);
+        let again = prepare(config).await.unwrap();
+        assert_eq!(again.store.audit_key().unwrap(), key);
+    }
 
     #[tokio::test]
     async fn a_stale_session_end_is_audited_in_its_county() {
