@@ -272,7 +272,7 @@ impl AuthFailures {
     pub fn drain(&self) -> Vec<(FailureKey, FailureCount)> {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let mut drained: Vec<_> = pending.drain().collect();
-        drained.sort_by(|a, b| a.1.first_at.cmp(&b.1.first_at));
+        drained.sort_by_key(|(_, count)| count.first_at);
         drained
     }
 }
