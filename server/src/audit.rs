@@ -241,7 +241,7 @@ impl Verifier {
             result.broken = Some((
                 head.seq.max(0) as u64,
                 "the chain head does not match its MAC: entries or the prune anchor were \
-                 changed outside the server"
+                 changed outside the server (or replicas use different audit.head_key_file)"
                     .into(),
             ));
             return result;
