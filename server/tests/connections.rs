@@ -120,3 +120,44 @@ async fn connections_are_capped_per_peer() {
         .await
         .unwrap();
 }
+
+/// A connection that sent its first request lives on past the timeout: a
+/// long admin stream (here: the live session list's first call, then a
+/// second call on the same connection much later) is not cut.
+#[tokio::test]
+async fn a_connection_with_a_request_outlives_the_timeout() {
+    let server = InProcessServer::start_with(|c| {
+        c.limits.first_request_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let tcp = TcpStream::connect(addr(&server)).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls = tls_connector(&server).connect(name, tcp).await.unwrap();
+    // A real HTTP/2 client on this one connection.
+    let (mut send, conn) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let request = || {
+        http::Request::builder()
+            .method("POST")
+            .uri(format!("{}/grpc.health.v1.Health/Check", server.url))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .unwrap()
+    };
+    for round in 0..2 {
+        send = send.ready().await.unwrap();
+        let (response, mut body) = send.send_request(request(), false).unwrap();
+        // An empty HealthCheckRequest: flag 0, length 0.
+        body.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), true)
+            .unwrap();
+        let response = response
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(response.status(), 200);
+        // Longer than the timeout before the next request.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+    }
+}
