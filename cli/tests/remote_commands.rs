@@ -374,6 +374,7 @@ impl AuditService for Fleet {
             broken_at_seq: 17,
             problem: "entry 17 was changed".into(),
             pruned_before_seq: 0,
+            ..Default::default()
         }))
     }
 }

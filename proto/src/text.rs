@@ -8,8 +8,18 @@
 /// shows the surrounding text?
 pub fn is_dangerous_char(c: char) -> bool {
     c.is_control()
-        // Bidirectional overrides and isolates ("Trojan Source").
-        || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}')
+        // Bidirectional overrides, isolates and marks ("Trojan Source"),
+        // and the invisible characters that hide or join text: zero-width
+        // space, non-joiner and joiner, the Arabic letter mark and the
+        // byte-order mark (zero-width no-break space).
+        || matches!(
+            c,
+            '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{061C}'
+                | '\u{FEFF}'
+        )
 }
 
 /// Result of cleaning one untrusted string.
@@ -91,6 +101,27 @@ mod tests {
         assert!(cleaned.changed);
         assert!(!cleaned.value.chars().any(is_dangerous_char));
         assert!(cleaned.value.starts_with("pc\u{FFFD}]0;owned"));
+    }
+
+    #[test]
+    fn invisible_and_bidi_marks_are_neutralised() {
+        for c in [
+            '\u{061C}', '\u{200B}', '\u{200C}', '\u{200D}', '\u{200E}', '\u{200F}', '\u{2066}',
+            '\u{2067}', '\u{2068}', '\u{2069}', '\u{FEFF}',
+        ] {
+            let hostile = format!("admin{c}istrator");
+            let cleaned = clean(&hostile, 256);
+            assert!(cleaned.changed, "U+{:04X} passed clean", c as u32);
+            assert_eq!(cleaned.value, "admin\u{FFFD}istrator");
+            assert_eq!(
+                for_terminal(&hostile),
+                format!("admin\\u{{{:04x}}}istrator", c as u32)
+            );
+        }
+        // Neighbours that are ordinary text stay untouched.
+        for text in ["a\u{200A}b", "a\u{2010}b", "a\u{2065}b", "\u{FEFE}"] {
+            assert!(!clean(text, 256).changed, "{text:?}");
+        }
     }
 
     #[test]

@@ -79,12 +79,17 @@ pub struct AuditSection {
     /// anchor); 0 keeps them forever.
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
+    /// Key of the chain head's HMAC, kept outside the database. Empty:
+    /// `audit-head.key` in the data directory, created on first start.
+    /// Replicas sharing one database need the same file.
+    pub head_key_file: Option<PathBuf>,
 }
 
 impl Default for AuditSection {
     fn default() -> Self {
         AuditSection {
             retention: Duration::from_secs(730 * 86_400),
+            head_key_file: None,
         }
     }
 }
@@ -160,6 +165,33 @@ pub struct LimitsSection {
     pub max_software_packages: usize,
     /// Longest accepted value of any one inventory string, in bytes.
     pub max_string_bytes: usize,
+    /// Inventory changes stored per report; the rest become one summary
+    /// row.
+    pub max_changes_per_report: usize,
+    /// Per device: inventory reports per hour.
+    pub device_reports_per_hour: u32,
+    /// Per device: hellos, heartbeats and stream openings per minute (at
+    /// least three per heartbeat interval are always allowed).
+    pub device_heartbeats_per_minute: u32,
+    /// Per device: certificate renewals per day.
+    pub device_renewals_per_day: u32,
+    /// Per device: problem reports (`schoolfleet-agent report`) per hour.
+    pub device_problem_reports_per_hour: u32,
+    /// Failed enrolments and API-token authentications per token id ...
+    pub auth_failures_per_token_per_minute: u32,
+    /// ... and per peer address (IPv6: per /64).
+    pub auth_failures_per_peer_per_minute: u32,
+    /// Such failures are audited as one entry per token or peer and window.
+    #[serde(with = "humantime_serde")]
+    pub auth_failure_audit_window: Duration,
+    /// Open connections in total ...
+    pub max_connections: usize,
+    /// ... and per peer address (IPv6: per /64).
+    pub max_connections_per_peer: usize,
+    /// The TLS handshake, and then the first request, must each come
+    /// within this time, or the connection is closed.
+    #[serde(with = "humantime_serde")]
+    pub first_request_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -277,6 +309,17 @@ impl Default for LimitsSection {
             max_message_bytes: schoolfleet_proto::MAX_MESSAGE_BYTES,
             max_software_packages: 20_000,
             max_string_bytes: 1024,
+            max_changes_per_report: 1000,
+            device_reports_per_hour: 12,
+            device_heartbeats_per_minute: 12,
+            device_renewals_per_day: 6,
+            device_problem_reports_per_hour: 10,
+            auth_failures_per_token_per_minute: 10,
+            auth_failures_per_peer_per_minute: 30,
+            auth_failure_audit_window: Duration::from_secs(60),
+            max_connections: 20_000,
+            max_connections_per_peer: 2_000,
+            first_request_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -398,6 +441,31 @@ impl Config {
                 "limits.max_message_bytes must be at least 65536",
             ),
             (
+                self.limits.max_changes_per_report >= 10,
+                "limits.max_changes_per_report must be at least 10",
+            ),
+            (
+                self.limits.device_reports_per_hour >= 1
+                    && self.limits.device_heartbeats_per_minute >= 1
+                    && self.limits.device_renewals_per_day >= 1
+                    && self.limits.device_problem_reports_per_hour >= 1
+                    && self.limits.auth_failures_per_token_per_minute >= 1
+                    && self.limits.auth_failures_per_peer_per_minute >= 1,
+                "limits.device_* and limits.auth_failures_* rates must be at least 1",
+            ),
+            (
+                self.limits.auth_failure_audit_window >= second,
+                "limits.auth_failure_audit_window must be at least 1s",
+            ),
+            (
+                self.limits.max_connections >= 1 && self.limits.max_connections_per_peer >= 1,
+                "limits.max_connections and limits.max_connections_per_peer must be at least 1",
+            ),
+            (
+                self.limits.first_request_timeout >= second,
+                "limits.first_request_timeout must be at least 1s",
+            ),
+            (
                 matches!(self.log.format.as_str(), "text" | "json"),
                 "log.format must be \"text\" or \"json\"",
             ),
@@ -501,6 +569,35 @@ max_message_bytes = 8388608
 max_software_packages = 20000
 # Longest accepted value of any one inventory string, in bytes.
 max_string_bytes = 1024
+# Inventory changes stored per report; beyond it one summary row says how
+# many more there were.
+max_changes_per_report = 1000
+# Per device (its certificate), as events per period with bursts up to the
+# same number. Beyond them the device is answered RESOURCE_EXHAUSTED with
+# the time to wait (reports: an acknowledgement asking to retry later).
+device_reports_per_hour = 12
+# Hellos, heartbeats and stream openings; at least three per
+# agents.heartbeat_interval are always allowed.
+device_heartbeats_per_minute = 12
+device_renewals_per_day = 6
+device_problem_reports_per_hour = 10
+# Failed enrolments and failed API-token authentications, per token id and
+# per peer address (IPv6: per /64); beyond them RESOURCE_EXHAUSTED, before
+# any work. They are logged (never the secret) and audited in aggregate:
+# one entry per token or peer and window, with the count.
+auth_failures_per_token_per_minute = 10
+auth_failures_per_peer_per_minute = 30
+auth_failure_audit_window = "1m"
+# Open connections in total and per peer address (IPv6: per /64); one more
+# is closed at once. A school behind one NAT address counts as one peer:
+# raise max_connections_per_peer above its number of PCs if needed. The
+# server raises its soft descriptor limit to the hard one at start (the
+# systemd unit sets LimitNOFILE=65536).
+max_connections = 20000
+max_connections_per_peer = 2000
+# The TLS handshake, and then the first request, must each come within
+# this time, or the connection is closed.
+first_request_timeout = "10s"
 
 [compliance]
 # How often expired waivers are looked for; the daily snapshot for the
@@ -553,8 +650,14 @@ max_live_per_device = 4
 
 [audit]
 # Audit entries older than this are deleted; the hash chain stays
-# verifiable from the first kept entry. "0s" keeps them forever.
+# verifiable from the first kept entry. "0s" keeps them forever. Each prune
+# is a chained entry that `audit verify` checks against this setting.
 retention = "730days"
+# Key of the HMAC over the chain's head, kept outside the database (0600),
+# so that rewriting the database alone cannot hide a change. Default:
+# audit-head.key in data_dir, created on first start. Replicas that share
+# one database need the same file.
+# head_key_file = "/etc/schoolfleet/audit-head.key"
 "#;
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use schoolfleet_proto::v1::{Inventory, InventoryReport, ReportAck};
 
 use crate::api::AppState;
 use crate::inventory::{diff, validate};
+use crate::limits::Limited;
 use crate::storage::{
     DeviceRecord, DeviceSummary, IngestOutcome, IngestReport, InventoryChangeRecord, SoftwareRow,
     now_millis,
@@ -40,6 +41,49 @@ fn retry_later(report_id: String) -> ReportAck {
         retry: true,
     }
 }
+
+/// The device sent more reports than its share: the agent keeps the
+/// report and sends it again later (`retry`), after the time given.
+pub fn rate_limited(report_id: String, per_hour: u32, limited: Limited) -> ReportAck {
+    ReportAck {
+        report_id: schoolfleet_proto::text::clean(&report_id, 64).value,
+        duplicate: false,
+        error: format!(
+            "RESOURCE_EXHAUSTED: at most {per_hour} inventory reports per hour from one device; \
+             try again in {} s",
+            limited.seconds()
+        ),
+        warnings: Vec::new(),
+        retry: true,
+    }
+}
+
+/// Keeps the first `max - 1` changes and replaces the rest by one row that
+/// says how many were left out, so one report cannot write without bound.
+pub fn cap_changes(
+    mut changes: Vec<InventoryChangeRecord>,
+    max: usize,
+) -> Vec<InventoryChangeRecord> {
+    if changes.len() <= max || max == 0 {
+        return changes;
+    }
+    let kept = max - 1;
+    let dropped = changes.len() - kept;
+    changes.truncate(kept);
+    if let Some(first) = changes.first().cloned() {
+        changes.push(InventoryChangeRecord {
+            kind: CHANGES_TRUNCATED.to_owned(),
+            subject: String::new(),
+            old_value: String::new(),
+            new_value: format!("{dropped} further changes in this report were not stored"),
+            ..first
+        });
+    }
+    changes
+}
+
+/// `kind` of the summary row that stands for changes left out.
+pub const CHANGES_TRUNCATED: &str = "changes_truncated";
 
 pub async fn ingest_report(
     state: &AppState,
@@ -116,6 +160,7 @@ pub async fn ingest_report(
     } else {
         Vec::new()
     };
+    let changes = cap_changes(changes, state.config.limits.max_changes_per_report);
 
     let ingest = IngestReport {
         device_id: device.id.clone(),

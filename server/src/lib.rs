@@ -12,10 +12,13 @@ pub mod compliance;
 pub mod config;
 pub mod ingest;
 pub mod inventory;
+pub mod limits;
+pub mod listener;
 pub mod pki;
 pub mod server;
 pub mod sessions;
 pub mod storage;
+pub mod textdiff;
 /// Moved to `schoolfleet-standard`; re-exported so existing paths keep working.
 pub use schoolfleet_standard::version;
 pub mod webhooks;

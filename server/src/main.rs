@@ -59,6 +59,14 @@ fn main() -> anyhow::Result<()> {
     };
     let config = Config::load(args.config.as_deref(), std::env::vars(), &flags)?;
     init_tracing(&config.log.format, &config.log.filter);
+    // Before any socket or thread: every connection needs a descriptor.
+    match schoolfleet_server::server::raise_nofile_limit() {
+        Ok((before, after)) if after > before => {
+            tracing::info!(before, after, "raised the open-file limit");
+        }
+        Ok((_, limit)) => tracing::info!(limit, "open-file limit"),
+        Err(err) => tracing::warn!(error = %err, "cannot raise the open-file limit"),
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -16,7 +16,6 @@ use schoolfleet_proto::v1::tenant_service_server::TenantServiceServer;
 use schoolfleet_proto::v1::ticket_service_server::TicketServiceServer;
 use schoolfleet_proto::v1::user_service_server::UserServiceServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -33,6 +32,42 @@ use crate::storage::{self, ApiToken, StorageError, Store, User, now_millis};
 pub const BOOTSTRAP_TOKEN_FILE: &str = "bootstrap-admin.token";
 /// File in the data directory with the CA pin, for scripts and the README.
 pub const CA_PIN_FILE: &str = "ca.pin";
+/// File in the data directory with the key of the audit chain head's MAC.
+pub const AUDIT_HEAD_KEY_FILE: &str = "audit-head.key";
+
+/// Reads the audit head key (64 hex digits), or creates it (mode 0600)
+/// when the file does not exist. Returns the key and whether it is new.
+pub fn load_or_create_head_key(path: &Path) -> std::io::Result<(Vec<u8>, bool)> {
+    let invalid =
+        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let key = hex::decode(text.trim()).map_err(|_| invalid("not hex"))?;
+            if key.len() < 32 {
+                return Err(invalid("shorter than 32 bytes"));
+            }
+            Ok((key, false))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key: [u8; 32] = rand::random();
+            let text = format!("{}\n", hex::encode(key));
+            match schoolfleet_proto::files::write_durably(
+                path,
+                text.as_bytes(),
+                0o600,
+                Existing::Keep,
+            ) {
+                Ok(()) => Ok((key.to_vec(), true)),
+                // Another process created it a moment ago: use theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    load_or_create_head_key(path)
+                }
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -79,6 +114,28 @@ pub async fn prepare(config: Config) -> Result<AppState, ServerError> {
         .map_err(|e| ServerError::DataDir(data_dir.display().to_string(), e))?;
     tracing::info!(ca_pin = %pin, "server CA ready");
     bootstrap_admin(&store, data_dir).await?;
+    let key_file = config
+        .audit
+        .head_key_file
+        .clone()
+        .unwrap_or_else(|| data_dir.join(AUDIT_HEAD_KEY_FILE));
+    let (key, created) = load_or_create_head_key(&key_file)
+        .map_err(|e| ServerError::DataDir(key_file.display().to_string(), e))?;
+    store.set_audit_key(key);
+    if created && store.audit_chain_head().await?.seq > 0 {
+        // An existing chain gets its first MAC from this entry on.
+        store
+            .append_audit(&storage::AuditEvent {
+                at: now_millis(),
+                actor: "server".into(),
+                action: "audit.head_key_created".into(),
+                target: "audit".into(),
+                county_id: None,
+                outcome: "ok".into(),
+                details: format!("file={}", key_file.display()),
+            })
+            .await?;
+    }
     // Entries written before the chain existed join it, in their order.
     let chained = store.chain_unsequenced_audit().await?;
     if chained > 0 {
@@ -87,7 +144,11 @@ pub async fn prepare(config: Config) -> Result<AppState, ServerError> {
             "added earlier audit entries to the hash chain"
         );
     }
+    let device_limits = Arc::new(crate::limits::DeviceLimits::new(&config));
+    let auth_failures = Arc::new(crate::limits::AuthFailures::new(&config.limits));
     Ok(AppState {
+        device_limits,
+        auth_failures,
         store,
         ca: Arc::new(ca),
         config: Arc::new(config),
@@ -179,17 +240,22 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let config = state.config.clone();
     let server_cert = state.ca.issue_server_cert(&subject_alt_names(&config))?;
-    let tls = pki::server_tls_config(&state.ca, &server_cert);
+    let tls = Arc::new(pki::server_rustls_config(&state.ca, &server_cert)?);
     let limit = config.limits.max_message_bytes;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<AgentServiceServer<api::AgentApi>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(schoolfleet_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // v1 and, for the many tools that still speak only it (grpcurl,
+    // Python's descriptor database), v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(schoolfleet_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let reflection = reflection().build_v1()?;
 
     macro_rules! limited {
         ($server:ident, $api:expr) => {
@@ -199,21 +265,21 @@ pub async fn run(
         };
     }
 
+    // TLS is done by our own accept loop (`listener.rs`), which bounds the
+    // handshake, the time to the first request and the connections.
     let router = tonic::transport::Server::builder()
-        .tls_config(tls)
-        .map_err(|e| ServerError::Tls(e.to_string()))?
         // Pings find a frozen device (or a dead NAT path) within
         // interval + timeout, instead of after the agent's idle limit.
         .http2_keepalive_interval(Some(config.agents.keepalive_interval))
         .http2_keepalive_timeout(Some(config.agents.keepalive_timeout))
         .initial_stream_window_size(Some(4 * 1024 * 1024))
         .initial_connection_window_size(Some(8 * 1024 * 1024))
-        .tcp_nodelay(true)
         // Each session channel is its own stream: room for a forward
         // session's 256 connections and more, but not unbounded.
         .max_concurrent_streams(1024)
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(limited!(AgentServiceServer, api::AgentApi(state.clone())))
         .add_service(limited!(TenantServiceServer, api::TenantApi(state.clone())))
         .add_service(limited!(
@@ -243,6 +309,7 @@ pub async fn run(
 
     state.tasks.spawn(compliance_sweeper(state.clone()));
     state.tasks.spawn(retention_sweeper(state.clone()));
+    state.tasks.spawn(auth_failure_auditor(state.clone()));
     if crate::webhooks::enabled(&config) {
         state.tasks.spawn(crate::webhooks::run_delivery(
             state.store.clone(),
@@ -255,7 +322,12 @@ pub async fn run(
         .local_addr()
         .map_err(|e| ServerError::Tls(e.to_string()))?;
     tracing::info!(%addr, "listening");
-    let incoming = TcpListenerStream::new(listener);
+    let counter = crate::listener::ConnectionCounter::new(crate::listener::ConnectionLimits {
+        max_total: config.limits.max_connections,
+        max_per_peer: config.limits.max_connections_per_peer,
+        first_request_timeout: config.limits.first_request_timeout,
+    });
+    let incoming = crate::listener::incoming(listener, tls, counter, shutdown.clone());
     let drain = {
         let shutdown = shutdown.clone();
         let app_shutdown = state.shutdown.clone();
@@ -300,6 +372,21 @@ async fn compliance_sweeper(state: AppState) {
             tracing::error!(error = %err, "daily compliance snapshot failed");
         }
     }
+}
+
+/// Writes the aggregated audit entries of failed authentications once per
+/// window, and the last ones at shutdown.
+async fn auth_failure_auditor(state: AppState) {
+    let mut interval = tokio::time::interval(state.config.limits.auth_failure_audit_window);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => break,
+            _ = interval.tick() => {}
+        }
+        state.flush_auth_failures().await;
+    }
+    state.flush_auth_failures().await;
 }
 
 /// How often recordings and audit entries past their retention go.
@@ -363,6 +450,17 @@ pub async fn sweep_retention(state: &AppState) {
         }
         Err(err) => tracing::error!(error = %err, "stale session sweep failed"),
     }
+    // The signed head, for an external log (journald, a SIEM): whoever
+    // keeps it can later tell a rewritten chain from the one they saw.
+    match state.store.audit_chain_head().await {
+        Ok(head) => tracing::info!(
+            seq = head.seq,
+            head_hash = %head.head_hash,
+            mac = %head.head_mac,
+            "audit chain head"
+        ),
+        Err(err) => tracing::warn!(error = %err, "cannot read the audit chain head"),
+    }
     let retention = state.config.audit.retention;
     if retention.is_zero() {
         return;
@@ -371,7 +469,7 @@ pub async fn sweep_retention(state: &AppState) {
     let event = storage::AuditEvent {
         at: now,
         actor: "server".into(),
-        action: "audit.pruned".into(),
+        action: crate::audit::PRUNE_ACTION.into(),
         target: "audit".into(),
         county_id: None,
         outcome: "ok".into(),
@@ -382,6 +480,19 @@ pub async fn sweep_retention(state: &AppState) {
         Ok(n) => tracing::info!(entries = n, "deleted audit entries past their retention"),
         Err(err) => tracing::error!(error = %err, "audit retention sweep failed"),
     }
+}
+
+/// Raises the soft limit of open descriptors to the hard limit (systemd
+/// gives services 1,024 soft by default: about 1,000 connections then made
+/// the server unreachable). Returns the soft limit before and after.
+pub fn raise_nofile_limit() -> std::io::Result<(u64, u64)> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(std::io::Error::from)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(std::io::Error::from)?;
+    }
+    let (now, _) = getrlimit(Resource::RLIMIT_NOFILE).map_err(std::io::Error::from)?;
+    Ok((soft, now))
 }
 
 /// The data directory holds the CA key, the database and the bootstrap
@@ -403,6 +514,38 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::storage::{AuditQuery, SESSION_ACTIVE, SessionRecord};
+
+    #[tokio::test]
+    async fn the_audit_head_key_is_a_private_file_and_signs_the_head() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.server.data_dir = dir.path().to_owned();
+        config.server.database_url =
+            format!("sqlite://{}", dir.path().join("schoolfleet.db").display());
+        let state = prepare(config.clone()).await.unwrap();
+        let file = dir.path().join(AUDIT_HEAD_KEY_FILE);
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let key = state.store.audit_key().unwrap();
+        assert_eq!(key.len(), 32);
+        state
+            .audit(
+                "user:admin",
+                "county.create",
+                "county:kus",
+                None,
+                "ok",
+                String::new(),
+            )
+            .await;
+        let head = state.store.audit_chain_head().await.unwrap();
+        assert_eq!(head.head_mac, head.expected_mac(&key));
+        // The same key on the next start.
+        drop(state);
+        let again = prepare(config).await.unwrap();
+        assert_eq!(again.store.audit_key().unwrap(), key);
+    }
 
     #[tokio::test]
     async fn a_stale_session_end_is_audited_in_its_county() {

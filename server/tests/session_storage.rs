@@ -33,7 +33,9 @@ async fn chain_appends_and_verifies(store: Arc<dyn Store>, _raw: RawDb) {
             n as i64
         );
     }
-    let (v, head) = audit::verify(store.as_ref()).await.unwrap();
+    let (v, head) = audit::verify(store.as_ref(), std::time::Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!(v.broken, None);
     assert_eq!((v.entries_checked, v.first_seq, v.last_seq), (5, 1, 5));
     assert_eq!(head.seq, 5);
@@ -49,7 +51,9 @@ async fn edited_entry_breaks_verification(store: Arc<dyn Store>, raw: RawDb) {
     }
     raw.execute("UPDATE audit_events SET details = 'harmless' WHERE seq = 3")
         .await;
-    let (v, _) = audit::verify(store.as_ref()).await.unwrap();
+    let (v, _) = audit::verify(store.as_ref(), std::time::Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!(v.broken, Some((3, "entry 3 was changed".into())));
 }
 
@@ -58,7 +62,9 @@ async fn deleted_entry_breaks_verification(store: Arc<dyn Store>, raw: RawDb) {
         store.append_audit(&event(1000, n)).await.unwrap();
     }
     raw.execute("DELETE FROM audit_events WHERE seq = 4").await;
-    let (v, _) = audit::verify(store.as_ref()).await.unwrap();
+    let (v, _) = audit::verify(store.as_ref(), std::time::Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!(v.broken, Some((4, "entry 4 is missing".into())));
 }
 
@@ -75,7 +81,9 @@ async fn pruning_keeps_the_chain_verifiable(store: Arc<dyn Store>, raw: RawDb) {
         ..event(10_000, 0)
     };
     assert_eq!(store.prune_audit(5_000, &pruned).await.unwrap(), 3);
-    let (v, head) = audit::verify(store.as_ref()).await.unwrap();
+    let (v, head) = audit::verify(store.as_ref(), std::time::Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!(v.broken, None, "{v:?}");
     assert_eq!((v.first_seq, v.last_seq), (4, 7));
     assert_eq!(head.pruned_before_seq, 4);
@@ -92,7 +100,9 @@ async fn pruning_keeps_the_chain_verifiable(store: Arc<dyn Store>, raw: RawDb) {
     assert_eq!(store.prune_audit(5_000, &pruned).await.unwrap(), 0);
     // Removing the first kept entry is still noticed.
     raw.execute("DELETE FROM audit_events WHERE seq = 4").await;
-    let (v, _) = audit::verify(store.as_ref()).await.unwrap();
+    let (v, _) = audit::verify(store.as_ref(), std::time::Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!(v.broken, Some((4, "entry 4 is missing".into())));
 }
 
@@ -106,7 +116,9 @@ async fn rows_from_before_the_chain_are_chained(store: Arc<dyn Store>, raw: RawD
     .await;
     assert_eq!(store.chain_unsequenced_audit().await.unwrap(), 1);
     assert_eq!(store.chain_unsequenced_audit().await.unwrap(), 0);
-    let (v, _) = audit::verify(store.as_ref()).await.unwrap();
+    let (v, _) = audit::verify(store.as_ref(), std::time::Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!(v.broken, None);
     assert_eq!(v.entries_checked, 2);
 }
@@ -442,7 +454,92 @@ async fn consent_policy_resolution(store: Arc<dyn Store>, _raw: RawDb) {
     assert_eq!(store.list_consent_policies(None).await.unwrap().len(), 2);
 }
 
+const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+const RETENTION: std::time::Duration = std::time::Duration::from_secs(730 * 86_400);
+
+/// Issue 9: deleting entries 1-20 and setting the prune anchor made verify
+/// report "removed by the retention policy" for entries minutes old.
+async fn a_forged_prune_fails_verification(store: Arc<dyn Store>, raw: RawDb) {
+    store.set_audit_key(KEY.to_vec());
+    let now = now_millis();
+    for n in 1..=25 {
+        store.append_audit(&event(now - 60_000, n)).await.unwrap();
+    }
+    let (v, head) = audit::verify(store.as_ref(), RETENTION).await.unwrap();
+    assert_eq!(v.broken, None);
+    assert_eq!(head.head_mac, head.expected_mac(KEY));
+    // The forgery of the issue, in the database alone.
+    raw.execute("DELETE FROM audit_events WHERE seq <= 20")
+        .await;
+    raw.execute(
+        "UPDATE audit_chain SET pruned_before_seq = 21, pruned_anchor_hash =          (SELECT prev_hash FROM audit_events WHERE seq = 21) WHERE id = 1",
+    )
+    .await;
+    let (v, head) = audit::verify(store.as_ref(), RETENTION).await.unwrap();
+    let (_, problem) = v.broken.expect("the forged prune was believed");
+    assert!(problem.contains("does not match its MAC"), "{problem}");
+    // Even with the key stolen as well, the prune has no entry in the chain.
+    raw.execute(&format!(
+        "UPDATE audit_chain SET head_mac = '{}' WHERE id = 1",
+        head.expected_mac(KEY)
+    ))
+    .await;
+    let (v, _) = audit::verify(store.as_ref(), RETENTION).await.unwrap();
+    assert_eq!(
+        v.broken,
+        Some((
+            21,
+            "entries before 21 were removed without a prune entry in the chain".into()
+        ))
+    );
+    // And a forged prune entry cannot claim minutes-old entries were due.
+    store
+        .append_audit(&AuditEvent {
+            action: audit::PRUNE_ACTION.into(),
+            actor: "server".into(),
+            county_id: None,
+            details: format!("retention=730days; deleted=20 kept_from_seq=21 before={now}"),
+            ..event(now, 0)
+        })
+        .await
+        .unwrap();
+    let (v, _) = audit::verify(store.as_ref(), RETENTION).await.unwrap();
+    let (seq, problem) = v.broken.expect("a prune of fresh entries was believed");
+    assert_eq!(seq, 26);
+    assert!(problem.contains("newer than audit.retention"), "{problem}");
+}
+
+/// A prune by the retention sweep, past the retention, verifies; so does
+/// the chain after it, with its MAC.
+async fn a_real_prune_verifies_against_the_retention(store: Arc<dyn Store>, _raw: RawDb) {
+    store.set_audit_key(KEY.to_vec());
+    let now = now_millis();
+    let day = 86_400_000;
+    for n in 1..=6 {
+        let at = if n <= 3 { now - 800 * day } else { now - day };
+        store.append_audit(&event(at, n)).await.unwrap();
+    }
+    let before = now - RETENTION.as_millis() as i64;
+    let pruned = AuditEvent {
+        action: audit::PRUNE_ACTION.into(),
+        actor: "server".into(),
+        county_id: None,
+        details: "retention=730days".into(),
+        ..event(now, 0)
+    };
+    assert_eq!(store.prune_audit(before, &pruned).await.unwrap(), 3);
+    let (v, head) = audit::verify(store.as_ref(), RETENTION).await.unwrap();
+    assert_eq!(v.broken, None, "{v:?}");
+    assert_eq!(head.pruned_before_seq, 4);
+    assert_eq!(head.head_mac, head.expected_mac(KEY));
+    // A longer retention than the one the prune kept is reported.
+    let (v, _) = audit::verify(store.as_ref(), RETENTION * 2).await.unwrap();
+    assert!(v.broken.is_some());
+}
+
 on_both_backends_raw!(
+    a_forged_prune_fails_verification,
+    a_real_prune_verifies_against_the_retention,
     chain_appends_and_verifies,
     edited_entry_breaks_verification,
     deleted_entry_breaks_verification,

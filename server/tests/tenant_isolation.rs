@@ -17,11 +17,51 @@ const FOREIGN_DEVICE: &str = "0190aaaa-0000-7000-8000-00000000cafe";
 const FOREIGN_HOST: &str = "kl001-sp0101";
 const FOREIGN_PACKAGE: &str = "kaiserslautern-only-tool";
 const FOREIGN_SESSION: &str = "0190aaaa-0000-7000-8000-00000000beef";
+/// The reason of a Kaiserslautern waiver: no Kusel role may read it.
+const FOREIGN_WAIVER_REASON: &str = "KL-intern: Austausch erst 2027";
+
+/// The common standard with one waiver per county, both expiring soon.
+fn standard_with_waivers() -> String {
+    let expires = (chrono::Utc::now() + chrono::TimeDelta::days(10)).format("%Y-%m-%d");
+    format!(
+        r#"schema = "schoolfleet-standard/v1"
+
+[standard]
+id = "isolation"
+version = "1"
+
+[[rule]]
+id = "RAM-01"
+title = "8 GB RAM"
+check = {{ type = "hardware_min", ram_gib = 8 }}
+
+[[waiver]]
+id = "W-KL"
+rule = "RAM-01"
+scope = {{ counties = ["kl"], schools = ["kl001"] }}
+reason = "{FOREIGN_WAIVER_REASON}"
+approved_by = "Koordination"
+ticket = "SUP-1"
+expires = {expires}
+
+[[waiver]]
+id = "W-KUS"
+rule = "RAM-01"
+scope = {{ counties = ["kus"] }}
+reason = "Kusel: Austausch bestellt"
+approved_by = "Koordination"
+ticket = "SUP-1"
+expires = {expires}
+"#
+    )
+}
 
 struct Fixture {
     server: InProcessServer,
     foreign_token_id: String,
     foreign_api_token_id: String,
+    foreign_article: String,
+    foreign_ticket: String,
 }
 
 async fn fixture() -> Fixture {
@@ -159,10 +199,45 @@ async fn fixture() -> Fixture {
         })
         .await
         .unwrap();
+    // The common standard, with a waiver for each county.
+    admin
+        .compliance
+        .apply_standard(ApplyStandardRequest {
+            content: standard_with_waivers(),
+        })
+        .await
+        .unwrap();
+    // A Kaiserslautern article and ticket.
+    let foreign_article = admin
+        .kb
+        .create_article(CreateArticleRequest {
+            county_id: "kl".into(),
+            title: "KL: Beamer".into(),
+            body: "Zeile 1\n".into(),
+            publish: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    let foreign_ticket = admin
+        .tickets
+        .create_ticket(CreateTicketRequest {
+            title: "KL: Drucker".into(),
+            county_id: "kl".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .key;
     Fixture {
         server,
         foreign_token_id: foreign_token.id,
         foreign_api_token_id,
+        foreign_article,
+        foreign_ticket,
     }
 }
 
@@ -519,6 +594,246 @@ async fn every_call(c: &mut Clients, f: &Fixture) -> Vec<(&'static str, Outcome)
             ),
         ),
     ]);
+    // Compliance. The standard's rules are common to the cooperation;
+    // its waivers belong to the tenants they cover.
+    let naming_foreign_school = standard_with_waivers();
+    results.extend([
+        (
+            "compliance.lint_standard",
+            // Lint checks names against the tenants the caller knows: a
+            // foreign school is as unknown as one that does not exist.
+            refused(
+                c.compliance
+                    .lint_standard(LintStandardRequest {
+                        content: naming_foreign_school.clone(),
+                    })
+                    .await,
+                |r| !r.problems.iter().any(|p| p.message.contains("kl001")),
+            ),
+        ),
+        (
+            "compliance.apply_standard",
+            refused(
+                c.compliance
+                    .apply_standard(ApplyStandardRequest {
+                        content: naming_foreign_school,
+                    })
+                    .await,
+                |_| true,
+            ),
+        ),
+        (
+            "compliance.list_standard_versions",
+            // Revision numbers and rule counts of the one common standard.
+            refused(
+                c.compliance
+                    .list_standard_versions(ListStandardVersionsRequest {})
+                    .await,
+                |_| false,
+            ),
+        ),
+        (
+            "compliance.get_standard",
+            refused(
+                c.compliance
+                    .get_standard(GetStandardRequest { revision: 0 })
+                    .await,
+                |r| r.content.contains(FOREIGN_WAIVER_REASON) || r.content.contains("W-KL"),
+            ),
+        ),
+        (
+            "compliance.summary",
+            refused(
+                c.compliance
+                    .compliance_summary(ComplianceSummaryRequest::default())
+                    .await,
+                |r| {
+                    r.expiring_waivers.iter().any(|w| w.waiver_id == "W-KL")
+                        || r.tenants.iter().any(|t| t.county_id == "kl")
+                },
+            ),
+        ),
+        (
+            "compliance.summary_county",
+            // Naming the foreign county must not answer at all.
+            refused(
+                c.compliance
+                    .compliance_summary(ComplianceSummaryRequest {
+                        county_id: "kl".into(),
+                        ..Default::default()
+                    })
+                    .await,
+                |_| true,
+            ),
+        ),
+        (
+            "compliance.summary_school",
+            refused(
+                c.compliance
+                    .compliance_summary(ComplianceSummaryRequest {
+                        school_id: "kl001".into(),
+                        ..Default::default()
+                    })
+                    .await,
+                |_| true,
+            ),
+        ),
+        (
+            "compliance.device",
+            refused(
+                c.compliance
+                    .device_compliance(DeviceComplianceRequest {
+                        device: FOREIGN_DEVICE.into(),
+                        revision: 0,
+                    })
+                    .await,
+                |_| true,
+            ),
+        ),
+        (
+            "compliance.failing",
+            refused(
+                c.compliance
+                    .failing_devices(FailingDevicesRequest {
+                        rule_id: "RAM-01".into(),
+                        ..Default::default()
+                    })
+                    .await,
+                |r| r.devices.iter().any(|d| d.device_id == FOREIGN_DEVICE),
+            ),
+        ),
+        (
+            "compliance.failing_county",
+            refused(
+                c.compliance
+                    .failing_devices(FailingDevicesRequest {
+                        rule_id: "RAM-01".into(),
+                        county_id: "kl".into(),
+                        ..Default::default()
+                    })
+                    .await,
+                |_| true,
+            ),
+        ),
+    ]);
+    // The knowledge base is shared on purpose (ARCHITECTURE.md): reading a
+    // foreign article is not a leak; writing one, or in a foreign county, is.
+    let article = || f.foreign_article.clone();
+    results.extend([
+        (
+            "kb.create_article",
+            refused(
+                c.kb.create_article(CreateArticleRequest {
+                    county_id: "kl".into(),
+                    title: "x".into(),
+                    body: "x".into(),
+                    ..Default::default()
+                })
+                .await,
+                |_| true,
+            ),
+        ),
+        (
+            "kb.update_article",
+            refused(
+                c.kb.update_article(UpdateArticleRequest {
+                    id: article(),
+                    base_version: 1,
+                    title: "geändert".into(),
+                    ..Default::default()
+                })
+                .await,
+                |_| true,
+            ),
+        ),
+        (
+            "kb.link_article_ticket",
+            refused(
+                c.kb.link_article_ticket(LinkArticleTicketRequest {
+                    article_id: article(),
+                    ticket: f.foreign_ticket.clone(),
+                })
+                .await,
+                |_| true,
+            ),
+        ),
+        (
+            "kb.get_article",
+            refused(
+                c.kb.get_article(GetArticleRequest {
+                    id: article(),
+                    version: 0,
+                })
+                .await,
+                |_| false,
+            ),
+        ),
+        (
+            "kb.diff_article",
+            refused(
+                c.kb.diff_article(DiffArticleRequest {
+                    id: article(),
+                    from_version: 1,
+                    to_version: 1,
+                })
+                .await,
+                |_| false,
+            ),
+        ),
+        (
+            "kb.list_article_changes",
+            refused(
+                c.kb.list_article_changes(ListArticleChangesRequest::default())
+                    .await,
+                |_| false,
+            ),
+        ),
+        (
+            "kb.list_templates",
+            // The shipped templates: the same for everyone.
+            refused(c.kb.list_templates(ListTemplatesRequest {}).await, |_| {
+                false
+            }),
+        ),
+        (
+            "tenants.list_device_classes",
+            // Device classes are cooperation-wide.
+            refused(
+                c.tenants
+                    .list_device_classes(ListDeviceClassesRequest {})
+                    .await,
+                |_| false,
+            ),
+        ),
+        (
+            "users.who_am_i",
+            refused(c.users.who_am_i(WhoAmIRequest {}).await, |u| {
+                u.name == "kl-admin"
+            }),
+        ),
+        (
+            "audit.verify_audit_chain",
+            // Sequence numbers and counts of the one chain; no entries.
+            refused(
+                c.audit.verify_audit_chain(VerifyAuditChainRequest {}).await,
+                |r| r.problem.contains("kl"),
+            ),
+        ),
+    ]);
+    let open = ClientFrame {
+        body: Some(client_frame::Body::Open(ChannelOpen {
+            session_id: session(),
+            offset: 0,
+        })),
+    };
+    let attach = match c.sessions.attach(tokio_stream::iter([open])).await {
+        Ok(mut frames) => match frames.get_mut().message().await {
+            Ok(_) => Outcome::Reached,
+            Err(status) => refused::<()>(Err(status), |_| true),
+        },
+        Err(status) => refused::<()>(Err(status), |_| true),
+    };
+    results.push(("sessions.attach", attach));
     // Last, because they change the device or the session.
     results.push((
         "sessions.end",
@@ -621,6 +936,12 @@ async fn cooperation_wide_technician_reaches_every_county() {
         "sessions.list",
         "sessions.list_device",
         "sessions.get",
+        "compliance.lint_standard",
+        "compliance.get_standard",
+        "compliance.summary",
+        "compliance.summary_county",
+        "compliance.summary_school",
+        "compliance.device",
     ] {
         assert_eq!(
             outcome(call),
@@ -693,4 +1014,245 @@ async fn missing_forged_and_revoked_api_tokens_fail_closed() {
     let err = channel_call(created.secret).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
     assert!(err.message().contains("revoked"), "{}", err.message());
+}
+
+#[tokio::test]
+async fn foreign_tenants_are_not_found_not_permission_denied() {
+    let f = fixture().await;
+    // A Kusel admin may create users and articles, but only in Kusel.
+    let mut c = f
+        .server
+        .user_clients("kus-admin", "kus", "admin", "county:kus")
+        .await;
+    let create_user = |county: &str, scope: &str| CreateUserRequest {
+        name: format!("u{}", uuid::Uuid::new_v4().simple()),
+        county_id: county.into(),
+        roles: vec![RoleBinding {
+            role: "viewer".into(),
+            scope: scope.into(),
+            remote: String::new(),
+        }],
+    };
+    for (county, scope, nowhere) in [
+        ("", "county:kl", "county:zz"),
+        ("", "school:kl001", "school:zz001"),
+        ("kl", "county:kus", ""),
+    ] {
+        let err = c
+            .users
+            .create_user(create_user(county, scope))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::NotFound, "{county} {scope}: {err:?}");
+        // The same words as for a tenant that does not exist.
+        if !nowhere.is_empty() {
+            let missing = c
+                .users
+                .create_user(create_user(county, nowhere))
+                .await
+                .unwrap_err();
+            assert_eq!(
+                err.message().replace("kl001", "X").replace("kl", "X"),
+                missing.message().replace("zz001", "X").replace("zz", "X")
+            );
+        }
+    }
+    let article = |county: &str| CreateArticleRequest {
+        county_id: county.into(),
+        title: "Beamer".into(),
+        body: "x".into(),
+        ..Default::default()
+    };
+    let err = c.kb.create_article(article("kl")).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    assert!(c.kb.create_article(article("kus")).await.is_ok());
+    let err = c
+        .compliance
+        .compliance_summary(ComplianceSummaryRequest {
+            county_id: "kl".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    // A known county and a role without the power: PERMISSION_DENIED.
+    let mut viewer = f
+        .server
+        .user_clients("kus-viewer", "kus", "viewer", "county:kus")
+        .await;
+    let err = viewer
+        .users
+        .create_user(create_user("", "county:kus"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+}
+
+#[tokio::test]
+async fn county_readers_see_their_own_waivers() {
+    let f = fixture().await;
+    let mut c = f
+        .server
+        .user_clients("kus-viewer", "kus", "viewer", "county:kus")
+        .await;
+    let summary = c
+        .compliance
+        .compliance_summary(ComplianceSummaryRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<_> = summary
+        .expiring_waivers
+        .iter()
+        .map(|w| w.waiver_id.as_str())
+        .collect();
+    assert_eq!(ids, ["W-KUS"]);
+    let standard = c
+        .compliance
+        .get_standard(GetStandardRequest { revision: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(standard.content.contains("W-KUS"), "{}", standard.content);
+    assert!(!standard.content.contains("W-KL"), "{}", standard.content);
+    assert_eq!(standard.waivers, 1);
+    // What is left is still a valid standard.
+    let problems = c
+        .compliance
+        .lint_standard(LintStandardRequest {
+            content: standard.content,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .problems;
+    assert!(problems.is_empty(), "{problems:?}");
+    // The cooperation reads every waiver, and the file as it was applied.
+    let mut team = f
+        .server
+        .user_clients("team-viewer", "", "viewer", "cooperation")
+        .await;
+    let standard = team
+        .compliance
+        .get_standard(GetStandardRequest { revision: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(standard.content, standard_with_waivers_applied(&f).await);
+    let summary = team
+        .compliance
+        .compliance_summary(ComplianceSummaryRequest {
+            county_id: "kl".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<_> = summary
+        .expiring_waivers
+        .iter()
+        .map(|w| w.waiver_id.as_str())
+        .collect();
+    assert_eq!(ids, ["W-KL"]);
+}
+
+/// The standard's text as stored.
+async fn standard_with_waivers_applied(f: &Fixture) -> String {
+    f.server
+        .store()
+        .get_standard_version(None)
+        .await
+        .unwrap()
+        .unwrap()
+        .content
+}
+
+/// The body of `async fn every_call` in a test file's text, without
+/// whitespace, so that a call split over lines is one string.
+fn every_call_body(source: &str) -> String {
+    let start = source
+        .find("async fn every_call")
+        .expect("the file has an every_call matrix");
+    let end = source[start..]
+        .find("\n}\n")
+        .map_or(source.len(), |e| start + e);
+    source[start..end]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect()
+}
+
+fn snake_case(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Calls that are not admin calls: the agent authenticates with its device
+/// certificate, and what it reaches is its own device (device identity has
+/// its own tests in `agent_stream.rs` and `agent_reports.rs`).
+const NOT_ADMIN_CALLS: &[&str] = &["schoolfleet.v1.AgentService"];
+
+#[test]
+fn every_rpc_is_in_an_isolation_matrix() {
+    use prost::Message;
+    let set = prost_types::FileDescriptorSet::decode(schoolfleet_proto::FILE_DESCRIPTOR_SET)
+        .expect("the descriptor set decodes");
+    // The matrices: this file's and the service desk's.
+    let matrices = [
+        every_call_body(include_str!("tenant_isolation.rs")),
+        every_call_body(include_str!("service_desk_isolation.rs")),
+    ];
+    let mut missing = Vec::new();
+    let mut services = 0;
+    for file in &set.file {
+        for service in &file.service {
+            let full = format!("{}.{}", file.package(), service.name());
+            if NOT_ADMIN_CALLS.contains(&full.as_str()) {
+                continue;
+            }
+            services += 1;
+            // The field of `Clients` that holds this service's client.
+            let field = match service.name() {
+                "TenantService" => "tenants",
+                "EnrollmentService" => "enrollment",
+                "UserService" => "users",
+                "DeviceService" => "devices",
+                "InventoryService" => "inventory",
+                "ComplianceService" => "compliance",
+                "TicketService" => "tickets",
+                "KnowledgeService" => "kb",
+                "SessionService" => "sessions",
+                "AuditService" => "audit",
+                other => {
+                    missing.push(format!("{other} (no client in the matrix at all)"));
+                    continue;
+                }
+            };
+            for method in &service.method {
+                let call = format!(".{field}.{}(", snake_case(method.name()));
+                if !matrices.iter().any(|m| m.contains(&call)) {
+                    missing.push(format!("{full}/{}", method.name()));
+                }
+            }
+        }
+    }
+    assert!(
+        services >= 10,
+        "only {services} services in the descriptor set"
+    );
+    assert!(
+        missing.is_empty(),
+        "RPCs missing from the isolation matrix:\n{}",
+        missing.join("\n")
+    );
 }

@@ -56,6 +56,9 @@ impl CompiledStandard {
             rule_id: &w.rule_id,
             expires: w.expires,
             reason: &w.reason,
+            counties: w.scope.as_ref().and_then(|s| s.counties.as_deref()),
+            schools: w.scope.as_ref().and_then(|s| s.schools.as_deref()),
+            devices: &w.devices,
         })
     }
 
@@ -73,6 +76,12 @@ pub struct WaiverInfo<'s> {
     /// The first instant the waiver no longer applies.
     pub expires: DateTime<Utc>,
     pub reason: &'s str,
+    /// The counties and schools of the waiver's scope (`None`: any), and
+    /// its device list (host names or ids; empty: every device in scope).
+    /// The server decides from these who may read the waiver.
+    pub counties: Option<&'s [String]>,
+    pub schools: Option<&'s [String]>,
+    pub devices: &'s [String],
 }
 
 /// One rule with its defaults applied.

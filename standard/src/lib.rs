@@ -20,7 +20,7 @@ pub mod fuzzing;
 pub mod lint;
 pub mod version;
 
-pub use compile::{CompiledRule, CompiledStandard};
+pub use compile::{CompiledRule, CompiledStandard, WaiverInfo};
 pub use eval::{DeviceFacts, RuleResult, Status};
 pub use format::{Mode, SCHEMA, Severity, Standard};
 pub use lint::{KnownTenants, LintError, lint};

@@ -85,15 +85,17 @@ fn two_replicas_share_devices_and_revocations() {
         &dir.path().join("a"),
         &[("SCHOOLFLEET_SERVER__DATABASE_URL", database.url.as_str())],
     );
-    // Replica B shares the database and A's CA.
+    // Replica B shares the database, A's CA and A's audit head key.
     let ca_cert = dir.path().join("a/ca.pem").display().to_string();
     let ca_key = dir.path().join("a/ca.key").display().to_string();
+    let head_key = dir.path().join("a/audit-head.key").display().to_string();
     let replica_b = ServerProcess::start_with_env(
         &dir.path().join("b"),
         &[
             ("SCHOOLFLEET_SERVER__DATABASE_URL", database.url.as_str()),
             ("SCHOOLFLEET_TLS__CA_CERT_FILE", ca_cert.as_str()),
             ("SCHOOLFLEET_TLS__CA_KEY_FILE", ca_key.as_str()),
+            ("SCHOOLFLEET_AUDIT__HEAD_KEY_FILE", head_key.as_str()),
         ],
     );
     assert_eq!(replica_a.ca_pin(), replica_b.ca_pin());
@@ -141,6 +143,12 @@ fn two_replicas_share_devices_and_revocations() {
         },
     );
     agent.stop();
+    // Both replicas appended to one audit chain and signed its head with
+    // the same key: either verifies it.
+    for cli in [&cli_a, &cli_b] {
+        let verified = cli.run(&["audit", "verify"]);
+        assert!(verified.status.success(), "{verified:?}");
+    }
     drop(replica_a);
     drop(replica_b);
     drop(database);

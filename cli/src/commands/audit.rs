@@ -82,6 +82,9 @@ pub struct VerifyRow {
     pub broken_at_seq: Option<u64>,
     pub problem: String,
     pub pruned_before_seq: u64,
+    pub head_seq: u64,
+    pub head_hash: String,
+    pub head_mac: String,
 }
 
 impl From<&VerifyAuditChainResponse> for VerifyRow {
@@ -94,6 +97,9 @@ impl From<&VerifyAuditChainResponse> for VerifyRow {
             broken_at_seq: (!v.ok).then_some(v.broken_at_seq),
             problem: v.problem.clone(),
             pruned_before_seq: v.pruned_before_seq,
+            head_seq: v.head_seq,
+            head_hash: v.head_hash.clone(),
+            head_mac: v.head_mac.clone(),
         }
     }
 }
@@ -108,6 +114,9 @@ impl Record for VerifyRow {
         col("broken_at_seq", "BROKEN AT"),
         col("problem", "PROBLEM"),
         col("pruned_before_seq", "PRUNED BEFORE"),
+        col("head_seq", "HEAD SEQ"),
+        col("head_hash", "HEAD HASH"),
+        col("head_mac", "HEAD MAC"),
     ];
     fn cells(&self) -> Vec<String> {
         vec![
@@ -120,6 +129,9 @@ impl Record for VerifyRow {
                 .unwrap_or_default(),
             self.problem.clone(),
             self.pruned_before_seq.to_string(),
+            self.head_seq.to_string(),
+            self.head_hash.clone(),
+            self.head_mac.clone(),
         ]
     }
 }
@@ -135,6 +147,14 @@ pub fn verdict(v: &VerifyAuditChainResponse) -> String {
             text.push_str(&format!(
                 "; entries before {} were removed by the retention policy",
                 v.pruned_before_seq
+            ));
+        }
+        // The signed head, to be kept outside the server: a later chain
+        // that no longer contains it was rewritten.
+        if !v.head_mac.is_empty() {
+            text.push_str(&format!(
+                "\nhead: seq {} sha256 {} hmac {}",
+                v.head_seq, v.head_hash, v.head_mac
             ));
         }
         text
@@ -219,6 +239,16 @@ mod tests {
         crate::output::assert_keys_match_columns(&row);
         assert_eq!(row.broken_at_seq, Some(17));
         assert_eq!(VerifyRow::from(&ok).broken_at_seq, None);
+        let signed = VerifyAuditChainResponse {
+            head_seq: 42,
+            head_hash: "ab".into(),
+            head_mac: "cd".into(),
+            ..ok
+        };
+        assert_eq!(
+            verdict(&signed),
+            "audit chain intact: 42 entries (seq 1..42)\nhead: seq 42 sha256 ab hmac cd"
+        );
     }
 
     #[test]

@@ -200,10 +200,7 @@ impl AgentService for AgentApi {
         request: Request<EnrollRequest>,
     ) -> Result<Response<EnrollResponse>, Status> {
         let state = &self.0;
-        let peer = request
-            .remote_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        let peer = crate::limits::peer_key(request.remote_addr());
         // A certificate presented on this connection proves possession of
         // its key (the TLS handshake signed with it): the one proof of who a
         // device is.
@@ -216,49 +213,84 @@ impl AgentService for AgentApi {
             })
             .map(hex::encode);
         let req = request.into_inner();
-        let parts = schoolfleet_proto::tokens::parse_enrollment_token(&req.token)
-            .map_err(|e| Status::unauthenticated(e.to_string()))?;
+        // Failures are limited per token id and per peer, logged, and
+        // audited in aggregate (one entry per token and window): a flood of
+        // wrong secrets must not write a row per attempt.
+        let failures = &state.auth_failures;
+        let too_many = |l: crate::limits::Limited| l.status("too many failed enrolments");
+        failures.admit(&peer).map_err(too_many)?;
+        // Counts the failure; over a limit the answer becomes
+        // RESOURCE_EXHAUSTED (and is not logged again).
+        let fail = |target: String,
+                    county: Option<&str>,
+                    token_id: Option<&str>,
+                    reason: &str,
+                    status: Status| {
+            let key = crate::limits::FailureKey {
+                action: "device.enroll",
+                target,
+                county_id: county.map(str::to_owned),
+            };
+            match failures.record(key, token_id, &peer, reason) {
+                Ok(()) => {
+                    tracing::warn!(token = token_id.unwrap_or("-"), %peer, %reason, "enrolment refused");
+                    status
+                }
+                Err(limited) => too_many(limited),
+            }
+        };
+        let parts = match schoolfleet_proto::tokens::parse_enrollment_token(&req.token) {
+            Ok(parts) => parts,
+            Err(e) => {
+                let status = Status::unauthenticated(e.to_string());
+                return Err(fail(
+                    format!("peer:{peer}"),
+                    None,
+                    None,
+                    "malformed token",
+                    status,
+                ));
+            }
+        };
         if parts.ca_pin != state.ca.fingerprint() {
             return Err(Status::failed_precondition(
                 "this enrolment token was issued by a server with another CA",
             ));
         }
+        let token_id = parts.token.id.as_str();
         let unknown = || Status::unauthenticated("unknown enrolment token");
-        let token = state
+        let Some(token) = state
             .store
-            .get_enrollment_token(&parts.token.id)
+            .get_enrollment_token(token_id)
             .await
             .map_err(storage_status)?
-            .ok_or_else(unknown)?;
+        else {
+            let target = format!("peer:{peer}");
+            return Err(fail(
+                target,
+                None,
+                Some(token_id),
+                "unknown token",
+                unknown(),
+            ));
+        };
+        let target = format!("enrollment_token:{}", token.id);
         let presented = secrets::hash_secret(&parts.token.secret);
         if !bool::from(presented.as_bytes().ct_eq(token.secret_hash.as_bytes())) {
-            state
-                .audit(
-                    "anonymous",
-                    "device.enroll",
-                    &format!("enrollment_token:{}", token.id),
-                    Some(&token.county_id),
-                    "denied",
-                    format!("wrong secret from {peer}"),
-                )
-                .await;
-            return Err(unknown());
+            let county = Some(token.county_id.as_str());
+            return Err(fail(
+                target,
+                county,
+                Some(token_id),
+                "wrong secret",
+                unknown(),
+            ));
         }
         let now = now_millis();
         if let Some(reason) = token.unusable_reason(now) {
-            state
-                .audit(
-                    "anonymous",
-                    "device.enroll",
-                    &format!("enrollment_token:{}", token.id),
-                    Some(&token.county_id),
-                    "denied",
-                    format!("{reason}; from {peer}"),
-                )
-                .await;
-            return Err(Status::permission_denied(format!(
-                "enrolment refused: {reason}"
-            )));
+            let status = Status::permission_denied(format!("enrolment refused: {reason}"));
+            let county = Some(token.county_id.as_str());
+            return Err(fail(target, county, Some(token_id), &reason, status));
         }
         if req.csr_pem.len() > 16 * 1024 {
             return Err(Status::invalid_argument(
@@ -475,6 +507,17 @@ impl AgentService for AgentApi {
         request: Request<ReportProblemRequest>,
     ) -> Result<Response<ReportProblemResponse>, Status> {
         let (device, _) = self.authenticate_device(&request).await?;
+        let limits = &self.0.config.limits;
+        self.0
+            .device_limits
+            .problem_reports
+            .check(&device.id)
+            .map_err(|l| {
+                l.status(&format!(
+                    "too many problem reports from this device (at most {} per hour)",
+                    limits.device_problem_reports_per_hour
+                ))
+            })?;
         let key = super::tickets::report_from_agent(&self.0, &device, request.into_inner()).await?;
         Ok(Response::new(ReportProblemResponse { ticket: key }))
     }
@@ -485,6 +528,16 @@ impl AgentService for AgentApi {
     ) -> Result<Response<RenewCertificateResponse>, Status> {
         let state = &self.0;
         let (device, fingerprint) = self.authenticate_device(&request).await?;
+        state
+            .device_limits
+            .renewals
+            .check(&device.id)
+            .map_err(|l| {
+                l.status(&format!(
+                    "too many certificate renewals from this device (at most {} per day)",
+                    state.config.limits.device_renewals_per_day
+                ))
+            })?;
         let req = request.into_inner();
         if req.csr_pem.len() > 16 * 1024 {
             return Err(Status::invalid_argument(
@@ -545,6 +598,12 @@ impl AgentService for AgentApi {
     ) -> Result<Response<Self::OpenStreamStream>, Status> {
         let state = self.0.clone();
         let (device, fingerprint) = self.authenticate_device(&request).await?;
+        // Opening a stream costs writes like a heartbeat, and counts as one.
+        state
+            .device_limits
+            .heartbeats
+            .check(&device.id)
+            .map_err(|l| l.status("this device connects too often"))?;
         if device.cert_fingerprint.as_deref() == Some(fingerprint.as_str()) {
             // The renewed certificate is in use: the old one is no longer needed.
             state
@@ -623,6 +682,20 @@ async fn serve_stream(
             Ok(Ok(None)) => return "closed by agent",
             Ok(Ok(Some(message))) => message,
         };
+        // Hellos and heartbeats each cost a write; a device that sends them
+        // faster than its share is told so and its stream ends (the agent
+        // reconnects with backoff).
+        if matches!(
+            message.body,
+            Some(AgentBody::Hello(_) | AgentBody::Heartbeat(_))
+        ) && let Err(limited) = state.device_limits.heartbeats.check(&device.id)
+        {
+            tracing::warn!(device = %device.id, "heartbeats over the rate limit; ending the stream");
+            let _ = outbound
+                .send(Err(limited.status("too many heartbeats from this device")))
+                .await;
+            return "heartbeats over the rate limit";
+        }
         let reply = match message.body {
             Some(AgentBody::Hello(hello)) => {
                 let version = schoolfleet_proto::text::clean(&hello.agent_version, 64).value;
@@ -642,7 +715,18 @@ async fn serve_stream(
                 touch(state, device, None).await
             }
             Some(AgentBody::InventoryReport(report)) => {
-                let ack = ingest::ingest_report(state, device, report).await;
+                // Checked before decoding: a refused report costs nothing.
+                let ack = match state.device_limits.reports.check(&device.id) {
+                    Ok(()) => ingest::ingest_report(state, device, report).await,
+                    Err(limited) => {
+                        tracing::warn!(device = %device.id, "inventory reports over the rate limit");
+                        ingest::rate_limited(
+                            report.report_id,
+                            state.config.limits.device_reports_per_hour,
+                            limited,
+                        )
+                    }
+                };
                 Ok(Some(ServerBody::ReportAck(ack)))
             }
             Some(AgentBody::SessionEvent(event)) => {

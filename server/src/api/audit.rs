@@ -97,9 +97,10 @@ impl AuditService for AuditApi {
                 principal.name
             )));
         }
-        let (result, head) = crate::audit::verify(state.store.as_ref())
-            .await
-            .map_err(storage_status)?;
+        let (result, head) =
+            crate::audit::verify(state.store.as_ref(), state.config.audit.retention)
+                .await
+                .map_err(storage_status)?;
         let (broken_at_seq, problem) = result.broken.clone().unwrap_or_default();
         tracing::info!(
             ok = result.broken.is_none(),
@@ -114,6 +115,9 @@ impl AuditService for AuditApi {
             broken_at_seq,
             problem,
             pruned_before_seq: head.pruned_before_seq.max(0) as u64,
+            head_seq: head.seq.max(0) as u64,
+            head_hash: head.head_hash,
+            head_mac: head.head_mac,
         }))
     }
 }

@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 
 use schoolfleet_proto::v1::compliance_service_server::ComplianceService;
 use schoolfleet_proto::v1::*;
-use schoolfleet_standard::{KnownTenants, Standard};
+use schoolfleet_standard::{KnownTenants, Standard, WaiverInfo};
 use tonic::{Request, Response, Status};
 
 use super::{AppState, convert, require, storage_status};
-use crate::auth::{Permission, TenantRef};
+use crate::auth::{Permission, Principal, TenantRef};
 use crate::compliance::{ComplianceError, Current};
 use crate::storage::{self, StandardVersionRecord, now_millis};
 
@@ -28,6 +28,33 @@ fn compliance_status(err: ComplianceError) -> Status {
             Status::internal(format!("stored standard revision {revision} is corrupt"))
         }
     }
+}
+
+/// The standard's text with only the waivers in `keep`. The file is
+/// written anew (comments and layout of the original are lost), with a
+/// note saying so.
+fn without_waivers(content: &str, keep: &[String]) -> Result<String, Status> {
+    let mut table: toml::Table = toml::from_str(content).map_err(|e| {
+        tracing::error!(error = %e, "stored standard does not parse");
+        Status::internal("stored standard does not parse")
+    })?;
+    if let Some(toml::Value::Array(waivers)) = table.get_mut("waiver") {
+        waivers.retain(|w| {
+            w.get("id")
+                .and_then(toml::Value::as_str)
+                .is_some_and(|id| keep.iter().any(|k| k == id))
+        });
+        if waivers.is_empty() {
+            table.remove("waiver");
+        }
+    }
+    let body = toml::to_string(&table).map_err(|e| {
+        tracing::error!(error = %e, "cannot write the standard");
+        Status::internal("cannot write the standard")
+    })?;
+    Ok(format!(
+        "# Waivers of schools outside your scope are left out of this copy.\n\n{body}"
+    ))
 }
 
 fn optional(text: &str) -> Option<&str> {
@@ -58,24 +85,41 @@ fn version_message(v: &StandardVersionRecord, with_content: bool) -> StandardVer
 
 impl ComplianceApi {
     /// The tenants and classes that exist, so that lint can catch a scope
-    /// naming a school that does not exist.
-    async fn known_tenants(&self) -> Result<KnownTenants, Status> {
-        let store = &self.0.store;
+    /// naming a school that does not exist. With `principal`, only the
+    /// tenants it knows: to a county's coordinator another county's school
+    /// is as unknown as one that does not exist (apply, which needs the
+    /// whole cooperation, checks against all).
+    async fn known_tenants(&self, principal: Option<&Principal>) -> Result<KnownTenants, Status> {
+        let state = &self.0;
+        let store = &state.store;
+        let mut counties = Vec::new();
+        for county in store.list_counties().await.map_err(storage_status)? {
+            let known = match principal {
+                None => true,
+                Some(p) => {
+                    state
+                        .tenant_known(p, &TenantRef::County(county.id.clone()))
+                        .await?
+                }
+            };
+            if known {
+                counties.push(county.id);
+            }
+        }
+        let mut schools = Vec::new();
+        for school in store.list_schools(None).await.map_err(storage_status)? {
+            let target = TenantRef::school(&school.county_id, &school.id);
+            let known = match principal {
+                None => true,
+                Some(p) => state.tenant_known(p, &target).await?,
+            };
+            if known {
+                schools.push(school.id);
+            }
+        }
         Ok(KnownTenants {
-            counties: store
-                .list_counties()
-                .await
-                .map_err(storage_status)?
-                .into_iter()
-                .map(|c| c.id)
-                .collect(),
-            schools: store
-                .list_schools(None)
-                .await
-                .map_err(storage_status)?
-                .into_iter()
-                .map(|s| s.id)
-                .collect(),
+            counties,
+            schools,
             device_classes: store
                 .list_device_classes()
                 .await
@@ -84,6 +128,39 @@ impl ComplianceApi {
                 .map(|c| c.id)
                 .collect(),
         })
+    }
+
+    /// A county or school named in a report request must be one the caller
+    /// knows; otherwise NOT_FOUND, as if it did not exist.
+    async fn require_known(
+        &self,
+        principal: &Principal,
+        county: Option<&str>,
+        school: Option<&str>,
+    ) -> Result<(), Status> {
+        let state = &self.0;
+        if let Some(c) = county
+            && !state
+                .tenant_known(principal, &TenantRef::County(c.to_owned()))
+                .await?
+        {
+            return Err(Status::not_found(format!("county {c:?} not found")));
+        }
+        if let Some(s) = school {
+            let found = state.store.get_school(s).await.map_err(storage_status)?;
+            let known = match found {
+                Some(found) => {
+                    state
+                        .tenant_known(principal, &TenantRef::school(&found.county_id, &found.id))
+                        .await?
+                }
+                None => false,
+            };
+            if !known {
+                return Err(Status::not_found(format!("school {s:?} not found")));
+            }
+        }
+        Ok(())
     }
 
     async fn standard(&self, revision: u64) -> Result<Current, Status> {
@@ -101,20 +178,112 @@ impl ComplianceApi {
     }
 }
 
+/// Who may read a waiver (its id, reason and expiry): whoever may read
+/// devices in a school the waiver covers. A waiver covers the schools of its
+/// scope (no scope or no list: any), narrowed to the schools of its listed
+/// devices when it lists devices. Cooperation-wide readers read them all.
+struct WaiverReader<'p> {
+    principal: &'p Principal,
+    all: bool,
+    /// Every school with its county.
+    schools: Vec<(String, String)>,
+}
+
+impl<'p> WaiverReader<'p> {
+    async fn new(state: &AppState, principal: &'p Principal) -> Result<Self, Status> {
+        let all = principal.can(Permission::DeviceRead, &TenantRef::Cooperation);
+        let schools = if all {
+            Vec::new()
+        } else {
+            state
+                .store
+                .list_schools(None)
+                .await
+                .map_err(storage_status)?
+                .into_iter()
+                .map(|s| (s.county_id, s.id))
+                .collect()
+        };
+        Ok(WaiverReader {
+            principal,
+            all,
+            schools,
+        })
+    }
+
+    /// May the caller read `waiver`, and does it cover a school inside
+    /// `county`/`school` (when given)?
+    async fn may_read(
+        &self,
+        state: &AppState,
+        waiver: &WaiverInfo<'_>,
+        county: Option<&str>,
+        school: Option<&str>,
+    ) -> Result<bool, Status> {
+        let in_scope = |c: &str, s: &str| {
+            waiver.counties.is_none_or(|l| l.iter().any(|x| x == c))
+                && waiver.schools.is_none_or(|l| l.iter().any(|x| x == s))
+                && county.is_none_or(|x| x == c)
+                && school.is_none_or(|x| x == s)
+        };
+        if self.all && county.is_none() && school.is_none() {
+            return Ok(true);
+        }
+        let mut covered: Vec<(String, String)> = if self.all {
+            // Cooperation-wide and asked about one tenant: every school
+            // of the waiver's scope there.
+            state
+                .store
+                .list_schools(None)
+                .await
+                .map_err(storage_status)?
+                .into_iter()
+                .map(|s| (s.county_id, s.id))
+                .filter(|(c, s)| in_scope(c, s))
+                .collect()
+        } else {
+            self.schools
+                .iter()
+                .filter(|(c, s)| in_scope(c, s))
+                .cloned()
+                .collect()
+        };
+        if !waiver.devices.is_empty() {
+            let mut of_devices = Vec::new();
+            for name in waiver.devices {
+                let found = match state.store.get_device(name).await.map_err(storage_status)? {
+                    Some(d) => vec![d],
+                    None => state
+                        .store
+                        .find_devices_by_hostname(name)
+                        .await
+                        .map_err(storage_status)?,
+                };
+                of_devices.extend(found.into_iter().map(|d| (d.county_id, d.school_id)));
+            }
+            covered.retain(|pair| of_devices.contains(pair));
+        }
+        Ok(covered.iter().any(|(c, s)| {
+            self.principal
+                .can(Permission::DeviceRead, &TenantRef::school(c, s))
+        }))
+    }
+}
+
 #[tonic::async_trait]
 impl ComplianceService for ComplianceApi {
     async fn lint_standard(
         &self,
         request: Request<LintStandardRequest>,
     ) -> Result<Response<LintStandardResponse>, Status> {
-        self.0.principal(&request).await?;
+        let principal = self.0.principal(&request).await?;
         let content = request.into_inner().content;
         if content.len() > MAX_STANDARD_BYTES {
             return Err(Status::invalid_argument(
                 "standard file is larger than 1 MiB",
             ));
         }
-        let known = self.known_tenants().await?;
+        let known = self.known_tenants(Some(&principal)).await?;
         let problems = schoolfleet_standard::lint(&content, &known)
             .into_iter()
             .map(|e| LintProblem {
@@ -145,7 +314,7 @@ impl ComplianceService for ComplianceApi {
                 "standard file is larger than 1 MiB",
             ));
         }
-        let known = self.known_tenants().await?;
+        let known = self.known_tenants(None).await?;
         let compiled = Standard::compile_with(&content, &known).map_err(|errors| {
             let lines: Vec<String> = errors.iter().take(20).map(ToString::to_string).collect();
             Status::invalid_argument(format!(
@@ -211,16 +380,34 @@ impl ComplianceService for ComplianceApi {
         &self,
         request: Request<GetStandardRequest>,
     ) -> Result<Response<StandardVersion>, Status> {
-        self.0.principal(&request).await?;
+        let state = &self.0;
+        let principal = state.principal(&request).await?;
         let revision = request.into_inner().revision;
-        let record = self
-            .0
+        let record = state
             .store
             .get_standard_version(revision_arg(revision))
             .await
             .map_err(storage_status)?
             .ok_or_else(|| Status::not_found("no such standard revision"))?;
-        Ok(Response::new(version_message(&record, true)))
+        let mut message = version_message(&record, true);
+        // The rules are common to the cooperation; the waivers belong to
+        // the tenants they cover. Whoever may not read them all gets the
+        // file without the others.
+        let reader = WaiverReader::new(state, &principal).await?;
+        if !reader.all {
+            let current = self.standard(record.revision.max(0) as u64).await?;
+            let mut readable = Vec::new();
+            for waiver in current.standard.waivers() {
+                if reader.may_read(state, &waiver, None, None).await? {
+                    readable.push(waiver.id.to_owned());
+                }
+            }
+            if readable.len() < current.standard.waiver_count() {
+                message.content = without_waivers(&record.content, &readable)?;
+                message.waivers = readable.len() as u32;
+            }
+        }
+        Ok(Response::new(message))
     }
 
     async fn compliance_summary(
@@ -231,6 +418,7 @@ impl ComplianceService for ComplianceApi {
         let principal = state.principal(&request).await?;
         let req = request.into_inner();
         let (county, school) = (optional(&req.county_id), optional(&req.school_id));
+        self.require_known(&principal, county, school).await?;
         let current = self.standard(req.revision).await?;
         let filter = principal.filter(Permission::DeviceRead);
         let in_scope =
@@ -320,19 +508,20 @@ impl ComplianceService for ComplianceApi {
             })
             .collect();
         let now = chrono::Utc::now();
-        let expiring_waivers = current
-            .standard
-            .waivers()
-            .filter(|w| {
-                w.expires > now && w.expires <= now + chrono::TimeDelta::days(EXPIRING_WITHIN_DAYS)
-            })
-            .map(|w| ExpiringWaiver {
-                waiver_id: w.id.to_owned(),
-                rule_id: w.rule_id.to_owned(),
-                expires: Some(schoolfleet_proto::time::to_timestamp(w.expires)),
-                reason: w.reason.to_owned(),
-            })
-            .collect();
+        let reader = WaiverReader::new(state, &principal).await?;
+        let mut expiring_waivers = Vec::new();
+        for w in current.standard.waivers() {
+            let soon =
+                w.expires > now && w.expires <= now + chrono::TimeDelta::days(EXPIRING_WITHIN_DAYS);
+            if soon && reader.may_read(state, &w, county, school).await? {
+                expiring_waivers.push(ExpiringWaiver {
+                    waiver_id: w.id.to_owned(),
+                    rule_id: w.rule_id.to_owned(),
+                    expires: Some(schoolfleet_proto::time::to_timestamp(w.expires)),
+                    reason: w.reason.to_owned(),
+                });
+            }
+        }
         Ok(Response::new(ComplianceSummaryResponse {
             revision: current.revision as u64,
             tenants,
@@ -401,6 +590,7 @@ impl ComplianceService for ComplianceApi {
         let principal = state.principal(&request).await?;
         let req = request.into_inner();
         let (county, school) = (optional(&req.county_id), optional(&req.school_id));
+        self.require_known(&principal, county, school).await?;
         let current = self.standard(req.revision).await?;
         let rule_id = req.rule_id.trim();
         if !current.standard.rules().iter().any(|r| r.id == rule_id) {

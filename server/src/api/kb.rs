@@ -102,39 +102,7 @@ fn wire(a: &KbArticle) -> Article {
     }
 }
 
-/// A line diff (longest common subsequence): "+ ", "- ", "  " prefixes.
-pub fn line_diff(old: &str, new: &str) -> Vec<String> {
-    let a: Vec<&str> = old.lines().collect();
-    let b: Vec<&str> = new.lines().collect();
-    let (n, m) = (a.len(), b.len());
-    // lcs[i][j] = LCS length of a[i..] and b[j..].
-    let mut lcs = vec![vec![0u32; m + 1]; n + 1];
-    for i in (0..n).rev() {
-        for j in (0..m).rev() {
-            lcs[i][j] = if a[i] == b[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
-            };
-        }
-    }
-    let (mut i, mut j) = (0, 0);
-    let mut out = Vec::new();
-    while i < n || j < m {
-        if i < n && j < m && a[i] == b[j] {
-            out.push(format!("  {}", a[i]));
-            i += 1;
-            j += 1;
-        } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            out.push(format!("+ {}", b[j]));
-            j += 1;
-        } else {
-            out.push(format!("- {}", a[i]));
-            i += 1;
-        }
-    }
-    out
-}
+pub use crate::textdiff::line_diff;
 
 impl KnowledgeApi {
     fn require_read(principal: &Principal) -> Result<(), Status> {
@@ -178,7 +146,10 @@ impl KnowledgeService for KnowledgeApi {
             .await
             .map_err(storage_status)?
             .is_some();
-        if !exists {
+        // A county the caller has no role in is NOT_FOUND, exactly like one
+        // that does not exist.
+        let target = TenantRef::County(county.clone());
+        if !exists || !state.tenant_known(&principal, &target).await? {
             return Err(Status::not_found(format!("county {county:?} not found")));
         }
         require(
@@ -512,20 +483,6 @@ impl KnowledgeService for KnowledgeApi {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn line_diff_marks_added_and_removed_lines() {
-        assert_eq!(
-            line_diff("a\nb\nc\n", "a\nc\nd\n"),
-            ["  a", "- b", "  c", "+ d"]
-        );
-        assert_eq!(line_diff("", "x"), ["+ x"]);
-        assert!(
-            line_diff("same\n", "same\n")
-                .iter()
-                .all(|l| l.starts_with("  "))
-        );
-    }
 
     #[test]
     fn templates_are_german_markdown() {

@@ -46,6 +46,11 @@ pub struct AppState {
     pub compliance: Arc<crate::compliance::ComplianceEngine>,
     /// Remote sessions live on this replica (consents, sessions, channels).
     pub sessions: Arc<crate::sessions::SessionBroker>,
+    /// Rate limits per device (reports, heartbeats, renewals, problems).
+    pub device_limits: Arc<crate::limits::DeviceLimits>,
+    /// Failed enrolments and API-token authentications: limits and the
+    /// aggregated audit.
+    pub auth_failures: Arc<crate::limits::AuthFailures>,
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Tracks the per-agent stream tasks, so shutdown can wait for them to
     /// mark their devices disconnected.
@@ -82,8 +87,78 @@ impl From<AuthError> for Status {
 }
 
 impl AppState {
+    /// Authenticates the caller's API token. Failures are limited per token
+    /// id and per peer, logged (never the secret) and audited in aggregate.
     pub(crate) async fn principal<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
-        Ok(auth::authenticate(&self.store, request.metadata()).await?)
+        let peer = crate::limits::peer_key(request.remote_addr());
+        let too_many = |l: crate::limits::Limited| l.status("too many failed authentications");
+        self.auth_failures.admit(&peer).map_err(too_many)?;
+        match auth::authenticate(&self.store, request.metadata()).await {
+            Ok(principal) => Ok(principal),
+            Err(AuthError::Storage(e)) => Err(storage_status(e)),
+            Err(err) => {
+                let token_id = auth::presented_token_id(request.metadata());
+                let reason = err.to_string();
+                let key = crate::limits::FailureKey {
+                    action: "api_token.authenticate",
+                    target: match &token_id {
+                        Some(id) => format!("api_token:{id}"),
+                        None => format!("peer:{peer}"),
+                    },
+                    // The county is looked up when the entry is written.
+                    county_id: None,
+                };
+                self.auth_failures
+                    .record(key, token_id.as_deref(), &peer, &reason)
+                    .map_err(too_many)?;
+                tracing::warn!(token = token_id.as_deref().unwrap_or("-"), %peer, %reason, "API token refused");
+                Err(err.into())
+            }
+        }
+    }
+
+    /// Writes the aggregated audit entries of failed authentications and
+    /// enrolments of the window that ended (one per token or peer). Run by
+    /// a task each `limits.auth_failure_audit_window`, and at shutdown.
+    pub async fn flush_auth_failures(&self) {
+        for (key, failures) in self.auth_failures.drain() {
+            let county = match key.county_id.clone() {
+                Some(county) => Some(county),
+                None => self.county_of_api_token(&key.target).await,
+            };
+            let more_peers = if failures.count as usize > failures.peers.len() {
+                " (and possibly more)"
+            } else {
+                ""
+            };
+            let event = AuditEvent {
+                at: failures.last_at,
+                actor: "anonymous".into(),
+                action: key.action.to_owned(),
+                target: key.target.clone(),
+                county_id: county,
+                outcome: "denied".into(),
+                details: format!(
+                    "count={} first={} last={} peers={}{more_peers} reasons={}",
+                    failures.count,
+                    failures.first_at,
+                    failures.last_at,
+                    failures.peers.join(","),
+                    failures.reasons.join("; "),
+                ),
+            };
+            if let Err(err) = self.store.append_audit(&event).await {
+                tracing::error!(error = %err, target = %key.target, "cannot write audit event");
+            }
+        }
+    }
+
+    /// The county of the user that holds `api_token:<id>`, so that the
+    /// county's auditors see attempts on their tokens.
+    async fn county_of_api_token(&self, target: &str) -> Option<String> {
+        let id = target.strip_prefix("api_token:")?;
+        let token = self.store.get_api_token(id).await.ok()??;
+        self.store.get_user(&token.user_id).await.ok()??.county_id
     }
 
     /// Finds a device by id, host name or short id (the last
@@ -180,6 +255,36 @@ impl AppState {
             )));
         }
         Ok(record)
+    }
+
+    /// Does the caller know this tenant at all: does one of its role
+    /// bindings (whatever the role) lie in it or contain it? A tenant the
+    /// caller does not know answers NOT_FOUND like one that does not exist,
+    /// so that its existence does not leak; a known one may answer
+    /// PERMISSION_DENIED.
+    pub(crate) async fn tenant_known(
+        &self,
+        principal: &Principal,
+        target: &TenantRef,
+    ) -> Result<bool, Status> {
+        use schoolfleet_proto::scope::Scope;
+        for grant in &principal.bindings {
+            let known = match (&grant.scope, target) {
+                (Scope::Cooperation, _) | (_, TenantRef::Cooperation) => true,
+                (Scope::County(c), t) => t.county_id() == Some(c.as_str()),
+                (Scope::School(s), TenantRef::School { school, .. }) => s == school,
+                (Scope::School(s), TenantRef::County(county)) => self
+                    .store
+                    .get_school(s)
+                    .await
+                    .map_err(storage_status)?
+                    .is_some_and(|school| &school.county_id == county),
+            };
+            if known {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Appends to the audit log. A failure to audit is logged loudly but

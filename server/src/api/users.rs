@@ -121,7 +121,10 @@ impl UserService for UserApi {
             None
         } else {
             let county = tenant_id("county", &req.county_id)?;
-            self.scope_target(&Scope::County(county.clone())).await?;
+            let target = self.scope_target(&Scope::County(county.clone())).await?;
+            if !state.tenant_known(&principal, &target).await? {
+                return Err(Status::not_found(format!("county {county:?} not found")));
+            }
             Some(county)
         };
         if req.roles.is_empty() {
@@ -135,6 +138,14 @@ impl UserService for UserApi {
                 .parse()
                 .map_err(|e| Status::invalid_argument(format!("{e}")))?;
             let target = self.scope_target(&scope).await?;
+            if !state.tenant_known(&principal, &target).await? {
+                // The same answer as for a tenant that does not exist.
+                return Err(Status::not_found(match &scope {
+                    Scope::School(s) => format!("school {s:?} not found"),
+                    Scope::County(c) => format!("county {c:?} not found"),
+                    Scope::Cooperation => "scope not found".to_owned(),
+                }));
+            }
             if !principal.can(Permission::UserManage, &target) {
                 return Err(Status::permission_denied(format!(
                     "{} may not grant roles at {scope}",

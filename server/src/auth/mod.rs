@@ -33,6 +33,19 @@ pub enum AuthError {
     Storage(#[from] crate::storage::StorageError),
 }
 
+/// The id of the API token presented, if the header holds one that parses.
+/// The id is not secret (it names the token); the secret is never returned.
+pub fn presented_token_id(metadata: &tonic::metadata::MetadataMap) -> Option<String> {
+    let header = metadata
+        .get(schoolfleet_proto::AUTHORIZATION_HEADER)?
+        .to_str()
+        .ok()?;
+    let token = header.strip_prefix("Bearer ")?;
+    schoolfleet_proto::tokens::parse_api_token(token)
+        .ok()
+        .map(|parts| parts.id)
+}
+
 /// Resolves the caller of an admin request from its metadata.
 pub async fn authenticate(
     store: &Arc<dyn Store>,

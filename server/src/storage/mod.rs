@@ -257,6 +257,10 @@ pub trait Store: Send + Sync + 'static {
     /// Entries with seq > `after_seq` in seq order, for verification.
     async fn audit_chain_page(&self, after_seq: i64, limit: i64) -> Result<Vec<AuditEntryRecord>>;
     async fn audit_chain_head(&self) -> Result<crate::audit::ChainHead>;
+    /// Sets the key of the chain head's MAC (from a file outside the
+    /// database); every append from then on signs the new head.
+    fn set_audit_key(&self, key: Vec<u8>);
+    fn audit_key(&self) -> Option<Vec<u8>>;
     /// Chains entries written before the chain existed (seq NULL), in id
     /// order. Returns how many.
     async fn chain_unsequenced_audit(&self) -> Result<u64>;

@@ -9,6 +9,8 @@ use super::{Result, StorageError, TenantFilter, sql};
 
 #[derive(Debug, Clone)]
 pub struct PgStore {
+    /// The key of the chain head's MAC, once the server has loaded it.
+    audit_key: std::sync::Arc<crate::audit::HeadKey>,
     pool: sqlx::PgPool,
 }
 
@@ -22,7 +24,10 @@ impl PgStore {
             .connect(url)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            audit_key: Default::default(),
+        })
     }
 
     pub fn pool(&self) -> &sqlx::PgPool {

@@ -187,8 +187,27 @@ pub(super) const SESSION_COLUMNS: &str = "id, kind, state, device_id, county_id,
 /// evaluates to its seq. The first statement is the UPDATE of the chain
 /// row, so the transaction holds the row lock (PostgreSQL) or the write
 /// lock (SQLite) from the start: concurrent appenders queue, never fork.
+/// Sets the chain's head to `hash` (entry `seq`) with its MAC, in `tx`.
+macro_rules! set_head {
+    ($tx:expr, $key:expr, $seq:expr, $hash:expr) => {{
+        let (pruned_before, anchor): (i64, String) = sqlx::query_as(
+            "SELECT pruned_before_seq, pruned_anchor_hash FROM audit_chain WHERE id = 1",
+        )
+        .fetch_one(&mut *$tx)
+        .await?;
+        let mac = $key
+            .map(|k: &[u8]| $crate::audit::head_mac(k, $seq, $hash, pruned_before, &anchor))
+            .unwrap_or_default();
+        sqlx::query("UPDATE audit_chain SET head_hash = $1, head_mac = $2 WHERE id = 1")
+            .bind($hash)
+            .bind(mac)
+            .execute(&mut *$tx)
+            .await?;
+    }};
+}
+
 macro_rules! append_chained {
-    ($event:expr, $tx:expr) => {{
+    ($event:expr, $tx:expr, $key:expr) => {{
         let event: &$crate::storage::AuditEvent = $event;
         let (seq, prev): (i64, String) = sqlx::query_as(
             "UPDATE audit_chain SET seq = seq + 1 WHERE id = 1 RETURNING seq, head_hash",
@@ -212,10 +231,7 @@ macro_rules! append_chained {
         .bind(&hash)
         .execute(&mut *$tx)
         .await?;
-        sqlx::query("UPDATE audit_chain SET head_hash = $1 WHERE id = 1")
-            .bind(&hash)
-            .execute(&mut *$tx)
-            .await?;
+        $crate::storage::sql::set_head!($tx, $key, seq, &hash);
         seq
     }};
 }
@@ -1837,7 +1853,7 @@ macro_rules! impl_sql_store {
 
             async fn append_audit(&self, e: &AuditEvent) -> Result<i64> {
                 let mut tx = self.pool.begin().await?;
-                let seq = sql::append_chained!(e, tx);
+                let seq = sql::append_chained!(e, tx, self.audit_key.get());
                 tx.commit().await?;
                 Ok(seq)
             }
@@ -1900,14 +1916,33 @@ macro_rules! impl_sql_store {
             }
 
             async fn audit_chain_head(&self) -> Result<crate::audit::ChainHead> {
-                let (seq, head_hash, pruned_before_seq, pruned_anchor_hash): (i64, String, i64, String) =
-                    sqlx::query_as(
-                        "SELECT seq, head_hash, pruned_before_seq, pruned_anchor_hash \
-                         FROM audit_chain WHERE id = 1",
-                    )
-                    .fetch_one(&self.pool)
-                    .await?;
-                Ok(crate::audit::ChainHead { seq, head_hash, pruned_before_seq, pruned_anchor_hash })
+                let (seq, head_hash, pruned_before_seq, pruned_anchor_hash, head_mac): (
+                    i64,
+                    String,
+                    i64,
+                    String,
+                    String,
+                ) = sqlx::query_as(
+                    "SELECT seq, head_hash, pruned_before_seq, pruned_anchor_hash, head_mac \
+                     FROM audit_chain WHERE id = 1",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(crate::audit::ChainHead {
+                    seq,
+                    head_hash,
+                    pruned_before_seq,
+                    pruned_anchor_hash,
+                    head_mac,
+                })
+            }
+
+            fn set_audit_key(&self, key: Vec<u8>) {
+                self.audit_key.set(key);
+            }
+
+            fn audit_key(&self) -> Option<Vec<u8>> {
+                self.audit_key.get().map(<[u8]>::to_vec)
             }
 
             async fn chain_unsequenced_audit(&self) -> Result<u64> {
@@ -1948,10 +1983,7 @@ macro_rules! impl_sql_store {
                         if done == 0 {
                             return Ok(chained);
                         }
-                        sqlx::query("UPDATE audit_chain SET head_hash = $1 WHERE id = 1")
-                            .bind(&hash)
-                            .execute(&mut *tx)
-                            .await?;
+                        sql::set_head!(tx, self.audit_key.get(), seq, &hash);
                         chained += 1;
                     }
                     tx.commit().await?;
@@ -1991,8 +2023,13 @@ macro_rules! impl_sql_store {
                 .execute(&mut *tx)
                 .await?;
                 let mut event = pruned.clone();
-                event.details = format!("{}; deleted={deleted} kept_from_seq={keep_from}", event.details);
-                sql::append_chained!(&event, tx);
+                // `before` lets verification check the prune against the
+                // retention setting.
+                event.details = format!(
+                    "{}; deleted={deleted} kept_from_seq={keep_from} before={before}",
+                    event.details
+                );
+                sql::append_chained!(&event, tx, self.audit_key.get());
                 tx.commit().await?;
                 Ok(deleted)
             }
@@ -2234,6 +2271,7 @@ pub(super) use impl_sql_store;
 pub(super) use insert_kb_version;
 pub(super) use insert_outbox;
 pub(super) use push_tenant_filter;
+pub(super) use set_head;
 
 #[cfg(test)]
 mod tests {

@@ -11,6 +11,8 @@ use super::{Result, StorageError, TenantFilter, sql};
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// The key of the chain head's MAC, once the server has loaded it.
+    audit_key: std::sync::Arc<crate::audit::HeadKey>,
     pool: sqlx::SqlitePool,
 }
 
@@ -31,7 +33,10 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            audit_key: Default::default(),
+        })
     }
 
     pub fn pool(&self) -> &sqlx::SqlitePool {
