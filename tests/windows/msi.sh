@@ -6,6 +6,12 @@
 # purges the state only with PURGE=1. msiinfo reads the tables; whether
 # Windows Installer acts on them as intended only a real Windows shows.
 # Needs: msitools + wixl, gcc-mingw-w64-x86-64, the x86_64-pc-windows-gnu target.
+# With SCHOOLFLEET_MSI_WINE=1 it also installs the MSI under Wine (wine64 and
+# ../shared/tools/wine-prng-shim): the service must be registered as the
+# MSI says, start and fail its first enrolment against a closed port (exit
+# code service-specific 1, logged), and uninstall must remove service, exe
+# and registry values but keep the state, which PURGE=1 removes. Wine's SCM
+# and msiexec are not Windows': this is not proof for a real PC.
 # Usage: tests/windows/msi.sh   (SCHOOLFLEET_WIN_TARGET_DIR to reuse a build)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -90,3 +96,42 @@ print(f"MSI ok: service {services[0]['Name']} ({services[0]['StartName']}, auto,
       f"control event {controls[0]['Event']}, {len(registry)} registry values, PURGE action")
 PY
 echo "size: $(stat -c %s "$msi") bytes"
+
+[[ ${SCHOOLFLEET_MSI_WINE:-} == 1 ]] || exit 0
+wine=/usr/lib/wine/wine64
+bin=$target/x86_64-pc-windows-gnu/release
+"${SCHOOLFLEET_WINE_SHIM:-../shared/tools/wine-prng-shim}/build.sh" "$bin" >/dev/null
+export WINEPREFIX=$work/prefix WINEDEBUG=-all
+trap 'wineserver -k >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+# A prefix made by running a program (not `wineboot -i`): msiexec then
+# finishes (with `wineboot -i` it stopped after ProcessComponents, rc 91).
+"$wine" "$bin/schoolfleet-agent.exe" --version >/dev/null 2>&1
+# The installed exe needs the shim as well; on Windows the DLL exists.
+cp "$bin/bcryptprimitives.dll" "$WINEPREFIX/drive_c/windows/system32/"
+c=$WINEPREFIX/drive_c
+echo "sfe_not_a_token_$$" >"$c/token.txt"
+fail() { echo "Wine: $*"; exit 1; }
+msi="Z:${msi//\//\\}"   # Wine's msiexec wants a Windows path
+"$wine" msiexec /i "$msi" /qn SERVER=https://127.0.0.1:9 'TOKEN_FILE=C:\token.txt' || fail "msiexec /i failed"
+svc='HKLM\System\CurrentControlSet\Services\schoolfleet-agent'
+"$wine" reg query "$svc" >"$work/svc.txt" || fail "service not registered"
+grep -q 'ImagePath.*Program Files\\schoolfleet\\schoolfleet-agent.exe.* service run' "$work/svc.txt" || fail "ImagePath: $(cat "$work/svc.txt")"
+grep -q 'Start.*0x2' "$work/svc.txt" || fail "not automatic start"
+grep -q "ObjectName.*LocalSystem" "$work/svc.txt" || fail "not LocalSystem"
+"$wine" reg query 'HKLM\SOFTWARE\schoolfleet\agent' /v TokenFile | grep -q 'C:\\token.txt' || fail "TokenFile not written"
+for _ in $(seq 30); do
+  log=$(cat "$c"/ProgramData/schoolfleet/agent/logs/agent.*.log 2>/dev/null || true)
+  grep -q "first enrolment failed" <<<"$log" && break
+  sleep 1
+done
+grep -q "service running" <<<"$log" || fail "service never reported running: $log"
+grep -q "first enrolment failed" <<<"$log" || fail "no first enrolment attempt: $log"
+"$wine" sc query schoolfleet-agent | tee "$work/query.txt" | grep -q 'SERVICE_EXIT_CODE *: 1 ' || fail "exit code: $(cat "$work/query.txt")"
+"$wine" msiexec /x "$msi" /qn || fail "msiexec /x failed"
+"$wine" reg query "$svc" >/dev/null 2>&1 && fail "service still registered after uninstall"
+[[ ! -e "$c/Program Files/schoolfleet/schoolfleet-agent.exe" ]] || fail "exe left behind"
+[[ -d "$c/ProgramData/schoolfleet/agent/logs" ]] || fail "state removed without PURGE=1"
+"$wine" msiexec /i "$msi" /qn || fail "reinstall failed"
+"$wine" msiexec /x "$msi" /qn PURGE=1 || fail "msiexec /x PURGE=1 failed"
+[[ ! -e "$c/ProgramData/schoolfleet/agent" ]] || fail "PURGE=1 left the state directory"
+echo "Wine: install, service registered (auto, LocalSystem), first start enrolment attempted and failed as expected (exit 1), uninstall kept state, PURGE=1 removed it"
