@@ -53,53 +53,12 @@ enum Command {
         host_identifier: HostIdentifierArg,
     },
     /// Run the agent in the foreground (systemd runs it like this).
-    Run {
-        /// Collect the inventory this often instead of the server's interval.
-        #[arg(long, value_parser = humantime::parse_duration)]
-        inventory_interval: Option<Duration>,
-        /// Largest size of the offline spool.
-        #[arg(long, default_value_t = 64 * 1024 * 1024)]
-        spool_max_bytes: u64,
-        /// Switch a remote-session capability off on this device
-        /// (shell, exec, forward, cp). Repeatable.
-        #[arg(
-            long = "remote-disable",
-            value_name = "CAP",
-            env = "SCHOOLFLEET_AGENT_REMOTE_DISABLE",
-            value_delimiter = ','
-        )]
-        remote_disable: Vec<Capability>,
-        /// Copy sessions may only read and write files below these
-        /// directories. Repeatable; default /tmp and /var/tmp.
-        #[arg(
-            long = "transfer-root",
-            value_name = "PATH",
-            env = "SCHOOLFLEET_AGENT_TRANSFER_ROOT",
-            value_delimiter = ','
-        )]
-        transfer_root: Vec<PathBuf>,
-        /// How the local user is asked for consent: auto (the command if
-        /// set, else the desktop if someone is logged in, else nobody),
-        /// desktop, command or none.
-        #[arg(
-            long,
-            value_name = "PROVIDER",
-            env = "SCHOOLFLEET_AGENT_CONSENT_PROVIDER",
-            default_value = "auto"
-        )]
-        consent_provider: ProviderChoice,
-        /// Program that decides on consent (exit 0 = yes); it gets the
-        /// request in SCHOOLFLEET_* environment variables.
-        #[arg(long, value_name = "PATH", env = "SCHOOLFLEET_AGENT_CONSENT_COMMAND")]
-        consent_command: Option<PathBuf>,
-        /// Socket on which any local user may list and end remote sessions
-        /// [default: <state-dir>/user.sock].
-        #[arg(long, value_name = "PATH", env = "SCHOOLFLEET_AGENT_USER_SOCKET")]
-        user_socket: Option<PathBuf>,
-        /// Shell for remote shell sessions [default: root's login shell,
-        /// else /bin/bash, else /bin/sh].
-        #[arg(long, value_name = "PATH", env = "SCHOOLFLEET_AGENT_SHELL")]
-        shell: Option<PathBuf>,
+    Run(RunArgs),
+    /// The Windows service: install, uninstall, start, stop, and `run`
+    /// (what the service control manager starts).
+    Service {
+        #[command(subcommand)]
+        action: ServiceAction,
     },
     /// Remote sessions on this device (any local user may list and end them).
     Sessions {
@@ -135,6 +94,79 @@ enum Command {
     },
 }
 
+#[derive(Debug, Clone, clap::Args)]
+struct RunArgs {
+    /// Collect the inventory this often instead of the server's interval.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    inventory_interval: Option<Duration>,
+    /// Largest size of the offline spool.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    spool_max_bytes: u64,
+    /// Switch a remote-session capability off on this device
+    /// (shell, exec, forward, cp). Repeatable.
+    #[arg(
+        long = "remote-disable",
+        value_name = "CAP",
+        env = "SCHOOLFLEET_AGENT_REMOTE_DISABLE",
+        value_delimiter = ','
+    )]
+    remote_disable: Vec<Capability>,
+    /// Copy sessions may only read and write files below these
+    /// directories. Repeatable; default /tmp and /var/tmp.
+    #[arg(
+        long = "transfer-root",
+        value_name = "PATH",
+        env = "SCHOOLFLEET_AGENT_TRANSFER_ROOT",
+        value_delimiter = ','
+    )]
+    transfer_root: Vec<PathBuf>,
+    /// How the local user is asked for consent: auto (the command if
+    /// set, else the desktop if someone is logged in, else nobody),
+    /// desktop, command or none.
+    #[arg(
+        long,
+        value_name = "PROVIDER",
+        env = "SCHOOLFLEET_AGENT_CONSENT_PROVIDER",
+        default_value = "auto"
+    )]
+    consent_provider: ProviderChoice,
+    /// Program that decides on consent (exit 0 = yes); it gets the
+    /// request in SCHOOLFLEET_* environment variables.
+    #[arg(long, value_name = "PATH", env = "SCHOOLFLEET_AGENT_CONSENT_COMMAND")]
+    consent_command: Option<PathBuf>,
+    /// Socket on which any local user may list and end remote sessions
+    /// [default: <state-dir>/user.sock].
+    #[arg(long, value_name = "PATH", env = "SCHOOLFLEET_AGENT_USER_SOCKET")]
+    user_socket: Option<PathBuf>,
+    /// Shell for remote shell sessions [default: root's login shell,
+    /// else /bin/bash, else /bin/sh].
+    #[arg(long, value_name = "PATH", env = "SCHOOLFLEET_AGENT_SHELL")]
+    shell: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ServiceAction {
+    /// Register the service `schoolfleet-agent` (LocalSystem, automatic
+    /// start, restart on failure) running this program from where it is.
+    Install,
+    /// Stop and remove the service.
+    Uninstall {
+        /// Also delete the state directory (identity, spool, logs).
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Delete the state directory (identity, spool, logs) of a stopped or
+    /// removed service; the MSI runs this on uninstall with PURGE=1.
+    Purge,
+    /// Start the installed service.
+    Start,
+    /// Stop the running service.
+    Stop,
+    /// The service's entry point (only the service control manager calls
+    /// this); takes the options of `run`.
+    Run(RunArgs),
+}
+
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum HostIdentifierArg {
     Hardware,
@@ -161,13 +193,19 @@ enum SessionsAction {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Service { action } = cli.command {
+        return service(cli.state_dir, action);
+    }
     init_tracing();
-    // One thread is plenty for the agent: low footprint is a feature.
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    async_runtime()?.block_on(dispatch(cli))
+}
+
+/// One thread is plenty for the agent: low footprint is a feature.
+fn async_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(dispatch(cli))
+        .context("cannot start the async runtime")
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -209,35 +247,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Run {
-            inventory_interval,
-            spool_max_bytes,
-            remote_disable,
-            transfer_root,
-            consent_provider,
-            consent_command,
-            user_socket,
-            shell,
-        } => {
-            if consent_provider == ProviderChoice::Command && consent_command.is_none() {
-                bail!("--consent-provider command needs --consent-command PATH");
-            }
+        Command::Run(args) => {
             let shutdown = CancellationToken::new();
             tokio::spawn(wait_for_signal(shutdown.clone()));
-            let options = RunOptions {
-                spool_max_bytes,
-                inventory_interval,
-                remote_disable,
-                transfer_roots: transfer_root,
-                consent_provider,
-                consent_command,
-                user_socket,
-                shell,
-                ..RunOptions::new(cli.state_dir)
-            };
-            runtime::run(options, shutdown).await?;
-            Ok(())
+            run_agent(cli.state_dir, args, shutdown).await
         }
+        Command::Service { .. } => unreachable!("handled in main before the runtime starts"),
         Command::Sessions {
             json,
             user_socket,
@@ -352,6 +367,138 @@ fn print_sessions(sessions: &[schoolfleet_agent::session::LocalSession]) {
     for row in &rows {
         line(row.iter().map(String::as_str).collect());
     }
+}
+
+/// `run`, in a console or as the Windows service: until `shutdown`.
+async fn run_agent(
+    state_dir: PathBuf,
+    args: RunArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let RunArgs {
+        inventory_interval,
+        spool_max_bytes,
+        remote_disable,
+        transfer_root,
+        consent_provider,
+        consent_command,
+        user_socket,
+        shell,
+    } = args;
+    if consent_provider == ProviderChoice::Command && consent_command.is_none() {
+        bail!("--consent-provider command needs --consent-command PATH");
+    }
+    let options = RunOptions {
+        spool_max_bytes,
+        inventory_interval,
+        remote_disable,
+        transfer_roots: transfer_root,
+        consent_provider,
+        consent_command,
+        user_socket,
+        shell,
+        ..RunOptions::new(state_dir)
+    };
+    runtime::run(options, shutdown).await?;
+    Ok(())
+}
+
+#[cfg(not(windows))]
+fn service(_state_dir: PathBuf, _action: ServiceAction) -> anyhow::Result<()> {
+    bail!(
+        "`schoolfleet-agent service` is only on Windows; on Linux systemd runs \
+         `schoolfleet-agent run` (see packaging/systemd/)"
+    )
+}
+
+#[cfg(windows)]
+fn service(state_dir: PathBuf, action: ServiceAction) -> anyhow::Result<()> {
+    use schoolfleet_agent::os::service as svc;
+    match action {
+        ServiceAction::Install => {
+            let custom = (state_dir.as_path() != std::path::Path::new(DEFAULT_STATE_DIR))
+                .then_some(state_dir.as_path());
+            svc::install(custom)?;
+            println!(
+                "Installed the service {}. Enrol with `schoolfleet-agent enroll`, then \
+                 `schoolfleet-agent service start`.",
+                svc::SERVICE_NAME
+            );
+        }
+        ServiceAction::Uninstall { purge } => {
+            svc::uninstall(&state_dir, purge)?;
+            println!("Removed the service {}.", svc::SERVICE_NAME);
+            if purge {
+                println!("Removed {}.", state_dir.display());
+            }
+        }
+        ServiceAction::Purge => {
+            svc::purge(&state_dir)?;
+            println!("Removed {}.", state_dir.display());
+        }
+        ServiceAction::Start => {
+            svc::start()?;
+            println!("Started {}.", svc::SERVICE_NAME);
+        }
+        ServiceAction::Stop => {
+            svc::stop()?;
+            println!("Stopped {}.", svc::SERVICE_NAME);
+        }
+        ServiceAction::Run(args) => {
+            // A service has no console: the log goes to daily files.
+            let writer = svc::log_writer(&state_dir)?;
+            let filter = tracing_subscriber::EnvFilter::try_from_env("SCHOOLFLEET_AGENT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(false)
+                .with_writer(writer)
+                .init();
+            svc::run_as_service(Box::new(move |shutdown| {
+                async_runtime()?.block_on(async {
+                    enrol_if_pending(&state_dir).await?;
+                    run_agent(state_dir, args, shutdown).await
+                })
+            }))?;
+        }
+    }
+    Ok(())
+}
+
+/// First start after an MSI install: enrol with the server URL and token
+/// file the installer left in the registry, then forget the token file.
+#[cfg(windows)]
+async fn enrol_if_pending(state_dir: &std::path::Path) -> anyhow::Result<()> {
+    use schoolfleet_agent::identity::{AgentIdentity, IdentityError};
+    use schoolfleet_agent::os::service as svc;
+    let Some(pending) = svc::pending_enrolment() else {
+        return Ok(());
+    };
+    match AgentIdentity::load(state_dir) {
+        Ok(_) => {
+            tracing::info!("already enrolled; the installer's token file is not used");
+            return svc::clear_pending_enrolment();
+        }
+        Err(IdentityError::NotEnrolled { .. }) => {}
+        // A broken identity is for an admin to look at, not to overwrite.
+        Err(e) => return Err(e).context("cannot read the identity"),
+    }
+    let token = std::fs::read_to_string(&pending.token_file).with_context(|| {
+        format!(
+            "cannot read the token file {}",
+            pending.token_file.display()
+        )
+    })?;
+    let enrolled = enroll::enroll(
+        &pending.server,
+        &token,
+        state_dir,
+        enroll::HostIdentifier::Hardware,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("first enrolment failed: {}", runtime::error_chain(&e)))?;
+    tracing::info!(device = %enrolled.device_id, server = %pending.server, "enrolled on first start");
+    svc::clear_pending_enrolment()
 }
 
 async fn wait_for_signal(shutdown: CancellationToken) {
