@@ -120,6 +120,14 @@ impl Session {
         }
     }
 
+    /// After the remote process exited by itself: waits (at most `limit`)
+    /// for the server's end notice, which it sends once the end is
+    /// recorded, so that `sessions show` right after agrees with what the
+    /// CLI said. Dropping the session at once would race that write.
+    pub async fn settle(&mut self, limit: std::time::Duration) {
+        let _ = tokio::time::timeout(limit, self.ended()).await;
+    }
+
     /// A receiver to wait on from another task.
     pub fn watch_end(&self) -> watch::Receiver<Option<Ended>> {
         self.ended.clone()

@@ -69,7 +69,7 @@ async fn single(
         api.server(),
     )
     .await;
-    drop(session);
+    shell::close(session, &outcome).await;
     shell::finish(outcome)
 }
 
@@ -356,7 +356,11 @@ async fn run_on_device(
     };
     // One stdin cannot feed many devices: the commands get eof.
     let _ = channel.input.send(session::eof_frame()).await;
+    let mut session = session;
     let outcome = collect_lines(channel.frames, index, lines, api.server()).await;
+    if matches!(outcome, DeviceOutcome::Exit(_) | DeviceOutcome::Ok) {
+        session.settle(std::time::Duration::from_secs(5)).await;
+    }
     drop(session);
     outcome
 }

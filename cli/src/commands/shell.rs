@@ -96,7 +96,7 @@ pub async fn run(args: ShellArgs, ctx: &Context, ui: &mut Ui<'_>) -> anyhow::Res
     .await;
     // Restore the terminal before anything is printed about the outcome.
     drop(guard);
-    drop(session);
+    close(session, &outcome).await;
     finish(outcome)
 }
 
@@ -121,6 +121,19 @@ pub(crate) async fn start(
     })
     .await
     .map_err(|e| anyhow::anyhow!(e.message(api.server())))
+}
+
+/// How long to wait for the server to record the end of a session whose
+/// remote process exited (see [`Session::settle`]).
+const SETTLE: Duration = Duration::from_secs(5);
+
+/// Ends a session after its channel: a remote exit waits for the server's
+/// record of it; anything else (a stop, a closed local pipe) ends at once.
+pub(crate) async fn close(mut session: Session, outcome: &Outcome) {
+    if matches!(outcome, Outcome::Exited(code) if *code != SIGPIPE_STATUS) {
+        session.settle(SETTLE).await;
+    }
+    drop(session);
 }
 
 /// Turns how the channel ended into the process's exit.
