@@ -145,6 +145,9 @@ pub struct LimitsSection {
     pub max_software_packages: usize,
     /// Longest accepted value of any one inventory string, in bytes.
     pub max_string_bytes: usize,
+    /// Inventory reports decoded and stored at the same time; the others
+    /// wait with their encoded bytes only. 0: twice the number of cores.
+    pub ingest_concurrency: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -260,6 +263,7 @@ impl Default for LimitsSection {
             max_message_bytes: schoolfleet_proto::MAX_MESSAGE_BYTES,
             max_software_packages: 20_000,
             max_string_bytes: 1024,
+            ingest_concurrency: 0,
         }
     }
 }
@@ -471,6 +475,9 @@ max_message_bytes = 8388608
 max_software_packages = 20000
 # Longest accepted value of any one inventory string, in bytes.
 max_string_bytes = 1024
+# Inventory reports decoded and stored at the same time; the others wait
+# with their encoded bytes only. 0: twice the number of cores.
+ingest_concurrency = 0
 
 [compliance]
 # How often expired waivers are looked for; the daily snapshot for the
