@@ -268,7 +268,8 @@ fn inventory(n: usize, generation: u64) -> Inventory {
             cpu_logical_cores: cores,
             cpu_physical_cores: cores / 2,
             memory_total_bytes: [4u64, 8, 8, 16, 32][rng.below(5) as usize] << 30,
-            system_uuid: uuid::Uuid::new_v4().to_string(),
+            system_uuid: uuid::Uuid::from_u128((u128::from(rng.next()) << 64) | n as u128)
+                .to_string(),
             serial_number: format!("LG{n:08}"),
             ..Default::default()
         }),
@@ -473,37 +474,74 @@ async fn agent(n: usize, shared: Arc<Shared>) {
                 }
                 change_at = next_change(&mut rng);
             }
-            message = inbound.message() => match message {
-                Ok(Some(ServerMessage { body: Some(ServerBody::ReportAck(ack)) })) => {
-                    if let Some(i) = pending.iter().position(|(id, _)| *id == ack.report_id) {
-                        let (_, sent) = pending.swap_remove(i);
-                        record(&shared.latencies.report, sent).await;
-                    }
-                    if ack.error.is_empty() && !ack.retry {
-                        c.reports_acked.fetch_add(1, Ordering::Relaxed);
-                    } else if c.report_errors.fetch_add(1, Ordering::Relaxed) == 0 {
-                        eprintln!("first report error (agent {n}): {} (retry {})", ack.error, ack.retry);
-                    }
-                }
-                Ok(Some(_)) => {
-                    c.requests_unanswered.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(None) => {
-                    c.stream_errors.fetch_add(1, Ordering::Relaxed);
+            message = inbound.message() => {
+                if !on_message(n, message, &mut pending, &shared).await {
                     return;
                 }
-                Err(status) => {
-                    if c.stream_errors.fetch_add(1, Ordering::Relaxed) == 0 {
-                        eprintln!("first stream error (agent {n}): {status}");
-                    }
-                    return;
-                }
-            },
+            }
         }
     }
-    // Reports still unacknowledged at the end count as errors.
+    // The run is over: wait a while for acknowledgements still owed, then
+    // count what is left as errors.
+    let grace = deadline + DRAIN;
+    while !pending.is_empty() {
+        tokio::select! {
+            _ = tokio::time::sleep_until(grace) => break,
+            message = inbound.message() => {
+                if !on_message(n, message, &mut pending, &shared).await {
+                    return;
+                }
+            }
+        }
+    }
     c.report_errors
         .fetch_add(pending.len() as u64, Ordering::Relaxed);
+}
+
+/// How long the end of a run waits for acknowledgements still owed.
+const DRAIN: Duration = Duration::from_secs(60);
+
+/// Handles one message from the server; false when the stream is over.
+async fn on_message(
+    n: usize,
+    message: Result<Option<ServerMessage>, tonic::Status>,
+    pending: &mut Vec<(String, Instant)>,
+    shared: &Shared,
+) -> bool {
+    let c = &shared.counters;
+    match message {
+        Ok(Some(ServerMessage {
+            body: Some(ServerBody::ReportAck(ack)),
+        })) => {
+            if let Some(i) = pending.iter().position(|(id, _)| *id == ack.report_id) {
+                let (_, sent) = pending.swap_remove(i);
+                record(&shared.latencies.report, sent).await;
+            }
+            if ack.error.is_empty() && !ack.retry {
+                c.reports_acked.fetch_add(1, Ordering::Relaxed);
+            } else if c.report_errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                eprintln!(
+                    "first report error (agent {n}): {} (retry {})",
+                    ack.error, ack.retry
+                );
+            }
+            true
+        }
+        Ok(Some(_)) => {
+            c.requests_unanswered.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+        Ok(None) => {
+            c.stream_errors.fetch_add(1, Ordering::Relaxed);
+            false
+        }
+        Err(status) => {
+            if c.stream_errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                eprintln!("first stream error (agent {n}): {status}");
+            }
+            false
+        }
+    }
 }
 
 /// User plus system CPU time of this process (`/proc/self/stat`, in the
@@ -633,4 +671,42 @@ fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_pick_ranks() {
+        let values: Vec<u64> = (1..=100).map(|v| v * 1000).collect();
+        assert_eq!(percentile(&values, 50.0), 51.0);
+        assert_eq!(percentile(&values, 99.0), 99.0);
+        assert_eq!(percentile(&values, 100.0), 100.0);
+        assert!(percentile(&[], 50.0).is_nan());
+    }
+
+    #[test]
+    fn inventories_are_varied_stable_and_change_one_program() {
+        let sizes: Vec<usize> = (0..200).map(|n| inventory(n, 0).software.len()).collect();
+        assert!(sizes.iter().all(|s| (300..=3000).contains(s)), "{sizes:?}");
+        assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() > 1000);
+        let families: std::collections::HashSet<String> = (0..50)
+            .map(|n| inventory(n, 0).os.unwrap().family)
+            .collect();
+        assert_eq!(families.len(), 2, "both Windows and Linux templates");
+
+        let hash = |inv: &Inventory| schoolfleet_agent::inventory::content_hash(inv);
+        // The same PC again: the same inventory.
+        assert_eq!(hash(&inventory(7, 0)), hash(&inventory(7, 0)));
+        let (a, b) = (inventory(7, 0), inventory(7, 1));
+        let changed = a
+            .software
+            .iter()
+            .zip(&b.software)
+            .filter(|(x, y)| x != y)
+            .count();
+        assert_eq!(changed, 1);
+        assert_ne!(hash(&a), hash(&b));
+    }
 }
