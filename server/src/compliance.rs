@@ -397,7 +397,7 @@ check = { type = "software_forbidden", name = "^(µ|u)Torrent" }
                 ..Default::default()
             }),
             software: vec![SoftwarePackage {
-                name: if i % 3 == 0 {
+                name: if i.is_multiple_of(3) {
                     "uTorrent"
                 } else {
                     "LibreOffice"
