@@ -971,12 +971,25 @@ async fn software_is_written_as_a_diff(store: Arc<dyn Store>, raw: common::RawDb
     assert_eq!(writes().await, 3 + 4 + 1);
     assert_eq!(software_rows(&store, "d1").await, want);
 
+    // Every version moved: three out, three in.
+    let moved = [("bash", "5.3"), ("firefox-esr", "140.2"), ("git", "2.40")];
+    store
+        .ingest_report(&report("d1", "r3b", 3_500, &moved))
+        .await
+        .unwrap();
+    assert_eq!(writes().await, 3 + 4 + 1 + 6);
+    let want_moved: Vec<(String, String)> = moved
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(software_rows(&store, "d1").await, want_moved);
+
     // Everything removed.
     store
         .ingest_report(&report("d1", "r4", 4_000, &[]))
         .await
         .unwrap();
-    assert_eq!(writes().await, 3 + 4 + 1 + 3);
+    assert_eq!(writes().await, 3 + 4 + 1 + 6 + 3);
     assert!(software_rows(&store, "d1").await.is_empty());
     assert_eq!(software_rows(&store, "d2").await.len(), 1);
 }

@@ -893,7 +893,16 @@ macro_rules! impl_sql_store {
                 .bind(&r.device_id)
                 .fetch_all(&mut *tx)
                 .await?;
-                let (insert, delete) = sql::software_diff(&stored, &r.software);
+                let (insert, mut delete) = sql::software_diff(&stored, &r.software);
+                if !delete.is_empty() && delete.len() == stored.len() {
+                    // Everything goes (every version moved): one range
+                    // delete is cheaper than matching row by row.
+                    sqlx::query("DELETE FROM device_software WHERE device_id = $1")
+                        .bind(&r.device_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    delete.clear();
+                }
                 // Multi-row statements in chunks: one statement per package
                 // would make a 3,000-package change take seconds on SQLite.
                 for chunk in delete.chunks(200) {
