@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use prost::Message;
 use schoolfleet_proto::v1::Inventory;
-use schoolfleet_standard::{CompiledStandard, DeviceFacts, Standard, Status};
+use schoolfleet_standard::{CompiledStandard, DeviceFacts, Standard, Status, parallel};
 
 use crate::storage::{
     ComplianceResultRecord, DeviceInventoryRow, Millis, NewTicket, StorageError, Store,
@@ -27,6 +27,9 @@ pub enum ComplianceError {
     Storage(#[from] StorageError),
     #[error("stored standard revision {0} no longer compiles: {1}")]
     Corrupt(i64, String),
+    /// The evaluation task was cancelled (the runtime is shutting down).
+    #[error("evaluation interrupted")]
+    Interrupted,
 }
 
 /// The compiled standard of one revision.
@@ -118,9 +121,22 @@ impl ComplianceEngine {
             let rows = store.list_device_inventories(&after, BATCH).await?;
             let Some(last) = rows.last() else { break };
             after = last.id.clone();
+            // Decoding and evaluation are CPU work: on the blocking pool,
+            // spread over the cores, off the threads serving requests.
+            let standard = current.standard.clone();
+            let (rows, evaluated_rows) = tokio::task::spawn_blocking(move || {
+                let results = evaluate_rows(&standard, &rows, now);
+                (rows, results)
+            })
+            .await
+            .map_err(|e| match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(_) => ComplianceError::Interrupted,
+            })?;
             let results: Vec<(String, Vec<ComplianceResultRecord>)> = rows
                 .iter()
-                .map(|row| (row.id.clone(), evaluate_row(&current.standard, row, now)))
+                .map(|row| row.id.clone())
+                .zip(evaluated_rows)
                 .collect();
             for (row, (_, device_results)) in rows.iter().zip(&results) {
                 sync_tickets(store, &current.standard, row, device_results, now).await?;
@@ -190,6 +206,26 @@ impl ComplianceEngine {
     }
 }
 
+/// Devices per chunk a worker thread takes in [`evaluate_rows`].
+const CHUNK: usize = 64;
+
+/// Evaluates many device rows on all cores; results in the order of `rows`.
+pub fn evaluate_rows(
+    standard: &CompiledStandard,
+    rows: &[DeviceInventoryRow],
+    now: DateTime<Utc>,
+) -> Vec<Vec<ComplianceResultRecord>> {
+    parallel::map_chunks(rows, CHUNK, parallel::threads(), |chunk| {
+        chunk
+            .iter()
+            .map(|row| evaluate_row(standard, row, now))
+            .collect::<Vec<_>>()
+    })
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
 /// Evaluates one device row. A stored inventory that does not decode is
 /// treated as missing (every rule then reports `unknown`, never `pass`).
 pub fn evaluate_row(
@@ -223,9 +259,9 @@ pub fn evaluate_row(
             rule_id: r.rule_id.to_owned(),
             status: r.status.as_str().to_owned(),
             counted: r.counted,
-            expected: r.expected,
-            actual: r.actual,
-            reason: r.reason,
+            expected: r.expected.to_owned(),
+            actual: r.actual.into_owned(),
+            reason: r.reason.into_owned(),
             waiver_expires_at: r
                 .waiver_id
                 .filter(|_| r.status == Status::Waived)
@@ -328,4 +364,76 @@ async fn sync_tickets(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schoolfleet_proto::v1::{Hardware, OperatingSystem, SoftwarePackage};
+
+    const STANDARD: &str = r#"
+schema = "schoolfleet-standard/v1"
+[standard]
+id = "t"
+version = "1"
+[[rule]]
+id = "RAM"
+title = "RAM"
+check = { type = "hardware_min", ram_gib = 8 }
+[[rule]]
+id = "SW"
+title = "Kein uTorrent"
+check = { type = "software_forbidden", name = "^(µ|u)Torrent" }
+"#;
+
+    fn row(i: usize) -> DeviceInventoryRow {
+        let inventory = Inventory {
+            os: Some(OperatingSystem {
+                family: "windows".into(),
+                ..Default::default()
+            }),
+            hardware: Some(Hardware {
+                memory_total_bytes: (i as u64 % 16 + 1) << 30,
+                ..Default::default()
+            }),
+            software: vec![SoftwarePackage {
+                name: if i.is_multiple_of(3) {
+                    "uTorrent"
+                } else {
+                    "LibreOffice"
+                }
+                .into(),
+                version: format!("1.{i}"),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        DeviceInventoryRow {
+            id: format!("d{i:04}"),
+            hostname: format!("host{i}"),
+            county_id: "kus".into(),
+            school_id: "kus012".into(),
+            device_class: "schueler-pc".into(),
+            inventory_at: Some(1_000),
+            inventory_confirmed_at: None,
+            inventory: Some(inventory.encode_to_vec()),
+        }
+    }
+
+    #[test]
+    fn parallel_fleet_evaluation_equals_one_device_at_a_time() {
+        let standard = Standard::compile(STANDARD).unwrap();
+        let rows: Vec<DeviceInventoryRow> = (0..301).map(row).collect();
+        let now = millis_to_datetime(2_000);
+        let serial: Vec<_> = rows
+            .iter()
+            .map(|r| evaluate_row(&standard, r, now))
+            .collect();
+        assert_eq!(evaluate_rows(&standard, &rows, now), serial);
+        // The devices differ, so an order mix-up would show.
+        assert_eq!(serial[3][1].status, "fail");
+        assert_eq!(serial[3][1].actual, "uTorrent 1.3");
+        assert_eq!(serial[4][1].status, "pass");
+        assert_ne!(serial[1][0].actual, serial[2][0].actual);
+    }
 }

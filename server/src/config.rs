@@ -192,6 +192,9 @@ pub struct LimitsSection {
     /// within this time, or the connection is closed.
     #[serde(with = "humantime_serde")]
     pub first_request_timeout: Duration,
+    /// Inventory reports decoded and stored at the same time; the others
+    /// wait with their encoded bytes only. 0: twice the number of cores.
+    pub ingest_concurrency: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -320,6 +323,7 @@ impl Default for LimitsSection {
             max_connections: 20_000,
             max_connections_per_peer: 2_000,
             first_request_timeout: Duration::from_secs(10),
+            ingest_concurrency: 0,
         }
     }
 }
@@ -598,6 +602,9 @@ max_connections_per_peer = 2000
 # The TLS handshake, and then the first request, must each come within
 # this time, or the connection is closed.
 first_request_timeout = "10s"
+# Inventory reports decoded and stored at the same time; the others wait
+# with their encoded bytes only. 0: twice the number of cores.
+ingest_concurrency = 0
 
 [compliance]
 # How often expired waivers are looked for; the daily snapshot for the

@@ -5,8 +5,11 @@
 //! the limits, cleaned of control characters, compared with the current
 //! inventory, and stored once per report id.
 
+use std::sync::OnceLock;
+
 use prost::Message;
 use schoolfleet_proto::v1::{Inventory, InventoryReport, ReportAck};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::api::AppState;
 use crate::inventory::{diff, validate};
@@ -19,6 +22,42 @@ use crate::storage::{
 /// Reports claiming to be from further in the future than this are
 /// refused; nearer future times are clamped to the receiving time.
 const MAX_CLOCK_SKEW_MS: i64 = 24 * 3600 * 1000;
+
+/// How many reports are decoded, stored and evaluated at once. At a school
+/// morning thousands of agents send their boot report together; each one
+/// waiting here holds only its encoded bytes, not a decoded inventory
+/// several times larger, so the server's memory stays bounded.
+#[derive(Debug, Default)]
+pub struct IngestGate {
+    permits: OnceLock<Semaphore>,
+}
+
+impl IngestGate {
+    /// Waits for a turn. `configured` is `limits.ingest_concurrency`
+    /// (0: twice the cores); it is read once, on first use.
+    pub async fn enter(&self, configured: usize) -> Option<SemaphorePermit<'_>> {
+        self.permits
+            .get_or_init(|| Semaphore::new(Self::size(configured)))
+            .acquire()
+            .await
+            // Never closed; a closed gate would let nothing through.
+            .ok()
+    }
+
+    /// The number of reports let through at once.
+    pub fn size(configured: usize) -> usize {
+        if configured > 0 {
+            configured
+        } else {
+            2 * std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+
+    /// Turns free right now (for tests and metrics); `None` before first use.
+    pub fn available(&self) -> Option<usize> {
+        self.permits.get().map(Semaphore::available_permits)
+    }
+}
 
 /// The report is refused for good: resending it cannot help.
 fn rejected(report_id: String, error: String) -> ReportAck {
@@ -91,6 +130,14 @@ pub async fn ingest_report(
     report: InventoryReport,
 ) -> ReportAck {
     let report_id = schoolfleet_proto::text::clean(&report.report_id, 64).value;
+    // Held until the report is stored and evaluated.
+    let Some(_turn) = state
+        .ingest
+        .enter(state.config.limits.ingest_concurrency)
+        .await
+    else {
+        return retry_later(report_id);
+    };
     if uuid::Uuid::parse_str(&report_id).is_err() {
         return rejected(report_id, "report id must be a UUID".into());
     }

@@ -154,6 +154,7 @@ pub async fn prepare(config: Config) -> Result<AppState, ServerError> {
         config: Arc::new(config),
         agents: Arc::new(AgentRegistry::default()),
         compliance: Arc::default(),
+        ingest: Arc::default(),
         sessions: Arc::default(),
         shutdown: CancellationToken::new(),
         tasks: TaskTracker::new(),

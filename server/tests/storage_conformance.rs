@@ -872,6 +872,134 @@ async fn compliance_results_per_revision(store: Arc<dyn Store>) {
     );
 }
 
+/// Counts every row written to `device_software` (insert, update, delete)
+/// with a trigger, so a test sees writes and not just the end state.
+async fn count_software_writes(raw: &common::RawDb) {
+    raw.execute("CREATE TABLE sw_writes (n BIGINT NOT NULL)")
+        .await;
+    raw.execute("INSERT INTO sw_writes (n) VALUES (0)").await;
+    match raw {
+        common::RawDb::Sqlite(_) => {
+            for (name, event) in [("i", "INSERT"), ("u", "UPDATE"), ("d", "DELETE")] {
+                raw.execute(&format!(
+                    "CREATE TRIGGER sw_writes_{name} AFTER {event} ON device_software \
+                     BEGIN UPDATE sw_writes SET n = n + 1; END"
+                ))
+                .await;
+            }
+        }
+        common::RawDb::Postgres(_) => {
+            raw.execute(
+                "CREATE FUNCTION sw_writes_count() RETURNS trigger AS $$ \
+                 BEGIN UPDATE sw_writes SET n = n + 1; RETURN NULL; END $$ LANGUAGE plpgsql",
+            )
+            .await;
+            raw.execute(
+                "CREATE TRIGGER sw_writes AFTER INSERT OR UPDATE OR DELETE ON device_software \
+                 FOR EACH ROW EXECUTE FUNCTION sw_writes_count()",
+            )
+            .await;
+        }
+    }
+}
+
+async fn software_rows(store: &Arc<dyn Store>, device_id: &str) -> Vec<(String, String)> {
+    let mut rows: Vec<(String, String)> = store
+        .search_software("", &TenantFilter::everything(), None, None, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|h| h.device_id == device_id)
+        .map(|h| (h.name, h.version))
+        .collect();
+    rows.sort();
+    rows
+}
+
+async fn software_is_written_as_a_diff(store: Arc<dyn Store>, raw: common::RawDb) {
+    seed_devices(&store).await;
+    count_software_writes(&raw).await;
+    let writes = || raw.scalar("SELECT n FROM sw_writes");
+    let packages = [("bash", "5.2"), ("firefox-esr", "115.0"), ("vim", "9.0")];
+    store
+        .ingest_report(&report("d1", "r1", 1_000, &packages))
+        .await
+        .unwrap();
+    assert_eq!(writes().await, 3);
+
+    // The same programs again (every boot): no software row is written.
+    assert_eq!(
+        store
+            .ingest_report(&report("d1", "r2", 2_000, &packages))
+            .await
+            .unwrap(),
+        IngestOutcome::Stored
+    );
+    assert_eq!(writes().await, 3, "an unchanged package set wrote rows");
+
+    // One updated (delete + insert), one removed, one added, one listed
+    // twice: four writes, and the table holds exactly the new list.
+    let changed = [
+        ("bash", "5.2"),
+        ("firefox-esr", "140.1"),
+        ("git", "2.39"),
+        ("git", "2.39"),
+    ];
+    store
+        .ingest_report(&report("d1", "r3", 3_000, &changed))
+        .await
+        .unwrap();
+    assert_eq!(writes().await, 3 + 4);
+    let want: Vec<(String, String)> = [("bash", "5.2"), ("firefox-esr", "140.1"), ("git", "2.39")]
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(software_rows(&store, "d1").await, want);
+
+    // An older spooled report changes nothing; another device's list is
+    // its own.
+    assert_eq!(
+        store
+            .ingest_report(&report("d1", "r0", 500, &[("old", "1")]))
+            .await
+            .unwrap(),
+        IngestOutcome::StoredOlder
+    );
+    store
+        .ingest_report(&report("d2", "r1", 1_000, &[("bash", "5.2")]))
+        .await
+        .unwrap();
+    assert_eq!(writes().await, 3 + 4 + 1);
+    assert_eq!(software_rows(&store, "d1").await, want);
+
+    // Every version moved: three out, three in.
+    let moved = [("bash", "5.3"), ("firefox-esr", "140.2"), ("git", "2.40")];
+    store
+        .ingest_report(&report("d1", "r3b", 3_500, &moved))
+        .await
+        .unwrap();
+    assert_eq!(writes().await, 3 + 4 + 1 + 6);
+    let want_moved: Vec<(String, String)> = moved
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(software_rows(&store, "d1").await, want_moved);
+
+    // Everything removed.
+    store
+        .ingest_report(&report("d1", "r4", 4_000, &[]))
+        .await
+        .unwrap();
+    assert_eq!(writes().await, 3 + 4 + 1 + 6 + 3);
+    assert!(software_rows(&store, "d1").await.is_empty());
+    assert_eq!(software_rows(&store, "d2").await.len(), 1);
+}
+
+mod diff {
+    use super::software_is_written_as_a_diff;
+    crate::on_both_backends_raw!(software_is_written_as_a_diff);
+}
+
 on_both_backends!(
     tenants_roundtrip_and_conflicts,
     users_and_api_tokens,

@@ -17,6 +17,7 @@ use toml::value::Datetime;
 
 use crate::format::{self, Check, Mode, SCHEMA, Scope, Severity, Standard};
 use crate::lint::{KnownTenants, LineIndex, LintError};
+use crate::software::{PackagePattern, SoftwareIndex};
 use crate::version::Constraint;
 
 /// OS families the agents report.
@@ -37,6 +38,8 @@ pub struct CompiledStandard {
     pub(crate) lifecycle: Vec<CompiledLifecycle>,
     /// Inventory older than this is too old to judge by.
     pub(crate) stale_after: chrono::Duration,
+    /// Every package pattern of every rule, for one pass per device.
+    pub(crate) software: SoftwareIndex,
 }
 
 impl CompiledStandard {
@@ -125,89 +128,6 @@ pub(crate) struct RamMin {
     pub(crate) gib: f64,
     /// The threshold after tolerance, in bytes.
     pub(crate) min_bytes: u64,
-}
-
-/// A package-name regex with a literal prefix checked first. Most patterns
-/// are anchored literals (`^Mozilla Firefox`), and most of a device's
-/// hundreds of programs fail on the first bytes: a `starts_with` spares the
-/// regex engine almost every test when a fleet is evaluated.
-#[derive(Debug, Clone)]
-pub(crate) struct PackagePattern {
-    regex: Regex,
-    prefix: String,
-}
-
-impl PackagePattern {
-    pub(crate) fn new(regex: Regex) -> Self {
-        let prefix = literal_prefix(regex.as_str());
-        PackagePattern { regex, prefix }
-    }
-
-    pub(crate) fn is_match(&self, name: &str) -> bool {
-        name.starts_with(self.prefix.as_str()) && self.regex.is_match(name)
-    }
-
-    pub(crate) fn as_str(&self) -> &str {
-        self.regex.as_str()
-    }
-}
-
-/// The literal text every match of an anchored pattern must start with:
-/// `^Microsoft Office .*20(16|19)` gives `Microsoft Office `. Empty (no
-/// prefilter) for unanchored or case-insensitive patterns and alternations.
-fn literal_prefix(pattern: &str) -> String {
-    let Some(rest) = pattern.strip_prefix('^') else {
-        return String::new();
-    };
-    if has_top_level_alternation(rest) {
-        // `^a|b` means `(^a)|b`: no common prefix.
-        return String::new();
-    }
-    let mut prefix = String::new();
-    let mut chars = rest.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '.' | '^' | '$' | '*' | '+' | '?' | '(' | ')' | '[' | ']' | '{' | '}' | '|' => break,
-            '\\' => {
-                // An escaped punctuation character is itself; anything else
-                // (\d, \s, \p{..}) ends the literal.
-                match chars.next() {
-                    Some(e) if e.is_ascii_punctuation() => prefix.push(e),
-                    _ => break,
-                }
-            }
-            c => prefix.push(c),
-        }
-        // A quantifier makes the last literal character optional.
-        if matches!(chars.peek(), Some('*' | '?' | '{')) {
-            prefix.pop();
-            break;
-        }
-    }
-    prefix
-}
-
-/// True when `|` appears outside every group and character class, with
-/// escapes honoured (`^ \(|a` is `(^ \()|a`).
-fn has_top_level_alternation(pattern: &str) -> bool {
-    let mut depth = 0usize;
-    let mut in_class = false;
-    let mut chars = pattern.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => {
-                chars.next();
-            }
-            '[' if !in_class => in_class = true,
-            ']' if in_class => in_class = false,
-            _ if in_class => {}
-            '(' => depth += 1,
-            ')' => depth = depth.saturating_sub(1),
-            '|' if depth == 0 => return true,
-            _ => {}
-        }
-    }
-    false
 }
 
 #[derive(Debug, Clone)]
@@ -665,6 +585,18 @@ pub(crate) fn build(text: &str, known: &KnownTenants) -> Result<CompiledStandard
         errors.sort_by_key(|e| (e.line, e.column));
         return Err(errors);
     }
+    let mut rules = rules;
+    let mut patterns: Vec<&mut PackagePattern> = Vec::new();
+    for rule in &mut rules {
+        match &mut rule.check {
+            CompiledCheck::SoftwareRequired { any_of } => {
+                patterns.extend(any_of.iter_mut().map(|alt| &mut alt.name));
+            }
+            CompiledCheck::SoftwareForbidden { name, .. } => patterns.push(name),
+            _ => {}
+        }
+    }
+    let software = SoftwareIndex::new(&mut patterns);
     Ok(CompiledStandard {
         id: file.standard.id,
         version: file.standard.version,
@@ -672,6 +604,7 @@ pub(crate) fn build(text: &str, known: &KnownTenants) -> Result<CompiledStandard
         rules,
         waivers,
         lifecycle,
+        software,
         stale_after: chrono::Duration::days(i64::from(file.defaults.stale_after_days)),
     })
 }
@@ -893,42 +826,3 @@ fn compile_check(
 }
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
-
-#[cfg(test)]
-mod prefix_tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    #[test]
-    fn literal_prefixes_of_real_patterns() {
-        assert_eq!(literal_prefix("^Mozilla Firefox( ESR)?"), "Mozilla Firefox");
-        assert_eq!(
-            literal_prefix("^Microsoft Office .*20(16|19)"),
-            "Microsoft Office "
-        );
-        assert_eq!(literal_prefix("^7-Zip"), "7-Zip");
-        assert_eq!(literal_prefix("^(openssl|libssl3)$"), "");
-        assert_eq!(literal_prefix("^Java 8"), "Java 8");
-        assert_eq!(literal_prefix("^ab?c"), "a");
-        assert_eq!(literal_prefix("^a\\.b\\d"), "a.b");
-        assert_eq!(literal_prefix("^a|b"), "");
-        assert_eq!(literal_prefix("^ \\(|a?"), "");
-        assert_eq!(literal_prefix("^a[|]b"), "a");
-        assert_eq!(literal_prefix("(?i)^firefox"), "");
-        assert_eq!(literal_prefix("Firefox"), "");
-    }
-
-    proptest! {
-        /// The prefilter never changes the answer of the regex.
-        #[test]
-        fn prefilter_agrees_with_the_regex(
-            pattern in "\\^[A-Za-z0-9 .*+?|()\\\\-]{0,12}",
-            name in "[A-Za-z0-9 .+()-]{0,16}",
-        ) {
-            if let Ok(re) = Regex::new(&pattern) {
-                let fast = PackagePattern::new(re.clone());
-                prop_assert_eq!(fast.is_match(&name), re.is_match(&name), "pattern {:?}", pattern);
-            }
-        }
-    }
-}

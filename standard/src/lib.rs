@@ -18,6 +18,8 @@ pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod lint;
+pub mod parallel;
+mod software;
 pub mod version;
 
 pub use compile::{CompiledRule, CompiledStandard, WaiverInfo};

@@ -27,6 +27,7 @@ fn compliance_status(err: ComplianceError) -> Status {
             tracing::error!(revision, error = %why, "stored standard does not compile");
             Status::internal(format!("stored standard revision {revision} is corrupt"))
         }
+        ComplianceError::Interrupted => Status::unavailable("server shutting down"),
     }
 }
 

@@ -44,6 +44,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub agents: Arc<AgentRegistry>,
     pub compliance: Arc<crate::compliance::ComplianceEngine>,
+    /// Bounds how many inventory reports are decoded and stored at once.
+    pub ingest: Arc<crate::ingest::IngestGate>,
     /// Remote sessions live on this replica (consents, sessions, channels).
     pub sessions: Arc<crate::sessions::SessionBroker>,
     /// Rate limits per device (reports, heartbeats, renewals, problems).

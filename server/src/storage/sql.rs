@@ -41,6 +41,45 @@ pub(super) fn closed_intervals(
     intervals
 }
 
+/// A stored `device_software` row: source, name, architecture, version.
+pub(super) type StoredSoftware = (String, String, String, String);
+
+/// What turns the stored software rows of a device into `new`: the rows to
+/// insert (each once, though a report may list a package twice) and the
+/// stored rows to delete. Both empty when nothing changed.
+pub(super) fn software_diff<'a>(
+    stored: &'a [StoredSoftware],
+    new: &'a [crate::storage::SoftwareRow],
+) -> (
+    Vec<&'a crate::storage::SoftwareRow>,
+    Vec<&'a StoredSoftware>,
+) {
+    use std::collections::HashSet;
+    type Key<'k> = (&'k str, &'k str, &'k str, &'k str);
+    let old: HashSet<Key<'_>> = stored
+        .iter()
+        .map(|s| (s.0.as_str(), s.1.as_str(), s.2.as_str(), s.3.as_str()))
+        .collect();
+    let mut wanted: HashSet<Key<'_>> = HashSet::with_capacity(new.len());
+    let mut insert = Vec::new();
+    for sw in new {
+        let key = (
+            sw.source.as_str(),
+            sw.name.as_str(),
+            sw.architecture.as_str(),
+            sw.version.as_str(),
+        );
+        if wanted.insert(key) && !old.contains(&key) {
+            insert.push(sw);
+        }
+    }
+    let delete = stored
+        .iter()
+        .filter(|s| !wanted.contains(&(s.0.as_str(), s.1.as_str(), s.2.as_str(), s.3.as_str())))
+        .collect();
+    (insert, delete)
+}
+
 /// Escapes `%`, `_` and `\` for a LIKE pattern with `ESCAPE '\'`.
 pub(super) fn like_pattern(contains: &str) -> String {
     let mut out = String::with_capacity(contains.len() + 2);
@@ -967,13 +1006,44 @@ macro_rules! impl_sql_store {
                     tx.commit().await?;
                     return Ok(IngestOutcome::StoredOlder);
                 }
-                sqlx::query("DELETE FROM device_software WHERE device_id = $1")
-                    .bind(&r.device_id)
-                    .execute(&mut *tx)
-                    .await?;
-                // Multi-row inserts in chunks: one statement per package
-                // would make a 3,000-package report take seconds on SQLite.
-                for chunk in r.software.chunks(500) {
+                // Only the difference is written: a boot report with the
+                // same ~800 programs then writes no software row at all.
+                // Read after the device row is locked by the UPDATE above.
+                let stored: Vec<(String, String, String, String)> = sqlx::query_as(
+                    "SELECT source, name, architecture, version FROM device_software \
+                     WHERE device_id = $1",
+                )
+                .bind(&r.device_id)
+                .fetch_all(&mut *tx)
+                .await?;
+                let (insert, mut delete) = sql::software_diff(&stored, &r.software);
+                if !delete.is_empty() && delete.len() == stored.len() {
+                    // Everything goes (every version moved): one range
+                    // delete is cheaper than matching row by row.
+                    sqlx::query("DELETE FROM device_software WHERE device_id = $1")
+                        .bind(&r.device_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    delete.clear();
+                }
+                // Multi-row statements in chunks: one statement per package
+                // would make a 3,000-package change take seconds on SQLite.
+                for chunk in delete.chunks(200) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "DELETE FROM device_software WHERE device_id = ",
+                    );
+                    qb.push_bind(r.device_id.clone());
+                    qb.push(" AND (source, name, architecture, version) IN (");
+                    qb.push_values(chunk, |mut row, sw| {
+                        row.push_bind(sw.0.clone())
+                            .push_bind(sw.1.clone())
+                            .push_bind(sw.2.clone())
+                            .push_bind(sw.3.clone());
+                    });
+                    qb.push(")");
+                    qb.build().execute(&mut *tx).await?;
+                }
+                for chunk in insert.chunks(500) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO device_software (device_id, source, name, architecture, version) ",
                     );
@@ -2297,6 +2367,50 @@ mod tests {
             status(40, "resolved"),
         ];
         assert_eq!(closed_intervals(&events), [(20, 30)]);
+    }
+
+    #[test]
+    fn software_diff_writes_only_what_changed() {
+        let row = |name: &str, version: &str| crate::storage::SoftwareRow {
+            source: "dpkg".into(),
+            name: name.into(),
+            architecture: "amd64".into(),
+            version: version.into(),
+        };
+        let stored_row = |name: &str, version: &str| {
+            ("dpkg".into(), name.into(), "amd64".into(), version.into())
+        };
+        let stored: Vec<StoredSoftware> = vec![
+            stored_row("bash", "5.2"),
+            stored_row("firefox-esr", "115.0"),
+            stored_row("vim", "9.0"),
+        ];
+        let same = vec![
+            row("vim", "9.0"),
+            row("bash", "5.2"),
+            row("firefox-esr", "115.0"),
+        ];
+        let (insert, delete) = software_diff(&stored, &same);
+        assert!(insert.is_empty() && delete.is_empty());
+
+        // Updated, removed, added, and one package listed twice.
+        let changed = vec![
+            row("bash", "5.2"),
+            row("firefox-esr", "140.1"),
+            row("git", "2.39"),
+            row("git", "2.39"),
+        ];
+        let (insert, delete) = software_diff(&stored, &changed);
+        let inserted: Vec<_> = insert
+            .iter()
+            .map(|r| (r.name.as_str(), r.version.as_str()))
+            .collect();
+        assert_eq!(inserted, [("firefox-esr", "140.1"), ("git", "2.39")]);
+        let deleted: Vec<_> = delete
+            .iter()
+            .map(|r| (r.1.as_str(), r.3.as_str()))
+            .collect();
+        assert_eq!(deleted, [("firefox-esr", "115.0"), ("vim", "9.0")]);
     }
 
     #[test]

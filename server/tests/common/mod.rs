@@ -127,6 +127,15 @@ impl RawDb {
         }
         .unwrap();
     }
+
+    /// The first column of the first row of `sql`, as an integer.
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        match self {
+            RawDb::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+            RawDb::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+        }
+        .unwrap()
+    }
 }
 
 /// Runs `test` with a fresh SQLite store and raw access to its database.

@@ -1,0 +1,137 @@
+//! The ingest path in the server: reports wait for a turn at the ingest
+//! gate before they are decoded, so a morning of boot reports cannot fill
+//! the server's memory with decoded inventories.
+
+mod common;
+
+use std::time::Duration;
+
+use common::server::InProcessServer;
+use prost::Message;
+use schoolfleet_proto::v1::*;
+use schoolfleet_server::ingest::{self, IngestGate};
+use schoolfleet_server::storage::{DeviceRecord, Enrolment, now_millis};
+
+async fn enrolled_device(server: &InProcessServer) -> DeviceRecord {
+    let mut admin = server.client(&server.bootstrap_token).await;
+    admin
+        .tenants
+        .create_county(CreateCountyRequest {
+            id: "kus".into(),
+            name: "Kusel".into(),
+        })
+        .await
+        .unwrap();
+    admin
+        .tenants
+        .create_school(CreateSchoolRequest {
+            id: "kus012".into(),
+            county_id: "kus".into(),
+            name: "Schule".into(),
+        })
+        .await
+        .unwrap();
+    let token = admin
+        .enrollment
+        .create_enrollment_token(CreateEnrollmentTokenRequest {
+            school_id: "kus012".into(),
+            device_class: "schueler-pc".into(),
+            expires_in_seconds: 600,
+            max_uses: 1,
+            description: String::new(),
+            reinstall_device: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token
+        .unwrap();
+    let id = uuid::Uuid::now_v7().to_string();
+    let device = common::device_record(&id, "kus", "kus012", "kus012-sp0101");
+    server
+        .store()
+        .enroll_device(&Enrolment {
+            token_id: token.id,
+            now: now_millis(),
+            device: device.clone(),
+            existing: false,
+        })
+        .await
+        .unwrap();
+    device
+}
+
+fn report() -> InventoryReport {
+    let inventory = Inventory {
+        system: Some(SystemInfo {
+            hostname: "kus012-sp0101".into(),
+            ..Default::default()
+        }),
+        software: vec![SoftwarePackage {
+            name: "firefox-esr".into(),
+            version: "140.1".into(),
+            source: "dpkg".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    InventoryReport {
+        report_id: uuid::Uuid::new_v4().to_string(),
+        collected_at: Some(prost_types::Timestamp {
+            seconds: now_millis() / 1000,
+            nanos: 0,
+        }),
+        content_hash: "a".repeat(64),
+        reason: "boot".into(),
+        inventory: inventory.encode_to_vec(),
+    }
+}
+
+#[test]
+fn gate_size_defaults_to_twice_the_cores() {
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(IngestGate::size(0), 2 * cores);
+    assert_eq!(IngestGate::size(3), 3);
+}
+
+#[tokio::test]
+async fn a_report_waits_for_a_turn_at_the_ingest_gate() {
+    let server = InProcessServer::start_with(|c| c.limits.ingest_concurrency = 1).await;
+    let device = enrolled_device(&server).await;
+    let state = &server.state;
+
+    // Someone else holds the only turn: the report is not even decoded.
+    let held = state.ingest.enter(1).await.unwrap();
+    assert_eq!(state.ingest.available(), Some(0));
+    let mut pending = Box::pin(ingest::ingest_report(state, &device, report()));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut pending)
+            .await
+            .is_err(),
+        "a report was ingested without a turn"
+    );
+    assert!(
+        server
+            .store()
+            .get_inventory(&device.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    drop(held);
+    let ack = tokio::time::timeout(Duration::from_secs(30), pending)
+        .await
+        .expect("the report never got its turn");
+    assert!(ack.error.is_empty(), "{ack:?}");
+    assert!(
+        server
+            .store()
+            .get_inventory(&device.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // The turn is given back.
+    assert_eq!(state.ingest.available(), Some(1));
+}
