@@ -41,7 +41,12 @@ fn sha256(data: &[u8]) -> String {
 struct Fleet {
     specs: Arc<Mutex<HashMap<String, session_spec::Kind>>>,
     uploaded: Arc<Mutex<Vec<u8>>>,
+    /// Each session's update stream, for the end notice that the real
+    /// server sends once it has recorded an exit.
+    updates: Arc<Mutex<HashMap<String, UpdateTx>>>,
 }
+
+type UpdateTx = mpsc::Sender<Result<SessionUpdate, Status>>;
 
 fn frame(body: device_frame::Body) -> Result<DeviceFrame, Status> {
     Ok(DeviceFrame { body: Some(body) })
@@ -125,6 +130,10 @@ impl SessionService for Fleet {
             self.specs.lock().unwrap().insert(host.clone(), kind);
         }
         let (tx, rx) = mpsc::channel(4);
+        self.updates
+            .lock()
+            .unwrap()
+            .insert(host.clone(), tx.clone());
         tokio::spawn(async move {
             let update = if host == "pc05" {
                 session_update::Update::WaitingForConsent(WaitingForConsent {
@@ -168,9 +177,23 @@ impl SessionService for Fleet {
             .ok_or_else(|| Status::not_found("no such session"))?;
         let (tx, rx) = mpsc::channel(8);
         let uploaded = self.uploaded.clone();
+        let updates = self.updates.lock().unwrap().get(&open.session_id).cloned();
         tokio::spawn(async move {
             match kind {
-                session_spec::Kind::Exec(_) => exec(&open.session_id, frames, tx).await,
+                session_spec::Kind::Exec(_) => {
+                    let code = exec(&open.session_id, frames, tx).await;
+                    if let Some(updates) = updates {
+                        let ended = SessionEndedNotice {
+                            reason: format!("exit {code}"),
+                            exit_code: Some(code),
+                        };
+                        let _ = updates
+                            .send(Ok(SessionUpdate {
+                                update: Some(session_update::Update::Ended(ended)),
+                            }))
+                            .await;
+                    }
+                }
                 session_spec::Kind::Forward(spec) => forward(spec, frames, tx).await,
                 session_spec::Kind::Copy(spec) => {
                     copy(spec, open.offset, frames, tx, uploaded).await
@@ -237,7 +260,8 @@ impl SessionService for Fleet {
 
 type Tx = mpsc::Sender<Result<DeviceFrame, Status>>;
 
-async fn exec(host: &str, mut frames: Streaming<ClientFrame>, tx: Tx) {
+/// Runs the fake command; returns its exit code.
+async fn exec(host: &str, mut frames: Streaming<ClientFrame>, tx: Tx) -> i32 {
     let _ = tx
         .send(frame(device_frame::Body::Ready(ChannelReady::default())))
         .await;
@@ -258,6 +282,7 @@ async fn exec(host: &str, mut frames: Streaming<ClientFrame>, tx: Tx) {
     let _ = tx
         .send(frame(device_frame::Body::Exit(ChannelExit { code })))
         .await;
+    code
 }
 
 async fn forward(spec: ForwardSpec, mut frames: Streaming<ClientFrame>, tx: Tx) {
