@@ -13,70 +13,9 @@ use tokio_stream::wrappers::ReceiverStream;
 
 /// Enrols a device in a fresh school; returns its id and mTLS identity.
 async fn enrolled_device(server: &InProcessServer) -> (String, ClientIdentity) {
-    let mut admin = server.client(&server.bootstrap_token).await;
-    admin
-        .tenants
-        .create_county(CreateCountyRequest {
-            id: "kus".into(),
-            name: "Landkreis Kusel".into(),
-        })
-        .await
-        .unwrap();
-    admin
-        .tenants
-        .create_school(CreateSchoolRequest {
-            id: "kus012".into(),
-            county_id: "kus".into(),
-            name: "IGS".into(),
-        })
-        .await
-        .unwrap();
-    let token = admin
-        .enrollment
-        .create_enrollment_token(CreateEnrollmentTokenRequest {
-            school_id: "kus012".into(),
-            device_class: "schueler-pc".into(),
-            expires_in_seconds: 3600,
-            max_uses: 1,
-            description: String::new(),
-            reinstall_device: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .secret;
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let csr_pem = rcgen::CertificateParams::default()
-        .serialize_request(&key)
-        .unwrap()
-        .pem()
-        .unwrap();
-    let channel = transport::connect(
-        &server.url,
-        ServerTrust::Pinned(server.pin),
-        None,
-        ChannelOptions::default(),
-    )
-    .await
-    .unwrap();
-    let enrolled = AgentServiceClient::new(channel)
-        .enroll(EnrollRequest {
-            token,
-            csr_pem,
-            system_uuid: "4c4c4544-0042-3510-8052-b4c04f384d32".into(),
-            serial_number: "SN-1".into(),
-            hostname: "kus012-sp0101".into(),
-            agent_version: "test".into(),
-            machine_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let identity = ClientIdentity {
-        cert_chain_pem: enrolled.certificate_pem,
-        key_pem: key.serialize_pem(),
-    };
-    (enrolled.device_id, identity)
+    server.create_school("kus", "kus012").await;
+    let token = server.enrollment_token("kus012", 1).await;
+    server.enroll_device(token, "kus012-sp0101").await
 }
 
 /// Opens the agent stream on its own connection (with a Hello first, if

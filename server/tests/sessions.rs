@@ -25,72 +25,10 @@ const WAIT: Duration = Duration::from_secs(10);
 /// Counties kus and kl, schools kus012 and kl001, and one enrolled device
 /// in kus012 with its mTLS identity.
 async fn setup(server: &InProcessServer) -> (String, ClientIdentity) {
-    let mut admin = server.client(&server.bootstrap_token).await;
-    for (county, school) in [("kus", "kus012"), ("kl", "kl001")] {
-        admin
-            .tenants
-            .create_county(CreateCountyRequest {
-                id: county.into(),
-                name: county.into(),
-            })
-            .await
-            .unwrap();
-        admin
-            .tenants
-            .create_school(CreateSchoolRequest {
-                id: school.into(),
-                county_id: county.into(),
-                name: school.into(),
-            })
-            .await
-            .unwrap();
-    }
-    let token = admin
-        .enrollment
-        .create_enrollment_token(CreateEnrollmentTokenRequest {
-            school_id: "kus012".into(),
-            device_class: "schueler-pc".into(),
-            expires_in_seconds: 3600,
-            max_uses: 1,
-            description: String::new(),
-            reinstall_device: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .secret;
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let csr_pem = rcgen::CertificateParams::default()
-        .serialize_request(&key)
-        .unwrap()
-        .pem()
-        .unwrap();
-    let channel = transport::connect(
-        &server.url,
-        ServerTrust::Pinned(server.pin),
-        None,
-        ChannelOptions::default(),
-    )
-    .await
-    .unwrap();
-    let enrolled = AgentServiceClient::new(channel)
-        .enroll(EnrollRequest {
-            token,
-            csr_pem,
-            system_uuid: "4c4c4544-0042-3510-8052-b4c04f384d32".into(),
-            serial_number: "SN-1".into(),
-            hostname: HOST.into(),
-            agent_version: "test".into(),
-            machine_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let identity = ClientIdentity {
-        cert_chain_pem: enrolled.certificate_pem,
-        key_pem: key.serialize_pem(),
-    };
-    (enrolled.device_id, identity)
+    server.create_school("kus", "kus012").await;
+    server.create_school("kl", "kl001").await;
+    let token = server.enrollment_token("kus012", 1).await;
+    server.enroll_device(token, HOST).await
 }
 
 /// A scripted agent: its stream, and its client for dialling channels.

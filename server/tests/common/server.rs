@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use schoolfleet_proto::transport::{self, ChannelOptions, ServerTrust};
+use schoolfleet_proto::transport::{self, ChannelOptions, ClientIdentity, ServerTrust};
+use schoolfleet_proto::v1::agent_service_client::AgentServiceClient;
 use schoolfleet_proto::v1::audit_service_client::AuditServiceClient;
 use schoolfleet_proto::v1::compliance_service_client::ComplianceServiceClient;
 use schoolfleet_proto::v1::device_service_client::DeviceServiceClient;
@@ -93,6 +94,86 @@ impl InProcessServer {
 }
 
 impl InProcessServer {
+    /// Creates county `county` and its school `school` (named by their ids)
+    /// as the bootstrap admin.
+    pub async fn create_school(&self, county: &str, school: &str) {
+        use schoolfleet_proto::v1::{CreateCountyRequest, CreateSchoolRequest};
+        let mut admin = self.client(&self.bootstrap_token).await;
+        admin
+            .tenants
+            .create_county(CreateCountyRequest {
+                id: county.into(),
+                name: county.into(),
+            })
+            .await
+            .unwrap();
+        admin
+            .tenants
+            .create_school(CreateSchoolRequest {
+                id: school.into(),
+                county_id: county.into(),
+                name: school.into(),
+            })
+            .await
+            .unwrap();
+    }
+
+    /// An enrolment token for `school` (class schueler-pc, valid 1 h).
+    pub async fn enrollment_token(&self, school: &str, max_uses: u32) -> String {
+        let mut admin = self.client(&self.bootstrap_token).await;
+        admin
+            .enrollment
+            .create_enrollment_token(schoolfleet_proto::v1::CreateEnrollmentTokenRequest {
+                school_id: school.into(),
+                device_class: "schueler-pc".into(),
+                expires_in_seconds: 3600,
+                max_uses,
+                description: String::new(),
+                reinstall_device: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .secret
+    }
+
+    /// Enrols a device with a fresh key through the real `Enroll` call, as
+    /// the agent does; returns its id and mTLS identity.
+    pub async fn enroll_device(&self, token: String, hostname: &str) -> (String, ClientIdentity) {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let csr_pem = rcgen::CertificateParams::default()
+            .serialize_request(&key)
+            .unwrap()
+            .pem()
+            .unwrap();
+        let channel = transport::connect(
+            &self.url,
+            ServerTrust::Pinned(self.pin),
+            None,
+            ChannelOptions::default(),
+        )
+        .await
+        .unwrap();
+        let enrolled = AgentServiceClient::new(channel)
+            .enroll(schoolfleet_proto::v1::EnrollRequest {
+                token,
+                csr_pem,
+                system_uuid: "4c4c4544-0042-3510-8052-b4c04f384d32".into(),
+                serial_number: "SN-1".into(),
+                hostname: hostname.into(),
+                agent_version: "test".into(),
+                machine_id: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let identity = ClientIdentity {
+            cert_chain_pem: enrolled.certificate_pem,
+            key_pem: key.serialize_pem(),
+        };
+        (enrolled.device_id, identity)
+    }
+
     /// Creates a user with one role binding (as the bootstrap admin) and
     /// returns clients authenticated with a fresh token of that user.
     pub async fn user_clients(&self, name: &str, county: &str, role: &str, scope: &str) -> Clients {
