@@ -157,6 +157,26 @@ macro_rules! insert_outbox {
     }};
 }
 
+/// Inserts one inventory change of a device on `$exec`.
+macro_rules! insert_inventory_change {
+    ($device_id:expr, $change:expr, $exec:expr) => {{
+        let change: &$crate::storage::InventoryChangeRecord = $change;
+        sqlx::query(
+            "INSERT INTO inventory_changes (device_id, report_id, at, kind, subject, \
+             old_value, new_value) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind($device_id)
+        .bind(&change.report_id)
+        .bind(change.at)
+        .bind(&change.kind)
+        .bind(&change.subject)
+        .bind(&change.old_value)
+        .bind(&change.new_value)
+        .execute($exec)
+        .await?;
+    }};
+}
+
 /// Inserts one article version on `$exec`.
 macro_rules! insert_kb_version {
     ($version:expr, $exec:expr) => {{
@@ -787,19 +807,7 @@ macro_rules! impl_sql_store {
                 device_id: &str,
                 change: &InventoryChangeRecord,
             ) -> Result<()> {
-                sqlx::query(
-                    "INSERT INTO inventory_changes (device_id, report_id, at, kind, subject, \
-                     old_value, new_value) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(device_id)
-                .bind(&change.report_id)
-                .bind(change.at)
-                .bind(&change.kind)
-                .bind(&change.subject)
-                .bind(&change.old_value)
-                .bind(&change.new_value)
-                .execute(&self.pool)
-                .await?;
+                sql::insert_inventory_change!(device_id, change, &self.pool);
                 Ok(())
             }
 
@@ -855,19 +863,7 @@ macro_rules! impl_sql_store {
                     return Err(StorageError::NotFound(format!("device {old_id} (or it is revoked)")));
                 }
                 for (device_id, change) in [(old_id, notes.0), (new_id, notes.1)] {
-                    sqlx::query(
-                        "INSERT INTO inventory_changes (device_id, report_id, at, kind, subject, \
-                         old_value, new_value) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    )
-                    .bind(device_id)
-                    .bind(&change.report_id)
-                    .bind(change.at)
-                    .bind(&change.kind)
-                    .bind(&change.subject)
-                    .bind(&change.old_value)
-                    .bind(&change.new_value)
-                    .execute(&mut *tx)
-                    .await?;
+                    sql::insert_inventory_change!(device_id, &change, &mut *tx);
                 }
                 tx.commit().await?;
                 Ok(())
@@ -2338,6 +2334,7 @@ macro_rules! impl_sql_store {
 
 pub(super) use append_chained;
 pub(super) use impl_sql_store;
+pub(super) use insert_inventory_change;
 pub(super) use insert_kb_version;
 pub(super) use insert_outbox;
 pub(super) use push_tenant_filter;
