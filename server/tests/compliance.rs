@@ -36,23 +36,7 @@ async fn seed(server: &InProcessServer, admin: &mut Clients) {
         ("kus", "kus012", "kus012-sp0101"),
         ("kl", "kl001", "kl001-sp0101"),
     ] {
-        admin
-            .tenants
-            .create_county(CreateCountyRequest {
-                id: county.into(),
-                name: county.into(),
-            })
-            .await
-            .unwrap();
-        admin
-            .tenants
-            .create_school(CreateSchoolRequest {
-                id: school.into(),
-                county_id: county.into(),
-                name: school.into(),
-            })
-            .await
-            .unwrap();
+        server.create_school(county, school).await;
         let token = admin
             .enrollment
             .create_enrollment_token(CreateEnrollmentTokenRequest {

@@ -14,23 +14,7 @@ use schoolfleet_server::storage::{DeviceRecord, Enrolment, now_millis};
 
 async fn enrolled_device(server: &InProcessServer) -> DeviceRecord {
     let mut admin = server.client(&server.bootstrap_token).await;
-    admin
-        .tenants
-        .create_county(CreateCountyRequest {
-            id: "kus".into(),
-            name: "Kusel".into(),
-        })
-        .await
-        .unwrap();
-    admin
-        .tenants
-        .create_school(CreateSchoolRequest {
-            id: "kus012".into(),
-            county_id: "kus".into(),
-            name: "Schule".into(),
-        })
-        .await
-        .unwrap();
+    server.create_school("kus", "kus012").await;
     let token = admin
         .enrollment
         .create_enrollment_token(CreateEnrollmentTokenRequest {

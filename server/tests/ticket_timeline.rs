@@ -41,23 +41,7 @@ fn report(id: &str, at: i64, package: &str) -> IngestReport {
 async fn ticket_timeline_shows_device_inventory_changes_between_comments() {
     let server = InProcessServer::start().await;
     let mut admin = server.client(&server.bootstrap_token).await;
-    admin
-        .tenants
-        .create_county(CreateCountyRequest {
-            id: "kus".into(),
-            name: "Landkreis Kusel".into(),
-        })
-        .await
-        .unwrap();
-    admin
-        .tenants
-        .create_school(CreateSchoolRequest {
-            id: "kus012".into(),
-            county_id: "kus".into(),
-            name: "IGS Kusel".into(),
-        })
-        .await
-        .unwrap();
+    server.create_school("kus", "kus012").await;
     let token = admin
         .enrollment
         .create_enrollment_token(CreateEnrollmentTokenRequest {
