@@ -227,6 +227,10 @@ mod tests {
         // Not anchored in every branch, not anchored at all, or a branch
         // that may match the empty string: no prefilter.
         assert_eq!(prefixes("^a|b"), None);
+        // Found by the property test once: an escaped parenthesis does not
+        // open a group, so `|` here is at the top level.
+        assert_eq!(prefixes("^ \\(|a?"), None);
+        assert_eq!(prefixes("^0()|"), None);
         assert_eq!(prefixes("Firefox"), None);
         assert_eq!(prefixes("^a?"), None);
         assert_eq!(prefixes("(?m)^Java"), None);
