@@ -53,6 +53,16 @@ pub struct SessionsSection {
     /// Pending and active sessions on one device at once: more would be a
     /// row of consent dialogs pressing the pupil to click through.
     pub max_live_per_device: u32,
+    /// Capabilities whose start needs a second factor (step-up, OPS.1.2.5
+    /// A17): any of "shell", "exec", "forward", "cp".
+    pub require_mfa: Vec<String>,
+    /// After a code, more starts of the same kind with the same reason
+    /// need none for this long (a fan-out `exec`); "0s": always a code.
+    #[serde(with = "humantime_serde")]
+    pub mfa_grace: Duration,
+    /// Keys that seal TOTP secrets and recordings, outside the database.
+    /// Empty: `data.keys` in the data directory, created on first start.
+    pub data_key_file: Option<PathBuf>,
 }
 
 impl Default for SessionsSection {
@@ -68,6 +78,11 @@ impl Default for SessionsSection {
             recording_retention: Duration::from_secs(90 * 86_400),
             max_live_per_user: 64,
             max_live_per_device: 4,
+            require_mfa: ["shell", "exec", "forward", "cp"]
+                .map(String::from)
+                .to_vec(),
+            mfa_grace: Duration::from_secs(300),
+            data_key_file: None,
         }
     }
 }
@@ -513,6 +528,13 @@ impl Config {
                 self.sessions.max_live_per_user >= 1 && self.sessions.max_live_per_device >= 1,
                 "sessions.max_live_per_user and max_live_per_device must be at least 1",
             ),
+            (
+                self.sessions
+                    .require_mfa
+                    .iter()
+                    .all(|k| ["shell", "exec", "forward", "cp"].contains(&k.as_str())),
+                "sessions.require_mfa may name only \"shell\", \"exec\", \"forward\" and \"cp\"",
+            ),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
             Some((_, message)) => Err(ConfigError::Invalid((*message).to_owned())),
@@ -654,6 +676,18 @@ recording_retention = "90days"
 # one per device, --concurrency at a time), and one device may have.
 max_live_per_user = 64
 max_live_per_device = 4
+# Capabilities whose start needs a second factor (TOTP; users enrol with
+# `schoolfleet mfa enroll`). [] turns the step-up off.
+require_mfa = ["shell", "exec", "forward", "cp"]
+# After a code, more starts of the same kind with the same reason need no new
+# code for this long (fan-out exec over a school). "0s": a code every time.
+mfa_grace = "5m"
+# Keys that seal TOTP secrets and shell recordings (XChaCha20-Poly1305), one
+# `<id> <hex>` per line, 0600, outside the database; the last line seals new
+# data, earlier lines still open old data (rotation: append a line). Default:
+# data.keys in data_dir, created on first start. Replicas need the same file;
+# a backup of the database is unreadable without it, so back it up apart.
+# data_key_file = "/etc/schoolfleet/data.keys"
 
 [audit]
 # Audit entries older than this are deleted; the hash chain stays

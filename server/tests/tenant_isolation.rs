@@ -196,6 +196,7 @@ async fn fixture() -> Fixture {
             channels: 1,
             end_requested_at: None,
             end_requested_reason: String::new(),
+            step_up: String::new(),
         })
         .await
         .unwrap();

@@ -226,17 +226,18 @@ pub async fn run(cmd: SessionsCommand, ctx: &Context, ui: &mut Ui<'_>) -> anyhow
         }
         SessionsCommand::Play {
             id,
+            reason,
             speed,
             idle_limit,
             cast,
-        } => replay(id, speed, idle_limit, cast, ctx, ui).await?,
+        } => replay((id, reason), speed, idle_limit, cast, ctx, ui).await?,
     }
     Ok(())
 }
 
 /// `sessions play`: fetches the .cast, then writes or plays it.
 async fn replay(
-    id: String,
+    (id, reason): (String, String),
     speed: f64,
     idle_limit: Option<Duration>,
     cast: Option<std::path::PathBuf>,
@@ -247,7 +248,10 @@ async fn replay(
     let api = crate::client::Api::connect_for_sessions(&ctx.profile()?).await?;
     let mut chunks = api
         .sessions()
-        .get_recording(GetRecordingRequest { session_id: id })
+        .get_recording(GetRecordingRequest {
+            session_id: id,
+            reason,
+        })
         .await
         .reply(&api)?;
     let mut data = Vec::new();

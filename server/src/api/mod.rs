@@ -53,6 +53,8 @@ pub struct AppState {
     /// Failed enrolments and API-token authentications: limits and the
     /// aggregated audit.
     pub auth_failures: Arc<crate::limits::AuthFailures>,
+    /// Data keys (outside the database) sealing TOTP secrets and recordings.
+    pub keys: Arc<crate::keyring::Keyring>,
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Tracks the per-agent stream tasks, so shutdown can wait for them to
     /// mark their devices disconnected.

@@ -202,6 +202,7 @@ impl SessionApi {
             exit_code: s.exit_code.map(|c| c as i32),
             has_recording: s.has_recording,
             channels: s.channels.max(0) as u32,
+            step_up: s.step_up.clone(),
         })
     }
 }
@@ -313,10 +314,18 @@ impl SessionService for SessionApi {
                     device.hostname
                 )));
             }
-            Ok::<_, Status>((reason, ticket, spec))
+            let step_up = crate::sessions::step_up::check(
+                state,
+                &principal,
+                kind,
+                &reason,
+                req.step_up.as_ref(),
+            )
+            .await?;
+            Ok::<_, Status>((reason, ticket, spec, step_up))
         }
         .await;
-        let (reason, ticket, spec) = match checked {
+        let (reason, ticket, spec, step_up) = match checked {
             Ok(v) => v,
             Err(status) => {
                 self.audit_denied(
@@ -365,6 +374,7 @@ impl SessionService for SessionApi {
             channels: 0,
             end_requested_at: None,
             end_requested_reason: String::new(),
+            step_up,
         };
         state
             .store
@@ -718,6 +728,7 @@ impl SessionService for SessionApi {
             Permission::RecordingRead,
             &session_tenant(&session),
         )?;
+        let why = crate::sessions::sealed::read_reason(&request.get_ref().reason)?;
         // A live shell has its recording written as it goes.
         let live =
             session.kind == Kind::Shell.as_str() && state.sessions.live(&session.id).is_some();
@@ -734,14 +745,16 @@ impl SessionService for SessionApi {
                 &format!("session:{}", session.id),
                 Some(&session.county_id),
                 "ok",
-                String::new(),
+                format!("reason={why:?}"),
             )
             .await;
         let (tx, rx) = mpsc::channel(4);
         let store = state.store.clone();
+        let keys = state.keys.clone();
         tokio::spawn(async move {
             for chunk_no in 0.. {
-                match store.recording_chunk(&session.id, chunk_no).await {
+                let chunk = store.recording_chunk(&session.id, chunk_no).await;
+                match crate::sessions::sealed::open_chunk(&keys, &session.id, chunk_no, chunk) {
                     Ok(Some(data)) => {
                         if tx.send(Ok(RecordingChunk { data })).await.is_err() {
                             return;
@@ -749,7 +762,7 @@ impl SessionService for SessionApi {
                     }
                     Ok(None) => return,
                     Err(err) => {
-                        let _ = tx.send(Err(storage_status(err))).await;
+                        let _ = tx.send(Err(err)).await;
                         return;
                     }
                 }
@@ -861,6 +874,26 @@ impl SessionService for SessionApi {
             policies: policies.iter().map(consent_to_proto).collect(),
             default_consent: state.config.sessions.default_consent.clone(),
         }))
+    }
+
+    async fn enroll_totp(
+        &self,
+        request: Request<EnrollTotpRequest>,
+    ) -> Result<Response<EnrollTotpResponse>, Status> {
+        let principal = self.0.principal(&request).await?;
+        crate::sessions::step_up::enroll(&self.0, &principal, request.get_ref())
+            .await
+            .map(Response::new)
+    }
+
+    async fn confirm_totp(
+        &self,
+        request: Request<ConfirmTotpRequest>,
+    ) -> Result<Response<ConfirmTotpResponse>, Status> {
+        let principal = self.0.principal(&request).await?;
+        crate::sessions::step_up::confirm(&self.0, &principal, request.get_ref())
+            .await
+            .map(Response::new)
     }
 }
 
@@ -1107,11 +1140,12 @@ async fn drive(state: AppState, start: Start, tx: Updates) {
             Some(&info.county_id),
             "ok",
             format!(
-                "kind={} device={} hostname={} consent={} reason={:?} ticket={:?} summary={:?}",
+                "kind={} device={} hostname={} consent={} step_up={} reason={:?} ticket={:?} summary={:?}",
                 info.kind.as_str(),
                 info.device_id,
                 info.hostname,
                 record.consent,
+                if record.step_up.is_empty() { "none" } else { &record.step_up },
                 record.reason,
                 record.ticket,
                 record.summary
@@ -1252,9 +1286,10 @@ async fn write_recording(
 ) -> bool {
     let mut chunk_no = 0i64;
     while let Some(data) = chunks.recv().await {
+        let sealed = crate::sessions::sealed::seal_chunk(&state.keys, &session_id, chunk_no, &data);
         match state
             .store
-            .append_recording_chunk(&session_id, chunk_no, &data)
+            .append_recording_chunk(&session_id, chunk_no, &sealed)
             .await
         {
             Ok(()) => chunk_no += 1,

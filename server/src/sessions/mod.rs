@@ -5,6 +5,8 @@
 pub mod policy;
 pub mod recording;
 pub mod relay;
+pub mod sealed;
+pub mod step_up;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
