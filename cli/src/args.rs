@@ -1144,6 +1144,9 @@ pub enum Role {
     Technician,
     Coordinator,
     Viewer,
+    /// The school's lead or data-protection contact, at school scope only.
+    #[value(name = "schulleitung")]
+    Schulleitung,
 }
 
 impl Role {
@@ -1153,6 +1156,7 @@ impl Role {
             Role::Technician => "technician",
             Role::Coordinator => "coordinator",
             Role::Viewer => "viewer",
+            Role::Schulleitung => "schulleitung",
         }
     }
 }
@@ -1170,7 +1174,9 @@ pub fn role_binding(text: &str) -> Result<RoleBindingArg, String> {
         .split_once('@')
         .ok_or_else(|| format!("expected ROLE@SCOPE, e.g. technician@county:kus, got {text:?}"))?;
     let role = Role::from_str(role, false).map_err(|_| {
-        format!("unknown role {role:?}: expected admin, technician, coordinator or viewer")
+        format!(
+            "unknown role {role:?}: expected admin, technician, coordinator, viewer or schulleitung"
+        )
     })?;
     let scope = scope.parse::<Scope>().map_err(|e| e.to_string())?;
     Ok(RoleBindingArg { role, scope })

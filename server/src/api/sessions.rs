@@ -809,6 +809,16 @@ impl SessionService for SessionApi {
                 "consent {consent:?} is invalid: use none, notify or prompt"
             )));
         }
+        crate::sessions::consent_floor::check_set(
+            state,
+            &principal,
+            &tenant,
+            &school.county_id,
+            &school.id,
+            &device_class,
+            &consent,
+        )
+        .await?;
         let policy = ConsentPolicyRecord {
             school_id: school.id.clone(),
             device_class,
