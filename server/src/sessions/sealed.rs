@@ -48,5 +48,5 @@ pub fn read_reason(reason: &str) -> Result<String, Status> {
             "a reason is required to read a recording (--reason): it is audited",
         ));
     }
-    crate::api::display_text("reason", reason, 500)
+    crate::api::display_text("reason", reason, 500).map_err(Status::from)
 }
