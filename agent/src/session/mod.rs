@@ -91,7 +91,49 @@ impl std::str::FromStr for Capability {
     }
 }
 
+/// The least consent this device applies (`--consent-min`), whatever mode
+/// the server sends: even a compromised server cannot go below it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ConsentFloor {
+    #[default]
+    None,
+    Notify,
+    Prompt,
+}
+
+impl ConsentFloor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentFloor::None => "none",
+            ConsentFloor::Notify => "notify",
+            ConsentFloor::Prompt => "prompt",
+        }
+    }
+
+    /// The mode to apply: the server's, raised to the floor.
+    pub fn apply(self, server_mode: &str) -> &'static str {
+        let asked = server_mode.parse().unwrap_or(ConsentFloor::Prompt);
+        self.max(asked).as_str()
+    }
+}
+
+impl std::str::FromStr for ConsentFloor {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" => Ok(ConsentFloor::None),
+            "notify" => Ok(ConsentFloor::Notify),
+            "prompt" => Ok(ConsentFloor::Prompt),
+            other => Err(format!(
+                "unknown consent mode {other:?} (none, notify, prompt)"
+            )),
+        }
+    }
+}
+
 pub struct SessionConfig {
+    /// The least consent applied here, whatever the server sends.
+    pub consent_min: ConsentFloor,
     pub disabled: Vec<Capability>,
     pub transfer_roots: Vec<PathBuf>,
     pub consent: Arc<dyn ConsentProvider>,
@@ -102,6 +144,7 @@ pub struct SessionConfig {
 impl std::fmt::Debug for SessionConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionConfig")
+            .field("consent_min", &self.consent_min)
             .field("disabled", &self.disabled)
             .field("transfer_roots", &self.transfer_roots)
             .field("consent", &self.consent.name())
@@ -156,6 +199,9 @@ pub struct LocalSession {
     pub summary: String,
     /// "waiting for consent" or "active".
     pub state: String,
+    /// The consent mode applied here: the server's, raised to the floor.
+    #[serde(default)]
+    pub consent: String,
 }
 
 struct Entry {
@@ -251,12 +297,15 @@ impl SessionManager {
                 ),
             );
         }
-        let consent_mode = open.consent.clone();
-        if !matches!(consent_mode.as_str(), "none" | "notify" | "prompt") {
+        if !matches!(open.consent.as_str(), "none" | "notify" | "prompt") {
             return refuse(
                 SessionRefusal::Invalid,
-                format!("unknown consent mode {consent_mode:?}"),
+                format!("unknown consent mode {:?}", open.consent),
             );
+        }
+        let consent_mode = self.config.consent_min.apply(&open.consent).to_owned();
+        if consent_mode != open.consent {
+            tracing::info!(session = %id, server = %open.consent, applied = %consent_mode, "consent raised to this device's floor (--consent-min)");
         }
         let prompting = consent_mode == "prompt";
         if prompting {
@@ -280,6 +329,7 @@ impl SessionManager {
             started: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             summary: summary.clone(),
             state: "waiting for consent".into(),
+            consent: consent_mode.clone(),
         };
         self.table().insert(
             id.clone(),
@@ -720,9 +770,24 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_floor_only_raises_the_mode() {
+        use ConsentFloor::*;
+        assert_eq!(None.apply("none"), "none");
+        assert_eq!(Notify.apply("none"), "notify");
+        assert_eq!(Prompt.apply("notify"), "prompt");
+        assert_eq!(Notify.apply("prompt"), "prompt");
+        assert_eq!(
+            None.apply("bogus"),
+            "prompt",
+            "unknown text is the strictest"
+        );
+    }
+
     #[tokio::test]
     async fn at_most_two_consent_questions_are_open_at_once() {
         let manager = SessionManager::new(SessionConfig {
+            consent_min: ConsentFloor::None,
             disabled: Vec::new(),
             transfer_roots: Vec::new(),
             consent: Arc::new(Silent),
