@@ -63,6 +63,16 @@ pub struct SessionsSection {
     /// Keys that seal TOTP secrets and recordings, outside the database.
     /// Empty: `data.keys` in the data directory, created on first start.
     pub data_key_file: Option<PathBuf>,
+    /// Forward targets allowed besides the device itself (loopback), per
+    /// school ("kus012"), per school and class ("kus012/verwaltungs-pc")
+    /// or everywhere ("*"): "host:port" or "host:*".
+    pub forward_allow: std::collections::BTreeMap<String, Vec<String>>,
+    /// Programs whose arguments are secrets (all redacted), also when an
+    /// argument names them in a shell command line (`sh -c '… | chpasswd'`).
+    pub redact_commands: Vec<String>,
+    /// Regular expressions for exec arguments that carry a secret; the
+    /// part a group named `keep` matched stays, the rest becomes `***`.
+    pub redact_args: Vec<String>,
 }
 
 impl Default for SessionsSection {
@@ -83,6 +93,14 @@ impl Default for SessionsSection {
                 .to_vec(),
             mfa_grace: Duration::from_secs(300),
             data_key_file: None,
+            forward_allow: Default::default(),
+            redact_commands: ["chpasswd", "passwd", "htpasswd", "smbpasswd", "chntpw"]
+                .map(String::from)
+                .to_vec(),
+            redact_args: vec![
+                r"(?i)^(?P<keep>--?[a-z0-9_-]*(password|passwd|passphrase|pass|pwd|secret|token|apikey|api-key)[a-z0-9_-]*[=:]).+$".into(),
+                r"(?i)^(?P<keep>[a-z0-9._-]+:)[^/\s]+@".into(),
+            ],
         }
     }
 }
@@ -535,6 +553,13 @@ impl Config {
                     .all(|k| ["shell", "exec", "forward", "cp"].contains(&k.as_str())),
                 "sessions.require_mfa may name only \"shell\", \"exec\", \"forward\" and \"cp\"",
             ),
+            (
+                self.sessions
+                    .redact_args
+                    .iter()
+                    .all(|r| regex::Regex::new(r).is_ok()),
+                "sessions.redact_args must be valid regular expressions",
+            ),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
             Some((_, message)) => Err(ConfigError::Invalid((*message).to_owned())),
@@ -688,6 +713,25 @@ mfa_grace = "5m"
 # data.keys in data_dir, created on first start. Replicas need the same file;
 # a backup of the database is unreadable without it, so back it up apart.
 # data_key_file = "/etc/schoolfleet/data.keys"
+# Programs whose arguments are secrets: every argument of theirs is stored
+# and shown as ***, also an argument that names them (sh -c '... | chpasswd').
+redact_commands = ["chpasswd", "passwd", "htpasswd", "smbpasswd", "chntpw"]
+# Regular expressions for arguments that carry a secret (--password=...,
+# user:secret@host); what the group `keep` matched stays, the rest is ***.
+# Applied to the session row, the audit entry and the logs; the device still
+# gets the real command line. Better still: send secrets on stdin.
+redact_args = [
+  '(?i)^(?P<keep>--?[a-z0-9_-]*(password|passwd|passphrase|pass|pwd|secret|token|apikey|api-key)[a-z0-9_-]*[=:]).+$',
+  '(?i)^(?P<keep>[a-z0-9._-]+:)[^/\s]+@',
+]
+
+[sessions.forward_allow]
+# Forward targets besides the device itself (127.0.0.0/8, ::1, localhost,
+# always allowed): per school, per school and class, or "*" for all schools;
+# "host:port" or "host:*". Everything else is refused and audited.
+# "*" = ["drucker-zentral.kreis.local:631"]
+# kus012 = ["192.168.10.20:*"]
+# "kus012/verwaltungs-pc" = ["kasse.schule.local:443"]
 
 [audit]
 # Audit entries older than this are deleted; the hash chain stays

@@ -402,7 +402,9 @@ impl SessionManager {
                     entry.prompting = false;
                     entry.info.state = "active".into();
                 }
-                tracing::info!(session = %id, admin = %request.admin, reason = %request.reason, ticket = %request.ticket, kind = %request.kind, summary = %request.summary, consent = %consent_mode, "remote session started");
+                // The command line only at debug: it may carry a secret.
+                tracing::info!(session = %id, admin = %request.admin, reason = %request.reason, ticket = %request.ticket, kind = %request.kind, consent = %consent_mode, "remote session started");
+                tracing::debug!(session = %id, summary = %request.summary, "remote session command");
                 send_event(
                     events,
                     SessionEvent {
@@ -426,7 +428,7 @@ impl SessionManager {
         if self.table().remove(id).is_none() {
             return;
         }
-        tracing::info!(session = %id, admin = %request.admin, reason = %request.reason, kind = %request.kind, summary = %request.summary, refusal = ?refusal, message = %message, "remote session refused");
+        tracing::info!(session = %id, admin = %request.admin, reason = %request.reason, kind = %request.kind, refusal = ?refusal, message = %message, "remote session refused");
         send_event(events, refused(id, refusal, message)).await;
     }
 
@@ -613,7 +615,7 @@ pub fn ended_event(ended: &EndedLocally, by_local_user: bool, reason: &str) -> A
 }
 
 fn log_end(info: &LocalSession, reason: &str) {
-    tracing::info!(session = %info.id, admin = %info.admin, reason = %info.reason, kind = %info.kind, summary = %info.summary, end_reason = %reason, "remote session ended");
+    tracing::info!(session = %info.id, admin = %info.admin, reason = %info.reason, kind = %info.kind, end_reason = %reason, "remote session ended");
 }
 
 fn refused(id: &str, refusal: SessionRefusal, message: String) -> SessionEvent {

@@ -262,6 +262,8 @@ impl SessionService for SessionApi {
             };
             let spec = policy::check_spec(req.spec.as_ref(), limits.max_file_bytes)
                 .map_err(Status::invalid_argument)?;
+            let spec = crate::sessions::guard_spec(limits, &device, req.spec.as_ref(), spec)
+                .map_err(Status::permission_denied)?;
             if device.status != "active" {
                 return Err(Status::failed_precondition(format!(
                     "device {} is {}",
