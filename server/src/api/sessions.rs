@@ -55,6 +55,27 @@ fn session_tenant(s: &SessionRecord) -> TenantRef {
 }
 
 impl SessionApi {
+    /// The replica to relay an `Attach` of `session_id` to: the one holding
+    /// the stream of the session's device, if not this one.
+    async fn relay_target_of(
+        &self,
+        session_id: &str,
+        caller: &tonic::metadata::MetadataMap,
+    ) -> Option<crate::cluster::RelayTarget> {
+        let state = &self.0;
+        if !state.cluster.relays() || session_id.len() > 64 {
+            return None;
+        }
+        let session = state.store.get_session(session_id).await.ok()??;
+        if state.agents.holds(&session.device_id) {
+            return None;
+        }
+        state
+            .cluster
+            .relay_target(state.store.as_ref(), &session.device_id, caller)
+            .await
+    }
+
     /// Audits a refused start. The device is looked up without the
     /// caller's permissions, so the entry lands in the device's county
     /// even when the caller may not see it.
@@ -242,6 +263,7 @@ impl SessionService for SessionApi {
     ) -> Result<Response<Self::StartSessionStream>, Status> {
         let state = &self.0;
         let principal = state.principal(&request).await?;
+        let caller = request.metadata().clone();
         let req = request.into_inner();
         let limits = &state.config.sessions;
         let kind = policy::kind_of(req.spec.as_ref());
@@ -276,6 +298,21 @@ impl SessionService for SessionApi {
                 return Err(status);
             }
         };
+        // The device's stream is on another replica: the session lives
+        // there, which authorises, asks and audits it as the caller.
+        if !state.agents.holds(&device.id)
+            && let Some(target) = state
+                .cluster
+                .relay_target(state.store.as_ref(), &device.id, &caller)
+                .await
+        {
+            tracing::debug!(device = %device.id, replica = %target.replica_id, "relaying StartSession");
+            let updates = state
+                .cluster
+                .start_session(&target, &caller, req.clone())
+                .await?;
+            return Ok(Response::new(crate::cluster::boxed(updates)));
+        }
         let checked = async {
             let reason = check_reason(&req.reason)?;
             let ticket = if req.ticket.trim().is_empty() {
@@ -469,6 +506,7 @@ impl SessionService for SessionApi {
     ) -> Result<Response<Self::AttachStream>, Status> {
         let state = &self.0;
         let principal = state.principal(&request).await?;
+        let caller = request.metadata().clone();
         let mut inbound = request.into_inner();
         let attach_timeout = state.config.sessions.attach_timeout;
         let first = tokio::time::timeout(attach_timeout, inbound.message())
@@ -491,7 +529,21 @@ impl SessionService for SessionApi {
                 echo(&session_id)
             ))
         };
-        let live = state.sessions.live(&session_id).ok_or_else(not_live)?;
+        let Some(live) = state.sessions.live(&session_id) else {
+            // A session started through another replica lives where the
+            // device's stream is: attach there, as the caller.
+            if let Some(target) = self.relay_target_of(&session_id, &caller).await {
+                let first = ClientFrame {
+                    body: Some(ClientBody::Open(open)),
+                };
+                let frames = state
+                    .cluster
+                    .attach(&target, &caller, first, inbound)
+                    .await?;
+                return Ok(Response::new(crate::cluster::boxed(frames)));
+            }
+            return Err(not_live());
+        };
         if let Err((why, status)) = may_attach(&principal, &live, not_live) {
             state
                 .audit(
