@@ -506,6 +506,7 @@ mod tests {
             source: "dpkg".into(),
             architecture: "amd64".into(),
             publisher: String::new(),
+            ..Default::default()
         }
     }
 
@@ -522,6 +523,7 @@ mod tests {
                 version: "12".into(),
                 edition: String::new(),
                 kernel_version: "6.1.0-28-amd64".into(),
+                ..Default::default()
             }),
             hardware: Some(Hardware {
                 vendor: "LENOVO".into(),
@@ -539,6 +541,7 @@ mod tests {
                 secure_boot: Tristate::Yes.into(),
                 tpm_present: true,
                 tpm_version: "2.0".into(),
+                ..Default::default()
             }),
             disks: vec![Disk {
                 name: "nvme0n1".into(),
