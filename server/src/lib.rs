@@ -16,7 +16,9 @@ pub mod limits;
 pub mod listener;
 pub mod pki;
 pub mod server;
+pub mod service;
 pub mod sessions;
+pub mod state;
 pub mod storage;
 pub mod textdiff;
 /// Moved to `schoolfleet-standard`; re-exported so existing paths keep working.

@@ -1,6 +1,7 @@
 //! The session service: start (authorise, consent, hold), attach channels,
 //! list, end, recordings, consent policy.
 
+use crate::service::access;
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -50,9 +51,7 @@ fn update(u: Update) -> Result<SessionUpdate, Status> {
     Ok(SessionUpdate { update: Some(u) })
 }
 
-fn session_tenant(s: &SessionRecord) -> TenantRef {
-    TenantRef::school(&s.county_id, &s.school_id)
-}
+use crate::service::access::session_tenant;
 
 impl SessionApi {
     /// Audits a refused start. The device is looked up without the
@@ -126,30 +125,6 @@ impl SessionApi {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         Ok(())
-    }
-
-    /// The session record for a caller: NOT_FOUND unless the caller
-    /// started it or holds SessionRead on its school.
-    async fn visible_session(
-        &self,
-        principal: &Principal,
-        id: &str,
-    ) -> Result<SessionRecord, Status> {
-        let not_found = || Status::not_found(format!("session {} not found", echo(id.trim())));
-        let session = self
-            .0
-            .store
-            .get_session(id.trim())
-            .await
-            .map_err(storage_status)?
-            .ok_or_else(not_found)?;
-        if session.user_id == principal.user_id
-            || principal.can(Permission::SessionRead, &session_tenant(&session))
-        {
-            Ok(session)
-        } else {
-            Err(not_found())
-        }
     }
 
     async fn to_proto(
@@ -227,7 +202,7 @@ fn check_reason(reason: &str) -> Result<String, Status> {
             "a reason is required (--reason): it is shown to the user and audited",
         ));
     }
-    display_text("reason", reason, 500)
+    Ok(display_text("reason", reason, 500)?)
 }
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -257,32 +232,30 @@ impl SessionService for SessionApi {
                 .await;
             return Err(status);
         };
-        let device = match state
-            .visible_device(&principal, &req.device, kind.permission())
-            .await
-        {
-            Ok(d) => d,
-            Err(status) => {
-                self.audit_denied(
-                    &Attempt {
-                        kind: Some(kind),
-                        ..attempt
-                    },
-                    None,
-                    None,
-                    status.message(),
-                )
-                .await;
-                return Err(status);
-            }
-        };
+        let device =
+            match access::visible_device(state, &principal, &req.device, kind.permission()).await {
+                Ok(d) => d,
+                Err(err) => {
+                    let status = Status::from(err);
+                    self.audit_denied(
+                        &Attempt {
+                            kind: Some(kind),
+                            ..attempt
+                        },
+                        None,
+                        None,
+                        status.message(),
+                    )
+                    .await;
+                    return Err(status);
+                }
+            };
         let checked = async {
             let reason = check_reason(&req.reason)?;
             let ticket = if req.ticket.trim().is_empty() {
                 String::new()
             } else {
-                super::TicketApi(state.clone())
-                    .visible_ticket(&principal, &req.ticket, Permission::TicketRead)
+                access::visible_ticket(state, &principal, &req.ticket, Permission::TicketRead)
                     .await?
                     .key()
             };
@@ -582,8 +555,7 @@ impl SessionService for SessionApi {
             None
         } else {
             Some(
-                state
-                    .visible_device(&principal, &req.device, Permission::SessionRead)
+                access::visible_device(state, &principal, &req.device, Permission::SessionRead)
                     .await?
                     .id,
             )
@@ -624,9 +596,8 @@ impl SessionService for SessionApi {
         request: Request<GetSessionRequest>,
     ) -> Result<Response<Session>, Status> {
         let principal = self.0.principal(&request).await?;
-        let session = self
-            .visible_session(&principal, &request.get_ref().session_id)
-            .await?;
+        let session =
+            access::visible_session(&self.0, &principal, &request.get_ref().session_id).await?;
         Ok(Response::new(
             self.to_proto(&session, &mut HashMap::new()).await?,
         ))
@@ -639,7 +610,7 @@ impl SessionService for SessionApi {
         let state = &self.0;
         let principal = state.principal(&request).await?;
         let req = request.into_inner();
-        let session = self.visible_session(&principal, &req.session_id).await?;
+        let session = access::visible_session(&self.0, &principal, &req.session_id).await?;
         if session.user_id != principal.user_id {
             require(
                 &principal,
@@ -710,9 +681,8 @@ impl SessionService for SessionApi {
     ) -> Result<Response<Self::GetRecordingStream>, Status> {
         let state = &self.0;
         let principal = state.principal(&request).await?;
-        let session = self
-            .visible_session(&principal, &request.get_ref().session_id)
-            .await?;
+        let session =
+            access::visible_session(&self.0, &principal, &request.get_ref().session_id).await?;
         require(
             &principal,
             Permission::RecordingRead,
