@@ -7,6 +7,8 @@
 # Then cp: a download from the transfer root, a path outside it refused,
 # and an upload, which Wine refuses (its icacls is a dummy, so the root
 # belongs to Wine's user, S-1-5-21-0-0-0-1000: the ownership check holds).
+# Last, consent "prompt": the Windows desktop provider (WTS) finds nobody
+# at the console, so the session is refused and nothing runs.
 # Wine is not Windows: this proves enrolment, mTLS, the agent stream, the
 # dial-back channels, Job Object spawn and exit codes run in a Windows
 # build; pipe DACLs, icacls results and Job Object kill-on-close are only
@@ -21,6 +23,7 @@
 #   SCHOOLFLEET_LINUX_BIN       a directory with schoolfleet-server and
 #                               schoolfleet already built (skips that build)
 #   SCHOOLFLEET_WINE_FIGURES=1  also print the figures for BENCHMARKS.md
+#   SCHOOLFLEET_WINE_SHELL=1    also try a shell on ConPTY and print it
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -99,7 +102,10 @@ agent enroll --server "$url" --token-file 'C:\sf-token.txt' >"$work/enroll.txt" 
 [[ -s $c/ProgramData/schoolfleet/agent/device.json ]] || fail "no device.json after enrolment"
 device=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["device_id"])' "$c/ProgramData/schoolfleet/agent/device.json")
 
-agent run >"$work/agent.log" 2>&1 &
+# Wine ships no PowerShell: the experimental shell check uses cmd.exe.
+shell_args=()
+[[ ${SCHOOLFLEET_WINE_SHELL:-} == 1 ]] && shell_args=(--shell 'C:\windows\system32\cmd.exe')
+agent run "${shell_args[@]}" >"$work/agent.log" 2>&1 &
 pids+=($!)
 online() {
   sf -o json devices --school wine001 >"$work/devices.json" 2>/dev/null || return 1
@@ -150,6 +156,26 @@ if [[ $rc == 0 ]]; then
 else
   upload="upload refused under Wine: $(grep -o 'not a safe place to write: [^(]*' "$work/cp-up.txt" || tail -n1 "$work/cp-up.txt")"
 fi
+# Consent "prompt" goes through the Windows desktop provider (WTS): under
+# Wine nobody is logged on at a console, so the session must be refused,
+# never run (fail closed).
+sf consent set --school wine001 --mode prompt >/dev/null
+rc=0
+sf exec "$device" --reason "Wine-Test" -- cmd /c echo "ungefragt-$marker" >"$work/prompt.txt" 2>&1 || rc=$?
+[[ $rc == 255 ]] || fail "exec under consent prompt gave $rc: $(cat "$work/prompt.txt")"
+grep -q "ungefragt-$marker" "$work/prompt.txt" && fail "the command ran without consent"
+consent=$(grep -io 'nobody is logged in[^"]*\|consent dialog could not be shown' "$work/prompt.txt" | head -n1)
+[[ -n $consent ]] || fail "refusal without the provider's reason: $(cat "$work/prompt.txt")"
+sf consent set --school wine001 --mode none >/dev/null
+if [[ ${SCHOOLFLEET_WINE_SHELL:-} == 1 ]]; then
+  # Experimental, prints what happens, asserts nothing: a shell on ConPTY
+  # (cmd.exe), the CLI on a pseudo-terminal. Under Wine 8 cmd.exe exits at
+  # once without output (docs/deployment.md).
+  { sleep 3; printf 'echo conpty-%s\r\n' "$marker"; sleep 3; printf 'exit\r\n'; sleep 2; } |
+    timeout 30 script -qec "env HOME=$work SCHOOLFLEET_SERVER=$url SCHOOLFLEET_CA_PIN=$(cat "$work/server/ca.pin") SCHOOLFLEET_TOKEN=$(cat "$work/server/bootstrap-admin.token") $bin/schoolfleet shell $device --reason Wine-Test" /dev/null >"$work/shell.txt" 2>&1 || true
+  echo "--- shell under Wine:"; cat -v "$work/shell.txt" | tail -n 15
+  grep -i "shell\|channel" "$work/agent.log" | sed 's/\x1b\[[0-9;]*m//g' | tail -n 5
+fi
 sf sessions list >"$work/sessions.txt"
 [[ $(grep -c 'Wine-Test' "$work/sessions.txt") -ge 3 ]] || fail "sessions list lacks the three execs: $(cat "$work/sessions.txt")"
 if [[ ${SCHOOLFLEET_WINE_FIGURES:-} == 1 ]]; then
@@ -179,4 +205,4 @@ if [[ ${SCHOOLFLEET_WINE_FIGURES:-} == 1 ]]; then
     "idle RSS of the agent process ${rss} KiB;" \
     "CPU per inventory: agent $(( (a1 - a0) * 1000 / hz / runs )) ms, wineserver $(( (w1 - w0) * 1000 / hz / runs )) ms (mean of $runs collect-now)"
 fi
-echo "ok: Wine agent enrolled (device ${device:0:8}…), online with OS '$os_name', status over the pipe, exec 'cmd /c echo' printed $marker, exit code 7 and 127 passed through, cp download checked, outside path refused; $upload"
+echo "ok: Wine agent enrolled (device ${device:0:8}…), online with OS '$os_name', status over the pipe, exec 'cmd /c echo' printed $marker, exit code 7 and 127 passed through, cp download checked, outside path refused; $upload; consent prompt refused ($consent)"
