@@ -169,6 +169,15 @@ fn os(old: &Inventory, new: &Inventory, out: &mut Vec<Change>) {
         &o.kernel_version,
         &n.kernel_version,
     );
+    // A Windows feature update (23H2 → 24H2) keeps the build prefix of
+    // the version but is what people plan by.
+    field(
+        out,
+        kind,
+        "os.display_version",
+        &o.display_version,
+        &n.display_version,
+    );
 }
 
 /// Hardware identity and CPU; BIOS fields count as firmware (a BIOS update
@@ -719,6 +728,23 @@ mod tests {
                     "6.12.0-1-amd64"
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn windows_feature_update_is_an_os_change() {
+        let mut old = base();
+        old.os.as_mut().unwrap().display_version = "23H2".into();
+        let mut new = old.clone();
+        new.os.as_mut().unwrap().display_version = "24H2".into();
+        assert_eq!(
+            diff(Some(&old), &new),
+            [Change::new(
+                ChangeKind::OsChanged,
+                "os.display_version",
+                "23H2",
+                "24H2"
+            )]
         );
     }
 
