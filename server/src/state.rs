@@ -27,6 +27,9 @@ pub struct AppState {
     pub auth_failures: Arc<crate::limits::AuthFailures>,
     /// Data keys (outside the database) sealing TOTP secrets and recordings.
     pub keys: Arc<crate::keyring::Keyring>,
+    /// This replica among those sharing one store, and the relay of remote
+    /// sessions to the replica holding a device's stream.
+    pub cluster: Arc<crate::cluster::Cluster>,
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Tracks the per-agent stream tasks, so shutdown can wait for them to
     /// mark their devices disconnected.

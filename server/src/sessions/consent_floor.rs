@@ -5,10 +5,9 @@
 //! session gets is never below it. The agent has a floor of its own
 //! (`--consent-min`) that not even the server can lower.
 
-use tonic::Status;
-
-use crate::api::AppState;
 use crate::auth::{Permission, Principal, TenantRef};
+use crate::service::AppError;
+use crate::state::AppState;
 use crate::storage::{ConsentFloorRecord, Result, Store, now_millis};
 
 /// none < notify < prompt; unknown text counts as the strictest.
@@ -52,8 +51,7 @@ pub async fn check_set(
     school_id: &str,
     device_class: &str,
     consent: &str,
-) -> std::result::Result<(), Status> {
-    let storage = crate::api::storage_status;
+) -> std::result::Result<(), AppError> {
     if principal.can(Permission::ConsentFloor, tenant) {
         return state
             .store
@@ -65,11 +63,9 @@ pub async fn check_set(
                 set_at: now_millis(),
             })
             .await
-            .map_err(storage);
+            .map_err(AppError::from);
     }
-    let floor = floor_for(state.store.as_ref(), school_id, device_class)
-        .await
-        .map_err(storage)?;
+    let floor = floor_for(state.store.as_ref(), school_id, device_class).await?;
     match floor {
         Some(floor) if rank(consent) < rank(&floor) => {
             let why = format!(
@@ -91,7 +87,7 @@ pub async fn check_set(
                     why.clone(),
                 )
                 .await;
-            Err(Status::permission_denied(why))
+            Err(AppError::denied(why))
         }
         _ => Ok(()),
     }

@@ -16,12 +16,12 @@ use schoolfleet_proto::v1::{
     ConfirmTotpRequest, ConfirmTotpResponse, EnrollTotpRequest, EnrollTotpResponse, StepUp,
 };
 use sha2::{Digest, Sha256};
-use tonic::Status;
 
 use super::policy::Kind;
-use crate::api::AppState;
 use crate::auth::Principal;
 use crate::auth::mfa;
+use crate::service::{AppError, AppResult};
+use crate::state::AppState;
 use crate::storage::{UserMfaRecord, now_millis};
 
 /// Response metadata on a refused start: the methods the user can prove
@@ -46,27 +46,19 @@ fn unix_seconds(millis: i64) -> u64 {
 }
 
 /// PERMISSION_DENIED that tells the client to ask for a code.
-fn ask_for_code(message: String) -> Status {
-    let mut status = Status::permission_denied(message);
-    status
-        .metadata_mut()
-        .insert(STEP_UP_HEADER, METHOD_TOTP.parse().expect("ascii"));
-    status
-}
-
-fn storage(err: crate::storage::StorageError) -> Status {
-    crate::api::storage_status(err)
+fn ask_for_code(message: String) -> AppError {
+    AppError::denied(message).with_hint(STEP_UP_HEADER, METHOD_TOTP)
 }
 
 /// The sealed secret opened, or UNAVAILABLE (the key file is wrong; the
 /// details go to the log, not to the caller).
-fn open_secret(state: &AppState, record: &UserMfaRecord) -> Result<Vec<u8>, Status> {
+fn open_secret(state: &AppState, record: &UserMfaRecord) -> AppResult<Vec<u8>> {
     state
         .keys
         .open(&secret_context(&record.user_id), &record.secret)
         .map_err(|err| {
             tracing::error!(user = %record.user_id, error = %err, "cannot open a TOTP secret");
-            Status::unavailable("the second factor cannot be checked; see the server log")
+            AppError::unavailable("the second factor cannot be checked; see the server log")
         })
 }
 
@@ -85,7 +77,7 @@ pub async fn check(
     kind: Kind,
     reason: &str,
     step_up: Option<&StepUp>,
-) -> Result<String, Status> {
+) -> AppResult<String> {
     let config = &state.config.sessions;
     if !config.require_mfa.iter().any(|k| k == kind.as_str()) {
         return Ok(String::new());
@@ -94,9 +86,9 @@ pub async fn check(
         .store
         .get_user_mfa(&principal.user_id)
         .await
-        .map_err(storage)?;
+        .map_err(AppError::from)?;
     let Some(record) = record.filter(|r| r.confirmed) else {
-        return Err(Status::permission_denied(format!(
+        return Err(AppError::denied(format!(
             "{} sessions need a second factor on this server, and {} has none: \
              enrol with `schoolfleet mfa enroll` first",
             kind.as_str(),
@@ -135,7 +127,7 @@ pub async fn check(
             &digest,
         )
         .await
-        .map_err(storage)?
+        .map_err(AppError::from)?
     {
         return Ok(METHOD_TOTP.into());
     }
@@ -145,7 +137,7 @@ pub async fn check(
         .store
         .get_user_mfa(&principal.user_id)
         .await
-        .map_err(storage)?;
+        .map_err(AppError::from)?;
     if let Some(again) = again
         && again.last_step >= step as i64
         && in_grace(&again)
@@ -164,13 +156,13 @@ pub async fn enroll(
     state: &AppState,
     principal: &Principal,
     req: &EnrollTotpRequest,
-) -> Result<EnrollTotpResponse, Status> {
+) -> AppResult<EnrollTotpResponse> {
     let now = now_millis();
     let existing = state
         .store
         .get_user_mfa(&principal.user_id)
         .await
-        .map_err(storage)?;
+        .map_err(AppError::from)?;
     if let Some(existing) = existing.filter(|r| r.confirmed) {
         let proven = match totp_code(req.step_up.as_ref()) {
             Some(code) => {
@@ -180,7 +172,7 @@ pub async fn enroll(
                         .store
                         .use_mfa_step(&principal.user_id, step as i64, 0, "", "")
                         .await
-                        .map_err(storage)?,
+                        .map_err(AppError::from)?,
                     None => false,
                 }
             }
@@ -217,7 +209,11 @@ pub async fn enroll(
         grace_reason: String::new(),
         created_at: now,
     };
-    state.store.put_user_mfa(&record).await.map_err(storage)?;
+    state
+        .store
+        .put_user_mfa(&record)
+        .await
+        .map_err(AppError::from)?;
     state
         .audit(
             &principal.actor(),
@@ -239,28 +235,28 @@ pub async fn confirm(
     state: &AppState,
     principal: &Principal,
     req: &ConfirmTotpRequest,
-) -> Result<ConfirmTotpResponse, Status> {
+) -> AppResult<ConfirmTotpResponse> {
     let pending = state
         .store
         .get_user_mfa(&principal.user_id)
         .await
-        .map_err(storage)?
+        .map_err(AppError::from)?
         .filter(|r| !r.confirmed)
         .ok_or_else(|| {
-            Status::failed_precondition(
+            AppError::failed_precondition(
                 "no second factor waits for confirmation: run `schoolfleet mfa enroll`",
             )
         })?;
     let secret = open_secret(state, &pending)?;
     let step = mfa::verify(&secret, &req.code, unix_seconds(now_millis()))
-        .ok_or_else(|| Status::invalid_argument("the code does not match the new secret"))?;
+        .ok_or_else(|| AppError::invalid("the code does not match the new secret"))?;
     if !state
         .store
         .confirm_user_mfa(&principal.user_id, step as i64)
         .await
-        .map_err(storage)?
+        .map_err(AppError::from)?
     {
-        return Err(Status::failed_precondition(
+        return Err(AppError::failed_precondition(
             "the enrolment changed meanwhile: run `schoolfleet mfa enroll` again",
         ));
     }
