@@ -537,7 +537,7 @@ impl SessionManager {
     pub fn close_session(&self, session_id: &str, reason: &str) {
         if let Some(entry) = self.table().remove(session_id) {
             entry.cancel.stop(reason);
-            log_end(&entry.info, reason);
+            self.announce_end(&entry.info, reason);
         }
     }
 
@@ -548,7 +548,7 @@ impl SessionManager {
             .into_iter()
             .map(|entry| {
                 entry.cancel.stop(reason);
-                log_end(&entry.info, reason);
+                self.announce_end(&entry.info, reason);
                 entry.info.id
             })
             .collect()
@@ -571,7 +571,7 @@ impl SessionManager {
             .map(|entry| {
                 let reason = "ended by the local user at the device";
                 entry.cancel.stop(reason);
-                log_end(&entry.info, reason);
+                self.announce_end(&entry.info, reason);
                 EndedLocally {
                     id: entry.info.id,
                     accepted: entry.accepted,
@@ -618,6 +618,31 @@ pub fn ended_event(ended: &EndedLocally, by_local_user: bool, reason: &str) -> A
             session_id: ended.id.clone(),
             event: Some(event),
         })),
+    }
+}
+
+impl SessionManager {
+    /// Logs the end and, where the user was told of or asked about the
+    /// session, tells them it is over (the visible indicator ends too).
+    fn announce_end(&self, info: &LocalSession, reason: &str) {
+        log_end(info, reason);
+        if info.state != "active" || info.consent == "none" {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let provider = self.config.consent.clone();
+        let request = ConsentRequest {
+            session_id: info.id.clone(),
+            kind: info.kind.clone(),
+            summary: info.summary.clone(),
+            admin: info.admin.clone(),
+            reason: info.reason.clone(),
+            ticket: info.ticket.clone(),
+        };
+        let why = reason.to_owned();
+        runtime.spawn(async move { provider.notify_end(&request, &why).await });
     }
 }
 
