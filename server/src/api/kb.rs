@@ -12,9 +12,9 @@ use schoolfleet_proto::v1::knowledge_service_server::KnowledgeService;
 use schoolfleet_proto::v1::*;
 use tonic::{Request, Response, Status};
 
-use super::tickets::multiline_text;
 use super::{AppState, convert, display_text, require, storage_status, tenant_id};
 use crate::auth::{Permission, Principal, TenantRef};
+use crate::service::input::multiline_text;
 use crate::storage::{self, KbArticle, KbVersion, TicketChange, now_millis};
 use crate::webhooks;
 

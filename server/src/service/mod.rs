@@ -9,5 +9,6 @@
 pub mod access;
 pub mod error;
 pub mod input;
+pub mod tickets;
 
 pub use error::{AppError, AppResult, ErrorKind};
