@@ -8,6 +8,7 @@ pub mod agents;
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod cluster;
 pub mod compliance;
 pub mod config;
 pub mod ingest;

@@ -25,6 +25,9 @@ pub struct AppState {
     /// Failed enrolments and API-token authentications: limits and the
     /// aggregated audit.
     pub auth_failures: Arc<crate::limits::AuthFailures>,
+    /// This replica among those sharing one store, and the relay of remote
+    /// sessions to the replica holding a device's stream.
+    pub cluster: Arc<crate::cluster::Cluster>,
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Tracks the per-agent stream tasks, so shutdown can wait for them to
     /// mark their devices disconnected.

@@ -57,6 +57,53 @@ fn update(progress: Result<Progress, AppError>) -> Result<SessionUpdate, Status>
 }
 
 impl SessionApi {
+    /// The replica to relay a `StartSession` to: the one holding the
+    /// device's stream, if not this one. A device the caller may not use
+    /// is not relayed: the start fails here, and is audited here.
+    async fn relay_target_for_start(
+        &self,
+        principal: &crate::auth::Principal,
+        req: &StartSessionRequest,
+        caller: &tonic::metadata::MetadataMap,
+    ) -> Option<crate::cluster::RelayTarget> {
+        let state = &self.0;
+        if !state.cluster.relays() {
+            return None;
+        }
+        let kind = crate::sessions::policy::kind_of(req.spec.as_ref())?;
+        let device = access::visible_device(state, principal, &req.device, kind.permission())
+            .await
+            .ok()?;
+        if state.agents.holds(&device.id) {
+            return None;
+        }
+        state
+            .cluster
+            .relay_target(state.store.as_ref(), &device.id, caller)
+            .await
+    }
+
+    /// The replica to relay an `Attach` of `session_id` to: the one holding
+    /// the stream of the session's device, if not this one.
+    async fn relay_target_of(
+        &self,
+        session_id: &str,
+        caller: &tonic::metadata::MetadataMap,
+    ) -> Option<crate::cluster::RelayTarget> {
+        let state = &self.0;
+        if !state.cluster.relays() || session_id.len() > 64 {
+            return None;
+        }
+        let session = state.store.get_session(session_id).await.ok()??;
+        if state.agents.holds(&session.device_id) {
+            return None;
+        }
+        state
+            .cluster
+            .relay_target(state.store.as_ref(), &session.device_id, caller)
+            .await
+    }
+
     async fn to_proto(
         &self,
         s: &SessionRecord,
@@ -123,7 +170,15 @@ impl SessionService for SessionApi {
     ) -> Result<Response<Self::StartSessionStream>, Status> {
         let state = &self.0;
         let principal = state.principal(&request).await?;
+        let caller = request.metadata().clone();
         let req = request.into_inner();
+        // The device's stream is on another replica: the session lives
+        // there, which authorises, asks and audits it as the caller.
+        if let Some(target) = self.relay_target_for_start(&principal, &req, &caller).await {
+            tracing::debug!(replica = %target.replica_id, "relaying StartSession");
+            let updates = state.cluster.start_session(&target, &caller, req).await?;
+            return Ok(Response::new(crate::cluster::boxed(updates)));
+        }
         let start = lifecycle::StartRequest {
             device: req.device,
             reason: req.reason,
@@ -146,6 +201,7 @@ impl SessionService for SessionApi {
     ) -> Result<Response<Self::AttachStream>, Status> {
         let state = &self.0;
         let principal = state.principal(&request).await?;
+        let caller = request.metadata().clone();
         let mut inbound = request.into_inner();
         let attach_timeout = state.config.sessions.attach_timeout;
         let first = tokio::time::timeout(attach_timeout, inbound.message())
@@ -159,6 +215,20 @@ impl SessionService for SessionApi {
                 ));
             }
         };
+        // A session started through another replica lives where the
+        // device's stream is: attach there, as the caller.
+        if state.sessions.live(open.session_id.trim()).is_none()
+            && let Some(target) = self.relay_target_of(open.session_id.trim(), &caller).await
+        {
+            let first = ClientFrame {
+                body: Some(ClientBody::Open(open)),
+            };
+            let frames = state
+                .cluster
+                .attach(&target, &caller, first, inbound)
+                .await?;
+            return Ok(Response::new(crate::cluster::boxed(frames)));
+        }
         let channel =
             lifecycle::open_channel(state, &principal, &open.session_id, open.offset).await?;
         let (tx, rx) = mpsc::channel(relay::QUEUE_FRAMES);
