@@ -354,6 +354,33 @@ async fn ticket_lists_respect_tenants_and_filters(store: Arc<dyn Store>) {
         store.ticket_devices(&kus.id).await.unwrap(),
         ["dev-kus012", "dev-kl001"]
     );
+    // The queue reads all tickets' devices in one query, with the same
+    // order per ticket; a ticket without devices is absent.
+    let mut ids = Vec::new();
+    for t in store
+        .list_tickets(&TicketQuery {
+            filter: TenantFilter::everything(),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+    {
+        ids.push(t.id);
+    }
+    ids.push("no-such-ticket".into());
+    let many = store.devices_of_tickets(&ids).await.unwrap();
+    for id in &ids {
+        let one = store.ticket_devices(id).await.unwrap();
+        assert_eq!(
+            many.get(id).cloned().unwrap_or_default(),
+            one,
+            "ticket {id}"
+        );
+    }
+    assert_eq!(many[&kus.id], ["dev-kus012", "dev-kl001"]);
+    assert_eq!(many[&kl.id], ["dev-kl001"]);
+    assert!(store.devices_of_tickets(&[]).await.unwrap().is_empty());
     assert_eq!(
         store
             .open_tickets_for_device("dev-kl001")

@@ -423,14 +423,65 @@ fn merge_scope(default: &CompiledScope, rule: CompiledScope, rule_has: &Scope) -
     }
 }
 
+/// Where the key an error names really is. Errors inside tables that
+/// serde buffers (the internally tagged `check`, and every table nested
+/// below it such as `[[rule.check.any_of]]`) carry the span of the
+/// outer table only, so they would point at its header (or, without a
+/// span, at line 1); the coordinator must be sent to the line to edit.
+/// Looks from the start of `span` (which may be the header alone) for
+/// `key =` of an unknown field, or for `= value` of a value of the wrong
+/// type; the first one after the header is the one serde tripped on.
+fn key_offset(text: &str, span: &std::ops::Range<usize>, message: &str) -> Option<usize> {
+    let region = text.get(span.start..)?;
+    let quoted = |open: char, close: char| {
+        let start = message.find(open)? + open.len_utf8();
+        let len = message[start..].find(close)?;
+        Some(&message[start..start + len])
+    };
+    let mut at = span.start;
+    if let Some(rest) = message.strip_prefix("unknown field ") {
+        let key = quoted('`', '`').filter(|_| rest.starts_with('`'))?;
+        for line in region.split_inclusive('\n') {
+            let trimmed = line.trim_start();
+            if let Some(after) = trimmed.strip_prefix(key)
+                && after.trim_start().starts_with('=')
+            {
+                return Some(at + (line.len() - trimmed.len()));
+            }
+            at += line.len();
+        }
+        return None;
+    }
+    if let Some(rest) = message.strip_prefix("invalid type: ") {
+        // `string "acht"` or `integer `5``: the literal as written.
+        let literal = if rest.starts_with("string ") {
+            format!("\"{}\"", quoted('"', '"')?)
+        } else {
+            quoted('`', '`')?.to_owned()
+        };
+        for line in region.split_inclusive('\n') {
+            if let Some(eq) = line.find('=') {
+                let value = line[eq + 1..].trim_start();
+                if value.starts_with(&literal) {
+                    let key = line.len() - line.trim_start().len();
+                    return Some(at + key);
+                }
+            }
+            at += line.len();
+        }
+    }
+    None
+}
+
 /// The one implementation behind [`crate::lint`] and [`Standard::compile`].
 pub(crate) fn build(text: &str, known: &KnownTenants) -> Result<CompiledStandard, Vec<LintError>> {
     let idx = LineIndex::new(text);
     let file: Standard = match toml::from_str(text) {
         Ok(file) => file,
         Err(e) => {
-            let offset = e.span().map_or(0, |s| s.start);
             let message = e.message().trim().to_owned();
+            let span = e.span().unwrap_or(0..text.len());
+            let offset = key_offset(text, &span, &message).unwrap_or(span.start);
             return Err(vec![idx.error(offset, message)]);
         }
     };
@@ -536,6 +587,22 @@ pub(crate) fn build(text: &str, known: &KnownTenants) -> Result<CompiledStandard
                     w.rule.get_ref()
                 ),
             );
+        }
+        for (field, value, example) in [
+            ("reason", &w.reason, "reason = \"Altgeräte ohne TPM 2.0\""),
+            (
+                "approved_by",
+                &w.approved_by,
+                "approved_by = \"Koordination Schul-IT\"",
+            ),
+            ("ticket", &w.ticket, "ticket = \"SUP-4711\""),
+        ] {
+            if value.trim().is_empty() {
+                cx.err(
+                    waiver.span().start,
+                    format!("{what} has no {field} (required: {example})"),
+                );
+            }
         }
         let scope = w.scope.as_ref().map(|s| cx.scope(s, &what));
         if w.scope.is_none() && w.devices.is_empty() {

@@ -317,8 +317,13 @@ pub struct Waiver {
     /// Device ids or host names.
     #[serde(default)]
     pub devices: Vec<String>,
+    /// Required, like `approved_by` and `ticket`; defaulted here so that
+    /// lint reports every missing one at once instead of one per run.
+    #[serde(default)]
     pub reason: String,
+    #[serde(default)]
     pub approved_by: String,
+    #[serde(default)]
     pub ticket: String,
     pub granted: Option<Spanned<Datetime>>,
     /// First day on which the waiver no longer applies (00:00 UTC).

@@ -19,6 +19,7 @@ pub mod format;
 pub mod fuzzing;
 pub mod lint;
 pub mod parallel;
+pub mod reasons;
 mod software;
 pub mod version;
 

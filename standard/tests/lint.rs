@@ -274,3 +274,54 @@ fn display_names_line_and_column() {
             .starts_with("line 15, column 6: duplicate rule id")
     );
 }
+
+/// Tables below the internally tagged `check` carry only the span of
+/// `[rule.check]`; the error must still point at the key to edit.
+#[test]
+fn errors_in_deeply_nested_tables_point_at_their_key() {
+    // BASE has 33 lines; the extra text starts at line 34.
+    let nested = "[[rule]]\nid = \"R9\"\ntitle = \"t\"\n[rule.check]\n\
+                  type = \"software_required\"\n[[rule.check.any_of]]\nname = \"^Firefox\"\n\
+                  [[rule.check.any_of]]\nnamez = \"^Chromium\"\n";
+    let errs = errors(&format!("{BASE}{nested}"));
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert_at(&errs[0], 42, "unknown field `namez`");
+    assert_eq!(errs[0].column, 1);
+    let wrong_type = "[[rule]]\nid = \"R9\"\ntitle = \"t\"\n[rule.check]\n\
+                      type = \"hardware_min\"\ncpu_cores = 4\n  ram_gib = \"acht\"\n";
+    let errs = errors(&format!("{BASE}{wrong_type}"));
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert_at(&errs[0], 40, "invalid type");
+    assert_eq!(errs[0].column, 3, "at the key, after the indentation");
+    // What has no key of its own stays at the table's header.
+    let missing = "[[rule]]\nid = \"R9\"\ntitle = \"t\"\n[rule.check]\nram_gib = 8\n";
+    let errs = errors(&format!("{BASE}{missing}"));
+    assert_at(&errs[0], 37, "missing field `type`");
+}
+
+/// A waiver's reason, approver and ticket are required, and lint names
+/// every missing one in the same run.
+#[test]
+fn waivers_report_every_missing_field_at_once() {
+    let text = BASE
+        .replacen("reason = \"Altgerät\"\n", "", 1)
+        .replacen("approved_by = \"Koordination\"\n", "", 1)
+        .replacen("ticket = \"SUP-1\"\n", "", 1)
+        .replacen("expires = 2026-08-31\n", "", 1);
+    let errs = errors(&text);
+    let messages: Vec<&str> = errs.iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(errs.len(), 4, "{messages:#?}");
+    for field in ["reason", "approved_by", "ticket", "expiry date"] {
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains(&format!("has no {field}"))),
+            "{field} missing from {messages:#?}"
+        );
+    }
+    // All at the waiver's header, where the fields belong.
+    assert!(errs.iter().all(|e| e.line == 25), "{errs:#?}");
+    // Blank counts as missing.
+    let e = single("ticket = \"SUP-1\"", "ticket = \"  \"");
+    assert_at(&e, 25, "has no ticket");
+}

@@ -10,6 +10,7 @@ use super::Context;
 use crate::args::{ComplianceCommand, StandardCommand};
 use crate::client::Reply;
 use crate::output::{self, Column, Record, Section, Ui, col, time_opt, wide};
+use schoolfleet_standard::reasons;
 
 fn read_file(path: &std::path::Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
@@ -360,9 +361,31 @@ pub struct ResultRow {
     pub severity: String,
     pub expected: String,
     pub actual: String,
+    /// In German for coordinators (`schoolfleet_standard::reasons`).
     pub reason: String,
+    /// The machine-readable kind of each part of the reason, joined by ",".
+    pub reason_kind: String,
     pub waiver_id: String,
     pub remediation: String,
+}
+
+/// A device's rule result as coordinators read it: the reason in German,
+/// its kinds for machines.
+fn result_row(x: &RuleResult) -> ResultRow {
+    ResultRow {
+        rule_id: x.rule_id.clone(),
+        status: x.status.clone(),
+        title: x.title.clone(),
+        mode: x.mode.clone(),
+        counted: x.counted,
+        severity: x.severity.clone(),
+        expected: x.expected.clone(),
+        actual: x.actual.clone(),
+        reason: reasons::german(&x.reason),
+        reason_kind: reasons::kinds(&x.reason).join(","),
+        waiver_id: x.waiver_id.clone(),
+        remediation: x.remediation.clone(),
+    }
 }
 
 impl Record for ResultRow {
@@ -376,6 +399,7 @@ impl Record for ResultRow {
         col("expected", "EXPECTED"),
         col("actual", "ACTUAL"),
         col("reason", "REASON"),
+        wide("reason_kind", "REASON KIND"),
         wide("waiver_id", "WAIVER"),
         wide("remediation", "REMEDIATION"),
     ];
@@ -389,6 +413,7 @@ impl Record for ResultRow {
             self.expected.clone(),
             self.actual.clone(),
             self.reason.clone(),
+            self.reason_kind.clone(),
             self.waiver_id.clone(),
             self.remediation.clone(),
         ]
@@ -402,7 +427,10 @@ pub struct FailingRow {
     pub school_id: String,
     pub expected: String,
     pub actual: String,
+    /// In German for coordinators (`schoolfleet_standard::reasons`).
     pub reason: String,
+    /// The machine-readable kind of each part of the reason, joined by ",".
+    pub reason_kind: String,
     pub device_id: String,
 }
 
@@ -415,6 +443,7 @@ impl Record for FailingRow {
         col("expected", "EXPECTED"),
         col("actual", "ACTUAL"),
         col("reason", "REASON"),
+        wide("reason_kind", "REASON KIND"),
         wide("device_id", "DEVICE ID"),
     ];
     fn cells(&self) -> Vec<String> {
@@ -425,6 +454,7 @@ impl Record for FailingRow {
             self.expected.clone(),
             self.actual.clone(),
             self.reason.clone(),
+            self.reason_kind.clone(),
             self.device_id.clone(),
         ]
     }
@@ -547,23 +577,7 @@ pub async fn compliance(
                 .device_compliance(DeviceComplianceRequest { device, revision })
                 .await
                 .reply(&api)?;
-            let rows: Vec<ResultRow> = r
-                .results
-                .iter()
-                .map(|x| ResultRow {
-                    rule_id: x.rule_id.clone(),
-                    status: x.status.clone(),
-                    title: x.title.clone(),
-                    mode: x.mode.clone(),
-                    counted: x.counted,
-                    severity: x.severity.clone(),
-                    expected: x.expected.clone(),
-                    actual: x.actual.clone(),
-                    reason: x.reason.clone(),
-                    waiver_id: x.waiver_id.clone(),
-                    remediation: x.remediation.clone(),
-                })
-                .collect();
+            let rows: Vec<ResultRow> = r.results.iter().map(result_row).collect();
             ui.note(&format!(
                 "{}: {} (standard revision {})",
                 r.hostname,
@@ -602,7 +616,8 @@ pub async fn compliance(
                     school_id: d.school_id,
                     expected: d.expected,
                     actual: d.actual,
-                    reason: d.reason,
+                    reason: reasons::german(&d.reason),
+                    reason_kind: reasons::kinds(&d.reason).join(","),
                     device_id: d.device_id,
                 })
                 .collect();
@@ -615,6 +630,31 @@ pub async fn compliance(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Coordinators read reasons in German; the kind stays for machines.
+    #[test]
+    fn device_results_show_german_reasons_with_their_kind() {
+        let row = result_row(&RuleResult {
+            rule_id: "HW-DISK".into(),
+            status: "fail".into(),
+            reason: "system disk hdd, expected ssd or nvme; RAM 3.8 GiB < 8 GiB".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            row.reason,
+            "Systemlaufwerk hdd, gefordert ssd oder nvme; \
+             Arbeitsspeicher 3.8 GiB, mindestens 8 GiB gefordert"
+        );
+        assert_eq!(row.reason_kind, "disk_media,ram");
+        let json = serde_json::to_value(&row).unwrap();
+        assert_eq!(json["reason_kind"], "disk_media,ram");
+        assert_eq!(row.cells().len(), ResultRow::COLUMNS.len());
+        let passed = result_row(&RuleResult::default());
+        assert_eq!(
+            (passed.reason.as_str(), passed.reason_kind.as_str()),
+            ("", "")
+        );
+    }
 
     #[test]
     fn row_keys_match_columns() {
@@ -630,6 +670,7 @@ mod tests {
             expected: "e".into(),
             actual: "a".into(),
             reason: "r".into(),
+            reason_kind: "other".into(),
             device_id: "d".into(),
         });
         output::assert_keys_match_columns(&TenantRow {

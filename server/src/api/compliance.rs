@@ -1,35 +1,26 @@
 //! The common IT standard and compliance reports.
 
-use crate::service::access;
-use std::collections::BTreeMap;
+use crate::service::AppError;
+use crate::service::compliance::{self as svc, WaiverReader};
 
 use schoolfleet_proto::v1::compliance_service_server::ComplianceService;
 use schoolfleet_proto::v1::*;
-use schoolfleet_standard::{KnownTenants, Standard, WaiverInfo};
+use schoolfleet_standard::{KnownTenants, Standard};
 use tonic::{Request, Response, Status};
 
 use super::{AppState, convert, require, storage_status};
 use crate::auth::{Permission, Principal, TenantRef};
 use crate::compliance::{ComplianceError, Current};
-use crate::storage::{self, StandardVersionRecord, now_millis};
+use crate::storage::{StandardVersionRecord, now_millis};
 
 /// Standard files are small; this stops a mistaken upload of something else.
 const MAX_STANDARD_BYTES: usize = 1024 * 1024;
-/// Waivers expiring within this many days are listed in the summary.
-const EXPIRING_WITHIN_DAYS: i64 = 30;
 
 #[derive(Debug, Clone)]
 pub struct ComplianceApi(pub AppState);
 
 fn compliance_status(err: ComplianceError) -> Status {
-    match err {
-        ComplianceError::Storage(e) => storage_status(e),
-        ComplianceError::Corrupt(revision, why) => {
-            tracing::error!(revision, error = %why, "stored standard does not compile");
-            Status::internal(format!("stored standard revision {revision} is corrupt"))
-        }
-        ComplianceError::Interrupted => Status::unavailable("server shutting down"),
-    }
+    AppError::from(err).into()
 }
 
 /// The standard's text with only the waivers in `keep`. The file is
@@ -86,188 +77,12 @@ fn version_message(v: &StandardVersionRecord, with_content: bool) -> StandardVer
 }
 
 impl ComplianceApi {
-    /// The tenants and classes that exist, so that lint can catch a scope
-    /// naming a school that does not exist. With `principal`, only the
-    /// tenants it knows: to a county's coordinator another county's school
-    /// is as unknown as one that does not exist (apply, which needs the
-    /// whole cooperation, checks against all).
     async fn known_tenants(&self, principal: Option<&Principal>) -> Result<KnownTenants, Status> {
-        let state = &self.0;
-        let store = &state.store;
-        let mut counties = Vec::new();
-        for county in store.list_counties().await.map_err(storage_status)? {
-            let known = match principal {
-                None => true,
-                Some(p) => {
-                    access::tenant_known(state, p, &TenantRef::County(county.id.clone())).await?
-                }
-            };
-            if known {
-                counties.push(county.id);
-            }
-        }
-        let mut schools = Vec::new();
-        for school in store.list_schools(None).await.map_err(storage_status)? {
-            let target = TenantRef::school(&school.county_id, &school.id);
-            let known = match principal {
-                None => true,
-                Some(p) => access::tenant_known(state, p, &target).await?,
-            };
-            if known {
-                schools.push(school.id);
-            }
-        }
-        Ok(KnownTenants {
-            counties,
-            schools,
-            device_classes: store
-                .list_device_classes()
-                .await
-                .map_err(storage_status)?
-                .into_iter()
-                .map(|c| c.id)
-                .collect(),
-        })
-    }
-
-    /// A county or school named in a report request must be one the caller
-    /// knows; otherwise NOT_FOUND, as if it did not exist.
-    async fn require_known(
-        &self,
-        principal: &Principal,
-        county: Option<&str>,
-        school: Option<&str>,
-    ) -> Result<(), Status> {
-        let state = &self.0;
-        if let Some(c) = county
-            && !access::tenant_known(state, principal, &TenantRef::County(c.to_owned())).await?
-        {
-            return Err(Status::not_found(format!("county {c:?} not found")));
-        }
-        if let Some(s) = school {
-            let found = state.store.get_school(s).await.map_err(storage_status)?;
-            let known = match found {
-                Some(found) => {
-                    access::tenant_known(
-                        state,
-                        principal,
-                        &TenantRef::school(&found.county_id, &found.id),
-                    )
-                    .await?
-                }
-                None => false,
-            };
-            if !known {
-                return Err(Status::not_found(format!("school {s:?} not found")));
-            }
-        }
-        Ok(())
+        Ok(svc::known_tenants(&self.0, principal).await?)
     }
 
     async fn standard(&self, revision: u64) -> Result<Current, Status> {
-        self.0
-            .compliance
-            .standard(&self.0.store, revision_arg(revision))
-            .await
-            .map_err(compliance_status)?
-            .ok_or_else(|| match revision {
-                0 => Status::failed_precondition(
-                    "no IT standard applied yet: see `schoolfleet standard apply`",
-                ),
-                r => Status::not_found(format!("standard revision {r} not found")),
-            })
-    }
-}
-
-/// Who may read a waiver (its id, reason and expiry): whoever may read
-/// devices in a school the waiver covers. A waiver covers the schools of its
-/// scope (no scope or no list: any), narrowed to the schools of its listed
-/// devices when it lists devices. Cooperation-wide readers read them all.
-struct WaiverReader<'p> {
-    principal: &'p Principal,
-    all: bool,
-    /// Every school with its county.
-    schools: Vec<(String, String)>,
-}
-
-impl<'p> WaiverReader<'p> {
-    async fn new(state: &AppState, principal: &'p Principal) -> Result<Self, Status> {
-        let all = principal.can(Permission::DeviceRead, &TenantRef::Cooperation);
-        let schools = if all {
-            Vec::new()
-        } else {
-            state
-                .store
-                .list_schools(None)
-                .await
-                .map_err(storage_status)?
-                .into_iter()
-                .map(|s| (s.county_id, s.id))
-                .collect()
-        };
-        Ok(WaiverReader {
-            principal,
-            all,
-            schools,
-        })
-    }
-
-    /// May the caller read `waiver`, and does it cover a school inside
-    /// `county`/`school` (when given)?
-    async fn may_read(
-        &self,
-        state: &AppState,
-        waiver: &WaiverInfo<'_>,
-        county: Option<&str>,
-        school: Option<&str>,
-    ) -> Result<bool, Status> {
-        let in_scope = |c: &str, s: &str| {
-            waiver.counties.is_none_or(|l| l.iter().any(|x| x == c))
-                && waiver.schools.is_none_or(|l| l.iter().any(|x| x == s))
-                && county.is_none_or(|x| x == c)
-                && school.is_none_or(|x| x == s)
-        };
-        if self.all && county.is_none() && school.is_none() {
-            return Ok(true);
-        }
-        let mut covered: Vec<(String, String)> = if self.all {
-            // Cooperation-wide and asked about one tenant: every school
-            // of the waiver's scope there.
-            state
-                .store
-                .list_schools(None)
-                .await
-                .map_err(storage_status)?
-                .into_iter()
-                .map(|s| (s.county_id, s.id))
-                .filter(|(c, s)| in_scope(c, s))
-                .collect()
-        } else {
-            self.schools
-                .iter()
-                .filter(|(c, s)| in_scope(c, s))
-                .cloned()
-                .collect()
-        };
-        if !waiver.devices.is_empty() {
-            let mut of_devices = Vec::new();
-            for name in waiver.devices {
-                let found = match state.store.get_device(name).await.map_err(storage_status)? {
-                    Some(d) => vec![d],
-                    None => state
-                        .store
-                        .find_devices_by_hostname(name)
-                        .await
-                        .map_err(storage_status)?,
-                };
-                of_devices.extend(found.into_iter().map(|d| (d.county_id, d.school_id)));
-            }
-            covered.retain(|pair| of_devices.contains(pair));
-        }
-        Ok(covered.iter().any(|(c, s)| {
-            self.principal
-                .can(Permission::DeviceRead, &TenantRef::school(c, s))
-        }))
+        Ok(svc::standard(&self.0, revision).await?)
     }
 }
 
@@ -415,119 +230,47 @@ impl ComplianceService for ComplianceApi {
         &self,
         request: Request<ComplianceSummaryRequest>,
     ) -> Result<Response<ComplianceSummaryResponse>, Status> {
-        let state = &self.0;
-        let principal = state.principal(&request).await?;
+        let principal = self.0.principal(&request).await?;
         let req = request.into_inner();
         let (county, school) = (optional(&req.county_id), optional(&req.school_id));
-        self.require_known(&principal, county, school).await?;
-        let current = self.standard(req.revision).await?;
-        let filter = principal.filter(Permission::DeviceRead);
-        let in_scope =
-            |c: &str, s: &str| county.is_none_or(|x| x == c) && school.is_none_or(|x| x == s);
-
-        let schools: Vec<storage::SchoolCompliance> = state
-            .store
-            .school_compliance(current.revision, &filter)
-            .await
-            .map_err(storage_status)?
-            .into_iter()
-            .filter(|s| in_scope(&s.county_id, &s.school_id))
-            .collect();
-        let week_ago = (chrono::Utc::now() - chrono::TimeDelta::days(7))
-            .format("%Y-%m-%d")
-            .to_string();
-        let last_week = state
-            .store
-            .compliance_snapshot(&week_ago)
-            .await
-            .map_err(storage_status)?;
-        let share = |rows: &mut dyn Iterator<Item = &storage::SchoolCompliance>| {
-            let (devices, compliant) =
-                rows.fold((0i64, 0i64), |(d, c), r| (d + r.devices, c + r.compliant));
-            if devices == 0 {
-                -1.0
-            } else {
-                compliant as f64 / devices as f64
-            }
-        };
-        let mut tenants = Vec::new();
-        let mut counties: BTreeMap<&str, (u32, u32)> = BTreeMap::new();
-        for s in &schools {
-            let entry = counties.entry(&s.county_id).or_default();
-            entry.0 += s.devices as u32;
-            entry.1 += s.compliant as u32;
-        }
-        for (county_id, (devices, compliant)) in &counties {
-            tenants.push(TenantCompliance {
-                county_id: county_id.to_string(),
-                school_id: String::new(),
-                devices: *devices,
-                compliant: *compliant,
-                compliant_share_last_week: share(&mut last_week.iter().filter(|r| {
-                    r.county_id == *county_id && schools.iter().any(|s| s.school_id == r.school_id)
-                })),
-            });
-        }
-        for s in &schools {
-            tenants.push(TenantCompliance {
-                county_id: s.county_id.clone(),
-                school_id: s.school_id.clone(),
-                devices: s.devices as u32,
-                compliant: s.compliant as u32,
-                compliant_share_last_week: share(
-                    &mut last_week.iter().filter(|r| r.school_id == s.school_id),
-                ),
-            });
-        }
-
-        let counts = state
-            .store
-            .rule_status_counts(current.revision, &filter, county, school)
-            .await
-            .map_err(storage_status)?;
-        let rules = current
-            .standard
-            .rules()
-            .iter()
-            .map(|rule| {
-                let count = |status: &str| {
-                    counts
-                        .iter()
-                        .find(|c| c.rule_id == rule.id && c.status == status)
-                        .map_or(0, |c| c.devices as u32)
-                };
-                RulePassRate {
-                    rule_id: rule.id.clone(),
-                    title: rule.title.clone(),
-                    mode: rule.mode.as_str().to_owned(),
-                    pass: count("pass"),
-                    fail: count("fail"),
-                    waived: count("waived"),
-                    unknown: count("unknown"),
-                    not_applicable: count("not_applicable"),
-                }
-            })
-            .collect();
-        let now = chrono::Utc::now();
-        let reader = WaiverReader::new(state, &principal).await?;
-        let mut expiring_waivers = Vec::new();
-        for w in current.standard.waivers() {
-            let soon =
-                w.expires > now && w.expires <= now + chrono::TimeDelta::days(EXPIRING_WITHIN_DAYS);
-            if soon && reader.may_read(state, &w, county, school).await? {
-                expiring_waivers.push(ExpiringWaiver {
-                    waiver_id: w.id.to_owned(),
-                    rule_id: w.rule_id.to_owned(),
-                    expires: Some(schoolfleet_proto::time::to_timestamp(w.expires)),
-                    reason: w.reason.to_owned(),
-                });
-            }
-        }
+        let summary = svc::summary(&self.0, &principal, county, school, req.revision).await?;
         Ok(Response::new(ComplianceSummaryResponse {
-            revision: current.revision as u64,
-            tenants,
-            rules,
-            expiring_waivers,
+            revision: summary.revision as u64,
+            tenants: summary
+                .tenants
+                .into_iter()
+                .map(|t| TenantCompliance {
+                    county_id: t.county_id,
+                    school_id: t.school_id,
+                    devices: t.devices,
+                    compliant: t.compliant,
+                    compliant_share_last_week: t.compliant_share_last_week,
+                })
+                .collect(),
+            rules: summary
+                .rules
+                .into_iter()
+                .map(|r| RulePassRate {
+                    rule_id: r.rule_id,
+                    title: r.title,
+                    mode: r.mode,
+                    pass: r.pass,
+                    fail: r.fail,
+                    waived: r.waived,
+                    unknown: r.unknown,
+                    not_applicable: r.not_applicable,
+                })
+                .collect(),
+            expiring_waivers: summary
+                .expiring_waivers
+                .into_iter()
+                .map(|w| ExpiringWaiver {
+                    waiver_id: w.waiver_id,
+                    rule_id: w.rule_id,
+                    expires: Some(schoolfleet_proto::time::to_timestamp(w.expires)),
+                    reason: w.reason,
+                })
+                .collect(),
         }))
     }
 
@@ -535,50 +278,32 @@ impl ComplianceService for ComplianceApi {
         &self,
         request: Request<DeviceComplianceRequest>,
     ) -> Result<Response<DeviceComplianceResponse>, Status> {
-        let state = &self.0;
-        let principal = state.principal(&request).await?;
+        let principal = self.0.principal(&request).await?;
         let req = request.into_inner();
-        let device =
-            access::visible_device(state, &principal, &req.device, Permission::DeviceRead).await?;
-        let current = self.standard(req.revision).await?;
-        let stored = state
-            .store
-            .list_compliance_results(&device.id, current.revision)
-            .await
-            .map_err(storage_status)?;
-        let mut compliant = !stored.is_empty();
-        // In the standard's own order, with each rule's words.
-        let results = current
-            .standard
-            .rules()
-            .iter()
-            .filter_map(|rule| {
-                let r = stored.iter().find(|r| r.rule_id == rule.id)?;
-                if r.counted && matches!(r.status.as_str(), "fail" | "unknown") {
-                    compliant = false;
-                }
-                Some(RuleResult {
-                    rule_id: rule.id.clone(),
-                    title: rule.title.clone(),
-                    severity: rule.severity.as_str().to_owned(),
-                    mode: rule.mode.as_str().to_owned(),
-                    status: r.status.clone(),
-                    expected: r.expected.clone(),
-                    actual: r.actual.clone(),
-                    reason: r.reason.clone(),
-                    waiver_id: r.waiver_id.clone(),
-                    evaluated_at: convert::ts(r.evaluated_at),
-                    remediation: rule.remediation.clone().unwrap_or_default(),
-                    counted: rule.mode.counted(),
-                })
-            })
-            .collect();
+        let found = svc::device(&self.0, &principal, &req.device, req.revision).await?;
         Ok(Response::new(DeviceComplianceResponse {
-            device_id: device.id,
-            hostname: device.hostname,
-            revision: current.revision as u64,
-            compliant,
-            results,
+            device_id: found.device.id,
+            hostname: found.device.hostname,
+            revision: found.revision as u64,
+            compliant: found.compliant,
+            results: found
+                .results
+                .into_iter()
+                .map(|r| RuleResult {
+                    rule_id: r.rule_id,
+                    title: r.title,
+                    severity: r.severity,
+                    mode: r.mode,
+                    status: r.status,
+                    expected: r.expected,
+                    actual: r.actual,
+                    reason: r.reason,
+                    waiver_id: r.waiver_id,
+                    evaluated_at: convert::ts(r.evaluated_at),
+                    remediation: r.remediation,
+                    counted: r.counted,
+                })
+                .collect(),
         }))
     }
 
@@ -586,41 +311,29 @@ impl ComplianceService for ComplianceApi {
         &self,
         request: Request<FailingDevicesRequest>,
     ) -> Result<Response<FailingDevicesResponse>, Status> {
-        let state = &self.0;
-        let principal = state.principal(&request).await?;
+        let principal = self.0.principal(&request).await?;
         let req = request.into_inner();
         let (county, school) = (optional(&req.county_id), optional(&req.school_id));
-        self.require_known(&principal, county, school).await?;
-        let current = self.standard(req.revision).await?;
-        let rule_id = req.rule_id.trim();
-        if !current.standard.rules().iter().any(|r| r.id == rule_id) {
-            return Err(Status::not_found(format!(
-                "rule {rule_id:?} is not in standard revision {}",
-                current.revision
-            )));
-        }
-        let devices = state
-            .store
-            .failing_devices(
-                current.revision,
-                rule_id,
-                &principal.filter(Permission::DeviceRead),
-                county,
-                school,
-            )
-            .await
-            .map_err(storage_status)?
-            .into_iter()
-            .map(|d| FailingDevice {
-                device_id: d.device_id,
-                hostname: d.hostname,
-                county_id: d.county_id,
-                school_id: d.school_id,
-                expected: d.expected,
-                actual: d.actual,
-                reason: d.reason,
-            })
-            .collect();
+        let devices = svc::failing(
+            &self.0,
+            &principal,
+            &req.rule_id,
+            county,
+            school,
+            req.revision,
+        )
+        .await?
+        .into_iter()
+        .map(|d| FailingDevice {
+            device_id: d.device_id,
+            hostname: d.hostname,
+            county_id: d.county_id,
+            school_id: d.school_id,
+            expected: d.expected,
+            actual: d.actual,
+            reason: d.reason,
+        })
+        .collect();
         Ok(Response::new(FailingDevicesResponse { devices }))
     }
 }

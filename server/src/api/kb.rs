@@ -7,14 +7,14 @@
 //! reads every article. Writing needs KbWrite on the article's owning
 //! county; articles not readable at all are NOT_FOUND.
 
-use crate::service::access;
+use crate::service::{access, kb};
 use schoolfleet_proto::v1::knowledge_service_server::KnowledgeService;
 use schoolfleet_proto::v1::*;
 use tonic::{Request, Response, Status};
 
-use super::tickets::multiline_text;
 use super::{AppState, convert, display_text, require, storage_status, tenant_id};
 use crate::auth::{Permission, Principal, TenantRef};
+use crate::service::input::multiline_text;
 use crate::storage::{self, KbArticle, KbVersion, TicketChange, now_millis};
 use crate::webhooks;
 
@@ -107,27 +107,11 @@ pub use crate::textdiff::line_diff;
 
 impl KnowledgeApi {
     fn require_read(principal: &Principal) -> Result<(), Status> {
-        if principal.can_anywhere(Permission::KbRead) {
-            Ok(())
-        } else {
-            Err(Status::permission_denied(format!(
-                "{} lacks KbRead",
-                principal.name
-            )))
-        }
+        Ok(kb::require_read(principal)?)
     }
 
     async fn article(&self, principal: &Principal, id: &str) -> Result<KbArticle, Status> {
-        let not_found = || Status::not_found(format!("article {:?} not found", id.trim()));
-        if !principal.can_anywhere(Permission::KbRead) {
-            return Err(not_found());
-        }
-        self.0
-            .store
-            .get_article(id.trim())
-            .await
-            .map_err(storage_status)?
-            .ok_or_else(not_found)
+        Ok(kb::article(&self.0, principal, id).await?)
     }
 }
 
@@ -327,27 +311,13 @@ impl KnowledgeService for KnowledgeApi {
         &self,
         request: Request<GetArticleRequest>,
     ) -> Result<Response<ArticleDetail>, Status> {
-        let state = &self.0;
-        let principal = state.principal(&request).await?;
+        let principal = self.0.principal(&request).await?;
         let req = request.into_inner();
-        let mut article = self.article(&principal, &req.id).await?;
-        let versions = state
-            .store
-            .list_article_versions(&article.id)
-            .await
-            .map_err(storage_status)?;
-        if req.version != 0 {
-            let v = versions
-                .iter()
-                .find(|v| v.version == req.version)
-                .ok_or_else(|| Status::not_found(format!("version {} not found", req.version)))?;
-            article.title = v.title.clone();
-            article.body = v.body.clone();
-            article.version = v.version;
-        }
+        let detail = kb::show(&self.0, &principal, &req.id, req.version).await?;
         Ok(Response::new(ArticleDetail {
-            article: Some(wire(&article)),
-            versions: versions
+            article: Some(wire(&detail.article)),
+            versions: detail
+                .versions
                 .iter()
                 .map(|v| ArticleVersion {
                     version: v.version,
@@ -405,24 +375,9 @@ impl KnowledgeService for KnowledgeApi {
         &self,
         request: Request<ListArticleChangesRequest>,
     ) -> Result<Response<ListArticlesResponse>, Status> {
-        let state = &self.0;
-        let principal = state.principal(&request).await?;
-        Self::require_read(&principal)?;
+        let principal = self.0.principal(&request).await?;
         let req = request.into_inner();
-        let seconds = match req.since_seconds {
-            0 => 7 * 24 * 3600,
-            s => s.min(10 * 366 * 24 * 3600),
-        };
-        let since = now_millis() - (seconds as i64) * 1000;
-        let limit = match req.limit {
-            0 => 200,
-            n => n.min(2000),
-        };
-        let articles = state
-            .store
-            .list_articles_changed(since, i64::from(limit))
-            .await
-            .map_err(storage_status)?;
+        let articles = kb::changed(&self.0, &principal, req.since_seconds, req.limit).await?;
         Ok(Response::new(ListArticlesResponse {
             articles: articles.iter().map(wire).collect(),
         }))

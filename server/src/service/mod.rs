@@ -7,7 +7,11 @@
 //! back (an `AppError` through the one table in [`error`]).
 
 pub mod access;
+pub mod compliance;
+pub mod devices;
 pub mod error;
 pub mod input;
+pub mod kb;
+pub mod tickets;
 
 pub use error::{AppError, AppResult, ErrorKind};

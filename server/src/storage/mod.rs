@@ -365,6 +365,12 @@ pub trait Store: Send + Sync + 'static {
     async fn list_tickets(&self, query: &TicketQuery) -> Result<Vec<TicketRecord>>;
     /// Device ids linked to the ticket.
     async fn ticket_devices(&self, ticket_id: &str) -> Result<Vec<String>>;
+    /// Device ids of many tickets in one query (the queue), in the order
+    /// of `ticket_devices`. Tickets without devices are absent.
+    async fn devices_of_tickets(
+        &self,
+        ticket_ids: &[String],
+    ) -> Result<std::collections::HashMap<String, Vec<String>>>;
     /// Applies one change (status, assignee, device link or just a comment)
     /// with its timeline entry and webhook event, atomically.
     async fn apply_ticket_change(&self, change: &TicketChange) -> Result<()>;

@@ -1624,6 +1624,31 @@ macro_rules! impl_sql_store {
                 Ok(rows.into_iter().map(|(d,)| d).collect())
             }
 
+            async fn devices_of_tickets(
+                &self,
+                ticket_ids: &[String],
+            ) -> Result<std::collections::HashMap<String, Vec<String>>> {
+                let mut out: std::collections::HashMap<String, Vec<String>> =
+                    std::collections::HashMap::new();
+                // Chunks keep the bind count far below both backends' limits.
+                for chunk in ticket_ids.chunks(1000) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT ticket_id, device_id FROM ticket_devices WHERE ticket_id IN (",
+                    );
+                    let mut sep = qb.separated(", ");
+                    for id in chunk {
+                        sep.push_bind(id.clone());
+                    }
+                    qb.push(") ORDER BY ticket_id, linked_at, device_id");
+                    let rows: Vec<(String, String)> =
+                        qb.build_query_as().fetch_all(&self.pool).await?;
+                    for (ticket, device) in rows {
+                        out.entry(ticket).or_default().push(device);
+                    }
+                }
+                Ok(out)
+            }
+
             async fn apply_ticket_change(&self, c: &TicketChange) -> Result<()> {
                 let mut tx = self.pool.begin().await?;
                 let done = sqlx::query("UPDATE tickets SET updated_at = $2 WHERE id = $1")
