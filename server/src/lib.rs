@@ -15,6 +15,7 @@ pub mod inventory;
 pub mod limits;
 pub mod listener;
 pub mod pki;
+pub mod retention;
 pub mod server;
 pub mod sessions;
 pub mod storage;
