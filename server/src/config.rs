@@ -213,6 +213,11 @@ pub struct ServerSection {
     /// The bootstrap admin's token expires this long after it was made.
     #[serde(with = "humantime_serde")]
     pub bootstrap_token_validity: Duration,
+    /// The URL other replicas reach this one at (`https://host:port`), so
+    /// that a remote session started on any replica is relayed to the one
+    /// holding the agent's stream. Empty: a single server, or sessions only
+    /// through the replica the agent is connected to.
+    pub advertise_url: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -381,6 +386,7 @@ impl Default for ServerSection {
             database_url: String::new(),
             shutdown_grace: Duration::from_secs(10),
             bootstrap_token_validity: Duration::from_secs(24 * 3600),
+            advertise_url: String::new(),
         }
     }
 }
@@ -614,6 +620,11 @@ impl Config {
                 self.retention.all().iter().all(|(_, d)| *d >= second),
                 "every [retention] setting must be at least 1s (nothing is kept forever)",
             ),
+            (
+                self.server.advertise_url.is_empty()
+                    || self.server.advertise_url.starts_with("https://"),
+                "server.advertise_url must be empty or an https:// URL",
+            ),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
             Some((_, message)) => Err(ConfigError::Invalid((*message).to_owned())),
@@ -649,6 +660,11 @@ shutdown_grace = "10s"
 # The bootstrap admin's token (written to data_dir on the first start)
 # expires after this: create a personal admin with it, then it is useless.
 bootstrap_token_validity = "24h"
+# Several replicas on one PostgreSQL: the URL the other replicas reach this
+# one at, e.g. "https://replica-a.schoolfleet.example:7443" (its host must be
+# in [tls] subject_alt_names). A remote session started on any replica is
+# then relayed to the replica holding the agent's stream. Empty: off.
+advertise_url = ""
 
 [tls]
 # Extra DNS names or IP addresses that agents use to reach this server.

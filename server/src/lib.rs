@@ -8,6 +8,7 @@ pub mod agents;
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod cluster;
 pub mod compliance;
 pub mod config;
 pub mod ingest;
@@ -17,7 +18,9 @@ pub mod listener;
 pub mod pki;
 pub mod retention;
 pub mod server;
+pub mod service;
 pub mod sessions;
+pub mod state;
 pub mod storage;
 pub mod textdiff;
 /// Moved to `schoolfleet-standard`; re-exported so existing paths keep working.
