@@ -5,6 +5,7 @@
 //! the scope syntax, and the helpers that turn timestamps into chrono values.
 
 pub mod files;
+pub mod minimise;
 pub mod scope;
 pub mod text;
 pub mod time;

@@ -21,6 +21,93 @@ pub struct Config {
     pub webhooks: WebhooksSection,
     pub sessions: SessionsSection,
     pub audit: AuditSection,
+    pub retention: RetentionSection,
+}
+
+/// How long personal data is kept (issue 12; docs/datenschutz.md has the
+/// table for the data-protection officer, a test keeps it equal to these
+/// defaults). Applied hourly by the retention sweeper; recordings and audit
+/// entries keep their settings in `[sessions]` and `[audit]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSection {
+    /// Session rows (reason, ticket, command line, byte counts) after the
+    /// session ended; their recording goes with them at the latest.
+    #[serde(with = "humantime_serde")]
+    pub sessions: Duration,
+    /// Device history (software, hardware, OS changes; identity events).
+    #[serde(with = "humantime_serde")]
+    pub inventory_history: Duration,
+    /// Device classes whose network address history is kept (opt-in);
+    /// every other class keeps its current addresses only.
+    pub network_history_classes: Vec<String>,
+    /// How long that network history is kept.
+    #[serde(with = "humantime_serde")]
+    pub network_history: Duration,
+    /// The report log: when each inventory report came and why.
+    #[serde(with = "humantime_serde")]
+    pub report_log: Duration,
+    /// Tickets with their comments and timeline, after resolution.
+    #[serde(with = "humantime_serde")]
+    pub tickets: Duration,
+    /// Compliance results under a superseded standard revision.
+    #[serde(with = "humantime_serde")]
+    pub compliance_results: Duration,
+    /// Compliance changes (a rule's result of a device changed).
+    #[serde(with = "humantime_serde")]
+    pub compliance_history: Duration,
+    /// Daily compliance figures per school.
+    #[serde(with = "humantime_serde")]
+    pub compliance_snapshots: Duration,
+    /// Webhook events, delivered or not.
+    #[serde(with = "humantime_serde")]
+    pub webhook_outbox: Duration,
+    /// Enrolment tokens after they expired or were revoked.
+    #[serde(with = "humantime_serde")]
+    pub enrollment_tokens: Duration,
+    /// API tokens after they expired or were revoked.
+    #[serde(with = "humantime_serde")]
+    pub api_tokens: Duration,
+}
+
+impl RetentionSection {
+    /// Every duration by its key, in the order of the default file.
+    pub fn all(&self) -> Vec<(&'static str, Duration)> {
+        vec![
+            ("sessions", self.sessions),
+            ("inventory_history", self.inventory_history),
+            ("network_history", self.network_history),
+            ("report_log", self.report_log),
+            ("tickets", self.tickets),
+            ("compliance_results", self.compliance_results),
+            ("compliance_history", self.compliance_history),
+            ("compliance_snapshots", self.compliance_snapshots),
+            ("webhook_outbox", self.webhook_outbox),
+            ("enrollment_tokens", self.enrollment_tokens),
+            ("api_tokens", self.api_tokens),
+        ]
+    }
+}
+
+impl Default for RetentionSection {
+    fn default() -> Self {
+        const DAY: u64 = 86_400;
+        let days = |n: u64| Duration::from_secs(n * DAY);
+        RetentionSection {
+            sessions: days(180),
+            inventory_history: days(365),
+            network_history_classes: Vec::new(),
+            network_history: days(30),
+            report_log: days(90),
+            tickets: days(730),
+            compliance_results: days(365),
+            compliance_history: days(365),
+            compliance_snapshots: days(730),
+            webhook_outbox: days(30),
+            enrollment_tokens: days(90),
+            api_tokens: days(365),
+        }
+    }
 }
 
 /// Remote sessions: consent default, timeouts and size limits.
@@ -156,6 +243,9 @@ pub struct ServerSection {
     /// How long in-flight calls may take to finish on shutdown.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// The bootstrap admin's token expires this long after it was made.
+    #[serde(with = "humantime_serde")]
+    pub bootstrap_token_validity: Duration,
     /// The URL other replicas reach this one at (`https://host:port`), so
     /// that a remote session started on any replica is relayed to the one
     /// holding the agent's stream. Empty: a single server, or sessions only
@@ -300,6 +390,7 @@ impl std::fmt::Debug for ServerSection {
             .field("data_dir", &self.data_dir)
             .field("database_url", &redact_url(&self.database_url))
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("bootstrap_token_validity", &self.bootstrap_token_validity)
             .finish()
     }
 }
@@ -327,6 +418,7 @@ impl Default for ServerSection {
             data_dir: PathBuf::from("/var/lib/schoolfleet-server"),
             database_url: String::new(),
             shutdown_grace: Duration::from_secs(10),
+            bootstrap_token_validity: Duration::from_secs(24 * 3600),
             advertise_url: String::new(),
         }
     }
@@ -567,6 +659,15 @@ impl Config {
                 "sessions.redact_args must be valid regular expressions",
             ),
             (
+                self.server.bootstrap_token_validity >= second
+                    && self.server.bootstrap_token_validity <= Duration::from_secs(30 * 86_400),
+                "server.bootstrap_token_validity must be between 1s and 30days",
+            ),
+            (
+                self.retention.all().iter().all(|(_, d)| *d >= second),
+                "every [retention] setting must be at least 1s (nothing is kept forever)",
+            ),
+            (
                 self.server.advertise_url.is_empty()
                     || self.server.advertise_url.starts_with("https://"),
                 "server.advertise_url must be empty or an https:// URL",
@@ -603,6 +704,9 @@ data_dir = "/var/lib/schoolfleet-server"
 database_url = ""
 # Time that in-flight calls get to finish on SIGTERM/SIGINT.
 shutdown_grace = "10s"
+# The bootstrap admin's token (written to data_dir on the first start)
+# expires after this: create a personal admin with it, then it is useless.
+bootstrap_token_validity = "24h"
 # Several replicas on one PostgreSQL: the URL the other replicas reach this
 # one at, e.g. "https://replica-a.schoolfleet.example:7443" (its host must be
 # in [tls] subject_alt_names). A remote session started on any replica is
@@ -759,6 +863,40 @@ retention = "730days"
 # audit-head.key in data_dir, created on first start. Replicas that share
 # one database need the same file.
 # head_key_file = "/etc/schoolfleet/audit-head.key"
+
+[retention]
+# How long personal data is kept; the sweeper deletes older rows hourly and
+# then compacts the database (SQLite: secure_delete, incremental vacuum,
+# WAL truncated). Nothing may be kept forever (at least "1s" each).
+# Recordings: [sessions] recording_retention; audit: [audit] retention.
+# docs/datenschutz.md lists these for the data-protection officer.
+#
+# Session rows (who, which device, reason, ticket, command line, bytes)
+# after the session ended; their recording goes with them at the latest.
+sessions = "180days"
+# Device history: software, hardware and OS changes, identity events.
+inventory_history = "365days"
+# Network address history is kept only for these device classes (opt-in,
+# e.g. ["verwaltungs-pc"]); all others keep their current addresses only.
+network_history_classes = []
+# ... and for that long.
+network_history = "30days"
+# The report log: when each inventory report came and why.
+report_log = "90days"
+# Tickets with comments and timeline, counted from their resolution.
+tickets = "730days"
+# Compliance results under a superseded standard revision (the current
+# revision's results stay while the device exists).
+compliance_results = "365days"
+# Compliance changes of devices (a rule's result changed).
+compliance_history = "365days"
+# Daily compliance figures per school (the trend).
+compliance_snapshots = "730days"
+# Webhook events, delivered or not (undelivered ones are given up).
+webhook_outbox = "30days"
+# Enrolment and API tokens, counted from their expiry or revocation.
+enrollment_tokens = "90days"
+api_tokens = "365days"
 "#;
 
 #[cfg(test)]

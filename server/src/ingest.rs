@@ -195,6 +195,7 @@ pub async fn ingest_report(
     let changes = if newest {
         diff::diff(previous.as_ref(), &inventory)
             .into_iter()
+            .filter(|c| crate::retention::keep_change(&state.config, device, c.kind))
             .map(|c| InventoryChangeRecord {
                 report_id: report_id.clone(),
                 at: collected_at,

@@ -17,6 +17,7 @@ pub mod keyring;
 pub mod limits;
 pub mod listener;
 pub mod pki;
+pub mod retention;
 pub mod server;
 pub mod service;
 pub mod sessions;

@@ -115,7 +115,7 @@ pub async fn prepare(config: Config) -> Result<AppState, ServerError> {
     std::fs::write(data_dir.join(CA_PIN_FILE), format!("{pin}\n"))
         .map_err(|e| ServerError::DataDir(data_dir.display().to_string(), e))?;
     tracing::info!(ca_pin = %pin, "server CA ready");
-    bootstrap_admin(&store, data_dir).await?;
+    bootstrap_admin(&store, data_dir, config.server.bootstrap_token_validity).await?;
     let key_file = config
         .audit
         .head_key_file
@@ -183,7 +183,11 @@ pub async fn prepare(config: Config) -> Result<AppState, ServerError> {
 /// On an empty database, creates user `admin` (admin of the cooperation)
 /// and writes its API token to a file readable by the owner only. The
 /// token itself is never logged.
-async fn bootstrap_admin(store: &Arc<dyn Store>, data_dir: &Path) -> Result<(), ServerError> {
+async fn bootstrap_admin(
+    store: &Arc<dyn Store>,
+    data_dir: &Path,
+    validity: Duration,
+) -> Result<(), ServerError> {
     if store.count_users().await? > 0 {
         return Ok(());
     }
@@ -202,7 +206,8 @@ async fn bootstrap_admin(store: &Arc<dyn Store>, data_dir: &Path) -> Result<(), 
         secret_hash: secrets::hash_secret(&secret),
         description: "bootstrap admin".into(),
         created_at: now,
-        expires_at: None,
+        // Only to create personal users with: it expires (issue 12).
+        expires_at: Some(now.saturating_add(validity.as_millis() as i64)),
         revoked_at: None,
     };
     // The file first: if the database write then fails, the next start
@@ -226,8 +231,9 @@ async fn bootstrap_admin(store: &Arc<dyn Store>, data_dir: &Path) -> Result<(), 
     }
     tracing::warn!(
         path = %path.display(),
-        "created bootstrap admin `admin`; its API token is in this file. Create personal \
-         users, then revoke it and delete the file"
+        expires_in = %humantime::format_duration(validity),
+        "created bootstrap admin `admin`; its API token is in this file and expires. Create \
+         personal users, then revoke it and delete the file"
     );
     Ok(())
 }
@@ -487,6 +493,14 @@ pub async fn sweep_retention(state: &AppState) {
         ),
         Err(err) => tracing::warn!(error = %err, "cannot read the audit chain head"),
     }
+    crate::retention::sweep(state, now).await;
+    prune_audit(state, now).await;
+    // Deleted means gone from the file, the WAL included.
+    crate::retention::compact(state).await;
+}
+
+/// Deletes audit entries past `[audit] retention` (0: kept forever).
+async fn prune_audit(state: &AppState, now: i64) {
     let retention = state.config.audit.retention;
     if retention.is_zero() {
         return;

@@ -42,19 +42,35 @@ pub trait Platform: Send + Sync {
     }
 }
 
-/// The best collector for the operating system this agent was built for.
+/// The best collector for the operating system this agent was built for,
+/// with what must not leave the device removed.
 pub fn current_platform() -> Box<dyn Platform> {
     #[cfg(target_os = "linux")]
-    {
-        Box::new(LinuxPlatform::new())
-    }
+    let platform = LinuxPlatform::new();
     #[cfg(windows)]
-    {
-        Box::new(WindowsPlatform)
-    }
+    let platform = WindowsPlatform;
     #[cfg(not(any(target_os = "linux", windows)))]
-    {
-        Box::new(SysinfoPlatform)
+    let platform = SysinfoPlatform;
+    Box::new(Minimised(platform))
+}
+
+/// Collect less (issue 12): USB serial numbers and volume labels never
+/// leave the device (the server drops them again, for hostile agents).
+struct Minimised<P>(P);
+
+impl<P: Platform> Platform for Minimised<P> {
+    fn collect(&self) -> Inventory {
+        let mut inventory = self.0.collect();
+        schoolfleet_proto::minimise::strip_removable_media(&mut inventory);
+        inventory
+    }
+
+    fn host_name(&self) -> String {
+        self.0.host_name()
+    }
+
+    fn uptime_seconds(&self) -> u64 {
+        self.0.uptime_seconds()
     }
 }
 

@@ -77,5 +77,9 @@ pub async fn authenticate(
         return Err(AuthError::Expired);
     }
     let user = store.get_user(&record.user_id).await?.ok_or_else(unknown)?;
+    // Offboarding: a disabled user's tokens stop working at once.
+    if store.user_disabled_at(&user.id).await?.is_some() {
+        return Err(AuthError::Invalid("user is disabled".into()));
+    }
     Ok(Principal::from_user(&user))
 }

@@ -93,6 +93,8 @@ pub fn sanitize(
     limits: &InventoryLimits,
 ) -> Result<Vec<String>, InventoryRejected> {
     check_counts(inv, limits)?;
+    // Agents are hostile: what must not be stored is dropped here again.
+    schoolfleet_proto::minimise::strip_removable_media(inv);
     let mut c = Cleaner {
         warnings: Vec::new(),
         suppressed: 0,

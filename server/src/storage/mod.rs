@@ -10,6 +10,7 @@
 
 mod models;
 mod postgres;
+mod retention;
 mod sql;
 mod sqlite;
 
@@ -17,6 +18,7 @@ use async_trait::async_trait;
 
 pub use models::*;
 pub use postgres::PgStore;
+pub use retention::{DataProtection, RetentionCounts, RetentionCutoffs};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +44,7 @@ pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 /// Everything the server persists. Implementations must be safe to share
 /// between tasks and, for PostgreSQL, between server replicas.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: DataProtection + Send + Sync + 'static {
     // --- tenants ---
     async fn create_county(&self, county: &County) -> Result<()>;
     async fn get_county(&self, id: &str) -> Result<Option<County>>;

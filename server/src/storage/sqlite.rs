@@ -4,7 +4,9 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use super::models::*;
 use super::{Result, StorageError, TenantFilter, sql};
@@ -32,7 +34,13 @@ impl SqliteStore {
             // page, and a larger page cache than the 2 MiB default: ingest
             // reads a device's rows and blob for every report.
             .pragma("mmap_size", "268435456")
-            .pragma("cache_size", "-16384");
+            .pragma("cache_size", "-16384")
+            // Deleted means gone from the file: freed content is
+            // overwritten with zeros, and free pages can be handed back
+            // (`PRAGMA incremental_vacuum` after retention sweeps).
+            .pragma("secure_delete", "ON")
+            .auto_vacuum(SqliteAutoVacuum::Incremental);
+        super::retention::enable_incremental_vacuum(&options).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
