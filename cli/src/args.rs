@@ -936,11 +936,13 @@ pub enum EnrollTokenCommand {
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
     /// Create a user with one or more role bindings
-    #[command(after_help = "Roles: admin, technician, coordinator, viewer.\n\
+    #[command(
+        after_help = "Roles: admin, technician, coordinator, viewer, teacher.\n\
         Each --role is ROLE@SCOPE, where SCOPE is `cooperation`, `county:<id>` or `school:<id>`.\n\n\
         Examples:\n  \
         schoolfleet user add m.mueller --county kus --role technician@county:kus --role viewer@county:kl\n  \
-        schoolfleet user add praktikant --county kus --role technician@school:kus012 --remote exec,cp")]
+        schoolfleet user add praktikant --county kus --role technician@school:kus012 --remote exec,cp"
+    )]
     Add {
         /// Login name, e.g. m.mueller
         name: String,
@@ -957,6 +959,17 @@ pub enum UserCommand {
     },
     /// List users
     List,
+    /// Set the web portal password of a user (yourself when omitted)
+    #[command(
+        after_help = "The password is read from standard input (one line), so it never \
+        appears in the shell history or the process list. At least 12 characters; the server \
+        stores it as an argon2id hash and ends the user's web sessions.\n\n\
+        Example:\n  printf '%s\\n' \"$PASSWORT\" | schoolfleet user set-password l.lehrerin"
+    )]
+    SetPassword {
+        /// User name or id; yourself when omitted
+        name: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -1114,6 +1127,8 @@ pub enum Role {
     Technician,
     Coordinator,
     Viewer,
+    /// Reports problems in the web portal, nothing else.
+    Teacher,
 }
 
 impl Role {
@@ -1123,6 +1138,7 @@ impl Role {
             Role::Technician => "technician",
             Role::Coordinator => "coordinator",
             Role::Viewer => "viewer",
+            Role::Teacher => "teacher",
         }
     }
 }
@@ -1140,7 +1156,7 @@ pub fn role_binding(text: &str) -> Result<RoleBindingArg, String> {
         .split_once('@')
         .ok_or_else(|| format!("expected ROLE@SCOPE, e.g. technician@county:kus, got {text:?}"))?;
     let role = Role::from_str(role, false).map_err(|_| {
-        format!("unknown role {role:?}: expected admin, technician, coordinator or viewer")
+        format!("unknown role {role:?}: expected admin, technician, coordinator, viewer or teacher")
     })?;
     let scope = scope.parse::<Scope>().map_err(|e| e.to_string())?;
     Ok(RoleBindingArg { role, scope })

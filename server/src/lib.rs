@@ -19,6 +19,7 @@ pub mod server;
 pub mod sessions;
 pub mod storage;
 pub mod textdiff;
+pub mod web;
 /// Moved to `schoolfleet-standard`; re-exported so existing paths keep working.
 pub use schoolfleet_standard::version;
 pub mod webhooks;

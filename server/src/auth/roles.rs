@@ -47,6 +47,12 @@ pub enum Permission {
     RecordingRead,
     /// Set the consent policy of schools and device classes.
     ConsentManage,
+    /// Report a problem for a device of the school and follow one's own
+    /// reports (the teachers' portal): nothing else about tickets.
+    TicketReport,
+    /// Read the published knowledge-base articles marked for teachers
+    /// (visibility `teachers`), and only those.
+    KbReadTeachers,
 }
 
 impl Permission {
@@ -132,14 +138,18 @@ pub enum Role {
     Technician,
     Coordinator,
     Viewer,
+    /// `teacher@school:X`: reports problems and reads the teachers'
+    /// articles, nothing else (no device, ticket or inventory reads).
+    Teacher,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [
+    pub const ALL: [Role; 5] = [
         Role::Admin,
         Role::Technician,
         Role::Coordinator,
         Role::Viewer,
+        Role::Teacher,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -148,6 +158,7 @@ impl Role {
             Role::Technician => "technician",
             Role::Coordinator => "coordinator",
             Role::Viewer => "viewer",
+            Role::Teacher => "teacher",
         }
     }
 
@@ -188,6 +199,7 @@ impl Role {
                     | RecordingRead
             ),
             Role::Viewer => matches!(permission, TenantRead | DeviceRead | TicketRead | KbRead),
+            Role::Teacher => matches!(permission, TicketReport | KbReadTeachers),
         }
     }
 }
@@ -199,7 +211,9 @@ impl FromStr for Role {
             .into_iter()
             .find(|r| r.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown role {s:?}: expected admin, technician, coordinator or viewer")
+                format!(
+                    "unknown role {s:?}: expected admin, technician, coordinator, viewer or teacher"
+                )
             })
     }
 }
@@ -253,6 +267,42 @@ mod tests {
         for (role, expected) in table {
             assert_eq!(all.map(|p| role.grants(p)), expected, "{role:?}");
         }
+    }
+
+    /// A teacher reports problems and reads the teachers' articles, and
+    /// nothing else: every other permission is refused.
+    #[test]
+    fn teacher_grants_only_reporting() {
+        use Permission::*;
+        let others = [
+            TenantRead,
+            TenantManage,
+            UserManage,
+            EnrollmentManage,
+            DeviceRead,
+            DeviceManage,
+            DeviceRevoke,
+            AuditRead,
+            StandardManage,
+            TicketRead,
+            TicketWork,
+            KbRead,
+            KbWrite,
+            SessionShell,
+            SessionExec,
+            SessionForward,
+            SessionCopy,
+            SessionRead,
+            SessionEnd,
+            RecordingRead,
+            ConsentManage,
+        ];
+        assert!(Role::Teacher.grants(TicketReport));
+        assert!(Role::Teacher.grants(KbReadTeachers));
+        for p in others {
+            assert!(!Role::Teacher.grants(p), "{p:?}");
+        }
+        assert_eq!("teacher".parse::<Role>(), Ok(Role::Teacher));
     }
 
     #[test]

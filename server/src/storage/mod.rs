@@ -12,12 +12,14 @@ mod models;
 mod postgres;
 mod sql;
 mod sqlite;
+mod web;
 
 use async_trait::async_trait;
 
 pub use models::*;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+pub use web::{WebSessionRecord, WebStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -42,7 +44,7 @@ pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 /// Everything the server persists. Implementations must be safe to share
 /// between tasks and, for PostgreSQL, between server replicas.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: WebStore + Send + Sync + 'static {
     // --- tenants ---
     async fn create_county(&self, county: &County) -> Result<()>;
     async fn get_county(&self, id: &str) -> Result<Option<County>>;
