@@ -137,6 +137,15 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
     } else {
         options.transfer_roots.clone()
     };
+    #[cfg(windows)]
+    if options.transfer_roots.is_empty() {
+        // The default root is the agent's own: made private before use.
+        for root in &transfer_roots {
+            if let Err(err) = crate::os::files::create_private_dir(root) {
+                tracing::warn!(root = %root.display(), error = %err, "cannot create the transfer root");
+            }
+        }
+    }
     for root in &transfer_roots {
         if !root.is_absolute() || !root.is_dir() {
             tracing::warn!(root = %root.display(), "transfer root is not an existing absolute directory; copies into it will fail");

@@ -63,6 +63,11 @@ impl AgentRegistry {
         }
     }
 
+    /// Whether the device's stream is on this replica.
+    pub fn holds(&self, device_id: &str) -> bool {
+        self.lock().contains_key(device_id)
+    }
+
     /// Sends a message to a connected device. False when it is not
     /// connected to this replica or its queue is full.
     pub fn send(&self, device_id: &str, message: ServerMessage) -> bool {

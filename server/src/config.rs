@@ -155,6 +155,11 @@ pub struct ServerSection {
     /// How long in-flight calls may take to finish on shutdown.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// The URL other replicas reach this one at (`https://host:port`), so
+    /// that a remote session started on any replica is relayed to the one
+    /// holding the agent's stream. Empty: a single server, or sessions only
+    /// through the replica the agent is connected to.
+    pub advertise_url: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -321,6 +326,7 @@ impl Default for ServerSection {
             data_dir: PathBuf::from("/var/lib/schoolfleet-server"),
             database_url: String::new(),
             shutdown_grace: Duration::from_secs(10),
+            advertise_url: String::new(),
         }
     }
 }
@@ -545,6 +551,11 @@ impl Config {
                 self.sessions.max_live_per_user >= 1 && self.sessions.max_live_per_device >= 1,
                 "sessions.max_live_per_user and max_live_per_device must be at least 1",
             ),
+            (
+                self.server.advertise_url.is_empty()
+                    || self.server.advertise_url.starts_with("https://"),
+                "server.advertise_url must be empty or an https:// URL",
+            ),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
             Some((_, message)) => Err(ConfigError::Invalid((*message).to_owned())),
@@ -577,6 +588,11 @@ data_dir = "/var/lib/schoolfleet-server"
 database_url = ""
 # Time that in-flight calls get to finish on SIGTERM/SIGINT.
 shutdown_grace = "10s"
+# Several replicas on one PostgreSQL: the URL the other replicas reach this
+# one at, e.g. "https://replica-a.schoolfleet.example:7443" (its host must be
+# in [tls] subject_alt_names). A remote session started on any replica is
+# then relayed to the replica holding the agent's stream. Empty: off.
+advertise_url = ""
 
 [tls]
 # Extra DNS names or IP addresses that agents use to reach this server.

@@ -42,18 +42,16 @@ impl Limited {
     }
 
     /// RESOURCE_EXHAUSTED with `what` and the time to wait, in the message
-    /// and as `retry-after` metadata (seconds).
-    pub fn status(&self, what: &str) -> tonic::Status {
+    /// and as `retry-after` (seconds).
+    pub fn error(&self, what: &str) -> crate::service::AppError {
         let seconds = self.seconds();
-        let mut metadata = tonic::metadata::MetadataMap::new();
-        if let Ok(value) = seconds.to_string().parse() {
-            metadata.insert("retry-after", value);
-        }
-        tonic::Status::with_metadata(
-            tonic::Code::ResourceExhausted,
-            format!("{what}; try again in {seconds} s"),
-            metadata,
-        )
+        crate::service::AppError::exhausted(format!("{what}; try again in {seconds} s"))
+            .with_retry_after(std::time::Duration::from_secs(seconds))
+    }
+
+    /// [`Limited::error`] as a gRPC status.
+    pub fn status(&self, what: &str) -> tonic::Status {
+        self.error(what).into()
     }
 }
 

@@ -146,7 +146,12 @@ pub async fn prepare(config: Config) -> Result<AppState, ServerError> {
     }
     let device_limits = Arc::new(crate::limits::DeviceLimits::new(&config));
     let auth_failures = Arc::new(crate::limits::AuthFailures::new(&config.limits));
+    let cluster = Arc::new(crate::cluster::Cluster::new(
+        &config.server.advertise_url,
+        ca.fingerprint(),
+    ));
     Ok(AppState {
+        cluster,
         device_limits,
         auth_failures,
         store,
@@ -326,6 +331,12 @@ pub async fn run(
     state.tasks.spawn(compliance_sweeper(state.clone()));
     state.tasks.spawn(retention_sweeper(state.clone()));
     state.tasks.spawn(auth_failure_auditor(state.clone()));
+    state.tasks.spawn(
+        state
+            .cluster
+            .clone()
+            .announce(state.store.clone(), state.shutdown.clone()),
+    );
     if crate::webhooks::enabled(&config) {
         state.tasks.spawn(crate::webhooks::run_delivery(
             state.store.clone(),

@@ -87,6 +87,7 @@ fn flood_report(n: usize, packages: usize) -> AgentMessage {
                 source: "dpkg".into(),
                 architecture: "amd64".into(),
                 publisher: String::new(),
+                ..Default::default()
             })
             .collect(),
         ..Default::default()

@@ -470,7 +470,7 @@ async fn device_lists_respect_tenants_and_filters(store: Arc<dyn Store>) {
     // Online: connected and seen within the window.
     assert!(
         store
-            .touch_device("d1", now_millis(), true, Some("0.2.0"))
+            .record_agent_seen("d1", now_millis(), &stream("s1", "r1"), Some("0.2.0"))
             .await
             .unwrap()
     );
@@ -517,9 +517,55 @@ async fn device_lists_respect_tenants_and_filters(store: Arc<dyn Store>) {
         .unwrap();
     assert!(
         !store
-            .touch_device("d3", now_millis(), true, None)
+            .record_agent_seen("d3", now_millis(), &stream("s3", "r1"), None)
             .await
             .unwrap()
+    );
+}
+
+fn stream<'a>(id: &'a str, replica: &'a str) -> AgentStream<'a> {
+    AgentStream { id, replica }
+}
+
+async fn is_connected(store: &Arc<dyn Store>, id: &str) -> bool {
+    store.get_device(id).await.unwrap().unwrap().connected
+}
+
+/// The agent reconnected to replica B while its old stream on replica A
+/// was still waiting for its keepalive to time out: when the old stream
+/// finally ends, the device stays connected.
+async fn only_the_current_stream_disconnects_a_device(store: Arc<dyn Store>) {
+    seed_devices(&store).await;
+    let (on_a, on_b) = (
+        stream("stream-a", "replica-a"),
+        stream("stream-b", "replica-b"),
+    );
+    assert!(
+        store
+            .record_agent_seen("d1", 1_000, &on_a, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .record_agent_seen("d1", 2_000, &on_b, None)
+            .await
+            .unwrap()
+    );
+
+    assert!(!store.record_agent_gone("d1", 3_000, on_a.id).await.unwrap());
+    assert!(
+        is_connected(&store, "d1").await,
+        "a stale stream disconnected the device"
+    );
+
+    assert!(store.record_agent_gone("d1", 4_000, on_b.id).await.unwrap());
+    assert!(!is_connected(&store, "d1").await);
+    // Once gone, a second end of the same stream changes nothing.
+    assert!(!store.record_agent_gone("d1", 5_000, on_b.id).await.unwrap());
+    assert_eq!(
+        store.get_device("d1").await.unwrap().unwrap().last_seen,
+        Some(4_000)
     );
 }
 
@@ -1011,4 +1057,5 @@ on_both_backends!(
     large_software_lists_and_hostile_text,
     audit_log_appends,
     compliance_results_per_revision,
+    only_the_current_stream_disconnects_a_device,
 );

@@ -150,6 +150,7 @@ fn inventory(i: usize, now: chrono::DateTime<Utc>) -> Inventory {
             } else {
                 String::new()
             },
+            ..Default::default()
         }),
         disks: vec![Disk {
             name: "nvme0n1".into(),

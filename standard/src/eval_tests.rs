@@ -45,6 +45,7 @@ fn linux_inventory() -> Inventory {
             secure_boot: Tristate::Yes.into(),
             tpm_present: true,
             tpm_version: "2.0".into(),
+            ..Default::default()
         }),
         disks: vec![Disk {
             name: "nvme0n1".into(),

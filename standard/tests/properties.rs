@@ -86,6 +86,7 @@ fn inventory() -> impl Strategy<Value = Inventory> {
                 secure_boot: fw.1,
                 tpm_present: fw.2,
                 tpm_version: fw.3.into(),
+                ..Default::default()
             }),
             disks: disks
                 .into_iter()

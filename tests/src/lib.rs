@@ -5,8 +5,11 @@
 //! because each binary crate has integration tests of its own. Every child
 //! is killed on drop, so a failing test leaves no process behind.
 
+use std::io::Read;
+use std::net::{Shutdown, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Path of a workspace binary next to the test executable.
@@ -91,9 +94,28 @@ impl ServerProcess {
         Self::start_with_env(data_dir, &[])
     }
 
+    /// Starts one of several replicas: it announces its own URL, so that
+    /// remote sessions started on the other replicas are relayed to it.
+    pub fn start_replica(data_dir: &Path, env: &[(&str, &str)]) -> ServerProcess {
+        let port = free_port();
+        let advertise = format!("https://127.0.0.1:{port}");
+        let mut env: Vec<(&str, &str)> = env.to_vec();
+        env.push(("SCHOOLFLEET_SERVER__ADVERTISE_URL", &advertise));
+        let mut server = Self::configured(data_dir, &env);
+        server.port = port;
+        server.restart();
+        server
+    }
+
     /// Starts a server with extra configuration variables.
     pub fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> ServerProcess {
-        let mut server = ServerProcess {
+        let mut server = Self::configured(data_dir, env);
+        server.restart();
+        server
+    }
+
+    fn configured(data_dir: &Path, env: &[(&str, &str)]) -> ServerProcess {
+        ServerProcess {
             data_dir: data_dir.to_owned(),
             port: free_port(),
             env: env
@@ -101,9 +123,7 @@ impl ServerProcess {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             child: None,
-        };
-        server.restart();
-        server
+        }
     }
 
     pub fn url(&self) -> String {
@@ -535,4 +555,55 @@ pub fn process_alive(pid: i32) -> bool {
             .next()
             .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
     })
+}
+
+/// Collects everything a reader produces, on a thread.
+pub fn collect(mut reader: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
+    let buffer = Arc::new(Mutex::new(Vec::new()));
+    let sink = buffer.clone();
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 8192];
+        while let Ok(n) = reader.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+        }
+    });
+    buffer
+}
+
+pub fn text_of(buffer: &Arc<Mutex<Vec<u8>>>) -> String {
+    String::from_utf8_lossy(&buffer.lock().unwrap()).into_owned()
+}
+
+pub fn wait_for_output(buffer: &Arc<Mutex<Vec<u8>>>, needle: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if text_of(buffer).contains(needle) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "timed out waiting for {what} ({needle:?}); output so far:\n{}",
+        text_of(buffer)
+    );
+}
+
+/// An echo server: every connection gets its bytes back, then EOF.
+pub fn echo_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut reader = stream.try_clone().unwrap();
+                let _ = std::io::copy(&mut reader, &mut stream);
+                let _ = stream.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    port
 }

@@ -5,7 +5,7 @@
 //! when either end is killed mid-session.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,40 +19,6 @@ const REASON: &str = "Drucker im Raum 101 prüfen";
 /// types, so compare bits).
 const ICANON: u32 = 0o2;
 const ECHO: u32 = 0o10;
-
-/// Collects everything a reader produces, on a thread.
-fn collect(mut reader: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
-    let buffer = Arc::new(Mutex::new(Vec::new()));
-    let sink = buffer.clone();
-    std::thread::spawn(move || {
-        let mut chunk = [0u8; 8192];
-        while let Ok(n) = reader.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            sink.lock().unwrap().extend_from_slice(&chunk[..n]);
-        }
-    });
-    buffer
-}
-
-fn text_of(buffer: &Arc<Mutex<Vec<u8>>>) -> String {
-    String::from_utf8_lossy(&buffer.lock().unwrap()).into_owned()
-}
-
-fn wait_for_output(buffer: &Arc<Mutex<Vec<u8>>>, needle: &str, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if text_of(buffer).contains(needle) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!(
-        "timed out waiting for {what} ({needle:?}); output so far:\n{}",
-        text_of(buffer)
-    );
-}
 
 /// Waits for a child with a deadline; kills it and fails when it hangs.
 fn wait_with_deadline(child: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {
@@ -448,23 +414,6 @@ fn exec_returns_both_streams_the_exit_code_and_100_mb_intact() {
         cat["bytes_from_device"].as_u64().unwrap() >= 100_000_000,
         "{cat}"
     );
-}
-
-/// An echo server: every connection gets its bytes back, then EOF.
-fn echo_server() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            std::thread::spawn(move || {
-                let mut reader = stream.try_clone().unwrap();
-                let _ = std::io::copy(&mut reader, &mut stream);
-                let _ = stream.shutdown(Shutdown::Write);
-            });
-        }
-    });
-    port
 }
 
 #[test]

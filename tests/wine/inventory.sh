@@ -6,8 +6,8 @@
 # paths run and parse, not that every class answers as on a real PC.
 #
 # Needs: wine64, gcc-mingw-w64-x86-64, the x86_64-pc-windows-gnu target and
-# ../shared/tools/wine-prng-shim (Wine 8 lacks bcryptprimitives.dll). Not
-# part of .ci/run yet (wine64 and a release cross build cost CI time).
+# ../shared/tools/wine-prng-shim (Wine 8 lacks bcryptprimitives.dll). Run by
+# .ci/run (with tests/wine/enrol-exec.sh).
 # Usage: tests/wine/inventory.sh   (SCHOOLFLEET_WIN_TARGET_DIR to reuse a build)
 set -euo pipefail
 cd "$(dirname "$0")/../.."

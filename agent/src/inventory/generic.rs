@@ -36,6 +36,7 @@ impl Platform for SysinfoPlatform {
             last_update_time: None,
             agent_version: AGENT_VERSION.to_owned(),
             architecture: System::cpu_arch(),
+            ..Default::default()
         };
         let os = OperatingSystem {
             // "linux", "macos", "windows": the proto's spelling already.
@@ -44,6 +45,7 @@ impl Platform for SysinfoPlatform {
             version: System::os_version().unwrap_or_default(),
             edition: String::new(),
             kernel_version: System::kernel_version().unwrap_or_default(),
+            ..Default::default()
         };
         let product = product();
         let hardware = Hardware {
@@ -122,6 +124,7 @@ impl Platform for SysinfoPlatform {
                 antivirus: Vec::new(),
             }),
             collector_errors: errors.into_vec(),
+            windows11: None,
         };
         sort_lists(&mut inv);
         inv

@@ -106,6 +106,7 @@ impl Platform for LinuxPlatform {
                 antivirus: Vec::new(),
             }),
             collector_errors: errors.into_vec(),
+            windows11: None,
         };
         sort_lists(&mut inv);
         inv
@@ -227,6 +228,8 @@ fn system_info(errors: &mut Errors) -> SystemInfo {
         last_update_time: None,
         agent_version: AGENT_VERSION.to_owned(),
         architecture: System::cpu_arch(),
+        // Domain membership (realmd, sssd) is not collected on Linux.
+        ..Default::default()
     }
 }
 
@@ -245,6 +248,7 @@ fn operating_system(errors: &mut Errors) -> OperatingSystem {
         version: release.version_id,
         edition: release.variant,
         kernel_version: System::kernel_version().unwrap_or_default(),
+        display_version: String::new(),
     }
 }
 

@@ -139,6 +139,12 @@ impl Errors {
         });
     }
 
+    /// Whether `collector` recorded a failure.
+    #[cfg_attr(not(windows), allow(dead_code))]
+    pub(crate) fn failed(&self, collector: &str) -> bool {
+        self.0.iter().any(|e| e.collector == collector)
+    }
+
     pub(crate) fn into_vec(self) -> Vec<CollectorError> {
         self.0
     }
@@ -161,6 +167,7 @@ mod tests {
             source: "dpkg".into(),
             architecture: arch.into(),
             publisher: String::new(),
+            ..Default::default()
         }
     }
 

@@ -10,6 +10,8 @@
 //!   Administrators only).
 //! - [`machine`]: host name, uptime and the OS machine id.
 //! - [`service`]: how the process is told to stop (signals, service control).
+//! - `wts` (Windows only): the interactive user's session and a message box
+//!   in it, for consent; `acl` (Windows only): a directory's SDDL, for cp.
 
 #[cfg(unix)]
 mod unix;
@@ -19,7 +21,7 @@ pub use unix::{files, ipc, machine, process, service};
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]
-pub use windows::{files, ipc, machine, process, service};
+pub use windows::{acl, files, ipc, machine, process, service, wts};
 
 /// Who may use a local control endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::session::channel::Stop;
-#[cfg(unix)]
 use schoolfleet_proto::v1::CopyDirection;
 use schoolfleet_proto::v1::agent_message::Body as AgentBody;
 use schoolfleet_proto::v1::session_event::Event;
@@ -32,11 +31,16 @@ pub mod channel;
 pub mod consent;
 #[cfg(unix)]
 pub mod copy;
+#[cfg(windows)]
+#[path = "copy_windows.rs"]
+pub mod copy;
 pub mod exec;
 pub mod forward;
 #[cfg(unix)]
 pub mod paths;
 pub mod shell;
+#[cfg_attr(not(windows), allow(dead_code))] // Windows cp; tested everywhere
+pub mod winpath;
 
 use channel::{ChannelIo, Finish};
 use consent::{ConsentAnswer, ConsentProvider, ConsentRequest};
@@ -111,8 +115,17 @@ impl std::fmt::Debug for SessionConfig {
 }
 
 impl SessionConfig {
+    #[cfg(unix)]
     pub fn default_transfer_roots() -> Vec<PathBuf> {
         vec![PathBuf::from("/tmp"), PathBuf::from("/var/tmp")]
+    }
+
+    /// A directory of its own that only SYSTEM and Administrators can
+    /// write to (created with that DACL at the first copy): Windows has no
+    /// shared temp directory safe for this.
+    #[cfg(windows)]
+    pub fn default_transfer_roots() -> Vec<PathBuf> {
+        vec![PathBuf::from(r"C:\ProgramData\schoolfleet\transfer")]
     }
 }
 
@@ -422,7 +435,6 @@ impl SessionManager {
                 }
             }
         };
-        #[cfg_attr(not(unix), allow(unused_variables))]
         let config = self.config.clone();
         self.tasks.spawn(async move {
             let (out, inbound) = match channel::dial(connection, &open.channel_id).await {
@@ -432,7 +444,6 @@ impl SessionManager {
                     return;
                 }
             };
-            #[cfg_attr(not(unix), allow(unused_variables))]
             let (spec, max_file_bytes, cancel, _active) = match admitted {
                 Ok(admitted) => admitted,
                 Err(message) => {
@@ -449,7 +460,6 @@ impl SessionManager {
                 }
                 Kind::Exec(spec) => exec::run(&spec.argv, &mut io).await,
                 Kind::Forward(spec) => forward::run(&spec.host, spec.port as u16, &mut io).await,
-                #[cfg(unix)]
                 Kind::Copy(spec) => {
                     let request = copy::CopyRequest {
                         upload: spec.direction == CopyDirection::ToDevice as i32,
@@ -461,9 +471,6 @@ impl SessionManager {
                     };
                     copy::run(&request, &config.transfer_roots, &mut io).await
                 }
-                // Refused in validate_spec; never admitted.
-                #[cfg(not(unix))]
-                Kind::Copy(_) => Finish::failed("not available on this system"),
             };
             match &finish {
                 Finish::Exit(code) => tracing::info!(session = %open.session_id, channel = %open.channel_id, code, "session channel finished"),
@@ -589,7 +596,7 @@ async fn send_event(events: &mpsc::Sender<AgentMessage>, event: SessionEvent) {
 /// defaults filled in, and the summary for the user and the log.
 fn validate_spec(
     open: &OpenSession,
-    #[cfg_attr(not(unix), allow(unused_variables))] config: &SessionConfig,
+    config: &SessionConfig,
 ) -> Result<(Capability, Kind, String), String> {
     let kind = open
         .spec
@@ -597,8 +604,6 @@ fn validate_spec(
         .and_then(|s| s.kind.clone())
         .ok_or("the session has no spec")?;
     match kind {
-        #[cfg(not(unix))]
-        Kind::Copy(_) => Err("cp sessions are not available on Windows yet".into()),
         Kind::Shell(mut spec) => {
             spec.term = shell::term_or_default(&spec.term).to_owned();
             let size = spec.size.unwrap_or_default();
@@ -632,14 +637,8 @@ fn validate_spec(
             let summary = format!("{}:{}", spec.host, spec.port);
             Ok((Capability::Forward, Kind::Forward(spec), summary))
         }
-        #[cfg(unix)]
         Kind::Copy(mut spec) => {
-            if spec.path.is_empty() || !spec.path.starts_with('/') {
-                return Err("the copy path must be absolute".into());
-            }
-            if spec.path.len() > paths::MAX_PATH || spec.path.contains('\0') {
-                return Err("the copy path is too long or contains NUL".into());
-            }
+            check_copy_path(&spec.path)?;
             let verb = match CopyDirection::try_from(spec.direction) {
                 Ok(CopyDirection::ToDevice) => {
                     if spec.size > open.max_file_bytes {
@@ -663,6 +662,24 @@ fn validate_spec(
             Ok((Capability::Cp, Kind::Copy(spec), summary))
         }
     }
+}
+
+/// A copy path as the device's system spells them: absolute, bounded.
+#[cfg(unix)]
+fn check_copy_path(path: &str) -> Result<(), String> {
+    if path.is_empty() || !path.starts_with('/') {
+        return Err("the copy path must be absolute".into());
+    }
+    if path.len() > paths::MAX_PATH || path.contains('\0') {
+        return Err("the copy path is too long or contains NUL".into());
+    }
+    Ok(())
+}
+
+/// `C:\...`, with nothing Windows would reinterpret (see `winpath`).
+#[cfg(windows)]
+fn check_copy_path(path: &str) -> Result<(), String> {
+    winpath::parse(path).map(|_| ()).map_err(|e| e.to_string())
 }
 
 pub use crate::os::process::exit_code;

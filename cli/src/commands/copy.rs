@@ -57,9 +57,11 @@ pub async fn run(args: CpArgs, ctx: &Context, ui: &mut Ui<'_>) -> anyhow::Result
     }
 }
 
-/// Where on the device an upload goes: `DEVICE:/dir/` takes the local name.
+/// Where on the device an upload goes: `DEVICE:/dir/` (or `DEVICE:C:\dir\`)
+/// takes the local name.
 pub fn upload_target(remote: &str, local: &Path) -> anyhow::Result<String> {
-    if !remote.ends_with('/') {
+    let windows = crate::args::is_drive_path(remote);
+    if !(remote.ends_with('/') || windows && remote.ends_with('\\')) {
         return Ok(remote.to_owned());
     }
     let name = local.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
@@ -76,7 +78,13 @@ pub fn download_target(dst: &Path, remote_path: &str) -> anyhow::Result<PathBuf>
     if !into_directory {
         return Ok(dst.to_path_buf());
     }
-    let name = remote_path.rsplit('/').next().unwrap_or("");
+    // A Windows device's path (`C:\dir\file`) separates with both.
+    let name = if crate::args::is_drive_path(remote_path) {
+        remote_path.rsplit(['/', '\\']).next()
+    } else {
+        remote_path.rsplit('/').next()
+    }
+    .unwrap_or("");
     if name.is_empty() || name == "." || name == ".." {
         bail!(
             "{remote_path:?} does not end in a file name; name the local file, e.g. {}",
@@ -937,6 +945,40 @@ mod tests {
             upload_target("/tmp/x.sh", Path::new("setup.sh")).unwrap(),
             "/tmp/x.sh"
         );
+        // A Windows device's directory, with either separator.
+        let transfer = r"C:\ProgramData\schoolfleet\transfer\";
+        assert_eq!(
+            upload_target(transfer, Path::new("dir/setup.msi")).unwrap(),
+            format!("{transfer}setup.msi")
+        );
+        assert_eq!(
+            upload_target("D:/Daten/", Path::new("a.txt")).unwrap(),
+            "D:/Daten/a.txt"
+        );
+        // On a Linux device a backslash is part of a name.
+        assert_eq!(
+            upload_target("/tmp/a\\", Path::new("b")).unwrap(),
+            "/tmp/a\\"
+        );
+    }
+
+    #[test]
+    fn download_from_a_windows_path_takes_its_base_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        assert_eq!(
+            download_target(d, r"C:\ProgramData\schoolfleet\transfer\setup.log").unwrap(),
+            d.join("setup.log")
+        );
+        assert_eq!(
+            download_target(d, "C:/Temp/b.txt").unwrap(),
+            d.join("b.txt")
+        );
+        for bad in [r"C:\Temp\..", r"C:\Temp\"] {
+            assert!(download_target(d, bad).is_err(), "{bad}");
+        }
+        // A Linux device's file name may contain a backslash.
+        assert_eq!(download_target(d, "/tmp/a\\b").unwrap(), d.join("a\\b"));
     }
 
     #[test]

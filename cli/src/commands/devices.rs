@@ -468,6 +468,7 @@ pub struct DeviceReport {
     pub security: Option<SecurityView>,
     pub software: SoftwareView,
     pub collector_errors: Vec<CollectorErrorView>,
+    pub windows11: Option<Windows11View>,
 }
 
 #[derive(Debug, Serialize)]
@@ -486,6 +487,9 @@ pub struct Overview {
     pub architecture: String,
     pub boot_time: Option<String>,
     pub last_update_time: Option<String>,
+    /// Active Directory domain, or the workgroup (Windows).
+    pub domain: String,
+    pub workgroup: String,
     pub inventory_hash: String,
     /// False until the device sent its first inventory.
     pub has_inventory: bool,
@@ -498,6 +502,8 @@ pub struct OsView {
     pub version: String,
     pub edition: String,
     pub kernel_version: String,
+    /// "23H2" and the like (Windows).
+    pub display_version: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -523,6 +529,19 @@ pub struct FirmwareView {
     pub secure_boot: Option<bool>,
     pub tpm_present: bool,
     pub tpm_version: String,
+    pub secure_boot_capable: Option<bool>,
+}
+
+/// Windows 11's minimum (Windows agents only).
+#[derive(Debug, Serialize)]
+pub struct Windows11View {
+    pub ready: Option<bool>,
+    pub tpm_2: Option<bool>,
+    pub secure_boot_capable: Option<bool>,
+    pub cpu_supported: Option<bool>,
+    pub memory: Option<bool>,
+    pub storage: Option<bool>,
+    pub blockers: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -581,6 +600,8 @@ pub struct PackageView {
     pub source: String,
     pub architecture: String,
     pub publisher: String,
+    /// YYYY-MM-DD where the platform records it.
+    pub install_date: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -605,6 +626,7 @@ impl DeviceReport {
             software,
             security,
             collector_errors,
+            windows11,
         } = inv;
         let system = system.unwrap_or_default();
 
@@ -616,6 +638,7 @@ impl DeviceReport {
                 source: p.source,
                 architecture: p.architecture,
                 publisher: p.publisher,
+                install_date: p.install_date,
             })
             .collect();
         packages.sort_by(|a, b| {
@@ -645,6 +668,8 @@ impl DeviceReport {
                 architecture: system.architecture,
                 boot_time: time_opt(system.boot_time.as_ref()),
                 last_update_time: time_opt(system.last_update_time.as_ref()),
+                domain: system.domain,
+                workgroup: system.workgroup,
                 inventory_hash: detail.inventory_hash.clone(),
                 has_inventory,
             },
@@ -654,6 +679,7 @@ impl DeviceReport {
                 version: o.version,
                 edition: o.edition,
                 kernel_version: o.kernel_version,
+                display_version: o.display_version,
             }),
             hardware: hardware.map(|h| HardwareView {
                 vendor: h.vendor,
@@ -674,6 +700,7 @@ impl DeviceReport {
                 secure_boot: tristate(f.secure_boot),
                 tpm_present: f.tpm_present,
                 tpm_version: f.tpm_version,
+                secure_boot_capable: tristate(f.secure_boot_capable),
             }),
             disks: disks
                 .into_iter()
@@ -730,6 +757,15 @@ impl DeviceReport {
                     message: e.message,
                 })
                 .collect(),
+            windows11: windows11.map(|w| Windows11View {
+                ready: tristate(w.ready),
+                tpm_2: tristate(w.tpm_2),
+                secure_boot_capable: tristate(w.secure_boot_capable),
+                cpu_supported: tristate(w.cpu_supported),
+                memory: tristate(w.memory),
+                storage: tristate(w.storage),
+                blockers: w.blockers,
+            }),
         }
     }
 
@@ -750,6 +786,9 @@ impl DeviceReport {
         sections.push(self.filesystems_section());
         sections.push(self.network_section());
         sections.push(self.security_section());
+        if self.windows11.is_some() {
+            sections.push(self.windows11_section());
+        }
         sections.push(self.software_section(software_limit));
         sections.push(self.collector_errors_section());
         join(&sections)
@@ -784,7 +823,9 @@ impl DeviceReport {
             .field("Agent version", o.agent_version.clone())
             .field("Architecture", o.architecture.clone())
             .field("Booted", with_age(&o.boot_time))
-            .field("Last update", with_age(&o.last_update_time));
+            .field("Last update", with_age(&o.last_update_time))
+            .field("Domain", o.domain.clone())
+            .field("Workgroup", o.workgroup.clone());
         s
     }
 
@@ -795,6 +836,7 @@ impl DeviceReport {
                 s.field("Name", os.name.clone())
                     .field("Version", os.version.clone())
                     .field("Edition", os.edition.clone())
+                    .field("Display version", os.display_version.clone())
                     .field("Family", os.family.clone())
                     .field("Kernel", os.kernel_version.clone());
             }
@@ -865,7 +907,30 @@ impl DeviceReport {
         };
         s.field("Boot mode", f.boot_mode.to_uppercase())
             .field("Secure Boot", tristate_text(f.secure_boot))
+            .field(
+                "Secure Boot capable",
+                match f.secure_boot_capable {
+                    Some(_) => tristate_text(f.secure_boot_capable),
+                    None => String::new(),
+                },
+            )
             .field("TPM", tpm);
+        s
+    }
+
+    fn windows11_section(&self) -> Section {
+        let mut s = Section::new("Windows 11 readiness");
+        let Some(w) = &self.windows11 else {
+            s.note(NOT_REPORTED);
+            return s;
+        };
+        s.field("Ready", tristate_text(w.ready))
+            .field("TPM 2.0", tristate_text(w.tpm_2))
+            .field("Secure Boot capable", tristate_text(w.secure_boot_capable))
+            .field("CPU supported", tristate_text(w.cpu_supported))
+            .field("Memory (4 GB)", tristate_text(w.memory))
+            .field("Storage (64 GB)", tristate_text(w.storage))
+            .field("Blockers", w.blockers.join("; "));
         s
     }
 
@@ -1102,6 +1167,7 @@ mod tests {
                     secure_boot: Tristate::Yes as i32,
                     tpm_present: true,
                     tpm_version: "2.0".into(),
+                    ..Default::default()
                 }),
                 disks: vec![Disk {
                     name: "nvme0n1".into(),
@@ -1139,6 +1205,7 @@ mod tests {
                     collector: "security".into(),
                     message: "not supported on linux".into(),
                 }],
+                ..Default::default()
             }),
             inventory_hash: "abc".into(),
         }
@@ -1214,6 +1281,47 @@ mod tests {
     }
 
     #[test]
+    fn show_windows_facts_and_readiness() {
+        use schoolfleet_proto::v1::{Tristate, Windows11Readiness};
+        let linux = DeviceReport::new(&detail("kus012-pc07", 1)).render(now(), None);
+        assert!(!linux.contains("Windows 11"), "{linux}");
+        assert!(!linux.contains("Secure Boot capable"), "{linux}");
+        let mut d = detail("kus012-pc09", 1);
+        if let Some(inv) = d.inventory.as_mut() {
+            let os = inv.os.as_mut().unwrap();
+            os.display_version = "23H2".into();
+            inv.system.as_mut().unwrap().domain = "schule.kus.local".into();
+            inv.firmware.as_mut().unwrap().secure_boot_capable = Tristate::Yes.into();
+            inv.windows11 = Some(Windows11Readiness {
+                ready: Tristate::No.into(),
+                tpm_2: Tristate::No.into(),
+                secure_boot_capable: Tristate::Yes.into(),
+                cpu_supported: Tristate::Unknown.into(),
+                memory: Tristate::Yes.into(),
+                storage: Tristate::Yes.into(),
+                blockers: vec!["TPM 1.2 statt 2.0".into()],
+            });
+        }
+        let text = DeviceReport::new(&d).render(now(), None);
+        let line = |label: &str| {
+            text.lines()
+                .find(|l| l.trim_start().starts_with(label))
+                .unwrap_or_else(|| panic!("no {label} in {text}"))
+                .to_owned()
+        };
+        assert!(line("Display version").ends_with("23H2"));
+        assert!(line("Domain").ends_with("schule.kus.local"));
+        assert!(text.contains("Windows 11 readiness"), "{text}");
+        assert!(line("Ready").ends_with("no"));
+        assert!(line("CPU supported").ends_with("unknown"));
+        assert!(line("Blockers").ends_with("TPM 1.2 statt 2.0"));
+        let json = serde_json::to_value(DeviceReport::new(&d)).unwrap();
+        assert_eq!(json["windows11"]["ready"], false);
+        assert_eq!(json["windows11"]["cpu_supported"], serde_json::Value::Null);
+        assert_eq!(json["operating_system"]["display_version"], "23H2");
+    }
+
+    #[test]
     fn show_without_inventory_says_so() {
         let d = DeviceDetail {
             device: Some(device("kus012-pc08")),
@@ -1246,9 +1354,12 @@ mod tests {
             "security",
             "software",
             "collector_errors",
+            "windows11",
         ];
         expected.sort();
         assert_eq!(keys, expected);
+        // A Linux device has no Windows 11 section.
+        assert!(json["windows11"].is_null());
         assert_eq!(json["overview"]["hostname"], "kus012-pc07");
         assert_eq!(json["firmware"]["secure_boot"], true);
         assert_eq!(json["disks"][0]["media"], "nvme");

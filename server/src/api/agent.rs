@@ -18,7 +18,8 @@ use crate::agents::Outbound;
 use crate::auth::{Permission, Principal, TenantRef, secrets};
 use crate::ingest;
 use crate::storage::{
-    CertificateRecord, DeviceRecord, DeviceStatus, Enrolment, HardwareIdentity, now_millis,
+    AgentStream, CertificateRecord, DeviceRecord, DeviceStatus, Enrolment, HardwareIdentity,
+    now_millis,
 };
 
 #[derive(Debug, Clone)]
@@ -616,9 +617,14 @@ impl AgentService for AgentApi {
         let (tx, rx) = mpsc::channel(64);
         // Record first: a failed write must not leave a registered stream
         // that requests would be "delivered" to.
+        let stream_id = uuid::Uuid::new_v4().to_string();
+        let stream = AgentStream {
+            id: &stream_id,
+            replica: state.cluster.replica_id(),
+        };
         state
             .store
-            .touch_device(&device.id, now_millis(), true, None)
+            .record_agent_seen(&device.id, now_millis(), &stream, None)
             .await
             .map_err(storage_status)?;
         let connection = state.agents.register(&device.id, tx.clone());
@@ -636,7 +642,11 @@ impl AgentService for AgentApi {
         tracing::info!(device = %device.id, hostname = %device.hostname, "agent connected");
         let tasks = state.tasks.clone();
         tasks.spawn(async move {
-            let reason = serve_stream(&state, &device, inbound, &tx).await;
+            let stream = AgentStream {
+                id: &stream_id,
+                replica: state.cluster.replica_id(),
+            };
+            let reason = serve_stream(&state, &device, &stream, inbound, &tx).await;
             // A stream that was replaced by a newer one of the same device
             // must not mark the device disconnected: the newer one is live.
             // (Revoke and retire already cleared `connected` themselves.)
@@ -645,9 +655,14 @@ impl AgentService for AgentApi {
             // the keepalive pings, hyper reports the same end of stream;
             // the admin is told both.
             state.sessions.device_gone(&device.id, connection);
-            let ours = state.agents.unregister(&device.id, connection);
-            if ours
-                && let Err(err) = state.store.touch_device(&device.id, now_millis(), false, None).await
+            // Only the stream the store names may mark the device
+            // disconnected: the agent may have reconnected to another
+            // replica while this one waited for its keepalive to time out.
+            state.agents.unregister(&device.id, connection);
+            if let Err(err) = state
+                .store
+                .record_agent_gone(&device.id, now_millis(), &stream_id)
+                .await
             {
                 tracing::warn!(device = %device.id, error = %err, "cannot mark device disconnected");
             }
@@ -661,6 +676,7 @@ impl AgentService for AgentApi {
 async fn serve_stream(
     state: &AppState,
     device: &DeviceRecord,
+    stream: &AgentStream<'_>,
     mut inbound: Streaming<AgentMessage>,
     outbound: &Outbound,
 ) -> &'static str {
@@ -699,7 +715,7 @@ async fn serve_stream(
         let reply = match message.body {
             Some(AgentBody::Hello(hello)) => {
                 let version = schoolfleet_proto::text::clean(&hello.agent_version, 64).value;
-                touch(state, device, Some(&version)).await
+                touch(state, device, stream, Some(&version)).await
             }
             Some(AgentBody::Heartbeat(heartbeat)) => {
                 if !heartbeat.inventory_hash.is_empty() {
@@ -712,7 +728,7 @@ async fn serve_stream(
                         tracing::warn!(device = %device.id, error = %err, "cannot confirm inventory");
                     }
                 }
-                touch(state, device, None).await
+                touch(state, device, stream, None).await
             }
             Some(AgentBody::InventoryReport(report)) => {
                 // Checked before decoding: a refused report costs nothing.
@@ -759,11 +775,12 @@ async fn serve_stream(
 async fn touch(
     state: &AppState,
     device: &DeviceRecord,
+    stream: &AgentStream<'_>,
     agent_version: Option<&str>,
 ) -> Result<Option<ServerBody>, Status> {
     match state
         .store
-        .touch_device(&device.id, now_millis(), true, agent_version)
+        .record_agent_seen(&device.id, now_millis(), stream, agent_version)
         .await
     {
         Ok(true) => Ok(None),

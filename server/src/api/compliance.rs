@@ -1,5 +1,6 @@
 //! The common IT standard and compliance reports.
 
+use crate::service::access;
 use std::collections::BTreeMap;
 
 use schoolfleet_proto::v1::compliance_service_server::ComplianceService;
@@ -98,9 +99,7 @@ impl ComplianceApi {
             let known = match principal {
                 None => true,
                 Some(p) => {
-                    state
-                        .tenant_known(p, &TenantRef::County(county.id.clone()))
-                        .await?
+                    access::tenant_known(state, p, &TenantRef::County(county.id.clone())).await?
                 }
             };
             if known {
@@ -112,7 +111,7 @@ impl ComplianceApi {
             let target = TenantRef::school(&school.county_id, &school.id);
             let known = match principal {
                 None => true,
-                Some(p) => state.tenant_known(p, &target).await?,
+                Some(p) => access::tenant_known(state, p, &target).await?,
             };
             if known {
                 schools.push(school.id);
@@ -141,9 +140,7 @@ impl ComplianceApi {
     ) -> Result<(), Status> {
         let state = &self.0;
         if let Some(c) = county
-            && !state
-                .tenant_known(principal, &TenantRef::County(c.to_owned()))
-                .await?
+            && !access::tenant_known(state, principal, &TenantRef::County(c.to_owned())).await?
         {
             return Err(Status::not_found(format!("county {c:?} not found")));
         }
@@ -151,9 +148,12 @@ impl ComplianceApi {
             let found = state.store.get_school(s).await.map_err(storage_status)?;
             let known = match found {
                 Some(found) => {
-                    state
-                        .tenant_known(principal, &TenantRef::school(&found.county_id, &found.id))
-                        .await?
+                    access::tenant_known(
+                        state,
+                        principal,
+                        &TenantRef::school(&found.county_id, &found.id),
+                    )
+                    .await?
                 }
                 None => false,
             };
@@ -538,9 +538,8 @@ impl ComplianceService for ComplianceApi {
         let state = &self.0;
         let principal = state.principal(&request).await?;
         let req = request.into_inner();
-        let device = state
-            .visible_device(&principal, &req.device, Permission::DeviceRead)
-            .await?;
+        let device =
+            access::visible_device(state, &principal, &req.device, Permission::DeviceRead).await?;
         let current = self.standard(req.revision).await?;
         let stored = state
             .store

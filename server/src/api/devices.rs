@@ -1,5 +1,6 @@
 //! Devices, their inventory and the software search.
 
+use crate::service::access;
 use std::collections::{BTreeMap, BTreeSet};
 
 use prost::Message;
@@ -65,7 +66,7 @@ impl DeviceApi {
             DeviceStatus::Revoked => Permission::DeviceRevoke,
             _ => Permission::DeviceManage,
         };
-        let record = state.visible_device(principal, device, permission).await?;
+        let record = access::visible_device(state, principal, device, permission).await?;
         state
             .store
             .set_device_status(&record.id, status)
@@ -162,9 +163,8 @@ impl DeviceService for DeviceApi {
         let state = &self.0;
         let principal = state.principal(&request).await?;
         let req = request.into_inner();
-        let record = state
-            .visible_device(&principal, &req.device, Permission::DeviceRead)
-            .await?;
+        let record =
+            access::visible_device(state, &principal, &req.device, Permission::DeviceRead).await?;
         let stored = state
             .store
             .get_inventory(&record.id)
@@ -216,12 +216,11 @@ impl DeviceService for DeviceApi {
         let state = &self.0;
         let principal = state.principal(&request).await?;
         let req = request.into_inner();
-        let new = state
-            .visible_device(&principal, &req.device, Permission::DeviceManage)
+        let new = access::visible_device(state, &principal, &req.device, Permission::DeviceManage)
             .await?;
-        let old = state
-            .visible_device(&principal, &req.replaces, Permission::DeviceManage)
-            .await?;
+        let old =
+            access::visible_device(state, &principal, &req.replaces, Permission::DeviceManage)
+                .await?;
         if new.id == old.id {
             return Err(Status::invalid_argument("a device cannot adopt itself"));
         }
@@ -307,9 +306,8 @@ impl DeviceService for DeviceApi {
         let state = &self.0;
         let principal = state.principal(&request).await?;
         let req = request.into_inner();
-        let record = state
-            .visible_device(&principal, &req.device, Permission::DeviceRead)
-            .await?;
+        let record =
+            access::visible_device(state, &principal, &req.device, Permission::DeviceRead).await?;
         let limit = if req.limit == 0 {
             200
         } else {
@@ -340,9 +338,8 @@ impl DeviceService for DeviceApi {
         let state = &self.0;
         let principal = state.principal(&request).await?;
         let req = request.into_inner();
-        let record = state
-            .visible_device(&principal, &req.device, Permission::DeviceRead)
-            .await?;
+        let record =
+            access::visible_device(state, &principal, &req.device, Permission::DeviceRead).await?;
         let limit = if req.limit == 0 {
             100
         } else {
@@ -372,9 +369,8 @@ impl DeviceService for DeviceApi {
         let state = &self.0;
         let principal = state.principal(&request).await?;
         let device = request.into_inner().device;
-        let record = state
-            .visible_device(&principal, &device, Permission::DeviceManage)
-            .await?;
+        let record =
+            access::visible_device(state, &principal, &device, Permission::DeviceManage).await?;
         let delivered = state.agents.send(
             &record.id,
             ServerMessage {

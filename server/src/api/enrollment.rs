@@ -1,6 +1,7 @@
 //! Enrolment tokens: created by admins and technicians for one school and
 //! one device class, with an expiry and a maximum number of uses.
 
+use crate::service::access;
 use schoolfleet_proto::tokens::format_enrollment_token;
 use schoolfleet_proto::v1::enrollment_service_server::EnrollmentService;
 use schoolfleet_proto::v1::*;
@@ -32,9 +33,13 @@ impl EnrollmentService for EnrollmentApi {
         let reinstall = if req.reinstall_device.trim().is_empty() {
             None
         } else {
-            let device = state
-                .visible_device(&principal, &req.reinstall_device, Permission::DeviceManage)
-                .await?;
+            let device = access::visible_device(
+                state,
+                &principal,
+                &req.reinstall_device,
+                Permission::DeviceManage,
+            )
+            .await?;
             if device.status() == storage::DeviceStatus::Revoked {
                 return Err(Status::failed_precondition(
                     "this device was revoked and cannot be reinstalled",

@@ -7,11 +7,12 @@
 //! reads every article. Writing needs KbWrite on the article's owning
 //! county; articles not readable at all are NOT_FOUND.
 
+use crate::service::access;
 use schoolfleet_proto::v1::knowledge_service_server::KnowledgeService;
 use schoolfleet_proto::v1::*;
 use tonic::{Request, Response, Status};
 
-use super::tickets::{TicketApi, multiline_text};
+use super::tickets::multiline_text;
 use super::{AppState, convert, display_text, require, storage_status, tenant_id};
 use crate::auth::{Permission, Principal, TenantRef};
 use crate::storage::{self, KbArticle, KbVersion, TicketChange, now_millis};
@@ -149,7 +150,7 @@ impl KnowledgeService for KnowledgeApi {
         // A county the caller has no role in is NOT_FOUND, exactly like one
         // that does not exist.
         let target = TenantRef::County(county.clone());
-        if !exists || !state.tenant_known(&principal, &target).await? {
+        if !exists || !access::tenant_known(state, &principal, &target).await? {
             return Err(Status::not_found(format!("county {county:?} not found")));
         }
         require(
@@ -437,9 +438,8 @@ impl KnowledgeService for KnowledgeApi {
         let article = self.article(&principal, &req.article_id).await?;
         // Linking changes the ticket (a timeline entry), so it needs work
         // on the ticket; the article is shared and only read.
-        let ticket = TicketApi(state.clone())
-            .visible_ticket(&principal, &req.ticket, Permission::TicketWork)
-            .await?;
+        let ticket =
+            access::visible_ticket(state, &principal, &req.ticket, Permission::TicketWork).await?;
         state
             .store
             .link_article_ticket(&article.id, &ticket.id)

@@ -1,155 +1,107 @@
-//! The session service: start (authorise, consent, hold), attach channels,
-//! list, end, recordings, consent policy.
+//! The gRPC adapter of remote sessions: `SessionService` (start, attach
+//! channels, list, end, recordings, consent policy). The lifecycle itself
+//! is `sessions::lifecycle`; this file maps proto to its calls and back.
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::time::Duration;
 
-use schoolfleet_proto::text::echo;
 use schoolfleet_proto::v1::client_frame::Body as ClientBody;
-use schoolfleet_proto::v1::server_message::Body as ServerBody;
 use schoolfleet_proto::v1::session_service_server::SessionService;
 use schoolfleet_proto::v1::session_update::Update;
 use schoolfleet_proto::v1::*;
 use tokio::sync::mpsc;
-use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{AppState, convert, display_text, require, storage_status, tenant_id};
-use crate::auth::{Permission, Principal, TenantRef};
-use crate::sessions::policy::{self, CONSENT_MODES, CheckedSpec, Kind};
-use crate::sessions::recording::Recorder;
-use crate::sessions::{ChannelGuard, ConsentAnswer, LiveSession, Recording, SessionInfo, relay};
+use super::{AppState, convert, require, storage_status, tenant_id};
+use crate::auth::{Permission, TenantRef};
+use crate::service::AppError;
+use crate::service::access::{self, session_tenant};
+use crate::sessions::lifecycle::{self, Progress, is_live_state};
+use crate::sessions::policy::{CONSENT_MODES, Kind};
+use crate::sessions::relay;
 use crate::storage::{
-    ConsentPolicyRecord, DeviceRecord, SESSION_ACTIVE, SESSION_DENIED, SESSION_ENDED,
-    SESSION_PENDING, SessionEnd, SessionQuery, SessionRecord, now_millis,
+    ConsentPolicyRecord, SESSION_ACTIVE, SESSION_DENIED, SESSION_ENDED, SESSION_PENDING,
+    SessionQuery, SessionRecord, now_millis,
 };
 
 #[derive(Debug, Clone)]
 pub struct SessionApi(pub AppState);
 
-/// Concurrent channels of one forward session.
-const MAX_FORWARD_CHANNELS: usize = 256;
-/// Concurrent channels of one copy session (a retry may overlap the
-/// teardown of the broken attempt).
-const MAX_COPY_CHANNELS: usize = 4;
-/// How long a request waits for room in a device's queue.
-const DELIVERY_PATIENCE: Duration = Duration::from_secs(5);
-/// How often the supervisor looks for EndSession from other replicas.
-const END_REQUEST_POLL: Duration = Duration::from_secs(5);
-/// How long `EndSession` waits for the stop to be recorded before it
-/// answers ENDING: longer than one end-request poll on another replica
-/// plus the drain of the session's channels.
-const END_CONFIRM_WAIT: Duration = Duration::from_secs(10);
-
-type Updates = mpsc::Sender<Result<SessionUpdate, Status>>;
-
-fn update(u: Update) -> Result<SessionUpdate, Status> {
-    Ok(SessionUpdate { update: Some(u) })
-}
-
-fn session_tenant(s: &SessionRecord) -> TenantRef {
-    TenantRef::school(&s.county_id, &s.school_id)
+/// A lifecycle event as the wire's `SessionUpdate`.
+fn update(progress: Result<Progress, AppError>) -> Result<SessionUpdate, Status> {
+    let update = match progress? {
+        Progress::WaitingForConsent(w) => Update::WaitingForConsent(WaitingForConsent {
+            session_id: w.session_id,
+            timeout_seconds: w.timeout_seconds,
+            hostname: w.hostname,
+        }),
+        Progress::Started(s) => Update::Started(SessionStarted {
+            session_id: s.session_id,
+            device_id: s.device_id,
+            hostname: s.hostname,
+            consent: s.consent,
+            idle_timeout_seconds: s.idle_timeout_seconds,
+            max_duration_seconds: s.max_duration_seconds,
+            max_file_bytes: s.max_file_bytes,
+        }),
+        Progress::Ended(e) => Update::Ended(SessionEndedNotice {
+            reason: e.reason,
+            exit_code: e.exit_code,
+        }),
+    };
+    Ok(SessionUpdate {
+        update: Some(update),
+    })
 }
 
 impl SessionApi {
-    /// Audits a refused start. The device is looked up without the
-    /// caller's permissions, so the entry lands in the device's county
-    /// even when the caller may not see it.
-    async fn audit_denied(
+    /// The replica to relay a `StartSession` to: the one holding the
+    /// device's stream, if not this one. A device the caller may not use
+    /// is not relayed: the start fails here, and is audited here.
+    async fn relay_target_for_start(
         &self,
-        attempt: &Attempt<'_>,
-        device: Option<&DeviceRecord>,
-        session_id: Option<&str>,
-        why: &str,
-    ) {
-        let Attempt {
-            principal,
-            device_arg,
-            kind,
-            reason_text,
-        } = *attempt;
+        principal: &crate::auth::Principal,
+        req: &StartSessionRequest,
+        caller: &tonic::metadata::MetadataMap,
+    ) -> Option<crate::cluster::RelayTarget> {
         let state = &self.0;
-        let found = match device {
-            Some(d) => Some(d.clone()),
-            None => match state.store.get_device(device_arg.trim()).await {
-                Ok(Some(d)) => Some(d),
-                _ => state
-                    .store
-                    .find_devices_by_hostname(device_arg.trim())
-                    .await
-                    .ok()
-                    .filter(|v| v.len() == 1)
-                    .and_then(|mut v| v.pop()),
-            },
-        };
-        let target = match (session_id, &found) {
-            (Some(id), _) => format!("session:{id}"),
-            (None, Some(d)) => format!("device:{}", d.id),
-            (None, None) => format!(
-                "device:{}",
-                schoolfleet_proto::text::clean(device_arg.trim(), 100).value
-            ),
-        };
-        let device_text = found
-            .as_ref()
-            .map(|d| format!("device={} hostname={}", d.id, d.hostname))
-            .unwrap_or_else(|| "device=unknown".into());
-        state
-            .audit(
-                &principal.actor(),
-                "session.denied",
-                &target,
-                found.as_ref().map(|d| d.county_id.as_str()),
-                "denied",
-                format!(
-                    "{why}; kind={} {device_text} reason={:?}",
-                    kind.map_or("unknown", Kind::as_str),
-                    schoolfleet_proto::text::clean(reason_text, 500).value
-                ),
-            )
-            .await;
-    }
-
-    /// Waits until another replica has recorded the end of a session, at
-    /// most [`END_CONFIRM_WAIT`]; a session still running by then shows
-    /// as ENDING.
-    async fn wait_ended_in_store(&self, id: &str) -> Result<(), Status> {
-        let deadline = tokio::time::Instant::now() + END_CONFIRM_WAIT;
-        while tokio::time::Instant::now() < deadline {
-            let current = self.0.store.get_session(id).await.map_err(storage_status)?;
-            if current.is_none_or(|s| !is_live_state(&s.state)) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        if !state.cluster.relays() {
+            return None;
         }
-        Ok(())
-    }
-
-    /// The session record for a caller: NOT_FOUND unless the caller
-    /// started it or holds SessionRead on its school.
-    async fn visible_session(
-        &self,
-        principal: &Principal,
-        id: &str,
-    ) -> Result<SessionRecord, Status> {
-        let not_found = || Status::not_found(format!("session {} not found", echo(id.trim())));
-        let session = self
-            .0
-            .store
-            .get_session(id.trim())
+        let kind = crate::sessions::policy::kind_of(req.spec.as_ref())?;
+        let device = access::visible_device(state, principal, &req.device, kind.permission())
             .await
-            .map_err(storage_status)?
-            .ok_or_else(not_found)?;
-        if session.user_id == principal.user_id
-            || principal.can(Permission::SessionRead, &session_tenant(&session))
-        {
-            Ok(session)
-        } else {
-            Err(not_found())
+            .ok()?;
+        if state.agents.holds(&device.id) {
+            return None;
         }
+        state
+            .cluster
+            .relay_target(state.store.as_ref(), &device.id, caller)
+            .await
+    }
+
+    /// The replica to relay an `Attach` of `session_id` to: the one holding
+    /// the stream of the session's device, if not this one.
+    async fn relay_target_of(
+        &self,
+        session_id: &str,
+        caller: &tonic::metadata::MetadataMap,
+    ) -> Option<crate::cluster::RelayTarget> {
+        let state = &self.0;
+        if !state.cluster.relays() || session_id.len() > 64 {
+            return None;
+        }
+        let session = state.store.get_session(session_id).await.ok()??;
+        if state.agents.holds(&session.device_id) {
+            return None;
+        }
+        state
+            .cluster
+            .relay_target(state.store.as_ref(), &session.device_id, caller)
+            .await
     }
 
     async fn to_proto(
@@ -206,30 +158,6 @@ impl SessionApi {
     }
 }
 
-/// Pending or active: the states in which a session can still be ended.
-fn is_live_state(state: &str) -> bool {
-    state == SESSION_PENDING || state == SESSION_ACTIVE
-}
-
-/// A start request as the denial audit needs it.
-#[derive(Clone, Copy)]
-struct Attempt<'a> {
-    principal: &'a Principal,
-    device_arg: &'a str,
-    kind: Option<Kind>,
-    reason_text: &'a str,
-}
-
-/// The reason text: required, at most 500 bytes, no control characters.
-fn check_reason(reason: &str) -> Result<String, Status> {
-    if reason.trim().is_empty() {
-        return Err(Status::invalid_argument(
-            "a reason is required (--reason): it is shown to the user and audited",
-        ));
-    }
-    display_text("reason", reason, 500)
-}
-
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
@@ -242,223 +170,27 @@ impl SessionService for SessionApi {
     ) -> Result<Response<Self::StartSessionStream>, Status> {
         let state = &self.0;
         let principal = state.principal(&request).await?;
+        let caller = request.metadata().clone();
         let req = request.into_inner();
-        let limits = &state.config.sessions;
-        let kind = policy::kind_of(req.spec.as_ref());
-        let attempt = Attempt {
-            principal: &principal,
-            device_arg: &req.device,
-            kind: None,
-            reason_text: &req.reason,
-        };
-        let Some(kind) = kind else {
-            let status = Status::invalid_argument("spec is required: shell, exec, forward or copy");
-            self.audit_denied(&attempt, None, None, status.message())
-                .await;
-            return Err(status);
-        };
-        let device = match state
-            .visible_device(&principal, &req.device, kind.permission())
-            .await
-        {
-            Ok(d) => d,
-            Err(status) => {
-                self.audit_denied(
-                    &Attempt {
-                        kind: Some(kind),
-                        ..attempt
-                    },
-                    None,
-                    None,
-                    status.message(),
-                )
-                .await;
-                return Err(status);
-            }
-        };
-        let checked = async {
-            let reason = check_reason(&req.reason)?;
-            let ticket = if req.ticket.trim().is_empty() {
-                String::new()
-            } else {
-                super::TicketApi(state.clone())
-                    .visible_ticket(&principal, &req.ticket, Permission::TicketRead)
-                    .await?
-                    .key()
-            };
-            let spec = policy::check_spec(req.spec.as_ref(), limits.max_file_bytes)
-                .map_err(Status::invalid_argument)?;
-            if device.status != "active" {
-                return Err(Status::failed_precondition(format!(
-                    "device {} is {}",
-                    device.hostname, device.status
-                )));
-            }
-            // Soft limits (two starts at the same moment may both pass):
-            // enough to stop a flood of sessions or consent dialogs.
-            let (by_user, on_device) = state
-                .store
-                .count_live_sessions(&principal.user_id, &device.id)
-                .await
-                .map_err(storage_status)?;
-            if by_user >= i64::from(limits.max_live_per_user) {
-                return Err(Status::resource_exhausted(format!(
-                    "you have {by_user} live sessions, the limit ([sessions] max_live_per_user); \
-                     end some first (schoolfleet sessions list --live)"
-                )));
-            }
-            if on_device >= i64::from(limits.max_live_per_device) {
-                return Err(Status::resource_exhausted(format!(
-                    "device {} has {on_device} live sessions, the limit ([sessions] max_live_per_device)",
-                    device.hostname
-                )));
-            }
-            Ok::<_, Status>((reason, ticket, spec))
+        // The device's stream is on another replica: the session lives
+        // there, which authorises, asks and audits it as the caller.
+        if let Some(target) = self.relay_target_for_start(&principal, &req, &caller).await {
+            tracing::debug!(replica = %target.replica_id, "relaying StartSession");
+            let updates = state.cluster.start_session(&target, &caller, req).await?;
+            return Ok(Response::new(crate::cluster::boxed(updates)));
         }
-        .await;
-        let (reason, ticket, spec) = match checked {
-            Ok(v) => v,
-            Err(status) => {
-                self.audit_denied(
-                    &Attempt {
-                        kind: Some(kind),
-                        ..attempt
-                    },
-                    Some(&device),
-                    None,
-                    status.message(),
-                )
-                .await;
-                return Err(status);
-            }
+        let start = lifecycle::StartRequest {
+            device: req.device,
+            reason: req.reason,
+            ticket: req.ticket,
+            spec: req.spec,
         };
-        let consent = policy::resolve_consent(
-            state.store.as_ref(),
-            &device.school_id,
-            &device.device_class,
-            &limits.default_consent,
-        )
-        .await
-        .map_err(storage_status)?;
-        let session_id = uuid::Uuid::new_v4().to_string();
-        let record = SessionRecord {
-            id: session_id.clone(),
-            kind: kind.as_str().into(),
-            state: SESSION_PENDING.into(),
-            device_id: device.id.clone(),
-            county_id: device.county_id.clone(),
-            school_id: device.school_id.clone(),
-            user_id: principal.user_id.clone(),
-            actor: principal.actor(),
-            reason: reason.clone(),
-            ticket: ticket.clone(),
-            summary: spec.summary.clone(),
-            spec: spec.json.clone(),
-            consent: consent.clone(),
-            started_at: now_millis(),
-            ended_at: None,
-            end_reason: String::new(),
-            bytes_to_device: 0,
-            bytes_from_device: 0,
-            exit_code: None,
-            has_recording: false,
-            channels: 0,
-            end_requested_at: None,
-            end_requested_reason: String::new(),
-        };
-        state
-            .store
-            .insert_session(&record)
-            .await
-            .map_err(storage_status)?;
-        let consent_timeout = limits.consent_timeout;
-        let open = ServerMessage {
-            body: Some(ServerBody::OpenSession(OpenSession {
-                session_id: session_id.clone(),
-                spec: req.spec.clone(),
-                consent: consent.clone(),
-                admin: principal.actor(),
-                reason: reason.clone(),
-                ticket: ticket.clone(),
-                consent_timeout_seconds: consent_timeout.as_secs() as u32,
-                max_file_bytes: limits.max_file_bytes,
-            })),
-        };
-        // Registered before asking, so that a quick answer is not lost; the
-        // stream it went out on is filled in once sent.
-        let (answer, connection, mut guard) = {
-            let probe = crate::agents::ConnectionId::unknown();
-            let answer = state
-                .sessions
-                .expect_consent(&session_id, &device.id, probe);
-            let mut guard = StartGuard {
-                state: state.clone(),
-                session_id: session_id.clone(),
-                device_id: device.id.clone(),
-                armed: true,
-            };
-            match state
-                .agents
-                .deliver(&device.id, open, DELIVERY_PATIENCE)
-                .await
-            {
-                Some(connection) => {
-                    state
-                        .sessions
-                        .set_consent_connection(&session_id, connection);
-                    (answer, connection, guard)
-                }
-                None => {
-                    guard.armed = false;
-                    state.sessions.forget_consent(&session_id);
-                    let why = format!("device {} is not connected", device.hostname);
-                    deny(state, &session_id, &why).await;
-                    self.audit_denied(
-                        &Attempt {
-                            kind: Some(kind),
-                            ..attempt
-                        },
-                        Some(&device),
-                        Some(&session_id),
-                        &why,
-                    )
-                    .await;
-                    return Err(Status::unavailable(why));
-                }
-            }
-        };
-        let (tx, rx) = mpsc::channel(4);
-        if consent == "prompt" {
-            let _ = tx
-                .send(update(Update::WaitingForConsent(WaitingForConsent {
-                    session_id: session_id.clone(),
-                    timeout_seconds: consent_timeout.as_secs() as u32,
-                    hostname: device.hostname.clone(),
-                })))
-                .await;
-        }
-        let info = SessionInfo {
-            id: session_id,
-            kind,
-            device_id: device.id.clone(),
-            hostname: device.hostname.clone(),
-            county_id: device.county_id.clone(),
-            school_id: device.school_id.clone(),
-            user_id: principal.user_id.clone(),
-            actor: principal.actor(),
-            connection,
-            max_file_bytes: limits.max_file_bytes,
-        };
-        let start = Start {
-            info,
-            record,
-            spec,
-            answer,
-        };
-        // From here on the session task owns the cleanup.
-        guard.armed = false;
-        state.tasks.spawn(drive(state.clone(), start, tx));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let progress = lifecycle::start(state, &principal, start).await?;
+        // Dropping this stream (the admin went away) closes the lifecycle's
+        // queue, which it watches.
+        Ok(Response::new(Box::pin(
+            ReceiverStream::new(progress).map(update),
+        )))
     }
 
     type AttachStream = BoxStream<DeviceFrame>;
@@ -469,6 +201,7 @@ impl SessionService for SessionApi {
     ) -> Result<Response<Self::AttachStream>, Status> {
         let state = &self.0;
         let principal = state.principal(&request).await?;
+        let caller = request.metadata().clone();
         let mut inbound = request.into_inner();
         let attach_timeout = state.config.sessions.attach_timeout;
         let first = tokio::time::timeout(attach_timeout, inbound.message())
@@ -482,85 +215,31 @@ impl SessionService for SessionApi {
                 ));
             }
         };
-        let session_id = open.session_id.trim().to_owned();
-        // The same answer for a session that is not live and one that is
-        // another user's: its existence does not leak.
-        let not_live = || {
-            Status::not_found(format!(
-                "session {} is not live on this server",
-                echo(&session_id)
-            ))
-        };
-        let live = state.sessions.live(&session_id).ok_or_else(not_live)?;
-        if let Err((why, status)) = may_attach(&principal, &live, not_live) {
-            state
-                .audit(
-                    &principal.actor(),
-                    "session.attach",
-                    &format!("session:{}", live.info.id),
-                    Some(&live.info.county_id),
-                    "denied",
-                    why,
-                )
-                .await;
-            return Err(status);
+        // A session started through another replica lives where the
+        // device's stream is: attach there, as the caller.
+        if state.sessions.live(open.session_id.trim()).is_none()
+            && let Some(target) = self.relay_target_of(open.session_id.trim(), &caller).await
+        {
+            let first = ClientFrame {
+                body: Some(ClientBody::Open(open)),
+            };
+            let frames = state
+                .cluster
+                .attach(&target, &caller, first, inbound)
+                .await?;
+            return Ok(Response::new(crate::cluster::boxed(frames)));
         }
-        if live.cancel.is_cancelled() {
-            return Err(not_live());
-        }
-        let slot = admit_channel(&live)?;
-        let channel_id = uuid::Uuid::new_v4().to_string();
-        let leg = state
-            .sessions
-            .expect_channel(&channel_id, &live.info.device_id);
-        // If the admin gives up while we wait, the registration goes too.
-        let _pending = state.sessions.pending_channel_guard(&channel_id);
-        let sent = state
-            .agents
-            .deliver(
-                &live.info.device_id,
-                ServerMessage {
-                    body: Some(ServerBody::OpenChannel(OpenChannel {
-                        session_id: session_id.clone(),
-                        channel_id: channel_id.clone(),
-                        offset: open.offset,
-                    })),
-                },
-                DELIVERY_PATIENCE,
-            )
-            .await;
-        if sent.is_none() {
-            state.sessions.forget_channel(&channel_id);
-            return Err(Status::unavailable(format!(
-                "device {} is not connected",
-                live.info.hostname
-            )));
-        }
-        let leg = tokio::select! {
-            leg = tokio::time::timeout(attach_timeout, leg) => leg,
-            _ = live.cancel.cancelled() => {
-                state.sessions.forget_channel(&channel_id);
-                return Err(Status::failed_precondition(format!(
-                    "session ended: {}",
-                    live.end_reason().map(|(r, _)| r).unwrap_or_default()
-                )));
-            }
-        };
-        let leg = match leg {
-            Ok(Ok(leg)) => leg,
-            _ => {
-                state.sessions.forget_channel(&channel_id);
-                return Err(Status::unavailable(format!(
-                    "{} did not open the channel within {}",
-                    live.info.hostname,
-                    humantime::format_duration(attach_timeout)
-                )));
-            }
-        };
+        let channel =
+            lifecycle::open_channel(state, &principal, &open.session_id, open.offset).await?;
         let (tx, rx) = mpsc::channel(relay::QUEUE_FRAMES);
-        state
-            .tasks
-            .spawn(relay::run(live, slot, channel_id, leg, inbound, tx));
+        state.tasks.spawn(relay::run(
+            channel.live,
+            channel.slot,
+            channel.channel_id,
+            channel.leg,
+            inbound,
+            tx,
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -582,8 +261,7 @@ impl SessionService for SessionApi {
             None
         } else {
             Some(
-                state
-                    .visible_device(&principal, &req.device, Permission::SessionRead)
+                access::visible_device(state, &principal, &req.device, Permission::SessionRead)
                     .await?
                     .id,
             )
@@ -624,9 +302,8 @@ impl SessionService for SessionApi {
         request: Request<GetSessionRequest>,
     ) -> Result<Response<Session>, Status> {
         let principal = self.0.principal(&request).await?;
-        let session = self
-            .visible_session(&principal, &request.get_ref().session_id)
-            .await?;
+        let session =
+            access::visible_session(&self.0, &principal, &request.get_ref().session_id).await?;
         Ok(Response::new(
             self.to_proto(&session, &mut HashMap::new()).await?,
         ))
@@ -639,64 +316,7 @@ impl SessionService for SessionApi {
         let state = &self.0;
         let principal = state.principal(&request).await?;
         let req = request.into_inner();
-        let session = self.visible_session(&principal, &req.session_id).await?;
-        if session.user_id != principal.user_id {
-            require(
-                &principal,
-                Permission::SessionEnd,
-                &session_tenant(&session),
-            )?;
-        }
-        let why = if req.reason.trim().is_empty() {
-            String::new()
-        } else {
-            display_text("reason", &req.reason, 500)?
-        };
-        let reason = if why.is_empty() {
-            format!("ended by {}", principal.actor())
-        } else {
-            format!("ended by {}: {why}", principal.actor())
-        };
-        // Record the request first: from here on every read shows the
-        // session as ending (other replicas pick it up from the store too).
-        let recorded = state
-            .store
-            .request_session_end(&session.id, now_millis(), &reason)
-            .await
-            .map_err(storage_status)?;
-        let live = state.sessions.live(&session.id);
-        if let Some(live) = &live {
-            live.end(reason.clone(), None);
-        } else if !recorded && !is_live_state(&session.state) {
-            return Err(Status::failed_precondition(format!(
-                "session {} is not live",
-                session.id
-            )));
-        }
-        state
-            .audit(
-                &principal.actor(),
-                "session.end_request",
-                &format!("session:{}", session.id),
-                Some(&session.county_id),
-                "ok",
-                reason,
-            )
-            .await;
-        // Answer with the end as recorded, so that `sessions show` right
-        // after never says less than this call did.
-        match &live {
-            Some(live) => {
-                live.wait_recorded(END_CONFIRM_WAIT).await;
-            }
-            None => self.wait_ended_in_store(&session.id).await?,
-        }
-        let session = state
-            .store
-            .get_session(&session.id)
-            .await
-            .map_err(storage_status)?
-            .ok_or_else(|| Status::not_found("session vanished"))?;
+        let session = lifecycle::end(state, &principal, &req.session_id, &req.reason).await?;
         Ok(Response::new(EndSessionResponse {
             session: Some(self.to_proto(&session, &mut HashMap::new()).await?),
         }))
@@ -710,9 +330,8 @@ impl SessionService for SessionApi {
     ) -> Result<Response<Self::GetRecordingStream>, Status> {
         let state = &self.0;
         let principal = state.principal(&request).await?;
-        let session = self
-            .visible_session(&principal, &request.get_ref().session_id)
-            .await?;
+        let session =
+            access::visible_session(&self.0, &principal, &request.get_ref().session_id).await?;
         require(
             &principal,
             Permission::RecordingRead,
@@ -871,477 +490,5 @@ fn consent_to_proto(p: &ConsentPolicyRecord) -> ConsentPolicy {
         consent: p.consent.clone(),
         updated_by: p.updated_by.clone(),
         updated_at: convert::ts(p.updated_at),
-    }
-}
-
-/// Only the starter may attach, and only while still holding the
-/// capability on the device's school: a permission taken away (or a
-/// binding's `remote` list narrowed) stops new channels of a running
-/// session too, not just new sessions. The error: the audit detail and
-/// the status for the caller.
-/// Only the user who started a session attaches to it. Anyone else hears
-/// `not_live`, exactly what a session that is not live answers.
-fn may_attach(
-    principal: &Principal,
-    live: &LiveSession,
-    not_live: impl Fn() -> Status,
-) -> Result<(), (String, Status)> {
-    if live.info.user_id != principal.user_id {
-        return Err((format!("started by {}", live.info.actor), not_live()));
-    }
-    let permission = live.info.kind.permission();
-    if !principal.can(
-        permission,
-        &TenantRef::school(&live.info.county_id, &live.info.school_id),
-    ) {
-        return Err((
-            format!("{permission:?} no longer granted"),
-            Status::permission_denied(format!(
-                "{} no longer may use {} on {}",
-                principal.name,
-                live.info.kind.as_str(),
-                live.info.hostname
-            )),
-        ));
-    }
-    Ok(())
-}
-
-/// Admits one more channel of `live`, or says why not. The slot is taken
-/// before the device is asked, and held until the channel ends: channels
-/// still waiting for the dial-back count against the limit too, so one
-/// caller cannot pile up pending channels (each an `OpenChannel` at the
-/// device) beyond it.
-fn admit_channel(live: &Arc<LiveSession>) -> Result<ChannelGuard, Status> {
-    let slot = match live.info.kind {
-        // Claimed atomically: two racing attaches cannot both become
-        // the one channel.
-        Kind::Shell | Kind::Exec if !live.claim_only_channel() => {
-            return Err(Status::failed_precondition(format!(
-                "a {} session has exactly one channel, and it was opened",
-                live.info.kind.as_str()
-            )));
-        }
-        Kind::Shell | Kind::Exec => live.channel_guard(),
-        Kind::Forward => live
-            .try_channel_guard(MAX_FORWARD_CHANNELS)
-            .ok_or_else(|| {
-                Status::resource_exhausted(format!(
-                    "at most {MAX_FORWARD_CHANNELS} connections at once per forward session"
-                ))
-            })?,
-        Kind::Copy => live.try_channel_guard(MAX_COPY_CHANNELS).ok_or_else(|| {
-            Status::resource_exhausted("too many transfers at once in this copy session")
-        })?,
-    };
-    if matches!(live.info.kind, Kind::Forward | Kind::Copy) {
-        live.open_channel();
-    }
-    Ok(slot)
-}
-
-/// Stores a denial of a session that never started.
-async fn deny(state: &AppState, session_id: &str, why: &str) {
-    let end = SessionEnd {
-        state: SESSION_DENIED.into(),
-        ended_at: now_millis(),
-        end_reason: why.to_owned(),
-        bytes_to_device: 0,
-        bytes_from_device: 0,
-        exit_code: None,
-        has_recording: false,
-        channels: 0,
-    };
-    if let Err(err) = state.store.finish_session(session_id, &end).await {
-        tracing::error!(session = %session_id, error = %err, "cannot store session denial");
-    }
-}
-
-struct Start {
-    info: SessionInfo,
-    record: SessionRecord,
-    spec: CheckedSpec,
-    answer: tokio::sync::oneshot::Receiver<ConsentAnswer>,
-}
-
-/// Cleans up after a StartSession call dropped (the admin gave up) between
-/// asking the device and handing the session to its task.
-struct StartGuard {
-    state: AppState,
-    session_id: String,
-    device_id: String,
-    armed: bool,
-}
-
-impl Drop for StartGuard {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        self.state.sessions.forget_consent(&self.session_id);
-        let (state, session_id, device_id) = (
-            self.state.clone(),
-            self.session_id.clone(),
-            self.device_id.clone(),
-        );
-        let why = "the admin side disconnected before the session started";
-        tokio::spawn(async move {
-            close_session(&state, &device_id, &session_id, why).await;
-            deny(&state, &session_id, why).await;
-        });
-    }
-}
-
-/// Tells the agent to stop the session's processes. Waits for room in
-/// the queue: a lost CloseSession would leave processes running.
-async fn close_session(state: &AppState, device_id: &str, session_id: &str, reason: &str) {
-    let message = ServerMessage {
-        body: Some(ServerBody::CloseSession(CloseSession {
-            session_id: session_id.to_owned(),
-            reason: reason.to_owned(),
-        })),
-    };
-    if state
-        .agents
-        .deliver(device_id, message, DELIVERY_PATIENCE)
-        .await
-        .is_none()
-    {
-        tracing::debug!(session = %session_id, "device not connected; its sessions ended with its stream");
-    }
-}
-
-/// Waits for consent, then holds the session until it ends, then cleans up.
-async fn drive(state: AppState, start: Start, tx: Updates) {
-    let Start {
-        info,
-        record,
-        spec,
-        answer,
-    } = start;
-    let limits = state.config.sessions.clone();
-    let wait = limits.consent_timeout + Duration::from_secs(10);
-    let outcome = tokio::select! {
-        a = tokio::time::timeout(wait, answer) => match a {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => ConsentAnswer::DeviceGone,
-            Err(_) => ConsentAnswer::Refused(format!(
-                "no answer from the device within {} s",
-                wait.as_secs()
-            )),
-        },
-        _ = tx.closed() => ConsentAnswer::Refused("the admin side disconnected before the session started".into()),
-        _ = state.shutdown.cancelled() => ConsentAnswer::Refused("the server is shutting down".into()),
-    };
-    state.sessions.forget_consent(&info.id);
-    let denial = match outcome {
-        ConsentAnswer::Accepted => None,
-        ConsentAnswer::Refused(why) => Some((
-            why.clone(),
-            Status::failed_precondition(format!("refused at {}: {why}", info.hostname)),
-        )),
-        ConsentAnswer::DeviceGone => {
-            let why = format!("lost the connection to {}", info.hostname);
-            Some((why.clone(), Status::unavailable(why)))
-        }
-    };
-    if let Some((why, status)) = denial {
-        close_session(&state, &info.device_id, &info.id, &why).await;
-        deny(&state, &info.id, &why).await;
-        state
-            .audit(
-                &info.actor,
-                "session.denied",
-                &format!("session:{}", info.id),
-                Some(&info.county_id),
-                "denied",
-                format!(
-                    "{why}; kind={} device={} hostname={} reason={:?}",
-                    info.kind.as_str(),
-                    info.device_id,
-                    info.hostname,
-                    record.reason
-                ),
-            )
-            .await;
-        tracing::info!(session = %info.id, device = %info.hostname, actor = %info.actor, why, "session denied");
-        let _ = tx.send(Err(status)).await;
-        return;
-    }
-
-    let mut writer = None;
-    let recording = if info.kind == Kind::Shell {
-        let (wtx, wrx) = mpsc::channel::<Vec<u8>>(16);
-        writer = Some(tokio::spawn(write_recording(
-            state.clone(),
-            info.id.clone(),
-            wrx,
-        )));
-        Some(Recording {
-            recorder: Recorder::new(
-                spec.size.0,
-                spec.size.1,
-                &spec.term,
-                record.started_at / 1000,
-                limits.max_recording_bytes,
-            ),
-            writer: wtx,
-        })
-    } else {
-        None
-    };
-    let live = Arc::new(LiveSession::new(info.clone(), recording));
-    state.sessions.insert_live(live.clone());
-    if let Err(err) = state
-        .store
-        .activate_session(&info.id, &record.consent)
-        .await
-    {
-        tracing::error!(session = %info.id, error = %err, "cannot mark session active");
-    }
-    state
-        .audit(
-            &info.actor,
-            "session.start",
-            &format!("session:{}", info.id),
-            Some(&info.county_id),
-            "ok",
-            format!(
-                "kind={} device={} hostname={} consent={} reason={:?} ticket={:?} summary={:?}",
-                info.kind.as_str(),
-                info.device_id,
-                info.hostname,
-                record.consent,
-                record.reason,
-                record.ticket,
-                record.summary
-            ),
-        )
-        .await;
-    tracing::info!(session = %info.id, device = %info.hostname, actor = %info.actor,
-        kind = info.kind.as_str(), summary = %record.summary, "session started");
-    let started = SessionStarted {
-        session_id: info.id.clone(),
-        device_id: info.device_id.clone(),
-        hostname: info.hostname.clone(),
-        consent: record.consent.clone(),
-        idle_timeout_seconds: limits.idle_timeout.as_secs() as u32,
-        max_duration_seconds: limits.max_duration.as_secs() as u32,
-        max_file_bytes: limits.max_file_bytes,
-    };
-    if tx.send(update(Update::Started(started))).await.is_err() {
-        live.end("admin side disconnected", None);
-    }
-
-    supervise(&state, &live, &tx, &limits).await;
-
-    // --- the end, whatever caused it ---
-    state.sessions.remove_live(&info.id);
-    let (reason, exit_code) = live.end_reason().unwrap_or_else(|| ("ended".into(), None));
-    close_session(&state, &info.device_id, &info.id, &reason).await;
-    // Channels see the cancellation at once; give them a moment to send
-    // their last frames so the byte counts are final.
-    for _ in 0..100 {
-        if live.active_channels() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let mut has_recording = false;
-    if let Some((last, queue)) = live.finish_recording() {
-        if let Some(last) = last {
-            let _ = queue.send(last).await;
-        }
-        drop(queue);
-        if let Some(writer) = writer {
-            has_recording = writer.await.unwrap_or(false);
-        }
-    }
-    let (to_device, from_device) = live.bytes();
-    let end = SessionEnd {
-        state: SESSION_ENDED.into(),
-        ended_at: now_millis(),
-        end_reason: reason.clone(),
-        bytes_to_device: to_device as i64,
-        bytes_from_device: from_device as i64,
-        exit_code: exit_code.map(i64::from),
-        has_recording,
-        channels: live.channels_opened() as i64,
-    };
-    match state.store.finish_session(&info.id, &end).await {
-        Ok(_) => {}
-        Err(err) => tracing::error!(session = %info.id, error = %err, "cannot store session end"),
-    }
-    let duration = live.elapsed().as_secs();
-    state
-        .audit(
-            &info.actor,
-            "session.end",
-            &format!("session:{}", info.id),
-            Some(&info.county_id),
-            "ok",
-            format!(
-                "reason={reason:?} duration_s={duration} bytes_to_device={to_device} \
-                 bytes_from_device={from_device} exit_code={} channels={} kind={} device={} hostname={}",
-                exit_code.map_or("-".to_owned(), |c| c.to_string()),
-                end.channels,
-                info.kind.as_str(),
-                info.device_id,
-                info.hostname
-            ),
-        )
-        .await;
-    // The row and its audit entry are written: EndSession may answer now.
-    live.mark_recorded();
-    tracing::info!(session = %info.id, device = %info.hostname, reason, duration_s = duration,
-        bytes_to_device = to_device, bytes_from_device = from_device, "session ended");
-    let _ = tx
-        .send(update(Update::Ended(SessionEndedNotice {
-            reason,
-            exit_code,
-        })))
-        .await;
-}
-
-/// Enforces idle timeout and maximum duration, flushes the recording by
-/// age, and picks up EndSession from other replicas, until the end.
-async fn supervise(
-    state: &AppState,
-    live: &Arc<LiveSession>,
-    tx: &Updates,
-    limits: &crate::config::SessionsSection,
-) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_poll = tokio::time::Instant::now();
-    loop {
-        tokio::select! {
-            biased;
-            _ = live.cancel.cancelled() => return,
-            _ = tx.closed() => live.end("admin side disconnected", None),
-            _ = state.shutdown.cancelled() => live.end("server shutting down", None),
-            _ = tick.tick() => {
-                if live.idle_for() >= limits.idle_timeout {
-                    live.end(format!("idle timeout ({})", humantime::format_duration(limits.idle_timeout)), None);
-                } else if live.elapsed() >= limits.max_duration {
-                    live.end(format!("maximum duration reached ({})", humantime::format_duration(limits.max_duration)), None);
-                }
-                if let Some((chunk, queue)) = live.recording_due() {
-                    let _ = queue.send(chunk).await;
-                }
-                if last_poll.elapsed() >= END_REQUEST_POLL {
-                    last_poll = tokio::time::Instant::now();
-                    match state.store.get_session(&live.info.id).await {
-                        Ok(Some(s)) if s.end_requested_at.is_some() => {
-                            live.end(s.end_requested_reason, None);
-                        }
-                        Ok(_) => {}
-                        Err(err) => tracing::warn!(session = %live.info.id, error = %err, "cannot poll session end requests"),
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Writes recording chunks in order; returns whether anything was stored.
-async fn write_recording(
-    state: AppState,
-    session_id: String,
-    mut chunks: mpsc::Receiver<Vec<u8>>,
-) -> bool {
-    let mut chunk_no = 0i64;
-    while let Some(data) = chunks.recv().await {
-        match state
-            .store
-            .append_recording_chunk(&session_id, chunk_no, &data)
-            .await
-        {
-            Ok(()) => chunk_no += 1,
-            // A gap would corrupt the file: stop recording, say so loudly.
-            Err(err) => {
-                tracing::error!(session = %session_id, error = %err, "cannot store recording; recording stops");
-                while chunks.recv().await.is_some() {}
-                break;
-            }
-        }
-    }
-    chunk_no > 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn live(kind: Kind) -> Arc<LiveSession> {
-        Arc::new(LiveSession::new(
-            SessionInfo {
-                id: "s".into(),
-                kind,
-                device_id: "d".into(),
-                hostname: "pc".into(),
-                county_id: "kus".into(),
-                school_id: "kus012".into(),
-                user_id: "u".into(),
-                actor: "user:u".into(),
-                connection: crate::agents::ConnectionId::unknown(),
-                max_file_bytes: 1,
-            },
-            None,
-        ))
-    }
-
-    fn technician(remote: &str) -> Principal {
-        Principal::from_user(&crate::storage::User {
-            id: "u".into(),
-            name: "tina".into(),
-            county_id: Some("kus".into()),
-            created_at: 0,
-            bindings: vec![crate::storage::RoleBindingRecord {
-                role: "technician".into(),
-                scope: "county:kus".into(),
-                remote: remote.into(),
-            }],
-        })
-    }
-
-    /// A capability taken away mid-session stops new channels, too.
-    #[test]
-    fn attaching_needs_the_capability_still() {
-        let forward = live(Kind::Forward);
-        let not_live = || tonic::Status::not_found("not live");
-        assert!(may_attach(&technician(""), &forward, not_live).is_ok());
-        let (why, status) = may_attach(&technician("exec"), &forward, not_live).unwrap_err();
-        assert_eq!(status.code(), tonic::Code::PermissionDenied);
-        assert!(why.contains("SessionForward"), "{why}");
-        let mut other = technician("");
-        other.user_id = "someone-else".into();
-        let (why, status) = may_attach(&other, &forward, not_live).unwrap_err();
-        assert_eq!(why, "started by user:u");
-        // Someone else's session looks exactly like one that is not live.
-        assert_eq!(status.code(), tonic::Code::NotFound);
-        assert_eq!(status.message(), "not live");
-    }
-
-    /// Channels the device has not dialled back yet hold their slot: the
-    /// limit holds however many attaches wait at once.
-    #[test]
-    fn pending_channels_count_against_the_limit() {
-        for (kind, limit) in [
-            (Kind::Forward, MAX_FORWARD_CHANNELS),
-            (Kind::Copy, MAX_COPY_CHANNELS),
-        ] {
-            let live = live(kind);
-            let pending: Vec<ChannelGuard> = (0..limit)
-                .map(|_| admit_channel(&live).expect("within the limit"))
-                .collect();
-            let err = admit_channel(&live).expect_err("one over the limit");
-            assert_eq!(err.code(), tonic::Code::ResourceExhausted);
-            drop(pending);
-            assert!(admit_channel(&live).is_ok(), "slots are given back");
-        }
-        let shell = live(Kind::Shell);
-        let _only = admit_channel(&shell).unwrap();
-        assert!(admit_channel(&shell).is_err());
     }
 }

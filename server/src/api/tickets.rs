@@ -5,6 +5,7 @@
 //! Every call checks TicketRead on that tenant first (invisible tickets are
 //! NOT_FOUND), then the permission the call needs.
 
+use crate::service::access;
 use std::collections::HashMap;
 
 use schoolfleet_proto::v1::ticket_service_server::TicketService;
@@ -15,7 +16,6 @@ use super::{AppState, convert, display_text, storage_status, tenant_id};
 use crate::auth::{Permission, Principal, TenantRef};
 use crate::storage::{
     self, NewTicket, SearchQuery, TicketChange, TicketQuery, TicketRecord, now_millis,
-    parse_ticket_key,
 };
 use crate::webhooks;
 
@@ -25,45 +25,8 @@ const MAX_TEXT: usize = 20_000;
 #[derive(Debug, Clone)]
 pub struct TicketApi(pub AppState);
 
-pub(crate) fn ticket_tenant(t: &TicketRecord) -> TenantRef {
-    match &t.school_id {
-        Some(school) => TenantRef::school(&t.county_id, school),
-        None => TenantRef::County(t.county_id.clone()),
-    }
-}
-
-/// Cleans multi-line text: each line like `display_text`, newlines kept.
-/// `strict` refuses dangerous characters (people's input); otherwise they
-/// are replaced (an agent's input, which is hostile by definition).
-pub(crate) fn multiline_text(
-    field: &str,
-    value: &str,
-    max: usize,
-    strict: bool,
-) -> Result<String, Status> {
-    let value = value.trim().replace("\r\n", "\n");
-    if value.len() > max {
-        return Err(Status::invalid_argument(format!(
-            "{field} is too long (max {max} bytes)"
-        )));
-    }
-    let mut out = Vec::new();
-    for line in value.split('\n') {
-        let cleaned = schoolfleet_proto::text::clean(&line.replace('\t', "    "), max);
-        if cleaned.changed && strict {
-            return Err(Status::invalid_argument(format!(
-                "{field} contains control characters"
-            )));
-        }
-        out.push(cleaned.value);
-    }
-    Ok(out.join("\n"))
-}
-
-fn optional(text: &str) -> Option<String> {
-    let text = text.trim();
-    (!text.is_empty()).then(|| text.to_owned())
-}
+pub(crate) use crate::service::access::ticket_tenant;
+pub(crate) use crate::service::input::{multiline_text, optional};
 
 fn status_value(status: &str) -> Result<String, Status> {
     let status = status.trim().to_lowercase();
@@ -93,28 +56,6 @@ fn priority_value(priority: &str) -> Result<String, Status> {
 }
 
 impl TicketApi {
-    /// The ticket named by `key` if the caller may read it, then checks
-    /// `permission` on it. Invisible tickets are NOT_FOUND.
-    pub(crate) async fn visible_ticket(
-        &self,
-        principal: &Principal,
-        key: &str,
-        permission: Permission,
-    ) -> Result<TicketRecord, Status> {
-        let not_found = || Status::not_found(format!("ticket {:?} not found", key.trim()));
-        let number = parse_ticket_key(key).ok_or_else(not_found)?;
-        let ticket = self
-            .0
-            .store
-            .get_ticket(number)
-            .await
-            .map_err(storage_status)?
-            .filter(|t| principal.can(Permission::TicketRead, &ticket_tenant(t)))
-            .ok_or_else(not_found)?;
-        super::require(principal, permission, &ticket_tenant(&ticket))?;
-        Ok(ticket)
-    }
-
     async fn user_names(&self) -> Result<HashMap<String, String>, Status> {
         Ok(self
             .0
@@ -317,9 +258,8 @@ impl TicketService for TicketApi {
         };
         let mut devices = Vec::new();
         for device in &req.devices {
-            let d = state
-                .visible_device(&principal, device, Permission::DeviceRead)
-                .await?;
+            let d =
+                access::visible_device(state, &principal, device, Permission::DeviceRead).await?;
             if !devices.iter().any(|x: &storage::DeviceRecord| x.id == d.id) {
                 devices.push(d);
             }
@@ -446,8 +386,7 @@ impl TicketService for TicketApi {
             .collect::<Result<Vec<_>, _>>()?;
         let device_id = match optional(&req.device) {
             Some(d) => Some(
-                state
-                    .visible_device(&principal, &d, Permission::DeviceRead)
+                access::visible_device(state, &principal, &d, Permission::DeviceRead)
                     .await?
                     .id,
             ),
@@ -506,13 +445,13 @@ impl TicketService for TicketApi {
     ) -> Result<Response<TicketDetail>, Status> {
         let state = &self.0;
         let principal = state.principal(&request).await?;
-        let ticket = self
-            .visible_ticket(
-                &principal,
-                &request.get_ref().ticket,
-                Permission::TicketRead,
-            )
-            .await?;
+        let ticket = access::visible_ticket(
+            &self.0,
+            &principal,
+            &request.get_ref().ticket,
+            Permission::TicketRead,
+        )
+        .await?;
         let timeline = state
             .store
             .ticket_timeline(&ticket.id)
@@ -594,9 +533,9 @@ impl TicketService for TicketApi {
     ) -> Result<Response<Ticket>, Status> {
         let principal = self.0.principal(&request).await?;
         let req = request.into_inner();
-        let ticket = self
-            .visible_ticket(&principal, &req.ticket, Permission::TicketWork)
-            .await?;
+        let ticket =
+            access::visible_ticket(&self.0, &principal, &req.ticket, Permission::TicketWork)
+                .await?;
         let body = multiline_text("comment", &req.body, MAX_TEXT, true)?;
         if body.is_empty() {
             return Err(Status::invalid_argument("comment is empty"));
@@ -616,9 +555,9 @@ impl TicketService for TicketApi {
         let state = &self.0;
         let principal = state.principal(&request).await?;
         let req = request.into_inner();
-        let ticket = self
-            .visible_ticket(&principal, &req.ticket, Permission::TicketWork)
-            .await?;
+        let ticket =
+            access::visible_ticket(&self.0, &principal, &req.ticket, Permission::TicketWork)
+                .await?;
         let names = self.user_names().await?;
         let old = ticket
             .assignee_id
@@ -679,9 +618,9 @@ impl TicketService for TicketApi {
         let state = &self.0;
         let principal = state.principal(&request).await?;
         let req = request.into_inner();
-        let ticket = self
-            .visible_ticket(&principal, &req.ticket, Permission::TicketWork)
-            .await?;
+        let ticket =
+            access::visible_ticket(&self.0, &principal, &req.ticket, Permission::TicketWork)
+                .await?;
         let status = status_value(&req.status)?;
         let mut change = Self::base_change(&principal, &ticket, "status");
         change.body = multiline_text("note", &req.note, MAX_TEXT, true)?;
@@ -714,12 +653,11 @@ impl TicketService for TicketApi {
         let state = &self.0;
         let principal = state.principal(&request).await?;
         let req = request.into_inner();
-        let ticket = self
-            .visible_ticket(&principal, &req.ticket, Permission::TicketWork)
-            .await?;
-        let device = state
-            .visible_device(&principal, &req.device, Permission::DeviceRead)
-            .await?;
+        let ticket =
+            access::visible_ticket(&self.0, &principal, &req.ticket, Permission::TicketWork)
+                .await?;
+        let device =
+            access::visible_device(state, &principal, &req.device, Permission::DeviceRead).await?;
         // A ticket stays inside its tenant: whoever may read it may read
         // all of its devices.
         let inside = device.county_id == ticket.county_id
@@ -750,13 +688,13 @@ impl TicketService for TicketApi {
     ) -> Result<Response<ListTicketsResponse>, Status> {
         let state = &self.0;
         let principal = state.principal(&request).await?;
-        let device = state
-            .visible_device(
-                &principal,
-                &request.get_ref().device,
-                Permission::DeviceRead,
-            )
-            .await?;
+        let device = access::visible_device(
+            state,
+            &principal,
+            &request.get_ref().device,
+            Permission::DeviceRead,
+        )
+        .await?;
         let records = state
             .store
             .open_tickets_for_device(&device.id)

@@ -1,5 +1,6 @@
 //! Admin users, their role bindings and API tokens.
 
+use crate::service::access;
 use schoolfleet_proto::scope::Scope;
 use schoolfleet_proto::tokens::format_api_token;
 use schoolfleet_proto::v1::user_service_server::UserService;
@@ -122,7 +123,7 @@ impl UserService for UserApi {
         } else {
             let county = tenant_id("county", &req.county_id)?;
             let target = self.scope_target(&Scope::County(county.clone())).await?;
-            if !state.tenant_known(&principal, &target).await? {
+            if !access::tenant_known(state, &principal, &target).await? {
                 return Err(Status::not_found(format!("county {county:?} not found")));
             }
             Some(county)
@@ -138,7 +139,7 @@ impl UserService for UserApi {
                 .parse()
                 .map_err(|e| Status::invalid_argument(format!("{e}")))?;
             let target = self.scope_target(&scope).await?;
-            if !state.tenant_known(&principal, &target).await? {
+            if !access::tenant_known(state, &principal, &target).await? {
                 // The same answer as for a tenant that does not exist.
                 return Err(Status::not_found(match &scope {
                     Scope::School(s) => format!("school {s:?} not found"),

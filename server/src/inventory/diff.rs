@@ -169,6 +169,15 @@ fn os(old: &Inventory, new: &Inventory, out: &mut Vec<Change>) {
         &o.kernel_version,
         &n.kernel_version,
     );
+    // A Windows feature update (23H2 → 24H2) keeps the build prefix of
+    // the version but is what people plan by.
+    field(
+        out,
+        kind,
+        "os.display_version",
+        &o.display_version,
+        &n.display_version,
+    );
 }
 
 /// Hardware identity and CPU; BIOS fields count as firmware (a BIOS update
@@ -506,6 +515,7 @@ mod tests {
             source: "dpkg".into(),
             architecture: "amd64".into(),
             publisher: String::new(),
+            ..Default::default()
         }
     }
 
@@ -522,6 +532,7 @@ mod tests {
                 version: "12".into(),
                 edition: String::new(),
                 kernel_version: "6.1.0-28-amd64".into(),
+                ..Default::default()
             }),
             hardware: Some(Hardware {
                 vendor: "LENOVO".into(),
@@ -539,6 +550,7 @@ mod tests {
                 secure_boot: Tristate::Yes.into(),
                 tpm_present: true,
                 tpm_version: "2.0".into(),
+                ..Default::default()
             }),
             disks: vec![Disk {
                 name: "nvme0n1".into(),
@@ -716,6 +728,23 @@ mod tests {
                     "6.12.0-1-amd64"
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn windows_feature_update_is_an_os_change() {
+        let mut old = base();
+        old.os.as_mut().unwrap().display_version = "23H2".into();
+        let mut new = old.clone();
+        new.os.as_mut().unwrap().display_version = "24H2".into();
+        assert_eq!(
+            diff(Some(&old), &new),
+            [Change::new(
+                ChangeKind::OsChanged,
+                "os.display_version",
+                "23H2",
+                "24H2"
+            )]
         );
     }
 

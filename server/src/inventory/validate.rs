@@ -47,6 +47,12 @@ impl Default for InventoryLimits {
     }
 }
 
+/// Windows 11 blockers: five parts, each named once; more is a broken or
+/// hostile agent.
+const MAX_READINESS_BLOCKERS: usize = 16;
+/// "23H2", "1809": short by nature.
+const MAX_DISPLAY_VERSION_BYTES: usize = 64;
+
 /// Why a report was refused. The message goes back to the agent in its
 /// ReportAck and into the server log, so it names the field and numbers.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,6 +107,12 @@ pub fn sanitize(
         c.text(&mut s.architecture, || "system.architecture".into());
         c.time(&mut s.boot_time, || "system.boot_time".into());
         c.time(&mut s.last_update_time, || "system.last_update_time".into());
+        c.text_max(&mut s.domain, limits.max_hostname_bytes, || {
+            "system.domain".into()
+        });
+        c.text_max(&mut s.workgroup, limits.max_hostname_bytes, || {
+            "system.workgroup".into()
+        });
     }
     if let Some(os) = inv.os.as_mut() {
         c.text(&mut os.family, || "os.family".into());
@@ -108,6 +120,9 @@ pub fn sanitize(
         c.text(&mut os.version, || "os.version".into());
         c.text(&mut os.edition, || "os.edition".into());
         c.text(&mut os.kernel_version, || "os.kernel_version".into());
+        c.text_max(&mut os.display_version, MAX_DISPLAY_VERSION_BYTES, || {
+            "os.display_version".into()
+        });
     }
     if let Some(h) = inv.hardware.as_mut() {
         c.text(&mut h.vendor, || "hardware.vendor".into());
@@ -123,6 +138,9 @@ pub fn sanitize(
         c.text(&mut f.boot_mode, || "firmware.boot_mode".into());
         c.text(&mut f.tpm_version, || "firmware.tpm_version".into());
         c.tristate(&mut f.secure_boot, || "firmware.secure_boot".into());
+        c.tristate(&mut f.secure_boot_capable, || {
+            "firmware.secure_boot_capable".into()
+        });
     }
     for (i, d) in inv.disks.iter_mut().enumerate() {
         c.text(&mut d.name, || format!("disks[{i}].name"));
@@ -158,6 +176,9 @@ pub fn sanitize(
             format!("software[{i}].architecture")
         });
         c.text(&mut p.publisher, || format!("software[{i}].publisher"));
+        c.date(&mut p.install_date, || {
+            format!("software[{i}].install_date")
+        });
     }
     if let Some(s) = inv.security.as_mut() {
         c.tristate(&mut s.system_disk_encrypted, || {
@@ -175,6 +196,19 @@ pub fn sanitize(
             });
         }
     }
+    if let Some(w) = inv.windows11.as_mut() {
+        c.tristate(&mut w.ready, || "windows11.ready".into());
+        c.tristate(&mut w.tpm_2, || "windows11.tpm_2".into());
+        c.tristate(&mut w.secure_boot_capable, || {
+            "windows11.secure_boot_capable".into()
+        });
+        c.tristate(&mut w.cpu_supported, || "windows11.cpu_supported".into());
+        c.tristate(&mut w.memory, || "windows11.memory".into());
+        c.tristate(&mut w.storage, || "windows11.storage".into());
+        for (i, b) in w.blockers.iter_mut().enumerate() {
+            c.text(b, || format!("windows11.blockers[{i}]"));
+        }
+    }
     for (i, e) in inv.collector_errors.iter_mut().enumerate() {
         c.text(&mut e.collector, || {
             format!("collector_errors[{i}].collector")
@@ -186,6 +220,7 @@ pub fn sanitize(
 
 fn check_counts(inv: &Inventory, limits: &InventoryLimits) -> Result<(), InventoryRejected> {
     let antivirus = inv.security.as_ref().map_or(0, |s| s.antivirus.len());
+    let blockers = inv.windows11.as_ref().map_or(0, |w| w.blockers.len());
     let counts = [
         (
             "software",
@@ -217,6 +252,12 @@ fn check_counts(inv: &Inventory, limits: &InventoryLimits) -> Result<(), Invento
             "antivirus products",
             antivirus,
             limits.max_antivirus,
+        ),
+        (
+            "windows11.blockers",
+            "Windows 11 blockers",
+            blockers,
+            MAX_READINESS_BLOCKERS,
         ),
     ];
     for (field, what, count, limit) in counts {
@@ -296,6 +337,18 @@ impl Cleaner {
         }
     }
 
+    /// A calendar date as `YYYY-MM-DD`; anything else is dropped (it would
+    /// sort and compare wrongly in reports).
+    fn date(&mut self, value: &mut String, field: impl FnOnce() -> String) {
+        if value.is_empty()
+            || (value.len() == 10 && chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").is_ok())
+        {
+            return;
+        }
+        value.clear();
+        self.warn(|| format!("{}: not a date (YYYY-MM-DD), dropped", field()));
+    }
+
     fn warn(&mut self, message: impl FnOnce() -> String) {
         if self.warnings.len() < MAX_WARNINGS {
             self.warnings.push(message());
@@ -318,7 +371,7 @@ mod tests {
     use super::*;
     use schoolfleet_proto::v1::{
         Antivirus, CollectorError, Disk, Filesystem, Firmware, Hardware, NetworkInterface,
-        OperatingSystem, Security, SoftwarePackage, SystemInfo,
+        OperatingSystem, Security, SoftwarePackage, SystemInfo, Windows11Readiness,
     };
 
     fn package(name: &str) -> SoftwarePackage {
@@ -328,6 +381,7 @@ mod tests {
             source: "dpkg".into(),
             architecture: "amd64".into(),
             publisher: String::new(),
+            install_date: String::new(),
         }
     }
 
@@ -517,6 +571,49 @@ mod tests {
     }
 
     #[test]
+    fn windows_fields_are_checked_like_every_agent_field() {
+        let mut inv = inventory();
+        inv.software[0].install_date = "2023-10-15".into();
+        inv.software[1].install_date = "2023-13-45".into();
+        inv.os.as_mut().unwrap().display_version = "23H2".repeat(40);
+        inv.firmware = Some(Firmware {
+            secure_boot_capable: 9,
+            ..Default::default()
+        });
+        inv.windows11 = Some(Windows11Readiness {
+            ready: Tristate::No.into(),
+            cpu_supported: -1,
+            blockers: vec!["TPM 1.2 statt 2.0".into()],
+            ..Default::default()
+        });
+        let warnings = sanitize(&mut inv, &InventoryLimits::default()).unwrap();
+        assert_eq!(
+            warnings,
+            [
+                "os.display_version: cut to 64 bytes",
+                "firmware.secure_boot_capable: unknown value 9 reset",
+                "software[1].install_date: not a date (YYYY-MM-DD), dropped",
+                "windows11.cpu_supported: unknown value -1 reset",
+            ]
+        );
+        assert_eq!(inv.software[0].install_date, "2023-10-15");
+        assert_eq!(inv.software[1].install_date, "");
+        let w = inv.windows11.as_ref().unwrap();
+        assert_eq!(
+            (w.ready(), w.cpu_supported()),
+            (Tristate::No, Tristate::Unknown)
+        );
+        assert_eq!(w.blockers, ["TPM 1.2 statt 2.0"]);
+
+        inv.windows11.as_mut().unwrap().blockers = vec![String::new(); 17];
+        let err = sanitize(&mut inv, &InventoryLimits::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "inventory has 17 Windows 11 blockers; the limit is 16"
+        );
+    }
+
+    #[test]
     fn warnings_are_capped() {
         let mut inv = inventory();
         inv.software = (0..500).map(|i| package(&format!("p\u{7}{i}"))).collect();
@@ -562,6 +659,8 @@ mod tests {
                 hostname: s(),
                 agent_version: s(),
                 architecture: s(),
+                domain: s(),
+                workgroup: s(),
                 ..Default::default()
             }),
             os: Some(OperatingSystem {
@@ -570,6 +669,7 @@ mod tests {
                 version: s(),
                 edition: s(),
                 kernel_version: s(),
+                display_version: s(),
             }),
             hardware: Some(Hardware {
                 vendor: s(),
@@ -611,6 +711,7 @@ mod tests {
                 source: s(),
                 architecture: s(),
                 publisher: s(),
+                install_date: s(),
             }],
             security: Some(Security {
                 system_disk_encrypted: 0,
@@ -623,6 +724,10 @@ mod tests {
                 collector: s(),
                 message: s(),
             }],
+            windows11: Some(Windows11Readiness {
+                blockers: vec![s()],
+                ..Default::default()
+            }),
         };
         let warnings = sanitize(&mut inv, &InventoryLimits::default()).unwrap();
         assert_eq!(warnings.len(), expected, "{warnings:#?}");

@@ -2,6 +2,7 @@
 //! sessions, and channels waiting for the agent to dial back. In memory,
 //! like the agent streams they ride on; the store keeps the records.
 
+pub mod lifecycle;
 pub mod policy;
 pub mod recording;
 pub mod relay;

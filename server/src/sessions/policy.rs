@@ -169,7 +169,11 @@ pub fn check_spec(spec: Option<&SessionSpec>, max_file_bytes: u64) -> Result<Che
                 .ok()
                 .filter(|d| *d != CopyDirection::Unspecified)
                 .ok_or("copy direction must be to_device or from_device")?;
-            if !copy.path.starts_with('/') {
+            // `/…` on Linux, `C:\…` on Windows; the device checks the rest.
+            let drive = copy.path.as_bytes().get(..3).is_some_and(|b| {
+                b[0].is_ascii_alphabetic() && b[1] == b':' && matches!(b[2], b'\\' | b'/')
+            });
+            if !copy.path.starts_with('/') && !drive {
                 return Err("copy path must be absolute".into());
             }
             if copy.path.len() > 4096 || copy.path.contains('\0') {
@@ -259,5 +263,22 @@ mod tests {
             assert!(check_spec(Some(&s), 10).is_err(), "{s:?}");
         }
         assert!(check_spec(None, 10).is_err());
+        // A Windows device's path has a drive letter; a drive-relative one
+        // (`C:x`) is not absolute.
+        let windows = |path: &str| {
+            spec(SpecKind::Copy(CopySpec {
+                direction: CopyDirection::FromDevice as i32,
+                path: path.into(),
+                ..Default::default()
+            }))
+        };
+        let ok = check_spec(
+            Some(&windows(r"C:\ProgramData\schoolfleet\transfer\a.log")),
+            10,
+        )
+        .unwrap();
+        assert_eq!(ok.kind, Kind::Copy);
+        assert!(check_spec(Some(&windows("C:x")), 10).is_err());
+        assert!(check_spec(Some(&windows(r"\\server\share\x")), 10).is_err());
     }
 }

@@ -130,15 +130,32 @@ pub trait Store: WebStore + Send + Sync + 'static {
     ) -> Result<bool>;
     /// The device used its current certificate: forget the previous one.
     async fn confirm_device_cert(&self, id: &str, fingerprint: &str) -> Result<()>;
-    /// Marks the device connected (or not) and seen now. Returns false when
-    /// the device is no longer active, so that its stream must end.
-    async fn touch_device(
+    /// The device's stream `stream` opened, or the agent spoke on it (a
+    /// heartbeat): connected, seen at `at`, and this stream is the one that
+    /// speaks for the device from now on. Returns false when the device is
+    /// no longer active, so that its stream must end.
+    async fn record_agent_seen(
         &self,
         id: &str,
         at: Millis,
-        connected: bool,
+        stream: &AgentStream<'_>,
         agent_version: Option<&str>,
     ) -> Result<bool>;
+    /// The stream `stream_id` ended: the device is disconnected, unless a
+    /// newer stream (on any replica) has taken over meanwhile. Returns
+    /// whether this stream still spoke for the device.
+    async fn record_agent_gone(&self, id: &str, at: Millis, stream_id: &str) -> Result<bool>;
+    /// This replica is reachable at `url` (renewed while it runs).
+    async fn announce_replica(&self, replica_id: &str, url: &str, at: Millis) -> Result<()>;
+    /// This replica stops: no session is relayed to it any more.
+    async fn withdraw_replica(&self, replica_id: &str) -> Result<()>;
+    /// Where the stream of a connected device is held: the replica's id and
+    /// URL, if that replica announced itself at or after `seen_since`.
+    async fn agent_stream_holder(
+        &self,
+        device_id: &str,
+        seen_since: Millis,
+    ) -> Result<Option<(String, String)>>;
 
     /// The agent says its inventory still has `content_hash`: record that
     /// the stored inventory is current at `at`. Writes at most hourly.

@@ -219,6 +219,14 @@ impl DeviceRecord {
     }
 }
 
+/// One agent stream, as the store records it: its id (unique across
+/// replicas) and the replica that holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentStream<'a> {
+    pub id: &'a str,
+    pub replica: &'a str,
+}
+
 /// How an enrolling agent identifies its hardware. A system UUID that is
 /// empty is not usable (placeholders are emptied by the caller).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -903,25 +903,77 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
-            async fn touch_device(
+            async fn record_agent_seen(
                 &self,
                 id: &str,
                 at: Millis,
-                connected: bool,
+                stream: &AgentStream<'_>,
                 agent_version: Option<&str>,
             ) -> Result<bool> {
                 let done = sqlx::query(
-                    "UPDATE devices SET last_seen = $2, connected = $3, \
-                     agent_version = COALESCE($4, agent_version) \
+                    "UPDATE devices SET last_seen = $2, connected = TRUE, \
+                     connection_id = $3, connection_replica = $4, \
+                     agent_version = COALESCE($5, agent_version) \
                      WHERE id = $1 AND status = 'active'",
                 )
                 .bind(id)
                 .bind(at)
-                .bind(connected)
+                .bind(stream.id)
+                .bind(stream.replica)
                 .bind(agent_version)
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected() == 1)
+            }
+
+            async fn record_agent_gone(&self, id: &str, at: Millis, stream_id: &str) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE devices SET last_seen = $2, connected = FALSE, \
+                     connection_id = NULL, connection_replica = NULL \
+                     WHERE id = $1 AND connection_id = $3",
+                )
+                .bind(id)
+                .bind(at)
+                .bind(stream_id)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn announce_replica(&self, replica_id: &str, url: &str, at: Millis) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO replicas (id, url, seen_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (id) DO UPDATE SET url = excluded.url, seen_at = excluded.seen_at",
+                )
+                .bind(replica_id)
+                .bind(url)
+                .bind(at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn withdraw_replica(&self, replica_id: &str) -> Result<()> {
+                sqlx::query("DELETE FROM replicas WHERE id = $1")
+                    .bind(replica_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn agent_stream_holder(
+                &self,
+                device_id: &str,
+                seen_since: Millis,
+            ) -> Result<Option<(String, String)>> {
+                Ok(sqlx::query_as(
+                    "SELECT r.id, r.url FROM devices d JOIN replicas r ON r.id = d.connection_replica \
+                     WHERE d.id = $1 AND d.connected AND r.seen_at >= $2",
+                )
+                .bind(device_id)
+                .bind(seen_since)
+                .fetch_optional(&self.pool)
+                .await?)
             }
 
             async fn confirm_inventory(&self, device_id: &str, content_hash: &str, at: Millis) -> Result<()> {

@@ -84,6 +84,8 @@ impl Paragraph<'_> {
             source: "dpkg".to_owned(),
             architecture: p.architecture.to_owned(),
             publisher: String::new(),
+            // dpkg keeps no install date per package.
+            install_date: String::new(),
         });
     }
 }

@@ -23,6 +23,8 @@ pub(crate) fn collect(sys: &Path) -> Firmware {
         secure_boot: secure_boot.into(),
         tpm_present,
         tpm_version,
+        // Not judged on Linux (Windows 11 readiness is a Windows question).
+        secure_boot_capable: Tristate::Unknown.into(),
     }
 }
 

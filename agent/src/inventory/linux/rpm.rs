@@ -79,6 +79,7 @@ pub(crate) fn parse_query_output(text: &str) -> (Vec<SoftwarePackage>, Option<Sy
             source: "rpm".to_owned(),
             architecture: none_to_empty(arch).to_owned(),
             publisher: none_to_empty(vendor).to_owned(),
+            install_date: String::new(),
         });
     }
     let newest = newest.map(|secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs));

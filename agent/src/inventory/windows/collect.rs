@@ -45,7 +45,7 @@ impl Platform for WindowsPlatform {
             Ok(com) => wmi_sections(com, &mut inv, &mut errors),
             Err(err) => errors.record("wmi", err),
         }
-        readiness_log(&inv);
+        inv.windows11 = Some(readiness(&inv, &errors));
         inv.collector_errors = errors.into_vec();
         sort_lists(&mut inv);
         inv
@@ -103,11 +103,15 @@ fn operating_system(hklm: &RegKey, inv: &mut Inventory) -> std::io::Result<()> {
         &text("CurrentVersion"),
     );
     os.version = parse::os_version(major, minor, build, number("UBR"));
-    let display = text("DisplayVersion");
-    if !display.is_empty() {
-        // 23H2 and the like: the version people talk about.
-        os.kernel_version = format!("{} ({display})", os.version);
-    }
+    // The NT kernel's version is the OS version on Windows.
+    os.kernel_version = os.version.clone();
+    // 23H2 and the like: the version people talk about (Windows 10 1809
+    // and older have only ReleaseId).
+    os.display_version = Some(text("DisplayVersion"))
+        .filter(|d| !d.trim().is_empty())
+        .unwrap_or_else(|| text("ReleaseId"))
+        .trim()
+        .to_owned();
     Ok(())
 }
 
@@ -128,6 +132,14 @@ fn firmware_from_registry(hklm: &RegKey, inv: &mut Inventory) {
         // No key: BIOS firmware, or not readable.
         Err(_) if firmware.boot_mode == "bios" => Tristate::No,
         Err(_) => Tristate::Unknown,
+    }
+    .into();
+    // UEFI firmware that reports a Secure Boot state can do Secure Boot
+    // (on or off); BIOS firmware cannot.
+    firmware.secure_boot_capable = match firmware.boot_mode.as_str() {
+        "bios" => Tristate::No,
+        "uefi" if firmware.secure_boot != Tristate::Unknown as i32 => Tristate::Yes,
+        _ => Tristate::Unknown,
     }
     .into();
 }
@@ -285,7 +297,11 @@ fn wmi_sections(com: COMLibrary, inv: &mut Inventory, errors: &mut Errors) {
                 m.domain.as_deref().unwrap_or(""),
                 m.workgroup.as_deref().unwrap_or(""),
             );
-            tracing::info!(?membership, "domain membership");
+            let system = inv.system.get_or_insert_with(Default::default);
+            match membership {
+                parse::Membership::Domain(name) => system.domain = name,
+                parse::Membership::Workgroup(name) => system.workgroup = name,
+            }
         }
         if let Some(bios) = query::<Bios>(
             &cim,
@@ -464,16 +480,20 @@ fn wmi_sections(com: COMLibrary, inv: &mut Inventory, errors: &mut Errors) {
     }
 }
 
-/// The Windows 11 check, logged until the model carries it.
-fn readiness_log(inv: &Inventory) {
+/// The Windows 11 check from what the collectors found; a fact whose
+/// collector failed stays unknown instead of counting as "no".
+fn readiness(inv: &Inventory, errors: &Errors) -> schoolfleet_proto::v1::Windows11Readiness {
     let firmware = inv.firmware.clone().unwrap_or_default();
     let hardware = inv.hardware.clone().unwrap_or_default();
+    let known = |value: bool| value.then_some(());
     let facts = parse::ReadinessFacts {
-        tpm_version: firmware.tpm_version,
-        uefi: firmware.boot_mode == "uefi",
-        // Secure Boot capable: UEFI firmware reports the state at all.
-        secure_boot_capable: firmware.boot_mode == "uefi"
-            && firmware.secure_boot != Tristate::Unknown as i32,
+        tpm_version: known(!errors.failed("tpm")).map(|()| firmware.tpm_version.clone()),
+        uefi: known(!firmware.boot_mode.is_empty()).map(|()| firmware.boot_mode == "uefi"),
+        secure_boot_capable: match firmware.secure_boot_capable() {
+            Tristate::Yes => Some(true),
+            Tristate::No => Some(false),
+            Tristate::Unknown => None,
+        },
         cpu_name: hardware.cpu_model,
         memory_bytes: hardware.memory_total_bytes,
         system_disk_bytes: inv
@@ -482,10 +502,7 @@ fn readiness_log(inv: &Inventory) {
             .find(|f| f.mount_point.to_ascii_uppercase().starts_with("C:"))
             .map_or(0, |f| f.total_bytes),
     };
-    let blockers = parse::windows11_blockers(&facts);
-    tracing::info!(
-        ready = blockers.is_empty(),
-        ?blockers,
-        "Windows 11 readiness"
-    );
+    let readiness = parse::windows11_readiness(&facts);
+    tracing::debug!(ready = ?readiness.ready(), blockers = ?readiness.blockers, "Windows 11 readiness");
+    readiness
 }

@@ -4,7 +4,7 @@
 //! the registry and WMI is `collect.rs`, Windows only.
 
 use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone, Utc};
-use schoolfleet_proto::v1::{DiskMedia, SoftwarePackage, Tristate};
+use schoolfleet_proto::v1::{DiskMedia, SoftwarePackage, Tristate, Windows11Readiness};
 use serde::Deserialize;
 
 /// One subkey of `...\CurrentVersion\Uninstall`, with the values that
@@ -72,6 +72,12 @@ pub fn software(entries: &[UninstallEntry]) -> Vec<SoftwarePackage> {
             },
             architecture: if e.wow64 { "x86".into() } else { "x64".into() },
             publisher: e.publisher.clone().unwrap_or_default().trim().to_owned(),
+            install_date: e
+                .install_date
+                .as_deref()
+                .and_then(install_date)
+                .map(|d| d.format("%Y-%m-%d").to_string())
+                .unwrap_or_default(),
         })
         .collect();
     packages.sort_by(|a, b| {
@@ -226,12 +232,14 @@ pub fn membership(part_of_domain: bool, domain: &str, workgroup: &str) -> Member
     }
 }
 
-/// What the Windows 11 upgrade check needs to know.
+/// What the Windows 11 upgrade check needs to know. `None` (or 0, or an
+/// empty CPU name) is a fact the collectors could not read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReadinessFacts {
-    pub tpm_version: String,
-    pub uefi: bool,
-    pub secure_boot_capable: bool,
+    /// `Some("")`: WMI answered and there is no TPM.
+    pub tpm_version: Option<String>,
+    pub uefi: Option<bool>,
+    pub secure_boot_capable: Option<bool>,
     pub cpu_name: String,
     pub memory_bytes: u64,
     pub system_disk_bytes: u64,
@@ -240,39 +248,74 @@ pub struct ReadinessFacts {
 /// Microsoft's minimum: TPM 2.0, UEFI with Secure Boot capability, a
 /// supported CPU (Intel Core 8th generation or newer, AMD Ryzen 2000 or
 /// newer: the lists are long; this is the rule of thumb that the counties'
-/// procurement uses), 4 GiB RAM and 64 GB storage. Returns every reason it
-/// is not ready; empty means ready.
-pub fn windows11_blockers(facts: &ReadinessFacts) -> Vec<String> {
-    let mut reasons = Vec::new();
-    let tpm_major: u32 = facts
-        .tpm_version
+/// procurement uses), 4 GiB RAM and 64 GB storage. Every part is YES, NO
+/// or UNKNOWN (not read); `blockers` names every NO in German; `ready` is
+/// YES only when every part is.
+pub fn windows11_readiness(facts: &ReadinessFacts) -> Windows11Readiness {
+    let mut blockers = Vec::new();
+    let mut part = |known: bool, ok: bool, blocker: &dyn Fn() -> String| -> Tristate {
+        match (known, ok) {
+            (false, _) => Tristate::Unknown,
+            (true, true) => Tristate::Yes,
+            (true, false) => {
+                blockers.push(blocker());
+                Tristate::No
+            }
+        }
+    };
+    let tpm = facts.tpm_version.as_deref().unwrap_or_default();
+    let tpm_major: u32 = tpm
         .split('.')
         .next()
         .and_then(|m| m.parse().ok())
         .unwrap_or(0);
-    if tpm_major < 2 {
-        reasons.push(if facts.tpm_version.is_empty() {
+    let tpm_2 = part(facts.tpm_version.is_some(), tpm_major >= 2, &|| {
+        if tpm.is_empty() {
             "kein TPM".to_owned()
         } else {
-            format!("TPM {} statt 2.0", facts.tpm_version)
-        });
+            format!("TPM {tpm} statt 2.0")
+        }
+    });
+    let secure_boot_capable = match facts.uefi {
+        Some(false) => part(true, false, &|| "kein UEFI (BIOS-Modus)".to_owned()),
+        _ => part(
+            facts.uefi.is_some() && facts.secure_boot_capable.is_some(),
+            facts.secure_boot_capable == Some(true),
+            &|| "Secure Boot nicht möglich".to_owned(),
+        ),
+    };
+    let cpu = facts.cpu_name.trim();
+    let cpu_supported = part(!cpu.is_empty(), cpu_supported(cpu), &|| {
+        format!("CPU nicht unterstützt: {cpu}")
+    });
+    // A little slack: firmware reserves some of 4 GiB.
+    let memory = part(
+        facts.memory_bytes > 0,
+        facts.memory_bytes >= 4 * 1024 * 1024 * 1024 - 64 * 1024 * 1024,
+        &|| "weniger als 4 GB Arbeitsspeicher".to_owned(),
+    );
+    let storage = part(
+        facts.system_disk_bytes > 0,
+        facts.system_disk_bytes >= 64_000_000_000,
+        &|| "weniger als 64 GB Speicher".to_owned(),
+    );
+    let parts = [tpm_2, secure_boot_capable, cpu_supported, memory, storage];
+    let ready = if parts.contains(&Tristate::No) {
+        Tristate::No
+    } else if parts.iter().all(|p| *p == Tristate::Yes) {
+        Tristate::Yes
+    } else {
+        Tristate::Unknown
+    };
+    Windows11Readiness {
+        ready: ready.into(),
+        tpm_2: tpm_2.into(),
+        secure_boot_capable: secure_boot_capable.into(),
+        cpu_supported: cpu_supported.into(),
+        memory: memory.into(),
+        storage: storage.into(),
+        blockers,
     }
-    if !facts.uefi {
-        reasons.push("kein UEFI (BIOS-Modus)".to_owned());
-    } else if !facts.secure_boot_capable {
-        reasons.push("Secure Boot nicht möglich".to_owned());
-    }
-    if !cpu_supported(&facts.cpu_name) {
-        reasons.push(format!("CPU nicht unterstützt: {}", facts.cpu_name.trim()));
-    }
-    if facts.memory_bytes < 4 * 1024 * 1024 * 1024 - 64 * 1024 * 1024 {
-        // A little slack: firmware reserves some of 4 GiB.
-        reasons.push("weniger als 4 GB Arbeitsspeicher".to_owned());
-    }
-    if facts.system_disk_bytes < 64_000_000_000 {
-        reasons.push("weniger als 64 GB Speicher".to_owned());
-    }
-    reasons
 }
 
 /// Intel Core iN-8xxx and newer (also "Core Ultra", 1xth gen), AMD Ryzen
@@ -389,6 +432,10 @@ mod tests {
         assert_eq!(geogebra.source, "msi");
         // Umlauts survive untouched.
         assert_eq!(packages[5].publisher, "Kreisverwaltung Kusel");
+        // Install dates as ISO dates; one that is not yyyymmdd is left out.
+        assert_eq!(firefox.install_date, "2023-10-15");
+        assert_eq!(geogebra.install_date, "2023-09-01");
+        assert_eq!(packages[5].install_date, "");
     }
 
     #[test]
@@ -522,24 +569,44 @@ mod tests {
     #[test]
     fn windows11_readiness_names_every_blocker() {
         let ready = ReadinessFacts {
-            tpm_version: "2.0".into(),
-            uefi: true,
-            secure_boot_capable: true,
+            tpm_version: Some("2.0".into()),
+            uefi: Some(true),
+            secure_boot_capable: Some(true),
             cpu_name: "Intel(R) Core(TM) i5-8250U CPU @ 1.60GHz".into(),
             memory_bytes: 8 << 30,
             system_disk_bytes: 256_000_000_000,
         };
-        assert!(windows11_blockers(&ready).is_empty());
+        let r = windows11_readiness(&ready);
+        assert_eq!(r.ready(), Tristate::Yes);
+        assert!(r.blockers.is_empty());
         let old = ReadinessFacts {
-            tpm_version: "1.2".into(),
-            uefi: false,
-            secure_boot_capable: false,
+            tpm_version: Some("1.2".into()),
+            uefi: Some(false),
+            secure_boot_capable: Some(false),
             cpu_name: "Intel(R) Core(TM) i5-7500 CPU @ 3.40GHz".into(),
             memory_bytes: 4 << 30,
             system_disk_bytes: 500_000_000_000,
         };
+        let r = windows11_readiness(&old);
+        assert_eq!(r.ready(), Tristate::No);
         assert_eq!(
-            windows11_blockers(&old),
+            (
+                r.tpm_2(),
+                r.secure_boot_capable(),
+                r.cpu_supported(),
+                r.memory(),
+                r.storage()
+            ),
+            (
+                Tristate::No,
+                Tristate::No,
+                Tristate::No,
+                Tristate::Yes,
+                Tristate::Yes
+            )
+        );
+        assert_eq!(
+            r.blockers,
             [
                 "TPM 1.2 statt 2.0",
                 "kein UEFI (BIOS-Modus)",
@@ -547,14 +614,59 @@ mod tests {
             ]
         );
         let no_tpm = ReadinessFacts {
-            tpm_version: String::new(),
+            tpm_version: Some(String::new()),
             memory_bytes: 2 << 30,
             ..ready.clone()
         };
         assert_eq!(
-            windows11_blockers(&no_tpm),
+            windows11_readiness(&no_tpm).blockers,
             ["kein TPM", "weniger als 4 GB Arbeitsspeicher"]
         );
+        let uefi_without_secure_boot = ReadinessFacts {
+            secure_boot_capable: Some(false),
+            ..ready.clone()
+        };
+        assert_eq!(
+            windows11_readiness(&uefi_without_secure_boot).blockers,
+            ["Secure Boot nicht möglich"]
+        );
+    }
+
+    #[test]
+    fn windows11_readiness_is_unknown_when_facts_are_missing() {
+        // Under Wine (and with WMI broken) the TPM cannot be read: that is
+        // not a "no", and certainly not a "yes".
+        let facts = ReadinessFacts {
+            tpm_version: None,
+            uefi: None,
+            secure_boot_capable: None,
+            cpu_name: "Intel(R) Core(TM) i5-8250U CPU @ 1.60GHz".into(),
+            memory_bytes: 8 << 30,
+            system_disk_bytes: 0,
+        };
+        let r = windows11_readiness(&facts);
+        assert_eq!(r.ready(), Tristate::Unknown);
+        assert_eq!(
+            (
+                r.tpm_2(),
+                r.secure_boot_capable(),
+                r.cpu_supported(),
+                r.storage()
+            ),
+            (
+                Tristate::Unknown,
+                Tristate::Unknown,
+                Tristate::Yes,
+                Tristate::Unknown
+            )
+        );
+        assert!(r.blockers.is_empty());
+        // One definite blocker makes it "no" even with others unknown.
+        let old_cpu = ReadinessFacts {
+            cpu_name: "Intel(R) Core(TM) i3-6100 CPU @ 3.70GHz".into(),
+            ..facts
+        };
+        assert_eq!(windows11_readiness(&old_cpu).ready(), Tristate::No);
     }
 
     #[test]

@@ -17,6 +17,8 @@ mod desktop;
 #[cfg(windows)]
 #[path = "desktop_windows.rs"]
 mod desktop;
+#[cfg_attr(not(windows), allow(dead_code))] // the Windows box; tested everywhere
+mod message;
 
 pub use command::CommandProvider;
 pub use desktop::{DesktopProvider, GraphicalSession};
@@ -187,7 +189,6 @@ pub(crate) async fn run_bounded(
 }
 
 /// Untrusted text for a dialog: no control characters, bounded length.
-#[cfg_attr(windows, allow(dead_code))] // for the Windows dialog to come
 pub(crate) fn plain(text: &str, max_chars: usize) -> String {
     text.chars()
         .filter(|c| !schoolfleet_proto::text::is_dangerous_char(*c) || *c == '\n')
@@ -196,7 +197,6 @@ pub(crate) fn plain(text: &str, max_chars: usize) -> String {
 }
 
 /// The capability in German, for dialogs.
-#[cfg_attr(windows, allow(dead_code))]
 pub(crate) fn kind_german(kind: &str) -> &'static str {
     match kind {
         "shell" => "eine Kommandozeile (Shell) öffnen",

@@ -1,0 +1,248 @@
+//! One error for every transport. The service layer returns [`AppError`];
+//! the gRPC adapters turn it into a `tonic::Status` and the web into an
+//! HTTP status, both through [`ErrorKind::codes`], the one table.
+//!
+//! Messages are for the caller: never database details (those are logged
+//! where the error is made, see `From<StorageError>`), and untrusted ids
+//! only through `schoolfleet_proto::text::echo`.
+
+use std::time::Duration;
+
+use http::StatusCode;
+use tonic::Code;
+
+use crate::auth::AuthError;
+use crate::storage::StorageError;
+
+/// What went wrong, independent of the transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// Absent, or invisible to the caller (the two are the same answer so
+    /// that existence does not leak).
+    NotFound,
+    /// Visible, but the caller lacks the permission.
+    Denied,
+    /// No valid credentials.
+    Unauthenticated,
+    /// The request itself is malformed.
+    Invalid,
+    /// The object already exists.
+    Conflict,
+    /// A concurrent change won (edit again on the fresh state).
+    Aborted,
+    /// The request is fine but the state does not allow it now.
+    FailedPrecondition,
+    /// A limit is reached; may come with a time to wait.
+    ResourceExhausted,
+    /// A dependency (the store, the device) cannot be reached; retry.
+    Unavailable,
+    /// A bug or corrupt data.
+    Internal,
+}
+
+impl ErrorKind {
+    /// Every kind, for tests of the table.
+    pub const ALL: [ErrorKind; 10] = [
+        ErrorKind::NotFound,
+        ErrorKind::Denied,
+        ErrorKind::Unauthenticated,
+        ErrorKind::Invalid,
+        ErrorKind::Conflict,
+        ErrorKind::Aborted,
+        ErrorKind::FailedPrecondition,
+        ErrorKind::ResourceExhausted,
+        ErrorKind::Unavailable,
+        ErrorKind::Internal,
+    ];
+
+    /// THE table: the gRPC code and the HTTP status of each kind.
+    pub const fn codes(self) -> (Code, StatusCode) {
+        match self {
+            ErrorKind::NotFound => (Code::NotFound, StatusCode::NOT_FOUND),
+            ErrorKind::Denied => (Code::PermissionDenied, StatusCode::FORBIDDEN),
+            ErrorKind::Unauthenticated => (Code::Unauthenticated, StatusCode::UNAUTHORIZED),
+            ErrorKind::Invalid => (Code::InvalidArgument, StatusCode::BAD_REQUEST),
+            ErrorKind::Conflict => (Code::AlreadyExists, StatusCode::CONFLICT),
+            ErrorKind::Aborted => (Code::Aborted, StatusCode::CONFLICT),
+            ErrorKind::FailedPrecondition => {
+                (Code::FailedPrecondition, StatusCode::UNPROCESSABLE_ENTITY)
+            }
+            ErrorKind::ResourceExhausted => {
+                (Code::ResourceExhausted, StatusCode::TOO_MANY_REQUESTS)
+            }
+            ErrorKind::Unavailable => (Code::Unavailable, StatusCode::SERVICE_UNAVAILABLE),
+            ErrorKind::Internal => (Code::Internal, StatusCode::INTERNAL_SERVER_ERROR),
+        }
+    }
+
+    pub const fn grpc_code(self) -> Code {
+        self.codes().0
+    }
+
+    pub const fn http_status(self) -> StatusCode {
+        self.codes().1
+    }
+}
+
+/// An error of the service layer: a kind, a message for the caller, and
+/// for RESOURCE_EXHAUSTED optionally when to retry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct AppError {
+    kind: ErrorKind,
+    message: String,
+    retry_after: Option<Duration>,
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+impl AppError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        AppError {
+            kind,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+    pub fn denied(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Denied, message)
+    }
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unauthenticated, message)
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Invalid, message)
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Conflict, message)
+    }
+    pub fn aborted(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Aborted, message)
+    }
+    pub fn failed_precondition(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::FailedPrecondition, message)
+    }
+    pub fn exhausted(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::ResourceExhausted, message)
+    }
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unavailable, message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+
+    /// The time to wait before retrying (sent as `retry-after`).
+    pub fn with_retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+    pub fn http_status(&self) -> StatusCode {
+        self.kind.http_status()
+    }
+}
+
+/// Storage errors: NOT_FOUND and conflicts keep their text; database
+/// details are logged, not sent (they may name tables or values).
+impl From<StorageError> for AppError {
+    fn from(err: StorageError) -> Self {
+        match err {
+            StorageError::NotFound(what) => AppError::not_found(format!("{what} not found")),
+            StorageError::Conflict(what) => AppError::conflict(format!("{what} already exists")),
+            StorageError::TokenUnusable(why) => AppError::denied(why),
+            other => {
+                tracing::error!(error = %other, "storage failure");
+                AppError::unavailable("storage unavailable; see the server log")
+            }
+        }
+    }
+}
+
+impl From<AuthError> for AppError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::Storage(e) => e.into(),
+            other => AppError::unauthenticated(other.to_string()),
+        }
+    }
+}
+
+impl From<AppError> for tonic::Status {
+    fn from(err: AppError) -> Self {
+        let code = err.kind.grpc_code();
+        match err.retry_after {
+            Some(after) => {
+                let seconds = after.as_secs_f64().ceil().max(1.0) as u64;
+                let mut metadata = tonic::metadata::MetadataMap::new();
+                if let Ok(value) = seconds.to_string().parse() {
+                    metadata.insert("retry-after", value);
+                }
+                tonic::Status::with_metadata(code, err.message, metadata)
+            }
+            None => tonic::Status::new(code, err.message),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table is total and one-to-one on the gRPC side, so a status
+    /// maps back to the kind it came from.
+    #[test]
+    fn every_kind_has_its_own_grpc_code() {
+        let mut seen = std::collections::HashSet::new();
+        for kind in ErrorKind::ALL {
+            assert!(seen.insert(kind.grpc_code()), "{kind:?} shares a code");
+            let http = kind.http_status();
+            assert!(http.is_client_error() || http.is_server_error(), "{kind:?}");
+        }
+        assert_eq!(ErrorKind::NotFound.http_status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            ErrorKind::Unavailable.grpc_code(),
+            Code::Unavailable,
+            "clients retry on UNAVAILABLE"
+        );
+    }
+
+    #[test]
+    fn statuses_keep_kind_message_and_retry_hint() {
+        let status: tonic::Status = AppError::exhausted("too many; try again in 2 s")
+            .with_retry_after(Duration::from_millis(1500))
+            .into();
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert_eq!(status.message(), "too many; try again in 2 s");
+        assert_eq!(status.metadata().get("retry-after").unwrap(), "2");
+        let status: tonic::Status = AppError::denied("no").into();
+        assert_eq!(status.code(), Code::PermissionDenied);
+        assert!(status.metadata().get("retry-after").is_none());
+    }
+
+    /// Database details never reach the caller.
+    #[test]
+    fn storage_errors_hide_details() {
+        let err = AppError::from(StorageError::Corrupt("table secrets row 7".into()));
+        assert_eq!(err.kind(), ErrorKind::Unavailable);
+        assert!(!err.message().contains("secrets"));
+        let err = AppError::from(StorageError::NotFound("school \"x\"".into()));
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        assert_eq!(err.message(), "school \"x\" not found");
+        let err = AppError::from(AuthError::Expired);
+        assert_eq!(err.kind(), ErrorKind::Unauthenticated);
+    }
+}

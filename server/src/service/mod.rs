@@ -1,0 +1,13 @@
+//! The service layer: what the server does, independent of the transport.
+//!
+//! Functions here take the authenticated [`Principal`](crate::auth::Principal)
+//! and typed arguments and return domain records or an [`AppError`]. The
+//! gRPC services in `api/` and the web portal are thin adapters over them:
+//! they parse their wire format, call one function, and map the result
+//! back (an `AppError` through the one table in [`error`]).
+
+pub mod access;
+pub mod error;
+pub mod input;
+
+pub use error::{AppError, AppResult, ErrorKind};
