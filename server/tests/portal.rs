@@ -465,6 +465,10 @@ async fn technician_queue_ticket_and_device_pages() {
     let coord = p.login("koord-kus").await;
     let proc = p.get("/beschaffung", &coord).await;
     assert!(proc.body.contains("kein TPM 2.0"), "{}", proc.body);
+    assert!(
+        proc.body.contains("CPU nicht unterstützt"),
+        "the agent's own check"
+    );
     // The trend chart is an SVG drawn on the server.
     let svg = p.get("/konformitaet/trend.svg?county=kus", &coord).await;
     assert_eq!(svg.header("content-type"), Some("image/svg+xml"));

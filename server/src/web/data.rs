@@ -1,19 +1,22 @@
 //! The portal's data access, in one place. Each function takes the
-//! caller's `Principal` and does exactly the checks the gRPC handlers do
-//! (through `Principal::can`/`filter`, `AppState::visible_device` and
-//! `TicketApi::visible_ticket`), so it moves onto the service layer
-//! (`service/`) without a change of meaning. Nothing here decides
-//! permissions by role names: only by `Permission`s on tenants.
+//! caller's `Principal` and does exactly the checks the gRPC handlers do:
+//! objects are found through the service layer's access module
+//! (`service::access::visible_device`/`visible_ticket`), lists through
+//! `Principal::filter`, single tenants through `Principal::can`. Nothing
+//! here decides permissions by role names: only by `Permission`s on
+//! tenants. As domain functions land in `service/`, these become calls to
+//! them.
 
 use std::collections::BTreeMap;
 
 use prost::Message;
 
 use super::PageError;
-use crate::api::AppState;
-use crate::api::tickets::{multiline_text, ticket_tenant};
 use crate::auth::{Permission, Principal, TenantRef};
 use crate::compliance::Current;
+use crate::service::access::{self, ticket_tenant};
+use crate::service::input::multiline_text;
+use crate::state::AppState;
 use crate::storage::{
     self, DeviceQuery, DeviceRecord, KbArticle, NewTicket, SessionQuery, SessionRecord,
     TicketChange, TicketQuery, TicketRecord, TimelineEntry, now_millis, parse_ticket_key,
@@ -511,10 +514,13 @@ impl<'a> Data<'a> {
             let covers = if covers && !w.devices.is_empty() {
                 let mut any = false;
                 for name in w.devices {
-                    if let Ok(d) = self
-                        .app
-                        .visible_device(self.principal, name, Permission::DeviceRead)
-                        .await
+                    if let Ok(d) = access::visible_device(
+                        self.app,
+                        self.principal,
+                        name,
+                        Permission::DeviceRead,
+                    )
+                    .await
                         && county.is_none_or(|c| c == d.county_id)
                         && school.is_none_or(|s| s == d.school_id)
                     {
@@ -575,10 +581,7 @@ impl<'a> Data<'a> {
     }
 
     pub async fn device(&self, key: &str) -> Result<DeviceRecord, PageError> {
-        Ok(self
-            .app
-            .visible_device(self.principal, key, Permission::DeviceRead)
-            .await?)
+        Ok(access::visible_device(self.app, self.principal, key, Permission::DeviceRead).await?)
     }
 
     pub async fn inventory(
@@ -625,9 +628,8 @@ impl<'a> Data<'a> {
     }
 
     pub async fn ticket(&self, key: &str) -> Result<(TicketRecord, Vec<TimelineEntry>), PageError> {
-        let ticket = crate::api::TicketApi(self.app.clone())
-            .visible_ticket(self.principal, key, Permission::TicketRead)
-            .await?;
+        let ticket =
+            access::visible_ticket(self.app, self.principal, key, Permission::TicketRead).await?;
         let timeline = self.app.store.ticket_timeline(&ticket.id).await?;
         Ok((ticket, timeline))
     }
@@ -651,9 +653,8 @@ impl<'a> Data<'a> {
     }
 
     pub async fn comment_ticket(&self, key: &str, text: &str) -> Result<TicketRecord, PageError> {
-        let ticket = crate::api::TicketApi(self.app.clone())
-            .visible_ticket(self.principal, key, Permission::TicketWork)
-            .await?;
+        let ticket =
+            access::visible_ticket(self.app, self.principal, key, Permission::TicketWork).await?;
         self.comment(&ticket, text).await?;
         Ok(ticket)
     }

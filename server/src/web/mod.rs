@@ -35,7 +35,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::AppState;
+use crate::state::AppState;
 
 /// What every handler gets: the server's state and the identity provider.
 #[derive(Clone)]
@@ -254,25 +254,32 @@ pub enum PageError {
     Unavailable,
 }
 
-impl From<tonic::Status> for PageError {
-    fn from(status: tonic::Status) -> Self {
-        use tonic::Code;
-        match status.code() {
-            Code::NotFound => PageError::NotFound,
-            Code::PermissionDenied => PageError::Denied,
-            Code::InvalidArgument | Code::FailedPrecondition => {
-                PageError::Invalid(status.message().to_owned())
+/// The service layer's error, shown as a page. Its kinds map to HTTP
+/// statuses through the one table (`ErrorKind::codes`); the page picks the
+/// German sentence.
+impl From<crate::service::AppError> for PageError {
+    fn from(err: crate::service::AppError) -> Self {
+        use crate::service::ErrorKind;
+        match err.kind() {
+            ErrorKind::NotFound => PageError::NotFound,
+            ErrorKind::Denied => PageError::Denied,
+            ErrorKind::Invalid | ErrorKind::FailedPrecondition | ErrorKind::Conflict => {
+                PageError::Invalid(err.message().to_owned())
             }
-            Code::Unauthenticated => PageError::Login,
-            Code::ResourceExhausted => PageError::TooMany(60),
-            _ => PageError::Unavailable,
+            ErrorKind::Unauthenticated => PageError::Login,
+            ErrorKind::ResourceExhausted => {
+                PageError::TooMany(err.retry_after().map_or(60, |d| d.as_secs().max(1)))
+            }
+            ErrorKind::Aborted | ErrorKind::Unavailable | ErrorKind::Internal => {
+                PageError::Unavailable
+            }
         }
     }
 }
 
 impl From<crate::storage::StorageError> for PageError {
     fn from(err: crate::storage::StorageError) -> Self {
-        crate::api::storage_status(err).into()
+        crate::service::AppError::from(err).into()
     }
 }
 

@@ -1109,29 +1109,41 @@ pub async fn quarterly_csv(
 
 // --- procurement ---
 
-/// Windows 11 readiness from the inventory: TPM 2.0, UEFI with Secure
-/// Boot. `None`: not a Windows device or not enough data.
-fn win11_blockers(inv: &schoolfleet_proto::v1::Inventory) -> Option<Vec<&'static str>> {
+/// Windows 11 readiness of a device: `Some(empty)` ready, `Some(reasons)`
+/// not ready, `None` unknown or not Windows. The agent's own check
+/// (`Inventory.windows11`, with the CPU list) wins; for agents that do not
+/// send it, TPM, UEFI, Secure Boot and memory from the inventory can only
+/// prove a device NOT ready (the CPU is not judged here, so nothing is
+/// promised).
+fn win11_blockers(inv: &schoolfleet_proto::v1::Inventory) -> Option<Vec<String>> {
     use schoolfleet_proto::v1::Tristate;
     let os = inv.os.as_ref()?;
     if os.family != "windows" {
         return None;
     }
+    if let Some(w) = &inv.windows11 {
+        return match w.ready() {
+            Tristate::Yes => Some(Vec::new()),
+            Tristate::No if !w.blockers.is_empty() => Some(w.blockers.clone()),
+            Tristate::No => Some(vec!["nicht erfüllt (ohne Angabe)".into()]),
+            Tristate::Unknown => None,
+        };
+    }
     let fw = inv.firmware.as_ref()?;
     let mut blockers = Vec::new();
     if !fw.tpm_present || !fw.tpm_version.starts_with('2') {
-        blockers.push("kein TPM 2.0");
+        blockers.push("kein TPM 2.0".to_owned());
     }
     if fw.boot_mode != "uefi" {
-        blockers.push("kein UEFI");
-    } else if fw.secure_boot() != Tristate::Yes {
-        blockers.push("Secure Boot aus/unbekannt");
+        blockers.push("kein UEFI".to_owned());
+    } else if fw.secure_boot_capable() == Tristate::No {
+        blockers.push("Secure Boot nicht möglich".to_owned());
     }
     let memory = inv.hardware.as_ref().map_or(0, |h| h.memory_total_bytes);
     if memory < 4 * 1024 * 1024 * 1024 - 64 * 1024 * 1024 {
-        blockers.push("unter 4 GB RAM");
+        blockers.push("unter 4 GB RAM".to_owned());
     }
-    Some(blockers)
+    (!blockers.is_empty()).then_some(blockers)
 }
 
 pub async fn procurement(
@@ -1151,7 +1163,7 @@ pub async fn procurement(
     let mut models: BTreeMap<(String, String), (i64, i64)> = BTreeMap::new();
     // school -> (devices, win ready, win not ready, not windows/unknown)
     let mut schools: BTreeMap<String, (i64, i64, i64, i64)> = BTreeMap::new();
-    let mut blocked: Vec<(storage::DeviceRecord, Vec<&'static str>, String)> = Vec::new();
+    let mut blocked: Vec<(storage::DeviceRecord, Vec<String>, String)> = Vec::new();
     for dev in &devices {
         let inv = d.inventory(dev).await?;
         let age_days = (now - dev.enrolled_at).max(0) / 86_400_000;
@@ -1213,7 +1225,7 @@ pub async fn procurement(
         @if !blocked.is_empty() {
             h2 { "Nicht Windows-11-fähig" }
             table {
-                thead { tr { th { "Gerät" } th { "Schule" } th { "Gründe" } th { "CPU (bitte prüfen)" } } }
+                thead { tr { th { "Gerät" } th { "Schule" } th { "Gründe" } th { "CPU" } } }
                 tbody { @for (dev, reasons, cpu) in &blocked { tr { td { a href={ "/geraete/" (dev.id) } { (dev.hostname) } } td { (dev.school_id) } td { (reasons.join(", ")) } td { (cpu) } } } }
             }
         }
@@ -1385,7 +1397,7 @@ pub async fn ticket(State(state): State<WebState>, s: Session, Path(key): Path<S
     let names = d.user_names().await?;
     let may_work = s.principal.can(
         Permission::TicketWork,
-        &crate::api::tickets::ticket_tenant(&ticket),
+        &crate::service::access::ticket_tenant(&ticket),
     );
     let body = html! {
         dl class="facts" {

@@ -134,13 +134,39 @@ impl Portal {
         for (county, school) in [("kus", "kus012"), ("kl", "kl001")] {
             self.server.create_school(county, school).await;
         }
-        for (county, school, host, gib, tpm) in [
-            ("kus", "kus012", "kus012-r204-pc01", 4u64, "1.2"),
-            ("kus", "kus012", "kus012-r204-pc02", 4, "2.0"),
-            ("kus", "kus012", "kus012-r105-pc01", 16, "2.0"),
-            ("kl", "kl001", "kl001-r204-pc01", 4, "2.0"),
+        // The Windows 11 check: the agent's own (`Some`), or none sent.
+        let not_ready = Windows11Readiness {
+            ready: Tristate::No as i32,
+            blockers: vec!["CPU nicht unterstützt: Intel(R) Core(TM) i5-7500".into()],
+            ..Default::default()
+        };
+        let ready = Windows11Readiness {
+            ready: Tristate::Yes as i32,
+            ..Default::default()
+        };
+        for (county, school, host, gib, tpm, windows11) in [
+            ("kus", "kus012", "kus012-r204-pc01", 4u64, "1.2", None),
+            (
+                "kus",
+                "kus012",
+                "kus012-r204-pc02",
+                4,
+                "2.0",
+                Some(not_ready.clone()),
+            ),
+            (
+                "kus",
+                "kus012",
+                "kus012-r105-pc01",
+                16,
+                "2.0",
+                Some(ready.clone()),
+            ),
+            ("kl", "kl001", "kl001-r204-pc01", 4, "2.0", Some(ready)),
         ] {
-            let id = self.add_device(county, school, host, gib, tpm).await;
+            let id = self
+                .add_device(county, school, host, gib, tpm, windows11)
+                .await;
             self.devices.insert(host.to_owned(), id);
         }
         self.admin
@@ -225,6 +251,7 @@ impl Portal {
         host: &str,
         gib: u64,
         tpm: &str,
+        windows11: Option<Windows11Readiness>,
     ) -> String {
         let mut admin = self.server.client(&self.server.bootstrap_token).await;
         let token = admin
@@ -277,7 +304,9 @@ impl Portal {
                 secure_boot: Tristate::Yes as i32,
                 tpm_present: true,
                 tpm_version: tpm.into(),
+                secure_boot_capable: Tristate::Yes as i32,
             }),
+            windows11,
             ..Default::default()
         };
         store
