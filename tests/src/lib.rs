@@ -5,8 +5,8 @@
 //! because each binary crate has integration tests of its own. Every child
 //! is killed on drop, so a failing test leaves no process behind.
 
-use std::io::Read;
-use std::net::{Shutdown, TcpListener};
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -606,4 +606,24 @@ pub fn echo_server() -> u16 {
         }
     });
     port
+}
+
+/// Sends `payload` through the TCP port `port` (a forward to an
+/// [`echo_server`]), half-closes, and returns all that came back.
+pub fn echo_roundtrip(port: u16, payload: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let sent = payload.to_vec();
+    let sender = std::thread::spawn(move || {
+        writer.write_all(&sent).unwrap();
+        // Half-close: the echo server answers with EOF after it.
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut received = Vec::new();
+    stream.read_to_end(&mut received).unwrap();
+    sender.join().unwrap();
+    received
 }

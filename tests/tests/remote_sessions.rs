@@ -5,7 +5,6 @@
 //! when either end is killed mid-session.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -437,20 +436,7 @@ fn forward_carries_50_concurrent_connections_byte_exact() {
         .map(|n| {
             std::thread::spawn(move || {
                 let payload = pattern(BYTES, n as u64 + 1);
-                let mut stream = TcpStream::connect(("127.0.0.1", local)).unwrap();
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(60)))
-                    .unwrap();
-                let mut writer = stream.try_clone().unwrap();
-                let sent = payload.clone();
-                let sender = std::thread::spawn(move || {
-                    writer.write_all(&sent).unwrap();
-                    // Half-close: the echo server answers with EOF after it.
-                    writer.shutdown(Shutdown::Write).unwrap();
-                });
-                let mut received = Vec::new();
-                stream.read_to_end(&mut received).unwrap();
-                sender.join().unwrap();
+                let received = echo_roundtrip(local, &payload);
                 assert_eq!(received.len(), payload.len(), "connection {n} length");
                 assert!(received == payload, "connection {n} bytes differ");
             })

@@ -7,8 +7,7 @@
 //! Needs `SCHOOLFLEET_TEST_DATABASE_URL` (CI sets it; a missing server in CI
 //! is a failure). The test creates its own database and drops it.
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -283,19 +282,7 @@ fn sessions_start_through_the_replica_that_does_not_hold_the_agent() {
     wait_for_output(&messages, "Forwarding", "the forward to listen");
     for n in 0..2u8 {
         let payload = vec![b'a' + n; 100_000];
-        let mut stream = TcpStream::connect(("127.0.0.1", local_port)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let mut writer = stream.try_clone().unwrap();
-        let sent = payload.clone();
-        let sender = std::thread::spawn(move || {
-            writer.write_all(&sent).unwrap();
-            writer.shutdown(Shutdown::Write).unwrap();
-        });
-        let mut received = Vec::new();
-        stream.read_to_end(&mut received).unwrap();
-        sender.join().unwrap();
+        let received = echo_roundtrip(local_port, &payload);
         assert!(received == payload, "forwarded connection {n} differs");
     }
     let _ = forward.kill();
