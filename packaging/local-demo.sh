@@ -8,6 +8,7 @@
 #
 # Settings (environment):
 #   SCHOOLFLEET_DEMO_PORT   the server's port (default 7443)
+#   SCHOOLFLEET_DEMO_PORTAL_PORT  the web portal's port (default 8443)
 #   SCHOOLFLEET_DEMO_DIR    where data and logs go (default .demo in the checkout)
 #   SCHOOLFLEET_DEMO_BIN    a directory with already built binaries (skips the build)
 set -euo pipefail
@@ -16,6 +17,8 @@ root=$PWD
 demo=${SCHOOLFLEET_DEMO_DIR:-$root/.demo}
 port=${SCHOOLFLEET_DEMO_PORT:-7443}
 url=https://127.0.0.1:$port
+portal_port=${SCHOOLFLEET_DEMO_PORTAL_PORT:-8443}
+portal_url=https://127.0.0.1:$portal_port/
 target=${CARGO_TARGET_DIR:-$root/target}
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
@@ -49,6 +52,7 @@ say "starting schoolfleet-server on $url (log: $demo/server.log)"
 # The demo on this one machine runs without the second factor that a real
 # installation requires for sessions ([sessions] require_mfa; see README).
 SCHOOLFLEET_AGENTS__HEARTBEAT_INTERVAL=15s SCHOOLFLEET_SESSIONS__REQUIRE_MFA='[]' \
+  SCHOOLFLEET_PORTAL__LISTEN="127.0.0.1:$portal_port" \
   "$bin/schoolfleet-server" run --listen "127.0.0.1:$port" --data-dir "$demo/server" \
   >"$demo/server.log" 2>&1 &
 server_pid=$!
@@ -75,9 +79,20 @@ fi
 pin=$(cat "$demo/server/ca.pin")
 sf() { "$bin/schoolfleet" "$@"; }
 
-if [ -f "$demo/server/bootstrap-admin.token" ]; then
-  say "logging the CLI in as the bootstrap admin"
-  sf login --server "$url" --ca-pin "$pin" --token "$(cat "$demo/server/bootstrap-admin.token")"
+# The bootstrap admin's token expires after a day: on the first run it
+# creates a personal admin whose own token (90 days, 0600) the CLI uses
+# from then on.
+if [ -f "$demo/admin.token" ]; then
+  sf login --server "$url" --ca-pin "$pin" --token "$(cat "$demo/admin.token")" >/dev/null
+elif [ -f "$demo/server/bootstrap-admin.token" ]; then
+  say "logging the CLI in as the bootstrap admin, then as a personal admin"
+  sf login --server "$url" --ca-pin "$pin" --token "$(cat "$demo/server/bootstrap-admin.token")" >/dev/null
+  sf user add demo-admin --role admin@cooperation >/dev/null
+  admin_token=$(sf -o json token create --user demo-admin --expires 90d \
+    | sed -n 's/.*"secret": *"\(sft_[^"]*\)".*/\1/p')
+  [ -n "$admin_token" ] || fail "could not create the demo's personal admin token"
+  (umask 077; printf '%s\n' "$admin_token" >"$demo/admin.token")
+  sf login --server "$url" --ca-pin "$pin" --token "$admin_token" >/dev/null
 fi
 
 if [ ! -f "$demo/agent/device.json" ]; then
@@ -89,6 +104,17 @@ if [ ! -f "$demo/agent/device.json" ]; then
   sf consent set --school demo001 --mode notify >/dev/null
   token=$(sf -o json enroll-token create --school demo001 --class schueler-pc --expires 1h --uses 1 \
     | sed -n 's/.*"secret": *"\(sfe_[^"]*\)".*/\1/p')
+  # Web portal logins on existing users: the admin, a county coordinator
+  # and a teacher of the demo school. Passwords are random, kept 0600.
+  say "creating portal users (passwords in $demo/portal-passwords.txt)"
+  sf user add koordination --county demo --role coordinator@county:demo >/dev/null
+  sf user add lehrerin --county demo --role teacher@school:demo001 >/dev/null
+  (umask 077; : >"$demo/portal-passwords.txt")
+  for user in admin koordination lehrerin; do
+    password=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
+    printf '%s\n' "$password" | sf user set-password "$user" >/dev/null
+    printf '%s %s\n' "$user" "$password" >>"$demo/portal-passwords.txt"
+  done
   say "enrolling this machine"
   "$bin/schoolfleet-agent" --state-dir "$demo/agent" enroll --server "$url" --token "$token"
 fi
@@ -123,6 +149,9 @@ schoolfleet is running ($where). In another terminal:
   schoolfleet shell $(hostname) --reason "Demo"
   schoolfleet sessions list
   schoolfleet audit verify
+
+Web portal: $portal_url (certificate of the demo's own CA: the browser warns)
+  logins (user password): $demo/portal-passwords.txt
 Press Ctrl-C to stop server and agent.
 INFO
 wait

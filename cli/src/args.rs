@@ -966,11 +966,13 @@ pub enum EnrollTokenCommand {
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
     /// Create a user with one or more role bindings
-    #[command(after_help = "Roles: admin, technician, coordinator, viewer.\n\
+    #[command(
+        after_help = "Roles: admin, technician, coordinator, viewer, teacher.\n\
         Each --role is ROLE@SCOPE, where SCOPE is `cooperation`, `county:<id>` or `school:<id>`.\n\n\
         Examples:\n  \
         schoolfleet user add m.mueller --county kus --role technician@county:kus --role viewer@county:kl\n  \
-        schoolfleet user add praktikant --county kus --role technician@school:kus012 --remote exec,cp")]
+        schoolfleet user add praktikant --county kus --role technician@school:kus012 --remote exec,cp"
+    )]
     Add {
         /// Login name, e.g. m.mueller
         name: String,
@@ -987,6 +989,17 @@ pub enum UserCommand {
     },
     /// List users
     List,
+    /// Set the web portal password of a user (yourself when omitted)
+    #[command(
+        after_help = "The password is read from standard input (one line), so it never \
+        appears in the shell history or the process list. At least 12 characters; the server \
+        stores it as an argon2id hash and ends the user's web sessions.\n\n\
+        Example:\n  printf '%s\\n' \"$PASSWORT\" | schoolfleet user set-password l.lehrerin"
+    )]
+    SetPassword {
+        /// User name or id; yourself when omitted
+        name: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -1147,6 +1160,8 @@ pub enum Role {
     /// The school's lead or data-protection contact, at school scope only.
     #[value(name = "schulleitung")]
     Schulleitung,
+    /// Reports problems in the web portal, nothing else.
+    Teacher,
 }
 
 impl Role {
@@ -1157,6 +1172,7 @@ impl Role {
             Role::Coordinator => "coordinator",
             Role::Viewer => "viewer",
             Role::Schulleitung => "schulleitung",
+            Role::Teacher => "teacher",
         }
     }
 }
@@ -1175,7 +1191,8 @@ pub fn role_binding(text: &str) -> Result<RoleBindingArg, String> {
         .ok_or_else(|| format!("expected ROLE@SCOPE, e.g. technician@county:kus, got {text:?}"))?;
     let role = Role::from_str(role, false).map_err(|_| {
         format!(
-            "unknown role {role:?}: expected admin, technician, coordinator, viewer or schulleitung"
+            "unknown role {role:?}: expected admin, technician, coordinator, viewer, schulleitung \
+             or teacher"
         )
     })?;
     let scope = scope.parse::<Scope>().map_err(|e| e.to_string())?;

@@ -22,6 +22,7 @@ pub struct Config {
     pub sessions: SessionsSection,
     pub audit: AuditSection,
     pub retention: RetentionSection,
+    pub portal: PortalSection,
 }
 
 /// How long personal data is kept (issue 12; docs/datenschutz.md has the
@@ -106,6 +107,37 @@ impl Default for RetentionSection {
             webhook_outbox: days(30),
             enrollment_tokens: days(90),
             api_tokens: days(365),
+        }
+    }
+}
+
+/// The web portal (coordinators, school leaders, teachers, technicians):
+/// its own HTTPS listener in the server process. Off unless `listen` is set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PortalSection {
+    /// Address of the portal's HTTPS listener, e.g. 0.0.0.0:8443.
+    pub listen: Option<SocketAddr>,
+    /// Certificate chain and key (PEM) of the portal, e.g. the county's.
+    /// Both empty: a certificate issued by the server's own CA (the demo).
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// A web session unused for this long ends (logged out).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A web session ends this long after the login in any case.
+    #[serde(with = "humantime_serde")]
+    pub max_session: Duration,
+}
+
+impl Default for PortalSection {
+    fn default() -> Self {
+        PortalSection {
+            listen: None,
+            cert_file: None,
+            key_file: None,
+            idle_timeout: Duration::from_secs(30 * 60),
+            max_session: Duration::from_secs(12 * 3600),
         }
     }
 }
@@ -897,6 +929,20 @@ webhook_outbox = "30days"
 # Enrolment and API tokens, counted from their expiry or revocation.
 enrollment_tokens = "90days"
 api_tokens = "365days"
+
+[portal]
+# The web portal: German pages for coordinators, school leaders, teachers
+# and technicians, on its own HTTPS port. Off unless listen is set.
+# listen = "0.0.0.0:8443"
+# The county's certificate chain and key (PEM). Both unset: a certificate
+# issued by the server's own CA (fine for the demo, not for browsers at
+# schools, which do not trust that CA).
+# cert_file = "/etc/schoolfleet/portal.crt"
+# key_file = "/etc/schoolfleet/portal.key"
+# A web session unused this long ends ...
+idle_timeout = "30m"
+# ... and every session ends this long after its login.
+max_session = "12h"
 "#;
 
 #[cfg(test)]

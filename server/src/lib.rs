@@ -24,6 +24,7 @@ pub mod sessions;
 pub mod state;
 pub mod storage;
 pub mod textdiff;
+pub mod web;
 /// Moved to `schoolfleet-standard`; re-exported so existing paths keep working.
 pub use schoolfleet_standard::version;
 pub mod webhooks;

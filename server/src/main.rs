@@ -83,6 +83,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let shutdown = CancellationToken::new();
+    if let Some(portal) = state.config.portal.listen {
+        let portal_listener = tokio::net::TcpListener::bind(portal)
+            .await
+            .with_context(|| format!("cannot listen on {portal} (portal)"))?;
+        schoolfleet_server::server::spawn_portal(&state, portal_listener, shutdown.clone())
+            .context("portal startup failed")?;
+        tracing::info!(url = %format!("https://{portal}/"), "web portal ready");
+    }
     tokio::spawn(wait_for_signal(shutdown.clone()));
     notify_systemd("READY=1");
     schoolfleet_server::server::run(state, listener, shutdown).await?;

@@ -238,8 +238,8 @@ async fn bootstrap_admin(
     Ok(())
 }
 
-/// Names the server certificate is valid for.
-fn subject_alt_names(config: &Config) -> Vec<String> {
+/// Names the server certificate (and the demo portal's) is valid for.
+pub fn subject_alt_names(config: &Config) -> Vec<String> {
     let mut names = vec![
         "localhost".to_string(),
         "127.0.0.1".to_string(),
@@ -259,6 +259,21 @@ fn subject_alt_names(config: &Config) -> Vec<String> {
 
 /// Serves all services on `listener` until `shutdown` is cancelled, then
 /// drains for at most the configured grace period.
+/// Starts the web portal on `listener` (its own TLS port) beside the gRPC
+/// server: the operator's certificate, or one issued by the server's CA.
+pub fn spawn_portal(
+    state: &AppState,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    let tls = crate::web::tls_config(state, &subject_alt_names(&state.config))
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
+    state
+        .tasks
+        .spawn(crate::web::serve(state.clone(), listener, tls, shutdown));
+    Ok(())
+}
+
 pub async fn run(
     state: AppState,
     listener: TcpListener,
@@ -442,6 +457,14 @@ async fn retention_sweeper(state: AppState) {
 /// One retention pass (public for tests).
 pub async fn sweep_retention(state: &AppState) {
     let now = now_millis();
+    // Web sessions idle past the portal's timeout are dead already (the
+    // portal refuses them); their rows go too.
+    let idle_before = now.saturating_sub(state.config.portal.idle_timeout.as_millis() as i64);
+    match state.store.delete_idle_web_sessions(idle_before).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(sessions = n, "deleted idle web sessions"),
+        Err(err) => tracing::error!(error = %err, "web session sweep failed"),
+    }
     let sessions = &state.config.sessions;
     let cutoff = now.saturating_sub(sessions.recording_retention.as_millis() as i64);
     match state.store.delete_recordings_before(cutoff).await {

@@ -413,6 +413,18 @@ async fn every_call(c: &mut Clients, f: &Fixture) -> Vec<(&'static str, Outcome)
             ),
         ),
         (
+            "users.set_web_password",
+            refused(
+                c.users
+                    .set_web_password(SetWebPasswordRequest {
+                        user: "kl-admin".into(),
+                        password: "ein-sehr-langes-passwort".into(),
+                    })
+                    .await,
+                |_| true,
+            ),
+        ),
+        (
             "devices.list",
             refused(
                 c.devices.list_devices(ListDevicesRequest::default()).await,

@@ -2,7 +2,7 @@
 
 use schoolfleet_proto::v1::{
     CreateApiTokenRequest, CreateUserRequest, ListUsersRequest, RevokeApiTokenRequest, RoleBinding,
-    User,
+    SetWebPasswordRequest, User,
 };
 use serde::Serialize;
 
@@ -155,6 +155,26 @@ pub async fn user(cmd: UserCommand, ctx: &Context, ui: &mut Ui<'_>) -> anyhow::R
                 .users;
             let rows: Vec<UserRow> = users.iter().map(UserRow::from_proto).collect();
             ui.list(&rows)?;
+        }
+        UserCommand::SetPassword { name } => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            let password = line.trim_end_matches(['\r', '\n']).to_owned();
+            if password.is_empty() {
+                anyhow::bail!("no password on standard input");
+            }
+            let who = name.clone().unwrap_or_default();
+            api.users()
+                .set_web_password(SetWebPasswordRequest {
+                    user: who,
+                    password,
+                })
+                .await
+                .reply(&api)?;
+            ui.done(&format!(
+                "web password set for {}",
+                name.as_deref().unwrap_or("you")
+            ))?;
         }
     }
     Ok(())

@@ -12,7 +12,7 @@ mod enrollment;
 mod kb;
 mod sessions;
 mod tenants;
-mod tickets;
+pub(crate) mod tickets;
 mod users;
 
 pub use agent::AgentApi;

@@ -343,4 +343,52 @@ impl UserService for UserApi {
             .await;
         Ok(Response::new(RevokeApiTokenResponse {}))
     }
+
+    async fn set_web_password(
+        &self,
+        request: Request<SetWebPasswordRequest>,
+    ) -> Result<Response<SetWebPasswordResponse>, Status> {
+        let state = &self.0;
+        let principal = state.principal(&request).await?;
+        let req = request.into_inner();
+        let not_found = || Status::not_found(format!("user {:?} not found", req.user.trim()));
+        let own =
+            req.user.is_empty() || req.user == principal.name || req.user == principal.user_id;
+        let user = state
+            .store
+            .get_user(if own {
+                &principal.user_id
+            } else {
+                req.user.trim()
+            })
+            .await
+            .map_err(storage_status)?
+            .ok_or_else(not_found)?;
+        if !own && !self.may_manage(&principal, &user).await? {
+            return Err(not_found());
+        }
+        crate::auth::password::check_strength(&req.password).map_err(Status::invalid_argument)?;
+        let password = req.password;
+        // argon2id takes tens of milliseconds of CPU: off the async threads.
+        let hash = tokio::task::spawn_blocking(move || crate::auth::password::hash(&password))
+            .await
+            .map_err(|_| Status::internal("password hashing failed"))?
+            .map_err(|_| Status::internal("password hashing failed"))?;
+        state
+            .store
+            .set_web_password(&user.id, &hash, now_millis())
+            .await
+            .map_err(storage_status)?;
+        state
+            .audit(
+                &principal.actor(),
+                "user.web_password_set",
+                &format!("user:{}", user.name),
+                user.county_id.as_deref(),
+                "ok",
+                String::new(),
+            )
+            .await;
+        Ok(Response::new(SetWebPasswordResponse {}))
+    }
 }

@@ -7,6 +7,7 @@
 //! fails closed.
 
 pub mod mfa;
+pub mod password;
 mod principal;
 mod roles;
 pub mod secrets;

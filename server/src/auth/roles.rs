@@ -51,6 +51,12 @@ pub enum Permission {
     /// go below: only the school's own lead (`schulleitung`), not even
     /// admins, so the school decides, not the person who connects.
     ConsentFloor,
+    /// Report a problem for a device of the school and follow one's own
+    /// reports (the teachers' portal): nothing else about tickets.
+    TicketReport,
+    /// Read the published knowledge-base articles marked for teachers
+    /// (visibility `teachers`), and only those.
+    KbReadTeachers,
 }
 
 impl Permission {
@@ -140,15 +146,19 @@ pub enum Role {
     /// contact, bound at school scope. Decides consent for the school,
     /// reads its sessions; no technician rights.
     SchoolLead,
+    /// `teacher@school:X`: reports problems and reads the teachers'
+    /// articles, nothing else (no device, ticket or inventory reads).
+    Teacher,
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 6] = [
         Role::Admin,
         Role::Technician,
         Role::Coordinator,
         Role::Viewer,
         Role::SchoolLead,
+        Role::Teacher,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -158,6 +168,7 @@ impl Role {
             Role::Coordinator => "coordinator",
             Role::Viewer => "viewer",
             Role::SchoolLead => "schulleitung",
+            Role::Teacher => "teacher",
         }
     }
 
@@ -202,6 +213,7 @@ impl Role {
                 permission,
                 TenantRead | SessionRead | SessionEnd | ConsentManage | ConsentFloor
             ),
+            Role::Teacher => matches!(permission, TicketReport | KbReadTeachers),
         }
     }
 }
@@ -214,8 +226,8 @@ impl FromStr for Role {
             .find(|r| r.as_str() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown role {s:?}: expected admin, technician, coordinator, viewer or \
-                     schulleitung"
+                    "unknown role {s:?}: expected admin, technician, coordinator, viewer, \
+                     schulleitung or teacher"
                 )
             })
     }
@@ -278,6 +290,42 @@ mod tests {
         for (role, expected) in table {
             assert_eq!(all.map(|p| role.grants(p)), expected, "{role:?}");
         }
+    }
+
+    /// A teacher reports problems and reads the teachers' articles, and
+    /// nothing else: every other permission is refused.
+    #[test]
+    fn teacher_grants_only_reporting() {
+        use Permission::*;
+        let others = [
+            TenantRead,
+            TenantManage,
+            UserManage,
+            EnrollmentManage,
+            DeviceRead,
+            DeviceManage,
+            DeviceRevoke,
+            AuditRead,
+            StandardManage,
+            TicketRead,
+            TicketWork,
+            KbRead,
+            KbWrite,
+            SessionShell,
+            SessionExec,
+            SessionForward,
+            SessionCopy,
+            SessionRead,
+            SessionEnd,
+            RecordingRead,
+            ConsentManage,
+        ];
+        assert!(Role::Teacher.grants(TicketReport));
+        assert!(Role::Teacher.grants(KbReadTeachers));
+        for p in others {
+            assert!(!Role::Teacher.grants(p), "{p:?}");
+        }
+        assert_eq!("teacher".parse::<Role>(), Ok(Role::Teacher));
     }
 
     #[test]

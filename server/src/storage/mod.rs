@@ -13,6 +13,7 @@ mod postgres;
 mod retention;
 mod sql;
 mod sqlite;
+mod web;
 
 use async_trait::async_trait;
 
@@ -20,6 +21,7 @@ pub use models::*;
 pub use postgres::PgStore;
 pub use retention::{DataProtection, RetentionCounts, RetentionCutoffs};
 pub use sqlite::SqliteStore;
+pub use web::{WebSessionRecord, WebStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -44,7 +46,7 @@ pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 /// Everything the server persists. Implementations must be safe to share
 /// between tasks and, for PostgreSQL, between server replicas.
 #[async_trait]
-pub trait Store: DataProtection + Send + Sync + 'static {
+pub trait Store: DataProtection + WebStore + Send + Sync + 'static {
     // --- tenants ---
     async fn create_county(&self, county: &County) -> Result<()>;
     async fn get_county(&self, id: &str) -> Result<Option<County>>;

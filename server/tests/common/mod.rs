@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod portal;
 pub mod server;
 
 use std::future::Future;
