@@ -91,6 +91,9 @@ pub struct AgentStatus {
     /// Remote sessions open on this device.
     #[serde(default)]
     pub sessions: Vec<LocalSession>,
+    /// The least consent this device applies (`--consent-min`).
+    #[serde(default)]
+    pub consent_min: String,
 }
 
 /// A request from the socket, with the channel for its answer.

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use schoolfleet_agent::control::{self, ControlRequest};
 use schoolfleet_agent::runtime::{self, RunOptions};
 use schoolfleet_agent::session::Capability;
+use schoolfleet_agent::session::ConsentFloor;
 use schoolfleet_agent::session::consent::ProviderChoice;
 use schoolfleet_agent::{DEFAULT_STATE_DIR, enroll, inventory};
 use tokio_util::sync::CancellationToken;
@@ -134,6 +135,15 @@ struct RunArgs {
     /// request in SCHOOLFLEET_* environment variables.
     #[arg(long, value_name = "PATH", env = "SCHOOLFLEET_AGENT_CONSENT_COMMAND")]
     consent_command: Option<PathBuf>,
+    /// The least consent this device applies, whatever the server sends:
+    /// none, notify or prompt. Not even a compromised server goes below it.
+    #[arg(
+        long,
+        value_name = "MODE",
+        env = "SCHOOLFLEET_AGENT_CONSENT_MIN",
+        default_value = "none"
+    )]
+    consent_min: ConsentFloor,
     /// Socket on which any local user may list and end remote sessions
     /// [default: <state-dir>/user.sock].
     #[arg(long, value_name = "PATH", env = "SCHOOLFLEET_AGENT_USER_SOCKET")]
@@ -332,9 +342,9 @@ fn print_sessions(sessions: &[schoolfleet_agent::session::LocalSession]) {
     }
     let safe = |s: &str| schoolfleet_proto::text::for_terminal(s).into_owned();
     let header = [
-        "ID", "KIND", "ADMIN", "REASON", "TICKET", "STARTED", "STATE", "SUMMARY",
+        "ID", "KIND", "ADMIN", "REASON", "TICKET", "STARTED", "STATE", "CONSENT", "SUMMARY",
     ];
-    let rows: Vec<[String; 8]> = sessions
+    let rows: Vec<[String; 9]> = sessions
         .iter()
         .map(|s| {
             [
@@ -345,6 +355,7 @@ fn print_sessions(sessions: &[schoolfleet_agent::session::LocalSession]) {
                 safe(&s.ticket),
                 safe(&s.started),
                 safe(&s.state),
+                safe(&s.consent),
                 safe(&s.summary),
             ]
         })
@@ -382,6 +393,7 @@ async fn run_agent(
         transfer_root,
         consent_provider,
         consent_command,
+        consent_min,
         user_socket,
         shell,
     } = args;
@@ -395,6 +407,7 @@ async fn run_agent(
         transfer_roots: transfer_root,
         consent_provider,
         consent_command,
+        consent_min,
         user_socket,
         shell,
         ..RunOptions::new(state_dir)

@@ -47,6 +47,8 @@ pub struct RunOptions {
     /// Copy sessions stay inside these; empty means /tmp and /var/tmp.
     pub transfer_roots: Vec<PathBuf>,
     pub consent_provider: ProviderChoice,
+    /// The least consent this device applies (`--consent-min`).
+    pub consent_min: crate::session::ConsentFloor,
     pub consent_command: Option<PathBuf>,
     /// Default `<state_dir>/user.sock`.
     pub user_socket: Option<PathBuf>,
@@ -63,6 +65,7 @@ impl RunOptions {
             remote_disable: Vec::new(),
             transfer_roots: Vec::new(),
             consent_provider: ProviderChoice::Auto,
+            consent_min: Default::default(),
             consent_command: None,
             user_socket: None,
             shell: None,
@@ -152,6 +155,7 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
         }
     }
     let session_config = SessionConfig {
+        consent_min: options.consent_min,
         disabled: options.remote_disable.clone(),
         transfer_roots,
         consent: provider,
@@ -175,6 +179,7 @@ pub async fn run(options: RunOptions, shutdown: CancellationToken) -> Result<(),
         status: AgentStatus {
             device_id: identity.device_id.to_string(),
             server: identity.server_url.clone(),
+            consent_min: options.consent_min.as_str().into(),
             ..Default::default()
         },
         identity,

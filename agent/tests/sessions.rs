@@ -91,6 +91,7 @@ async fn harness(choice: ProviderChoice, consent_script: Option<&str>) -> Harnes
         path
     });
     let config = SessionConfig {
+        consent_min: Default::default(),
         disabled: vec!["forward".parse().unwrap()],
         transfer_roots: vec![dir.path().to_owned()],
         consent: consent::build(choice, command).unwrap(),

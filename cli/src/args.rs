@@ -188,6 +188,25 @@ pub enum Command {
     /// Consent policy for remote sessions, per school and device class
     #[command(subcommand)]
     Consent(ConsentCommand),
+
+    /// Your second factor (TOTP) for remote sessions
+    #[command(subcommand)]
+    Mfa(MfaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MfaCommand {
+    /// Make a new TOTP secret: shows the otpauth URI and a QR code for the
+    /// authenticator app, then asks for the first code to activate it
+    #[command(after_help = "Examples:\n  schoolfleet mfa enroll\n  \
+        schoolfleet mfa enroll -o json   # scripts: then `schoolfleet mfa confirm CODE`")]
+    Enroll {
+        /// Replacing an active second factor: a current code from it
+        #[arg(long, env = "SCHOOLFLEET_OTP", hide_env_values = true)]
+        otp: Option<String>,
+    },
+    /// Activate the secret from `mfa enroll` with its first code
+    Confirm { code: String },
 }
 
 const SHELL_HELP: &str = "\
@@ -250,6 +269,11 @@ pub struct PurposeArgs {
     /// Service-desk ticket the session belongs to, e.g. SUP-1042
     #[arg(long)]
     pub ticket: Option<String>,
+    /// The current code of your authenticator app, where the server wants a
+    /// second factor; asked for on the terminal when missing (fan-out exec:
+    /// give it here, one code covers the run within the server's grace)
+    #[arg(long, env = "SCHOOLFLEET_OTP", hide_env_values = true)]
+    pub otp: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -314,6 +338,9 @@ pub struct CpArgs {
     /// Service-desk ticket, e.g. SUP-1042
     #[arg(long)]
     pub ticket: Option<String>,
+    /// The current code of your authenticator app, where the server wants one
+    #[arg(long, env = "SCHOOLFLEET_OTP", hide_env_values = true)]
+    pub otp: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -347,6 +374,9 @@ pub enum SessionsCommand {
     )]
     Play {
         id: String,
+        /// Why you read the recording; required and audited
+        #[arg(long, value_parser = reason_text)]
+        reason: String,
         /// Playback speed factor, e.g. 2 for twice as fast
         #[arg(long, default_value_t = 1.0, value_parser = speed_factor)]
         speed: f64,
@@ -1114,6 +1144,9 @@ pub enum Role {
     Technician,
     Coordinator,
     Viewer,
+    /// The school's lead or data-protection contact, at school scope only.
+    #[value(name = "schulleitung")]
+    Schulleitung,
 }
 
 impl Role {
@@ -1123,6 +1156,7 @@ impl Role {
             Role::Technician => "technician",
             Role::Coordinator => "coordinator",
             Role::Viewer => "viewer",
+            Role::Schulleitung => "schulleitung",
         }
     }
 }
@@ -1140,7 +1174,9 @@ pub fn role_binding(text: &str) -> Result<RoleBindingArg, String> {
         .split_once('@')
         .ok_or_else(|| format!("expected ROLE@SCOPE, e.g. technician@county:kus, got {text:?}"))?;
     let role = Role::from_str(role, false).map_err(|_| {
-        format!("unknown role {role:?}: expected admin, technician, coordinator or viewer")
+        format!(
+            "unknown role {role:?}: expected admin, technician, coordinator, viewer or schulleitung"
+        )
     })?;
     let scope = scope.parse::<Scope>().map_err(|e| e.to_string())?;
     Ok(RoleBindingArg { role, scope })
@@ -1518,7 +1554,7 @@ mod tests {
             &["exec", "pc07", "--reason", "a\u{1b}b", "--", "true"],
             &["shell", "pc07"],
             &["forward", "pc07", "5900", "--reason", "x"],
-            &["sessions", "play", "s1", "--speed", "0"],
+            &["sessions", "play", "s1", "--reason", "r", "--speed", "0"],
             &["consent", "set", "--school", "kus012", "--mode", "ask"],
             &[
                 "user",

@@ -256,6 +256,18 @@ impl SessionService for Fleet {
     ) -> Reply<ListConsentPoliciesResponse> {
         Err(Status::unimplemented(""))
     }
+    async fn enroll_totp(
+        &self,
+        _: Request<EnrollTotpRequest>,
+    ) -> Result<Response<EnrollTotpResponse>, Status> {
+        Err(Status::unimplemented(""))
+    }
+    async fn confirm_totp(
+        &self,
+        _: Request<ConfirmTotpRequest>,
+    ) -> Result<Response<ConfirmTotpResponse>, Status> {
+        Err(Status::unimplemented(""))
+    }
 }
 
 type Tx = mpsc::Sender<Result<DeviceFrame, Status>>;
@@ -701,7 +713,9 @@ fn sessions_list_play_and_audit_verify() {
     );
 
     let output = schoolfleet(&env)
-        .args(["sessions", "play", "s1", "--cast", "-"])
+        .args([
+            "sessions", "play", "s1", "--reason", "Prüfung", "--cast", "-",
+        ])
         .output()
         .unwrap();
     assert_eq!(
@@ -718,6 +732,8 @@ fn sessions_list_play_and_audit_verify() {
             "sessions",
             "play",
             "s1",
+            "--reason",
+            "Prüfung",
             "--idle-limit",
             "1s",
             "--speed",
@@ -737,7 +753,7 @@ fn sessions_list_play_and_audit_verify() {
     );
 
     let output = schoolfleet(&env)
-        .args(["sessions", "play", "s9"])
+        .args(["sessions", "play", "s9", "--reason", "Prüfung"])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));

@@ -144,6 +144,18 @@ impl SessionService for FakeServer {
     ) -> Result<Response<ListConsentPoliciesResponse>, Status> {
         Err(Status::unimplemented(""))
     }
+    async fn enroll_totp(
+        &self,
+        _: Request<EnrollTotpRequest>,
+    ) -> Result<Response<EnrollTotpResponse>, Status> {
+        Err(Status::unimplemented(""))
+    }
+    async fn confirm_totp(
+        &self,
+        _: Request<ConfirmTotpRequest>,
+    ) -> Result<Response<ConfirmTotpResponse>, Status> {
+        Err(Status::unimplemented(""))
+    }
 }
 
 async fn serve(fake: FakeServer) -> Api {
@@ -172,6 +184,7 @@ fn exec_request(device: &str) -> StartSessionRequest {
                 argv: vec!["cat".into()],
             })),
         }),
+        step_up: None,
     }
 }
 

@@ -178,6 +178,18 @@ impl SessionService for ScriptedDevice {
     ) -> Result<Response<ListConsentPoliciesResponse>, Status> {
         Err(Status::unimplemented(""))
     }
+    async fn enroll_totp(
+        &self,
+        _: Request<EnrollTotpRequest>,
+    ) -> Result<Response<EnrollTotpResponse>, Status> {
+        Err(Status::unimplemented(""))
+    }
+    async fn confirm_totp(
+        &self,
+        _: Request<ConfirmTotpRequest>,
+    ) -> Result<Response<ConfirmTotpResponse>, Status> {
+        Err(Status::unimplemented(""))
+    }
 }
 
 fn start_server(device: ScriptedDevice) -> Vec<(String, String)> {

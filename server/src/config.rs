@@ -53,6 +53,26 @@ pub struct SessionsSection {
     /// Pending and active sessions on one device at once: more would be a
     /// row of consent dialogs pressing the pupil to click through.
     pub max_live_per_device: u32,
+    /// Capabilities whose start needs a second factor (step-up, OPS.1.2.5
+    /// A17): any of "shell", "exec", "forward", "cp".
+    pub require_mfa: Vec<String>,
+    /// After a code, more starts of the same kind with the same reason
+    /// need none for this long (a fan-out `exec`); "0s": always a code.
+    #[serde(with = "humantime_serde")]
+    pub mfa_grace: Duration,
+    /// Keys that seal TOTP secrets and recordings, outside the database.
+    /// Empty: `data.keys` in the data directory, created on first start.
+    pub data_key_file: Option<PathBuf>,
+    /// Forward targets allowed besides the device itself (loopback), per
+    /// school ("kus012"), per school and class ("kus012/verwaltungs-pc")
+    /// or everywhere ("*"): "host:port" or "host:*".
+    pub forward_allow: std::collections::BTreeMap<String, Vec<String>>,
+    /// Programs whose arguments are secrets (all redacted), also when an
+    /// argument names them in a shell command line (`sh -c '… | chpasswd'`).
+    pub redact_commands: Vec<String>,
+    /// Regular expressions for exec arguments that carry a secret; the
+    /// part a group named `keep` matched stays, the rest becomes `***`.
+    pub redact_args: Vec<String>,
 }
 
 impl Default for SessionsSection {
@@ -68,6 +88,19 @@ impl Default for SessionsSection {
             recording_retention: Duration::from_secs(90 * 86_400),
             max_live_per_user: 64,
             max_live_per_device: 4,
+            require_mfa: ["shell", "exec", "forward", "cp"]
+                .map(String::from)
+                .to_vec(),
+            mfa_grace: Duration::from_secs(300),
+            data_key_file: None,
+            forward_allow: Default::default(),
+            redact_commands: ["chpasswd", "passwd", "htpasswd", "smbpasswd", "chntpw"]
+                .map(String::from)
+                .to_vec(),
+            redact_args: vec![
+                r"(?i)^(?P<keep>--?[a-z0-9_-]*(password|passwd|passphrase|pass|pwd|secret|token|apikey|api-key)[a-z0-9_-]*[=:]).+$".into(),
+                r"(?i)^(?P<keep>[a-z0-9._-]+:)[^/\s]+@".into(),
+            ],
         }
     }
 }
@@ -520,6 +553,20 @@ impl Config {
                 "sessions.max_live_per_user and max_live_per_device must be at least 1",
             ),
             (
+                self.sessions
+                    .require_mfa
+                    .iter()
+                    .all(|k| ["shell", "exec", "forward", "cp"].contains(&k.as_str())),
+                "sessions.require_mfa may name only \"shell\", \"exec\", \"forward\" and \"cp\"",
+            ),
+            (
+                self.sessions
+                    .redact_args
+                    .iter()
+                    .all(|r| regex::Regex::new(r).is_ok()),
+                "sessions.redact_args must be valid regular expressions",
+            ),
+            (
                 self.server.advertise_url.is_empty()
                     || self.server.advertise_url.starts_with("https://"),
                 "server.advertise_url must be empty or an https:// URL",
@@ -670,6 +717,37 @@ recording_retention = "90days"
 # one per device, --concurrency at a time), and one device may have.
 max_live_per_user = 64
 max_live_per_device = 4
+# Capabilities whose start needs a second factor (TOTP; users enrol with
+# `schoolfleet mfa enroll`). [] turns the step-up off.
+require_mfa = ["shell", "exec", "forward", "cp"]
+# After a code, more starts of the same kind with the same reason need no new
+# code for this long (fan-out exec over a school). "0s": a code every time.
+mfa_grace = "5m"
+# Keys that seal TOTP secrets and shell recordings (XChaCha20-Poly1305), one
+# `<id> <hex>` per line, 0600, outside the database; the last line seals new
+# data, earlier lines still open old data (rotation: append a line). Default:
+# data.keys in data_dir, created on first start. Replicas need the same file;
+# a backup of the database is unreadable without it, so back it up apart.
+# data_key_file = "/etc/schoolfleet/data.keys"
+# Programs whose arguments are secrets: every argument of theirs is stored
+# and shown as ***, also an argument that names them (sh -c '... | chpasswd').
+redact_commands = ["chpasswd", "passwd", "htpasswd", "smbpasswd", "chntpw"]
+# Regular expressions for arguments that carry a secret (--password=...,
+# user:secret@host); what the group `keep` matched stays, the rest is ***.
+# Applied to the session row, the audit entry and the logs; the device still
+# gets the real command line. Better still: send secrets on stdin.
+redact_args = [
+  '(?i)^(?P<keep>--?[a-z0-9_-]*(password|passwd|passphrase|pass|pwd|secret|token|apikey|api-key)[a-z0-9_-]*[=:]).+$',
+  '(?i)^(?P<keep>[a-z0-9._-]+:)[^/\s]+@',
+]
+
+[sessions.forward_allow]
+# Forward targets besides the device itself (127.0.0.0/8, ::1, localhost,
+# always allowed): per school, per school and class, or "*" for all schools;
+# "host:port" or "host:*". Everything else is refused and audited.
+# "*" = ["drucker-zentral.kreis.local:631"]
+# kus012 = ["192.168.10.20:*"]
+# "kus012/verwaltungs-pc" = ["kasse.schule.local:443"]
 
 [audit]
 # Audit entries older than this are deleted; the hash chain stays

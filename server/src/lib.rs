@@ -13,6 +13,7 @@ pub mod compliance;
 pub mod config;
 pub mod ingest;
 pub mod inventory;
+pub mod keyring;
 pub mod limits;
 pub mod listener;
 pub mod pki;

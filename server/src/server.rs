@@ -34,6 +34,8 @@ pub const BOOTSTRAP_TOKEN_FILE: &str = "bootstrap-admin.token";
 pub const CA_PIN_FILE: &str = "ca.pin";
 /// File in the data directory with the key of the audit chain head's MAC.
 pub const AUDIT_HEAD_KEY_FILE: &str = "audit-head.key";
+/// File in the data directory with the data keys (TOTP secrets, recordings).
+pub const DATA_KEY_FILE: &str = "data.keys";
 
 /// Reads the audit head key (64 hex digits), or creates it (mode 0600)
 /// when the file does not exist. Returns the key and whether it is new.
@@ -144,6 +146,17 @@ pub async fn prepare(config: Config) -> Result<AppState, ServerError> {
             "added earlier audit entries to the hash chain"
         );
     }
+    let data_key_file = config
+        .sessions
+        .data_key_file
+        .clone()
+        .unwrap_or_else(|| data_dir.join(DATA_KEY_FILE));
+    let keys = crate::keyring::Keyring::load_or_create(&data_key_file).map_err(|e| {
+        ServerError::DataDir(
+            data_key_file.display().to_string(),
+            std::io::Error::other(e),
+        )
+    })?;
     let device_limits = Arc::new(crate::limits::DeviceLimits::new(&config));
     let auth_failures = Arc::new(crate::limits::AuthFailures::new(&config.limits));
     let cluster = Arc::new(crate::cluster::Cluster::new(
@@ -154,6 +167,7 @@ pub async fn prepare(config: Config) -> Result<AppState, ServerError> {
         cluster,
         device_limits,
         auth_failures,
+        keys: Arc::new(keys),
         store,
         ca: Arc::new(ca),
         config: Arc::new(config),
@@ -592,6 +606,7 @@ mod tests {
             channels: 0,
             end_requested_at: None,
             end_requested_reason: String::new(),
+            step_up: String::new(),
         };
         state.store.insert_session(&session).await.unwrap();
         sweep_retention(&state).await;

@@ -25,6 +25,8 @@ pub struct AppState {
     /// Failed enrolments and API-token authentications: limits and the
     /// aggregated audit.
     pub auth_failures: Arc<crate::limits::AuthFailures>,
+    /// Data keys (outside the database) sealing TOTP secrets and recordings.
+    pub keys: Arc<crate::keyring::Keyring>,
     /// This replica among those sharing one store, and the relay of remote
     /// sessions to the replica holding a device's stream.
     pub cluster: Arc<crate::cluster::Cluster>,

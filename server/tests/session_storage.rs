@@ -219,6 +219,7 @@ fn session(id: &str, device: &str, started_at: Millis) -> SessionRecord {
         channels: 0,
         end_requested_at: None,
         end_requested_reason: String::new(),
+        step_up: String::new(),
     }
 }
 

@@ -124,6 +124,7 @@ fn exec_request(device: &str, argv: &[&str]) -> StartSessionRequest {
                 argv: argv.iter().map(|a| a.to_string()).collect(),
             })),
         }),
+        step_up: None,
     }
 }
 
@@ -638,6 +639,7 @@ async fn shell_is_recorded_and_the_local_user_can_end_it() {
         .sessions
         .get_recording(GetRecordingRequest {
             session_id: started.session_id.clone(),
+            reason: "Prüfung".into(),
         })
         .await
         .unwrap()
@@ -671,6 +673,7 @@ async fn shell_is_recorded_and_the_local_user_can_end_it() {
         .sessions
         .get_recording(GetRecordingRequest {
             session_id: started.session_id.clone(),
+            reason: "Prüfung".into(),
         })
         .await
         .unwrap_err();

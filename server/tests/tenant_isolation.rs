@@ -196,6 +196,7 @@ async fn fixture() -> Fixture {
             channels: 1,
             end_requested_at: None,
             end_requested_reason: String::new(),
+            step_up: String::new(),
         })
         .await
         .unwrap();
@@ -506,6 +507,7 @@ async fn every_call(c: &mut Clients, f: &Fixture) -> Vec<(&'static str, Outcome)
                     argv: vec!["id".into()],
                 })),
             }),
+            step_up: None,
         })
         .await;
     results.push((
@@ -555,6 +557,7 @@ async fn every_call(c: &mut Clients, f: &Fixture) -> Vec<(&'static str, Outcome)
                 c.sessions
                     .get_recording(GetRecordingRequest {
                         session_id: session(),
+                        reason: "Prüfung".into(),
                     })
                     .await,
                 |_| true,
@@ -810,6 +813,31 @@ async fn every_call(c: &mut Clients, f: &Fixture) -> Vec<(&'static str, Outcome)
             refused(c.users.who_am_i(WhoAmIRequest {}).await, |u| {
                 u.name == "kl-admin"
             }),
+        ),
+        (
+            "sessions.enroll_totp",
+            // The caller's own second factor: the call names no tenant and
+            // no other user.
+            refused(
+                c.sessions.enroll_totp(EnrollTotpRequest::default()).await,
+                |r| r.otpauth_uri.contains("kl-admin"),
+            ),
+        ),
+        (
+            "sessions.confirm_totp",
+            // The caller's own enrolment; a wrong code is the only answer.
+            refused(
+                c.sessions
+                    .confirm_totp(ConfirmTotpRequest { code: "x".into() })
+                    .await
+                    .or_else(|status| match status.code() {
+                        Code::InvalidArgument | Code::FailedPrecondition => {
+                            Ok(tonic::Response::new(ConfirmTotpResponse {}))
+                        }
+                        _ => Err(status),
+                    }),
+                |_| false,
+            ),
         ),
         (
             "audit.verify_audit_chain",

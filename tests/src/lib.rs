@@ -163,6 +163,8 @@ impl ServerProcess {
             .env("SCHOOLFLEET_AGENTS__HEARTBEAT_INTERVAL", "1s")
             .env("SCHOOLFLEET_AGENTS__ONLINE_WINDOW", "5s")
             .env("SCHOOLFLEET_SERVER__SHUTDOWN_GRACE", "2s")
+            // The step-up is off unless a test turns it on (in `env`).
+            .env("SCHOOLFLEET_SESSIONS__REQUIRE_MFA", "[]")
             .env("RUST_LOG", "info,schoolfleet_server=debug")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone().unwrap())

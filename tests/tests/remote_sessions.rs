@@ -176,7 +176,9 @@ fn shell_on_a_real_pty_runs_commands_resizes_and_restores_the_terminal() {
     assert_eq!(session["exit_code"], 3, "{session}");
     assert_eq!(session["reason"], REASON, "{session}");
     let id = session["id"].as_str().unwrap();
-    let cast = fleet.cli.ok(&["sessions", "play", id, "--cast", "-"]);
+    let cast = fleet.cli.ok(&[
+        "sessions", "play", id, "--reason", "Nachweis", "--cast", "-",
+    ]);
     let mut lines = cast.lines();
     let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
     assert_eq!(header["version"], 2, "{header}");
@@ -188,6 +190,23 @@ fn shell_on_a_real_pty_runs_commands_resizes_and_restores_the_terminal() {
         .map(|e| e[2].as_str().unwrap())
         .collect();
     assert!(printed.contains("sf-42-ok"), "{printed}");
+    // The recording is sealed at rest: neither the output nor the echo of
+    // the typed line is in the database file or its WAL.
+    for file in ["schoolfleet.db", "schoolfleet.db-wal"] {
+        let path = fleet.server.data_dir.join(file);
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        for marker in ["sf-42-ok", "sf-$((6*7))-ok"] {
+            assert!(
+                !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
+                "{marker} is readable in {}",
+                path.display()
+            );
+        }
+    }
+    assert!(
+        fleet.server.data_dir.join("schoolfleet.db").exists(),
+        "the test looks at the right file"
+    );
     assert!(
         events.iter().any(|e| e[1] == "r" && e[2] == "101x41"),
         "no resize event in the recording"

@@ -95,7 +95,49 @@ impl std::str::FromStr for Capability {
     }
 }
 
+/// The least consent this device applies (`--consent-min`), whatever mode
+/// the server sends: even a compromised server cannot go below it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ConsentFloor {
+    #[default]
+    None,
+    Notify,
+    Prompt,
+}
+
+impl ConsentFloor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentFloor::None => "none",
+            ConsentFloor::Notify => "notify",
+            ConsentFloor::Prompt => "prompt",
+        }
+    }
+
+    /// The mode to apply: the server's, raised to the floor.
+    pub fn apply(self, server_mode: &str) -> &'static str {
+        let asked = server_mode.parse().unwrap_or(ConsentFloor::Prompt);
+        self.max(asked).as_str()
+    }
+}
+
+impl std::str::FromStr for ConsentFloor {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" => Ok(ConsentFloor::None),
+            "notify" => Ok(ConsentFloor::Notify),
+            "prompt" => Ok(ConsentFloor::Prompt),
+            other => Err(format!(
+                "unknown consent mode {other:?} (none, notify, prompt)"
+            )),
+        }
+    }
+}
+
 pub struct SessionConfig {
+    /// The least consent applied here, whatever the server sends.
+    pub consent_min: ConsentFloor,
     pub disabled: Vec<Capability>,
     pub transfer_roots: Vec<PathBuf>,
     pub consent: Arc<dyn ConsentProvider>,
@@ -106,6 +148,7 @@ pub struct SessionConfig {
 impl std::fmt::Debug for SessionConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionConfig")
+            .field("consent_min", &self.consent_min)
             .field("disabled", &self.disabled)
             .field("transfer_roots", &self.transfer_roots)
             .field("consent", &self.consent.name())
@@ -169,6 +212,9 @@ pub struct LocalSession {
     pub summary: String,
     /// "waiting for consent" or "active".
     pub state: String,
+    /// The consent mode applied here: the server's, raised to the floor.
+    #[serde(default)]
+    pub consent: String,
 }
 
 struct Entry {
@@ -264,12 +310,15 @@ impl SessionManager {
                 ),
             );
         }
-        let consent_mode = open.consent.clone();
-        if !matches!(consent_mode.as_str(), "none" | "notify" | "prompt") {
+        if !matches!(open.consent.as_str(), "none" | "notify" | "prompt") {
             return refuse(
                 SessionRefusal::Invalid,
-                format!("unknown consent mode {consent_mode:?}"),
+                format!("unknown consent mode {:?}", open.consent),
             );
+        }
+        let consent_mode = self.config.consent_min.apply(&open.consent).to_owned();
+        if consent_mode != open.consent {
+            tracing::info!(session = %id, server = %open.consent, applied = %consent_mode, "consent raised to this device's floor (--consent-min)");
         }
         let prompting = consent_mode == "prompt";
         if prompting {
@@ -293,6 +342,7 @@ impl SessionManager {
             started: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             summary: summary.clone(),
             state: "waiting for consent".into(),
+            consent: consent_mode.clone(),
         };
         self.table().insert(
             id.clone(),
@@ -365,7 +415,9 @@ impl SessionManager {
                     entry.prompting = false;
                     entry.info.state = "active".into();
                 }
-                tracing::info!(session = %id, admin = %request.admin, reason = %request.reason, ticket = %request.ticket, kind = %request.kind, summary = %request.summary, consent = %consent_mode, "remote session started");
+                // The command line only at debug: it may carry a secret.
+                tracing::info!(session = %id, admin = %request.admin, reason = %request.reason, ticket = %request.ticket, kind = %request.kind, consent = %consent_mode, "remote session started");
+                tracing::debug!(session = %id, summary = %request.summary, "remote session command");
                 send_event(
                     events,
                     SessionEvent {
@@ -389,7 +441,7 @@ impl SessionManager {
         if self.table().remove(id).is_none() {
             return;
         }
-        tracing::info!(session = %id, admin = %request.admin, reason = %request.reason, kind = %request.kind, summary = %request.summary, refusal = ?refusal, message = %message, "remote session refused");
+        tracing::info!(session = %id, admin = %request.admin, reason = %request.reason, kind = %request.kind, refusal = ?refusal, message = %message, "remote session refused");
         send_event(events, refused(id, refusal, message)).await;
     }
 
@@ -485,7 +537,7 @@ impl SessionManager {
     pub fn close_session(&self, session_id: &str, reason: &str) {
         if let Some(entry) = self.table().remove(session_id) {
             entry.cancel.stop(reason);
-            log_end(&entry.info, reason);
+            self.announce_end(&entry.info, reason);
         }
     }
 
@@ -496,7 +548,7 @@ impl SessionManager {
             .into_iter()
             .map(|entry| {
                 entry.cancel.stop(reason);
-                log_end(&entry.info, reason);
+                self.announce_end(&entry.info, reason);
                 entry.info.id
             })
             .collect()
@@ -519,7 +571,7 @@ impl SessionManager {
             .map(|entry| {
                 let reason = "ended by the local user at the device";
                 entry.cancel.stop(reason);
-                log_end(&entry.info, reason);
+                self.announce_end(&entry.info, reason);
                 EndedLocally {
                     id: entry.info.id,
                     accepted: entry.accepted,
@@ -569,8 +621,33 @@ pub fn ended_event(ended: &EndedLocally, by_local_user: bool, reason: &str) -> A
     }
 }
 
+impl SessionManager {
+    /// Logs the end and, where the user was told of or asked about the
+    /// session, tells them it is over (the visible indicator ends too).
+    fn announce_end(&self, info: &LocalSession, reason: &str) {
+        log_end(info, reason);
+        if info.state != "active" || info.consent == "none" {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let provider = self.config.consent.clone();
+        let request = ConsentRequest {
+            session_id: info.id.clone(),
+            kind: info.kind.clone(),
+            summary: info.summary.clone(),
+            admin: info.admin.clone(),
+            reason: info.reason.clone(),
+            ticket: info.ticket.clone(),
+        };
+        let why = reason.to_owned();
+        runtime.spawn(async move { provider.notify_end(&request, &why).await });
+    }
+}
+
 fn log_end(info: &LocalSession, reason: &str) {
-    tracing::info!(session = %info.id, admin = %info.admin, reason = %info.reason, kind = %info.kind, summary = %info.summary, end_reason = %reason, "remote session ended");
+    tracing::info!(session = %info.id, admin = %info.admin, reason = %info.reason, kind = %info.kind, end_reason = %reason, "remote session ended");
 }
 
 fn refused(id: &str, refusal: SessionRefusal, message: String) -> SessionEvent {
@@ -737,9 +814,24 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_floor_only_raises_the_mode() {
+        use ConsentFloor::*;
+        assert_eq!(None.apply("none"), "none");
+        assert_eq!(Notify.apply("none"), "notify");
+        assert_eq!(Prompt.apply("notify"), "prompt");
+        assert_eq!(Notify.apply("prompt"), "prompt");
+        assert_eq!(
+            None.apply("bogus"),
+            "prompt",
+            "unknown text is the strictest"
+        );
+    }
+
     #[tokio::test]
     async fn at_most_two_consent_questions_are_open_at_once() {
         let manager = SessionManager::new(SessionConfig {
+            consent_min: ConsentFloor::None,
             disabled: Vec::new(),
             transfer_roots: Vec::new(),
             consent: Arc::new(Silent),

@@ -40,6 +40,7 @@ pub async fn run(args: CpArgs, ctx: &Context, ui: &mut Ui<'_>) -> anyhow::Result
     let purpose = PurposeArgs {
         reason: args.reason.clone(),
         ticket: args.ticket.clone(),
+        otp: args.otp.clone(),
     };
     match (args.src, args.dst) {
         (CopyLocation::Local(src), CopyLocation::Remote { device, path }) => {

@@ -233,6 +233,11 @@ async fn fan_out(args: ExecArgs, ctx: &Context, ui: &mut Ui<'_>) -> anyhow::Resu
             spec: Some(SessionSpec {
                 kind: Some(exec_kind(&args.command)),
             }),
+            step_up: args
+                .purpose
+                .otp
+                .as_deref()
+                .map(crate::commands::mfa::totp_step_up),
         };
         let (api, limit, lines) = (api.clone(), limit.clone(), lines_tx.clone());
         let timeout = args.timeout;

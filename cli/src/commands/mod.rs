@@ -26,6 +26,7 @@ pub mod exec;
 pub mod forward;
 pub mod kb;
 pub mod login;
+pub mod mfa;
 pub mod sessions;
 pub mod shell;
 pub mod software;
@@ -109,6 +110,7 @@ pub async fn run(cli: Cli, env: Environment, ui: &mut Ui<'_>) -> anyhow::Result<
         Command::Sessions(cmd) => sessions::run(cmd, &ctx, ui).await,
         Command::Audit(cmd) => audit::run(cmd, &ctx, ui).await,
         Command::Consent(cmd) => consent::run(cmd, &ctx, ui).await,
+        Command::Mfa(cmd) => mfa::run(cmd, &ctx, ui).await,
     }
 }
 

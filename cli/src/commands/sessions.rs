@@ -56,6 +56,8 @@ pub struct SessionRow {
     pub ticket: String,
     pub summary: String,
     pub consent: String,
+    /// The second factor proven at the start ("totp", "totp-grace").
+    pub step_up: String,
     pub exit_code: Option<i32>,
     pub bytes_to_device: u64,
     pub bytes_from_device: u64,
@@ -81,6 +83,7 @@ impl From<&Session> for SessionRow {
             ticket: s.ticket.clone(),
             summary: s.summary.clone(),
             consent: s.consent.clone(),
+            step_up: s.step_up.clone(),
             exit_code: s.exit_code,
             bytes_to_device: s.bytes_to_device,
             bytes_from_device: s.bytes_from_device,
@@ -108,6 +111,7 @@ impl Record for SessionRow {
         wide("ticket", "TICKET"),
         wide("summary", "SUMMARY"),
         wide("consent", "CONSENT"),
+        wide("step_up", "STEP-UP"),
         wide("exit_code", "EXIT"),
         wide("bytes_to_device", "BYTES TO DEVICE"),
         wide("bytes_from_device", "BYTES FROM DEVICE"),
@@ -131,6 +135,7 @@ impl Record for SessionRow {
             self.ticket.clone(),
             self.summary.clone(),
             self.consent.clone(),
+            self.step_up.clone(),
             self.exit_code.map(|c| c.to_string()).unwrap_or_default(),
             self.bytes_to_device.to_string(),
             self.bytes_from_device.to_string(),
@@ -155,6 +160,7 @@ impl SessionRow {
             .field("Ticket", self.ticket.clone())
             .field("What", self.summary.clone())
             .field("Consent", self.consent.clone())
+            .field("Step-up", self.step_up.clone())
             .field("Started", self.started_at.clone().unwrap_or_default())
             .field("Ended", self.ended_at.clone().unwrap_or_default())
             .field("End reason", self.end_reason.clone())
@@ -226,17 +232,18 @@ pub async fn run(cmd: SessionsCommand, ctx: &Context, ui: &mut Ui<'_>) -> anyhow
         }
         SessionsCommand::Play {
             id,
+            reason,
             speed,
             idle_limit,
             cast,
-        } => replay(id, speed, idle_limit, cast, ctx, ui).await?,
+        } => replay((id, reason), speed, idle_limit, cast, ctx, ui).await?,
     }
     Ok(())
 }
 
 /// `sessions play`: fetches the .cast, then writes or plays it.
 async fn replay(
-    id: String,
+    (id, reason): (String, String),
     speed: f64,
     idle_limit: Option<Duration>,
     cast: Option<std::path::PathBuf>,
@@ -247,7 +254,10 @@ async fn replay(
     let api = crate::client::Api::connect_for_sessions(&ctx.profile()?).await?;
     let mut chunks = api
         .sessions()
-        .get_recording(GetRecordingRequest { session_id: id })
+        .get_recording(GetRecordingRequest {
+            session_id: id,
+            reason,
+        })
         .await
         .reply(&api)?;
     let mut data = Vec::new();

@@ -109,18 +109,34 @@ pub(crate) async fn start(
     kind: session_spec::Kind,
     ui: &mut Ui<'_>,
 ) -> anyhow::Result<Session> {
-    let request = StartSessionRequest {
+    let mut request = StartSessionRequest {
         device: device.to_owned(),
         reason: purpose.reason.clone(),
         ticket: purpose.ticket.clone().unwrap_or_default(),
         spec: Some(SessionSpec { kind: Some(kind) }),
+        step_up: purpose
+            .otp
+            .as_deref()
+            .map(crate::commands::mfa::totp_step_up),
     };
-    let err = &mut *ui.err;
-    session::start(api, request, |waiting| {
-        let _ = writeln!(err, "{}", session::waiting_message(device, waiting));
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!(e.message(api.server())))
+    loop {
+        let err = &mut *ui.err;
+        match session::start(api, request.clone(), |waiting| {
+            let _ = writeln!(err, "{}", session::waiting_message(device, waiting));
+        })
+        .await
+        {
+            Ok(session) => return Ok(session),
+            // Asked for a second factor and none was given: ask the person.
+            Err(session::StartError::Refused(status))
+                if request.step_up.is_none() && crate::commands::mfa::wants_step_up(&status) =>
+            {
+                let code = crate::commands::mfa::ask_code(ui, status.message())?;
+                request.step_up = Some(crate::commands::mfa::totp_step_up(&code));
+            }
+            Err(e) => return Err(anyhow::anyhow!(e.message(api.server()))),
+        }
+    }
 }
 
 /// How long to wait for the server to record the end of a session whose

@@ -154,6 +154,7 @@ impl SessionApi {
             exit_code: s.exit_code.map(|c| c as i32),
             has_recording: s.has_recording,
             channels: s.channels.max(0) as u32,
+            step_up: s.step_up.clone(),
         })
     }
 }
@@ -184,6 +185,7 @@ impl SessionService for SessionApi {
             reason: req.reason,
             ticket: req.ticket,
             spec: req.spec,
+            step_up: req.step_up,
         };
         let progress = lifecycle::start(state, &principal, start).await?;
         // Dropping this stream (the admin went away) closes the lifecycle's
@@ -337,6 +339,7 @@ impl SessionService for SessionApi {
             Permission::RecordingRead,
             &session_tenant(&session),
         )?;
+        let why = crate::sessions::sealed::read_reason(&request.get_ref().reason)?;
         // A live shell has its recording written as it goes.
         let live =
             session.kind == Kind::Shell.as_str() && state.sessions.live(&session.id).is_some();
@@ -353,14 +356,16 @@ impl SessionService for SessionApi {
                 &format!("session:{}", session.id),
                 Some(&session.county_id),
                 "ok",
-                String::new(),
+                format!("reason={why:?}"),
             )
             .await;
         let (tx, rx) = mpsc::channel(4);
         let store = state.store.clone();
+        let keys = state.keys.clone();
         tokio::spawn(async move {
             for chunk_no in 0.. {
-                match store.recording_chunk(&session.id, chunk_no).await {
+                let chunk = store.recording_chunk(&session.id, chunk_no).await;
+                match crate::sessions::sealed::open_chunk(&keys, &session.id, chunk_no, chunk) {
                     Ok(Some(data)) => {
                         if tx.send(Ok(RecordingChunk { data })).await.is_err() {
                             return;
@@ -368,7 +373,7 @@ impl SessionService for SessionApi {
                     }
                     Ok(None) => return,
                     Err(err) => {
-                        let _ = tx.send(Err(storage_status(err))).await;
+                        let _ = tx.send(Err(err)).await;
                         return;
                     }
                 }
@@ -415,6 +420,16 @@ impl SessionService for SessionApi {
                 "consent {consent:?} is invalid: use none, notify or prompt"
             )));
         }
+        crate::sessions::consent_floor::check_set(
+            state,
+            &principal,
+            &tenant,
+            &school.county_id,
+            &school.id,
+            &device_class,
+            &consent,
+        )
+        .await?;
         let policy = ConsentPolicyRecord {
             school_id: school.id.clone(),
             device_class,
@@ -480,6 +495,26 @@ impl SessionService for SessionApi {
             policies: policies.iter().map(consent_to_proto).collect(),
             default_consent: state.config.sessions.default_consent.clone(),
         }))
+    }
+
+    async fn enroll_totp(
+        &self,
+        request: Request<EnrollTotpRequest>,
+    ) -> Result<Response<EnrollTotpResponse>, Status> {
+        let principal = self.0.principal(&request).await?;
+        Ok(Response::new(
+            crate::sessions::step_up::enroll(&self.0, &principal, request.get_ref()).await?,
+        ))
+    }
+
+    async fn confirm_totp(
+        &self,
+        request: Request<ConfirmTotpRequest>,
+    ) -> Result<Response<ConfirmTotpResponse>, Status> {
+        let principal = self.0.principal(&request).await?;
+        Ok(Response::new(
+            crate::sessions::step_up::confirm(&self.0, &principal, request.get_ref()).await?,
+        ))
     }
 }
 

@@ -138,6 +138,11 @@ impl UserService for UserApi {
                 .scope
                 .parse()
                 .map_err(|e| Status::invalid_argument(format!("{e}")))?;
+            if role == Role::SchoolLead && !matches!(scope, Scope::School(_)) {
+                return Err(Status::invalid_argument(
+                    "schulleitung is bound to one school: use schulleitung@school:<id>",
+                ));
+            }
             let target = self.scope_target(&scope).await?;
             if !access::tenant_known(state, &principal, &target).await? {
                 // The same answer as for a tenant that does not exist.

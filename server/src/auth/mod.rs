@@ -6,6 +6,7 @@
 //! it touches. Anything that cannot be proven is refused: authentication
 //! fails closed.
 
+pub mod mfa;
 mod principal;
 mod roles;
 pub mod secrets;

@@ -47,6 +47,10 @@ pub enum Permission {
     RecordingRead,
     /// Set the consent policy of schools and device classes.
     ConsentManage,
+    /// Make a consent setting the school's floor, which nobody else may
+    /// go below: only the school's own lead (`schulleitung`), not even
+    /// admins, so the school decides, not the person who connects.
+    ConsentFloor,
 }
 
 impl Permission {
@@ -132,14 +136,19 @@ pub enum Role {
     Technician,
     Coordinator,
     Viewer,
+    /// `schulleitung`: the head of a school or its data-protection
+    /// contact, bound at school scope. Decides consent for the school,
+    /// reads its sessions; no technician rights.
+    SchoolLead,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [
+    pub const ALL: [Role; 5] = [
         Role::Admin,
         Role::Technician,
         Role::Coordinator,
         Role::Viewer,
+        Role::SchoolLead,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -148,13 +157,14 @@ impl Role {
             Role::Technician => "technician",
             Role::Coordinator => "coordinator",
             Role::Viewer => "viewer",
+            Role::SchoolLead => "schulleitung",
         }
     }
 
     pub fn grants(self, permission: Permission) -> bool {
         use Permission::*;
         match self {
-            Role::Admin => true,
+            Role::Admin => permission != ConsentFloor,
             // Technicians work tickets and maintain the knowledge base
             // together ("gemeinsame Pflege von Wissensartikeln").
             Role::Technician => matches!(
@@ -188,6 +198,10 @@ impl Role {
                     | RecordingRead
             ),
             Role::Viewer => matches!(permission, TenantRead | DeviceRead | TicketRead | KbRead),
+            Role::SchoolLead => matches!(
+                permission,
+                TenantRead | SessionRead | SessionEnd | ConsentManage | ConsentFloor
+            ),
         }
     }
 }
@@ -199,7 +213,10 @@ impl FromStr for Role {
             .into_iter()
             .find(|r| r.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown role {s:?}: expected admin, technician, coordinator or viewer")
+                format!(
+                    "unknown role {s:?}: expected admin, technician, coordinator, viewer or \
+                     schulleitung"
+                )
             })
     }
 }
@@ -237,18 +254,26 @@ mod tests {
             SessionEnd,
             RecordingRead,
             ConsentManage,
+            ConsentFloor,
         ];
         let table = [
-            (Role::Admin, [true; 8]),
+            (
+                Role::Admin,
+                [true, true, true, true, true, true, true, true, false],
+            ),
             (
                 Role::Technician,
-                [true, true, true, true, true, false, false, false],
+                [true, true, true, true, true, false, false, false, false],
             ),
             (
                 Role::Coordinator,
-                [false, false, false, false, true, false, true, false],
+                [false, false, false, false, true, false, true, false, false],
             ),
-            (Role::Viewer, [false; 8]),
+            (Role::Viewer, [false; 9]),
+            (
+                Role::SchoolLead,
+                [false, false, false, false, true, true, false, true, true],
+            ),
         ];
         for (role, expected) in table {
             assert_eq!(all.map(|p| role.grants(p)), expected, "{role:?}");

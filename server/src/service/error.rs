@@ -92,6 +92,9 @@ pub struct AppError {
     kind: ErrorKind,
     message: String,
     retry_after: Option<Duration>,
+    /// One response header for the client (gRPC metadata), e.g. the
+    /// step-up methods a refused session start asks for.
+    hint: Option<(&'static str, &'static str)>,
 }
 
 pub type AppResult<T> = Result<T, AppError>;
@@ -102,6 +105,7 @@ impl AppError {
             kind,
             message: message.into(),
             retry_after: None,
+            hint: None,
         }
     }
 
@@ -137,6 +141,16 @@ impl AppError {
     }
 
     /// The time to wait before retrying (sent as `retry-after`).
+    /// Adds a response header (key in lowercase ASCII, value ASCII).
+    pub fn with_hint(mut self, key: &'static str, value: &'static str) -> Self {
+        self.hint = Some((key, value));
+        self
+    }
+
+    pub fn hint(&self) -> Option<(&'static str, &'static str)> {
+        self.hint
+    }
+
     pub fn with_retry_after(mut self, after: Duration) -> Self {
         self.retry_after = Some(after);
         self
@@ -184,16 +198,22 @@ impl From<AuthError> for AppError {
 impl From<AppError> for tonic::Status {
     fn from(err: AppError) -> Self {
         let code = err.kind.grpc_code();
-        match err.retry_after {
-            Some(after) => {
-                let seconds = after.as_secs_f64().ceil().max(1.0) as u64;
-                let mut metadata = tonic::metadata::MetadataMap::new();
-                if let Ok(value) = seconds.to_string().parse() {
-                    metadata.insert("retry-after", value);
-                }
-                tonic::Status::with_metadata(code, err.message, metadata)
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        if let Some(after) = err.retry_after {
+            let seconds = after.as_secs_f64().ceil().max(1.0) as u64;
+            if let Ok(value) = seconds.to_string().parse() {
+                metadata.insert("retry-after", value);
             }
-            None => tonic::Status::new(code, err.message),
+        }
+        if let Some((key, value)) = err.hint
+            && let Ok(value) = value.parse()
+        {
+            metadata.insert(key, value);
+        }
+        if metadata.is_empty() {
+            tonic::Status::new(code, err.message)
+        } else {
+            tonic::Status::with_metadata(code, err.message, metadata)
         }
     }
 }

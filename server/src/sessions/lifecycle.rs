@@ -52,6 +52,8 @@ pub struct StartRequest {
     /// Optional ticket key (`SUP-1234`) the session works on.
     pub ticket: String,
     pub spec: Option<SessionSpec>,
+    /// The second factor, where `[sessions] require_mfa` asks for one.
+    pub step_up: Option<schoolfleet_proto::v1::StepUp>,
 }
 
 /// The device was asked and the user there must answer.
@@ -236,6 +238,8 @@ pub async fn start(
         };
         let spec = policy::check_spec(req.spec.as_ref(), limits.max_file_bytes)
             .map_err(AppError::invalid)?;
+        let spec = super::guard_spec(limits, &device, req.spec.as_ref(), spec)
+            .map_err(AppError::denied)?;
         if device.status != "active" {
             return Err(AppError::failed_precondition(format!(
                 "device {} is {}",
@@ -261,10 +265,12 @@ pub async fn start(
                 device.hostname
             )));
         }
-        Ok::<_, AppError>((reason, ticket, spec))
+        let step_up =
+            super::step_up::check(state, principal, kind, &reason, req.step_up.as_ref()).await?;
+        Ok::<_, AppError>((reason, ticket, spec, step_up))
     }
     .await;
-    let (reason, ticket, spec) = match checked {
+    let (reason, ticket, spec, step_up) = match checked {
         Ok(v) => v,
         Err(status) => {
             audit_denied(
@@ -313,6 +319,7 @@ pub async fn start(
         channels: 0,
         end_requested_at: None,
         end_requested_reason: String::new(),
+        step_up,
     };
     state.store.insert_session(&record).await?;
     let consent_timeout = limits.consent_timeout;
@@ -802,19 +809,22 @@ async fn drive(state: AppState, start: Start, tx: Updates) {
             Some(&info.county_id),
             "ok",
             format!(
-                "kind={} device={} hostname={} consent={} reason={:?} ticket={:?} summary={:?}",
+                "kind={} device={} hostname={} consent={} step_up={} reason={:?} ticket={:?} summary={:?}",
                 info.kind.as_str(),
                 info.device_id,
                 info.hostname,
                 record.consent,
+                if record.step_up.is_empty() { "none" } else { &record.step_up },
                 record.reason,
                 record.ticket,
                 record.summary
             ),
         )
         .await;
+    // The command line (redacted, still) only at debug.
     tracing::info!(session = %info.id, device = %info.hostname, actor = %info.actor,
-        kind = info.kind.as_str(), summary = %record.summary, "session started");
+        kind = info.kind.as_str(), "session started");
+    tracing::debug!(session = %info.id, summary = %record.summary, "session command");
     let started = SessionStarted {
         session_id: info.id.clone(),
         device_id: info.device_id.clone(),
@@ -944,9 +954,10 @@ async fn write_recording(
 ) -> bool {
     let mut chunk_no = 0i64;
     while let Some(data) = chunks.recv().await {
+        let sealed = super::sealed::seal_chunk(&state.keys, &session_id, chunk_no, &data);
         match state
             .store
-            .append_recording_chunk(&session_id, chunk_no, &data)
+            .append_recording_chunk(&session_id, chunk_no, &sealed)
             .await
         {
             Ok(()) => chunk_no += 1,

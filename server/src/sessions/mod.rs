@@ -2,10 +2,17 @@
 //! sessions, and channels waiting for the agent to dial back. In memory,
 //! like the agent streams they ride on; the store keeps the records.
 
+pub mod consent_floor;
+pub mod forward_policy;
 pub mod lifecycle;
 pub mod policy;
 pub mod recording;
+pub mod redact;
 pub mod relay;
+pub mod sealed;
+pub mod spec_guard;
+pub mod step_up;
+pub use spec_guard::guard_spec;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -10,8 +10,23 @@ use crate::storage::{Result, Store};
 pub const CONSENT_MODES: [&str; 3] = ["none", "notify", "prompt"];
 
 /// The consent mode for a device: the policy of its school and class, else
-/// of its school, else the server default.
+/// of its school, else the server default; never below the floor the
+/// school's lead set.
 pub async fn resolve_consent(
+    store: &dyn Store,
+    school_id: &str,
+    device_class: &str,
+    default: &str,
+) -> Result<String> {
+    let floor = super::consent_floor::floor_for(store, school_id, device_class).await?;
+    let policy = resolve_policy(store, school_id, device_class, default).await?;
+    Ok(match floor {
+        Some(floor) => super::consent_floor::stricter(&policy, &floor).to_owned(),
+        None => policy,
+    })
+}
+
+async fn resolve_policy(
     store: &dyn Store,
     school_id: &str,
     device_class: &str,

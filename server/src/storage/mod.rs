@@ -334,6 +334,28 @@ pub trait Store: Send + Sync + 'static {
         school_ids: Option<&[String]>,
     ) -> Result<Vec<ConsentPolicyRecord>>;
 
+    // --- data protection: second factor, consent floors ---
+    async fn get_user_mfa(&self, user_id: &str) -> Result<Option<UserMfaRecord>>;
+    /// Stores a new, unconfirmed secret, replacing any earlier one.
+    async fn put_user_mfa(&self, record: &UserMfaRecord) -> Result<()>;
+    /// Activates the unconfirmed secret with the step its first code
+    /// matched; false when there is none to confirm.
+    async fn confirm_user_mfa(&self, user_id: &str, step: i64) -> Result<bool>;
+    /// Uses a code's time step: only when it is later than the last used
+    /// one (one statement, so two replicas cannot both accept a code), and
+    /// opens the grace window. False: the step was used already.
+    async fn use_mfa_step(
+        &self,
+        user_id: &str,
+        step: i64,
+        grace_until: Millis,
+        grace_kind: &str,
+        grace_reason: &str,
+    ) -> Result<bool>;
+    async fn set_consent_floor(&self, floor: &ConsentFloorRecord) -> Result<()>;
+    /// The floors of one school: the school's own (class "") and its classes'.
+    async fn consent_floors(&self, school_id: &str) -> Result<Vec<ConsentFloorRecord>>;
+
     // --- service desk: tickets ---
     /// Creates the ticket with the next number of the installation's
     /// sequence (in the same transaction, so replicas never collide), its

@@ -767,6 +767,50 @@ pub struct SessionRecord {
     pub channels: i64,
     pub end_requested_at: Option<Millis>,
     pub end_requested_reason: String,
+    /// The second factor proven at the start ("totp", "totp-grace"), or
+    /// empty when none was required.
+    pub step_up: String,
+}
+
+/// A user's second factor. `secret` is sealed (keyring.rs); never logged.
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct UserMfaRecord {
+    pub user_id: String,
+    /// "totp".
+    pub method: String,
+    pub secret: Vec<u8>,
+    pub confirmed: bool,
+    /// The last time step whose code was accepted: codes are single-use.
+    pub last_step: i64,
+    /// Until when (Unix ms) further starts of `grace_kind` with the reason
+    /// whose SHA-256 is `grace_reason` need no new code.
+    pub grace_until: Millis,
+    pub grace_kind: String,
+    pub grace_reason: String,
+    pub created_at: Millis,
+}
+
+impl std::fmt::Debug for UserMfaRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserMfaRecord")
+            .field("user_id", &self.user_id)
+            .field("method", &self.method)
+            .field("secret", &"<sealed>")
+            .field("confirmed", &self.confirmed)
+            .field("last_step", &self.last_step)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The least consent a school's lead set for a school or class.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ConsentFloorRecord {
+    pub school_id: String,
+    /// `""`: the whole school.
+    pub device_class: String,
+    pub floor: String,
+    pub set_by: String,
+    pub set_at: Millis,
 }
 
 /// What is stored when a session ends or is denied.

@@ -240,7 +240,7 @@ pub(super) fn audit_entry(row: AuditRow) -> crate::storage::AuditEntryRecord {
 pub(super) const SESSION_COLUMNS: &str = "id, kind, state, device_id, county_id, school_id, \
      user_id, actor, reason, ticket, summary, spec, consent, started_at, ended_at, end_reason, \
      bytes_to_device, bytes_from_device, exit_code, has_recording, channels, end_requested_at, \
-     end_requested_reason";
+     end_requested_reason, step_up";
 
 /// Appends one event to the audit chain inside the transaction `$tx`;
 /// evaluates to its seq. The first statement is the UPDATE of the chain
@@ -2157,7 +2157,7 @@ macro_rules! impl_sql_store {
             async fn insert_session(&self, s: &SessionRecord) -> Result<()> {
                 sqlx::query(&format!(
                     "INSERT INTO sessions ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-                     $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)",
+                     $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)",
                     sql::SESSION_COLUMNS
                 ))
                 .bind(&s.id)
@@ -2183,6 +2183,7 @@ macro_rules! impl_sql_store {
                 .bind(s.channels)
                 .bind(s.end_requested_at)
                 .bind(&s.end_requested_reason)
+                .bind(&s.step_up)
                 .execute(&self.pool)
                 .await
                 .map_err(|e| sql::conflict_or(e, format!("session {}", s.id)))?;
@@ -2379,6 +2380,104 @@ macro_rules! impl_sql_store {
                 }
                 qb.push(" ORDER BY school_id, device_class");
                 Ok(qb.build_query_as().fetch_all(&self.pool).await?)
+            }
+
+            // --- data protection: second factor, consent floors ---
+
+            async fn get_user_mfa(&self, user_id: &str) -> Result<Option<UserMfaRecord>> {
+                Ok(sqlx::query_as(
+                    "SELECT user_id, method, secret, confirmed, last_step, grace_until, grace_kind, \
+                     grace_reason, created_at FROM user_mfa WHERE user_id = $1",
+                )
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn put_user_mfa(&self, r: &UserMfaRecord) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO user_mfa (user_id, method, secret, confirmed, last_step, grace_until, \
+                     grace_kind, grace_reason, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     ON CONFLICT (user_id) DO UPDATE SET method = excluded.method, \
+                     secret = excluded.secret, confirmed = excluded.confirmed, \
+                     last_step = excluded.last_step, grace_until = excluded.grace_until, \
+                     grace_kind = excluded.grace_kind, grace_reason = excluded.grace_reason, \
+                     created_at = excluded.created_at",
+                )
+                .bind(&r.user_id)
+                .bind(&r.method)
+                .bind(&r.secret)
+                .bind(r.confirmed)
+                .bind(r.last_step)
+                .bind(r.grace_until)
+                .bind(&r.grace_kind)
+                .bind(&r.grace_reason)
+                .bind(r.created_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn confirm_user_mfa(&self, user_id: &str, step: i64) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE user_mfa SET confirmed = TRUE, last_step = $2 \
+                     WHERE user_id = $1 AND confirmed = FALSE",
+                )
+                .bind(user_id)
+                .bind(step)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(done > 0)
+            }
+
+            async fn use_mfa_step(
+                &self,
+                user_id: &str,
+                step: i64,
+                grace_until: Millis,
+                grace_kind: &str,
+                grace_reason: &str,
+            ) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE user_mfa SET last_step = $2, grace_until = $3, grace_kind = $4, \
+                     grace_reason = $5 WHERE user_id = $1 AND confirmed = TRUE AND last_step < $2",
+                )
+                .bind(user_id)
+                .bind(step)
+                .bind(grace_until)
+                .bind(grace_kind)
+                .bind(grace_reason)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(done > 0)
+            }
+
+            async fn set_consent_floor(&self, f: &ConsentFloorRecord) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO consent_floors (school_id, device_class, floor, set_by, set_at) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (school_id, device_class) DO UPDATE SET \
+                     floor = excluded.floor, set_by = excluded.set_by, set_at = excluded.set_at",
+                )
+                .bind(&f.school_id)
+                .bind(&f.device_class)
+                .bind(&f.floor)
+                .bind(&f.set_by)
+                .bind(f.set_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn consent_floors(&self, school_id: &str) -> Result<Vec<ConsentFloorRecord>> {
+                Ok(sqlx::query_as(
+                    "SELECT school_id, device_class, floor, set_by, set_at FROM consent_floors \
+                     WHERE school_id = $1 ORDER BY device_class",
+                )
+                .bind(school_id)
+                .fetch_all(&self.pool)
+                .await?)
             }
         }
     };

@@ -46,6 +46,9 @@ impl InProcessServer {
             database_url: None,
         };
         let mut config = Config::load(None, Vec::new(), &flags).unwrap();
+        // New installations require a second factor for sessions; tests
+        // that exercise it turn it on again (`tests/step_up.rs`).
+        config.sessions.require_mfa.clear();
         configure(&mut config);
         let state = schoolfleet_server::server::prepare(config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -295,31 +295,51 @@ impl ConsentProvider for DesktopProvider {
     }
 
     fn notify<'a>(&'a self, request: &'a ConsentRequest) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
-            let Some(session) = find_session().await else {
-                tracing::info!(session = %request.session_id, "nobody logged in to notify");
-                return;
-            };
-            let (Some(tools), Some(notify_send)) = (UserTools::find(), system_tool("notify-send"))
-            else {
-                tracing::info!(session = %request.session_id, "notify-send or runuser missing: session start only logged");
-                return;
-            };
-            let command = as_user(
-                &tools,
-                &session,
-                &notify_send,
-                &[
-                    "--app-name=schoolfleet".into(),
-                    "Fernwartung".into(),
-                    glib_escaped(&notice_text(request)),
-                ],
-            );
-            if let Err(err) = run_bounded(command, NOTIFY_TIMEOUT).await {
-                tracing::warn!(error = %err, "cannot show the session notice");
-            }
-        })
+        Box::pin(show_notice(request, notice_text(request)))
     }
+
+    fn notify_end<'a>(&'a self, request: &'a ConsentRequest, why: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(show_notice(request, end_notice_text(request, why)))
+    }
+}
+
+/// One desktop notification in the logged-in user's session (notify-send
+/// by absolute path); best effort, logged when impossible.
+async fn show_notice(request: &ConsentRequest, text: String) {
+    let Some(session) = find_session().await else {
+        tracing::info!(session = %request.session_id, "nobody logged in to notify");
+        return;
+    };
+    let (Some(tools), Some(notify_send)) = (UserTools::find(), system_tool("notify-send")) else {
+        tracing::info!(session = %request.session_id, "notify-send or runuser missing: session only logged");
+        return;
+    };
+    let command = as_user(
+        &tools,
+        &session,
+        &notify_send,
+        &[
+            "--app-name=schoolfleet".into(),
+            "Fernwartung".into(),
+            glib_escaped(&text),
+        ],
+    );
+    if let Err(err) = run_bounded(command, NOTIFY_TIMEOUT).await {
+        tracing::warn!(error = %err, "cannot show the session notice");
+    }
+}
+
+/// The notice when a session ended (markup-escaped like [`notice_text`]).
+pub fn end_notice_text(request: &ConsentRequest, why: &str) -> String {
+    let text = format!(
+        "Fernwartung beendet: {} ({}).\n{}",
+        plain(&request.admin, 200),
+        kind_german(&request.kind),
+        plain(why, 300),
+    );
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 #[cfg(test)]
@@ -449,6 +469,23 @@ mod tests {
             assert!(shown.contains("\\074span"), "{shown}");
             assert!(shown.contains("C:\\Temp\\"), "{shown}");
         }
+    }
+
+    #[test]
+    fn the_end_notice_names_who_and_why_without_markup() {
+        let request = ConsentRequest {
+            kind: "shell".into(),
+            admin: "user:<b>anna</b>".into(),
+            ..Default::default()
+        };
+        let text = end_notice_text(&request, "exit 0 <i>");
+        assert!(
+            text.starts_with("Fernwartung beendet: user:&lt;b&gt;anna"),
+            "{text}"
+        );
+        assert!(text.ends_with("exit 0 &lt;i&gt;"), "{text}");
+        let shown = g_strcompress(&glib_escaped(&text));
+        assert!(!shown.contains('<'), "{shown}");
     }
 
     #[test]

@@ -57,6 +57,12 @@ pub trait ConsentProvider: Send + Sync {
     ) -> BoxFuture<'a, ConsentAnswer>;
     /// Tells the user that a session starts; best effort.
     fn notify<'a>(&'a self, request: &'a ConsentRequest) -> BoxFuture<'a, ()>;
+    /// Tells the user that a session they were told of or asked about has
+    /// ended, so the indicator goes away too; best effort, nothing by
+    /// default (a consent script is asked, not told).
+    fn notify_end<'a>(&'a self, _request: &'a ConsentRequest, _why: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// `--consent-provider`.
@@ -161,6 +167,13 @@ impl ConsentProvider for AutoProvider {
                 return DesktopProvider.notify(request).await;
             }
             NoProvider.notify(request).await
+        })
+    }
+    fn notify_end<'a>(&'a self, request: &'a ConsentRequest, why: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if self.command.is_none() && desktop::find_session().await.is_some() {
+                DesktopProvider.notify_end(request, why).await;
+            }
         })
     }
 }
