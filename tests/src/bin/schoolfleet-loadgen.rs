@@ -18,8 +18,11 @@
 //! Prints counters, latency percentiles (enrolment, stream open until the
 //! Welcome, report until its acknowledgement) and its own CPU time, since it
 //! shares the machine with the server. Exits non-zero when any error was
-//! counted. Not yet simulated: answers to remote-session requests (they
-//! are counted as `requests unanswered`), certificate renewal, reconnects.
+//! counted. Remote sessions: an `exec` is accepted and answered with one
+//! line (`loadgen <n>`) and exit code 0 over a real `SessionChannel`, so a
+//! fan-out exec can be measured against a simulated fleet; other kinds are
+//! refused as switched off. Not yet simulated: certificate renewal,
+//! reconnects.
 //! Heartbeats have no answer in the protocol, so their latency cannot be
 //! measured from this side.
 
@@ -29,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use prost::Message;
-use schoolfleet_e2e::ServerProcess;
+use schoolfleet_e2e::{CliRunner, ServerProcess};
 use schoolfleet_proto::tokens::parse_enrollment_token;
 use schoolfleet_proto::transport::{self, ChannelOptions, ClientIdentity, ServerTrust};
 use schoolfleet_proto::v1::agent_message::Body as AgentBody;
@@ -51,11 +54,15 @@ struct Args {
     /// Mean time between changed inventories per agent; none when zero.
     change_every: Duration,
     smoke: bool,
+    /// Smoke mode: once all agents are connected, a fan-out `exec` over
+    /// the whole school through the real CLI, this many devices at a time.
+    exec_fanout: Option<u32>,
 }
 
 fn usage() -> &'static str {
     "usage: schoolfleet-loadgen (--smoke | --server URL --token SFE_TOKEN) [--agents N] \
-     [--duration SECS] [--ramp SECS] [--heartbeat SECS] [--change-every SECS]"
+     [--duration SECS] [--ramp SECS] [--heartbeat SECS] [--change-every SECS] \
+     [--exec-fanout PARALLEL (with --smoke)]"
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -68,6 +75,7 @@ fn parse_args() -> anyhow::Result<Args> {
         heartbeat: None,
         change_every: Duration::ZERO,
         smoke: false,
+        exec_fanout: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -95,8 +103,12 @@ fn parse_args() -> anyhow::Result<Args> {
             "--ramp" => args.ramp = secs()?,
             "--heartbeat" => args.heartbeat = Some(secs()?),
             "--change-every" => args.change_every = secs()?,
+            "--exec-fanout" => args.exec_fanout = Some(value.parse().context("--exec-fanout")?),
             _ => bail!("unknown flag {flag}\n{}", usage()),
         }
+    }
+    if args.exec_fanout.is_some() && !args.smoke {
+        bail!("--exec-fanout needs --smoke (it uses the smoke server's admin)");
     }
     if !args.smoke && (args.server.is_empty() || args.token.is_empty()) {
         bail!(
@@ -120,6 +132,10 @@ struct Counters {
     reports_acked: AtomicU64,
     report_errors: AtomicU64,
     requests_unanswered: AtomicU64,
+    /// Exec sessions accepted, and their channels answered or failed.
+    sessions_accepted: AtomicU64,
+    channels_answered: AtomicU64,
+    channel_errors: AtomicU64,
 }
 
 impl Counters {
@@ -129,6 +145,7 @@ impl Counters {
             &self.connect_errors,
             &self.stream_errors,
             &self.report_errors,
+            &self.channel_errors,
         ]
         .iter()
         .map(|c| c.load(Ordering::Relaxed))
@@ -294,6 +311,9 @@ fn inventory_report(inv: &Inventory, reason: &str) -> (InventoryReport, String) 
 }
 
 struct Shared {
+    /// False while a fan-out `exec` runs: the agents stay past the end of
+    /// the run until it is done, so that none is missing from it.
+    fanout_done: std::sync::atomic::AtomicBool,
     args: Args,
     counters: Counters,
     latencies: Latencies,
@@ -394,6 +414,11 @@ async fn agent(n: usize, shared: Arc<Shared>) {
             spooled_reports: 0,
         })))
         .await;
+    let session_link = SessionLink {
+        n,
+        channel: channel.clone(),
+        stream: tx.clone(),
+    };
     let mut inbound = match AgentServiceClient::new(channel)
         .open_stream(ReceiverStream::new(rx))
         .await
@@ -451,7 +476,7 @@ async fn agent(n: usize, shared: Arc<Shared>) {
             }
         };
         tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => break,
+            _ = tokio::time::sleep_until(deadline), if shared.fanout_done.load(Ordering::Relaxed) => break,
             _ = tokio::time::sleep_until(next_beat) => {
                 sequence += 1;
                 c.heartbeats.fetch_add(1, Ordering::Relaxed);
@@ -475,7 +500,7 @@ async fn agent(n: usize, shared: Arc<Shared>) {
                 change_at = next_change(&mut rng);
             }
             message = inbound.message() => {
-                if !on_message(n, message, &mut pending, &shared).await {
+                if !on_message(&session_link, message, &mut pending, &shared).await {
                     return;
                 }
             }
@@ -488,7 +513,7 @@ async fn agent(n: usize, shared: Arc<Shared>) {
         tokio::select! {
             _ = tokio::time::sleep_until(grace) => break,
             message = inbound.message() => {
-                if !on_message(n, message, &mut pending, &shared).await {
+                if !on_message(&session_link, message, &mut pending, &shared).await {
                     return;
                 }
             }
@@ -501,12 +526,85 @@ async fn agent(n: usize, shared: Arc<Shared>) {
 /// How long the end of a run waits for acknowledgements still owed.
 const DRAIN: Duration = Duration::from_secs(60);
 
+/// What a simulated agent needs to answer session requests: its stream
+/// (for consent answers) and its connection (to dial channels back).
+struct SessionLink {
+    n: usize,
+    channel: tonic::transport::Channel,
+    stream: mpsc::Sender<AgentMessage>,
+}
+
+impl SessionLink {
+    /// Accepts an exec at once (as consent `none` would); refuses the rest.
+    async fn open_session(&self, open: OpenSession, counters: &Counters) {
+        let is_exec = matches!(
+            open.spec.and_then(|s| s.kind),
+            Some(session_spec::Kind::Exec(_))
+        );
+        let event = if is_exec {
+            counters.sessions_accepted.fetch_add(1, Ordering::Relaxed);
+            session_event::Event::Accepted(SessionAccepted {})
+        } else {
+            session_event::Event::Refused(SessionRefused {
+                refusal: SessionRefusal::Disabled as i32,
+                message: "the load generator answers exec only".into(),
+            })
+        };
+        let answer = AgentMessage {
+            body: Some(AgentBody::SessionEvent(SessionEvent {
+                session_id: open.session_id,
+                event: Some(event),
+            })),
+        };
+        let _ = self.stream.send(answer).await;
+    }
+
+    /// Dials the channel back and runs the "command": one line, exit 0.
+    fn open_channel(&self, open: OpenChannel, shared: Arc<Shared>) {
+        let channel = self.channel.clone();
+        let line = format!("loadgen {}\n", self.n).into_bytes();
+        tokio::spawn(async move {
+            use schoolfleet_proto::v1::device_frame::Body as DeviceBody;
+            let c = &shared.counters;
+            let answered = async {
+                let (out, mut inbound) =
+                    schoolfleet_agent::session::channel::dial(channel, &open.channel_id).await?;
+                let frames = [
+                    DeviceBody::Ready(ChannelReady::default()),
+                    DeviceBody::Output(line),
+                    DeviceBody::Exit(ChannelExit { code: 0 }),
+                ];
+                for body in frames {
+                    out.send(DeviceFrame { body: Some(body) })
+                        .await
+                        .map_err(|_| tonic::Status::cancelled("channel closed"))?;
+                }
+                drop(out);
+                // The server closes its side once it has relayed the exit.
+                use tokio_stream::StreamExt;
+                while let Some(Ok(_)) = inbound.next().await {}
+                Ok::<_, tonic::Status>(())
+            }
+            .await;
+            match answered {
+                Ok(()) => c.channels_answered.fetch_add(1, Ordering::Relaxed),
+                Err(status) => {
+                    if c.channel_errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                        eprintln!("first channel error: {status}");
+                    }
+                    0
+                }
+            };
+        });
+    }
+}
+
 /// Handles one message from the server; false when the stream is over.
 async fn on_message(
-    n: usize,
+    link: &SessionLink,
     message: Result<Option<ServerMessage>, tonic::Status>,
     pending: &mut Vec<(String, Instant)>,
-    shared: &Shared,
+    shared: &Arc<Shared>,
 ) -> bool {
     let c = &shared.counters;
     match message {
@@ -521,12 +619,27 @@ async fn on_message(
                 c.reports_acked.fetch_add(1, Ordering::Relaxed);
             } else if c.report_errors.fetch_add(1, Ordering::Relaxed) == 0 {
                 eprintln!(
-                    "first report error (agent {n}): {} (retry {})",
-                    ack.error, ack.retry
+                    "first report error (agent {}): {} (retry {})",
+                    link.n, ack.error, ack.retry
                 );
             }
             true
         }
+        Ok(Some(ServerMessage {
+            body: Some(ServerBody::OpenSession(open)),
+        })) => {
+            link.open_session(open, c).await;
+            true
+        }
+        Ok(Some(ServerMessage {
+            body: Some(ServerBody::OpenChannel(open)),
+        })) => {
+            link.open_channel(open, shared.clone());
+            true
+        }
+        Ok(Some(ServerMessage {
+            body: Some(ServerBody::CloseSession(_)),
+        })) => true,
         Ok(Some(_)) => {
             c.requests_unanswered.fetch_add(1, Ordering::Relaxed);
             true
@@ -537,7 +650,7 @@ async fn on_message(
         }
         Err(status) => {
             if c.stream_errors.fetch_add(1, Ordering::Relaxed) == 0 {
-                eprintln!("first stream error (agent {n}): {status}");
+                eprintln!("first stream error (agent {}): {status}", link.n);
             }
             false
         }
@@ -562,7 +675,7 @@ fn own_cpu() -> Duration {
 }
 
 /// Smoke mode: a server of our own with county `lg`, school `lg001`.
-fn start_own_server(dir: &std::path::Path, agents: usize) -> (ServerProcess, String) {
+fn start_own_server(dir: &std::path::Path, agents: usize) -> (ServerProcess, CliRunner, String) {
     let data = dir.join("server");
     std::fs::create_dir_all(&data).expect("server directory");
     let server =
@@ -578,20 +691,74 @@ fn start_own_server(dir: &std::path::Path, agents: usize) -> (ServerProcess, Str
         "--name",
         "Lastschule",
     ]);
+    cli.ok(&["consent", "set", "--school", "lg001", "--mode", "none"]);
     let token = cli.enrollment_token("lg001", "1h", agents as u32);
-    (server, token)
+    (server, cli, token)
+}
+
+/// What the fan-out `exec` over the smoke school found.
+#[derive(Debug)]
+struct FanOut {
+    took: Duration,
+    devices: usize,
+    answered: usize,
+}
+
+/// Waits until every agent is connected, then runs `schoolfleet exec
+/// --school lg001 -- loadgen` and counts the devices that answered with
+/// their line and exit code 0.
+fn run_fanout(cli: &CliRunner, parallel: u32, shared: &Shared) -> anyhow::Result<FanOut> {
+    let wait_until = Instant::now() + shared.args.ramp + Duration::from_secs(60);
+    while shared.counters.connected.load(Ordering::Relaxed) < shared.args.agents as u64 {
+        if Instant::now() > wait_until {
+            bail!("not every agent connected; no fan-out");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let started = Instant::now();
+    let parallel = parallel.to_string();
+    let (_, rows) = cli.json_result(&[
+        "exec",
+        "--school",
+        "lg001",
+        "--concurrency",
+        &parallel,
+        "--reason",
+        "Lastprobe",
+        "--",
+        "loadgen",
+    ]);
+    let took = started.elapsed();
+    let rows = rows.as_array().cloned().unwrap_or_default();
+    if let Some(failed) = rows.iter().find(|r| r["exit_code"] != 0) {
+        eprintln!("first device the fan-out did not reach: {failed}");
+    }
+    let answered = rows
+        .iter()
+        .filter(|r| {
+            r["exit_code"] == 0
+                && r["stdout"]
+                    .as_str()
+                    .is_some_and(|o| o.starts_with("loadgen "))
+        })
+        .count();
+    Ok(FanOut {
+        took,
+        devices: rows.len(),
+        answered,
+    })
 }
 
 fn main() -> anyhow::Result<()> {
     let mut args = parse_args()?;
     let dir = tempfile::tempdir()?;
-    let _server = if args.smoke {
-        let (server, token) = start_own_server(dir.path(), args.agents);
+    let (_server, admin) = if args.smoke {
+        let (server, cli, token) = start_own_server(dir.path(), args.agents);
         args.server = server.url();
         args.token = token;
-        Some(server)
+        (Some(server), Some(cli))
     } else {
-        None
+        (None, None)
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -599,11 +766,21 @@ fn main() -> anyhow::Result<()> {
     let cpu_before = own_cpu();
     let started = Instant::now();
     let shared = Arc::new(Shared {
+        fanout_done: (args.exec_fanout.is_none()).into(),
         deadline: started + args.ramp + args.duration,
         args: args.clone(),
         counters: Counters::default(),
         latencies: Latencies::default(),
     });
+    let fanout = match (admin, args.exec_fanout) {
+        (Some(cli), Some(parallel)) => {
+            let shared = shared.clone();
+            Some(std::thread::spawn(move || {
+                run_fanout(&cli, parallel, &shared)
+            }))
+        }
+        _ => None,
+    };
     runtime.block_on(async {
         let tasks: Vec<_> = (0..args.agents)
             .map(|n| tokio::spawn(agent(n, shared.clone())))
@@ -612,6 +789,7 @@ fn main() -> anyhow::Result<()> {
             let _ = task.await;
         }
     });
+    let fanout = fanout.map(|f| f.join().expect("the fan-out thread panicked"));
     let wall = started.elapsed();
     let cpu = own_cpu().saturating_sub(cpu_before);
 
@@ -640,6 +818,30 @@ fn main() -> anyhow::Result<()> {
         get(&c.report_errors),
         get(&c.requests_unanswered)
     );
+    println!(
+        "  exec sessions accepted {}, channels answered {} (errors {})",
+        get(&c.sessions_accepted),
+        get(&c.channels_answered),
+        get(&c.channel_errors)
+    );
+    let mut fanout_failed = false;
+    match &fanout {
+        Some(Ok(f)) => {
+            println!(
+                "  fan-out exec over {} devices: {} answered in {:.2} s ({:.0} devices/s)",
+                f.devices,
+                f.answered,
+                f.took.as_secs_f64(),
+                f.answered as f64 / f.took.as_secs_f64()
+            );
+            fanout_failed = f.answered != args.agents;
+        }
+        Some(Err(err)) => {
+            println!("  fan-out exec: {err:#}");
+            fanout_failed = true;
+        }
+        None => {}
+    }
     for (what, list) in [
         ("enrolment", &shared.latencies.enrol),
         ("stream open", &shared.latencies.open),
@@ -663,6 +865,9 @@ fn main() -> anyhow::Result<()> {
         cpu.as_secs_f64() * 1000.0 / (args.agents as f64 * wall.as_secs_f64() / 60.0)
     );
     let errors = c.errors();
+    if fanout_failed {
+        bail!("the fan-out exec did not reach every device");
+    }
     if errors > 0 || get(&c.connected) != args.agents as u64 {
         bail!(
             "{errors} errors, {} of {} agents connected",
