@@ -717,7 +717,9 @@ fn run_fanout(cli: &CliRunner, parallel: u32, shared: &Shared) -> anyhow::Result
     }
     let started = Instant::now();
     let parallel = parallel.to_string();
-    let (_, rows) = cli.json_result(&[
+    let out = cli.run(&[
+        "-o",
+        "json",
         "exec",
         "--school",
         "lg001",
@@ -728,6 +730,12 @@ fn run_fanout(cli: &CliRunner, parallel: u32, shared: &Shared) -> anyhow::Result
         "--",
         "loadgen",
     ]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "the fan-out printed no JSON: {}",
+            schoolfleet_e2e::output_text(&out)
+        )
+    })?;
     let took = started.elapsed();
     let rows = rows.as_array().cloned().unwrap_or_default();
     if let Some(failed) = rows.iter().find(|r| r["exit_code"] != 0) {
@@ -776,7 +784,16 @@ fn main() -> anyhow::Result<()> {
         (Some(cli), Some(parallel)) => {
             let shared = shared.clone();
             Some(std::thread::spawn(move || {
-                run_fanout(&cli, parallel, &shared)
+                // Set even if the fan-out fails or panics: the agents stay
+                // past the end of the run only until it is over.
+                struct Done(Arc<Shared>);
+                impl Drop for Done {
+                    fn drop(&mut self) {
+                        self.0.fanout_done.store(true, Ordering::Relaxed);
+                    }
+                }
+                let done = Done(shared);
+                run_fanout(&cli, parallel, &done.0)
             }))
         }
         _ => None,
@@ -789,7 +806,10 @@ fn main() -> anyhow::Result<()> {
             let _ = task.await;
         }
     });
-    let fanout = fanout.map(|f| f.join().expect("the fan-out thread panicked"));
+    let fanout = fanout.map(|f| {
+        f.join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the fan-out thread panicked")))
+    });
     let wall = started.elapsed();
     let cpu = own_cpu().saturating_sub(cpu_before);
 
