@@ -71,7 +71,9 @@ wait_for() {
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 url=https://127.0.0.1:$port
 mkdir -p "$work/server" "$work/home"
-SCHOOLFLEET_AGENTS__HEARTBEAT_INTERVAL=5s \
+# The second factor before sessions is tested elsewhere (tests/tests/step_up.rs);
+# this script is about the Windows agent.
+SCHOOLFLEET_AGENTS__HEARTBEAT_INTERVAL=5s SCHOOLFLEET_SESSIONS__REQUIRE_MFA='[]' \
   "$bin/schoolfleet-server" run --listen "127.0.0.1:$port" --data-dir "$work/server" >"$work/server.log" 2>&1 &
 pids+=($!)
 wait_for "server listening" 60 grep -qs listening "$work/server.log"
