@@ -31,25 +31,15 @@ expires = EXPIRES
 "#;
 
 /// A device with 4 GiB of RAM in each of two counties.
-async fn seed(server: &InProcessServer, admin: &mut Clients) {
+async fn seed(server: &InProcessServer) {
     for (county, school, host) in [
         ("kus", "kus012", "kus012-sp0101"),
         ("kl", "kl001", "kl001-sp0101"),
     ] {
         server.create_school(county, school).await;
-        let token = admin
-            .enrollment
-            .create_enrollment_token(CreateEnrollmentTokenRequest {
-                school_id: school.into(),
-                device_class: "schueler-pc".into(),
-                expires_in_seconds: 600,
-                max_uses: 1,
-                description: String::new(),
-                reinstall_device: String::new(),
-            })
+        let token = server
+            .create_enrollment_token(school, 1)
             .await
-            .unwrap()
-            .into_inner()
             .token
             .unwrap();
         let id = uuid::Uuid::now_v7().to_string();
@@ -118,7 +108,7 @@ async fn ram_status(admin: &mut Clients, host: &str) -> String {
 async fn waiver_turns_fail_into_waived_until_it_expires() {
     let server = InProcessServer::start().await;
     let mut admin = server.client(&server.bootstrap_token).await;
-    seed(&server, &mut admin).await;
+    seed(&server).await;
     let expires = (Utc::now() + TimeDelta::days(3)).date_naive();
     admin
         .compliance
@@ -159,7 +149,7 @@ async fn waiver_turns_fail_into_waived_until_it_expires() {
 async fn county_coordinator_sees_only_their_county() {
     let server = InProcessServer::start().await;
     let mut admin = server.client(&server.bootstrap_token).await;
-    seed(&server, &mut admin).await;
+    seed(&server).await;
     admin
         .compliance
         .apply_standard(ApplyStandardRequest {
@@ -227,7 +217,7 @@ async fn county_coordinator_sees_only_their_county() {
 async fn ticket_timeline_shows_compliance_changes_of_its_devices() {
     let server = InProcessServer::start().await;
     let mut admin = server.client(&server.bootstrap_token).await;
-    seed(&server, &mut admin).await;
+    seed(&server).await;
     admin
         .compliance
         .apply_standard(ApplyStandardRequest {
@@ -372,7 +362,7 @@ async fn report_ram(server: &InProcessServer, device_id: &str, host: &str, gib: 
 async fn auto_ticket_rules_open_one_ticket_per_device_and_resolve_it() {
     let server = InProcessServer::start().await;
     let mut admin = server.client(&server.bootstrap_token).await;
-    seed(&server, &mut admin).await;
+    seed(&server).await;
     let standard = STANDARD.replace("EXPIRES", "2099-01-01").replace(
         "check = { type = \"hardware_min\", ram_gib = 8 }",
         "check = { type = \"hardware_min\", ram_gib = 8 }\nauto_ticket = true",

@@ -253,20 +253,10 @@ impl Portal {
         tpm: &str,
         windows11: Option<Windows11Readiness>,
     ) -> String {
-        let mut admin = self.server.client(&self.server.bootstrap_token).await;
-        let token = admin
-            .enrollment
-            .create_enrollment_token(CreateEnrollmentTokenRequest {
-                school_id: school.into(),
-                device_class: "schueler-pc".into(),
-                expires_in_seconds: 600,
-                max_uses: 1,
-                description: String::new(),
-                reinstall_device: String::new(),
-            })
+        let token = self
+            .server
+            .create_enrollment_token(school, 1)
             .await
-            .unwrap()
-            .into_inner()
             .token
             .unwrap();
         let id = uuid::Uuid::now_v7().to_string();

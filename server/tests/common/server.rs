@@ -123,6 +123,16 @@ impl InProcessServer {
 
     /// An enrolment token for `school` (class schueler-pc, valid 1 h).
     pub async fn enrollment_token(&self, school: &str, max_uses: u32) -> String {
+        self.create_enrollment_token(school, max_uses).await.secret
+    }
+
+    /// The same token as the server answers it: with its record (the id
+    /// a test passes to `Store::enroll_device`) and its secret.
+    pub async fn create_enrollment_token(
+        &self,
+        school: &str,
+        max_uses: u32,
+    ) -> schoolfleet_proto::v1::CreateEnrollmentTokenResponse {
         let mut admin = self.client(&self.bootstrap_token).await;
         admin
             .enrollment
@@ -137,7 +147,6 @@ impl InProcessServer {
             .await
             .unwrap()
             .into_inner()
-            .secret
     }
 
     /// Enrols a device with a fresh key through the real `Enroll` call, as
