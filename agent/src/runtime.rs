@@ -667,6 +667,10 @@ impl Agent {
                     .close_session(&close.session_id, &close.reason);
                 Next::Continue
             }
+            Some(ServerBody::HeartbeatAck(ack)) => {
+                tracing::trace!(sequence = ack.sequence, "heartbeat acknowledged");
+                Next::Continue
+            }
             None => Next::Continue,
         }
     }

@@ -237,6 +237,17 @@ pub fn evaluate_row(
         .inventory
         .as_deref()
         .and_then(|bytes| Inventory::decode(bytes).ok());
+    evaluate_inventory(standard, row, inventory.as_ref(), now)
+}
+
+/// Evaluates one device with its inventory already decoded (ingest has it
+/// in hand); `row.inventory` is not read.
+pub fn evaluate_inventory(
+    standard: &CompiledStandard,
+    row: &DeviceInventoryRow,
+    inventory: Option<&Inventory>,
+    now: DateTime<Utc>,
+) -> Vec<ComplianceResultRecord> {
     let seen: Option<Millis> = match (row.inventory_at, row.inventory_confirmed_at) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
@@ -247,7 +258,7 @@ pub fn evaluate_row(
         county_id: &row.county_id,
         school_id: &row.school_id,
         device_class: &row.device_class,
-        inventory: inventory.as_ref(),
+        inventory,
         inventory_at: seen.map(millis_to_datetime),
         now,
     };
@@ -276,7 +287,7 @@ pub fn evaluate_row(
 /// Opens, reopens or resolves the service-desk tickets of `auto_ticket`
 /// rules for one device: one ticket per device and rule, never duplicated.
 /// These tickets fire no webhooks: applying a standard may open hundreds.
-async fn sync_tickets(
+pub(crate) async fn sync_tickets(
     store: &Arc<dyn Store>,
     standard: &CompiledStandard,
     row: &DeviceInventoryRow,

@@ -15,8 +15,8 @@ use crate::api::AppState;
 use crate::inventory::{diff, validate};
 use crate::limits::Limited;
 use crate::storage::{
-    DeviceRecord, DeviceSummary, IngestOutcome, IngestReport, InventoryChangeRecord, SoftwareRow,
-    now_millis,
+    DeviceInventoryRow, DeviceRecord, DeviceSummary, EvaluatedResults, IngestOutcome, IngestReport,
+    InventoryChangeRecord, SoftwareRow, now_millis,
 };
 
 /// Reports claiming to be from further in the future than this are
@@ -231,18 +231,33 @@ pub async fn ingest_report(
         inventory: inventory.encode_to_vec(),
         changes,
     };
-    match state.store.ingest_report(&ingest).await {
+    // A report that becomes the current inventory is judged against the
+    // standard now, on the inventory in hand, and its results are stored
+    // in the report's own transaction.
+    let judged = if newest {
+        judge(state, device, &ingest, &inventory).await
+    } else {
+        None
+    };
+    let results = judged.as_ref().map(|(_, _, results)| results);
+    match state.store.ingest_evaluated_report(&ingest, results).await {
         Ok(outcome) => {
             tracing::debug!(device = %device.id, report = %report_id, ?outcome, "inventory report stored");
-            if outcome == IngestOutcome::Stored {
-                // The inventory changed: judge it against the standard now.
+            if outcome == IngestOutcome::Stored
+                && let Some((current, row, results)) = &judged
+            {
+                // Tickets of `auto_ticket` rules follow the stored results.
                 // A failure here must not fail the report, which is stored.
-                if let Err(err) = state
-                    .compliance
-                    .evaluate_device(&state.store, &device.id, chrono::Utc::now())
-                    .await
+                if let Err(err) = crate::compliance::sync_tickets(
+                    &state.store,
+                    &current.standard,
+                    row,
+                    &results.results,
+                    chrono::Utc::now(),
+                )
+                .await
                 {
-                    tracing::error!(device = %device.id, error = %err, "compliance evaluation failed");
+                    tracing::error!(device = %device.id, error = %err, "compliance tickets not updated");
                 }
             }
             ReportAck {
@@ -261,6 +276,50 @@ pub async fn ingest_report(
 }
 
 /// The columns of the device row that lists and filters need.
+/// The device judged on a new inventory against the latest standard, or
+/// `None` before a standard was applied (or when it cannot be read: the
+/// next fleet evaluation catches up).
+async fn judge(
+    state: &AppState,
+    device: &DeviceRecord,
+    report: &IngestReport,
+    inventory: &Inventory,
+) -> Option<(
+    crate::compliance::Current,
+    DeviceInventoryRow,
+    EvaluatedResults,
+)> {
+    let current = match state.compliance.standard(&state.store, None).await {
+        Ok(current) => current?,
+        Err(err) => {
+            tracing::error!(device = %device.id, error = %err, "compliance evaluation failed");
+            return None;
+        }
+    };
+    // The device as the store holds it once this report is stored.
+    let row = DeviceInventoryRow {
+        id: device.id.clone(),
+        hostname: report.summary.hostname.clone(),
+        county_id: device.county_id.clone(),
+        school_id: device.school_id.clone(),
+        device_class: device.device_class.clone(),
+        inventory_at: Some(report.collected_at),
+        inventory_confirmed_at: None,
+        inventory: None,
+    };
+    let results = crate::compliance::evaluate_inventory(
+        &current.standard,
+        &row,
+        Some(inventory),
+        chrono::Utc::now(),
+    );
+    let results = EvaluatedResults {
+        revision: current.revision,
+        results,
+    };
+    Some((current, row, results))
+}
+
 fn summary(inventory: &Inventory) -> DeviceSummary {
     let system = inventory.system.clone().unwrap_or_default();
     let os = inventory.os.clone().unwrap_or_default();

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod cluster;
 pub mod compliance;
 pub mod config;
+pub mod heartbeats;
 pub mod ingest;
 pub mod inventory;
 pub mod keyring;

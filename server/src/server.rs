@@ -164,6 +164,7 @@ pub async fn prepare(config: Config) -> Result<AppState, ServerError> {
         ca.fingerprint(),
     ));
     Ok(AppState {
+        seen: crate::heartbeats::SeenWriter::start(store.clone()),
         cluster,
         device_limits,
         auth_failures,

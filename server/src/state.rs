@@ -15,6 +15,8 @@ pub struct AppState {
     pub ca: Arc<CertificateAuthority>,
     pub config: Arc<Config>,
     pub agents: Arc<AgentRegistry>,
+    /// "Agent seen" writes (stream opens, heartbeats), committed in groups.
+    pub seen: crate::heartbeats::SeenWriter,
     pub compliance: Arc<crate::compliance::ComplianceEngine>,
     /// Bounds how many inventory reports are decoded and stored at once.
     pub ingest: Arc<crate::ingest::IngestGate>,

@@ -118,3 +118,50 @@ async fn closed_stream_marks_the_device_disconnected() {
     );
     assert_eq!(server.state.agents.connected_count(), 0);
 }
+
+/// Each heartbeat is answered once it is recorded, with its sequence, so an
+/// agent (and the load generator) can measure how long that took.
+#[tokio::test]
+async fn heartbeats_are_acknowledged_after_they_are_recorded() {
+    let server = InProcessServer::start().await;
+    let (device_id, identity) = enrolled_device(&server).await;
+    let (tx, mut inbound) = open(&server, &identity, true).await;
+    let before = server
+        .store()
+        .get_device(&device_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .last_seen
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    for sequence in [7, 8] {
+        tx.send(AgentMessage {
+            body: Some(agent_message::Body::Heartbeat(Heartbeat {
+                sequence,
+                ..Default::default()
+            })),
+        })
+        .await
+        .unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(10), inbound.message())
+            .await
+            .expect("an answer to the heartbeat")
+            .unwrap()
+            .unwrap();
+        match answer.body {
+            Some(server_message::Body::HeartbeatAck(ack)) => assert_eq!(ack.sequence, sequence),
+            other => panic!("expected a heartbeat acknowledgement, got {other:?}"),
+        }
+        // Acknowledged means written.
+        let seen = server
+            .store()
+            .get_device(&device_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seen
+            .unwrap();
+        assert!(seen > before, "last_seen {seen} not after {before}");
+    }
+}

@@ -569,6 +569,35 @@ async fn only_the_current_stream_disconnects_a_device(store: Arc<dyn Store>) {
     );
 }
 
+/// The heartbeats' group commit answers each write as a write of its own
+/// would: in order, false for a device that is no longer active.
+async fn agents_seen_in_one_group(store: Arc<dyn Store>) {
+    seed_devices(&store).await;
+    store
+        .set_device_status("d2", DeviceStatus::Retired)
+        .await
+        .unwrap();
+    let seen = |device: &str, at| {
+        AgentSeen::new(device, at, &stream("stream-1", "replica-a"), Some("9.9"))
+    };
+    let batch = [
+        seen("d1", 1_000),
+        seen("d2", 1_000),
+        seen("nobody", 1_000),
+        seen("d1", 2_000),
+    ];
+    assert_eq!(
+        store.record_agents_seen(&batch).await.unwrap(),
+        vec![true, false, false, true]
+    );
+    let d1 = store.get_device("d1").await.unwrap().unwrap();
+    assert_eq!(d1.last_seen, Some(2_000));
+    assert!(is_connected(&store, "d1").await);
+    assert_eq!(d1.agent_version, "9.9");
+    assert!(!is_connected(&store, "d2").await);
+    assert!(store.record_agents_seen(&[]).await.unwrap().is_empty());
+}
+
 async fn reports_are_stored_once_and_in_order(store: Arc<dyn Store>) {
     seed_devices(&store).await;
     let first = report(
@@ -921,32 +950,140 @@ async fn compliance_results_per_revision(store: Arc<dyn Store>) {
 /// Counts every row written to `device_software` (insert, update, delete)
 /// with a trigger, so a test sees writes and not just the end state.
 async fn count_software_writes(raw: &common::RawDb) {
-    raw.execute("CREATE TABLE sw_writes (n BIGINT NOT NULL)")
+    count_row_writes(
+        raw,
+        "device_software",
+        "sw_writes",
+        &["INSERT", "UPDATE", "DELETE"],
+    )
+    .await;
+}
+
+/// Counts the rows that `events` write to `table` in table `counter`
+/// (column `n`), with a trigger on either backend.
+async fn count_row_writes(raw: &common::RawDb, table: &str, counter: &str, events: &[&str]) {
+    raw.execute(&format!("CREATE TABLE {counter} (n BIGINT NOT NULL)"))
         .await;
-    raw.execute("INSERT INTO sw_writes (n) VALUES (0)").await;
+    raw.execute(&format!("INSERT INTO {counter} (n) VALUES (0)"))
+        .await;
     match raw {
         common::RawDb::Sqlite(_) => {
-            for (name, event) in [("i", "INSERT"), ("u", "UPDATE"), ("d", "DELETE")] {
+            for event in events {
                 raw.execute(&format!(
-                    "CREATE TRIGGER sw_writes_{name} AFTER {event} ON device_software \
-                     BEGIN UPDATE sw_writes SET n = n + 1; END"
+                    "CREATE TRIGGER {counter}_{event} AFTER {event} ON {table} \
+                     BEGIN UPDATE {counter} SET n = n + 1; END"
                 ))
                 .await;
             }
         }
         common::RawDb::Postgres(_) => {
-            raw.execute(
-                "CREATE FUNCTION sw_writes_count() RETURNS trigger AS $$ \
-                 BEGIN UPDATE sw_writes SET n = n + 1; RETURN NULL; END $$ LANGUAGE plpgsql",
-            )
+            raw.execute(&format!(
+                "CREATE FUNCTION {counter}_count() RETURNS trigger AS $$ \
+                 BEGIN UPDATE {counter} SET n = n + 1; RETURN NULL; END $$ LANGUAGE plpgsql"
+            ))
             .await;
-            raw.execute(
-                "CREATE TRIGGER sw_writes AFTER INSERT OR UPDATE OR DELETE ON device_software \
-                 FOR EACH ROW EXECUTE FUNCTION sw_writes_count()",
-            )
+            raw.execute(&format!(
+                "CREATE TRIGGER {counter} AFTER {} ON {table} \
+                 FOR EACH ROW EXECUTE FUNCTION {counter}_count()",
+                events.join(" OR ")
+            ))
             .await;
         }
     }
+}
+
+/// Results stored with a report, as a difference: a report that changes no
+/// result inserts and deletes no row (the old way deleted and re-inserted
+/// every result, touching both indexes each time); a changed status is
+/// updated in place and recorded as a compliance change.
+async fn compliance_results_are_written_as_a_diff(store: Arc<dyn Store>, raw: common::RawDb) {
+    seed_devices(&store).await;
+    let revision = store
+        .insert_standard_version(&StandardVersionRecord {
+            revision: 0,
+            standard_id: "schul-it-client".into(),
+            version: "2026.1.0".into(),
+            content: "# test".into(),
+            rules: 3,
+            waivers: 0,
+            applied_by: "koordination".into(),
+            applied_at: 1,
+        })
+        .await
+        .unwrap()
+        .revision;
+    count_row_writes(
+        &raw,
+        "compliance_results",
+        "cr_writes",
+        &["INSERT", "DELETE"],
+    )
+    .await;
+    let writes = || raw.scalar("SELECT n FROM cr_writes");
+    let changes = || raw.scalar("SELECT COUNT(*) FROM compliance_changes");
+    let result = |rule: &str, status: &str, at: Millis| ComplianceResultRecord {
+        rule_id: rule.into(),
+        status: status.into(),
+        counted: true,
+        expected: "ja".into(),
+        actual: format!("{rule} {status}"),
+        reason: String::new(),
+        waiver_id: String::new(),
+        waiver_expires_at: None,
+        evaluated_at: at,
+    };
+    let ingest = |id: &'static str, at: Millis, results: Vec<ComplianceResultRecord>| {
+        let store = store.clone();
+        async move {
+            let evaluated = EvaluatedResults { revision, results };
+            store
+                .ingest_evaluated_report(
+                    &report("d1", id, at, &[("bash", "5.2")]),
+                    Some(&evaluated),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let stored = || async { store.list_compliance_results("d1", revision).await.unwrap() };
+    let first = vec![
+        result("a", "pass", 1_000),
+        result("b", "fail", 1_000),
+        result("c", "pass", 1_000),
+    ];
+    assert_eq!(
+        ingest("r1", 1_000, first.clone()).await,
+        IngestOutcome::Stored
+    );
+    assert_eq!(stored().await, first);
+    assert_eq!(writes().await, 3);
+
+    // The same results at a later evaluation: no row inserted or deleted,
+    // every row carries the new time.
+    let again = vec![
+        result("a", "pass", 2_000),
+        result("b", "fail", 2_000),
+        result("c", "pass", 2_000),
+    ];
+    ingest("r2", 2_000, again.clone()).await;
+    assert_eq!(stored().await, again);
+    assert_eq!(writes().await, 3, "unchanged results were rewritten");
+    assert_eq!(changes().await, 0);
+
+    // b passes now, c's rule is gone: b updated in place with its change
+    // recorded, c deleted.
+    let third = vec![result("a", "pass", 3_000), result("b", "pass", 3_000)];
+    ingest("r3", 3_000, third.clone()).await;
+    assert_eq!(stored().await, third);
+    assert_eq!(writes().await, 4);
+    assert_eq!(changes().await, 1);
+
+    // An older spooled report stores no results.
+    assert_eq!(
+        ingest("r0", 500, vec![result("a", "fail", 500)]).await,
+        IngestOutcome::StoredOlder
+    );
+    assert_eq!(stored().await, third);
 }
 
 async fn software_rows(store: &Arc<dyn Store>, device_id: &str) -> Vec<(String, String)> {
@@ -1046,6 +1183,11 @@ mod diff {
     crate::on_both_backends_raw!(software_is_written_as_a_diff);
 }
 
+mod results_diff {
+    use super::compliance_results_are_written_as_a_diff;
+    crate::on_both_backends_raw!(compliance_results_are_written_as_a_diff);
+}
+
 on_both_backends!(
     tenants_roundtrip_and_conflicts,
     users_and_api_tokens,
@@ -1058,4 +1200,5 @@ on_both_backends!(
     audit_log_appends,
     compliance_results_per_revision,
     only_the_current_stream_disconnects_a_device,
+    agents_seen_in_one_group,
 );

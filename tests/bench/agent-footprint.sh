@@ -4,11 +4,16 @@
 #   - CPU time (user+system, from /proc/PID/stat) of one full inventory
 #     report made on request (`collect-now`): collection, hashing, encoding,
 #     spooling and sending, in the running agent,
-#   - release binary sizes.
-# Usage: tests/bench/agent-footprint.sh [ROUNDS]   (default 10)
+#   - idle wake-ups per minute (context switches of all the agent's
+#     threads over IDLE seconds with nothing to do but its heartbeat),
+#   - release binary sizes, as built and fully stripped,
+#   - the peers installed on this machine (fusioninventory-agent,
+#     ocsinventory-agent): CPU and peak RSS of one full local inventory.
+# Usage: tests/bench/agent-footprint.sh [ROUNDS] [IDLE]   (default 10, 60)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-10}
+idle=${2:-60}
 target=${CARGO_TARGET_DIR:-$PWD/target}
 bin=$target/release
 cargo build --release --bins --quiet
@@ -33,6 +38,16 @@ agent=$!
 pids+=($agent)
 sleep 10   # startup report done, heap settled
 
+# Every voluntary and involuntary context switch of every thread is a
+# wake-up of the process (timers, the heartbeat, HTTP/2 pings).
+switches() {
+  cat /proc/$agent/task/*/status | awk '/^(non)?voluntary_ctxt_switches:/ {n += $2} END {print n}'
+}
+sw_before=$(switches)
+sleep "$idle"
+sw_after=$(switches)
+wakeups=$(( (sw_after - sw_before) * 60 / idle ))
+
 ticks=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$agent/stat"; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$agent/status"; }
@@ -53,8 +68,27 @@ sorted=($(printf '%s\n' "${samples[@]}" | sort -n))
 median=${sorted[$(( ${#sorted[@]} / 2 ))]}
 packages=$("$bin/schoolfleet" -o json device show "$(hostname)" | sed -n 's/^ *"count": *\([0-9]*\).*/\1/p' | head -1)
 
+echo "idle wake-ups per minute:  $wakeups ($(( sw_after - sw_before )) context switches in ${idle} s, all threads)"
 echo "agent idle RSS:            $rss KiB ($(awk "BEGIN {printf \"%.1f\", $rss/1024}") MiB)"
 echo "CPU per full inventory:    mean $(awk "BEGIN {printf \"%.1f\", $total_ms/$rounds}") ms ($total_ms ms over $rounds rounds), median ${median} ms, max ${sorted[-1]} ms (${packages:-?} packages; clock tick $((1000 / ticks)) ms)"
 for b in schoolfleet-agent schoolfleet-server schoolfleet; do
-  printf 'release binary %-20s %s\n' "$b" "$(du -h "$bin/$b" | cut -f1)"
+  strip -o "$work/$b.stripped" "$bin/$b"
+  printf 'release binary %-20s %10s bytes as built, %10s bytes fully stripped\n' "$b" \
+    "$(stat -c %s "$bin/$b")" "$(stat -c %s "$work/$b.stripped")"
 done
+
+# Peers, where installed (Debian: fusioninventory-agent, ocsinventory-agent):
+# one full local inventory each, as they run from cron or their daemon.
+peer() {
+  local name=$1; shift
+  command -v "$1" >/dev/null || { echo "peer $name: not installed"; return; }
+  local out=$work/peer-$name
+  mkdir -p "$out"
+  for round in 1 2 3; do
+    /usr/bin/time -f '%U %S %M' -o "$out/time" "$@" >/dev/null 2>&1 || true
+    read -r user sys maxrss <"$out/time"
+    echo "peer $name round $round: CPU $(awk "BEGIN {printf \"%.0f\", ($user + $sys) * 1000}") ms, peak RSS $maxrss KiB"
+  done
+}
+peer fusioninventory-agent fusioninventory-agent --local "$work/peer-fusioninventory-agent" --no-category=printer
+peer ocsinventory-agent ocsinventory-agent --local="$work/peer-ocsinventory-agent"

@@ -186,6 +186,19 @@ impl ServerProcess {
         }
     }
 
+    /// SIGKILL: the server dies without any chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// An admin CLI logged in as the bootstrap admin.
     pub fn admin_cli(&self, config_dir: &Path) -> CliRunner {
         CliRunner {

@@ -18,8 +18,8 @@ use crate::agents::Outbound;
 use crate::auth::{Permission, Principal, TenantRef, secrets};
 use crate::ingest;
 use crate::storage::{
-    AgentStream, CertificateRecord, DeviceRecord, DeviceStatus, Enrolment, HardwareIdentity,
-    now_millis,
+    AgentSeen, AgentStream, CertificateRecord, DeviceRecord, DeviceStatus, Enrolment,
+    HardwareIdentity, now_millis,
 };
 
 #[derive(Debug, Clone)]
@@ -622,11 +622,8 @@ impl AgentService for AgentApi {
             id: &stream_id,
             replica: state.cluster.replica_id(),
         };
-        state
-            .store
-            .record_agent_seen(&device.id, now_millis(), &stream, None)
-            .await
-            .map_err(storage_status)?;
+        let seen = AgentSeen::new(&device.id, now_millis(), &stream, None);
+        state.seen.record(seen).await.map_err(storage_status)?;
         let connection = state.agents.register(&device.id, tx.clone());
         let welcome = Welcome {
             device_id: device.id.clone(),
@@ -728,7 +725,13 @@ async fn serve_stream(
                         tracing::warn!(device = %device.id, error = %err, "cannot confirm inventory");
                     }
                 }
-                touch(state, device, stream, None).await
+                // The acknowledgement follows the write, so the agent (and
+                // the load generator) sees how long recording it took.
+                touch(state, device, stream, None).await.map(|_| {
+                    Some(ServerBody::HeartbeatAck(HeartbeatAck {
+                        sequence: heartbeat.sequence,
+                    }))
+                })
             }
             Some(AgentBody::InventoryReport(report)) => {
                 // Checked before decoding: a refused report costs nothing.
@@ -778,11 +781,8 @@ async fn touch(
     stream: &AgentStream<'_>,
     agent_version: Option<&str>,
 ) -> Result<Option<ServerBody>, Status> {
-    match state
-        .store
-        .record_agent_seen(&device.id, now_millis(), stream, agent_version)
-        .await
-    {
+    let seen = AgentSeen::new(&device.id, now_millis(), stream, agent_version);
+    match state.seen.record(seen).await {
         Ok(true) => Ok(None),
         Ok(false) => Err(Status::permission_denied(
             "this device was revoked or retired",

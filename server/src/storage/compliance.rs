@@ -188,64 +188,7 @@ macro_rules! impl_compliance_store {
             ) -> Result<()> {
                 let mut tx = self.pool.begin().await?;
                 for (device_id, rows) in results {
-                    // Results that changed since the last evaluation under
-                    // this revision become compliance changes (a new
-                    // revision starts without history: nothing "changed").
-                    let before: Vec<(String, String)> = sqlx::query_as(
-                        "SELECT rule_id, status FROM compliance_results \
-                         WHERE device_id = $1 AND revision = $2",
-                    )
-                    .bind(device_id)
-                    .bind(revision)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                    sqlx::query("DELETE FROM compliance_results WHERE device_id = $1 AND revision = $2")
-                        .bind(device_id)
-                        .bind(revision)
-                        .execute(&mut *tx)
-                        .await?;
-                    for chunk in rows.chunks(200) {
-                        let mut qb = sqlx::QueryBuilder::<$db>::new(
-                            "INSERT INTO compliance_results (device_id, revision, rule_id, status, \
-                             counted, expected, actual, reason, waiver_id, waiver_expires_at, \
-                             evaluated_at) ",
-                        );
-                        qb.push_values(chunk, |mut row, r| {
-                            row.push_bind(device_id.clone())
-                                .push_bind(revision)
-                                .push_bind(r.rule_id.clone())
-                                .push_bind(r.status.clone())
-                                .push_bind(r.counted)
-                                .push_bind(r.expected.clone())
-                                .push_bind(r.actual.clone())
-                                .push_bind(r.reason.clone())
-                                .push_bind(r.waiver_id.clone())
-                                .push_bind(r.waiver_expires_at)
-                                .push_bind(r.evaluated_at);
-                        });
-                        qb.build().execute(&mut *tx).await?;
-                    }
-                    for r in rows {
-                        let Some((_, old)) = before.iter().find(|(rule, _)| *rule == r.rule_id) else {
-                            continue;
-                        };
-                        if *old == r.status {
-                            continue;
-                        }
-                        sqlx::query(
-                            "INSERT INTO compliance_changes (device_id, revision, rule_id, at, \
-                             old_status, new_status, actual) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                        )
-                        .bind(device_id)
-                        .bind(revision)
-                        .bind(&r.rule_id)
-                        .bind(r.evaluated_at)
-                        .bind(old)
-                        .bind(&r.status)
-                        .bind(&r.actual)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
+                    sql::write_device_results!(tx, device_id, revision, rows);
                 }
                 tx.commit().await?;
                 Ok(())

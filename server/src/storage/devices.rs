@@ -71,6 +71,11 @@ pub trait DeviceStore: Send + Sync {
         agent_version: Option<&str>,
     ) -> Result<bool>;
 
+    /// Many [`DeviceStore::record_agent_seen`] in one transaction (the
+    /// heartbeats' group commit, `crate::heartbeats`): one answer per
+    /// write, in order.
+    async fn record_agents_seen(&self, batch: &[AgentSeen]) -> Result<Vec<bool>>;
+
     /// The stream `stream_id` ended: the device is disconnected, unless a
     /// newer stream (on any replica) has taken over meanwhile. Returns
     /// whether this stream still spoke for the device.
@@ -99,6 +104,12 @@ pub trait DeviceStore: Send + Sync {
         at: Millis,
     ) -> Result<()>;
 }
+
+/// Marks a device alive on a stream; matches only an active device.
+const RECORD_AGENT_SEEN: &str = "UPDATE devices SET last_seen = $2, connected = TRUE, \
+     connection_id = $3, connection_replica = $4, \
+     agent_version = COALESCE($5, agent_version) \
+     WHERE id = $1 AND status = 'active'";
 
 macro_rules! impl_device_store {
     ($store:ty, $db:ty) => {
@@ -317,20 +328,34 @@ macro_rules! impl_device_store {
                 stream: &AgentStream<'_>,
                 agent_version: Option<&str>,
             ) -> Result<bool> {
-                let done = sqlx::query(
-                    "UPDATE devices SET last_seen = $2, connected = TRUE, \
-                     connection_id = $3, connection_replica = $4, \
-                     agent_version = COALESCE($5, agent_version) \
-                     WHERE id = $1 AND status = 'active'",
-                )
-                .bind(id)
-                .bind(at)
-                .bind(stream.id)
-                .bind(stream.replica)
-                .bind(agent_version)
-                .execute(&self.pool)
-                .await?;
+                let done = sqlx::query(RECORD_AGENT_SEEN)
+                    .bind(id)
+                    .bind(at)
+                    .bind(stream.id)
+                    .bind(stream.replica)
+                    .bind(agent_version)
+                    .execute(&self.pool)
+                    .await?;
                 Ok(done.rows_affected() == 1)
+            }
+
+            async fn record_agents_seen(&self, batch: &[AgentSeen]) -> Result<Vec<bool>> {
+                // One transaction, one commit (fsync) for the whole group.
+                let mut tx = self.pool.begin().await?;
+                let mut active = Vec::with_capacity(batch.len());
+                for seen in batch {
+                    let done = sqlx::query(RECORD_AGENT_SEEN)
+                        .bind(&seen.device_id)
+                        .bind(seen.at)
+                        .bind(&seen.stream_id)
+                        .bind(&seen.replica)
+                        .bind(seen.agent_version.as_deref())
+                        .execute(&mut *tx)
+                        .await?;
+                    active.push(done.rows_affected() == 1);
+                }
+                tx.commit().await?;
+                Ok(active)
             }
 
             async fn record_agent_gone(&self, id: &str, at: Millis, stream_id: &str) -> Result<bool> {

@@ -14,7 +14,18 @@ pub trait InventoryStore: Send + Sync {
 
     /// Stores a report once per report id. The device's current inventory
     /// moves forward only if the report is newer than the one it has.
-    async fn ingest_report(&self, report: &IngestReport) -> Result<IngestOutcome>;
+    async fn ingest_report(&self, report: &IngestReport) -> Result<IngestOutcome> {
+        self.ingest_evaluated_report(report, None).await
+    }
+
+    /// [`InventoryStore::ingest_report`] plus, when the report becomes the
+    /// current inventory, the device's compliance results judged on it, in
+    /// the same transaction (one commit per report instead of two).
+    async fn ingest_evaluated_report(
+        &self,
+        report: &IngestReport,
+        results: Option<&EvaluatedResults>,
+    ) -> Result<IngestOutcome>;
 
     async fn list_inventory_reports(
         &self,
@@ -62,7 +73,11 @@ macro_rules! impl_inventory_store {
                 })
             }
 
-            async fn ingest_report(&self, r: &IngestReport) -> Result<IngestOutcome> {
+            async fn ingest_evaluated_report(
+                &self,
+                r: &IngestReport,
+                results: Option<&EvaluatedResults>,
+            ) -> Result<IngestOutcome> {
                 let mut tx = self.pool.begin().await?;
                 let inserted = sqlx::query(
                     "INSERT INTO inventory_reports (device_id, report_id, collected_at, \
@@ -171,6 +186,14 @@ macro_rules! impl_inventory_store {
                             .push_bind(c.new_value.clone());
                     });
                     qb.build().execute(&mut *tx).await?;
+                }
+                if let Some(evaluated) = results {
+                    sql::write_device_results!(
+                        tx,
+                        &r.device_id,
+                        evaluated.revision,
+                        &evaluated.results
+                    );
                 }
                 tx.commit().await?;
                 Ok(IngestOutcome::Stored)

@@ -227,6 +227,35 @@ pub struct AgentStream<'a> {
     pub replica: &'a str,
 }
 
+/// That an agent's stream is alive: written for every stream open and
+/// heartbeat, in groups (see `crate::heartbeats`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSeen {
+    pub device_id: String,
+    pub at: Millis,
+    pub stream_id: String,
+    pub replica: String,
+    /// From the agent's Hello; `None` keeps the stored one.
+    pub agent_version: Option<String>,
+}
+
+impl AgentSeen {
+    pub fn new(
+        device_id: &str,
+        at: Millis,
+        stream: &AgentStream<'_>,
+        agent_version: Option<&str>,
+    ) -> Self {
+        AgentSeen {
+            device_id: device_id.to_owned(),
+            at,
+            stream_id: stream.id.to_owned(),
+            replica: stream.replica.to_owned(),
+            agent_version: agent_version.map(str::to_owned),
+        }
+    }
+}
+
 /// How an enrolling agent identifies its hardware. A system UUID that is
 /// empty is not usable (placeholders are emptied by the caller).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -342,6 +371,14 @@ pub struct IngestReport {
     pub summary: DeviceSummary,
     pub software: Vec<SoftwareRow>,
     pub changes: Vec<InventoryChangeRecord>,
+}
+
+/// A device's results under one standard revision, judged on the report
+/// they are stored with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvaluatedResults {
+    pub revision: i64,
+    pub results: Vec<ComplianceResultRecord>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

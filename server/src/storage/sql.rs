@@ -298,12 +298,116 @@ macro_rules! append_chained {
     }};
 }
 
+/// Writes one device's results under one revision inside transaction
+/// `$tx`, as a difference to what is stored: a result that did not change
+/// only gets its new `evaluated_at` (one statement for all of them, which
+/// touches no index), changed ones are updated, new ones inserted, results
+/// of rules that are gone deleted. A changed status is also recorded in
+/// `compliance_changes` (a new revision starts without history).
+macro_rules! write_device_results {
+    ($tx:expr, $device_id:expr, $revision:expr, $rows:expr) => {{
+        let device_id: &str = $device_id;
+        let revision: i64 = $revision;
+        let rows: &[$crate::storage::ComplianceResultRecord] = $rows;
+        let before: Vec<$crate::storage::ComplianceResultRecord> = sqlx::query_as(
+            "SELECT rule_id, status, counted, expected, actual, reason, waiver_id, \
+             waiver_expires_at, evaluated_at FROM compliance_results \
+             WHERE device_id = $1 AND revision = $2",
+        )
+        .bind(device_id)
+        .bind(revision)
+        .fetch_all(&mut *$tx)
+        .await?;
+        let same = |a: &$crate::storage::ComplianceResultRecord,
+                    b: &$crate::storage::ComplianceResultRecord| {
+            $crate::storage::ComplianceResultRecord {
+                evaluated_at: b.evaluated_at,
+                ..a.clone()
+            } == *b
+        };
+        if let Some(at) = rows.first().map(|r| r.evaluated_at)
+            && !before.is_empty()
+        {
+            sqlx::query(
+                "UPDATE compliance_results SET evaluated_at = $3 \
+                 WHERE device_id = $1 AND revision = $2",
+            )
+            .bind(device_id)
+            .bind(revision)
+            .bind(at)
+            .execute(&mut *$tx)
+            .await?;
+        }
+        for old in &before {
+            if !rows.iter().any(|r| r.rule_id == old.rule_id) {
+                sqlx::query(
+                    "DELETE FROM compliance_results \
+                     WHERE device_id = $1 AND revision = $2 AND rule_id = $3",
+                )
+                .bind(device_id)
+                .bind(revision)
+                .bind(&old.rule_id)
+                .execute(&mut *$tx)
+                .await?;
+            }
+        }
+        for r in rows {
+            let old = before.iter().find(|o| o.rule_id == r.rule_id);
+            if old.is_some_and(|o| same(o, r)) {
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO compliance_results (device_id, revision, rule_id, status, \
+                 counted, expected, actual, reason, waiver_id, waiver_expires_at, \
+                 evaluated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                 ON CONFLICT (device_id, revision, rule_id) DO UPDATE SET \
+                 status = excluded.status, counted = excluded.counted, \
+                 expected = excluded.expected, actual = excluded.actual, \
+                 reason = excluded.reason, waiver_id = excluded.waiver_id, \
+                 waiver_expires_at = excluded.waiver_expires_at, \
+                 evaluated_at = excluded.evaluated_at",
+            )
+            .bind(device_id)
+            .bind(revision)
+            .bind(&r.rule_id)
+            .bind(&r.status)
+            .bind(r.counted)
+            .bind(&r.expected)
+            .bind(&r.actual)
+            .bind(&r.reason)
+            .bind(&r.waiver_id)
+            .bind(r.waiver_expires_at)
+            .bind(r.evaluated_at)
+            .execute(&mut *$tx)
+            .await?;
+            let Some(old) = old else { continue };
+            if old.status == r.status {
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO compliance_changes (device_id, revision, rule_id, at, \
+                 old_status, new_status, actual) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(device_id)
+            .bind(revision)
+            .bind(&r.rule_id)
+            .bind(r.evaluated_at)
+            .bind(&old.status)
+            .bind(&r.status)
+            .bind(&r.actual)
+            .execute(&mut *$tx)
+            .await?;
+        }
+    }};
+}
+
 pub(super) use append_chained;
 pub(super) use insert_inventory_change;
 pub(super) use insert_kb_version;
 pub(super) use insert_outbox;
 pub(super) use push_tenant_filter;
 pub(super) use set_head;
+pub(super) use write_device_results;
 
 #[cfg(test)]
 mod tests {
