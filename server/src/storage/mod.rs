@@ -239,6 +239,14 @@ pub trait Store: DataProtection + WebStore + Send + Sync + 'static {
         county_id: Option<&str>,
         school_id: Option<&str>,
     ) -> Result<Vec<RuleStatusCount>>;
+    /// Devices per rule and result in each school (one query for a
+    /// report over many schools), only tenants the filter admits.
+    async fn rule_status_counts_by_school(
+        &self,
+        revision: i64,
+        filter: &TenantFilter,
+        county_id: Option<&str>,
+    ) -> Result<Vec<SchoolRuleStatusCount>>;
     async fn failing_devices(
         &self,
         revision: i64,
@@ -257,6 +265,13 @@ pub trait Store: DataProtection + WebStore + Send + Sync + 'static {
         rows: &[SchoolCompliance],
     ) -> Result<()>;
     async fn compliance_snapshot(&self, day: &str) -> Result<Vec<SchoolCompliance>>;
+    /// The daily snapshots of the days `from..=to` (`YYYY-MM-DD`) in one
+    /// query, by day, county and school (trend charts, quarterly reports).
+    async fn compliance_snapshots_between(
+        &self,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<DailySchoolCompliance>>;
     /// The ticket an `auto_ticket` rule opened for this device, if any.
     async fn compliance_ticket(&self, device_id: &str, rule_id: &str) -> Result<Option<String>>;
     /// Records that ticket; false when one was recorded meanwhile.

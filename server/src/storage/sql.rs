@@ -1392,6 +1392,29 @@ macro_rules! impl_sql_store {
                 Ok(qb.build_query_as().fetch_all(&self.pool).await?)
             }
 
+            async fn rule_status_counts_by_school(
+                &self,
+                revision: i64,
+                filter: &TenantFilter,
+                county_id: Option<&str>,
+            ) -> Result<Vec<SchoolRuleStatusCount>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT d.county_id, d.school_id, r.rule_id, r.status, COUNT(*) AS devices \
+                     FROM compliance_results r JOIN devices d ON d.id = r.device_id \
+                     WHERE d.status = 'active' AND r.revision = ",
+                );
+                qb.push_bind(revision);
+                sql::push_tenant_filter!(qb, filter, "d");
+                if let Some(county) = county_id {
+                    qb.push(" AND d.county_id = ").push_bind(county.to_owned());
+                }
+                qb.push(
+                    " GROUP BY d.county_id, d.school_id, r.rule_id, r.status \
+                     ORDER BY d.county_id, d.school_id, r.rule_id, r.status",
+                );
+                Ok(qb.build_query_as().fetch_all(&self.pool).await?)
+            }
+
             async fn failing_devices(
                 &self,
                 revision: i64,
@@ -1497,6 +1520,21 @@ macro_rules! impl_sql_store {
                      WHERE day = $1 ORDER BY county_id, school_id",
                 )
                 .bind(day)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn compliance_snapshots_between(
+                &self,
+                from: &str,
+                to: &str,
+            ) -> Result<Vec<DailySchoolCompliance>> {
+                Ok(sqlx::query_as(
+                    "SELECT day, county_id, school_id, devices, compliant FROM compliance_snapshots \
+                     WHERE day >= $1 AND day <= $2 ORDER BY day, county_id, school_id",
+                )
+                .bind(from)
+                .bind(to)
                 .fetch_all(&self.pool)
                 .await?)
             }
