@@ -739,7 +739,11 @@ async fn pages_show_german_reasons_and_berlin_time() {
     let ticket = p
         .server
         .store()
-        .list_tickets(&Default::default())
+        .list_tickets(&schoolfleet_server::storage::TicketQuery {
+            filter: schoolfleet_server::storage::TenantFilter::everything(),
+            limit: 100,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_iter()
