@@ -300,6 +300,29 @@ mod tests {
         }
     }
 
+    /// The school lead reads the school's devices and tickets (the
+    /// portal's school page) and changes none of them.
+    #[test]
+    fn school_lead_reads_devices_and_tickets_only() {
+        use Permission::*;
+        for p in [TenantRead, DeviceRead, TicketRead, SessionRead] {
+            assert!(Role::SchoolLead.grants(p), "{p:?}");
+        }
+        for p in [
+            DeviceManage,
+            DeviceRevoke,
+            TicketWork,
+            EnrollmentManage,
+            UserManage,
+            TenantManage,
+            StandardManage,
+            RecordingRead,
+            AuditRead,
+        ] {
+            assert!(!Role::SchoolLead.grants(p), "{p:?}");
+        }
+    }
+
     /// A teacher reports problems and reads the teachers' articles, and
     /// nothing else: every other permission is refused.
     #[test]
