@@ -135,13 +135,15 @@ pub trait Store: DataProtection + WebStore + Send + Sync + 'static {
     /// The device's stream `stream` opened, or the agent spoke on it (a
     /// heartbeat): connected, seen at `at`, and this stream is the one that
     /// speaks for the device from now on. Returns false when the device is
-    /// no longer active, so that its stream must end.
+    /// no longer active, so that its stream must end. With a `hello` (the
+    /// stream's first message) the agent's version and consent floor are
+    /// replaced by what it said.
     async fn record_agent_seen(
         &self,
         id: &str,
         at: Millis,
         stream: &AgentStream<'_>,
-        agent_version: Option<&str>,
+        hello: Option<&AgentHello<'_>>,
     ) -> Result<bool>;
     /// The stream `stream_id` ended: the device is disconnected, unless a
     /// newer stream (on any replica) has taken over meanwhile. Returns

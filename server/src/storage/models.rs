@@ -193,6 +193,9 @@ pub struct DeviceRecord {
     pub last_seen: Option<Millis>,
     pub connected: bool,
     pub agent_version: String,
+    /// The consent floor the agent reported at its last connect
+    /// (`--consent-min`), checked to be a known mode; `None` when unknown.
+    pub agent_consent_min: Option<String>,
     pub inventory_at: Option<Millis>,
     pub inventory_hash: Option<String>,
     pub os_name: String,
@@ -225,6 +228,15 @@ impl DeviceRecord {
 pub struct AgentStream<'a> {
     pub id: &'a str,
     pub replica: &'a str,
+}
+
+/// What an agent says about itself when its stream opens (its Hello),
+/// cleaned and checked by the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentHello<'a> {
+    pub version: &'a str,
+    /// The consent floor it enforces; `None` when unknown.
+    pub consent_min: Option<&'a str>,
 }
 
 /// How an enrolling agent identifies its hardware. A system UUID that is

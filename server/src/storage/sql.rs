@@ -125,7 +125,7 @@ macro_rules! push_tenant_filter {
 
 const DEVICE_COLUMNS: &str = "id, county_id, school_id, device_class, status, hostname, system_uuid, \
      serial_number, machine_id, cert_fingerprint, cert_serial, cert_not_after, enrolled_at, last_seen, \
-     connected, agent_version, inventory_at, inventory_hash, os_name, os_version, vendor, model, \
+     connected, agent_version, agent_consent_min, inventory_at, inventory_hash, os_name, os_version, vendor, model, \
      memory_total_bytes, ip_addresses";
 
 pub(super) fn device_select() -> String {
@@ -908,19 +908,22 @@ macro_rules! impl_sql_store {
                 id: &str,
                 at: Millis,
                 stream: &AgentStream<'_>,
-                agent_version: Option<&str>,
+                hello: Option<&AgentHello<'_>>,
             ) -> Result<bool> {
                 let done = sqlx::query(
                     "UPDATE devices SET last_seen = $2, connected = TRUE, \
                      connection_id = $3, connection_replica = $4, \
-                     agent_version = COALESCE($5, agent_version) \
+                     agent_version = COALESCE($5, agent_version), \
+                     agent_consent_min = CASE WHEN $6 THEN $7 ELSE agent_consent_min END \
                      WHERE id = $1 AND status = 'active'",
                 )
                 .bind(id)
                 .bind(at)
                 .bind(stream.id)
                 .bind(stream.replica)
-                .bind(agent_version)
+                .bind(hello.map(|h| h.version))
+                .bind(hello.is_some())
+                .bind(hello.and_then(|h| h.consent_min))
                 .execute(&self.pool)
                 .await?;
                 Ok(done.rows_affected() == 1)

@@ -412,6 +412,7 @@ async fn agent(n: usize, shared: Arc<Shared>) {
             agent_version: "loadgen".into(),
             inventory_hash: hash.clone(),
             spooled_reports: 0,
+            consent_min: String::new(),
         })))
         .await;
     let session_link = SessionLink {
