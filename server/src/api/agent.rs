@@ -720,7 +720,7 @@ async fn serve_stream(
                 let consent_min = match crate::sessions::consent_floor::reported(&hello.consent_min)
                 {
                     Ok(floor) => floor,
-                    Err(()) => {
+                    Err(_) => {
                         tracing::warn!(device = %device.id, consent_min = %schoolfleet_proto::text::echo(&hello.consent_min), "agent reported an unknown consent floor; recorded as unknown");
                         None
                     }

@@ -22,15 +22,20 @@ pub fn rank(mode: &str) -> u8 {
 /// The floor an agent reported in its Hello: `Ok(None)` for an agent
 /// that reports none (older versions), `Err` for anything but a known
 /// mode, spelled exactly.
-pub fn reported(text: &str) -> std::result::Result<Option<&'static str>, ()> {
+pub fn reported(text: &str) -> std::result::Result<Option<&'static str>, UnknownFloor> {
     match text {
         "" => Ok(None),
         "none" => Ok(Some("none")),
         "notify" => Ok(Some("notify")),
         "prompt" => Ok(Some("prompt")),
-        _ => Err(()),
+        _ => Err(UnknownFloor),
     }
 }
+
+/// What an agent reported is not a consent mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a consent mode (none, notify, prompt)")]
+pub struct UnknownFloor;
 
 /// The mode a session on `device` is recorded with: the server's, raised
 /// to the floor the device's agent reported (the agent applies it anyway;
@@ -141,7 +146,7 @@ mod tests {
             "none\u{202e}",
             &"p".repeat(10_000),
         ] {
-            assert_eq!(reported(hostile), Err(()), "{hostile:?}");
+            assert_eq!(reported(hostile), Err(UnknownFloor), "{hostile:?}");
         }
     }
 
