@@ -467,6 +467,14 @@ fn service(state_dir: PathBuf, action: ServiceAction) -> anyhow::Result<()> {
                 .with_ansi(false)
                 .with_writer(writer)
                 .init();
+            let mut args = args;
+            let (floor, refused) = args
+                .consent_min
+                .with_setup_value(svc::setup_consent_min().as_deref());
+            if let Some(error) = refused {
+                tracing::warn!(%error, "the installer's ConsentMin is not a mode; applying prompt");
+            }
+            args.consent_min = floor;
             svc::run_as_service(Box::new(move |shutdown| {
                 async_runtime()?.block_on(async {
                     enrol_if_pending(&state_dir).await?;

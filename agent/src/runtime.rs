@@ -461,6 +461,9 @@ impl Agent {
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
             inventory_hash: self.reported_hash.clone().unwrap_or_default(),
             spooled_reports: self.spool.len() as u32,
+            // The floor this agent enforces (`--consent-min`), so the
+            // server records what applies.
+            consent_min: self.status.consent_min.clone(),
         };
         let _ = outbound
             .send(AgentMessage {

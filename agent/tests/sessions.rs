@@ -139,6 +139,7 @@ fn open(id: &str, consent: &str, kind: Kind) -> OpenSession {
 fn exec(argv: &[&str]) -> Kind {
     Kind::Exec(ExecSpec {
         argv: argv.iter().map(|s| s.to_string()).collect(),
+        env: vec![],
     })
 }
 

@@ -226,6 +226,7 @@ Examples:
   schoolfleet exec kus012-pc07 --reason \"Updates prüfen\" -- apt list --upgradable
   echo 'id' | schoolfleet exec kus012-pc07 --reason Test -- sh
   schoolfleet exec --school kus012 --class schueler-pc --reason \"Neustart\" -- systemctl reboot
+  schoolfleet exec kus012-pc07 --reason \"Zugang\" --env-file zugang.env -- sh -c 'echo \"max:$PW\" | chpasswd'
 
 The command runs without a shell (use `sh -c '…'` for one). On one device,
 stdin is passed on when it is not a terminal, and the exit status is the
@@ -234,6 +235,12 @@ failed). With --school, every active device runs it; each line is prefixed
 `HOST | ` (stderr `HOST ! `), and a summary follows on stderr (with -o json:
 a JSON array on stdout instead). The exit status is 0 when every device
 succeeded, else 1.
+
+Secrets: the command line is stored (with known secret arguments masked),
+audited and shown to the person at the device. Put passwords into an env
+file (`--env-file`, `NAME=value` per line) or send them on stdin instead:
+the variables reach the command only; the server keeps their names, never
+their values.
 
 Idle timeout: the server ends a session after 15 minutes without data in
 either direction (its `sessions.idle_timeout`). A command that runs silently
@@ -305,6 +312,11 @@ pub struct ExecArgs {
     pub timeout: Duration,
     #[command(flatten)]
     pub purpose: PurposeArgs,
+    /// Environment variables for the command, `NAME=value` per line (`#`
+    /// comments): the way to pass secrets, which argv is not. Only the
+    /// names are stored and audited
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<std::path::PathBuf>,
     /// The command and its arguments, after `--`
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,

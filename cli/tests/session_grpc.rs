@@ -182,6 +182,7 @@ fn exec_request(device: &str) -> StartSessionRequest {
         spec: Some(SessionSpec {
             kind: Some(session_spec::Kind::Exec(ExecSpec {
                 argv: vec!["cat".into()],
+                env: vec![],
             })),
         }),
         step_up: None,

@@ -4,8 +4,10 @@
 //! services of `schoolfleet.v1`, the descriptor set for server reflection,
 //! the scope syntax, and the helpers that turn timestamps into chrono values.
 
+pub mod exec_env;
 pub mod files;
 pub mod minimise;
+pub mod redact;
 pub mod scope;
 pub mod text;
 pub mod time;

@@ -152,6 +152,7 @@ async fn seed(store: &Arc<dyn Store>, devices: usize) -> Result<Vec<DeviceRecord
             last_seen: None,
             connected: false,
             agent_version: String::new(),
+            agent_consent_min: None,
             inventory_at: None,
             inventory_hash: None,
             os_name: String::new(),

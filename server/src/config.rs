@@ -213,13 +213,12 @@ impl Default for SessionsSection {
             mfa_grace: Duration::from_secs(300),
             data_key_file: None,
             forward_allow: Default::default(),
-            redact_commands: ["chpasswd", "passwd", "htpasswd", "smbpasswd", "chntpw"]
+            redact_commands: schoolfleet_proto::redact::DEFAULT_COMMANDS
                 .map(String::from)
                 .to_vec(),
-            redact_args: vec![
-                r"(?i)^(?P<keep>--?[a-z0-9_-]*(password|passwd|passphrase|pass|pwd|secret|token|apikey|api-key)[a-z0-9_-]*[=:]).+$".into(),
-                r"(?i)^(?P<keep>[a-z0-9._-]+:)[^/\s]+@".into(),
-            ],
+            redact_args: schoolfleet_proto::redact::DEFAULT_ARG_PATTERNS
+                .map(String::from)
+                .to_vec(),
         }
     }
 }

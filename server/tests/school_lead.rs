@@ -133,6 +133,7 @@ async fn the_school_lead_sets_a_floor_nobody_else_goes_below() {
             spec: Some(SessionSpec {
                 kind: Some(SpecKind::Exec(ExecSpec {
                     argv: vec!["id".into()],
+                    env: vec![],
                 })),
             }),
             ..Default::default()

@@ -57,6 +57,7 @@ async fn exec_secrets_are_redacted_in_the_row_the_audit_and_the_file() {
             &mut admin,
             SpecKind::Exec(ExecSpec {
                 argv: argv.iter().map(|a| a.to_string()).collect(),
+                env: vec![],
             }),
         )
         .await;

@@ -122,6 +122,7 @@ fn exec_request(device: &str, argv: &[&str]) -> StartSessionRequest {
         spec: Some(SessionSpec {
             kind: Some(SpecKind::Exec(ExecSpec {
                 argv: argv.iter().map(|a| a.to_string()).collect(),
+                env: vec![],
             })),
         }),
         step_up: None,

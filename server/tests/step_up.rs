@@ -36,6 +36,7 @@ fn exec() -> Option<SessionSpec> {
     Some(SessionSpec {
         kind: Some(SpecKind::Exec(ExecSpec {
             argv: vec!["true".into()],
+            env: vec![],
         })),
     })
 }

@@ -69,6 +69,7 @@ fn device(id: &str, hostname: &str, school_id: &str, county_id: &str) -> DeviceR
         last_seen: None,
         connected: false,
         agent_version: "0.1.0".into(),
+        agent_consent_min: None,
         inventory_at: None,
         inventory_hash: None,
         os_name: String::new(),
@@ -470,7 +471,15 @@ async fn device_lists_respect_tenants_and_filters(store: Arc<dyn Store>) {
     // Online: connected and seen within the window.
     assert!(
         store
-            .record_agent_seen("d1", now_millis(), &stream("s1", "r1"), Some("0.2.0"))
+            .record_agent_seen(
+                "d1",
+                now_millis(),
+                &stream("s1", "r1"),
+                Some(&AgentHello {
+                    version: "0.2.0",
+                    consent_min: Some("prompt"),
+                })
+            )
             .await
             .unwrap()
     );
@@ -481,6 +490,38 @@ async fn device_lists_respect_tenants_and_filters(store: Arc<dyn Store>) {
     assert_eq!(ids(store.list_devices(&q).await.unwrap()), ["d3", "d2"]);
     let d1 = store.get_device("d1").await.unwrap().unwrap();
     assert_eq!(d1.agent_version, "0.2.0");
+    assert_eq!(d1.agent_consent_min.as_deref(), Some("prompt"));
+    // A heartbeat keeps what the Hello said; the next Hello replaces it.
+    let again = |hello: Option<AgentHello<'static>>| {
+        let store = store.clone();
+        async move {
+            store
+                .record_agent_seen("d1", now_millis(), &stream("s1", "r1"), hello.as_ref())
+                .await
+                .unwrap();
+            store.get_device("d1").await.unwrap().unwrap()
+        }
+    };
+    let d1 = again(None).await;
+    assert_eq!(
+        (d1.agent_version.as_str(), d1.agent_consent_min.as_deref()),
+        ("0.2.0", Some("prompt"))
+    );
+    let d1 = again(Some(AgentHello {
+        version: "0.3.0",
+        consent_min: None,
+    }))
+    .await;
+    assert_eq!(
+        (d1.agent_version.as_str(), d1.agent_consent_min.as_deref()),
+        ("0.3.0", None)
+    );
+    let d1 = again(Some(AgentHello {
+        version: "0.2.0",
+        consent_min: Some("prompt"),
+    }))
+    .await;
+    assert_eq!(d1.agent_consent_min.as_deref(), Some("prompt"));
     assert!(d1.is_online(now_millis(), 60_000));
 
     // Keyset paging visits every device once.
@@ -578,7 +619,15 @@ async fn agents_seen_in_one_group(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let seen = |device: &str, at| {
-        AgentSeen::new(device, at, &stream("stream-1", "replica-a"), Some("9.9"))
+        AgentSeen::new(
+            device,
+            at,
+            &stream("stream-1", "replica-a"),
+            Some(&AgentHello {
+                version: "9.9",
+                consent_min: Some("prompt"),
+            }),
+        )
     };
     let batch = [
         seen("d1", 1_000),

@@ -517,6 +517,7 @@ async fn every_call(c: &mut Clients, f: &Fixture) -> Vec<(&'static str, Outcome)
             spec: Some(SessionSpec {
                 kind: Some(session_spec::Kind::Exec(ExecSpec {
                     argv: vec!["id".into()],
+                    env: vec![],
                 })),
             }),
             step_up: None,

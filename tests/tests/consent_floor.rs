@@ -54,4 +54,42 @@ fn the_agent_asks_even_when_the_server_says_none() {
     // The local user was asked, in prompt mode.
     let asked = std::fs::read_to_string(&log).unwrap();
     assert_eq!(asked, "prompt|Boden prüfen\n");
+
+    // The agent reported its floor: the device shows it, and the session
+    // is recorded with the mode that applied, not the school's "none".
+    let show = fleet.cli.json(&["device", "show", fleet.device()]);
+    assert_eq!(show["overview"]["agent_consent_min"], "prompt", "{show}");
+    let text = fleet.cli.ok(&["device", "show", fleet.device()]);
+    assert!(
+        text.contains("prompt (agent --consent-min)"),
+        "the floor is not in `device show`:\n{text}"
+    );
+    let sessions = fleet.cli.json(&["sessions", "list"]);
+    assert_eq!(sessions.as_array().unwrap().len(), 1, "{sessions}");
+    assert_eq!(sessions[0]["consent"], "prompt", "{sessions}");
+    let policies = fleet.cli.ok(&["consent", "list"]);
+    assert!(
+        policies.contains("none"),
+        "the school's policy is none: {policies}"
+    );
+}
+
+#[test]
+fn an_agent_without_a_floor_gets_the_schools_mode() {
+    let fleet = Fleet::start(1, &[], &[]);
+    assert_eq!(fleet.agents[0].status()["consent_min"], "none");
+    let show = fleet.cli.json(&["device", "show", fleet.device()]);
+    assert_eq!(show["overview"]["agent_consent_min"], "none", "{show}");
+    let out = fleet.cli.run(&[
+        "exec",
+        fleet.device(),
+        "--reason",
+        "Boden prüfen",
+        "--",
+        "echo",
+        "darf-laufen",
+    ]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let sessions = fleet.cli.json(&["sessions", "list"]);
+    assert_eq!(sessions[0]["consent"], "none", "{sessions}");
 }

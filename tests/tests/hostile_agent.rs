@@ -113,6 +113,8 @@ async fn hostile_values_are_neutralised_or_refused_and_nothing_else_is_lost() {
     tx.send(AgentMessage {
         body: Some(Body::Hello(Hello {
             agent_version: "evil\u{1b}[31m".into(),
+            // Not a consent mode: recorded as unknown, never as given.
+            consent_min: "prompt\u{1b}[2J'; DROP TABLE devices;--".into(),
             ..Default::default()
         })),
     })
@@ -185,6 +187,11 @@ async fn hostile_values_are_neutralised_or_refused_and_nothing_else_is_lost() {
     let show = cli.json(&["device", "show", &device_id]);
     assert_eq!(show["software"]["count"], 5);
     assert_eq!(show["overview"]["hostname"], "recovered-pc");
+    assert_eq!(show["overview"]["agent_consent_min"], "", "{show}");
+    assert!(
+        server.log().contains("unknown consent floor"),
+        "the refused floor is not logged"
+    );
 
     // The escape-laden host name was stored neutralised; the history shows
     // it, and the CLI output carries no raw escape character.

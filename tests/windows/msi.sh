@@ -2,7 +2,8 @@
 # The agent's MSI (issue 10): builds it with packaging/windows/build-msi.sh
 # and checks with msiinfo that it installs the exe into Program Files,
 # registers and starts the service through its own ServiceInstall and
-# ServiceControl tables, writes SERVER/TOKEN_FILE for the first start, and
+# ServiceControl tables, writes SERVER/TOKEN_FILE for the first start and
+# CONSENT_MIN (the agent's consent floor) for every start, and
 # purges the state only with PURGE=1. msiinfo reads the tables; whether
 # Windows Installer acts on them as intended only a real Windows shows.
 # Needs: msitools + wixl, gcc-mingw-w64-x86-64, the x86_64-pc-windows-gnu target.
@@ -73,6 +74,8 @@ expect(dirs[exe_dir]["Directory_Parent"] == "ProgramFiles64Folder", "exe not und
 registry = {(r["Root"], r["Key"].rstrip("\\"), r["Name"]): r["Value"] for r in rows("Registry")}
 expect(registry.get(("2", "SOFTWARE\\schoolfleet\\agent", "Server")) == "[SERVER]", f"registry {registry}")
 expect(registry.get(("2", "SOFTWARE\\schoolfleet\\agent", "TokenFile")) == "[TOKEN_FILE]", f"registry {registry}")
+expect(registry.get(("2", "SOFTWARE\\schoolfleet\\agent", "ConsentMin")) == "[CONSENT_MIN]", f"no ConsentMin from CONSENT_MIN: {registry}")
+expect("CONSENT_MIN" not in props or props["CONSENT_MIN"] == "", "CONSENT_MIN has a default: the agent's own applies without it")
 expect(not any("TOKEN]" in v and "FILE" not in v for v in registry.values()), "a token itself would be written to the registry")
 
 actions = {a["Action"]: a for a in rows("CustomAction")}

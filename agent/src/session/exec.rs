@@ -5,7 +5,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use schoolfleet_proto::v1::device_frame::Body as DeviceBody;
-use schoolfleet_proto::v1::{ChannelReady, DeviceFrame};
+use schoolfleet_proto::v1::{ChannelReady, DeviceFrame, EnvVar};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
@@ -16,7 +16,9 @@ use crate::os::process::{TreeChild, exit_code};
 const TERM_GRACE: Duration = Duration::from_secs(2);
 const CHUNK: usize = 64 * 1024;
 
-pub async fn run(argv: &[String], io: &mut ChannelIo) -> Finish {
+/// Runs `argv` with `env` set on top of the agent's environment (checked
+/// by `validate_spec`; values are never logged).
+pub async fn run(argv: &[String], env: &[EnvVar], io: &mut ChannelIo) -> Finish {
     let Some(program) = argv.first() else {
         return Finish::failed("the command is empty");
     };
@@ -27,7 +29,8 @@ pub async fn run(argv: &[String], io: &mut ChannelIo) -> Finish {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .current_dir(crate::os::process::WORK_DIR)
-        .env_remove("SCHOOLFLEET_AGENT_TOKEN");
+        .env_remove("SCHOOLFLEET_AGENT_TOKEN")
+        .envs(env.iter().map(|v| (&v.name, &v.value)));
     // Its own tree (process group, Job Object), so a cancel reaches
     // everything it started.
     let mut child = match TreeChild::spawn(command) {
@@ -172,7 +175,7 @@ mod tests {
         let (mut io, input, mut rx) = super::super::channel::test_pair(Stop::default());
         let script = "cat; echo to-stderr >&2; exit 3";
         let worker = tokio::spawn(async move {
-            let finish = run(&argv(&["sh", "-c", script]), &mut io).await;
+            let finish = run(&argv(&["sh", "-c", script]), &[], &mut io).await;
             drop(io);
             finish
         });
@@ -196,10 +199,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_variables_reach_the_command() {
+        let (mut io, _input, mut rx) = super::super::channel::test_pair(Stop::default());
+        let env = vec![EnvVar {
+            name: "SF_SECRET".into(),
+            value: "Wert mit Leerzeichen $HOME".into(),
+        }];
+        let worker = tokio::spawn(async move {
+            let finish = run(
+                &argv(&["sh", "-c", "printf '%s' \"$SF_SECRET\""]),
+                &env,
+                &mut io,
+            )
+            .await;
+            drop(io);
+            finish
+        });
+        let (out, _, _) = collect(&mut rx).await;
+        assert_eq!(worker.await.unwrap(), Finish::Exit(0));
+        assert_eq!(out, b"Wert mit Leerzeichen $HOME");
+    }
+
+    #[tokio::test]
     async fn killed_by_a_signal_is_128_plus_n() {
         let (mut io, _input, mut rx) = super::super::channel::test_pair(Stop::default());
         let worker = tokio::spawn(async move {
-            let finish = run(&argv(&["sh", "-c", "kill -9 $$"]), &mut io).await;
+            let finish = run(&argv(&["sh", "-c", "kill -9 $$"]), &[], &mut io).await;
             drop(io);
             finish
         });
@@ -211,7 +236,7 @@ mod tests {
     async fn a_missing_command_exits_127_like_a_shell() {
         let (mut io, _input, mut rx) = super::super::channel::test_pair(Stop::default());
         let worker = tokio::spawn(async move {
-            let finish = run(&argv(&["/nonexistent/tool", "x"]), &mut io).await;
+            let finish = run(&argv(&["/nonexistent/tool", "x"]), &[], &mut io).await;
             drop(io);
             finish
         });
@@ -229,7 +254,7 @@ mod tests {
         let (mut io, _input, mut rx) = super::super::channel::test_pair(Stop::default());
         let path = file.display().to_string();
         let worker = tokio::spawn(async move {
-            let finish = run(&argv(&[&path]), &mut io).await;
+            let finish = run(&argv(&[&path]), &[], &mut io).await;
             drop(io);
             finish
         });
@@ -247,7 +272,7 @@ mod tests {
         // A grandchild sleep in the background, and the shell waiting on it.
         let script = format!("sleep 300 & echo $! > {}; wait", pidfile.display());
         let worker = tokio::spawn(async move {
-            let finish = run(&argv(&["sh", "-c", &script]), &mut io).await;
+            let finish = run(&argv(&["sh", "-c", &script]), &[], &mut io).await;
             drop(io);
             finish
         });

@@ -121,6 +121,23 @@ impl ConsentFloor {
     }
 }
 
+impl ConsentFloor {
+    /// The floor with the installer's setting on top (the MSI's
+    /// `CONSENT_MIN`): the stricter of the two wins, so neither the
+    /// command line nor the registry can lower the other. A value that is
+    /// not a mode counts as "prompt" (fail closed); the second part says
+    /// so for the log.
+    pub fn with_setup_value(self, setup: Option<&str>) -> (ConsentFloor, Option<String>) {
+        match setup.map(str::trim) {
+            None | Some("") => (self, None),
+            Some(text) => match text.parse::<ConsentFloor>() {
+                Ok(floor) => (self.max(floor), None),
+                Err(e) => (ConsentFloor::Prompt, Some(e)),
+            },
+        }
+    }
+}
+
 impl std::str::FromStr for ConsentFloor {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -510,7 +527,7 @@ impl SessionManager {
                 Kind::Shell(spec) => {
                     shell::run(&config.shell, &spec.term, spec.size, &mut io).await
                 }
-                Kind::Exec(spec) => exec::run(&spec.argv, &mut io).await,
+                Kind::Exec(spec) => exec::run(&spec.argv, &spec.env, &mut io).await,
                 Kind::Forward(spec) => forward::run(&spec.host, spec.port as u16, &mut io).await,
                 Kind::Copy(spec) => {
                     let request = copy::CopyRequest {
@@ -706,7 +723,11 @@ fn validate_spec(
             if spec.argv.iter().map(String::len).sum::<usize>() > MAX_ARGV {
                 return Err("the command line is too long".into());
             }
-            let summary: String = spec.argv.join(" ").chars().take(200).collect();
+            schoolfleet_proto::exec_env::check(&spec.env)?;
+            // What the local user sees (listing, question, notice) and the
+            // log: secrets masked with the server's default rules.
+            let shown = schoolfleet_proto::redact::Redactor::default().argv(&spec.argv);
+            let summary: String = shown.join(" ").chars().take(200).collect();
             Ok((Capability::Exec, Kind::Exec(spec), summary))
         }
         Kind::Forward(spec) => {
@@ -793,6 +814,7 @@ mod tests {
             spec: Some(SessionSpec {
                 kind: Some(Kind::Exec(ExecSpec {
                     argv: vec!["true".into()],
+                    env: vec![],
                 })),
             }),
             consent: consent.into(),
@@ -826,6 +848,95 @@ mod tests {
             "prompt",
             "unknown text is the strictest"
         );
+    }
+
+    /// Remembers what it was told: start and end notices.
+    #[derive(Default)]
+    struct Told(std::sync::Mutex<Vec<String>>);
+
+    impl ConsentProvider for Told {
+        fn name(&self) -> &'static str {
+            "told"
+        }
+        fn ask<'a>(
+            &'a self,
+            _: &'a ConsentRequest,
+            _: Duration,
+        ) -> consent::BoxFuture<'a, ConsentAnswer> {
+            Box::pin(async { ConsentAnswer::Declined })
+        }
+        fn notify<'a>(&'a self, request: &'a ConsentRequest) -> consent::BoxFuture<'a, ()> {
+            let line = format!("start {}", request.summary);
+            Box::pin(async move { self.0.lock().unwrap().push(line) })
+        }
+        fn notify_end<'a>(
+            &'a self,
+            request: &'a ConsentRequest,
+            why: &'a str,
+        ) -> consent::BoxFuture<'a, ()> {
+            let line = format!("end {} ({why})", request.summary);
+            Box::pin(async move { self.0.lock().unwrap().push(line) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_notified_session_is_announced_at_start_and_end_masked() {
+        let told = Arc::new(Told::default());
+        let manager = SessionManager::new(SessionConfig {
+            consent_min: ConsentFloor::Notify,
+            disabled: Vec::new(),
+            transfer_roots: Vec::new(),
+            consent: told.clone(),
+            shell: PathBuf::from("/bin/sh"),
+        });
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut session = open("s-1", "none");
+        session.spec = Some(SessionSpec {
+            kind: Some(Kind::Exec(ExecSpec {
+                argv: vec!["chpasswd".into(), "max:Geheim123".into()],
+                env: vec![],
+            })),
+        });
+        manager.open_session(session, tx.clone());
+        let event = next_event(&mut rx).await;
+        assert!(matches!(event.event, Some(Event::Accepted(_))), "{event:?}");
+        let listed = manager.list();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].summary, "chpasswd ***", "the local listing masks");
+        assert_eq!(listed[0].consent, "notify", "raised to the floor");
+        manager.close_session("s-1", "ended by the admin");
+        for _ in 0..100 {
+            if told.0.lock().unwrap().len() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            *told.0.lock().unwrap(),
+            [
+                "start chpasswd ***",
+                "end chpasswd *** (ended by the admin)"
+            ]
+        );
+        manager.shutdown().await;
+    }
+
+    #[test]
+    fn the_installers_floor_only_raises_and_garbage_prompts() {
+        use ConsentFloor::*;
+        assert_eq!(None.with_setup_value(Option::None), (None, Option::None));
+        assert_eq!(Notify.with_setup_value(Some("")), (Notify, Option::None));
+        assert_eq!(
+            None.with_setup_value(Some("prompt")),
+            (Prompt, Option::None)
+        );
+        assert_eq!(
+            Prompt.with_setup_value(Some(" none ")),
+            (Prompt, Option::None)
+        );
+        let (floor, warning) = None.with_setup_value(Some("Prompt!"));
+        assert_eq!(floor, Prompt);
+        assert!(warning.is_some());
     }
 
     #[tokio::test]

@@ -484,6 +484,9 @@ pub struct Overview {
     pub enrolled_at: Option<String>,
     pub inventory_at: Option<String>,
     pub agent_version: String,
+    /// The consent floor the agent enforces (`--consent-min`), as it
+    /// reported it; empty when unknown.
+    pub agent_consent_min: String,
     pub architecture: String,
     pub boot_time: Option<String>,
     pub last_update_time: Option<String>,
@@ -655,6 +658,7 @@ impl DeviceReport {
                 } else {
                     device.agent_version.clone()
                 },
+                agent_consent_min: device.agent_consent_min.clone(),
                 id: device.id,
                 hostname: device.hostname,
                 status: status_name(device.status),
@@ -821,6 +825,14 @@ impl DeviceReport {
             .field("Enrolled", with_age(&o.enrolled_at))
             .field("Inventory from", with_age(&o.inventory_at))
             .field("Agent version", o.agent_version.clone())
+            .field(
+                "Consent floor",
+                if o.agent_consent_min.is_empty() {
+                    "unknown (agent did not report one)".to_owned()
+                } else {
+                    format!("{} (agent --consent-min)", o.agent_consent_min)
+                },
+            )
             .field("Architecture", o.architecture.clone())
             .field("Booted", with_age(&o.boot_time))
             .field("Last update", with_age(&o.last_update_time))

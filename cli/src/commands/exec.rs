@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use schoolfleet_proto::text::for_terminal;
 use schoolfleet_proto::v1::{
-    Device, DeviceStatus, ExecSpec, SessionSpec, StartSessionRequest, session_spec,
+    Device, DeviceStatus, EnvVar, ExecSpec, SessionSpec, StartSessionRequest, session_spec,
 };
 use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc};
@@ -28,28 +28,50 @@ const JSON_OUTPUT_LIMIT: usize = 1024 * 1024;
 const MAX_LINE: usize = 64 * 1024;
 
 pub async fn run(args: ExecArgs, ctx: &Context, ui: &mut Ui<'_>) -> anyhow::Result<()> {
+    let env = match &args.env_file {
+        Some(path) => read_env_file(path)?,
+        None => Vec::new(),
+    };
     match args.device.clone() {
-        Some(device) => single(device, args, ctx, ui)
+        Some(device) => single(device, args, &env, ctx, ui)
             .await
             .map_err(crate::exit::as_session_failure),
-        None => fan_out(args, ctx, ui).await,
+        None => fan_out(args, &env, ctx, ui).await,
     }
 }
 
-fn exec_kind(argv: &[String]) -> session_spec::Kind {
+/// `--env-file`: read and checked here, so a bad file fails before any
+/// session starts; errors name the line, never a value.
+fn read_env_file(path: &std::path::Path) -> anyhow::Result<Vec<EnvVar>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read --env-file {}: {e}", path.display()))?;
+    schoolfleet_proto::exec_env::parse_file(&text)
+        .map_err(|e| anyhow::anyhow!("--env-file {}: {e}", path.display()))
+}
+
+fn exec_kind(argv: &[String], env: &[EnvVar]) -> session_spec::Kind {
     session_spec::Kind::Exec(ExecSpec {
         argv: argv.to_vec(),
+        env: env.to_vec(),
     })
 }
 
 async fn single(
     device: String,
     args: ExecArgs,
+    env: &[EnvVar],
     ctx: &Context,
     ui: &mut Ui<'_>,
 ) -> anyhow::Result<()> {
     let api = Api::connect_for_sessions(&ctx.profile()?).await?;
-    let session = shell::start(&api, &device, &args.purpose, exec_kind(&args.command), ui).await?;
+    let session = shell::start(
+        &api,
+        &device,
+        &args.purpose,
+        exec_kind(&args.command, env),
+        ui,
+    )
+    .await?;
     let channel = Attacher {
         api: api.clone(),
         session_id: session.id().to_owned(),
@@ -205,7 +227,12 @@ struct Line {
     bytes: Vec<u8>,
 }
 
-async fn fan_out(args: ExecArgs, ctx: &Context, ui: &mut Ui<'_>) -> anyhow::Result<()> {
+async fn fan_out(
+    args: ExecArgs,
+    env: &[EnvVar],
+    ctx: &Context,
+    ui: &mut Ui<'_>,
+) -> anyhow::Result<()> {
     let school = args.school.clone().unwrap_or_default();
     let api = Api::connect_for_sessions(&ctx.profile()?).await?;
     let request = crate::commands::devices::list_request(&crate::args::DevicesArgs {
@@ -231,7 +258,7 @@ async fn fan_out(args: ExecArgs, ctx: &Context, ui: &mut Ui<'_>) -> anyhow::Resu
             reason: args.purpose.reason.clone(),
             ticket: args.purpose.ticket.clone().unwrap_or_default(),
             spec: Some(SessionSpec {
-                kind: Some(exec_kind(&args.command)),
+                kind: Some(exec_kind(&args.command, env)),
             }),
             step_up: args
                 .purpose

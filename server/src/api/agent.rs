@@ -18,7 +18,7 @@ use crate::agents::Outbound;
 use crate::auth::{Permission, Principal, TenantRef, secrets};
 use crate::ingest;
 use crate::storage::{
-    AgentSeen, AgentStream, CertificateRecord, DeviceRecord, DeviceStatus, Enrolment,
+    AgentHello, AgentSeen, AgentStream, CertificateRecord, DeviceRecord, DeviceStatus, Enrolment,
     HardwareIdentity, now_millis,
 };
 
@@ -349,6 +349,7 @@ impl AgentService for AgentApi {
             last_seen: None,
             connected: false,
             agent_version,
+            agent_consent_min: None,
             inventory_at: None,
             inventory_hash: None,
             os_name: String::new(),
@@ -712,7 +713,20 @@ async fn serve_stream(
         let reply = match message.body {
             Some(AgentBody::Hello(hello)) => {
                 let version = schoolfleet_proto::text::clean(&hello.agent_version, 64).value;
-                touch(state, device, stream, Some(&version)).await
+                // Hostile like every agent field: only a known mode is kept.
+                let consent_min = match crate::sessions::consent_floor::reported(&hello.consent_min)
+                {
+                    Ok(floor) => floor,
+                    Err(_) => {
+                        tracing::warn!(device = %device.id, consent_min = %schoolfleet_proto::text::echo(&hello.consent_min), "agent reported an unknown consent floor; recorded as unknown");
+                        None
+                    }
+                };
+                let hello = AgentHello {
+                    version: &version,
+                    consent_min,
+                };
+                touch(state, device, stream, Some(&hello)).await
             }
             Some(AgentBody::Heartbeat(heartbeat)) => {
                 if !heartbeat.inventory_hash.is_empty() {
@@ -779,9 +793,9 @@ async fn touch(
     state: &AppState,
     device: &DeviceRecord,
     stream: &AgentStream<'_>,
-    agent_version: Option<&str>,
+    hello: Option<&AgentHello<'_>>,
 ) -> Result<Option<ServerBody>, Status> {
-    let seen = AgentSeen::new(&device.id, now_millis(), stream, agent_version);
+    let seen = AgentSeen::new(&device.id, now_millis(), stream, hello);
     match state.seen.record(seen).await {
         Ok(true) => Ok(None),
         Ok(false) => Err(Status::permission_denied(

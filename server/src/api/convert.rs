@@ -62,6 +62,7 @@ pub fn device(d: &DeviceRecord, now: Millis, online_window_ms: Millis) -> v1::De
             .map(str::to_owned)
             .collect(),
         agent_version: d.agent_version.clone(),
+        agent_consent_min: d.agent_consent_min.clone().unwrap_or_default(),
     }
 }
 

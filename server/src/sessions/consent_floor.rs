@@ -19,6 +19,34 @@ pub fn rank(mode: &str) -> u8 {
     }
 }
 
+/// The floor an agent reported in its Hello: `Ok(None)` for an agent
+/// that reports none (older versions), `Err` for anything but a known
+/// mode, spelled exactly.
+pub fn reported(text: &str) -> std::result::Result<Option<&'static str>, UnknownFloor> {
+    match text {
+        "" => Ok(None),
+        "none" => Ok(Some("none")),
+        "notify" => Ok(Some("notify")),
+        "prompt" => Ok(Some("prompt")),
+        _ => Err(UnknownFloor),
+    }
+}
+
+/// What an agent reported is not a consent mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a consent mode (none, notify, prompt)")]
+pub struct UnknownFloor;
+
+/// The mode a session on `device` is recorded with: the server's, raised
+/// to the floor the device's agent reported (the agent applies it anyway;
+/// the row and the audit say what applied).
+pub fn with_agent_floor(mode: String, agent_floor: Option<&str>) -> String {
+    match agent_floor {
+        Some(floor) if rank(floor) > rank(&mode) => floor.to_owned(),
+        _ => mode,
+    }
+}
+
 /// The stricter of two modes.
 pub fn stricter<'a>(a: &'a str, b: &'a str) -> &'a str {
     if rank(b) > rank(a) { b } else { a }
@@ -103,5 +131,30 @@ mod tests {
         assert_eq!(stricter("notify", "none"), "notify");
         assert!(rank("none") < rank("notify") && rank("notify") < rank("prompt"));
         assert_eq!(rank("something"), 2, "unknown text is the strictest");
+    }
+
+    #[test]
+    fn an_agent_floor_is_a_known_mode_or_nothing() {
+        assert_eq!(reported(""), Ok(None));
+        assert_eq!(reported("prompt"), Ok(Some("prompt")));
+        assert_eq!(reported("none"), Ok(Some("none")));
+        for hostile in [
+            "PROMPT",
+            " prompt",
+            "prompt\n",
+            "strict",
+            "none\u{202e}",
+            &"p".repeat(10_000),
+        ] {
+            assert_eq!(reported(hostile), Err(UnknownFloor), "{hostile:?}");
+        }
+    }
+
+    #[test]
+    fn the_agent_floor_only_raises() {
+        assert_eq!(with_agent_floor("none".into(), Some("prompt")), "prompt");
+        assert_eq!(with_agent_floor("notify".into(), Some("none")), "notify");
+        assert_eq!(with_agent_floor("none".into(), None), "none");
+        assert_eq!(with_agent_floor("prompt".into(), Some("notify")), "prompt");
     }
 }

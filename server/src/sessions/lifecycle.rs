@@ -294,6 +294,10 @@ pub async fn start(
         &limits.default_consent,
     )
     .await?;
+    // The agent raises the mode to its own floor whatever is sent; record
+    // (and tell the admin) the mode that will apply.
+    let consent =
+        super::consent_floor::with_agent_floor(consent, device.agent_consent_min.as_deref());
     let session_id = uuid::Uuid::new_v4().to_string();
     let record = SessionRecord {
         id: session_id.clone(),

@@ -97,6 +97,16 @@ pub struct CheckedSpec {
     pub size: (u32, u32),
 }
 
+/// The stored JSON of an exec spec: argv (the caller masks it first) and
+/// the names of the environment variables, never their values.
+pub fn exec_json(argv: &[String], env: &[schoolfleet_proto::v1::EnvVar]) -> serde_json::Value {
+    let mut exec = serde_json::json!({"argv": argv});
+    if !env.is_empty() {
+        exec["env"] = schoolfleet_proto::exec_env::names(env).into();
+    }
+    serde_json::json!({"exec": exec})
+}
+
 pub fn kind_of(spec: Option<&SessionSpec>) -> Option<Kind> {
     Some(match spec?.kind.as_ref()? {
         SpecKind::Shell(_) => Kind::Shell,
@@ -151,8 +161,9 @@ pub fn check_spec(spec: Option<&SessionSpec>, max_file_bytes: u64) -> Result<Che
             if total > MAX_ARGV {
                 return Err(format!("exec arguments total more than {MAX_ARGV} bytes"));
             }
+            schoolfleet_proto::exec_env::check(&exec.env)?;
             let summary = text(&exec.argv.join(" "));
-            let json = serde_json::json!({"exec": {"argv": exec.argv}});
+            let json = exec_json(&exec.argv, &exec.env);
             (Kind::Exec, summary, json, String::new(), (0, 0))
         }
         SpecKind::Forward(forward) => {
@@ -240,15 +251,20 @@ mod tests {
         let ok = check_spec(
             Some(&spec(SpecKind::Exec(ExecSpec {
                 argv: vec!["apt".into(), "update".into()],
+                env: vec![],
             }))),
             10,
         )
         .unwrap();
         assert_eq!((ok.kind, ok.summary.as_str()), (Kind::Exec, "apt update"));
         let bad = [
-            spec(SpecKind::Exec(ExecSpec { argv: vec![] })),
+            spec(SpecKind::Exec(ExecSpec {
+                argv: vec![],
+                env: vec![],
+            })),
             spec(SpecKind::Exec(ExecSpec {
                 argv: vec!["x".repeat(5000)],
+                env: vec![],
             })),
             spec(SpecKind::Forward(ForwardSpec {
                 host: "127.0.0.1".into(),

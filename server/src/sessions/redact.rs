@@ -1,147 +1,63 @@
 //! Secrets in exec command lines (issue 12, part 3): what is stored (the
 //! session row's summary and spec), audited and logged shows `***` where
-//! an argument carries a secret. The device still gets the real argv; the
-//! CLI's advice is to send secrets on stdin, which is never stored.
+//! an argument carries a secret, and only the names of the environment
+//! variables. The rules are `schoolfleet_proto::redact`, the same the
+//! agent applies on the device, here with `[sessions] redact_*`. The device
+//! still gets the real argv and the values.
 
-use regex::Regex;
+use schoolfleet_proto::redact::Redactor;
+use schoolfleet_proto::v1::ExecSpec;
 
 use super::policy::{CheckedSpec, Kind};
 use crate::config::SessionsSection;
 
-const MASK: &str = "***";
-
 /// The compiled rules of the configuration.
-#[derive(Debug)]
-pub struct Redactor {
-    commands: Vec<String>,
-    args: Vec<Regex>,
+pub fn redactor(config: &SessionsSection) -> Redactor {
+    Redactor::new(
+        config.redact_commands.iter().map(String::as_str),
+        config.redact_args.iter().map(String::as_str),
+    )
 }
 
-impl Redactor {
-    /// Compiles the rules; invalid patterns were refused when the
-    /// configuration was loaded and are skipped here.
-    pub fn new(config: &SessionsSection) -> Self {
-        Redactor {
-            commands: config.redact_commands.clone(),
-            args: config
-                .redact_args
-                .iter()
-                .filter_map(|r| Regex::new(r).ok())
-                .collect(),
+/// The checked spec as it may be stored, audited and logged.
+pub fn spec(redactor: &Redactor, mut spec: CheckedSpec, exec: &ExecSpec) -> CheckedSpec {
+    if spec.kind == Kind::Exec {
+        let masked = redactor.argv(&exec.argv);
+        if masked != exec.argv {
+            spec.summary = schoolfleet_proto::text::clean(&masked.join(" "), 200).value;
+            spec.json = super::policy::exec_json(&masked, &exec.env).to_string();
         }
     }
-
-    /// Whether a shell command line (an argument with spaces, as in
-    /// `sh -c '…'`) runs one of the programs: a word in command position,
-    /// at the start or after `|`, `;`, `&`, `(` or `sudo`.
-    fn names_command(&self, text: &str) -> bool {
-        if !text.contains(char::is_whitespace) {
-            return false;
-        }
-        let mut command_position = true;
-        for word in text.split_whitespace() {
-            let bare = word.trim_start_matches(['|', ';', '&', '(']);
-            if !bare.is_empty() {
-                if command_position || bare.len() < word.len() {
-                    let base = bare.rsplit('/').next().unwrap_or(bare);
-                    let base = base.trim_end_matches([';', '|', '&', ')']);
-                    if self.commands.iter().any(|c| c == base) {
-                        return true;
-                    }
-                }
-                command_position = bare == "sudo";
-            } else {
-                command_position = true;
-            }
-            if word.ends_with(['|', ';', '&']) {
-                command_position = true;
-            }
-        }
-        false
-    }
-
-    /// argv with every secret masked.
-    pub fn argv(&self, argv: &[String]) -> Vec<String> {
-        let program = argv.first().map(String::as_str).unwrap_or_default();
-        let program_base = program.rsplit('/').next().unwrap_or(program);
-        let all = self.commands.iter().any(|c| c == program_base);
-        argv.iter()
-            .enumerate()
-            .map(|(i, arg)| {
-                if i == 0 {
-                    return arg.clone();
-                }
-                if all || self.names_command(arg) {
-                    return MASK.to_owned();
-                }
-                for rule in &self.args {
-                    if let Some(found) = rule.captures(arg) {
-                        let keep = found.name("keep").map_or("", |m| m.as_str());
-                        return format!("{keep}{MASK}");
-                    }
-                }
-                arg.clone()
-            })
-            .collect()
-    }
-
-    /// The checked spec as it may be stored, audited and logged.
-    pub fn spec(&self, mut spec: CheckedSpec, argv: Option<&[String]>) -> CheckedSpec {
-        if let (Kind::Exec, Some(argv)) = (spec.kind, argv) {
-            let masked = self.argv(argv);
-            if masked != argv {
-                spec.summary = schoolfleet_proto::text::clean(&masked.join(" "), 200).value;
-                spec.json = serde_json::json!({"exec": {"argv": masked}}).to_string();
-            }
-        }
-        spec
-    }
+    spec
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn redact(words: &[&str]) -> Vec<String> {
-        let argv: Vec<String> = words.iter().map(|w| w.to_string()).collect();
-        Redactor::new(&SessionsSection::default()).argv(&argv)
-    }
+    use schoolfleet_proto::v1::EnvVar;
 
     #[test]
-    fn secrets_become_stars_and_the_rest_stays() {
-        assert_eq!(
-            redact(&["chpasswd", "max.mustermann:Geheim123"]),
-            ["chpasswd", "***"]
-        );
-        assert_eq!(
-            redact(&["sh", "-c", "echo max:Geheim123 | /usr/sbin/chpasswd"]),
-            ["sh", "-c", "***"]
-        );
-        assert_eq!(
-            redact(&["mysql", "--password=Geheim123", "-u", "root", "schule"]),
-            ["mysql", "--password=***", "-u", "root", "schule"]
-        );
-        assert_eq!(
-            redact(&["curl", "--api-token:abc", "https://x/y"]),
-            ["curl", "--api-token:***", "https://x/y"]
-        );
-        assert_eq!(
-            redact(&["smbclient", "admin:Geheim@fileserver", "-c", "ls"]),
-            ["smbclient", "admin:***", "-c", "ls"]
-        );
-        assert_eq!(redact(&["apt", "update"]), ["apt", "update"]);
-        assert_eq!(
-            redact(&["sh", "-c", "grep x /etc/passwd | wc -l"]),
-            ["sh", "-c", "grep x /etc/passwd | wc -l"]
-        );
-        assert_eq!(
-            redact(&["sh", "-c", "sudo passwd -d gast;true"]),
-            ["sh", "-c", "***"]
-        );
-        assert_eq!(
-            redact(&["ls", "/etc/passwd"]),
-            ["ls", "/etc/passwd"],
-            "a file named like a command is no command"
-        );
+    fn the_configured_rules_apply_and_env_values_stay_out() {
+        let mut config = SessionsSection::default();
+        config.redact_commands.push("mkpasswd".into());
+        let exec = ExecSpec {
+            argv: vec!["mkpasswd".into(), "Geheim123".into()],
+            env: vec![EnvVar {
+                name: "DB_PASSWORD".into(),
+                value: "Wert-456".into(),
+            }],
+        };
+        let checked = CheckedSpec {
+            kind: Kind::Exec,
+            summary: "mkpasswd Geheim123".into(),
+            json: String::new(),
+            term: String::new(),
+            size: (0, 0),
+        };
+        let stored = spec(&redactor(&config), checked, &exec);
+        assert_eq!(stored.summary, "mkpasswd ***");
+        assert!(stored.json.contains("DB_PASSWORD"), "{}", stored.json);
+        assert!(!stored.json.contains("Geheim123"), "{}", stored.json);
+        assert!(!stored.json.contains("Wert-456"), "{}", stored.json);
     }
 }

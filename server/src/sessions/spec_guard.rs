@@ -5,7 +5,7 @@ use schoolfleet_proto::v1::SessionSpec;
 use schoolfleet_proto::v1::session_spec::Kind as SpecKind;
 
 use super::policy::CheckedSpec;
-use super::{forward_policy, redact::Redactor};
+use super::{forward_policy, redact};
 use crate::config::SessionsSection;
 use crate::storage::DeviceRecord;
 
@@ -28,7 +28,7 @@ pub fn guard_spec(
             )?;
             Ok(spec)
         }
-        Some(SpecKind::Exec(e)) => Ok(Redactor::new(config).spec(spec, Some(&e.argv))),
+        Some(SpecKind::Exec(e)) => Ok(redact::spec(&redact::redactor(config), spec, e)),
         _ => Ok(spec),
     }
 }

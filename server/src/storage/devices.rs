@@ -62,13 +62,15 @@ pub trait DeviceStore: Send + Sync {
     /// The device's stream `stream` opened, or the agent spoke on it (a
     /// heartbeat): connected, seen at `at`, and this stream is the one that
     /// speaks for the device from now on. Returns false when the device is
-    /// no longer active, so that its stream must end.
+    /// no longer active, so that its stream must end. With a `hello` (the
+    /// stream's first message) the agent's version and consent floor are
+    /// replaced by what it said.
     async fn record_agent_seen(
         &self,
         id: &str,
         at: Millis,
         stream: &AgentStream<'_>,
-        agent_version: Option<&str>,
+        hello: Option<&AgentHello<'_>>,
     ) -> Result<bool>;
 
     /// Many [`DeviceStore::record_agent_seen`] in one transaction (the
@@ -105,10 +107,12 @@ pub trait DeviceStore: Send + Sync {
     ) -> Result<()>;
 }
 
-/// Marks a device alive on a stream; matches only an active device.
+/// Marks a device alive on a stream; matches only an active device. A
+/// Hello ($6) also sets the agent's version and consent floor.
 const RECORD_AGENT_SEEN: &str = "UPDATE devices SET last_seen = $2, connected = TRUE, \
      connection_id = $3, connection_replica = $4, \
-     agent_version = COALESCE($5, agent_version) \
+     agent_version = COALESCE($5, agent_version), \
+     agent_consent_min = CASE WHEN $6 THEN $7 ELSE agent_consent_min END \
      WHERE id = $1 AND status = 'active'";
 
 macro_rules! impl_device_store {
@@ -326,14 +330,16 @@ macro_rules! impl_device_store {
                 id: &str,
                 at: Millis,
                 stream: &AgentStream<'_>,
-                agent_version: Option<&str>,
+                hello: Option<&AgentHello<'_>>,
             ) -> Result<bool> {
                 let done = sqlx::query(RECORD_AGENT_SEEN)
                     .bind(id)
                     .bind(at)
                     .bind(stream.id)
                     .bind(stream.replica)
-                    .bind(agent_version)
+                    .bind(hello.map(|h| h.version))
+                    .bind(hello.is_some())
+                    .bind(hello.and_then(|h| h.consent_min))
                     .execute(&self.pool)
                     .await?;
                 Ok(done.rows_affected() == 1)
@@ -344,12 +350,15 @@ macro_rules! impl_device_store {
                 let mut tx = self.pool.begin().await?;
                 let mut active = Vec::with_capacity(batch.len());
                 for seen in batch {
+                    let hello = seen.hello();
                     let done = sqlx::query(RECORD_AGENT_SEEN)
                         .bind(&seen.device_id)
                         .bind(seen.at)
                         .bind(&seen.stream_id)
                         .bind(&seen.replica)
-                        .bind(seen.agent_version.as_deref())
+                        .bind(hello.map(|h| h.version))
+                        .bind(hello.is_some())
+                        .bind(hello.and_then(|h| h.consent_min))
                         .execute(&mut *tx)
                         .await?;
                     active.push(done.rows_affected() == 1);

@@ -193,6 +193,9 @@ pub struct DeviceRecord {
     pub last_seen: Option<Millis>,
     pub connected: bool,
     pub agent_version: String,
+    /// The consent floor the agent reported at its last connect
+    /// (`--consent-min`), checked to be a known mode; `None` when unknown.
+    pub agent_consent_min: Option<String>,
     pub inventory_at: Option<Millis>,
     pub inventory_hash: Option<String>,
     pub os_name: String,
@@ -227,6 +230,15 @@ pub struct AgentStream<'a> {
     pub replica: &'a str,
 }
 
+/// What an agent says about itself when its stream opens (its Hello),
+/// cleaned and checked by the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentHello<'a> {
+    pub version: &'a str,
+    /// The consent floor it enforces; `None` when unknown.
+    pub consent_min: Option<&'a str>,
+}
+
 /// That an agent's stream is alive: written for every stream open and
 /// heartbeat, in groups (see `crate::heartbeats`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,8 +247,9 @@ pub struct AgentSeen {
     pub at: Millis,
     pub stream_id: String,
     pub replica: String,
-    /// From the agent's Hello; `None` keeps the stored one.
-    pub agent_version: Option<String>,
+    /// From the agent's Hello: its version and consent floor. `None` (a
+    /// heartbeat) keeps the stored ones.
+    pub hello: Option<(String, Option<String>)>,
 }
 
 impl AgentSeen {
@@ -244,15 +257,24 @@ impl AgentSeen {
         device_id: &str,
         at: Millis,
         stream: &AgentStream<'_>,
-        agent_version: Option<&str>,
+        hello: Option<&AgentHello<'_>>,
     ) -> Self {
         AgentSeen {
             device_id: device_id.to_owned(),
             at,
             stream_id: stream.id.to_owned(),
             replica: stream.replica.to_owned(),
-            agent_version: agent_version.map(str::to_owned),
+            hello: hello.map(|h| (h.version.to_owned(), h.consent_min.map(str::to_owned))),
         }
+    }
+
+    pub fn hello(&self) -> Option<AgentHello<'_>> {
+        self.hello
+            .as_ref()
+            .map(|(version, consent_min)| AgentHello {
+                version,
+                consent_min: consent_min.as_deref(),
+            })
     }
 }
 

@@ -128,7 +128,7 @@ macro_rules! push_tenant_filter {
 
 const DEVICE_COLUMNS: &str = "id, county_id, school_id, device_class, status, hostname, system_uuid, \
      serial_number, machine_id, cert_fingerprint, cert_serial, cert_not_after, enrolled_at, last_seen, \
-     connected, agent_version, inventory_at, inventory_hash, os_name, os_version, vendor, model, \
+     connected, agent_version, agent_consent_min, inventory_at, inventory_hash, os_name, os_version, vendor, model, \
      memory_total_bytes, ip_addresses";
 
 pub(super) fn device_select() -> String {

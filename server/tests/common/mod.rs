@@ -220,6 +220,7 @@ pub fn device_record(id: &str, county: &str, school: &str, hostname: &str) -> De
         last_seen: None,
         connected: false,
         agent_version: String::new(),
+        agent_consent_min: None,
         inventory_at: None,
         inventory_hash: None,
         os_name: String::new(),

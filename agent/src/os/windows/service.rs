@@ -300,6 +300,17 @@ pub fn pending_enrolment() -> Option<PendingEnrolment> {
     })
 }
 
+/// The consent floor the installer wrote (`CONSENT_MIN` of the MSI, value
+/// `ConsentMin`), if any: kept across starts, unlike the token file.
+pub fn setup_consent_min() -> Option<String> {
+    use winreg::RegKey;
+    use winreg::enums::{HKEY_LOCAL_MACHINE, KEY_READ, KEY_WOW64_64KEY};
+    let key = RegKey::predef(HKEY_LOCAL_MACHINE)
+        .open_subkey_with_flags(SETUP_KEY, KEY_READ | KEY_WOW64_64KEY)
+        .ok()?;
+    key.get_value::<String, _>("ConsentMin").ok()
+}
+
 /// Forgets the token file once it was used (or is no longer needed), so
 /// a later start never tries the one-time token again. The server URL
 /// stays for the admin to see.

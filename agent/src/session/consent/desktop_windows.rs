@@ -91,4 +91,23 @@ impl ConsentProvider for DesktopProvider {
             }
         })
     }
+
+    /// The end notice: like the start notice, a box that does not wait
+    /// for the user and closes itself, so the visible indicator ends too.
+    fn notify_end<'a>(&'a self, request: &'a ConsentRequest, why: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let Some(session) = find_session().await else {
+                tracing::info!(session = %request.session_id, "nobody logged in to tell of the end");
+                return;
+            };
+            let text = message::end_notice(request, why);
+            let told = tokio::task::spawn_blocking(move || {
+                wts::tell(session.id, message::TITLE, &text, NOTICE_TIMEOUT)
+            })
+            .await;
+            if let Ok(Err(err)) = told {
+                tracing::warn!(error = %err, "cannot show the end-of-session notice");
+            }
+        })
+    }
 }

@@ -39,6 +39,17 @@ pub fn notice(request: &ConsentRequest) -> String {
     )
 }
 
+/// The notice when a session the user was told of or asked about ended,
+/// in German: who, what, and why it ended.
+pub fn end_notice(request: &ConsentRequest, why: &str) -> String {
+    format!(
+        "Fernwartung beendet: {} ({}).\n{}",
+        plain(&request.admin, 200),
+        kind_german(&request.kind),
+        plain(why, 300),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +100,14 @@ mod tests {
         let text = notice(&long);
         assert!(text.starts_with("Fernwartung gestartet: anna wird einen Befehl ausführen."));
         assert!(text.len() < 1200, "{}", text.len());
+    }
+
+    #[test]
+    fn the_end_notice_names_who_what_and_why() {
+        let text = end_notice(&request(), "ended by the admin\u{1b}[2J");
+        assert_eq!(
+            text,
+            "Fernwartung beendet: anna (einen Befehl ausführen).\nended by the admin[2J"
+        );
     }
 }

@@ -231,6 +231,7 @@ async fn hold_stream(
             agent_version: "loadgen".into(),
             inventory_hash: pc.hash.clone(),
             spooled_reports: 0,
+            consent_min: String::new(),
         })))
         .await;
     let link = SessionLink {
