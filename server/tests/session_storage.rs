@@ -20,6 +20,7 @@ fn event(at: Millis, n: usize) -> AuditEvent {
         county_id: Some("kus".into()),
         outcome: "ok".into(),
         details: format!("kind=shell reason=\"Drucker {n}\""),
+        school_id: None,
     }
 }
 
@@ -143,6 +144,7 @@ async fn audit_listing_filters(store: Arc<dyn Store>, _raw: RawDb) {
         .unwrap();
     let q = |counties: Option<Vec<&str>>, prefix: Option<&str>, targets: Vec<&str>| AuditQuery {
         counties: counties.map(|c| c.into_iter().map(String::from).collect()),
+        schools: Vec::new(),
         action_prefix: prefix.map(String::from),
         targets: targets.into_iter().map(String::from).collect(),
         since: None,

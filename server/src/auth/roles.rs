@@ -19,7 +19,8 @@ pub enum Permission {
     DeviceManage,
     /// Revoke a device's certificate.
     DeviceRevoke,
-    /// Read the audit log.
+    /// Read the audit log: at cooperation or county scope every entry of
+    /// the scope, at school scope the entries about that school.
     AuditRead,
     /// Apply new versions of the common IT standard (cooperation-wide).
     StandardManage,
@@ -209,9 +210,11 @@ impl Role {
                     | RecordingRead
             ),
             Role::Viewer => matches!(permission, TenantRead | DeviceRead | TicketRead | KbRead),
+            // Reads its school's sessions and their audit entries (the
+            // entries that carry the school), decides consent.
             Role::SchoolLead => matches!(
                 permission,
-                TenantRead | SessionRead | SessionEnd | ConsentManage | ConsentFloor
+                TenantRead | SessionRead | SessionEnd | ConsentManage | ConsentFloor | AuditRead
             ),
             Role::Teacher => matches!(permission, TicketReport | KbReadTeachers),
         }

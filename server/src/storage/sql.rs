@@ -204,7 +204,7 @@ macro_rules! insert_kb_version {
 
 /// Columns of a chained audit entry, in `AuditRow` order.
 pub(super) const AUDIT_ENTRY_COLUMNS: &str =
-    "seq, at, actor, action, target, county_id, outcome, details, prev_hash, hash";
+    "seq, at, actor, action, target, county_id, outcome, details, prev_hash, hash, school_id";
 
 pub(super) type AuditRow = (
     i64,
@@ -217,10 +217,12 @@ pub(super) type AuditRow = (
     String,
     String,
     String,
+    Option<String>,
 );
 
 pub(super) fn audit_entry(row: AuditRow) -> crate::storage::AuditEntryRecord {
-    let (seq, at, actor, action, target, county_id, outcome, details, prev_hash, hash) = row;
+    let (seq, at, actor, action, target, county_id, outcome, details, prev_hash, hash, school_id) =
+        row;
     crate::storage::AuditEntryRecord {
         seq,
         event: crate::storage::AuditEvent {
@@ -231,6 +233,7 @@ pub(super) fn audit_entry(row: AuditRow) -> crate::storage::AuditEntryRecord {
             county_id,
             outcome,
             details,
+            school_id,
         },
         prev_hash,
         hash,
@@ -276,7 +279,7 @@ macro_rules! append_chained {
         let hash = $crate::audit::entry_hash(&prev, seq, event);
         sqlx::query(
             "INSERT INTO audit_events (at, actor, action, target, county_id, outcome, details, \
-             seq, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             seq, prev_hash, hash, school_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(event.at)
         .bind(&event.actor)
@@ -288,6 +291,7 @@ macro_rules! append_chained {
         .bind(seq)
         .bind(&prev)
         .bind(&hash)
+        .bind(&event.school_id)
         .execute(&mut *$tx)
         .await?;
         $crate::storage::sql::set_head!($tx, $key, seq, &hash);
@@ -2003,7 +2007,7 @@ macro_rules! impl_sql_store {
 
             async fn list_audit(&self, limit: i64) -> Result<Vec<AuditEvent>> {
                 Ok(sqlx::query_as(
-                    "SELECT at, actor, action, target, county_id, outcome, details \
+                    "SELECT at, actor, action, target, county_id, outcome, details, school_id \
                      FROM audit_events ORDER BY id DESC LIMIT $1",
                 )
                 .bind(limit)
@@ -2017,12 +2021,16 @@ macro_rules! impl_sql_store {
                     sql::AUDIT_ENTRY_COLUMNS
                 ));
                 if let Some(counties) = &q.counties {
-                    // Fail closed: no county means no entries.
-                    qb.push(" AND county_id IN ('' ");
+                    // Fail closed: no county and no school means no entries.
+                    qb.push(" AND (county_id IN ('' ");
                     for county in counties {
                         qb.push(", ").push_bind(county.clone());
                     }
-                    qb.push(")");
+                    qb.push(") OR school_id IN ('' ");
+                    for school in &q.schools {
+                        qb.push(", ").push_bind(school.clone());
+                    }
+                    qb.push("))");
                 }
                 if let Some(prefix) = &q.action_prefix {
                     qb.push(" AND substr(action, 1, ")
@@ -2092,9 +2100,10 @@ macro_rules! impl_sql_store {
                 let mut chained = 0u64;
                 loop {
                     let mut tx = self.pool.begin().await?;
-                    let rows: Vec<(i64, i64, String, String, String, Option<String>, String, String)> =
+                    #[allow(clippy::type_complexity)]
+                    let rows: Vec<(i64, i64, String, String, String, Option<String>, String, String, Option<String>)> =
                         sqlx::query_as(
-                            "SELECT id, at, actor, action, target, county_id, outcome, details \
+                            "SELECT id, at, actor, action, target, county_id, outcome, details, school_id \
                              FROM audit_events WHERE seq IS NULL ORDER BY id LIMIT 500",
                         )
                         .fetch_all(&mut *tx)
@@ -2102,8 +2111,8 @@ macro_rules! impl_sql_store {
                     if rows.is_empty() {
                         return Ok(chained);
                     }
-                    for (id, at, actor, action, target, county_id, outcome, details) in rows {
-                        let event = AuditEvent { at, actor, action, target, county_id, outcome, details };
+                    for (id, at, actor, action, target, county_id, outcome, details, school_id) in rows {
+                        let event = AuditEvent { at, actor, action, target, county_id, outcome, details, school_id };
                         let (seq, prev): (i64, String) = sqlx::query_as(
                             "UPDATE audit_chain SET seq = seq + 1 WHERE id = 1 RETURNING seq, head_hash",
                         )
