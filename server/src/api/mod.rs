@@ -58,7 +58,7 @@ impl AppState {
         match auth::authenticate(&self.store, request.metadata()).await {
             Ok(principal) => {
                 if let Some(id) = auth::presented_token_id(request.metadata()) {
-                    crate::service::users::note_token_use(self, &id);
+                    crate::service::users::note_token_use(self, &id).await;
                 }
                 Ok(principal)
             }

@@ -653,8 +653,9 @@ pub async fn reset_mfa(state: &AppState, principal: &Principal, user: &str) -> A
 }
 
 /// Records that `token_id` authenticated, at most every few minutes per
-/// token and server, off the request's path.
-pub fn note_token_use(state: &AppState, token_id: &str) {
+/// token and server. Awaited in the request, not spawned: a write in the
+/// background would race the request's own transactions on SQLite.
+pub async fn note_token_use(state: &AppState, token_id: &str) {
     use std::sync::{Mutex, OnceLock};
     const EVERY_MS: Millis = 5 * 60 * 1000;
     static LAST: OnceLock<Mutex<std::collections::HashMap<String, Millis>>> = OnceLock::new();
@@ -672,13 +673,9 @@ pub fn note_token_use(state: &AppState, token_id: &str) {
         }
         last.insert(token_id.to_owned(), now);
     }
-    let store = state.store.clone();
-    let token_id = token_id.to_owned();
-    tokio::spawn(async move {
-        if let Err(err) = store.touch_api_token(&token_id, now).await {
-            tracing::debug!(error = %err, "cannot record a token's last use");
-        }
-    });
+    if let Err(err) = state.store.touch_api_token(token_id, now).await {
+        tracing::debug!(error = %err, "cannot record a token's last use");
+    }
 }
 
 #[cfg(test)]
