@@ -1606,6 +1606,66 @@ mod tests {
     }
 
     #[test]
+    fn offboarding_commands_parse() {
+        let cli = parse(&[
+            "user",
+            "role",
+            "add",
+            "anna",
+            "viewer@county:kl",
+            "--remote",
+            "exec",
+        ])
+        .unwrap();
+        let Command::User(UserCommand::Role(UserRoleCommand::Add {
+            name,
+            binding,
+            remote,
+        })) = cli.command
+        else {
+            panic!("wrong command")
+        };
+        assert_eq!(name, "anna");
+        assert_eq!(binding.scope.to_string(), "county:kl");
+        assert_eq!(remote.as_deref(), Some("exec"));
+        assert!(parse(&["user", "role", "remove", "anna", "viewer"]).is_err());
+        assert!(matches!(
+            parse(&["user", "mfa", "reset", "anna"]).unwrap().command,
+            Command::User(UserCommand::Mfa(UserMfaCommand::Reset { .. }))
+        ));
+        assert!(matches!(
+            parse(&["user", "token", "revoke", "abc"]).unwrap().command,
+            Command::User(UserCommand::Token(TokenCommand::Revoke { .. }))
+        ));
+        assert!(matches!(
+            parse(&["user", "delete", "anna", "--yes"]).unwrap().command,
+            Command::User(UserCommand::Delete { yes: true, .. })
+        ));
+        assert!(matches!(
+            parse(&["device", "delete", "kus012-pc01", "-y"])
+                .unwrap()
+                .command,
+            Command::Device(DeviceCommand::Delete { yes: true, .. })
+        ));
+        let cli = parse(&[
+            "sessions",
+            "approve-playback",
+            "s1",
+            "--for",
+            "anna",
+            "--reason",
+            "Beschwerde",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Sessions(SessionsCommand::ApprovePlayback { .. })
+        ));
+        // The reason is required.
+        assert!(parse(&["sessions", "approve-playback", "s1", "--for", "anna"]).is_err());
+    }
+
+    #[test]
     fn session_commands_parse() {
         let cli = parse(&[
             "exec",

@@ -1518,6 +1518,12 @@ mod tests {
             ) -> Result<Response<Device>, Status> {
                 Err(Status::unimplemented("not needed here"))
             }
+            async fn delete_device(
+                &self,
+                _: Request<DeviceRef>,
+            ) -> Result<Response<schoolfleet_proto::v1::DeleteDeviceResponse>, Status> {
+                Err(Status::unimplemented("not needed here"))
+            }
             async fn revoke_device(
                 &self,
                 _: Request<DeviceRef>,
