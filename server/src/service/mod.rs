@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod compliance;
+pub mod consent;
 pub mod devices;
 pub mod error;
 pub mod input;

@@ -5,13 +5,13 @@ use std::time::Duration;
 use sqlx::postgres::PgPoolOptions;
 
 use super::models::*;
-use super::{Result, StorageError, TenantFilter, sql};
+use super::{Result, sql};
 
 #[derive(Debug, Clone)]
 pub struct PgStore {
     /// The key of the chain head's MAC, once the server has loaded it.
-    audit_key: std::sync::Arc<crate::audit::HeadKey>,
-    pool: sqlx::PgPool,
+    pub(super) audit_key: std::sync::Arc<crate::audit::HeadKey>,
+    pub(super) pool: sqlx::PgPool,
 }
 
 impl PgStore {
@@ -39,7 +39,7 @@ impl PgStore {
     /// Generated `tsvector` columns ('simple' configuration) with prefix
     /// queries; terms are letters and digits only, so user text cannot
     /// inject tsquery syntax.
-    async fn full_text_search(&self, q: &SearchQuery) -> Result<Vec<SearchHit>> {
+    pub(super) async fn full_text_search(&self, q: &SearchQuery) -> Result<Vec<SearchHit>> {
         let terms = search_terms(&q.text);
         if terms.is_empty() {
             return Ok(Vec::new());
@@ -80,5 +80,3 @@ impl PgStore {
         Ok(qb.build_query_as().fetch_all(&self.pool).await?)
     }
 }
-
-sql::impl_sql_store!(PgStore, sqlx::Postgres);

@@ -1,9 +1,9 @@
 //! Data protection in the store: retention deletes, offboarding (users and
 //! devices), and making deleted rows gone from the files.
 //!
-//! A trait of its own (a supertrait of `Store`) so that the rest of the
-//! store stays as it is; the query text is shared by both backends like in
-//! `sql.rs`, the file-level compaction is the backend-specific part.
+//! A trait of its own (a supertrait of `Store`, like every domain); the
+//! query text is shared by both backends through one macro, the file-level
+//! compaction is the backend-specific part.
 
 use async_trait::async_trait;
 

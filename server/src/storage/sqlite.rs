@@ -9,13 +9,13 @@ use sqlx::sqlite::{
 };
 
 use super::models::*;
-use super::{Result, StorageError, TenantFilter, sql};
+use super::{Result, sql};
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     /// The key of the chain head's MAC, once the server has loaded it.
-    audit_key: std::sync::Arc<crate::audit::HeadKey>,
-    pool: sqlx::SqlitePool,
+    pub(super) audit_key: std::sync::Arc<crate::audit::HeadKey>,
+    pub(super) pool: sqlx::SqlitePool,
 }
 
 impl SqliteStore {
@@ -60,7 +60,7 @@ impl SqliteStore {
 impl SqliteStore {
     /// FTS5 over `search_fts` (kept by triggers); every term is a quoted
     /// prefix query, so user text cannot inject FTS5 syntax.
-    async fn full_text_search(&self, q: &SearchQuery) -> Result<Vec<SearchHit>> {
+    pub(super) async fn full_text_search(&self, q: &SearchQuery) -> Result<Vec<SearchHit>> {
         let terms = search_terms(&q.text);
         if terms.is_empty() {
             return Ok(Vec::new());
@@ -94,5 +94,3 @@ impl SqliteStore {
         Ok(qb.build_query_as().fetch_all(&self.pool).await?)
     }
 }
-
-sql::impl_sql_store!(SqliteStore, sqlx::Sqlite);

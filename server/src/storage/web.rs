@@ -1,8 +1,7 @@
 //! Storage of the web portal: web passwords and web sessions.
 //!
-//! Its own trait (a supertrait of `Store`) so the portal's tables do not
-//! grow the one big trait; both backends share the query text through one
-//! small macro, like `sql.rs`.
+//! Its own trait (a supertrait of `Store`, like every domain); both
+//! backends share the query text through one small macro.
 
 use async_trait::async_trait;
 

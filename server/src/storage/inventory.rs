@@ -1,0 +1,239 @@
+//! Inventory: reports, the current inventory, history and software search.
+//!
+//! One domain of the store (`Store` is the union of these traits); both
+//! backends share the query text through `impl_inventory_store!`, see `sql.rs`.
+
+use async_trait::async_trait;
+
+use super::models::*;
+use super::{PgStore, Result, SqliteStore, TenantFilter, sql};
+
+#[async_trait]
+pub trait InventoryStore: Send + Sync {
+    async fn get_inventory(&self, device_id: &str) -> Result<Option<StoredInventory>>;
+
+    /// Stores a report once per report id. The device's current inventory
+    /// moves forward only if the report is newer than the one it has.
+    async fn ingest_report(&self, report: &IngestReport) -> Result<IngestOutcome>;
+
+    async fn list_inventory_reports(
+        &self,
+        device_id: &str,
+        limit: i64,
+    ) -> Result<Vec<ReportSummary>>;
+
+    async fn list_inventory_changes(
+        &self,
+        device_id: &str,
+        limit: i64,
+    ) -> Result<Vec<InventoryChangeRecord>>;
+
+    async fn search_software(
+        &self,
+        name_contains: &str,
+        filter: &TenantFilter,
+        county_id: Option<&str>,
+        school_id: Option<&str>,
+        max_rows: i64,
+    ) -> Result<Vec<SoftwareHitRecord>>;
+}
+
+macro_rules! impl_inventory_store {
+    ($store:ty, $db:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::storage::InventoryStore for $store {
+            async fn get_inventory(&self, device_id: &str) -> Result<Option<StoredInventory>> {
+                let row: Option<(Option<i64>, Option<String>, Option<Vec<u8>>)> = sqlx::query_as(
+                    "SELECT inventory_at, inventory_hash, inventory FROM devices WHERE id = $1",
+                )
+                .bind(device_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(match row {
+                    Some((Some(collected_at), Some(content_hash), Some(inventory))) => {
+                        Some(StoredInventory {
+                            device_id: device_id.to_owned(),
+                            collected_at,
+                            content_hash,
+                            inventory,
+                        })
+                    }
+                    _ => None,
+                })
+            }
+
+            async fn ingest_report(&self, r: &IngestReport) -> Result<IngestOutcome> {
+                let mut tx = self.pool.begin().await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO inventory_reports (device_id, report_id, collected_at, \
+                     received_at, content_hash, reason) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (device_id, report_id) DO NOTHING",
+                )
+                .bind(&r.device_id)
+                .bind(&r.report_id)
+                .bind(r.collected_at)
+                .bind(r.received_at)
+                .bind(&r.content_hash)
+                .bind(&r.reason)
+                .execute(&mut *tx)
+                .await?;
+                if inserted.rows_affected() == 0 {
+                    return Ok(IngestOutcome::Duplicate);
+                }
+                // Spooled reports may arrive out of order: only a newer one
+                // replaces the current inventory.
+                let current = sqlx::query(
+                    "UPDATE devices SET inventory_at = $2, inventory_hash = $3, inventory = $4, \
+                     hostname = $5, os_name = $6, os_version = $7, vendor = $8, model = $9, \
+                     memory_total_bytes = $10, ip_addresses = $11 \
+                     WHERE id = $1 AND (inventory_at IS NULL OR inventory_at <= $2)",
+                )
+                .bind(&r.device_id)
+                .bind(r.collected_at)
+                .bind(&r.content_hash)
+                .bind(&r.inventory)
+                .bind(&r.summary.hostname)
+                .bind(&r.summary.os_name)
+                .bind(&r.summary.os_version)
+                .bind(&r.summary.vendor)
+                .bind(&r.summary.model)
+                .bind(r.summary.memory_total_bytes)
+                .bind(&r.summary.ip_addresses)
+                .execute(&mut *tx)
+                .await?;
+                if current.rows_affected() == 0 {
+                    tx.commit().await?;
+                    return Ok(IngestOutcome::StoredOlder);
+                }
+                // Only the difference is written: a boot report with the
+                // same ~800 programs then writes no software row at all.
+                // Read after the device row is locked by the UPDATE above.
+                let stored: Vec<(String, String, String, String)> = sqlx::query_as(
+                    "SELECT source, name, architecture, version FROM device_software \
+                     WHERE device_id = $1",
+                )
+                .bind(&r.device_id)
+                .fetch_all(&mut *tx)
+                .await?;
+                let (insert, mut delete) = sql::software_diff(&stored, &r.software);
+                if !delete.is_empty() && delete.len() == stored.len() {
+                    // Everything goes (every version moved): one range
+                    // delete is cheaper than matching row by row.
+                    sqlx::query("DELETE FROM device_software WHERE device_id = $1")
+                        .bind(&r.device_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    delete.clear();
+                }
+                // Multi-row statements in chunks: one statement per package
+                // would make a 3,000-package change take seconds on SQLite.
+                for chunk in delete.chunks(200) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "DELETE FROM device_software WHERE device_id = ",
+                    );
+                    qb.push_bind(r.device_id.clone());
+                    qb.push(" AND (source, name, architecture, version) IN (");
+                    qb.push_values(chunk, |mut row, sw| {
+                        row.push_bind(sw.0.clone())
+                            .push_bind(sw.1.clone())
+                            .push_bind(sw.2.clone())
+                            .push_bind(sw.3.clone());
+                    });
+                    qb.push(")");
+                    qb.build().execute(&mut *tx).await?;
+                }
+                for chunk in insert.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO device_software (device_id, source, name, architecture, version) ",
+                    );
+                    qb.push_values(chunk, |mut row, sw| {
+                        row.push_bind(r.device_id.clone())
+                            .push_bind(sw.source.clone())
+                            .push_bind(sw.name.clone())
+                            .push_bind(sw.architecture.clone())
+                            .push_bind(sw.version.clone());
+                    });
+                    qb.push(" ON CONFLICT DO NOTHING");
+                    qb.build().execute(&mut *tx).await?;
+                }
+                for chunk in r.changes.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO inventory_changes (device_id, report_id, at, kind, subject, \
+                         old_value, new_value) ",
+                    );
+                    qb.push_values(chunk, |mut row, c| {
+                        row.push_bind(r.device_id.clone())
+                            .push_bind(c.report_id.clone())
+                            .push_bind(c.at)
+                            .push_bind(c.kind.clone())
+                            .push_bind(c.subject.clone())
+                            .push_bind(c.old_value.clone())
+                            .push_bind(c.new_value.clone());
+                    });
+                    qb.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(IngestOutcome::Stored)
+            }
+
+            async fn list_inventory_reports(
+                &self,
+                device_id: &str,
+                limit: i64,
+            ) -> Result<Vec<ReportSummary>> {
+                Ok(sqlx::query_as(
+                    "SELECT report_id, collected_at, received_at, content_hash, reason \
+                     FROM inventory_reports WHERE device_id = $1 \
+                     ORDER BY received_at DESC, report_id LIMIT $2",
+                )
+                .bind(device_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn list_inventory_changes(
+                &self,
+                device_id: &str,
+                limit: i64,
+            ) -> Result<Vec<InventoryChangeRecord>> {
+                Ok(sqlx::query_as(
+                    "SELECT report_id, at, kind, subject, old_value, new_value \
+                     FROM inventory_changes WHERE device_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
+                )
+                .bind(device_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn search_software(
+                &self,
+                name_contains: &str,
+                filter: &TenantFilter,
+                county_id: Option<&str>,
+                school_id: Option<&str>,
+                max_rows: i64,
+            ) -> Result<Vec<SoftwareHitRecord>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT d.id AS device_id, d.hostname, d.school_id, s.name, s.version, s.source \
+                     FROM device_software s JOIN devices d ON d.id = s.device_id \
+                     WHERE d.status = 'active' AND lower(s.name) LIKE ",
+                );
+                qb.push_bind(sql::like_pattern(name_contains)).push(" ESCAPE '\\'");
+                sql::push_tenant_filter!(qb, filter, "d");
+                if let Some(county) = county_id {
+                    qb.push(" AND d.county_id = ").push_bind(county.to_owned());
+                }
+                if let Some(school) = school_id {
+                    qb.push(" AND d.school_id = ").push_bind(school.to_owned());
+                }
+                qb.push(" ORDER BY s.name, d.hostname, d.id LIMIT ").push_bind(max_rows);
+                Ok(qb.build_query_as().fetch_all(&self.pool).await?)
+            }
+        }
+    };
+}
+
+impl_inventory_store!(SqliteStore, sqlx::Sqlite);
+impl_inventory_store!(PgStore, sqlx::Postgres);
