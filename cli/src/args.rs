@@ -399,6 +399,24 @@ pub enum SessionsCommand {
         #[arg(long, value_name = "FILE|-")]
         cast: Option<PathBuf>,
     },
+    /// Approve another user's playback of a recording (four-eyes rule)
+    #[command(
+        after_help = "Needed when the server has `[sessions] recording_four_eyes = true`: \
+        the approval lets USER run `sessions play SESSION` for `recording_approval_validity` \
+        (1h by default). You need the right to read recordings of the session's school \
+        yourself, and cannot approve your own playback. Audited.\n\n\
+        Example:\n  schoolfleet sessions approve-playback 0193… --for m.mueller \
+        --reason \"Beschwerde der Schule, Az. 12/2026\""
+    )]
+    ApprovePlayback {
+        id: String,
+        /// The user who may then play it (name or id)
+        #[arg(long = "for", value_name = "USER")]
+        user: String,
+        /// Why the playback is approved; required and audited
+        #[arg(long, value_parser = reason_text)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -1012,6 +1030,78 @@ pub enum UserCommand {
         /// User name or id; yourself when omitted
         name: Option<String>,
     },
+    /// Disable a user: their API tokens and web logins are refused at once
+    Disable {
+        /// User name or id
+        name: String,
+    },
+    /// Enable a disabled user again
+    Enable {
+        /// User name or id
+        name: String,
+    },
+    /// Delete a user with roles, tokens, web login and second factor
+    #[command(
+        after_help = "Sessions keep the user's id as a pseudonym (`user:deleted-<id>`), which also \
+        replaces the name in ticket events, article versions and consent settings; tickets lose \
+        the assignee. Audit entries written before stay until `audit.retention` \
+        (docs/datenschutz.md, section 5)."
+    )]
+    Delete {
+        /// User name or id
+        name: String,
+        /// Do not ask for confirmation (needed without a terminal)
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Add or remove a role binding
+    #[command(subcommand)]
+    Role(UserRoleCommand),
+    /// List a user's API tokens (never their secrets)
+    Tokens {
+        /// User name or id; yourself when omitted
+        name: Option<String>,
+    },
+    /// Create or revoke API tokens (the same as `schoolfleet token`)
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// The second factor (TOTP) of a user
+    #[command(subcommand)]
+    Mfa(UserMfaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserRoleCommand {
+    /// Add a role binding, e.g. `user role add m.mueller viewer@county:kl`
+    Add {
+        /// User name or id
+        name: String,
+        /// ROLE@SCOPE, e.g. technician@school:kus012
+        #[arg(value_parser = role_binding, value_name = "ROLE@SCOPE")]
+        binding: RoleBindingArg,
+        /// Remote-session capabilities the binding keeps: a comma list of
+        /// shell, exec, forward, cp, or none [default: all the role grants]
+        #[arg(long, value_parser = remote_capabilities, value_name = "CAPS")]
+        remote: Option<String>,
+    },
+    /// Remove a role binding (a user keeps at least one)
+    Remove {
+        /// User name or id
+        name: String,
+        /// ROLE@SCOPE as shown by `user list`
+        #[arg(value_parser = role_binding, value_name = "ROLE@SCOPE")]
+        binding: RoleBindingArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserMfaCommand {
+    /// Remove a user's second factor (e.g. a lost phone); they enrol again
+    /// with `schoolfleet mfa enroll` before their next session
+    Reset {
+        /// User name or id
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -1106,6 +1196,19 @@ pub enum DeviceCommand {
     /// Revoke a device's certificate, e.g. for a stolen laptop. The device is
     /// refused until an admin deletes it
     Revoke {
+        /// Device id or host name
+        device: String,
+        /// Do not ask for confirmation (needed without a terminal)
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Delete a retired or revoked device with its inventory, software,
+    /// history, reports and compliance results
+    #[command(
+        after_help = "Sessions and audit entries keep the device id, which then names nothing any \
+        more; the deletion's own audit entry carries no host name (docs/datenschutz.md, section 5)."
+    )]
+    Delete {
         /// Device id or host name
         device: String,
         /// Do not ask for confirmation (needed without a terminal)
@@ -1512,6 +1615,66 @@ mod tests {
                 "{forward:?}"
             );
         }
+    }
+
+    #[test]
+    fn offboarding_commands_parse() {
+        let cli = parse(&[
+            "user",
+            "role",
+            "add",
+            "anna",
+            "viewer@county:kl",
+            "--remote",
+            "exec",
+        ])
+        .unwrap();
+        let Command::User(UserCommand::Role(UserRoleCommand::Add {
+            name,
+            binding,
+            remote,
+        })) = cli.command
+        else {
+            panic!("wrong command")
+        };
+        assert_eq!(name, "anna");
+        assert_eq!(binding.scope.to_string(), "county:kl");
+        assert_eq!(remote.as_deref(), Some("exec"));
+        assert!(parse(&["user", "role", "remove", "anna", "viewer"]).is_err());
+        assert!(matches!(
+            parse(&["user", "mfa", "reset", "anna"]).unwrap().command,
+            Command::User(UserCommand::Mfa(UserMfaCommand::Reset { .. }))
+        ));
+        assert!(matches!(
+            parse(&["user", "token", "revoke", "abc"]).unwrap().command,
+            Command::User(UserCommand::Token(TokenCommand::Revoke { .. }))
+        ));
+        assert!(matches!(
+            parse(&["user", "delete", "anna", "--yes"]).unwrap().command,
+            Command::User(UserCommand::Delete { yes: true, .. })
+        ));
+        assert!(matches!(
+            parse(&["device", "delete", "kus012-pc01", "-y"])
+                .unwrap()
+                .command,
+            Command::Device(DeviceCommand::Delete { yes: true, .. })
+        ));
+        let cli = parse(&[
+            "sessions",
+            "approve-playback",
+            "s1",
+            "--for",
+            "anna",
+            "--reason",
+            "Beschwerde",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Sessions(SessionsCommand::ApprovePlayback { .. })
+        ));
+        // The reason is required.
+        assert!(parse(&["sessions", "approve-playback", "s1", "--for", "anna"]).is_err());
     }
 
     #[test]

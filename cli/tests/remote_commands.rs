@@ -91,6 +91,9 @@ impl DeviceService for Fleet {
     async fn adopt_device(&self, _: Request<AdoptDeviceRequest>) -> Reply<Device> {
         Err(Status::unimplemented(""))
     }
+    async fn delete_device(&self, _: Request<DeviceRef>) -> Reply<DeleteDeviceResponse> {
+        Err(Status::unimplemented(""))
+    }
     async fn list_inventory_changes(
         &self,
         _: Request<ListInventoryChangesRequest>,
@@ -225,6 +228,12 @@ impl SessionService for Fleet {
         Err(Status::unimplemented(""))
     }
     async fn end_session(&self, _: Request<EndSessionRequest>) -> Reply<EndSessionResponse> {
+        Err(Status::unimplemented(""))
+    }
+    async fn approve_playback(
+        &self,
+        _: Request<ApprovePlaybackRequest>,
+    ) -> Reply<ApprovePlaybackResponse> {
         Err(Status::unimplemented(""))
     }
     type GetRecordingStream = Boxed<RecordingChunk>;

@@ -159,6 +159,12 @@ impl SessionService for ScriptedDevice {
     ) -> Result<Response<EndSessionResponse>, Status> {
         Err(Status::unimplemented(""))
     }
+    async fn approve_playback(
+        &self,
+        _: Request<ApprovePlaybackRequest>,
+    ) -> Result<Response<ApprovePlaybackResponse>, Status> {
+        Err(Status::unimplemented(""))
+    }
     type GetRecordingStream = Boxed<RecordingChunk>;
     async fn get_recording(
         &self,

@@ -28,17 +28,22 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 
 /// The hash of entry `seq` with content `event`, chained to `prev_hash`.
 pub fn entry_hash(prev_hash: &str, seq: i64, event: &AuditEvent) -> String {
-    let canonical = serde_json::json!([
-        seq,
-        event.at,
-        event.actor,
-        event.action,
-        event.target,
-        event.county_id.as_deref().unwrap_or(""),
-        event.outcome,
-        event.details,
-    ])
-    .to_string();
+    let mut fields = vec![
+        serde_json::json!(seq),
+        serde_json::json!(event.at),
+        serde_json::json!(event.actor),
+        serde_json::json!(event.action),
+        serde_json::json!(event.target),
+        serde_json::json!(event.county_id.as_deref().unwrap_or("")),
+        serde_json::json!(event.outcome),
+        serde_json::json!(event.details),
+    ];
+    // The school (migration 0013) is a ninth field only when set, so that
+    // every entry written before keeps its hash.
+    if let Some(school) = event.school_id.as_deref().filter(|s| !s.is_empty()) {
+        fields.push(serde_json::json!(school));
+    }
+    let canonical = serde_json::Value::Array(fields).to_string();
     let mut hasher = Sha256::new();
     hasher.update(prev_hash.as_bytes());
     hasher.update(b"\n");
@@ -377,6 +382,7 @@ mod tests {
             county_id: Some("kus".into()),
             outcome: "ok".into(),
             details: format!("kind=shell n={n}"),
+            school_id: None,
         }
     }
 
@@ -420,6 +426,19 @@ mod tests {
         let canonical = r#"[1,1700000000001,"user:admin","session.start","session:1","kus","ok","kind=shell n=1"]"#;
         let expected = hex::encode(Sha256::digest(format!("{GENESIS_HASH}\n{canonical}")));
         assert_eq!(entry_hash(GENESIS_HASH, 1, &e), expected);
+    }
+
+    #[test]
+    fn the_school_is_hashed_when_set() {
+        let mut e = event(1);
+        e.school_id = Some("kus012".into());
+        let canonical = r#"[1,1700000000001,"user:admin","session.start","session:1","kus","ok","kind=shell n=1","kus012"]"#;
+        let expected = hex::encode(Sha256::digest(format!("{GENESIS_HASH}\n{canonical}")));
+        assert_eq!(entry_hash(GENESIS_HASH, 1, &e), expected);
+        // Moving an entry to another school breaks its hash.
+        let mut moved = e.clone();
+        moved.school_id = Some("kus013".into());
+        assert_ne!(entry_hash(GENESIS_HASH, 1, &moved), expected);
     }
 
     #[test]

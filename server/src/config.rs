@@ -166,6 +166,12 @@ pub struct SessionsSection {
     /// Recordings of sessions that ended longer ago are deleted.
     #[serde(with = "humantime_serde")]
     pub recording_retention: Duration,
+    /// Four-eyes rule for recordings: playing one needs a second person's
+    /// approval (`sessions approve-playback`), valid for
+    /// `recording_approval_validity`.
+    pub recording_four_eyes: bool,
+    #[serde(with = "humantime_serde")]
+    pub recording_approval_validity: Duration,
     /// Pending and active sessions one user may hold at once (a fan-out
     /// `exec` runs one per device, `--concurrency` at a time).
     pub max_live_per_user: u32,
@@ -205,6 +211,8 @@ impl Default for SessionsSection {
             max_file_bytes: 1 << 30,
             max_recording_bytes: 64 << 20,
             recording_retention: Duration::from_secs(90 * 86_400),
+            recording_four_eyes: false,
+            recording_approval_validity: Duration::from_secs(3600),
             max_live_per_user: 64,
             max_live_per_device: 4,
             require_mfa: ["shell", "exec", "forward", "cp"]
@@ -672,6 +680,11 @@ impl Config {
                 "sessions.recording_retention must be at least 1s",
             ),
             (
+                self.sessions.recording_approval_validity >= second
+                    && self.sessions.recording_approval_validity <= Duration::from_secs(7 * 86_400),
+                "sessions.recording_approval_validity must be between 1s and 7days",
+            ),
+            (
                 self.sessions.max_live_per_user >= 1 && self.sessions.max_live_per_device >= 1,
                 "sessions.max_live_per_user and max_live_per_device must be at least 1",
             ),
@@ -848,6 +861,11 @@ max_file_bytes = 1073741824
 max_recording_bytes = 67108864
 # Recordings are deleted this long after their session ended.
 recording_retention = "90days"
+# Four-eyes rule: playing a recording needs a second person's approval
+# (`schoolfleet sessions approve-playback SESSION --for USER --reason ...` by
+# another user who may read recordings there), valid this long for that user.
+recording_four_eyes = false
+recording_approval_validity = "1h"
 # Pending and active sessions one user may hold at once (fan-out exec runs
 # one per device, --concurrency at a time), and one device may have.
 max_live_per_user = 64

@@ -135,6 +135,7 @@ pub async fn prepare(config: Config) -> Result<AppState, ServerError> {
                 county_id: None,
                 outcome: "ok".into(),
                 details: format!("file={}", key_file.display()),
+                school_id: None,
             })
             .await?;
     }
@@ -538,6 +539,7 @@ async fn prune_audit(state: &AppState, now: i64) {
         county_id: None,
         outcome: "ok".into(),
         details: format!("retention={}", humantime::format_duration(retention)),
+        school_id: None,
     };
     match state.store.prune_audit(before, &event).await {
         Ok(0) => {}
@@ -652,6 +654,7 @@ mod tests {
             .store
             .list_audit_entries(&AuditQuery {
                 counties: Some(vec!["kus".into()]),
+                schools: Vec::new(),
                 action_prefix: Some("session.end".into()),
                 targets: vec!["session:s1".into()],
                 since: None,

@@ -74,6 +74,7 @@ impl AppState {
                     failures.peers.join(","),
                     failures.reasons.join("; "),
                 ),
+                school_id: None,
             };
             if let Err(err) = self.store.append_audit(&event).await {
                 tracing::error!(error = %err, target = %key.target, "cannot write audit event");
@@ -108,6 +109,36 @@ impl AppState {
             county_id: county_id.map(str::to_owned),
             outcome: outcome.to_owned(),
             details,
+            school_id: None,
+        };
+        if let Err(err) = self.store.append_audit(&event).await {
+            tracing::error!(error = %err, action, target, "cannot write audit event");
+        }
+    }
+
+    /// Like [`AppState::audit`], for an event about one school (a session,
+    /// a device, a consent setting): the entry carries the school, so its
+    /// school lead reads it.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn audit_school(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        county_id: &str,
+        school_id: &str,
+        outcome: &str,
+        details: String,
+    ) {
+        let event = AuditEvent {
+            at: now_millis(),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            county_id: Some(county_id.to_owned()),
+            outcome: outcome.to_owned(),
+            details,
+            school_id: (!school_id.is_empty()).then(|| school_id.to_owned()),
         };
         if let Err(err) = self.store.append_audit(&event).await {
             tracing::error!(error = %err, action, target, "cannot write audit event");

@@ -17,6 +17,7 @@ async fn audit(server: &InProcessServer, action: &str) -> Vec<AuditEntryRecord> 
         .store()
         .list_audit_entries(&AuditQuery {
             counties: None,
+            schools: Vec::new(),
             action_prefix: Some(action.into()),
             targets: Vec::new(),
             since: None,

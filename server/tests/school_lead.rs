@@ -173,3 +173,108 @@ async fn the_school_lead_is_bound_to_one_school() {
         assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     }
 }
+
+/// The school lead reads the audit entries of its school (issue 12, part
+/// 4): entries about sessions and devices carry the school since 0013.
+#[tokio::test]
+async fn the_school_lead_reads_its_schools_audit_and_no_other() {
+    let server = InProcessServer::start().await;
+    server.create_school("kus", "kus012").await;
+    let mut admin = server.client(&server.bootstrap_token).await;
+    admin
+        .tenants
+        .create_school(CreateSchoolRequest {
+            id: "kus013".into(),
+            county_id: "kus".into(),
+            name: "kus013".into(),
+        })
+        .await
+        .unwrap();
+    for (school, host) in [("kus012", "kus012-pc01"), ("kus013", "kus013-pc01")] {
+        let token = server.enrollment_token(school, 1).await;
+        server.enroll_device(token, host).await;
+    }
+    let mut lead = server
+        .user_clients("rektorin", "kus", "schulleitung", "school:kus012")
+        .await;
+    // Before any entry of its school, the lead reads nothing (the county's
+    // entries, e.g. the user creations, are not the school's).
+    let before = lead
+        .audit
+        .list_audit_events(ListAuditEventsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert!(before.is_empty(), "{before:?}");
+
+    // A viewer tries a session on a PC of each school: refused and audited.
+    let mut viewer = server
+        .user_clients("kreis-viewer", "kus", "viewer", "county:kus")
+        .await;
+    for host in ["kus012-pc01", "kus013-pc01"] {
+        let status = viewer
+            .sessions
+            .start_session(StartSessionRequest {
+                device: host.into(),
+                reason: "Drucker".into(),
+                spec: Some(SessionSpec {
+                    kind: Some(SpecKind::Shell(ShellSpec::default())),
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    }
+    // An admin retires the PC of the other school.
+    admin
+        .devices
+        .retire_device(DeviceRef {
+            device: "kus013-pc01".into(),
+        })
+        .await
+        .unwrap();
+
+    let entries = lead
+        .audit
+        .list_audit_events(ListAuditEventsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.action == "session.denied" && e.details.contains("kus012-pc01")),
+        "{entries:?}"
+    );
+    for e in &entries {
+        assert_eq!(e.school_id, "kus012", "{e:?}");
+        assert!(!e.details.contains("kus013"), "{e:?}");
+    }
+    // The county admin sees both schools' entries.
+    let all = admin
+        .audit
+        .list_audit_events(ListAuditEventsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    for (school, action) in [("kus013", "session.denied"), ("kus013", "device.retired")] {
+        assert!(
+            all.iter()
+                .any(|e| e.school_id == school && e.action == action),
+            "{school} {action}: {all:?}"
+        );
+    }
+    // The chain, now with school ids in it, still verifies.
+    let verdict = admin
+        .audit
+        .verify_audit_chain(VerifyAuditChainRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(verdict.ok, "{verdict:?}");
+    assert!(verdict.entries_checked as usize >= all.len());
+}

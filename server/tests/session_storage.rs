@@ -20,6 +20,7 @@ fn event(at: Millis, n: usize) -> AuditEvent {
         county_id: Some("kus".into()),
         outcome: "ok".into(),
         details: format!("kind=shell reason=\"Drucker {n}\""),
+        school_id: None,
     }
 }
 
@@ -143,6 +144,7 @@ async fn audit_listing_filters(store: Arc<dyn Store>, _raw: RawDb) {
         .unwrap();
     let q = |counties: Option<Vec<&str>>, prefix: Option<&str>, targets: Vec<&str>| AuditQuery {
         counties: counties.map(|c| c.into_iter().map(String::from).collect()),
+        schools: Vec::new(),
         action_prefix: prefix.map(String::from),
         targets: targets.into_iter().map(String::from).collect(),
         since: None,
@@ -192,6 +194,50 @@ async fn audit_listing_filters(store: Arc<dyn Store>, _raw: RawDb) {
         ),
         [2]
     );
+    // Entries about a school (0013): a school-scoped reader gets those of
+    // its school only, a county reader all of the county, and the school
+    // is part of the hash.
+    for (seq_at, school) in [(4, "kus012"), (5, "kus013")] {
+        store
+            .append_audit(&AuditEvent {
+                school_id: Some(school.into()),
+                ..event(seq_at, seq_at as usize)
+            })
+            .await
+            .unwrap();
+    }
+    let by_school = |schools: Vec<&str>| AuditQuery {
+        counties: Some(Vec::new()),
+        schools: schools.into_iter().map(String::from).collect(),
+        limit: 10,
+        ..Default::default()
+    };
+    let entries = store
+        .list_audit_entries(&by_school(vec!["kus012"]))
+        .await
+        .unwrap();
+    assert_eq!(seqs(entries.clone()), [4]);
+    assert_eq!(entries[0].event.school_id.as_deref(), Some("kus012"));
+    assert!(
+        store
+            .list_audit_entries(&by_school(vec![]))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        seqs(
+            store
+                .list_audit_entries(&q(Some(vec!["kus"]), None, vec![]))
+                .await
+                .unwrap()
+        ),
+        [5, 4, 1]
+    );
+    let (v, _) = audit::verify(store.as_ref(), std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(v.broken, None);
 }
 
 fn session(id: &str, device: &str, started_at: Millis) -> SessionRecord {

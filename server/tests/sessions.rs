@@ -1096,6 +1096,7 @@ async fn audit_log_is_scoped_and_pruned_verifiably() {
         county_id: Some(county.into()),
         outcome: "ok".into(),
         details: String::new(),
+        school_id: None,
     };
     assert_eq!(
         server.store().append_audit(&entry("kus", 1)).await.unwrap(),

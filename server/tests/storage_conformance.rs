@@ -769,6 +769,7 @@ async fn audit_log_appends(store: Arc<dyn Store>) {
                 county_id: None,
                 outcome: "ok".into(),
                 details: "Überhitzung".into(),
+                school_id: None,
             })
             .await
             .unwrap();

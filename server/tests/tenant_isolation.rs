@@ -272,6 +272,9 @@ async fn every_call(c: &mut Clients, f: &Fixture) -> Vec<(&'static str, Outcome)
     let device = || DeviceRef {
         device: FOREIGN_DEVICE.into(),
     };
+    let kl_admin = || UserRef {
+        user: "kl-admin".into(),
+    };
     let mut results = vec![
         (
             "tenants.create_county",
@@ -425,6 +428,45 @@ async fn every_call(c: &mut Clients, f: &Fixture) -> Vec<(&'static str, Outcome)
             ),
         ),
         (
+            "users.disable_user",
+            refused(c.users.disable_user(kl_admin()).await, |_| true),
+        ),
+        (
+            "users.enable_user",
+            refused(c.users.enable_user(kl_admin()).await, |_| true),
+        ),
+        (
+            "users.change_role_bindings",
+            refused(
+                c.users
+                    .change_role_bindings(ChangeRoleBindingsRequest {
+                        user: "kl-admin".into(),
+                        add: vec![RoleBinding {
+                            role: "viewer".into(),
+                            scope: "county:kl".into(),
+                            remote: String::new(),
+                        }],
+                        remove: Vec::new(),
+                    })
+                    .await,
+                |_| true,
+            ),
+        ),
+        (
+            "users.list_api_tokens",
+            refused(c.users.list_api_tokens(kl_admin()).await, |r| {
+                !r.tokens.is_empty()
+            }),
+        ),
+        (
+            "users.reset_mfa",
+            refused(c.users.reset_mfa(kl_admin()).await, |_| true),
+        ),
+        (
+            "users.delete_user",
+            refused(c.users.delete_user(kl_admin()).await, |_| true),
+        ),
+        (
             "devices.list",
             refused(
                 c.devices.list_devices(ListDevicesRequest::default()).await,
@@ -570,6 +612,19 @@ async fn every_call(c: &mut Clients, f: &Fixture) -> Vec<(&'static str, Outcome)
                 c.sessions
                     .get_recording(GetRecordingRequest {
                         session_id: session(),
+                        reason: "Prüfung".into(),
+                    })
+                    .await,
+                |_| true,
+            ),
+        ),
+        (
+            "sessions.approve_playback",
+            refused(
+                c.sessions
+                    .approve_playback(ApprovePlaybackRequest {
+                        session_id: session(),
+                        user: "kl-admin".into(),
                         reason: "Prüfung".into(),
                     })
                     .await,
@@ -912,6 +967,11 @@ async fn every_call(c: &mut Clients, f: &Fixture) -> Vec<(&'static str, Outcome)
         "devices.revoke",
         refused(c.devices.revoke_device(device()).await, |_| true),
     ));
+    // Last: a deletion that got through would leave nothing for the rest.
+    results.push((
+        "devices.delete",
+        refused(c.devices.delete_device(device()).await, |_| true),
+    ));
     results
 }
 
@@ -994,10 +1054,16 @@ async fn cooperation_wide_technician_reaches_every_county() {
     for call in [
         "users.create",
         "users.create_api_token",
+        "users.disable_user",
+        "users.delete_user",
+        "users.change_role_bindings",
+        "users.reset_mfa",
+        "devices.delete",
         "tenants.create_county",
         "devices.revoke",
         "sessions.end",
         "sessions.recording",
+        "sessions.approve_playback",
         "sessions.set_consent",
         "audit.list",
     ] {

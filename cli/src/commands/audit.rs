@@ -21,6 +21,8 @@ pub struct AuditRow {
     pub outcome: String,
     pub details: String,
     pub county_id: String,
+    /// The school the entry concerns; empty for county-wide entries.
+    pub school_id: String,
     pub prev_hash: String,
     pub hash: String,
 }
@@ -36,6 +38,7 @@ impl From<&AuditEntry> for AuditRow {
             outcome: e.outcome.clone(),
             details: e.details.clone(),
             county_id: e.county_id.clone(),
+            school_id: e.school_id.clone(),
             prev_hash: e.prev_hash.clone(),
             hash: e.hash.clone(),
         }
@@ -53,6 +56,7 @@ impl Record for AuditRow {
         col("outcome", "OUTCOME"),
         col("details", "DETAILS"),
         wide("county_id", "COUNTY"),
+        wide("school_id", "SCHOOL"),
         wide("prev_hash", "PREV HASH"),
         wide("hash", "HASH"),
     ];
@@ -66,6 +70,7 @@ impl Record for AuditRow {
             self.outcome.clone(),
             self.details.clone(),
             self.county_id.clone(),
+            self.school_id.clone(),
             self.prev_hash.clone(),
             self.hash.clone(),
         ]

@@ -214,6 +214,11 @@ pub async fn run(cmd: DeviceCommand, ctx: &Context, ui: &mut Ui<'_>) -> anyhow::
     {
         bail!("refusing to revoke without confirmation: not a terminal; pass --yes");
     }
+    if let DeviceCommand::Delete { yes: false, .. } = cmd
+        && !ui.interactive
+    {
+        bail!("refusing to delete without confirmation: not a terminal; pass --yes");
+    }
     let api = ctx.connect().await?;
     match cmd {
         DeviceCommand::Show { device, software } => {
@@ -314,6 +319,37 @@ pub async fn run(cmd: DeviceCommand, ctx: &Context, ui: &mut Ui<'_>) -> anyhow::
                     for_terminal(&row.id)
                 )
             })?;
+        }
+        DeviceCommand::Delete { device, yes } => {
+            // Resolve the name first and delete by id, like revoke.
+            let detail = get(&api, &device).await?;
+            let Some(target) = detail.device else {
+                bail!("the server sent no device")
+            };
+            if !yes {
+                let question = format!(
+                    "Delete {} (id {}, school {}) with its inventory, history and reports? This cannot be undone.",
+                    target.hostname, target.id, target.school_id
+                );
+                if !ui.confirm(&question)? {
+                    bail!(
+                        "aborted: {} was not deleted",
+                        for_terminal(&target.hostname)
+                    );
+                }
+            }
+            let answer = api
+                .devices()
+                .delete_device(DeviceRef {
+                    device: target.id.clone(),
+                })
+                .await
+                .reply(&api)?;
+            ui.done(&format!(
+                "Deleted {} (id {}).",
+                for_terminal(&target.hostname),
+                for_terminal(&answer.device_id)
+            ))?;
         }
         DeviceCommand::Refresh { device } => {
             let name = device.clone();
@@ -1492,6 +1528,12 @@ mod tests {
                 &self,
                 _: Request<schoolfleet_proto::v1::AdoptDeviceRequest>,
             ) -> Result<Response<Device>, Status> {
+                Err(Status::unimplemented("not needed here"))
+            }
+            async fn delete_device(
+                &self,
+                _: Request<DeviceRef>,
+            ) -> Result<Response<schoolfleet_proto::v1::DeleteDeviceResponse>, Status> {
                 Err(Status::unimplemented("not needed here"))
             }
             async fn revoke_device(

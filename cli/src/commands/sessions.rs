@@ -6,8 +6,8 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use schoolfleet_proto::text::for_terminal;
 use schoolfleet_proto::v1::{
-    EndSessionRequest, GetRecordingRequest, GetSessionRequest, ListSessionsRequest, Session,
-    SessionKind, SessionState,
+    ApprovePlaybackRequest, EndSessionRequest, GetRecordingRequest, GetSessionRequest,
+    ListSessionsRequest, Session, SessionKind, SessionState,
 };
 use serde::Serialize;
 use tokio_stream::StreamExt;
@@ -229,6 +229,24 @@ pub async fn run(cmd: SessionsCommand, ctx: &Context, ui: &mut Ui<'_>) -> anyhow
                 ))?,
                 _ => ui.done(&format!("Ended session {id}."))?,
             }
+        }
+        SessionsCommand::ApprovePlayback { id, user, reason } => {
+            let api = ctx.connect().await?;
+            let answer = api
+                .sessions()
+                .approve_playback(ApprovePlaybackRequest {
+                    session_id: id.clone(),
+                    user: user.clone(),
+                    reason,
+                })
+                .await
+                .reply(&api)?;
+            ui.done(&format!(
+                "{} may play the recording of session {} until {}.",
+                for_terminal(&user),
+                for_terminal(&id),
+                time_opt(answer.expires_at.as_ref()).unwrap_or_default()
+            ))?;
         }
         SessionsCommand::Play {
             id,

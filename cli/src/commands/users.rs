@@ -1,13 +1,15 @@
-//! `user add|list`, `token create|revoke`, and the user row `whoami` shares.
+//! `user add|list|set-password|disable|enable|delete|role|tokens|token|mfa`,
+//! `token create|revoke`, and the user row `whoami` shares.
 
+use schoolfleet_proto::text::for_terminal;
 use schoolfleet_proto::v1::{
-    CreateApiTokenRequest, CreateUserRequest, ListUsersRequest, RevokeApiTokenRequest, RoleBinding,
-    SetWebPasswordRequest, User,
+    ApiTokenInfo, ChangeRoleBindingsRequest, CreateApiTokenRequest, CreateUserRequest,
+    ListUsersRequest, RevokeApiTokenRequest, RoleBinding, SetWebPasswordRequest, User, UserRef,
 };
 use serde::Serialize;
 
 use super::Context;
-use crate::args::{TokenCommand, UserCommand};
+use crate::args::{TokenCommand, UserCommand, UserMfaCommand, UserRoleCommand};
 use crate::client::Reply;
 use crate::output::{self, Column, Record, Section, Ui, col, wide};
 
@@ -17,6 +19,8 @@ pub struct UserRow {
     pub county_id: String,
     pub roles: Vec<RoleRow>,
     pub created_at: Option<String>,
+    /// Set while the user is disabled.
+    pub disabled_at: Option<String>,
     pub id: String,
 }
 
@@ -44,6 +48,7 @@ impl UserRow {
                 })
                 .collect(),
             created_at: output::time_opt(u.created_at.as_ref()),
+            disabled_at: output::time_opt(u.disabled_at.as_ref()),
         }
     }
 
@@ -71,6 +76,9 @@ impl UserRow {
             .field("County", self.county_id.clone())
             .field("Roles", self.roles_text())
             .field("Created", self.created_at.clone().unwrap_or_default());
+        if let Some(at) = &self.disabled_at {
+            s.field("Disabled", at.clone());
+        }
         s
     }
 }
@@ -82,6 +90,7 @@ impl Record for UserRow {
         col("county_id", "COUNTY"),
         col("roles", "ROLES"),
         col("created_at", "CREATED"),
+        col("disabled_at", "DISABLED"),
         wide("id", "ID"),
     ];
     fn cells(&self) -> Vec<String> {
@@ -90,7 +99,55 @@ impl Record for UserRow {
             self.county_id.clone(),
             self.roles_text(),
             self.created_at.clone().unwrap_or_default(),
+            self.disabled_at.clone().unwrap_or_default(),
             self.id.clone(),
+        ]
+    }
+}
+
+/// One row of `user tokens`: never a secret.
+#[derive(Debug, Serialize)]
+pub struct TokenRow {
+    pub id: String,
+    pub description: String,
+    pub created_at: Option<String>,
+    pub expires_at: Option<String>,
+    pub last_used_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+impl TokenRow {
+    fn from_proto(t: &ApiTokenInfo) -> Self {
+        Self {
+            id: t.id.clone(),
+            description: t.description.clone(),
+            created_at: output::time_opt(t.created_at.as_ref()),
+            expires_at: output::time_opt(t.expires_at.as_ref()),
+            last_used_at: output::time_opt(t.last_used_at.as_ref()),
+            revoked_at: output::time_opt(t.revoked_at.as_ref()),
+        }
+    }
+}
+
+impl Record for TokenRow {
+    const NOUN: &'static str = "tokens";
+    const COLUMNS: &'static [Column] = &[
+        col("id", "ID"),
+        col("description", "DESCRIPTION"),
+        col("created_at", "CREATED"),
+        col("expires_at", "EXPIRES"),
+        col("last_used_at", "LAST USED"),
+        col("revoked_at", "REVOKED"),
+    ];
+    fn cells(&self) -> Vec<String> {
+        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+        vec![
+            self.id.clone(),
+            self.description.clone(),
+            opt(&self.created_at),
+            opt(&self.expires_at),
+            opt(&self.last_used_at),
+            opt(&self.revoked_at),
         ]
     }
 }
@@ -120,8 +177,123 @@ impl Record for CreatedApiToken {
 }
 
 pub async fn user(cmd: UserCommand, ctx: &Context, ui: &mut Ui<'_>) -> anyhow::Result<()> {
+    if let UserCommand::Token(cmd) = cmd {
+        return token(cmd, ctx, ui).await;
+    }
+    // Refuse before touching the network when nobody could confirm.
+    if let UserCommand::Delete { yes: false, .. } = cmd
+        && !ui.interactive
+    {
+        anyhow::bail!("refusing to delete without confirmation: not a terminal; pass --yes");
+    }
     let api = ctx.connect().await?;
+    let show = |ui: &mut Ui<'_>, user: &User, title: &str| -> anyhow::Result<()> {
+        let row = UserRow::from_proto(user);
+        ui.one(&row, |out| {
+            out.write_all(row.section(title).render().as_bytes())
+        })?;
+        Ok(())
+    };
     match cmd {
+        UserCommand::Token(_) => unreachable!("handled above"),
+        UserCommand::Disable { name } => {
+            let user = api
+                .users()
+                .disable_user(UserRef { user: name })
+                .await
+                .reply(&api)?;
+            show(ui, &user, "Disabled user")?;
+        }
+        UserCommand::Enable { name } => {
+            let user = api
+                .users()
+                .enable_user(UserRef { user: name })
+                .await
+                .reply(&api)?;
+            show(ui, &user, "Enabled user")?;
+        }
+        UserCommand::Delete { name, yes } => {
+            if !yes {
+                let question = format!(
+                    "Delete user {name} with their roles, tokens, web login and second factor? \
+                     This cannot be undone."
+                );
+                if !ui.confirm(&question)? {
+                    anyhow::bail!("aborted: {} was not deleted", for_terminal(&name));
+                }
+            }
+            let answer = api
+                .users()
+                .delete_user(UserRef { user: name.clone() })
+                .await
+                .reply(&api)?;
+            ui.done(&format!(
+                "Deleted user {}; sessions keep the pseudonym {}.",
+                for_terminal(&name),
+                for_terminal(&answer.pseudonym)
+            ))?;
+        }
+        UserCommand::Role(cmd) => {
+            let (name, add, remove) = match cmd {
+                UserRoleCommand::Add {
+                    name,
+                    binding,
+                    remote,
+                } => (
+                    name,
+                    vec![RoleBinding {
+                        role: binding.role.as_str().to_owned(),
+                        scope: binding.scope.to_string(),
+                        remote: remote.unwrap_or_default(),
+                    }],
+                    Vec::new(),
+                ),
+                UserRoleCommand::Remove { name, binding } => (
+                    name,
+                    Vec::new(),
+                    vec![RoleBinding {
+                        role: binding.role.as_str().to_owned(),
+                        scope: binding.scope.to_string(),
+                        remote: String::new(),
+                    }],
+                ),
+            };
+            let user = api
+                .users()
+                .change_role_bindings(ChangeRoleBindingsRequest {
+                    user: name,
+                    add,
+                    remove,
+                })
+                .await
+                .reply(&api)?;
+            show(ui, &user, "Changed roles")?;
+        }
+        UserCommand::Tokens { name } => {
+            let tokens = api
+                .users()
+                .list_api_tokens(UserRef {
+                    user: name.unwrap_or_default(),
+                })
+                .await
+                .reply(&api)?
+                .tokens;
+            let rows: Vec<TokenRow> = tokens.iter().map(TokenRow::from_proto).collect();
+            ui.list(&rows)?;
+        }
+        UserCommand::Mfa(UserMfaCommand::Reset { name }) => {
+            let answer = api
+                .users()
+                .reset_mfa(UserRef { user: name.clone() })
+                .await
+                .reply(&api)?;
+            let name = for_terminal(&name);
+            ui.done(&if answer.had_mfa {
+                format!("Reset the second factor of {name}; they enrol again with `schoolfleet mfa enroll`.")
+            } else {
+                format!("{name} had no second factor enrolled.")
+            })?;
+        }
         UserCommand::Add {
             name,
             roles,
@@ -257,6 +429,7 @@ mod tests {
                 },
             ],
             created_at: None,
+            disabled_at: None,
         };
         let row = UserRow::from_proto(&user);
         crate::output::assert_keys_match_columns(&row);

@@ -1,4 +1,5 @@
-//! The audit service: list entries (county-scoped) and verify the chain.
+//! The audit service: list entries (county- or school-scoped) and verify
+//! the chain.
 
 use schoolfleet_proto::v1::audit_service_server::AuditService;
 use schoolfleet_proto::v1::*;
@@ -27,9 +28,14 @@ impl AuditService for AuditApi {
                 principal.name
             )));
         }
-        // Entries carry a county, not a school: school-scoped readers get
-        // nothing rather than their whole county.
+        // County readers get their counties' entries; school-scoped readers
+        // (the school lead) only the entries that name their school.
         let counties = (!filter.all).then(|| filter.counties.clone());
+        let schools = if filter.all {
+            Vec::new()
+        } else {
+            filter.schools.clone()
+        };
         let target = req.target.trim();
         let targets = if target.is_empty() {
             Vec::new()
@@ -59,6 +65,7 @@ impl AuditService for AuditApi {
             .store
             .list_audit_entries(&AuditQuery {
                 counties,
+                schools,
                 action_prefix: (!prefix.is_empty()).then(|| prefix.to_owned()),
                 targets,
                 since,
@@ -78,6 +85,7 @@ impl AuditService for AuditApi {
                     county_id: e.event.county_id.unwrap_or_default(),
                     outcome: e.event.outcome,
                     details: e.event.details,
+                    school_id: e.event.school_id.unwrap_or_default(),
                     prev_hash: e.prev_hash,
                     hash: e.hash,
                 })

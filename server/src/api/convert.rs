@@ -98,5 +98,6 @@ pub fn user(u: &storage::User) -> v1::User {
             })
             .collect(),
         created_at: ts(u.created_at),
+        disabled_at: None,
     }
 }

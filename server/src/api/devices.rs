@@ -99,6 +99,15 @@ impl DeviceService for DeviceApi {
         Ok(Response::new(self.wire(&record)))
     }
 
+    async fn delete_device(
+        &self,
+        request: Request<DeviceRef>,
+    ) -> Result<Response<DeleteDeviceResponse>, Status> {
+        let principal = self.0.principal(&request).await?;
+        let device_id = svc::delete(&self.0, &principal, &request.get_ref().device).await?;
+        Ok(Response::new(DeleteDeviceResponse { device_id }))
+    }
+
     async fn list_inventory_changes(
         &self,
         request: Request<ListInventoryChangesRequest>,

@@ -56,7 +56,12 @@ impl AppState {
         let too_many = |l: crate::limits::Limited| l.status("too many failed authentications");
         self.auth_failures.admit(&peer).map_err(too_many)?;
         match auth::authenticate(&self.store, request.metadata()).await {
-            Ok(principal) => Ok(principal),
+            Ok(principal) => {
+                if let Some(id) = auth::presented_token_id(request.metadata()) {
+                    crate::service::users::note_token_use(self, &id).await;
+                }
+                Ok(principal)
+            }
             Err(AuthError::Storage(e)) => Err(storage_status(e)),
             Err(err) => {
                 let token_id = auth::presented_token_id(request.metadata());

@@ -324,6 +324,25 @@ impl SessionService for SessionApi {
         }))
     }
 
+    async fn approve_playback(
+        &self,
+        request: Request<ApprovePlaybackRequest>,
+    ) -> Result<Response<ApprovePlaybackResponse>, Status> {
+        let principal = self.0.principal(&request).await?;
+        let req = request.into_inner();
+        let expires = crate::sessions::four_eyes::approve(
+            &self.0,
+            &principal,
+            &req.session_id,
+            &req.user,
+            &req.reason,
+        )
+        .await?;
+        Ok(Response::new(ApprovePlaybackResponse {
+            expires_at: convert::ts(expires),
+        }))
+    }
+
     type GetRecordingStream = BoxStream<RecordingChunk>;
 
     async fn get_recording(
@@ -340,6 +359,7 @@ impl SessionService for SessionApi {
             &session_tenant(&session),
         )?;
         let why = crate::sessions::sealed::read_reason(&request.get_ref().reason)?;
+        let approver = crate::sessions::four_eyes::check(state, &principal, &session).await?;
         // A live shell has its recording written as it goes.
         let live =
             session.kind == Kind::Shell.as_str() && state.sessions.live(&session.id).is_some();
@@ -350,13 +370,17 @@ impl SessionService for SessionApi {
             )));
         }
         state
-            .audit(
+            .audit_school(
                 &principal.actor(),
                 "session.recording_read",
                 &format!("session:{}", session.id),
-                Some(&session.county_id),
+                &session.county_id,
+                &session.school_id,
                 "ok",
-                format!("reason={why:?}"),
+                match approver {
+                    Some(approver) => format!("reason={why:?} approved_by=user_id:{approver}"),
+                    None => format!("reason={why:?}"),
+                },
             )
             .await;
         let (tx, rx) = mpsc::channel(4);

@@ -19,7 +19,8 @@ pub enum Permission {
     DeviceManage,
     /// Revoke a device's certificate.
     DeviceRevoke,
-    /// Read the audit log.
+    /// Read the audit log: at cooperation or county scope every entry of
+    /// the scope, at school scope the entries about that school.
     AuditRead,
     /// Apply new versions of the common IT standard (cooperation-wide).
     StandardManage,
@@ -210,12 +211,14 @@ impl Role {
             ),
             Role::Viewer => matches!(permission, TenantRead | DeviceRead | TicketRead | KbRead),
             // The school's head reads its devices, their compliance and
-            // its tickets (the portal's school page), changes none of them.
+            // its tickets (the portal's school page), changes none of them;
+            // reads its sessions and the audit entries that carry the school.
             Role::SchoolLead => matches!(
                 permission,
                 TenantRead
                     | DeviceRead
                     | TicketRead
+                    | AuditRead
                     | SessionRead
                     | SessionEnd
                     | ConsentManage

@@ -70,11 +70,12 @@ pub async fn set_policy(
     };
     state.store.set_consent_policy(&policy).await?;
     state
-        .audit(
+        .audit_school(
             &principal.actor(),
             "consent.set",
             &format!("school:{}", policy.school_id),
-            Some(&school.county_id),
+            &school.county_id,
+            &policy.school_id,
             "ok",
             format!("class={:?} consent={}", policy.device_class, policy.consent),
         )

@@ -167,11 +167,12 @@ pub async fn change_status(
         tonic::Status::permission_denied(format!("device {}", status.as_str())),
     );
     state
-        .audit(
+        .audit_school(
             &principal.actor(),
             &format!("device.{}", status.as_str()),
             &format!("device:{}", record.id),
-            Some(&record.county_id),
+            &record.county_id,
+            &record.school_id,
             "ok",
             format!("hostname={}", record.hostname),
         )
@@ -181,6 +182,44 @@ pub async fn change_status(
         .get_device(&record.id)
         .await?
         .ok_or_else(|| AppError::not_found("device vanished"))
+}
+
+/// Deletes a retired or revoked device with everything stored about it
+/// (inventory, software, history, reports, compliance results, ticket
+/// links), then compacts the store so it is gone from the files. Needs
+/// `DeviceRevoke` (admins). Sessions and audit entries keep the device id,
+/// which names nothing once the device is gone; the audit entry of the
+/// deletion carries no host name. Returns the device id.
+pub async fn delete(state: &AppState, principal: &Principal, device: &str) -> AppResult<String> {
+    let record = access::visible_device(state, principal, device, Permission::DeviceRevoke).await?;
+    if record.status == DeviceStatus::Active.as_str() {
+        return Err(AppError::failed_precondition(format!(
+            "device {} is active: retire or revoke it first",
+            record.hostname
+        )));
+    }
+    state.agents.disconnect(
+        &record.id,
+        tonic::Status::permission_denied("device deleted"),
+    );
+    if !state.store.delete_device(&record.id).await? {
+        return Err(AppError::not_found("device vanished"));
+    }
+    state
+        .audit_school(
+            &principal.actor(),
+            "device.delete",
+            &format!("device:{}", record.id),
+            &record.county_id,
+            &record.school_id,
+            "ok",
+            String::new(),
+        )
+        .await;
+    if let Err(err) = state.store.compact().await {
+        tracing::warn!(error = %err, "compaction after a device deletion failed; the next sweep retries");
+    }
+    Ok(record.id)
 }
 
 /// `device adopt NEW OLD`: the old device takes over the new enrolment

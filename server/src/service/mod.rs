@@ -14,5 +14,6 @@ pub mod error;
 pub mod input;
 pub mod kb;
 pub mod tickets;
+pub mod users;
 
 pub use error::{AppError, AppResult, ErrorKind};

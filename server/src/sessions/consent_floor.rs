@@ -106,11 +106,12 @@ pub async fn check_set(
                 }
             );
             state
-                .audit(
+                .audit_school(
                     &principal.actor(),
                     "consent.set",
                     &format!("school:{school_id}"),
-                    Some(county_id),
+                    county_id,
+                    school_id,
                     "denied",
                     why.clone(),
                 )

@@ -135,20 +135,38 @@ async fn audit_denied(
         .as_ref()
         .map(|d| format!("device={} hostname={}", d.id, d.hostname))
         .unwrap_or_else(|| "device=unknown".into());
-    state
-        .audit(
-            &principal.actor(),
-            "session.denied",
-            &target,
-            found.as_ref().map(|d| d.county_id.as_str()),
-            "denied",
-            format!(
-                "{why}; kind={} {device_text} reason={:?}",
-                kind.map_or("unknown", Kind::as_str),
-                schoolfleet_proto::text::clean(reason_text, 500).value
-            ),
-        )
-        .await;
+    let details = format!(
+        "{why}; kind={} {device_text} reason={:?}",
+        kind.map_or("unknown", Kind::as_str),
+        schoolfleet_proto::text::clean(reason_text, 500).value
+    );
+    match &found {
+        Some(d) => {
+            state
+                .audit_school(
+                    &principal.actor(),
+                    "session.denied",
+                    &target,
+                    &d.county_id,
+                    &d.school_id,
+                    "denied",
+                    details,
+                )
+                .await
+        }
+        None => {
+            state
+                .audit(
+                    &principal.actor(),
+                    "session.denied",
+                    &target,
+                    None,
+                    "denied",
+                    details,
+                )
+                .await
+        }
+    }
 }
 
 /// Waits until another replica has recorded the end of a session, at
@@ -448,11 +466,12 @@ pub async fn open_channel(
     let live = state.sessions.live(&session_id).ok_or_else(not_live)?;
     if let Err((why, status)) = may_attach(principal, &live, not_live) {
         state
-            .audit(
+            .audit_school(
                 &principal.actor(),
                 "session.attach",
                 &format!("session:{}", live.info.id),
-                Some(&live.info.county_id),
+                &live.info.county_id,
+                &live.info.school_id,
                 "denied",
                 why,
             )
@@ -555,11 +574,12 @@ pub async fn end(
         )));
     }
     state
-        .audit(
+        .audit_school(
             &principal.actor(),
             "session.end_request",
             &format!("session:{}", session.id),
-            Some(&session.county_id),
+            &session.county_id,
+            &session.school_id,
             "ok",
             reason,
         )
@@ -755,11 +775,12 @@ async fn drive(state: AppState, start: Start, tx: Updates) {
         close_session(&state, &info.device_id, &info.id, &why).await;
         deny(&state, &info.id, &why).await;
         state
-            .audit(
+            .audit_school(
                 &info.actor,
                 "session.denied",
                 &format!("session:{}", info.id),
-                Some(&info.county_id),
+                &info.county_id,
+                &info.school_id,
                 "denied",
                 format!(
                     "{why}; kind={} device={} hostname={} reason={:?}",
@@ -806,11 +827,12 @@ async fn drive(state: AppState, start: Start, tx: Updates) {
         tracing::error!(session = %info.id, error = %err, "cannot mark session active");
     }
     state
-        .audit(
+        .audit_school(
             &info.actor,
             "session.start",
             &format!("session:{}", info.id),
-            Some(&info.county_id),
+            &info.county_id,
+            &info.school_id,
             "ok",
             format!(
                 "kind={} device={} hostname={} consent={} step_up={} reason={:?} ticket={:?} summary={:?}",
@@ -883,11 +905,12 @@ async fn drive(state: AppState, start: Start, tx: Updates) {
     }
     let duration = live.elapsed().as_secs();
     state
-        .audit(
+        .audit_school(
             &info.actor,
             "session.end",
             &format!("session:{}", info.id),
-            Some(&info.county_id),
+            &info.county_id,
+            &info.school_id,
             "ok",
             format!(
                 "reason={reason:?} duration_s={duration} bytes_to_device={to_device} \

@@ -4,6 +4,7 @@
 
 pub mod consent_floor;
 pub mod forward_policy;
+pub mod four_eyes;
 pub mod lifecycle;
 pub mod policy;
 pub mod recording;

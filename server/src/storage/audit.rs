@@ -54,7 +54,7 @@ macro_rules! impl_audit_store {
 
             async fn list_audit(&self, limit: i64) -> Result<Vec<AuditEvent>> {
                 Ok(sqlx::query_as(
-                    "SELECT at, actor, action, target, county_id, outcome, details \
+                    "SELECT at, actor, action, target, county_id, outcome, details, school_id \
                      FROM audit_events ORDER BY id DESC LIMIT $1",
                 )
                 .bind(limit)
@@ -68,12 +68,16 @@ macro_rules! impl_audit_store {
                     sql::AUDIT_ENTRY_COLUMNS
                 ));
                 if let Some(counties) = &q.counties {
-                    // Fail closed: no county means no entries.
-                    qb.push(" AND county_id IN ('' ");
+                    // Fail closed: no county and no school means no entries.
+                    qb.push(" AND (county_id IN ('' ");
                     for county in counties {
                         qb.push(", ").push_bind(county.clone());
                     }
-                    qb.push(")");
+                    qb.push(") OR school_id IN ('' ");
+                    for school in &q.schools {
+                        qb.push(", ").push_bind(school.clone());
+                    }
+                    qb.push("))");
                 }
                 if let Some(prefix) = &q.action_prefix {
                     qb.push(" AND substr(action, 1, ")
@@ -154,7 +158,8 @@ macro_rules! impl_audit_store {
                         return Ok(chained);
                     }
                     for (id, at, actor, action, target, county_id, outcome, details) in rows {
-                        let event = AuditEvent { at, actor, action, target, county_id, outcome, details };
+                        // Rows from before the chain predate 0013: no school.
+                        let event = AuditEvent { at, actor, action, target, county_id, outcome, details, school_id: None };
                         let (seq, prev): (i64, String) = sqlx::query_as(
                             "UPDATE audit_chain SET seq = seq + 1 WHERE id = 1 RETURNING seq, head_hash",
                         )

@@ -546,6 +546,10 @@ pub struct AuditEvent {
     /// `ok`, `denied` or `error`.
     pub outcome: String,
     pub details: String,
+    /// The school the event concerns (a session, a device, a consent
+    /// setting), so that the school lead reads it; `None` for county- or
+    /// cooperation-wide events. Hashed only when set.
+    pub school_id: Option<String>,
 }
 
 // --- service desk ---
@@ -803,8 +807,11 @@ pub struct AuditEntryRecord {
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
     /// `None`: every county and cooperation-wide entries; otherwise only
-    /// entries of these counties.
+    /// entries of these counties or of the schools in `schools`.
     pub counties: Option<Vec<String>>,
+    /// With `counties`: entries about these schools as well (the school
+    /// lead's and other school-scoped readers').
+    pub schools: Vec<String>,
     pub action_prefix: Option<String>,
     /// Entries about any of these targets; empty: any target.
     pub targets: Vec<String>,

@@ -110,6 +110,33 @@ pub trait DataProtection: Send + Sync {
     /// The user's API tokens (hashes included; callers must not show
     /// them), newest first.
     async fn list_api_tokens(&self, user_id: &str) -> Result<Vec<ApiToken>>;
+    /// When each of the user's tokens last authenticated (token id, time).
+    async fn api_tokens_last_used(&self, user_id: &str) -> Result<Vec<(String, Option<Millis>)>>;
+    /// Records that the token authenticated at `at`.
+    async fn touch_api_token(&self, token_id: &str, at: Millis) -> Result<()>;
+    /// Removes the user's second factor (secret, used steps, grace window);
+    /// false when there was none.
+    async fn delete_user_mfa(&self, user_id: &str) -> Result<bool>;
+
+    // --- four-eyes rule for recordings ---
+    /// Records (or renews) an approval for `requester_id` to play the
+    /// recording of `session_id` until `expires_at`.
+    async fn approve_playback(
+        &self,
+        session_id: &str,
+        requester_id: &str,
+        approver_id: &str,
+        reason: &str,
+        approved_at: Millis,
+        expires_at: Millis,
+    ) -> Result<()>;
+    /// The approver of a playback by `requester_id` valid at `now`.
+    async fn playback_approver(
+        &self,
+        session_id: &str,
+        requester_id: &str,
+        now: Millis,
+    ) -> Result<Option<String>>;
 
     // --- offboarding: devices ---
     /// Deletes the device with its inventory, software, history, reports,
@@ -271,6 +298,35 @@ macro_rules! impl_data_protection {
                     .bind(pseudonym)
                     .execute(&mut *tx)
                     .await?;
+                // The name as it appears elsewhere: `user:<name>` as the
+                // actor of ticket events, article versions and consent
+                // settings, the bare name as an enrolment token's creator
+                // and in a ticket's assignee changes. (Free text such as a
+                // comment that mentions the person is not searched.)
+                let name: Option<(String,)> =
+                    sqlx::query_as("SELECT name FROM users WHERE id = $1")
+                        .bind(user_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if let Some((name,)) = name {
+                    let actor = format!("user:{name}");
+                    let bare = pseudonym.strip_prefix("user:").unwrap_or(pseudonym);
+                    for (query, from, to) in [
+                        ("UPDATE ticket_events SET actor = $2 WHERE actor = $1", &actor, pseudonym),
+                        ("UPDATE ticket_events SET old_value = $2 WHERE kind = 'assignee' AND old_value = $1", &name, bare),
+                        ("UPDATE ticket_events SET new_value = $2 WHERE kind = 'assignee' AND new_value = $1", &name, bare),
+                        ("UPDATE kb_versions SET author = $2 WHERE author = $1", &actor, pseudonym),
+                        ("UPDATE consent_policies SET updated_by = $2 WHERE updated_by = $1", &actor, pseudonym),
+                        ("UPDATE consent_floors SET set_by = $2 WHERE set_by = $1", &actor, pseudonym),
+                        ("UPDATE enrollment_tokens SET created_by = $2 WHERE created_by = $1", &name, bare),
+                    ] {
+                        sqlx::query(query)
+                            .bind(from)
+                            .bind(to)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
                 // Bindings and tokens go by ON DELETE CASCADE.
                 let deleted = sqlx::query("DELETE FROM users WHERE id = $1")
                     .bind(user_id)
@@ -342,6 +398,79 @@ macro_rules! impl_data_protection {
                 )
                 .bind(user_id)
                 .fetch_all(self.pool())
+                .await?)
+            }
+
+            async fn api_tokens_last_used(
+                &self,
+                user_id: &str,
+            ) -> Result<Vec<(String, Option<Millis>)>> {
+                Ok(sqlx::query_as(
+                    "SELECT id, last_used_at FROM api_tokens WHERE user_id = $1",
+                )
+                .bind(user_id)
+                .fetch_all(self.pool())
+                .await?)
+            }
+
+            async fn touch_api_token(&self, token_id: &str, at: Millis) -> Result<()> {
+                sqlx::query("UPDATE api_tokens SET last_used_at = $2 WHERE id = $1")
+                    .bind(token_id)
+                    .bind(at)
+                    .execute(self.pool())
+                    .await?;
+                Ok(())
+            }
+
+            async fn delete_user_mfa(&self, user_id: &str) -> Result<bool> {
+                Ok(sqlx::query("DELETE FROM user_mfa WHERE user_id = $1")
+                    .bind(user_id)
+                    .execute(self.pool())
+                    .await?
+                    .rows_affected()
+                    > 0)
+            }
+
+            async fn approve_playback(
+                &self,
+                session_id: &str,
+                requester_id: &str,
+                approver_id: &str,
+                reason: &str,
+                approved_at: Millis,
+                expires_at: Millis,
+            ) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO playback_approvals (session_id, requester_id, approver_id, reason, \
+                     approved_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (session_id, requester_id) DO UPDATE SET approver_id = $3, \
+                     reason = $4, approved_at = $5, expires_at = $6",
+                )
+                .bind(session_id)
+                .bind(requester_id)
+                .bind(approver_id)
+                .bind(reason)
+                .bind(approved_at)
+                .bind(expires_at)
+                .execute(self.pool())
+                .await?;
+                Ok(())
+            }
+
+            async fn playback_approver(
+                &self,
+                session_id: &str,
+                requester_id: &str,
+                now: Millis,
+            ) -> Result<Option<String>> {
+                Ok(sqlx::query_scalar(
+                    "SELECT approver_id FROM playback_approvals WHERE session_id = $1 \
+                     AND requester_id = $2 AND expires_at > $3",
+                )
+                .bind(session_id)
+                .bind(requester_id)
+                .bind(now)
+                .fetch_optional(self.pool())
                 .await?)
             }
 

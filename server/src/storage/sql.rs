@@ -207,7 +207,7 @@ macro_rules! insert_kb_version {
 
 /// Columns of a chained audit entry, in `AuditRow` order.
 pub(super) const AUDIT_ENTRY_COLUMNS: &str =
-    "seq, at, actor, action, target, county_id, outcome, details, prev_hash, hash";
+    "seq, at, actor, action, target, county_id, outcome, details, prev_hash, hash, school_id";
 
 pub(super) type AuditRow = (
     i64,
@@ -220,10 +220,12 @@ pub(super) type AuditRow = (
     String,
     String,
     String,
+    Option<String>,
 );
 
 pub(super) fn audit_entry(row: AuditRow) -> crate::storage::AuditEntryRecord {
-    let (seq, at, actor, action, target, county_id, outcome, details, prev_hash, hash) = row;
+    let (seq, at, actor, action, target, county_id, outcome, details, prev_hash, hash, school_id) =
+        row;
     crate::storage::AuditEntryRecord {
         seq,
         event: crate::storage::AuditEvent {
@@ -234,6 +236,7 @@ pub(super) fn audit_entry(row: AuditRow) -> crate::storage::AuditEntryRecord {
             county_id,
             outcome,
             details,
+            school_id,
         },
         prev_hash,
         hash,
@@ -279,7 +282,7 @@ macro_rules! append_chained {
         let hash = $crate::audit::entry_hash(&prev, seq, event);
         sqlx::query(
             "INSERT INTO audit_events (at, actor, action, target, county_id, outcome, details, \
-             seq, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             seq, prev_hash, hash, school_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(event.at)
         .bind(&event.actor)
@@ -291,6 +294,7 @@ macro_rules! append_chained {
         .bind(seq)
         .bind(&prev)
         .bind(&hash)
+        .bind(&event.school_id)
         .execute(&mut *$tx)
         .await?;
         $crate::storage::sql::set_head!($tx, $key, seq, &hash);

@@ -61,8 +61,10 @@ macro_rules! impl_web_store {
             }
 
             async fn web_password(&self, user_id: &str) -> $crate::storage::Result<Option<String>> {
+                // A disabled user (offboarding) has no password to log in with.
                 Ok(sqlx::query_scalar(
-                    "SELECT password_hash FROM web_credentials WHERE user_id = $1",
+                    "SELECT c.password_hash FROM web_credentials c JOIN users u ON u.id = c.user_id \
+                     WHERE c.user_id = $1 AND u.disabled_at IS NULL",
                 )
                 .bind(user_id)
                 .fetch_optional(self.pool())
@@ -90,9 +92,10 @@ macro_rules! impl_web_store {
                 &self,
                 id_hash: &str,
             ) -> $crate::storage::Result<Option<$crate::storage::WebSessionRecord>> {
+                // A disabled user's sessions end at once (offboarding).
                 Ok(sqlx::query_as(
-                    "SELECT id_hash, user_id, created_at, last_seen_at FROM web_sessions \
-                     WHERE id_hash = $1",
+                    "SELECT s.id_hash, s.user_id, s.created_at, s.last_seen_at FROM web_sessions s \
+                     JOIN users u ON u.id = s.user_id WHERE s.id_hash = $1 AND u.disabled_at IS NULL",
                 )
                 .bind(id_hash)
                 .fetch_optional(self.pool())
