@@ -46,7 +46,7 @@ macro_rules! impl_audit_store {
         #[async_trait::async_trait]
         impl $crate::storage::AuditStore for $store {
             async fn append_audit(&self, e: &AuditEvent) -> Result<i64> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_write().await?;
                 let seq = sql::append_chained!(e, tx, self.audit_key.get());
                 tx.commit().await?;
                 Ok(seq)
@@ -146,7 +146,7 @@ macro_rules! impl_audit_store {
             async fn chain_unsequenced_audit(&self) -> Result<u64> {
                 let mut chained = 0u64;
                 loop {
-                    let mut tx = self.pool.begin().await?;
+                    let mut tx = self.begin_write().await?;
                     let rows: Vec<(i64, i64, String, String, String, Option<String>, String, String)> =
                         sqlx::query_as(
                             "SELECT id, at, actor, action, target, county_id, outcome, details \
@@ -190,7 +190,7 @@ macro_rules! impl_audit_store {
             }
 
             async fn prune_audit(&self, before: Millis, pruned: &AuditEvent) -> Result<u64> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_write().await?;
                 // Lock the chain first, as every appender does.
                 let (head_seq, head_hash): (i64, String) = sqlx::query_as(
                     "UPDATE audit_chain SET seq = seq WHERE id = 1 RETURNING seq, head_hash",

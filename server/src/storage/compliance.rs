@@ -203,7 +203,7 @@ macro_rules! impl_compliance_store {
                 revision: i64,
                 results: &[(String, Vec<ComplianceResultRecord>)],
             ) -> Result<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_write().await?;
                 for (device_id, rows) in results {
                     sql::write_device_results!(tx, device_id, revision, rows);
                 }
@@ -344,7 +344,7 @@ macro_rules! impl_compliance_store {
                 revision: i64,
                 rows: &[SchoolCompliance],
             ) -> Result<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_write().await?;
                 for row in rows {
                     sqlx::query(
                         "INSERT INTO compliance_snapshots (day, revision, county_id, school_id, \

@@ -239,7 +239,7 @@ macro_rules! impl_device_store {
                 old_id: &str,
                 notes: (&InventoryChangeRecord, &InventoryChangeRecord),
             ) -> Result<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_write().await?;
                 // Read inside the transaction: a renewal in between must not
                 // leave the old device with a certificate already replaced.
                 let new: Option<DeviceRecord> =
@@ -347,7 +347,7 @@ macro_rules! impl_device_store {
 
             async fn record_agents_seen(&self, batch: &[AgentSeen]) -> Result<Vec<bool>> {
                 // One transaction, one commit (fsync) for the whole group.
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_write().await?;
                 let mut active = Vec::with_capacity(batch.len());
                 for seen in batch {
                     let hello = seen.hello();

@@ -137,7 +137,7 @@ macro_rules! impl_enrolment_store {
 
             async fn enroll_device(&self, enrolment: &Enrolment) -> Result<()> {
                 let device = &enrolment.device;
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_write().await?;
                 // The conditional update is the race-free use counter: two
                 // agents enrolling with the last use cannot both succeed.
                 let used = sqlx::query(

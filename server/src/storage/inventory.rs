@@ -78,7 +78,7 @@ macro_rules! impl_inventory_store {
                 r: &IngestReport,
                 results: Option<&EvaluatedResults>,
             ) -> Result<IngestOutcome> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_write().await?;
                 let inserted = sqlx::query(
                     "INSERT INTO inventory_reports (device_id, report_id, collected_at, \
                      received_at, content_hash, reason) VALUES ($1, $2, $3, $4, $5, $6) \

@@ -47,7 +47,7 @@ macro_rules! impl_kb_store {
                 first: &KbVersion,
                 outbox: Option<&OutboxEvent>,
             ) -> Result<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_write().await?;
                 sqlx::query(
                     "INSERT INTO kb_articles (id, title, body, tags, category, county_id, \
                      visibility, version, published_at, created_at, updated_at) \
@@ -81,7 +81,7 @@ macro_rules! impl_kb_store {
                 v: &KbVersion,
                 outbox: Option<&OutboxEvent>,
             ) -> Result<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_write().await?;
                 let done = sqlx::query(
                     "UPDATE kb_articles SET title = $2, body = $3, tags = $4, category = $5, \
                      visibility = $6, version = $7, published_at = $8, updated_at = $9 \

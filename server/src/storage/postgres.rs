@@ -33,6 +33,14 @@ impl PgStore {
     pub fn pool(&self) -> &sqlx::PgPool {
         &self.pool
     }
+
+    /// A transaction that writes (see `SqliteStore::begin_write`; PostgreSQL
+    /// locks rows as it goes and needs nothing special).
+    pub(super) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        self.pool.begin().await
+    }
 }
 
 impl PgStore {

@@ -288,7 +288,7 @@ macro_rules! impl_data_protection {
             }
 
             async fn delete_user(&self, user_id: &str, pseudonym: &str) -> Result<bool> {
-                let mut tx = self.pool().begin().await?;
+                let mut tx = self.begin_write().await?;
                 sqlx::query("UPDATE tickets SET assignee_id = NULL WHERE assignee_id = $1")
                     .bind(user_id)
                     .execute(&mut *tx)
@@ -343,7 +343,7 @@ macro_rules! impl_data_protection {
                 remove: &[RoleBindingRecord],
                 add: &[RoleBindingRecord],
             ) -> Result<()> {
-                let mut tx = self.pool().begin().await?;
+                let mut tx = self.begin_write().await?;
                 for b in remove {
                     let gone = sqlx::query(
                         "DELETE FROM role_bindings WHERE user_id = $1 AND role = $2 AND scope = $3",
@@ -475,7 +475,7 @@ macro_rules! impl_data_protection {
             }
 
             async fn delete_device(&self, device_id: &str) -> Result<bool> {
-                let mut tx = self.pool().begin().await?;
+                let mut tx = self.begin_write().await?;
                 sqlx::query(
                     "UPDATE enrollment_tokens SET reinstall_device_id = NULL \
                      WHERE reinstall_device_id = $1",

@@ -221,7 +221,7 @@ macro_rules! impl_session_store {
             }
 
             async fn delete_recordings_before(&self, ended_before: Millis) -> Result<u64> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_write().await?;
                 sqlx::query(
                     "DELETE FROM session_recordings WHERE session_id IN (SELECT id FROM sessions \
                      WHERE ended_at IS NOT NULL AND ended_at < $1)",

@@ -55,6 +55,17 @@ impl SqliteStore {
     pub fn pool(&self) -> &sqlx::SqlitePool {
         &self.pool
     }
+
+    /// A transaction that writes. `BEGIN IMMEDIATE` takes SQLite's write
+    /// lock at the start: a deferred transaction that read first and then
+    /// writes fails at once with SQLITE_BUSY when another connection wrote
+    /// meanwhile (the busy timeout cannot help there), which surfaced as
+    /// "storage unavailable" under concurrent writes.
+    pub(super) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
 }
 
 impl SqliteStore {

@@ -46,7 +46,7 @@ macro_rules! impl_ticket_store {
         #[async_trait::async_trait]
         impl $crate::storage::TicketStore for $store {
             async fn create_ticket(&self, new: &NewTicket) -> Result<TicketRecord> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_write().await?;
                 // The row lock of this UPDATE serialises concurrent creators
                 // on PostgreSQL; SQLite has one writer anyway.
                 let (number,): (i64,) = sqlx::query_as(
@@ -193,7 +193,7 @@ macro_rules! impl_ticket_store {
             }
 
             async fn apply_ticket_change(&self, c: &TicketChange) -> Result<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_write().await?;
                 let done = sqlx::query("UPDATE tickets SET updated_at = $2 WHERE id = $1")
                     .bind(&c.ticket_id)
                     .bind(c.at)

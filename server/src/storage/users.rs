@@ -45,7 +45,7 @@ macro_rules! impl_user_store {
             }
 
             async fn create_user_with_token(&self, user: &User, token: Option<&ApiToken>) -> Result<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin_write().await?;
                 sqlx::query("INSERT INTO users (id, name, county_id, created_at) VALUES ($1, $2, $3, $4)")
                     .bind(&user.id)
                     .bind(&user.name)

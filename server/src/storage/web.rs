@@ -41,7 +41,7 @@ macro_rules! impl_web_store {
                 hash: &str,
                 at: $crate::storage::Millis,
             ) -> $crate::storage::Result<()> {
-                let mut tx = self.pool().begin().await?;
+                let mut tx = self.begin_write().await?;
                 sqlx::query(
                     "INSERT INTO web_credentials (user_id, password_hash, updated_at) \
                      VALUES ($1, $2, $3) ON CONFLICT (user_id) DO UPDATE \
