@@ -7,11 +7,15 @@
 //! back (an `AppError` through the one table in [`error`]).
 
 pub mod access;
+pub mod audit;
 pub mod compliance;
 pub mod devices;
+pub mod enrolment;
 pub mod error;
 pub mod input;
 pub mod kb;
+pub mod standard;
+pub mod tenants;
 pub mod tickets;
 
 pub use error::{AppError, AppResult, ErrorKind};
