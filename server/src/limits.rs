@@ -223,6 +223,12 @@ impl AuthFailures {
         self.per_peer.peek(peer)
     }
 
+    /// Refuses an attempt against a key (a token id, a web user's second
+    /// factor) that failed too often lately, before any work is done.
+    pub fn admit_key(&self, key: &str) -> Result<(), Limited> {
+        self.per_token.peek(key)
+    }
+
     /// Counts one failure against the token and the peer, for the limits
     /// and for the next aggregated audit entry. `Err` when the token or the
     /// peer is now over its limit: the caller answers RESOURCE_EXHAUSTED

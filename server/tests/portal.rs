@@ -398,8 +398,9 @@ async fn a_kusel_coordinator_never_sees_kaiserslautern() {
     assert!(csv.header("content-type").unwrap().starts_with("text/csv"));
     assert!(!csv.body.contains("\"kl"), "{}", csv.body);
     assert!(
-        csv.body
-            .contains("\"konformitaet_schule\",\"kus\",\"kus012\",,,\"geraete\",3\r\n"),
+        csv.body.contains(
+            "\"konformitaet_regel\",\"kus\",\"kus012\",\"RAM-01\",,,,\"nicht_erfuellt\",1\r\n"
+        ),
         "{}",
         csv.body
     );
@@ -473,4 +474,389 @@ async fn technician_queue_ticket_and_device_pages() {
     let svg = p.get("/konformitaet/trend.svg?county=kus", &coord).await;
     assert_eq!(svg.header("content-type"), Some("image/svg+xml"));
     assert!(svg.body.starts_with("<svg"));
+}
+
+/// Password, then (when the user has an active TOTP) the code: returns the
+/// answer to the code form and the cookies it was sent with.
+async fn password_step(p: &Portal, user: &str) -> (String, String) {
+    let page = p.request("GET", "/anmelden", None, None).await;
+    let login_cookie = cookie_pair(page.set_cookies()[0]);
+    let csrf = page.csrf();
+    let answer = p
+        .request(
+            "POST",
+            "/anmelden",
+            Some(&login_cookie),
+            Some(&[("csrf", &csrf), ("name", user), ("password", PASSWORD)]),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "the code form, not a session");
+    assert!(answer.body.contains("Code aus der Authenticator-App"));
+    assert!(
+        answer
+            .set_cookies()
+            .iter()
+            .all(|c| !c.starts_with("__Host-sf_session")),
+        "no session before the code"
+    );
+    let pending = answer
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("__Host-sf_2fa="))
+        .expect("the pending login cookie");
+    for attribute in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+        assert!(pending.contains(attribute), "{pending}");
+    }
+    (
+        format!("{login_cookie}; {}", cookie_pair(pending)),
+        answer.csrf(),
+    )
+}
+
+async fn code_step(p: &Portal, cookies: &str, csrf: &str, code: &str) -> common::portal::Answer {
+    p.request(
+        "POST",
+        "/anmelden/code",
+        Some(cookies),
+        Some(&[("csrf", csrf), ("code", code)]),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_user_with_totp_needs_a_single_use_code_after_the_password() {
+    use schoolfleet_server::auth::mfa;
+    let p = Portal::start().await;
+    let (secret, confirmed_step) = p.enrol_totp("technik-kus").await;
+    let code = |step: u64| mfa::format_code(mfa::code_at(&secret, step));
+    // Users without a second factor still log in with the password alone.
+    p.login("koord-kus").await;
+
+    let (cookies, csrf) = password_step(&p, "technik-kus").await;
+    // The code the confirmation used is spent.
+    let reused = code_step(&p, &cookies, &csrf, &code(confirmed_step)).await;
+    assert_eq!(reused.status, 401, "{}", reused.body);
+    assert!(reused.body.contains("schon verwendet"));
+    // A wrong code: refused, no session.
+    let now = mfa::step_of(schoolfleet_server::storage::now_millis() as u64 / 1000);
+    let valid: Vec<String> = (now - 1..=now + 1).map(code).collect();
+    let wrong = (0..1_000_000u32)
+        .map(mfa::format_code)
+        .find(|c| !valid.contains(c))
+        .unwrap();
+    let refused = code_step(&p, &cookies, &csrf, &wrong).await;
+    assert_eq!(refused.status, 401);
+    assert!(
+        refused
+            .set_cookies()
+            .iter()
+            .all(|c| !c.starts_with("__Host-sf_session"))
+    );
+    // Without the pending cookie, or with another browser's form token,
+    // the code step starts over.
+    let login_only = cookies.split("; ").next().unwrap();
+    let fresh = code_step(&p, login_only, &csrf, &code(confirmed_step + 1)).await;
+    assert_eq!(fresh.status, 303);
+    assert_eq!(fresh.header("location"), Some("/anmelden"));
+    let forged = code_step(&p, &cookies, &"ab".repeat(32), &code(confirmed_step + 1)).await;
+    assert_eq!(forged.status, 403, "the double-submit token is checked");
+
+    // The next code: a session.
+    let next = code(confirmed_step + 1);
+    let right = code_step(&p, &cookies, &csrf, &next).await;
+    assert_eq!(right.status, 303, "{}", right.body);
+    let session = cookie_pair(
+        right
+            .set_cookies()
+            .into_iter()
+            .find(|c| c.starts_with("__Host-sf_session="))
+            .unwrap(),
+    );
+    let home = p.get("/", &session).await;
+    assert_eq!(home.status, 200);
+    assert!(home.body.contains("technik-kus"));
+    // The same code a second time (a replayed form): refused.
+    let (cookies, csrf) = password_step(&p, "technik-kus").await;
+    let replay = code_step(&p, &cookies, &csrf, &next).await;
+    assert_eq!(replay.status, 401, "a code is used once");
+    // The login is audited with its method.
+    let audit = p.server.store().list_audit(1000).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "web.login" && e.details.contains("method=password+totp")),
+        "{audit:?}"
+    );
+}
+
+#[tokio::test]
+async fn wrong_codes_are_limited_like_passwords() {
+    use schoolfleet_server::auth::mfa;
+    let p = Portal::start_with(|c| {
+        c.limits.auth_failures_per_token_per_minute = 3;
+        c.limits.auth_failures_per_peer_per_minute = 100;
+    })
+    .await;
+    let (secret, step) = p.enrol_totp("technik-kus").await;
+    let (cookies, csrf) = password_step(&p, "technik-kus").await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        // The confirmation's code again: spent, so a failure.
+        let spent = mfa::format_code(mfa::code_at(&secret, step));
+        statuses.push(code_step(&p, &cookies, &csrf, &spent).await.status);
+    }
+    assert!(statuses.starts_with(&[401, 401]), "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    // Now even the right code waits: the limit is per user, not per code.
+    let right = mfa::format_code(mfa::code_at(&secret, step + 1));
+    let answer = code_step(&p, &cookies, &csrf, &right).await;
+    assert_eq!(answer.status, 429);
+    assert!(answer.header("retry-after").is_some());
+}
+
+#[tokio::test]
+async fn a_school_lead_sees_the_school_and_sets_its_consent_floor() {
+    let p = Portal::start().await;
+    let leader = p.login("schulleitung-kus012").await;
+    let page = p.get("/schule/kus012", &leader).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    for text in [
+        "kus012-r105-pc01",
+        "Drucker Kusel druckt nicht",
+        "Fernwartung: wer, wann, warum",
+        "Einwilligung bei Fernwartung",
+        "Einstellung speichern",
+    ] {
+        assert!(page.body.contains(text), "{text}");
+    }
+    let csrf = page.csrf();
+    // Without the token: refused, nothing stored.
+    let forged = p
+        .post(
+            "/schule/kus012/einwilligung",
+            &leader,
+            &[("consent", "notify")],
+        )
+        .await;
+    assert_eq!(forged.status, 403);
+    let store = p.server.store();
+    assert!(store.consent_floors("kus012").await.unwrap().is_empty());
+    // With it: the policy and the floor, through the gRPC API's function.
+    let set = p
+        .post(
+            "/schule/kus012/einwilligung",
+            &leader,
+            &[("csrf", &csrf), ("device_class", ""), ("consent", "notify")],
+        )
+        .await;
+    assert_eq!(set.status, 303, "{}", set.body);
+    let policies = store
+        .list_consent_policies(Some(&["kus012".into()]))
+        .await
+        .unwrap();
+    assert_eq!(policies.len(), 1);
+    assert_eq!(policies[0].consent, "notify");
+    assert_eq!(policies[0].updated_by, "user:schulleitung-kus012");
+    let floors = store.consent_floors("kus012").await.unwrap();
+    assert_eq!(floors[0].floor, "notify");
+    let shown = p.get("/schule/kus012", &leader).await;
+    assert!(shown.body.contains("mit Hinweis an die angemeldete Person"));
+    // The floor holds for the admin over gRPC: "none" would be below it.
+    let below = p
+        .admin
+        .sessions
+        .clone()
+        .set_consent_policy(schoolfleet_proto::v1::SetConsentPolicyRequest {
+            school_id: "kus012".into(),
+            device_class: String::new(),
+            consent: "none".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(below.code(), tonic::Code::PermissionDenied, "{below:?}");
+    // An unknown mode is refused.
+    let bad = p
+        .post(
+            "/schule/kus012/einwilligung",
+            &leader,
+            &[("csrf", &csrf), ("consent", "egal")],
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    // Another school: not found, and nothing set there.
+    assert_eq!(p.get("/schule/kl001", &leader).await.status, 404);
+    let other = p
+        .post(
+            "/schule/kl001/einwilligung",
+            &leader,
+            &[("csrf", &csrf), ("consent", "prompt")],
+        )
+        .await;
+    assert_eq!(other.status, 404);
+    assert!(store.consent_floors("kl001").await.unwrap().is_empty());
+    // The read-only school account reads the page, but has no form and
+    // cannot post one.
+    let reader = p.login("leser-kus012").await;
+    let read = p.get("/schule/kus012", &reader).await;
+    assert_eq!(read.status, 200);
+    assert!(read.body.contains("kus012-r105-pc01"));
+    assert!(!read.body.contains("Einstellung speichern"));
+    let csrf = read.csrf();
+    let denied = p
+        .post(
+            "/schule/kus012/einwilligung",
+            &reader,
+            &[("csrf", &csrf), ("consent", "none")],
+        )
+        .await;
+    assert_eq!(denied.status, 403);
+    assert_eq!(
+        store
+            .list_consent_policies(Some(&["kus012".into()]))
+            .await
+            .unwrap()[0]
+            .consent,
+        "notify"
+    );
+}
+
+#[tokio::test]
+async fn pages_show_german_reasons_and_berlin_time() {
+    let p = Portal::start().await;
+    let coord = p.login("koord-kus").await;
+    let rule = p.get("/konformitaet/regel/RAM-01", &coord).await;
+    assert!(
+        rule.body
+            .contains("Arbeitsspeicher 4.0 GiB, mindestens 8 GiB gefordert"),
+        "{}",
+        rule.body
+    );
+    assert!(!rule.body.contains("GiB &lt; 8 GiB"), "no English reason");
+    let tech = p.login("technik-kus").await;
+    let device = p.get("/geraete/kus012-r204-pc01", &tech).await;
+    assert!(device.body.contains("mindestens 8 GiB gefordert"));
+    // Times: Europe/Berlin, never UTC.
+    let ticket = p
+        .server
+        .store()
+        .list_tickets(&schoolfleet_server::storage::TicketQuery {
+            filter: schoolfleet_server::storage::TenantFilter::everything(),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.title == "Drucker Kusel druckt nicht")
+        .unwrap();
+    let berlin = chrono::DateTime::from_timestamp_millis(ticket.created_at)
+        .unwrap()
+        .with_timezone(&chrono_tz::Europe::Berlin)
+        .format("%d.%m.%Y %H:%M")
+        .to_string();
+    let page = p.get(&format!("/tickets/{}", ticket.key()), &tech).await;
+    assert!(page.body.contains(&berlin), "{berlin}: {}", page.body);
+    assert!(!page.body.contains("UTC"));
+}
+
+#[tokio::test]
+async fn the_quarterly_report_is_per_quarter_from_the_daily_snapshots() {
+    use chrono::Datelike;
+    let p = Portal::start().await;
+    let coord = p.login("koord-kus").await;
+    // The running quarter and the last complete one, in Berlin.
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Europe::Berlin)
+        .date_naive();
+    let q = (today.month() - 1) / 3 + 1;
+    let running = format!("{}-Q{q}", today.year());
+    let (py, pq) = if q == 1 {
+        (today.year() - 1, 4)
+    } else {
+        (today.year(), q - 1)
+    };
+    let last = format!("{py}-Q{pq}");
+    // Two snapshots in the last quarter: its first month and its last day.
+    let first_month = chrono::NaiveDate::from_ymd_opt(py, (pq - 1) * 3 + 1, 15).unwrap();
+    let last_day = chrono::NaiveDate::from_ymd_opt(py, (pq - 1) * 3 + 3, 1)
+        .unwrap()
+        .checked_add_months(chrono::Months::new(1))
+        .unwrap()
+        .pred_opt()
+        .unwrap();
+    let store = p.server.store();
+    for (day, devices, compliant) in [(first_month, 10, 4), (last_day, 10, 7)] {
+        store
+            .upsert_compliance_snapshot(
+                &day.format("%Y-%m-%d").to_string(),
+                1,
+                &[
+                    schoolfleet_server::storage::SchoolCompliance {
+                        county_id: "kus".into(),
+                        school_id: "kus012".into(),
+                        devices,
+                        compliant,
+                    },
+                    schoolfleet_server::storage::SchoolCompliance {
+                        county_id: "kl".into(),
+                        school_id: "kl001".into(),
+                        devices: 99,
+                        compliant: 1,
+                    },
+                ],
+            )
+            .await
+            .unwrap();
+    }
+    // Default: the last complete quarter, its end and its trend.
+    let report = p.get("/bericht", &coord).await;
+    assert_eq!(report.status, 200);
+    assert!(report.body.contains(&format!("Quartalsbericht {last}")));
+    assert!(
+        report
+            .body
+            .contains(&format!("Tageswert vom {}", last_day.format("%d.%m.%Y")))
+    );
+    assert!(report.body.contains("70,0 %"), "end of quarter: 7 of 10");
+    assert!(report.body.contains("40,0 %"), "the trend's first point");
+    assert!(report.body.contains(&format!("{running} (laufend)")));
+    assert!(!report.body.contains("kl001"));
+    let csv = p.get("/bericht.csv", &coord).await.body;
+    let end = last_day.format("%Y-%m-%d");
+    for line in [
+        format!("\"konformitaet_quartalsende\",\"kus\",\"kus012\",,,,\"{end}\",\"konform\",7\r\n"),
+        format!(
+            "\"konformitaet_quartalsende\",\"kus\",\"kus012\",,,,\"{end}\",\"anteil_konform\",0.7000\r\n"
+        ),
+        format!(
+            "\"konformitaet_verlauf\",,,,,,\"{}\",\"geraete\",10\r\n",
+            first_month.format("%Y-%m-%d")
+        ),
+    ] {
+        assert!(csv.contains(&line), "{line} in {csv}");
+    }
+    assert!(!csv.contains("\"kl"), "{csv}");
+    // German reasons in the report and its CSV.
+    assert!(report.body.contains("mindestens 8 GiB gefordert"));
+    assert!(csv.contains("\"gruende\",,,\"RAM-01\",,\"Arbeitsspeicher 4.0 GiB, mindestens 8 GiB gefordert\",,\"geraete\","), "{csv}");
+    // The running quarter: today's snapshot (the fixture's), tickets opened.
+    let now = p.get(&format!("/bericht?quartal={running}"), &coord).await;
+    assert!(now.body.contains("läuft noch"));
+    let csv = p
+        .get(&format!("/bericht.csv?quartal={running}"), &coord)
+        .await
+        .body;
+    assert!(
+        csv.contains("\"tickets\",\"kus\",,,\"drucker\",,,\"eroeffnet\",1\r\n"),
+        "{csv}"
+    );
+    // In the last quarter no ticket was opened yet.
+    assert!(
+        !p.get(&format!("/bericht.csv?quartal={last}"), &coord)
+            .await
+            .body
+            .contains("\"eroeffnet\",1")
+    );
+    // A malformed quarter is refused.
+    assert_eq!(p.get("/bericht?quartal=2026-Q5", &coord).await.status, 400);
 }

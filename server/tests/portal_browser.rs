@@ -7,6 +7,8 @@
 //!
 //! Needs `chromium` and `chromium-driver` (`.ci/run` installs them). Without
 //! them the test is skipped, except in CI (`CI=true`), where it fails.
+//! The technician logs in with a second factor (TOTP code computed here),
+//! the school leader sets the school's consent floor.
 //! Screenshots of each main page go to `$SCHOOLFLEET_PORTAL_SCREENSHOTS`
 //! when set (never into the repository).
 
@@ -135,6 +137,20 @@ async fn text(client: &Client) -> String {
 }
 
 async fn login(client: &Client, base: &str, user: &str) {
+    password_step(client, base, user).await;
+    welcomed(client, user).await;
+}
+
+async fn welcomed(client: &Client, user: &str) {
+    let body = text(client).await;
+    assert!(
+        body.contains(&format!("Willkommen, {user}")),
+        "{user}: {body}"
+    );
+}
+
+/// The login form: name and password, submitted.
+async fn password_step(client: &Client, base: &str, user: &str) {
     client.goto(&format!("{base}/anmelden")).await.unwrap();
     client
         .find(Locator::Id("name"))
@@ -158,11 +174,21 @@ async fn login(client: &Client, base: &str, user: &str) {
             .unwrap(),
     )
     .await;
-    let body = text(client).await;
-    assert!(
-        body.contains(&format!("Willkommen, {user}")),
-        "{user}: {body}"
-    );
+}
+
+/// Types into the field with this id.
+async fn type_into(client: &Client, id: &str, text: &str) {
+    client
+        .find(Locator::Id(id))
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+async fn submit(client: &Client, css: &str) {
+    click_and_wait(client, client.find(Locator::Css(css)).await.unwrap()).await;
 }
 
 async fn click_link(client: &Client, label: &str) {
@@ -314,13 +340,36 @@ async fn portal_in_a_real_browser() {
     teacher.goto(&format!("{base}/tickets")).await.unwrap();
     assert!(text(&teacher).await.contains("Keine Berechtigung"));
 
-    // --- a technician works the ticket ---
+    // --- a technician with a second factor works the ticket ---
+    let (secret, step) = p.enrol_totp("technik-kus").await;
     let tech = browser(&driver, "technik").await;
-    login(&tech, &base, "technik-kus").await;
+    password_step(&tech, &base, "technik-kus").await;
+    let body = text(&tech).await;
+    assert!(body.contains("Code aus der Authenticator-App"), "{body}");
+    assert!(!body.contains("Willkommen"), "no session before the code");
+    // A wrong code first (the confirmation's, spent), then the next one.
+    use schoolfleet_server::auth::mfa;
+    type_into(
+        &tech,
+        "code",
+        &mfa::format_code(mfa::code_at(&secret, step)),
+    )
+    .await;
+    submit(&tech, "main form button[type=submit]").await;
+    assert!(text(&tech).await.contains("schon verwendet"));
+    type_into(
+        &tech,
+        "code",
+        &mfa::format_code(mfa::code_at(&secret, step + 1)),
+    )
+    .await;
+    shot(&tech, "14-anmelden-zweiter-faktor").await;
+    submit(&tech, "main form button[type=submit]").await;
+    welcomed(&tech, "technik-kus").await;
     click_link(&tech, "Tickets").await;
     let body = text(&tech).await;
     assert!(body.contains(&key), "{body}");
-    shot(&tech, "14-ticket-warteschlange").await;
+    shot(&tech, "15-ticket-warteschlange").await;
     click_link(&tech, &key).await;
     tech.find(Locator::Id("text"))
         .await
@@ -335,14 +384,14 @@ async fn portal_in_a_real_browser() {
     .await;
     let body = text(&tech).await;
     assert!(body.contains("Ist das HDMI-Kabel eingesteckt?"), "{body}");
-    shot(&tech, "15-ticket").await;
+    shot(&tech, "16-ticket").await;
     click_link(&tech, "kus012-r204-pc01").await;
     let body = text(&tech).await;
     assert!(
         body.contains("schoolfleet shell") && body.contains(&format!("--ticket {key}")),
         "{body}"
     );
-    shot(&tech, "16-geraet").await;
+    shot(&tech, "17-geraet").await;
 
     // A form without its CSRF token is refused (the token is removed the
     // way a forged cross-site form would lack it).
@@ -388,7 +437,27 @@ async fn portal_in_a_real_browser() {
         body.contains("kus012-r204-pc01") && body.contains(&key),
         "{body}"
     );
-    shot(&leader, "17-schule").await;
+    shot(&leader, "18-schule").await;
+    // The school lead sets the school's consent: "notify" for the whole
+    // school, which is also the floor below which nobody may go.
+    assert!(body.contains("Einwilligung bei Fernwartung"), "{body}");
+    leader
+        .find(Locator::Id("consent-1"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    submit(&leader, "form[action='/schule/kus012/einwilligung'] button").await;
+    let body = text(&leader).await;
+    assert!(
+        body.contains("Mindeststufe der Schulleitung")
+            && body.contains("mit Hinweis an die angemeldete Person"),
+        "{body}"
+    );
+    let floors = p.server.store().consent_floors("kus012").await.unwrap();
+    assert_eq!(floors[0].floor, "notify");
+    shot(&leader, "19-schule-einwilligung").await;
 
     // --- another user's cookie grants only that user's rights ---
     let cookie = teacher.get_named_cookie("__Host-sf_session").await.unwrap();

@@ -861,6 +861,35 @@ async fn compliance_results_per_revision(store: Arc<dyn Store>) {
         (1, 1, 2)
     );
 
+    // The same counts per school in one query, the filter applied.
+    let by_school = store
+        .rule_status_counts_by_school(second.revision, &everything, Some("kus"))
+        .await
+        .unwrap();
+    let in_school = |school: &str, rule: &str, status: &str| {
+        by_school
+            .iter()
+            .filter(|c| c.school_id == school && c.rule_id == rule && c.status == status)
+            .map(|c| c.devices)
+            .sum::<i64>()
+    };
+    assert_eq!(
+        in_school("kus012", "HW-RAM-01", "fail") + in_school("kus013", "HW-RAM-01", "fail"),
+        count("HW-RAM-01", "fail")
+    );
+    assert_eq!(
+        by_school.iter().map(|c| c.devices).sum::<i64>(),
+        counts.iter().map(|c| c.devices).sum::<i64>()
+    );
+    assert!(by_school.iter().all(|c| c.county_id == "kus"));
+    assert!(
+        store
+            .rule_status_counts_by_school(second.revision, &kl, Some("kus"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
     let failing = store
         .failing_devices(second.revision, "HW-RAM-01", &everything, None, None)
         .await
@@ -904,6 +933,26 @@ async fn compliance_results_per_revision(store: Arc<dyn Store>) {
     assert_eq!(
         store.compliance_snapshot("2026-11-21").await.unwrap(),
         schools
+    );
+    // A range of days in one query, by day: the days around are outside.
+    store
+        .upsert_compliance_snapshot("2026-11-23", second.revision, &schools)
+        .await
+        .unwrap();
+    store
+        .upsert_compliance_snapshot("2026-12-01", second.revision, &schools)
+        .await
+        .unwrap();
+    let range = store
+        .compliance_snapshots_between("2026-11-21", "2026-11-30")
+        .await
+        .unwrap();
+    assert_eq!(range.len(), 2 * schools.len());
+    assert_eq!(range[0].day, "2026-11-21");
+    assert_eq!(range.last().unwrap().day, "2026-11-23");
+    assert_eq!(
+        (range[0].school_id.as_str(), range[0].devices),
+        (schools[0].school_id.as_str(), schools[0].devices)
     );
 
     let page = store.list_device_inventories("", 2).await.unwrap();

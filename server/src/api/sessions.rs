@@ -14,16 +14,16 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{AppState, convert, require, storage_status, tenant_id};
-use crate::auth::{Permission, TenantRef};
+use super::{AppState, convert, require, storage_status};
+use crate::auth::Permission;
 use crate::service::AppError;
 use crate::service::access::{self, session_tenant};
 use crate::sessions::lifecycle::{self, Progress, is_live_state};
-use crate::sessions::policy::{CONSENT_MODES, Kind};
+use crate::sessions::policy::Kind;
 use crate::sessions::relay;
 use crate::storage::{
     ConsentPolicyRecord, SESSION_ACTIVE, SESSION_DENIED, SESSION_ENDED, SESSION_PENDING,
-    SessionQuery, SessionRecord, now_millis,
+    SessionQuery, SessionRecord,
 };
 
 #[derive(Debug, Clone)]
@@ -389,69 +389,14 @@ impl SessionService for SessionApi {
         let state = &self.0;
         let principal = state.principal(&request).await?;
         let req = request.into_inner();
-        let school_id = tenant_id("school", &req.school_id)?;
-        let not_found = || Status::not_found(format!("school {school_id:?} not found"));
-        let school = state
-            .store
-            .get_school(&school_id)
-            .await
-            .map_err(storage_status)?
-            .ok_or_else(not_found)?;
-        let tenant = TenantRef::school(&school.county_id, &school.id);
-        if !principal.can(Permission::TenantRead, &tenant) {
-            return Err(not_found());
-        }
-        require(&principal, Permission::ConsentManage, &tenant)?;
-        let device_class = if req.device_class.trim().is_empty() {
-            String::new()
-        } else {
-            let class = tenant_id("device class", &req.device_class)?;
-            state
-                .store
-                .get_device_class(&class)
-                .await
-                .map_err(storage_status)?
-                .ok_or_else(|| Status::not_found(format!("device class {class:?} not found")))?;
-            class
-        };
-        let consent = req.consent.trim().to_owned();
-        if !CONSENT_MODES.contains(&consent.as_str()) {
-            return Err(Status::invalid_argument(format!(
-                "consent {consent:?} is invalid: use none, notify or prompt"
-            )));
-        }
-        crate::sessions::consent_floor::check_set(
+        let policy = crate::service::consent::set_policy(
             state,
             &principal,
-            &tenant,
-            &school.county_id,
-            &school.id,
-            &device_class,
-            &consent,
+            &req.school_id,
+            &req.device_class,
+            &req.consent,
         )
         .await?;
-        let policy = ConsentPolicyRecord {
-            school_id: school.id.clone(),
-            device_class,
-            consent,
-            updated_by: principal.actor(),
-            updated_at: now_millis(),
-        };
-        state
-            .store
-            .set_consent_policy(&policy)
-            .await
-            .map_err(storage_status)?;
-        state
-            .audit(
-                &principal.actor(),
-                "consent.set",
-                &format!("school:{}", policy.school_id),
-                Some(&school.county_id),
-                "ok",
-                format!("class={:?} consent={}", policy.device_class, policy.consent),
-            )
-            .await;
         Ok(Response::new(consent_to_proto(&policy)))
     }
 
@@ -462,35 +407,8 @@ impl SessionService for SessionApi {
         let state = &self.0;
         let principal = state.principal(&request).await?;
         let req = request.into_inner();
-        let schools = state
-            .store
-            .list_schools(None)
-            .await
-            .map_err(storage_status)?;
-        let visible: Vec<String> = schools
-            .iter()
-            .filter(|s| {
-                principal.can(
-                    Permission::TenantRead,
-                    &TenantRef::school(&s.county_id, &s.id),
-                )
-            })
-            .map(|s| s.id.clone())
-            .collect();
-        let wanted = if req.school_id.trim().is_empty() {
-            visible
-        } else {
-            let id = tenant_id("school", &req.school_id)?;
-            if !visible.contains(&id) {
-                return Err(Status::not_found(format!("school {id:?} not found")));
-            }
-            vec![id]
-        };
-        let policies = state
-            .store
-            .list_consent_policies(Some(&wanted))
-            .await
-            .map_err(storage_status)?;
+        let policies =
+            crate::service::consent::policies(state, &principal, Some(&req.school_id)).await?;
         Ok(Response::new(ListConsentPoliciesResponse {
             policies: policies.iter().map(consent_to_proto).collect(),
             default_consent: state.config.sessions.default_consent.clone(),

@@ -144,7 +144,7 @@ pub enum Role {
     Viewer,
     /// `schulleitung`: the head of a school or its data-protection
     /// contact, bound at school scope. Decides consent for the school,
-    /// reads its sessions; no technician rights.
+    /// reads its devices, tickets and sessions; no technician rights.
     SchoolLead,
     /// `teacher@school:X`: reports problems and reads the teachers'
     /// articles, nothing else (no device, ticket or inventory reads).
@@ -209,9 +209,17 @@ impl Role {
                     | RecordingRead
             ),
             Role::Viewer => matches!(permission, TenantRead | DeviceRead | TicketRead | KbRead),
+            // The school's head reads its devices, their compliance and
+            // its tickets (the portal's school page), changes none of them.
             Role::SchoolLead => matches!(
                 permission,
-                TenantRead | SessionRead | SessionEnd | ConsentManage | ConsentFloor
+                TenantRead
+                    | DeviceRead
+                    | TicketRead
+                    | SessionRead
+                    | SessionEnd
+                    | ConsentManage
+                    | ConsentFloor
             ),
             Role::Teacher => matches!(permission, TicketReport | KbReadTeachers),
         }
@@ -289,6 +297,29 @@ mod tests {
         ];
         for (role, expected) in table {
             assert_eq!(all.map(|p| role.grants(p)), expected, "{role:?}");
+        }
+    }
+
+    /// The school lead reads the school's devices and tickets (the
+    /// portal's school page) and changes none of them.
+    #[test]
+    fn school_lead_reads_devices_and_tickets_only() {
+        use Permission::*;
+        for p in [TenantRead, DeviceRead, TicketRead, SessionRead] {
+            assert!(Role::SchoolLead.grants(p), "{p:?}");
+        }
+        for p in [
+            DeviceManage,
+            DeviceRevoke,
+            TicketWork,
+            EnrollmentManage,
+            UserManage,
+            TenantManage,
+            StandardManage,
+            RecordingRead,
+            AuditRead,
+        ] {
+            assert!(!Role::SchoolLead.grants(p), "{p:?}");
         }
     }
 

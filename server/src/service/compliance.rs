@@ -356,13 +356,34 @@ pub async fn summary(
         })
         .collect();
     let now = Utc::now();
+    let expiring_waivers = waivers(state, principal, &current, county, school, |expires| {
+        expires > now && expires <= now + chrono::TimeDelta::days(EXPIRING_WITHIN_DAYS)
+    })
+    .await?;
+    Ok(Summary {
+        revision: current.revision,
+        tenants,
+        rules,
+        expiring_waivers,
+    })
+}
+
+/// The waivers of `current` the caller may read ([`WaiverReader`]) that
+/// cover a school inside `county`/`school` and whose expiry `wanted`
+/// accepts, in the standard's order. The one rule for gRPC and the portal.
+pub async fn waivers(
+    state: &AppState,
+    principal: &Principal,
+    current: &Current,
+    county: Option<&str>,
+    school: Option<&str>,
+    wanted: impl Fn(DateTime<Utc>) -> bool,
+) -> AppResult<Vec<ExpiringWaiver>> {
     let reader = WaiverReader::new(state, principal).await?;
-    let mut expiring_waivers = Vec::new();
+    let mut out = Vec::new();
     for w in current.standard.waivers() {
-        let soon =
-            w.expires > now && w.expires <= now + chrono::TimeDelta::days(EXPIRING_WITHIN_DAYS);
-        if soon && reader.may_read(state, &w, county, school).await? {
-            expiring_waivers.push(ExpiringWaiver {
+        if wanted(w.expires) && reader.may_read(state, &w, county, school).await? {
+            out.push(ExpiringWaiver {
                 waiver_id: w.id.to_owned(),
                 rule_id: w.rule_id.to_owned(),
                 expires: w.expires,
@@ -370,12 +391,7 @@ pub async fn summary(
             });
         }
     }
-    Ok(Summary {
-        revision: current.revision,
-        tenants,
-        rules,
-        expiring_waivers,
-    })
+    Ok(out)
 }
 
 /// One rule's result on one device, with the rule's words.

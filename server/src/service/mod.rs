@@ -9,6 +9,7 @@
 pub mod access;
 pub mod audit;
 pub mod compliance;
+pub mod consent;
 pub mod devices;
 pub mod enrolment;
 pub mod error;

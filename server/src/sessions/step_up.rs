@@ -149,6 +149,42 @@ pub async fn check(
     ))
 }
 
+/// Whether the user has an active (confirmed) second factor: the web
+/// login then asks for a code after the password.
+pub async fn is_active(state: &AppState, user_id: &str) -> AppResult<bool> {
+    Ok(state
+        .store
+        .get_user_mfa(user_id)
+        .await
+        .map_err(AppError::from)?
+        .is_some_and(|r| r.confirmed))
+}
+
+/// A code given at a login (the web portal's second step): true when it
+/// matches the user's active secret and its time step was not used before,
+/// on any replica (the same single-use rule as a session start, through
+/// `use_mfa_step`). A login opens no grace window for session starts.
+pub async fn use_login_code(state: &AppState, user_id: &str, code: &str) -> AppResult<bool> {
+    let Some(record) = state
+        .store
+        .get_user_mfa(user_id)
+        .await
+        .map_err(AppError::from)?
+        .filter(|r| r.confirmed)
+    else {
+        return Ok(false);
+    };
+    let secret = open_secret(state, &record)?;
+    let Some(step) = mfa::verify(&secret, code, unix_seconds(now_millis())) else {
+        return Ok(false);
+    };
+    state
+        .store
+        .use_mfa_step(user_id, step as i64, 0, "", "")
+        .await
+        .map_err(AppError::from)
+}
+
 /// `EnrollTotp`: a new secret for the caller, unconfirmed until
 /// `ConfirmTotp`. Replacing an active one needs a current code from it, so
 /// a stolen API token alone cannot move the second factor to a new phone.

@@ -66,6 +66,15 @@ pub trait ComplianceStore: Send + Sync {
         school_id: Option<&str>,
     ) -> Result<Vec<RuleStatusCount>>;
 
+    /// Devices per rule and result in each school (one query for a
+    /// report over many schools), only tenants the filter admits.
+    async fn rule_status_counts_by_school(
+        &self,
+        revision: i64,
+        filter: &TenantFilter,
+        county_id: Option<&str>,
+    ) -> Result<Vec<SchoolRuleStatusCount>>;
+
     async fn failing_devices(
         &self,
         revision: i64,
@@ -87,6 +96,14 @@ pub trait ComplianceStore: Send + Sync {
     ) -> Result<()>;
 
     async fn compliance_snapshot(&self, day: &str) -> Result<Vec<SchoolCompliance>>;
+
+    /// The daily snapshots of the days `from..=to` (`YYYY-MM-DD`) in one
+    /// query, by day, county and school (trend charts, quarterly reports).
+    async fn compliance_snapshots_between(
+        &self,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<DailySchoolCompliance>>;
 
     /// The ticket an `auto_ticket` rule opened for this device, if any.
     async fn compliance_ticket(&self, device_id: &str, rule_id: &str) -> Result<Option<String>>;
@@ -313,6 +330,29 @@ macro_rules! impl_compliance_store {
                 Ok(qb.build_query_as().fetch_all(&self.pool).await?)
             }
 
+            async fn rule_status_counts_by_school(
+                &self,
+                revision: i64,
+                filter: &TenantFilter,
+                county_id: Option<&str>,
+            ) -> Result<Vec<SchoolRuleStatusCount>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT d.county_id, d.school_id, r.rule_id, r.status, COUNT(*) AS devices \
+                     FROM compliance_results r JOIN devices d ON d.id = r.device_id \
+                     WHERE d.status = 'active' AND r.revision = ",
+                );
+                qb.push_bind(revision);
+                sql::push_tenant_filter!(qb, filter, "d");
+                if let Some(county) = county_id {
+                    qb.push(" AND d.county_id = ").push_bind(county.to_owned());
+                }
+                qb.push(
+                    " GROUP BY d.county_id, d.school_id, r.rule_id, r.status \
+                     ORDER BY d.county_id, d.school_id, r.rule_id, r.status",
+                );
+                Ok(qb.build_query_as().fetch_all(&self.pool).await?)
+            }
+
             async fn failing_devices(
                 &self,
                 revision: i64,
@@ -418,6 +458,21 @@ macro_rules! impl_compliance_store {
                      WHERE day = $1 ORDER BY county_id, school_id",
                 )
                 .bind(day)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn compliance_snapshots_between(
+                &self,
+                from: &str,
+                to: &str,
+            ) -> Result<Vec<DailySchoolCompliance>> {
+                Ok(sqlx::query_as(
+                    "SELECT day, county_id, school_id, devices, compliant FROM compliance_snapshots \
+                     WHERE day >= $1 AND day <= $2 ORDER BY day, county_id, school_id",
+                )
+                .bind(from)
+                .bind(to)
                 .fetch_all(&self.pool)
                 .await?)
             }

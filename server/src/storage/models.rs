@@ -413,6 +413,27 @@ pub struct ComplianceResultRecord {
     pub evaluated_at: Millis,
 }
 
+/// One school's figures of one daily snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DailySchoolCompliance {
+    /// `YYYY-MM-DD`.
+    pub day: String,
+    pub county_id: String,
+    pub school_id: String,
+    pub devices: i64,
+    pub compliant: i64,
+}
+
+/// Devices with one result of one rule in one school.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SchoolRuleStatusCount {
+    pub county_id: String,
+    pub school_id: String,
+    pub rule_id: String,
+    pub status: String,
+    pub devices: i64,
+}
+
 /// Compliant devices of one school under one revision.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SchoolCompliance {

@@ -434,6 +434,24 @@ impl<'a> Data<'a> {
             .await?)
     }
 
+    /// Devices per rule and result in each school the caller reads, in
+    /// one query.
+    pub async fn rule_counts_by_school(
+        &self,
+        revision: i64,
+        county: Option<&str>,
+    ) -> Result<Vec<storage::SchoolRuleStatusCount>, PageError> {
+        Ok(self
+            .app
+            .store
+            .rule_status_counts_by_school(
+                revision,
+                &self.principal.filter(Permission::DeviceRead),
+                county,
+            )
+            .await?)
+    }
+
     pub async fn failing_devices(
         &self,
         revision: i64,
@@ -454,95 +472,126 @@ impl<'a> Data<'a> {
             .await?)
     }
 
-    /// Compliant share per day (devices, compliant) over the daily
-    /// snapshots of the last `days` days, only schools the caller reads.
-    pub async fn trend(
+    /// The daily snapshots of `from..=to` (`YYYY-MM-DD`), one query, only
+    /// schools the caller reads devices in, narrowed to `county`/`school`.
+    pub async fn snapshots(
         &self,
+        from: &str,
+        to: &str,
         county: Option<&str>,
         school: Option<&str>,
-        days: i64,
-    ) -> Result<Vec<(String, i64, i64)>, PageError> {
-        let today = chrono::Utc::now().date_naive();
-        let mut points = Vec::new();
-        for back in (0..days).rev() {
-            let day = (today - chrono::TimeDelta::days(back))
-                .format("%Y-%m-%d")
-                .to_string();
-            let rows = self.app.store.compliance_snapshot(&day).await?;
-            let (mut devices, mut compliant) = (0, 0);
-            for r in rows.iter().filter(|r| {
+    ) -> Result<Vec<storage::DailySchoolCompliance>, PageError> {
+        Ok(self
+            .app
+            .store
+            .compliance_snapshots_between(from, to)
+            .await?
+            .into_iter()
+            .filter(|r| {
                 self.principal.can(
                     Permission::DeviceRead,
                     &TenantRef::school(&r.county_id, &r.school_id),
                 ) && county.is_none_or(|c| c == r.county_id)
                     && school.is_none_or(|s| s == r.school_id)
-            }) {
-                devices += r.devices;
-                compliant += r.compliant;
-            }
-            if devices > 0 {
-                points.push((day, devices, compliant));
-            }
+            })
+            .collect())
+    }
+
+    /// Compliant share per day (day, devices, compliant) over the daily
+    /// snapshots of `from..=to`, only schools the caller reads.
+    pub async fn trend(
+        &self,
+        county: Option<&str>,
+        school: Option<&str>,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<(String, i64, i64)>, PageError> {
+        let mut days: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+        for r in self.snapshots(from, to, county, school).await? {
+            let day = days.entry(r.day).or_default();
+            day.0 += r.devices;
+            day.1 += r.compliant;
         }
-        Ok(points)
+        Ok(days
+            .into_iter()
+            .filter(|(_, (devices, _))| *devices > 0)
+            .map(|(day, (devices, compliant))| (day, devices, compliant))
+            .collect())
     }
 
     /// The standard's waivers the caller may read, narrowed to the county
-    /// or school: a waiver is readable where it covers a school the caller
-    /// reads devices in (the rule of `compliance summary`).
+    /// or school, soonest expiry first: the service layer's rule
+    /// (`service::compliance::waivers`, as `compliance summary`).
     pub async fn waivers(
         &self,
         current: &Current,
         county: Option<&str>,
         school: Option<&str>,
-    ) -> Result<Vec<(String, String, chrono::DateTime<chrono::Utc>, String)>, PageError> {
-        let schools = self.app.store.list_schools(None).await?;
-        let mut out = Vec::new();
-        for w in current.standard.waivers() {
-            let covers = schools.iter().any(|s| {
-                w.counties.is_none_or(|l| l.contains(&s.county_id))
-                    && w.schools.is_none_or(|l| l.contains(&s.id))
-                    && county.is_none_or(|c| c == s.county_id)
-                    && school.is_none_or(|x| x == s.id)
-                    && self.principal.can(
-                        Permission::DeviceRead,
-                        &TenantRef::school(&s.county_id, &s.id),
-                    )
-            });
-            // Waivers that list devices: only where one of those devices is
-            // visible to the caller.
-            let covers = if covers && !w.devices.is_empty() {
-                let mut any = false;
-                for name in w.devices {
-                    if let Ok(d) = access::visible_device(
-                        self.app,
-                        self.principal,
-                        name,
-                        Permission::DeviceRead,
-                    )
-                    .await
-                        && county.is_none_or(|c| c == d.county_id)
-                        && school.is_none_or(|s| s == d.school_id)
-                    {
-                        any = true;
-                        break;
-                    }
-                }
-                any
-            } else {
-                covers
-            };
-            if covers {
-                out.push((
-                    w.id.to_owned(),
-                    w.rule_id.to_owned(),
-                    w.expires,
-                    w.reason.to_owned(),
-                ));
-            }
-        }
-        out.sort_by_key(|w| w.2);
+    ) -> Result<Vec<crate::service::compliance::ExpiringWaiver>, PageError> {
+        let mut out = crate::service::compliance::waivers(
+            self.app,
+            self.principal,
+            current,
+            county,
+            school,
+            |_| true,
+        )
+        .await?;
+        out.sort_by_key(|w| w.expires);
         Ok(out)
+    }
+
+    // --- consent (school leads) ---
+
+    /// The consent policies of a school the caller may see.
+    pub async fn consent_policies(
+        &self,
+        school: &str,
+    ) -> Result<Vec<storage::ConsentPolicyRecord>, PageError> {
+        Ok(crate::service::consent::policies(self.app, self.principal, Some(school)).await?)
+    }
+
+    /// The school lead's floors of a school the caller may see, and the
+    /// device classes (for the form).
+    pub async fn consent_floors(
+        &self,
+        school: &storage::School,
+    ) -> Result<(Vec<storage::ConsentFloorRecord>, Vec<storage::DeviceClass>), PageError> {
+        if !self.principal.can(
+            Permission::TenantRead,
+            &TenantRef::school(&school.county_id, &school.id),
+        ) {
+            return Err(PageError::NotFound);
+        }
+        Ok((
+            self.app.store.consent_floors(&school.id).await?,
+            self.app.store.list_device_classes().await?,
+        ))
+    }
+
+    /// May the caller set the school's consent policy?
+    pub fn may_set_consent(&self, school: &storage::School) -> bool {
+        self.principal.can(
+            Permission::ConsentManage,
+            &TenantRef::school(&school.county_id, &school.id),
+        )
+    }
+
+    /// Sets a consent policy: the same service function as gRPC.
+    pub async fn set_consent(
+        &self,
+        school: &str,
+        device_class: &str,
+        consent: &str,
+    ) -> Result<storage::ConsentPolicyRecord, PageError> {
+        Ok(crate::service::consent::set_policy(
+            self.app,
+            self.principal,
+            school,
+            device_class,
+            consent,
+        )
+        .await?)
     }
 
     // --- devices ---
@@ -592,6 +641,36 @@ impl<'a> Data<'a> {
             return Ok(None);
         };
         Ok(schoolfleet_proto::v1::Inventory::decode(stored.inventory.as_slice()).ok())
+    }
+
+    /// The inventories of many devices, a page of the fleet per query
+    /// (not one query per device); only those in `devices`.
+    pub async fn inventories(
+        &self,
+        devices: &[DeviceRecord],
+    ) -> Result<BTreeMap<String, schoolfleet_proto::v1::Inventory>, PageError> {
+        let wanted: std::collections::BTreeSet<&str> =
+            devices.iter().map(|d| d.id.as_str()).collect();
+        let mut out = BTreeMap::new();
+        let mut after = String::new();
+        const PAGE: i64 = 1000;
+        loop {
+            let rows = self.app.store.list_device_inventories(&after, PAGE).await?;
+            let done = (rows.len() as i64) < PAGE;
+            for row in rows {
+                after.clone_from(&row.id);
+                if wanted.contains(row.id.as_str())
+                    && let Some(bytes) = &row.inventory
+                    && let Ok(inv) = schoolfleet_proto::v1::Inventory::decode(bytes.as_slice())
+                {
+                    out.insert(row.id, inv);
+                }
+            }
+            if done || out.len() == wanted.len() {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     pub async fn device_history(

@@ -97,6 +97,7 @@ pub fn router(state: WebState) -> Router {
     Router::new()
         .route("/", get(pages::home))
         .route("/anmelden", get(pages::login_form).post(pages::login))
+        .route("/anmelden/code", post(pages::login_code))
         .route("/abmelden", post(pages::logout))
         .route("/static/portal.css", get(pages::stylesheet))
         // Teachers.
@@ -117,6 +118,7 @@ pub fn router(state: WebState) -> Router {
         .route("/bericht.csv", get(pages::quarterly_csv))
         .route("/beschaffung", get(pages::procurement))
         .route("/schule/{school}", get(pages::school))
+        .route("/schule/{school}/einwilligung", post(pages::school_consent))
         // Technicians.
         .route("/tickets", get(pages::ticket_queue))
         .route("/tickets/{key}", get(pages::ticket))

@@ -5,32 +5,132 @@
 use std::collections::BTreeMap;
 
 use axum::Form;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, FromRequestParts, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 
 use super::data::{self, Data, REPORT_CATEGORIES};
-use super::session::{self, LOGIN_COOKIE, SESSION_COOKIE, Session};
+use super::session::{self, LOGIN_COOKIE, SECOND_FACTOR_COOKIE, SESSION_COOKIE, Session};
 use super::{PageError, Peer, WebState};
 use crate::auth::Permission;
 use crate::storage::{self, Millis, TicketQuery, TimelineEntry};
 
 type Page = Result<Response, PageError>;
 
+/// A logged-in request: the portal's state and the caller's session.
+pub struct Ctx {
+    state: WebState,
+    s: Session,
+}
+
+impl FromRequestParts<WebState> for Ctx {
+    type Rejection = PageError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &WebState,
+    ) -> Result<Self, PageError> {
+        let s = Session::from_request_parts(parts, state).await?;
+        Ok(Ctx {
+            state: state.clone(),
+            s,
+        })
+    }
+}
+
 // --- helpers ---
 
+/// Times on pages are German local time (Europe/Berlin, with summer
+/// time); the store keeps UTC milliseconds.
+pub fn local(ms: Millis) -> chrono::DateTime<chrono_tz::Tz> {
+    crate::storage::millis_to_datetime(ms).with_timezone(&chrono_tz::Europe::Berlin)
+}
+
 pub fn when(ms: Millis) -> String {
-    crate::storage::millis_to_datetime(ms)
-        .format("%d.%m.%Y %H:%M UTC")
-        .to_string()
+    local(ms).format("%d.%m.%Y %H:%M").to_string()
 }
 
 fn day(ms: Millis) -> String {
-    crate::storage::millis_to_datetime(ms)
-        .format("%d.%m.%Y")
-        .to_string()
+    local(ms).format("%d.%m.%Y").to_string()
+}
+
+/// `when` of an optional end: "läuft" while there is none.
+fn until(ms: Option<Millis>) -> String {
+    ms.map(when).unwrap_or_else(|| "läuft".into())
+}
+
+/// A compliance reason in German (the evaluator stores English; the
+/// standard crate translates every reason it writes).
+fn reason_de(reason: &str) -> String {
+    schoolfleet_standard::reasons::german(reason)
+}
+
+// --- render helpers: one shape for tables, forms and fact lists ---
+
+/// The cells of one table row, each rendered as its cell's content.
+macro_rules! row {
+    ($($cell:expr),* $(,)?) => { vec![$(maud::html! { ($cell) }),*] };
+}
+
+/// A table with a header row. A heading starting with `#` is a number
+/// column (right-aligned, tabular figures); its cells get the same class.
+fn table<R: IntoIterator<Item = Markup>>(
+    head: &[&str],
+    rows: impl IntoIterator<Item = R>,
+) -> Markup {
+    let numeric: Vec<bool> = head.iter().map(|h| h.starts_with('#')).collect();
+    html! {
+        table {
+            thead { tr { @for h in head {
+                @if let Some(h) = h.strip_prefix('#') { th scope="col" class="num" { (h) } }
+                @else { th scope="col" { (h) } }
+            } } }
+            tbody { @for r in rows { tr { @for (i, cell) in r.into_iter().enumerate() {
+                @if numeric.get(i).copied().unwrap_or(false) { td class="num" { (cell) } }
+                @else { td { (cell) } }
+            } } } }
+        }
+    }
+}
+
+/// `table`, or a sentence when there are no rows.
+fn table_or<R: IntoIterator<Item = Markup>>(empty: &str, head: &[&str], rows: Vec<R>) -> Markup {
+    if rows.is_empty() {
+        html! { p { (empty) } }
+    } else {
+        table(head, rows)
+    }
+}
+
+/// A link.
+fn link(href: impl maud::Render, text: impl maud::Render) -> Markup {
+    html! { a href=(href) { (text) } }
+}
+
+/// A POST form with the session's CSRF token, its fields and one button.
+fn post_form(action: &str, csrf: &str, button: &str, fields: Markup) -> Markup {
+    html! {
+        form method="post" action=(action) class="card" {
+            input type="hidden" name="csrf" value=(csrf);
+            (fields)
+            button type="submit" { (button) }
+        }
+    }
+}
+
+/// A labelled multi-line text field named `text`.
+fn text_field(label: &str, rows: u32) -> Markup {
+    html! {
+        label for="text" { (label) }
+        textarea id="text" name="text" rows=(rows) maxlength="5000" required {}
+    }
+}
+
+/// A definition list of facts (term, description).
+fn facts(items: impl IntoIterator<Item = (&'static str, Markup)>) -> Markup {
+    html! { dl class="facts" { @for (term, text) in items { dt { (term) } dd { (text) } } } }
 }
 
 fn percent(part: i64, whole: i64) -> String {
@@ -150,13 +250,11 @@ pub async fn stylesheet() -> Response {
 
 // --- login ---
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub struct LoginForm {
-    #[serde(default)]
     csrf: String,
-    #[serde(default)]
     name: String,
-    #[serde(default)]
     password: String,
 }
 
@@ -200,79 +298,192 @@ pub async fn login(
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Page {
-    // Double submit: the form's token must equal the login cookie.
-    let cookie = session::cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
-    if cookie.is_empty() || !session::tokens_equal(cookie, &form.csrf) {
-        return Err(PageError::Csrf);
-    }
     let app = &state.app;
-    let peer = crate::limits::peer_key(Some(addr));
-    app.auth_failures
-        .admit(&peer)
-        .map_err(|l| PageError::TooMany(l.seconds()))?;
+    let (cookie, peer) = login_guard(app, addr, &headers, &form.csrf)?;
     let name = form.name.trim().to_owned();
     let user = state
         .identity
         .authenticate(&app.store, &name, &form.password)
         .await?;
     let Some(user) = user else {
-        let key = crate::limits::FailureKey {
-            action: "web.login",
-            target: format!(
-                "web_user:{}",
-                schoolfleet_proto::text::clean(&name, 64).value
-            ),
-            county_id: None,
-        };
-        let limited_key = format!("web:{name}");
-        app.auth_failures
-            .record(
-                key,
-                Some(&limited_key),
-                &peer,
-                "wrong user name or password",
-            )
-            .map_err(|l| PageError::TooMany(l.seconds()))?;
-        tracing::warn!(user = %schoolfleet_proto::text::echo(&name), %peer, "web login refused");
+        login_failed(
+            app,
+            &name,
+            &peer,
+            "web.login",
+            "wrong user name or password",
+        )?;
         let mut response =
             login_page(cookie, Some("Benutzername oder Passwort ist falsch.")).into_response();
         *response.status_mut() = StatusCode::UNAUTHORIZED;
         return Ok(response);
     };
-    let id = session::start(&app.store, &user).await?;
+    if crate::sessions::step_up::is_active(app, &user.id).await? {
+        // The password is right; the session starts only after the code.
+        let pending = session::seal_pending(&app.keys, &user.id, cookie);
+        let mut response = code_page(cookie, None).into_response();
+        response.headers_mut().append(
+            header::SET_COOKIE,
+            session::set_cookie(
+                SECOND_FACTOR_COOKIE,
+                &pending,
+                Some(session::SECOND_FACTOR_SECONDS),
+            )
+            .parse()
+            .map_err(|_| PageError::Unavailable)?,
+        );
+        return Ok(response);
+    }
+    finish_login(app, &user, &peer, "password").await
+}
+
+/// Both login steps: the double-submit token must equal the login cookie,
+/// and a peer that failed too often waits. Returns the cookie and the peer.
+fn login_guard<'h>(
+    app: &crate::state::AppState,
+    addr: std::net::SocketAddr,
+    headers: &'h HeaderMap,
+    csrf: &str,
+) -> Result<(&'h str, String), PageError> {
+    let cookie = session::cookie(headers, LOGIN_COOKIE).unwrap_or_default();
+    if cookie.is_empty() || !session::tokens_equal(cookie, csrf) {
+        return Err(PageError::Csrf);
+    }
+    let peer = crate::limits::peer_key(Some(addr));
+    app.auth_failures
+        .admit(&peer)
+        .map_err(|l| PageError::TooMany(l.seconds()))?;
+    Ok((cookie, peer))
+}
+
+/// Counts a failed login step against the peer and the user name (the
+/// limits of API tokens); `Err` once either is over its limit.
+fn login_failed(
+    app: &crate::state::AppState,
+    name: &str,
+    peer: &str,
+    action: &'static str,
+    reason: &str,
+) -> Result<(), PageError> {
+    let clean = schoolfleet_proto::text::clean(name, 64).value;
+    let key = crate::limits::FailureKey {
+        action,
+        target: format!("web_user:{clean}"),
+        county_id: None,
+    };
+    app.auth_failures
+        .record(key, Some(&format!("web:{name}")), peer, reason)
+        .map_err(|l| PageError::TooMany(l.seconds()))?;
+    tracing::warn!(user = %schoolfleet_proto::text::echo(name), %peer, action, "web login refused");
+    Ok(())
+}
+
+/// The login succeeded: a new session, the audit entry, the cookies.
+async fn finish_login(
+    app: &crate::state::AppState,
+    user: &storage::User,
+    peer: &str,
+    method: &str,
+) -> Page {
+    let id = session::start(&app.store, user).await?;
     app.audit(
         &format!("user:{}", user.name),
         "web.login",
         &format!("user:{}", user.name),
         user.county_id.as_deref(),
         "ok",
-        format!("peer={peer}"),
+        format!("peer={peer} method={method}"),
     )
     .await;
     let mut response = Redirect::to("/").into_response();
     let headers = response.headers_mut();
-    headers.append(
-        header::SET_COOKIE,
-        session::set_cookie(SESSION_COOKIE, &id, None)
-            .parse()
-            .map_err(|_| PageError::Unavailable)?,
-    );
-    headers.append(
-        header::SET_COOKIE,
-        session::clear_cookie(LOGIN_COOKIE)
-            .parse()
-            .map_err(|_| PageError::Unavailable)?,
-    );
+    for value in [
+        session::set_cookie(SESSION_COOKIE, &id, None),
+        session::clear_cookie(LOGIN_COOKIE),
+        session::clear_cookie(SECOND_FACTOR_COOKIE),
+    ] {
+        headers.append(
+            header::SET_COOKIE,
+            value.parse().map_err(|_| PageError::Unavailable)?,
+        );
+    }
     Ok(response)
 }
 
-#[derive(Deserialize)]
+fn code_page(token: &str, error: Option<&str>) -> Markup {
+    layout(
+        "Anmelden: zweiter Faktor",
+        None,
+        html! {
+            @if let Some(error) = error { p class="error" role="alert" { (error) } }
+            form method="post" action="/anmelden/code" class="card" {
+                input type="hidden" name="csrf" value=(token);
+                label for="code" { "Code aus der Authenticator-App (6 Ziffern)" }
+                input id="code" name="code" type="text" inputmode="numeric" autocomplete="one-time-code"
+                    pattern="[0-9 ]{6,7}" maxlength="7" required autofocus;
+                button type="submit" { "Bestätigen" }
+            }
+            p class="hint" { "Jeder Code gilt einmal. Nach fünf Minuten beginnt die Anmeldung von vorn." }
+            p { a href="/anmelden" { "Neu anmelden" } }
+        },
+    )
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct CodeForm {
+    csrf: String,
+    code: String,
+}
+
+/// The second step of a login: the TOTP code of a user with an active
+/// second factor. Limited like the password (per peer and per user), and a
+/// code is used once (`step_up::use_login_code`).
+pub async fn login_code(
+    State(state): State<WebState>,
+    Extension(Peer(addr)): Extension<Peer>,
+    headers: HeaderMap,
+    Form(form): Form<CodeForm>,
+) -> Page {
+    let app = &state.app;
+    let (cookie, peer) = login_guard(app, addr, &headers, &form.csrf)?;
+    let pending = session::cookie(&headers, SECOND_FACTOR_COOKIE).unwrap_or_default();
+    let user_id = session::open_pending(&app.keys, pending, cookie).ok_or(PageError::Login)?;
+    let user = app
+        .store
+        .get_user(&user_id)
+        .await?
+        .filter(|u| u.id == user_id)
+        .ok_or(PageError::Login)?;
+    app.auth_failures
+        .admit_key(&format!("web:{}", user.name))
+        .map_err(|l| PageError::TooMany(l.seconds()))?;
+    if !crate::sessions::step_up::use_login_code(app, &user.id, &form.code).await? {
+        login_failed(
+            app,
+            &user.name,
+            &peer,
+            "web.login.mfa",
+            "wrong or used code",
+        )?;
+        let mut response = code_page(
+            cookie,
+            Some("Der Code ist falsch, abgelaufen oder wurde schon verwendet."),
+        )
+        .into_response();
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        return Ok(response);
+    }
+    finish_login(app, &user, &peer, "password+totp").await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub struct CsrfForm {
-    #[serde(default)]
     csrf: String,
 }
 
-pub async fn logout(State(state): State<WebState>, s: Session, Form(form): Form<CsrfForm>) -> Page {
+pub async fn logout(Ctx { state, s }: Ctx, Form(form): Form<CsrfForm>) -> Page {
     s.check_csrf(&form.csrf)?;
     state.app.store.delete_web_session(&s.id_hash).await?;
     Ok((
@@ -284,7 +495,7 @@ pub async fn logout(State(state): State<WebState>, s: Session, Form(form): Form<
 
 // --- start ---
 
-pub async fn home(State(state): State<WebState>, s: Session) -> Page {
+pub async fn home(Ctx { state, s }: Ctx) -> Page {
     let d = Data::new(&state.app, &s.principal);
     let schools = if d.may_read_devices() {
         d.schools(None).await?
@@ -328,11 +539,7 @@ pub struct ReportQuery {
     q: Option<String>,
 }
 
-pub async fn report_form(
-    State(state): State<WebState>,
-    s: Session,
-    Query(q): Query<ReportQuery>,
-) -> Page {
+pub async fn report_form(Ctx { state, s }: Ctx, Query(q): Query<ReportQuery>) -> Page {
     let d = Data::new(&state.app, &s.principal);
     if !d.may_report() {
         return Err(PageError::Denied);
@@ -349,8 +556,7 @@ pub async fn report_form(
             p { "Kein Gerät Ihrer Schule passt zu „" (query) "“." }
         }
         @if !devices.is_empty() {
-            form method="post" action="/melden" class="card" {
-                input type="hidden" name="csrf" value=(s.csrf);
+            (post_form("/melden", &s.csrf, "Problem melden", html! {
                 fieldset {
                     legend { "Gerät" }
                     @for (i, device) in devices.iter().enumerate() {
@@ -364,32 +570,23 @@ pub async fn report_form(
                 select id="category" name="category" required {
                     @for (id, label) in REPORT_CATEGORIES { option value=(id) { (label) } }
                 }
-                label for="text" { "Was ist passiert?" }
-                textarea id="text" name="text" rows="6" maxlength="5000" required {}
-                button type="submit" { "Problem melden" }
-            }
+                (text_field("Was ist passiert?", 6))
+            }))
         }
     };
     Ok(page(&s, &d, "Problem melden", body))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub struct ReportForm {
-    #[serde(default)]
     csrf: String,
-    #[serde(default)]
     device: String,
-    #[serde(default)]
     category: String,
-    #[serde(default)]
     text: String,
 }
 
-pub async fn report(
-    State(state): State<WebState>,
-    s: Session,
-    Form(form): Form<ReportForm>,
-) -> Page {
+pub async fn report(Ctx { state, s }: Ctx, Form(form): Form<ReportForm>) -> Page {
     s.check_csrf(&form.csrf)?;
     let d = Data::new(&state.app, &s.principal);
     let ticket = d
@@ -398,40 +595,29 @@ pub async fn report(
     Ok(Redirect::to(&format!("/meine-meldungen/{}", ticket.key())).into_response())
 }
 
-pub async fn my_tickets(State(state): State<WebState>, s: Session) -> Page {
+pub async fn my_tickets(Ctx { state, s }: Ctx) -> Page {
     let d = Data::new(&state.app, &s.principal);
     let tickets = d.my_tickets().await?;
     let body = html! {
-        @if tickets.is_empty() { p { "Sie haben noch nichts gemeldet." } }
-        @else {
-            table {
-                thead { tr { th { "Nummer" } th { "Betreff" } th { "Stand" } th { "Gemeldet" } } }
-                tbody {
-                    @for t in &tickets {
-                        tr {
-                            td { a href={ "/meine-meldungen/" (t.key()) } { (t.key()) } }
-                            td { (t.title) }
-                            td { (status_label(&t.status)) }
-                            td { (when(t.created_at)) }
-                        }
-                    }
-                }
-            }
-        }
+        (table_or("Sie haben noch nichts gemeldet.", &["Nummer", "Betreff", "Stand", "Gemeldet"],
+            tickets.iter().map(|t| row![
+                link(format!("/meine-meldungen/{}", t.key()), t.key()),
+                t.title, status_label(&t.status), when(t.created_at),
+            ]).collect()))
     };
     Ok(page(&s, &d, "Meine Meldungen", body))
 }
 
-pub async fn my_ticket(State(state): State<WebState>, s: Session, Path(key): Path<String>) -> Page {
+pub async fn my_ticket(Ctx { state, s }: Ctx, Path(key): Path<String>) -> Page {
     let d = Data::new(&state.app, &s.principal);
     let (ticket, events) = d.my_ticket(&key).await?;
     let body = html! {
-        dl class="facts" {
-            dt { "Betreff" } dd { (ticket.title) }
-            dt { "Stand" } dd { (status_label(&ticket.status)) }
-            dt { "Art" } dd { (data::category_label(&ticket.category)) }
-            dt { "Gemeldet" } dd { (when(ticket.created_at)) }
-        }
+        (facts([
+            ("Betreff", html! { (ticket.title) }),
+            ("Stand", html! { (status_label(&ticket.status)) }),
+            ("Art", html! { (data::category_label(&ticket.category)) }),
+            ("Gemeldet", html! { (when(ticket.created_at)) }),
+        ]))
         h2 { "Beschreibung" }
         p class="text" { (ticket.description) }
         h2 { "Verlauf" }
@@ -448,27 +634,21 @@ pub async fn my_ticket(State(state): State<WebState>, s: Session, Path(key): Pat
                 }
             }
         }
-        form method="post" action={ "/meine-meldungen/" (ticket.key()) "/antwort" } class="card" {
-            input type="hidden" name="csrf" value=(s.csrf);
-            label for="text" { "Antwort an die Technik" }
-            textarea id="text" name="text" rows="4" required {}
-            button type="submit" { "Antwort senden" }
-        }
+        (post_form(&format!("/meine-meldungen/{}/antwort", ticket.key()), &s.csrf, "Antwort senden",
+            text_field("Antwort an die Technik", 4)))
     };
     Ok(page(&s, &d, &format!("Meldung {}", ticket.key()), body))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub struct TextForm {
-    #[serde(default)]
     csrf: String,
-    #[serde(default)]
     text: String,
 }
 
 pub async fn my_ticket_answer(
-    State(state): State<WebState>,
-    s: Session,
+    Ctx { state, s }: Ctx,
     Path(key): Path<String>,
     Form(form): Form<TextForm>,
 ) -> Page {
@@ -478,7 +658,7 @@ pub async fn my_ticket_answer(
     Ok(Redirect::to(&format!("/meine-meldungen/{}", ticket.key())).into_response())
 }
 
-pub async fn articles(State(state): State<WebState>, s: Session) -> Page {
+pub async fn articles(Ctx { state, s }: Ctx) -> Page {
     let d = Data::new(&state.app, &s.principal);
     let articles = d.teacher_articles().await?;
     let month_ago = storage::now_millis() - 30 * 86_400_000;
@@ -503,7 +683,7 @@ pub async fn articles(State(state): State<WebState>, s: Session) -> Page {
     Ok(page(&s, &d, "Hilfe-Artikel", body))
 }
 
-pub async fn article(State(state): State<WebState>, s: Session, Path(id): Path<String>) -> Page {
+pub async fn article(Ctx { state, s }: Ctx, Path(id): Path<String>) -> Page {
     let d = Data::new(&state.app, &s.principal);
     let a = d.article(&id).await?;
     let body = html! {
@@ -557,21 +737,46 @@ async fn county_picker(
     })
 }
 
-pub async fn compliance(
-    State(state): State<WebState>,
-    s: Session,
-    Query(q): Query<ScopeQuery>,
-) -> Page {
-    let d = Data::new(&state.app, &s.principal);
+/// The county and school a device page is narrowed to: the caller must
+/// read devices somewhere, the county must be theirs, the school visible.
+async fn scope<'q>(
+    d: &Data<'_>,
+    q: &'q ScopeQuery,
+) -> Result<(Option<&'q str>, Option<&'q str>, Option<storage::School>), PageError> {
     if !d.may_read_devices() {
         return Err(PageError::Denied);
     }
     let (county, school) = (given(&q.county), given(&q.school));
     d.require_county(county)?;
-    let school_record = match school {
+    let record = match school {
         Some(id) => Some(d.school(id).await?),
         None => None,
     };
+    Ok((county, school, record))
+}
+
+/// Compliance per school: devices, compliant, share.
+fn school_table(rows: &[storage::SchoolCompliance], links: bool) -> Markup {
+    table(
+        &["Schule", "Landkreis", "#Geräte", "#konform", "#Anteil"],
+        rows.iter().map(|r| {
+            row![
+                html! {
+                    @if links { (link(format!("/konformitaet?county={}&school={}", r.county_id, r.school_id), &r.school_id)) }
+                    @else { (r.school_id) }
+                },
+                r.county_id,
+                r.devices,
+                r.compliant,
+                percent(r.compliant, r.devices),
+            ]
+        }),
+    )
+}
+
+pub async fn compliance(Ctx { state, s }: Ctx, Query(q): Query<ScopeQuery>) -> Page {
+    let d = Data::new(&state.app, &s.principal);
+    let (county, school, school_record) = scope(&d, &q).await?;
     let Some(current) = d.standard().await? else {
         return Ok(page(
             &s,
@@ -630,72 +835,38 @@ pub async fn compliance(
             figcaption { "Anteil konformer Geräte, Tageswerte der letzten 90 Tage" }
         }
         h2 { "Regeln, schlechteste zuerst" }
-        table {
-            thead { tr { th { "Regel" } th { "Art" } th class="num" { "nicht erfüllt" } th class="num" { "unbekannt" } th class="num" { "Ausnahme" } th class="num" { "erfüllt" } } }
-            tbody {
-                @for (rule, pass, fail, unknown, waived) in &rules {
-                    tr {
-                        td { a href={ "/konformitaet/regel/" (rule.id) (scope) } { (rule.title) } br; small { (rule.id) } }
-                        td { (if rule.mode.counted() { "zählt" } else { "beobachten" }) }
-                        td class="num" { (fail) } td class="num" { (unknown) } td class="num" { (waived) } td class="num" { (pass) }
-                    }
-                }
-            }
-        }
+        (table(&["Regel", "Art", "#nicht erfüllt", "#unbekannt", "#Ausnahme", "#erfüllt"],
+            rules.iter().map(|(rule, pass, fail, unknown, waived)| row![
+                html! { (link(format!("/konformitaet/regel/{}{scope}", rule.id), &rule.title)) br; small { (rule.id) } },
+                if rule.mode.counted() { "zählt" } else { "beobachten" },
+                fail, unknown, waived, pass,
+            ])))
         @if school.is_none() {
             h2 { "Schulen" }
-            table {
-                thead { tr { th { "Schule" } th { "Landkreis" } th class="num" { "Geräte" } th class="num" { "konform" } th class="num" { "Anteil" } } }
-                tbody {
-                    @for row in &schools {
-                        tr {
-                            td { a href={ "/konformitaet?county=" (row.county_id) "&school=" (row.school_id) } { (row.school_id) } }
-                            td { (row.county_id) }
-                            td class="num" { (row.devices) } td class="num" { (row.compliant) } td class="num" { (percent(row.compliant, row.devices)) }
-                        }
-                    }
-                }
-            }
+            (school_table(&schools, true))
         }
         @if !school_devices.is_empty() {
             h2 { "Geräte" }
             ul class="columns" { @for dev in &school_devices { li { a href={ "/geraete/" (dev.id) } { (dev.hostname) } } } }
         }
         h2 { "Ausnahmen (Waiver)" }
-        @if waivers.is_empty() { p { "Keine." } }
-        @else {
-            table {
-                thead { tr { th { "Ausnahme" } th { "Regel" } th { "läuft ab" } th { "Begründung" } } }
-                tbody {
-                    @for (id, rule, expires, reason) in &waivers {
-                        tr {
-                            td { (id) } td { (rule) }
-                            td { (expires.format("%d.%m.%Y").to_string()) @if *expires < chrono::Utc::now() { " (abgelaufen)" } }
-                            td { (reason) }
-                        }
-                    }
-                }
-            }
-        }
+        (table_or("Keine.", &["Ausnahme", "Regel", "läuft ab", "Begründung"],
+            waivers.iter().map(|w| row![
+                w.waiver_id, w.rule_id,
+                html! { (day(w.expires.timestamp_millis())) @if w.expires < chrono::Utc::now() { " (abgelaufen)" } },
+                w.reason,
+            ]).collect()))
     };
     Ok(page(&s, &d, &title, body))
 }
 
 pub async fn compliance_rule(
-    State(state): State<WebState>,
-    s: Session,
+    Ctx { state, s }: Ctx,
     Path(rule_id): Path<String>,
     Query(q): Query<ScopeQuery>,
 ) -> Page {
     let d = Data::new(&state.app, &s.principal);
-    if !d.may_read_devices() {
-        return Err(PageError::Denied);
-    }
-    let (county, school) = (given(&q.county), given(&q.school));
-    d.require_county(county)?;
-    if let Some(id) = school {
-        d.school(id).await?;
-    }
+    let (county, school, _) = scope(&d, &q).await?;
     let current = d.standard().await?.ok_or(PageError::NotFound)?;
     let rule = current
         .standard
@@ -710,42 +881,32 @@ pub async fn compliance_rule(
         p { small { "Regel " (rule.id) } }
         @if let Some(fix) = &rule.remediation { p { strong { "Abhilfe: " } (fix) } }
         h2 { "Geräte, die die Regel nicht erfüllen (" (failing.len()) ")" }
-        @if failing.is_empty() { p { "Keine." } }
-        @else {
-            table {
-                thead { tr { th { "Gerät" } th { "Schule" } th { "erwartet" } th { "tatsächlich" } } }
-                tbody {
-                    @for f in &failing {
-                        tr {
-                            td { a href={ "/geraete/" (f.device_id) } { (f.hostname) } }
-                            td { (f.school_id) }
-                            td { (f.expected) }
-                            td { (f.actual) }
-                        }
-                    }
-                }
-            }
-        }
+        (table_or("Keine.", &["Gerät", "Schule", "erwartet", "tatsächlich", "Grund"],
+            failing.iter().map(|f| row![
+                link(format!("/geraete/{}", f.device_id), &f.hostname),
+                f.school_id, f.expected, f.actual, reason_de(&f.reason),
+            ]).collect()))
     };
     Ok(page(&s, &d, &rule.title, body))
 }
 
-pub async fn trend_svg(
-    State(state): State<WebState>,
-    s: Session,
-    Query(q): Query<ScopeQuery>,
-) -> Page {
+pub async fn trend_svg(Ctx { state, s }: Ctx, Query(q): Query<ScopeQuery>) -> Page {
     let d = Data::new(&state.app, &s.principal);
-    if !d.may_read_devices() {
-        return Err(PageError::Denied);
-    }
-    let (county, school) = (given(&q.county), given(&q.school));
-    d.require_county(county)?;
-    if let Some(id) = school {
-        d.school(id).await?;
-    }
+    let (county, school, _) = scope(&d, &q).await?;
+    // A quarter's days, or the last 90 (Berlin calendar days).
+    let (from, to) = match given(&q.quartal) {
+        Some(text) => {
+            let quarter = Quarter::parse(text)?;
+            (quarter.first_day(), quarter.last_day())
+        }
+        None => {
+            let today = local(storage::now_millis()).date_naive();
+            (today - chrono::TimeDelta::days(89), today)
+        }
+    };
+    let format = |d: chrono::NaiveDate| d.format("%Y-%m-%d").to_string();
     let points: Vec<(String, f64)> = d
-        .trend(county, school, 90)
+        .trend(county, school, &format(from), &format(to))
         .await?
         .into_iter()
         .map(|(day, devices, compliant)| (day, compliant as f64 / devices as f64))
@@ -756,42 +917,109 @@ pub async fn trend_svg(
 
 // --- the quarterly report ---
 
-/// A quarter `YYYY-Qn`: its first and its end instant (exclusive).
-fn quarter_bounds(text: Option<&str>) -> Result<(String, Millis, Millis), PageError> {
-    use chrono::{Datelike, NaiveDate};
-    let (year, q) = match text {
-        Some(t) => {
-            let (y, q) = t
-                .split_once("-Q")
-                .ok_or_else(|| PageError::Invalid("Quartal wie 2026-Q4 angeben.".into()))?;
-            let year: i32 = y
-                .parse()
-                .map_err(|_| PageError::Invalid("Jahr ungültig.".into()))?;
-            let q: u32 = q
-                .parse()
-                .map_err(|_| PageError::Invalid("Quartal ungültig.".into()))?;
-            if !(1..=4).contains(&q) || !(2000..=2100).contains(&year) {
-                return Err(PageError::Invalid("Quartal wie 2026-Q4 angeben.".into()));
-            }
-            (year, q)
-        }
-        None => {
-            let today = chrono::Utc::now().date_naive();
-            (today.year(), (today.month() - 1) / 3 + 1)
-        }
-    };
-    let start = NaiveDate::from_ymd_opt(year, (q - 1) * 3 + 1, 1).ok_or(PageError::NotFound)?;
-    let end = if q == 4 {
-        NaiveDate::from_ymd_opt(year + 1, 1, 1)
-    } else {
-        NaiveDate::from_ymd_opt(year, q * 3 + 1, 1)
+/// One quarter in German local time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Quarter {
+    year: i32,
+    /// 1..=4
+    q: u32,
+}
+
+impl Quarter {
+    fn label(&self) -> String {
+        format!("{}-Q{}", self.year, self.q)
     }
-    .ok_or(PageError::NotFound)?;
-    let ms = |d: NaiveDate| {
-        d.and_hms_opt(0, 0, 0)
-            .map_or(0, |t| t.and_utc().timestamp_millis())
-    };
-    Ok((format!("{year}-Q{q}"), ms(start), ms(end)))
+
+    fn first_day(&self) -> chrono::NaiveDate {
+        chrono::NaiveDate::from_ymd_opt(self.year, (self.q - 1) * 3 + 1, 1).unwrap_or_default()
+    }
+
+    fn next(&self) -> Quarter {
+        if self.q == 4 {
+            Quarter {
+                year: self.year + 1,
+                q: 1,
+            }
+        } else {
+            Quarter {
+                year: self.year,
+                q: self.q + 1,
+            }
+        }
+    }
+
+    fn previous(&self) -> Quarter {
+        if self.q == 1 {
+            Quarter {
+                year: self.year - 1,
+                q: 4,
+            }
+        } else {
+            Quarter {
+                year: self.year,
+                q: self.q - 1,
+            }
+        }
+    }
+
+    /// The last day (inclusive).
+    fn last_day(&self) -> chrono::NaiveDate {
+        self.next().first_day().pred_opt().unwrap_or_default()
+    }
+
+    /// Its first instant and its end (exclusive), midnight in Berlin.
+    fn bounds(&self) -> (Millis, Millis) {
+        (
+            berlin_midnight(self.first_day()),
+            berlin_midnight(self.next().first_day()),
+        )
+    }
+
+    /// The quarter running at `now` (Berlin).
+    fn of(now: Millis) -> Quarter {
+        use chrono::Datelike;
+        let today = local(now).date_naive();
+        Quarter {
+            year: today.year(),
+            q: (today.month() - 1) / 3 + 1,
+        }
+    }
+
+    /// `YYYY-Qn`.
+    fn parse(text: &str) -> Result<Quarter, PageError> {
+        let invalid = || PageError::Invalid("Quartal wie 2026-Q4 angeben.".into());
+        let (y, q) = text.trim().split_once("-Q").ok_or_else(invalid)?;
+        let year: i32 = y.parse().map_err(|_| invalid())?;
+        let q: u32 = q.parse().map_err(|_| invalid())?;
+        if !(1..=4).contains(&q) || !(2000..=2100).contains(&year) {
+            return Err(invalid());
+        }
+        Ok(Quarter { year, q })
+    }
+}
+
+fn iso_day(date: chrono::NaiveDate) -> String {
+    date.format("%Y-%m-%d").to_string()
+}
+
+fn berlin_midnight(date: chrono::NaiveDate) -> Millis {
+    use chrono::TimeZone;
+    let midnight = date.and_hms_opt(0, 0, 0).unwrap_or_default();
+    chrono_tz::Europe::Berlin
+        .from_local_datetime(&midnight)
+        .earliest()
+        .map_or_else(
+            || midnight.and_utc().timestamp_millis(),
+            |t| t.timestamp_millis(),
+        )
+}
+
+/// The quarter asked for, or by default the last complete one.
+fn chosen_quarter(text: Option<&str>) -> Result<Quarter, PageError> {
+    match text {
+        Some(t) => Quarter::parse(t),
+        None => Ok(Quarter::of(storage::now_millis()).previous()),
+    }
 }
 
 /// Ticket figures of one group.
@@ -820,53 +1048,142 @@ impl TicketStats {
     }
 }
 
+/// One rule's counts in one school (results of the current revision).
+struct RuleRow {
+    rule_id: String,
+    title: String,
+    county_id: String,
+    school_id: String,
+    pass: i64,
+    fail: i64,
+    unknown: i64,
+    waived: i64,
+}
+
 struct Quarterly {
-    quarter: String,
+    quarter: Quarter,
+    /// The quarter is still running.
+    running: bool,
     revision: Option<i64>,
-    /// (rule id, title, school, pass, fail, unknown, waived)
-    rules: Vec<(String, String, String, i64, i64, i64, i64)>,
-    schools: Vec<storage::SchoolCompliance>,
+    /// The last daily snapshot inside the quarter: its day and schools.
+    end: Option<(String, Vec<storage::SchoolCompliance>)>,
+    /// The trend: the first snapshot and each month's last, summed over
+    /// the caller's schools: (day, devices, compliant).
+    trend: Vec<(String, i64, i64)>,
+    rules: Vec<RuleRow>,
+    /// (rule id, rule title, German reason) -> failing devices.
+    reasons: BTreeMap<(String, String, String), i64>,
     /// (county, category) -> stats
     tickets: BTreeMap<(String, String), TicketStats>,
     /// county -> (sessions, minutes), `None`: the caller may not read sessions.
     sessions: Option<BTreeMap<String, (i64, i64)>>,
 }
 
-async fn quarterly_data(d: &Data<'_>, q: &ScopeQuery) -> Result<Quarterly, PageError> {
-    if !d.may_read_devices() {
-        return Err(PageError::Denied);
+/// The end of a quarter (the last day with snapshots, per school) and its
+/// trend (the first day and each month's last day, summed).
+#[allow(clippy::type_complexity)]
+fn snapshot_summary(
+    snapshots: &[storage::DailySchoolCompliance],
+) -> (
+    Option<(String, Vec<storage::SchoolCompliance>)>,
+    Vec<(String, i64, i64)>,
+) {
+    let end_of_quarter = snapshots.last().map(|last| {
+        let day = last.day.clone();
+        let rows = snapshots
+            .iter()
+            .filter(|r| r.day == day)
+            .map(|r| storage::SchoolCompliance {
+                county_id: r.county_id.clone(),
+                school_id: r.school_id.clone(),
+                devices: r.devices,
+                compliant: r.compliant,
+            })
+            .collect();
+        (day, rows)
+    });
+    let mut per_day: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+    for r in snapshots {
+        let e = per_day.entry(&r.day).or_default();
+        e.0 += r.devices;
+        e.1 += r.compliant;
     }
-    let county = given(&q.county);
-    d.require_county(county)?;
-    let (quarter, start, end) = quarter_bounds(given(&q.quartal))?;
+    let mut trend: Vec<(String, i64, i64)> = Vec::new();
+    let mut iter = per_day.iter().peekable();
+    let mut first = true;
+    while let Some((day, (devices, compliant))) = iter.next() {
+        let month_ends = iter.peek().is_none_or(|(next, _)| next[..7] != day[..7]);
+        if first || month_ends {
+            trend.push(((*day).to_owned(), *devices, *compliant));
+        }
+        first = false;
+    }
+
+    (end_of_quarter, trend)
+}
+
+async fn quarterly_data(d: &Data<'_>, q: &ScopeQuery) -> Result<Quarterly, PageError> {
+    let (county, _, _) = scope(d, q).await?;
+    let quarter = chosen_quarter(given(&q.quartal))?;
+    let running = quarter == Quarter::of(storage::now_millis());
+    let (start, end) = quarter.bounds();
+
+    // Compliance over the quarter: the daily snapshots, one query.
+    let snapshots = d
+        .snapshots(
+            &iso_day(quarter.first_day()),
+            &iso_day(quarter.last_day()),
+            county,
+            None,
+        )
+        .await?;
+    let (end_of_quarter, trend) = snapshot_summary(&snapshots);
+
+    // Rules per school and the reasons of failures: the current results.
     let current = d.standard().await?;
     let mut rules = Vec::new();
-    let mut schools = Vec::new();
+    let mut reasons = BTreeMap::new();
     if let Some(current) = &current {
-        schools = d.school_compliance(current.revision, county, None).await?;
+        let schools = d.school_compliance(current.revision, county, None).await?;
+        let counts = d.rule_counts_by_school(current.revision, county).await?;
         for school in &schools {
-            let counts = d
-                .rule_counts(current.revision, county, Some(&school.school_id))
-                .await?;
             for rule in current.standard.rules() {
                 let count = |status: &str| {
                     counts
                         .iter()
-                        .find(|c| c.rule_id == rule.id && c.status == status)
+                        .find(|c| {
+                            c.school_id == school.school_id
+                                && c.rule_id == rule.id
+                                && c.status == status
+                        })
                         .map_or(0, |c| c.devices)
                 };
-                rules.push((
-                    rule.id.clone(),
-                    rule.title.clone(),
-                    school.school_id.clone(),
-                    count("pass"),
-                    count("fail"),
-                    count("unknown"),
-                    count("waived"),
-                ));
+                rules.push(RuleRow {
+                    rule_id: rule.id.clone(),
+                    title: rule.title.clone(),
+                    county_id: school.county_id.clone(),
+                    school_id: school.school_id.clone(),
+                    pass: count("pass"),
+                    fail: count("fail"),
+                    unknown: count("unknown"),
+                    waived: count("waived"),
+                });
+            }
+        }
+        for rule in current.standard.rules() {
+            for f in d
+                .failing_devices(current.revision, &rule.id, county, None)
+                .await?
+            {
+                for part in schoolfleet_standard::reasons::parts(&f.reason) {
+                    *reasons
+                        .entry((rule.id.clone(), rule.title.clone(), part.german))
+                        .or_insert(0) += 1;
+                }
             }
         }
     }
+
     let mut tickets: BTreeMap<(String, String), TicketStats> = BTreeMap::new();
     if d.may_read_tickets() {
         for t in d
@@ -877,6 +1194,9 @@ async fn quarterly_data(d: &Data<'_>, q: &ScopeQuery) -> Result<Quarterly, PageE
             })
             .await?
         {
+            if t.created_at >= end {
+                continue;
+            }
             let entry = tickets
                 .entry((t.county_id.clone(), t.category.clone()))
                 .or_default();
@@ -890,10 +1210,11 @@ async fn quarterly_data(d: &Data<'_>, q: &ScopeQuery) -> Result<Quarterly, PageE
                 entry.resolve_times.push(closed - t.created_at);
             }
             // Open at the end of the quarter.
-            if t.created_at < end && t.closed_at.is_none_or(|c| c >= end) {
+            if t.closed_at.is_none_or(|c| c >= end) {
                 entry.backlog += 1;
             }
         }
+        tickets.retain(|_, st| st.opened + st.resolved + st.backlog > 0);
     }
     let sessions = match d.sessions(None, 100_000).await? {
         None => None,
@@ -913,9 +1234,12 @@ async fn quarterly_data(d: &Data<'_>, q: &ScopeQuery) -> Result<Quarterly, PageE
     };
     Ok(Quarterly {
         quarter,
+        running,
         revision: current.map(|c| c.revision),
+        end: end_of_quarter,
+        trend,
         rules,
-        schools,
+        reasons,
         tickets,
         sessions,
     })
@@ -925,134 +1249,213 @@ fn hours(h: Option<f64>) -> String {
     h.map_or("–".into(), |h| format!("{h:.1} h").replace('.', ","))
 }
 
-pub async fn quarterly(
-    State(state): State<WebState>,
-    s: Session,
-    Query(q): Query<ScopeQuery>,
-) -> Page {
+/// `YYYY-MM-DD` as `DD.MM.YYYY`.
+fn german_day(day: &str) -> String {
+    chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
+        .map_or_else(|_| day.to_owned(), |d| d.format("%d.%m.%Y").to_string())
+}
+
+/// The quarters to choose from: the running one and the last four.
+fn quarter_choices() -> Vec<(Quarter, &'static str)> {
+    let running = Quarter::of(storage::now_millis());
+    let mut out = vec![(running.clone(), " (laufend)")];
+    let mut q = running;
+    for i in 0..4 {
+        q = q.previous();
+        out.push((
+            q.clone(),
+            if i == 0 {
+                " (letztes abgeschlossenes)"
+            } else {
+                ""
+            },
+        ));
+    }
+    out
+}
+
+pub async fn quarterly(Ctx { state, s }: Ctx, Query(q): Query<ScopeQuery>) -> Page {
     let d = Data::new(&state.app, &s.principal);
     let r = quarterly_data(&d, &q).await?;
     let county = given(&q.county);
-    let csv_link = format!(
-        "/bericht.csv?quartal={}{}",
-        r.quarter,
-        county.map(|c| format!("&county={c}")).unwrap_or_default()
-    );
+    let label = r.quarter.label();
+    let county_arg = county.map(|c| format!("&county={c}")).unwrap_or_default();
+    let csv_link = format!("/bericht.csv?quartal={label}{county_arg}");
     let body = html! {
         (county_picker(&d, "/bericht", county).await?)
         form method="get" action="/bericht" class="inline noprint" {
             @if let Some(c) = county { input type="hidden" name="county" value=(c); }
             label for="quartal" { "Quartal" }
-            input id="quartal" name="quartal" value=(r.quarter) pattern="[0-9]{4}-Q[1-4]";
+            select id="quartal" name="quartal" {
+                @for (choice, note) in quarter_choices() {
+                    option value=(choice.label()) selected[choice == r.quarter] { (choice.label()) (note) }
+                }
+            }
             button type="submit" { "Anzeigen" }
-            " " a href=(csv_link) { "Als CSV herunterladen" }
+            " " (link(&csv_link, "Als CSV herunterladen"))
         }
-        h2 { "Konformität je Schule" }
+        p { "Zeitraum: " (german_day(&r.quarter.first_day().to_string())) " bis " (german_day(&r.quarter.last_day().to_string()))
+            @if r.running { " (läuft noch: Zahlen bis heute)" } }
+        h2 { "Konformität am Quartalsende" }
+        @match &r.end {
+            None => p { "Für dieses Quartal gibt es keine Tageswerte." },
+            Some((day, rows)) => {
+                p { "Tageswert vom " (german_day(day)) "." }
+                (school_table(rows, false))
+            }
+        }
+        h2 { "Verlauf im Quartal" }
+        figure {
+            img src={ "/konformitaet/trend.svg?quartal=" (label) (county_arg) } alt={ "Verlauf des Anteils konformer Geräte im Quartal " (label) } width="640" height="240";
+            figcaption { "Anteil konformer Geräte, Tageswerte " (label) }
+        }
+        (table_or("Keine Tageswerte.", &["Tag", "#Geräte", "#konform", "#Anteil"],
+            r.trend.iter().map(|(day, n, ok)| row![german_day(day), n, ok, percent(*ok, *n)]).collect()))
         @match r.revision {
             None => p { "Es wurde noch kein IT-Standard eingespielt." },
             Some(rev) => {
-                p { "Stand heute, Standard-Revision " (rev) "." }
-                table {
-                    thead { tr { th { "Schule" } th { "Landkreis" } th class="num" { "Geräte" } th class="num" { "konform" } th class="num" { "Anteil" } } }
-                    tbody { @for row in &r.schools { tr { td { (row.school_id) } td { (row.county_id) } td class="num" { (row.devices) } td class="num" { (row.compliant) } td class="num" { (percent(row.compliant, row.devices)) } } } }
-                }
                 h2 { "Konformität je Regel und Schule" }
-                table {
-                    thead { tr { th { "Regel" } th { "Schule" } th class="num" { "erfüllt" } th class="num" { "nicht erfüllt" } th class="num" { "unbekannt" } th class="num" { "Ausnahme" } } }
-                    tbody { @for (id, title, school, pass, fail, unknown, waived) in &r.rules { tr { td { (title) br; small { (id) } } td { (school) } td class="num" { (pass) } td class="num" { (fail) } td class="num" { (unknown) } td class="num" { (waived) } } } }
-                }
+                p class="hint" { "Aktueller Stand (Standard-Revision " (rev) "); je Regel werden keine Tageswerte gespeichert." }
+                (table(&["Regel", "Schule", "#erfüllt", "#nicht erfüllt", "#unbekannt", "#Ausnahme"],
+                    r.rules.iter().map(|x| row![
+                        html! { (x.title) br; small { (x.rule_id) } }, x.school_id, x.pass, x.fail, x.unknown, x.waived,
+                    ])))
+                h2 { "Häufigste Gründe" }
+                (table_or("Kein Gerät verfehlt eine Regel.", &["Regel", "Grund", "#Geräte"],
+                    r.reasons.iter().map(|((_, title, why), n)| row![title, why, n]).collect()))
             }
         }
-        h2 { "Tickets " (r.quarter) }
-        @if r.tickets.is_empty() { p { "Keine Tickets." } }
-        @else {
-            table {
-                thead { tr { th { "Landkreis" } th { "Kategorie" } th class="num" { "eröffnet" } th class="num" { "gelöst" } th class="num" { "offen am Quartalsende" } th class="num" { "Median bis Lösung" } } }
-                tbody { @for ((c, cat), st) in &r.tickets { tr { td { (c) } td { (data::category_label(cat)) } td class="num" { (st.opened) } td class="num" { (st.resolved) } td class="num" { (st.backlog) } td class="num" { (hours(st.median_hours())) } } } }
-            }
-        }
-        h2 { "Fernwartung " (r.quarter) }
+        h2 { "Tickets " (label) }
+        (table_or("Keine Tickets.", &["Landkreis", "Kategorie", "#eröffnet", "#gelöst", "#offen am Quartalsende", "#Median bis Lösung"],
+            r.tickets.iter().map(|((c, cat), st)| row![
+                c, data::category_label(cat), st.opened, st.resolved, st.backlog, hours(st.median_hours()),
+            ]).collect()))
+        h2 { "Fernwartung " (label) }
         @match &r.sessions {
             None => p { "Keine Berechtigung, Fernwartungssitzungen zu sehen." },
-            Some(by) if by.is_empty() => p { "Keine Sitzungen." },
-            Some(by) => table {
-                thead { tr { th { "Landkreis" } th class="num" { "Sitzungen" } th class="num" { "Minuten" } } }
-                tbody { @for (c, (n, minutes)) in by { tr { td { (c) } td class="num" { (n) } td class="num" { (minutes) } } } }
-            },
+            Some(by) => (table_or("Keine Sitzungen.", &["Landkreis", "#Sitzungen", "#Minuten"],
+                by.iter().map(|(c, (n, minutes))| row![c, n, minutes]).collect())),
         }
     };
-    Ok(page(
-        &s,
-        &d,
-        &format!("Quartalsbericht {}", r.quarter),
-        body,
-    ))
+    Ok(page(&s, &d, &format!("Quartalsbericht {label}"), body))
 }
 
-pub async fn quarterly_csv(
-    State(state): State<WebState>,
-    s: Session,
-    Query(q): Query<ScopeQuery>,
-) -> Page {
+/// One CSV line: section, county, school, rule, category, reason, day and
+/// metric (empty text: an empty cell), then the value.
+fn csv_line(out: &mut String, fields: [&str; 8], value: super::csv::Cell<'_>) {
+    use super::csv::Cell;
+    let mut cells: Vec<Cell<'_>> = fields
+        .iter()
+        .map(|t| {
+            if t.is_empty() {
+                Cell::Empty
+            } else {
+                Cell::Text(t)
+            }
+        })
+        .collect();
+    cells.push(value);
+    out.push_str(&super::csv::row(&cells));
+}
+
+pub async fn quarterly_csv(Ctx { state, s }: Ctx, Query(q): Query<ScopeQuery>) -> Page {
     use super::csv::{Cell, row};
     let d = Data::new(&state.app, &s.principal);
     let r = quarterly_data(&d, &q).await?;
+    // abschnitt, landkreis, schule, regel, kategorie, grund, tag, kennzahl, wert
     let mut out = row(&[
-        Cell::Text("abschnitt"),
-        Cell::Text("landkreis"),
-        Cell::Text("schule"),
-        Cell::Text("regel"),
-        Cell::Text("kategorie"),
-        Cell::Text("kennzahl"),
-        Cell::Text("wert"),
-    ]);
-    for sc in &r.schools {
-        for (metric, value) in [("geraete", sc.devices), ("konform", sc.compliant)] {
-            out.push_str(&row(&[
-                Cell::Text("konformitaet_schule"),
-                Cell::Text(&sc.county_id),
-                Cell::Text(&sc.school_id),
-                Cell::Empty,
-                Cell::Empty,
-                Cell::Text(metric),
-                Cell::Int(value),
-            ]));
+        "abschnitt",
+        "landkreis",
+        "schule",
+        "regel",
+        "kategorie",
+        "grund",
+        "tag",
+        "kennzahl",
+        "wert",
+    ]
+    .map(Cell::Text));
+    let share = |ok: i64, n: i64| {
+        if n > 0 {
+            Cell::Num(ok as f64 / n as f64)
+        } else {
+            Cell::Empty
         }
-        if sc.devices > 0 {
-            out.push_str(&row(&[
-                Cell::Text("konformitaet_schule"),
-                Cell::Text(&sc.county_id),
-                Cell::Text(&sc.school_id),
-                Cell::Empty,
-                Cell::Empty,
-                Cell::Text("anteil_konform"),
-                Cell::Num(sc.compliant as f64 / sc.devices as f64),
-            ]));
+    };
+    if let Some((day, rows)) = &r.end {
+        for sc in rows {
+            let k = (
+                "konformitaet_quartalsende",
+                sc.county_id.as_str(),
+                sc.school_id.as_str(),
+            );
+            csv_line(
+                &mut out,
+                [k.0, k.1, k.2, "", "", "", day, "geraete"],
+                Cell::Int(sc.devices),
+            );
+            csv_line(
+                &mut out,
+                [k.0, k.1, k.2, "", "", "", day, "konform"],
+                Cell::Int(sc.compliant),
+            );
+            csv_line(
+                &mut out,
+                [k.0, k.1, k.2, "", "", "", day, "anteil_konform"],
+                share(sc.compliant, sc.devices),
+            );
         }
     }
-    let county_of: BTreeMap<&str, &str> = r
-        .schools
-        .iter()
-        .map(|s| (s.school_id.as_str(), s.county_id.as_str()))
-        .collect();
-    for (id, _, school, pass, fail, unknown, waived) in &r.rules {
-        let county = county_of.get(school.as_str()).copied().unwrap_or_default();
+    for (day, n, ok) in &r.trend {
+        csv_line(
+            &mut out,
+            ["konformitaet_verlauf", "", "", "", "", "", day, "geraete"],
+            Cell::Int(*n),
+        );
+        csv_line(
+            &mut out,
+            [
+                "konformitaet_verlauf",
+                "",
+                "",
+                "",
+                "",
+                "",
+                day,
+                "anteil_konform",
+            ],
+            share(*ok, *n),
+        );
+    }
+    for x in &r.rules {
         for (metric, value) in [
-            ("erfuellt", pass),
-            ("nicht_erfuellt", fail),
-            ("unbekannt", unknown),
-            ("ausnahme", waived),
+            ("erfuellt", x.pass),
+            ("nicht_erfuellt", x.fail),
+            ("unbekannt", x.unknown),
+            ("ausnahme", x.waived),
         ] {
-            out.push_str(&row(&[
-                Cell::Text("konformitaet_regel"),
-                Cell::Text(county),
-                Cell::Text(school),
-                Cell::Text(id),
-                Cell::Empty,
-                Cell::Text(metric),
-                Cell::Int(*value),
-            ]));
+            csv_line(
+                &mut out,
+                [
+                    "konformitaet_regel",
+                    &x.county_id,
+                    &x.school_id,
+                    &x.rule_id,
+                    "",
+                    "",
+                    "",
+                    metric,
+                ],
+                Cell::Int(value),
+            );
         }
+    }
+    for ((rule, _, why), n) in &r.reasons {
+        csv_line(
+            &mut out,
+            ["gruende", "", "", rule, "", why, "", "geraete"],
+            Cell::Int(*n),
+        );
     }
     for ((county, category), st) in &r.tickets {
         let mut metrics = vec![
@@ -1064,35 +1467,30 @@ pub async fn quarterly_csv(
             metrics.push(("median_stunden_bis_loesung", Cell::Num(h)));
         }
         for (metric, value) in metrics {
-            out.push_str(&row(&[
-                Cell::Text("tickets"),
-                Cell::Text(county),
-                Cell::Empty,
-                Cell::Empty,
-                Cell::Text(category),
-                Cell::Text(metric),
+            csv_line(
+                &mut out,
+                ["tickets", county, "", "", category, "", "", metric],
                 value,
-            ]));
+            );
         }
     }
     if let Some(by) = &r.sessions {
         for (county, (n, minutes)) in by {
-            for (metric, value) in [("sitzungen", *n), ("minuten", *minutes)] {
-                out.push_str(&row(&[
-                    Cell::Text("fernwartung"),
-                    Cell::Text(county),
-                    Cell::Empty,
-                    Cell::Empty,
-                    Cell::Empty,
-                    Cell::Text(metric),
-                    Cell::Int(value),
-                ]));
-            }
+            csv_line(
+                &mut out,
+                ["fernwartung", county, "", "", "", "", "", "sitzungen"],
+                Cell::Int(*n),
+            );
+            csv_line(
+                &mut out,
+                ["fernwartung", county, "", "", "", "", "", "minuten"],
+                Cell::Int(*minutes),
+            );
         }
     }
     let filename = format!(
         "attachment; filename=\"quartalsbericht-{}{}.csv\"",
-        r.quarter,
+        r.quarter.label(),
         given(&q.county)
             .map(|c| format!("-{c}"))
             .unwrap_or_default()
@@ -1146,18 +1544,11 @@ fn win11_blockers(inv: &schoolfleet_proto::v1::Inventory) -> Option<Vec<String>>
     (!blockers.is_empty()).then_some(blockers)
 }
 
-pub async fn procurement(
-    State(state): State<WebState>,
-    s: Session,
-    Query(q): Query<ScopeQuery>,
-) -> Page {
+pub async fn procurement(Ctx { state, s }: Ctx, Query(q): Query<ScopeQuery>) -> Page {
     let d = Data::new(&state.app, &s.principal);
-    if !d.may_read_devices() {
-        return Err(PageError::Denied);
-    }
-    let county = given(&q.county);
-    d.require_county(county)?;
+    let (county, _, _) = scope(&d, &q).await?;
     let devices = d.devices(county, None).await?;
+    let inventories = d.inventories(&devices).await?;
     let now = storage::now_millis();
     // (vendor, model) -> (count, sum of ages in days)
     let mut models: BTreeMap<(String, String), (i64, i64)> = BTreeMap::new();
@@ -1165,7 +1556,7 @@ pub async fn procurement(
     let mut schools: BTreeMap<String, (i64, i64, i64, i64)> = BTreeMap::new();
     let mut blocked: Vec<(storage::DeviceRecord, Vec<String>, String)> = Vec::new();
     for dev in &devices {
-        let inv = d.inventory(dev).await?;
+        let inv = inventories.get(&dev.id);
         let age_days = (now - dev.enrolled_at).max(0) / 86_400_000;
         let m = models
             .entry((dev.vendor.clone(), dev.model.clone()))
@@ -1174,12 +1565,11 @@ pub async fn procurement(
         m.1 += age_days;
         let sc = schools.entry(dev.school_id.clone()).or_default();
         sc.0 += 1;
-        match inv.as_ref().and_then(win11_blockers) {
+        match inv.and_then(win11_blockers) {
             Some(b) if b.is_empty() => sc.1 += 1,
             Some(b) => {
                 sc.2 += 1;
                 let cpu = inv
-                    .as_ref()
                     .and_then(|i| i.hardware.as_ref())
                     .map(|h| h.cpu_model.clone())
                     .unwrap_or_default();
@@ -1208,42 +1598,56 @@ pub async fn procurement(
     let body = html! {
         (county_picker(&d, "/beschaffung", county).await?)
         h2 { "Geräte nach Modell" }
-        table {
-            thead { tr { th { "Hersteller" } th { "Modell" } th class="num" { "Anzahl" } th class="num" { "Ø Jahre im Bestand" } } }
-            tbody {
-                @for ((vendor, model), (n, days)) in &models {
-                    tr { td { (vendor) } td { (model) } td class="num" { (n) } td class="num" { (format!("{:.1}", *days as f64 / *n as f64 / 365.0).replace('.', ",")) } }
-                }
-            }
-        }
+        (table(&["Hersteller", "Modell", "#Anzahl", "#Ø Jahre im Bestand"],
+            models.iter().map(|((vendor, model), (n, days))| row![
+                vendor, model, n, format!("{:.1}", *days as f64 / *n as f64 / 365.0).replace('.', ","),
+            ])))
         p class="hint" { "Alter: seit der Aufnahme in schoolfleet (das Kaufdatum ist im Inventar nicht bekannt)." }
         h2 { "Windows 11 je Schule" }
-        table {
-            thead { tr { th { "Schule" } th class="num" { "Geräte" } th class="num" { "Windows-11-fähig" } th class="num" { "nicht fähig" } th class="num" { "kein Windows / unbekannt" } } }
-            tbody { @for (school, (n, ok, no, other)) in &schools { tr { td { (school) } td class="num" { (n) } td class="num" { (ok) } td class="num" { (no) } td class="num" { (other) } } } }
-        }
+        (table(&["Schule", "#Geräte", "#Windows-11-fähig", "#nicht fähig", "#kein Windows / unbekannt"],
+            schools.iter().map(|(school, (n, ok, no, other))| row![school, n, ok, no, other])))
         @if !blocked.is_empty() {
             h2 { "Nicht Windows-11-fähig" }
-            table {
-                thead { tr { th { "Gerät" } th { "Schule" } th { "Gründe" } th { "CPU" } } }
-                tbody { @for (dev, reasons, cpu) in &blocked { tr { td { a href={ "/geraete/" (dev.id) } { (dev.hostname) } } td { (dev.school_id) } td { (reasons.join(", ")) } td { (cpu) } } } }
-            }
+            (table(&["Gerät", "Schule", "Gründe", "CPU"],
+                blocked.iter().map(|(dev, reasons, cpu)| row![
+                    link(format!("/geraete/{}", dev.id), &dev.hostname), dev.school_id, reasons.join(", "), cpu,
+                ])))
         }
         h2 { "Betriebssystem ohne Herstellerunterstützung" }
-        @if eol.is_empty() { p { "Keine (laut Lebenszyklus-Tabelle des IT-Standards)." } }
-        @else {
-            table {
-                thead { tr { th { "Gerät" } th { "Schule" } th { "Regel" } th { "System" } } }
-                tbody { @for (title, f) in &eol { tr { td { a href={ "/geraete/" (f.device_id) } { (f.hostname) } } td { (f.school_id) } td { (title) } td { (f.actual) } } } }
-            }
-        }
+        (table_or("Keine (laut Lebenszyklus-Tabelle des IT-Standards).", &["Gerät", "Schule", "Regel", "System", "Grund"],
+            eol.iter().map(|(title, f)| row![
+                link(format!("/geraete/{}", f.device_id), &f.hostname), f.school_id, title, f.actual, reason_de(&f.reason),
+            ]).collect()))
     };
     Ok(page(&s, &d, "Beschaffung", body))
 }
 
 // --- school leaders ---
 
-pub async fn school(State(state): State<WebState>, s: Session, Path(id): Path<String>) -> Page {
+/// The consent modes in German, mildest first.
+const CONSENT_LABELS: [(&str, &str); 3] = [
+    ("none", "ohne Rückfrage"),
+    ("notify", "mit Hinweis an die angemeldete Person"),
+    ("prompt", "nur mit Zustimmung der angemeldeten Person"),
+];
+
+fn consent_label(mode: &str) -> &str {
+    CONSENT_LABELS
+        .iter()
+        .find(|(m, _)| *m == mode)
+        .map_or(mode, |(_, label)| label)
+}
+
+/// The class a policy or floor applies to, in German.
+fn class_label(class: &str) -> &str {
+    if class.is_empty() {
+        "ganze Schule"
+    } else {
+        class
+    }
+}
+
+pub async fn school(Ctx { state, s }: Ctx, Path(id): Path<String>) -> Page {
     let d = Data::new(&state.app, &s.principal);
     let school = d.school(&id).await?;
     let devices = d.devices(Some(&school.county_id), Some(&school.id)).await?;
@@ -1272,32 +1676,90 @@ pub async fn school(State(state): State<WebState>, s: Session, Path(id): Path<St
             .take(100)
             .collect::<Vec<_>>()
     });
+    let policies = d.consent_policies(&school.id).await?;
+    let (floors, classes) = d.consent_floors(&school).await?;
+    let may_set = d.may_set_consent(&school);
+    let default_consent = &state.app.config.sessions.default_consent;
     let body = html! {
         p class="big" {
             @if let Some(c) = &compliance { "Konform: " strong { (percent(c.compliant, c.devices)) } " (" (c.compliant) " von " (c.devices) ") · " }
-            a href={ "/konformitaet?county=" (school.county_id) "&school=" (school.id) } { "Konformität im Einzelnen" }
+            (link(format!("/konformitaet?county={}&school={}", school.county_id, school.id), "Konformität im Einzelnen"))
         }
         h2 { "Geräte (" (devices.len()) ")" }
-        table {
-            thead { tr { th { "Gerät" } th { "Klasse" } th { "System" } th { "zuletzt gesehen" } } }
-            tbody { @for dev in &devices { tr { td { a href={ "/geraete/" (dev.id) } { (dev.hostname) } } td { (dev.device_class) } td { (dev.os_name) " " (dev.os_version) } td { (dev.last_seen.map(when).unwrap_or_else(|| "nie".into())) } } } }
-        }
+        (table(&["Gerät", "Klasse", "System", "zuletzt gesehen"],
+            devices.iter().map(|dev| row![
+                link(format!("/geraete/{}", dev.id), &dev.hostname), dev.device_class,
+                format!("{} {}", dev.os_name, dev.os_version),
+                dev.last_seen.map(when).unwrap_or_else(|| "nie".into()),
+            ])))
         h2 { "Tickets" }
-        @if tickets.is_empty() { p { "Keine." } }
-        table {
-            tbody { @for t in &tickets { tr { td { a href={ "/tickets/" (t.key()) } { (t.key()) } } td { (t.title) } td { (status_label(&t.status)) } td { (when(t.created_at)) } } } }
-        }
+        (table_or("Keine.", &["Nummer", "Betreff", "Status", "Erstellt"],
+            tickets.iter().map(|t| row![
+                link(format!("/tickets/{}", t.key()), t.key()), t.title, status_label(&t.status), when(t.created_at),
+            ]).collect()))
         h2 { "Fernwartung: wer, wann, warum" }
         @match &sessions {
             None => p { "Keine Berechtigung, Fernwartungssitzungen zu sehen." },
-            Some(list) if list.is_empty() => p { "Keine Sitzungen." },
-            Some(list) => table {
-                thead { tr { th { "Beginn" } th { "Ende" } th { "Wer" } th { "Art" } th { "Grund" } th { "Ticket" } } }
-                tbody { @for x in list { tr { td { (when(x.started_at)) } td { (x.ended_at.map(when).unwrap_or_else(|| "läuft".into())) } td { (x.actor) } td { (x.kind) } td { (x.reason) } td { (x.ticket) } } } }
-            },
+            Some(list) => (table_or("Keine Sitzungen.", &["Beginn", "Ende", "Wer", "Art", "Grund", "Ticket"],
+                list.iter().map(|x| row![when(x.started_at), until(x.ended_at), x.actor, x.kind, x.reason, x.ticket]).collect())),
+        }
+        h2 id="einwilligung" { "Einwilligung bei Fernwartung" }
+        p { "Ohne eigene Einstellung gilt: " strong { (consent_label(default_consent)) } "." }
+        (table_or("Die Schule hat noch nichts festgelegt.", &["Gilt für", "Einstellung", "geändert von", "am"],
+            policies.iter().map(|x| row![class_label(&x.device_class), consent_label(&x.consent), x.updated_by, when(x.updated_at)]).collect()))
+        @if !floors.is_empty() {
+            p { "Mindeststufe der Schulleitung (Technik und Landkreis können sie nur verschärfen):" }
+            (table(&["Gilt für", "mindestens", "festgelegt von", "am"],
+                floors.iter().map(|f| row![class_label(&f.device_class), consent_label(&f.floor), f.set_by, when(f.set_at)])))
+        }
+        @if may_set {
+            (post_form(&format!("/schule/{}/einwilligung", school.id), &s.csrf, "Einstellung speichern", html! {
+                label for="device_class" { "Gilt für" }
+                select id="device_class" name="device_class" {
+                    option value="" { "ganze Schule" }
+                    @for c in &classes { option value=(c.id) { (c.label) " (" (c.id) ")" } }
+                }
+                fieldset {
+                    legend { "Fernwartung an Geräten dieser Schule" }
+                    @for (i, (mode, label)) in CONSENT_LABELS.iter().enumerate() {
+                        div class="choice" {
+                            input type="radio" name="consent" id={ "consent-" (i) } value=(mode) required checked[*mode == "prompt"];
+                            label for={ "consent-" (i) } { (label) }
+                        }
+                    }
+                }
+            }))
         }
     };
     Ok(page(&s, &d, &format!("Schule {}", school.name), body))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct ConsentForm {
+    csrf: String,
+    device_class: String,
+    consent: String,
+}
+
+/// A school lead (or anyone with `ConsentManage` there) sets the school's
+/// consent: `service::consent::set_policy`, the function gRPC calls.
+pub async fn school_consent(
+    Ctx { state, s }: Ctx,
+    Path(id): Path<String>,
+    Form(form): Form<ConsentForm>,
+) -> Page {
+    s.check_csrf(&form.csrf)?;
+    if !CONSENT_LABELS.iter().any(|(mode, _)| *mode == form.consent) {
+        return Err(PageError::Invalid(
+            "Bitte eine der angebotenen Einstellungen wählen.".into(),
+        ));
+    }
+    let d = Data::new(&state.app, &s.principal);
+    let policy = d
+        .set_consent(&id, &form.device_class, &form.consent)
+        .await?;
+    Ok(Redirect::to(&format!("/schule/{}#einwilligung", policy.school_id)).into_response())
 }
 
 // --- technicians ---
@@ -1311,11 +1773,7 @@ pub struct QueueQuery {
     assignee: Option<String>,
 }
 
-pub async fn ticket_queue(
-    State(state): State<WebState>,
-    s: Session,
-    Query(q): Query<QueueQuery>,
-) -> Page {
+pub async fn ticket_queue(Ctx { state, s }: Ctx, Query(q): Query<QueueQuery>) -> Page {
     let d = Data::new(&state.app, &s.principal);
     if !d.may_read_tickets() {
         return Err(PageError::Denied);
@@ -1369,28 +1827,19 @@ pub async fn ticket_queue(
             button type="submit" { "Filtern" }
         }
         p { (tickets.len()) " Tickets" }
-        table {
-            thead { tr { th { "Nummer" } th { "Betreff" } th { "Status" } th { "Priorität" } th { "Kategorie" } th { "Schule" } th { "Bearbeiter" } th { "Erstellt" } } }
-            tbody {
-                @for t in &tickets {
-                    tr {
-                        td { a href={ "/tickets/" (t.key()) } { (t.key()) } }
-                        td { (t.title) }
-                        td { (status_label(&t.status)) }
-                        td { (t.priority) }
-                        td { (t.category) }
-                        td { (t.school_id.as_deref().unwrap_or(&t.county_id)) }
-                        td { (t.assignee_id.as_ref().and_then(|a| names.get(a)).map(String::as_str).unwrap_or("–")) }
-                        td { (when(t.created_at)) }
-                    }
-                }
-            }
-        }
+        (table(&["Nummer", "Betreff", "Status", "Priorität", "Kategorie", "Schule", "Bearbeiter", "Erstellt"],
+            tickets.iter().map(|t| row![
+                link(format!("/tickets/{}", t.key()), t.key()),
+                t.title, status_label(&t.status), t.priority, data::category_label(&t.category),
+                t.school_id.as_deref().unwrap_or(&t.county_id),
+                t.assignee_id.as_ref().and_then(|a| names.get(a)).map(String::as_str).unwrap_or("–"),
+                when(t.created_at),
+            ])))
     };
     Ok(page(&s, &d, "Tickets", body))
 }
 
-pub async fn ticket(State(state): State<WebState>, s: Session, Path(key): Path<String>) -> Page {
+pub async fn ticket(Ctx { state, s }: Ctx, Path(key): Path<String>) -> Page {
     let d = Data::new(&state.app, &s.principal);
     let (ticket, timeline) = d.ticket(&key).await?;
     let devices = d.ticket_devices(&ticket).await?;
@@ -1400,16 +1849,16 @@ pub async fn ticket(State(state): State<WebState>, s: Session, Path(key): Path<S
         &crate::service::access::ticket_tenant(&ticket),
     );
     let body = html! {
-        dl class="facts" {
-            dt { "Betreff" } dd { (ticket.title) }
-            dt { "Status" } dd { (status_label(&ticket.status)) }
-            dt { "Priorität" } dd { (ticket.priority) }
-            dt { "Kategorie" } dd { (ticket.category) }
-            dt { "Schule" } dd { (ticket.school_id.as_deref().unwrap_or("–")) " (" (ticket.county_id) ")" }
-            dt { "Gemeldet von" } dd { (ticket.reporter) }
-            dt { "Bearbeiter" } dd { (ticket.assignee_id.as_ref().and_then(|a| names.get(a)).map(String::as_str).unwrap_or("–")) }
-            dt { "Geräte" } dd { @for dev in &devices { a href={ "/geraete/" (dev.id) } { (dev.hostname) } " " } }
-        }
+        (facts([
+            ("Betreff", html! { (ticket.title) }),
+            ("Status", html! { (status_label(&ticket.status)) }),
+            ("Priorität", html! { (ticket.priority) }),
+            ("Kategorie", html! { (data::category_label(&ticket.category)) }),
+            ("Schule", html! { (ticket.school_id.as_deref().unwrap_or("–")) " (" (ticket.county_id) ")" }),
+            ("Gemeldet von", html! { (ticket.reporter) }),
+            ("Bearbeiter", html! { (ticket.assignee_id.as_ref().and_then(|a| names.get(a)).map(String::as_str).unwrap_or("–")) }),
+            ("Geräte", html! { @for dev in &devices { (link(format!("/geraete/{}", dev.id), &dev.hostname)) " " } }),
+        ]))
         h2 { "Beschreibung" }
         p class="text" { (ticket.description) }
         h2 { "Verlauf" }
@@ -1437,7 +1886,7 @@ pub async fn ticket(State(state): State<WebState>, s: Session, Path(key): Path<S
                         }
                         TimelineEntry::Session(x) => {
                             strong { (x.actor) } " Fernwartung (" (x.kind) "), Grund: " (x.reason)
-                            " · Ende: " (x.ended_at.map(when).unwrap_or_else(|| "läuft".into()))
+                            " · Ende: " (until(x.ended_at))
                             @if let Some(code) = x.exit_code { " · Exit-Code " (code) }
                         }
                     }
@@ -1445,20 +1894,15 @@ pub async fn ticket(State(state): State<WebState>, s: Session, Path(key): Path<S
             }
         }
         @if may_work {
-            form method="post" action={ "/tickets/" (ticket.key()) "/kommentar" } class="card" {
-                input type="hidden" name="csrf" value=(s.csrf);
-                label for="text" { "Kommentar" }
-                textarea id="text" name="text" rows="4" required {}
-                button type="submit" { "Kommentieren" }
-            }
+            (post_form(&format!("/tickets/{}/kommentar", ticket.key()), &s.csrf, "Kommentieren",
+                text_field("Kommentar", 4)))
         }
     };
     Ok(page(&s, &d, &format!("Ticket {}", ticket.key()), body))
 }
 
 pub async fn ticket_comment(
-    State(state): State<WebState>,
-    s: Session,
+    Ctx { state, s }: Ctx,
     Path(key): Path<String>,
     Form(form): Form<TextForm>,
 ) -> Page {
@@ -1472,7 +1916,7 @@ fn bytes(n: u64) -> String {
     format!("{:.1} GB", n as f64 / 1e9).replace('.', ",")
 }
 
-pub async fn device(State(state): State<WebState>, s: Session, Path(key): Path<String>) -> Page {
+pub async fn device(Ctx { state, s }: Ctx, Path(key): Path<String>) -> Page {
     let d = Data::new(&state.app, &s.principal);
     let device = d.device(&key).await?;
     let inventory = d.inventory(&device).await?;
@@ -1509,13 +1953,13 @@ pub async fn device(State(state): State<WebState>, s: Session, Path(key): Path<S
             .unwrap_or_else(|| rule.to_owned())
     };
     let body = html! {
-        dl class="facts" {
-            dt { "Schule" } dd { a href={ "/schule/" (device.school_id) } { (device.school_id) } " (" (device.county_id) ")" }
-            dt { "Klasse" } dd { (device.device_class) }
-            dt { "Status" } dd { (device.status) }
-            dt { "Zuletzt gesehen" } dd { (device.last_seen.map(when).unwrap_or_else(|| "nie".into())) }
-            dt { "Geräte-ID" } dd { code { (device.id) } }
-        }
+        (facts([
+            ("Schule", html! { (link(format!("/schule/{}", device.school_id), &device.school_id)) " (" (device.county_id) ")" }),
+            ("Klasse", html! { (device.device_class) }),
+            ("Status", html! { (device.status) }),
+            ("Zuletzt gesehen", html! { (device.last_seen.map(when).unwrap_or_else(|| "nie".into())) }),
+            ("Geräte-ID", html! { code { (device.id) } }),
+        ]))
         @if may_shell {
             h2 { "Fernwartung starten" }
             p { "Im Terminal (der Grund wird protokolliert):" }
@@ -1540,29 +1984,18 @@ pub async fn device(State(state): State<WebState>, s: Session, Path(key): Path<S
             }
         }
         h2 { "Konformität" }
-        @if results.is_empty() { p { "Noch nicht bewertet." } }
-        @else {
-            table {
-                thead { tr { th { "Regel" } th { "Ergebnis" } th { "erwartet" } th { "tatsächlich" } th { "Ausnahme" } } }
-                tbody {
-                    @for r in &results {
-                        tr {
-                            td { (title_of(&r.rule_id)) }
-                            td { (result_label(&r.status)) }
-                            td { (r.expected) } td { (r.actual) }
-                            td { (r.waiver_id) @if let Some(exp) = r.waiver_expires_at { " bis " (day(exp)) } }
-                        }
-                    }
-                }
-            }
-        }
+        (table_or("Noch nicht bewertet.", &["Regel", "Ergebnis", "erwartet", "tatsächlich", "Grund", "Ausnahme"],
+            results.iter().map(|r| row![
+                title_of(&r.rule_id), result_label(&r.status), r.expected, r.actual, reason_de(&r.reason),
+                html! { (r.waiver_id) @if let Some(exp) = r.waiver_expires_at { " bis " (day(exp)) } },
+            ]).collect()))
         h2 { "Offene Tickets" }
         @if open_tickets.is_empty() { p { "Keine." } }
         ul { @for t in &open_tickets { li { a href={ "/tickets/" (t.key()) } { (t.key()) } " " (t.title) } } }
         @if let Some(list) = &sessions {
             h2 { "Fernwartung" }
             @if list.is_empty() { p { "Keine Sitzungen." } }
-            ul { @for x in list { li { (when(x.started_at)) " " (x.actor) " (" (x.kind) "): " (x.reason) } } }
+            ul { @for x in list { li { (when(x.started_at)) " bis " (until(x.ended_at)) " " (x.actor) " (" (x.kind) "): " (x.reason) } } }
         }
         h2 { "Verlauf" }
         @if history.is_empty() { p { "Keine Änderungen." } }
@@ -1580,11 +2013,7 @@ pub struct SearchQuery {
     q: Option<String>,
 }
 
-pub async fn search(
-    State(state): State<WebState>,
-    s: Session,
-    Query(q): Query<SearchQuery>,
-) -> Page {
+pub async fn search(Ctx { state, s }: Ctx, Query(q): Query<SearchQuery>) -> Page {
     let d = Data::new(&state.app, &s.principal);
     let text = given(&q.q).unwrap_or_default().to_owned();
     let hits = if text.is_empty() {

@@ -23,6 +23,13 @@ use crate::storage::{StorageError, Store, User, WebSessionRecord, now_millis};
 pub const SESSION_COOKIE: &str = "__Host-sf_session";
 /// The double-submit token of the login form (before there is a session).
 pub const LOGIN_COOKIE: &str = "__Host-sf_login";
+/// A login that passed the password and waits for the second factor: a
+/// sealed (keyring) user id, expiry and the login form's token, so it is
+/// worthless on another browser, after five minutes, or once used.
+pub const SECOND_FACTOR_COOKIE: &str = "__Host-sf_2fa";
+/// How long the code step may take, in seconds.
+pub const SECOND_FACTOR_SECONDS: u64 = 300;
+const SECOND_FACTOR_CONTEXT: &[u8] = b"web-login-second-factor";
 /// The session is written back at most this often (idle accounting).
 const TOUCH_EVERY_MS: i64 = 60_000;
 
@@ -113,6 +120,34 @@ pub fn set_cookie(name: &str, value: &str, max_age_seconds: Option<u64>) -> Stri
 
 pub fn clear_cookie(name: &str) -> String {
     set_cookie(name, "", Some(0))
+}
+
+/// The cookie value of a login waiting for its code.
+pub fn seal_pending(keys: &crate::keyring::Keyring, user_id: &str, login_token: &str) -> String {
+    let expires = now_millis() + SECOND_FACTOR_SECONDS as i64 * 1000;
+    hex::encode(keys.seal(
+        SECOND_FACTOR_CONTEXT,
+        format!("{user_id}\n{expires}\n{login_token}").as_bytes(),
+    ))
+}
+
+/// The user id of a pending login, if the cookie is genuine, not expired,
+/// and belongs to this browser's login form token.
+pub fn open_pending(
+    keys: &crate::keyring::Keyring,
+    value: &str,
+    login_token: &str,
+) -> Option<String> {
+    if value.len() > 1024 {
+        return None;
+    }
+    let blob = hex::decode(value).ok()?;
+    let plain = String::from_utf8(keys.open(SECOND_FACTOR_CONTEXT, &blob).ok()?).ok()?;
+    let mut parts = plain.splitn(3, '\n');
+    let (user_id, expires, token) = (parts.next()?, parts.next()?, parts.next()?);
+    let expires: i64 = expires.parse().ok()?;
+    (expires > now_millis() && !login_token.is_empty() && tokens_equal(token, login_token))
+        .then(|| user_id.to_owned())
 }
 
 /// Starts a session for `user`; returns the cookie value.

@@ -81,13 +81,20 @@ impl Answer {
 }
 
 /// Users of the fixture: (name, county, role, scope).
-pub const USERS: [(&str, &str, &str, &str); 7] = [
+pub const USERS: [(&str, &str, &str, &str); 8] = [
     ("koord-kus", "kus", "coordinator", "county:kus"),
     ("koord-kl", "kl", "coordinator", "county:kl"),
     ("lehrerin-kus", "kus", "teacher", "school:kus012"),
     ("lehrer-kus", "kus", "teacher", "school:kus012"),
     ("technik-kus", "kus", "technician", "county:kus"),
-    ("schulleitung-kus012", "kus", "coordinator", "school:kus012"),
+    // The school's lead (issue 12's role) and a read-only school account.
+    (
+        "schulleitung-kus012",
+        "kus",
+        "schulleitung",
+        "school:kus012",
+    ),
+    ("leser-kus012", "kus", "viewer", "school:kus012"),
     ("lehrer-kl", "kl", "teacher", "school:kl001"),
 ];
 
@@ -375,6 +382,38 @@ impl Portal {
     }
 
     /// Logs in through the form; returns the `Cookie` header value.
+    /// Enrols and confirms a TOTP for `user` through the step-up's own
+    /// functions (what `schoolfleet mfa enroll` calls); returns the secret
+    /// and the time step the confirmation used (so the next code is the
+    /// next step's).
+    pub async fn enrol_totp(&self, user: &str) -> (Vec<u8>, u64) {
+        use schoolfleet_server::auth::{Principal, mfa};
+        let state = &self.server.state;
+        let user = self.server.store().get_user(user).await.unwrap().unwrap();
+        let principal = Principal::from_user(&user);
+        let enrolled = schoolfleet_server::sessions::step_up::enroll(
+            state,
+            &principal,
+            &EnrollTotpRequest::default(),
+        )
+        .await
+        .unwrap();
+        let secret = data_encoding::BASE32_NOPAD
+            .decode(enrolled.secret.as_bytes())
+            .unwrap();
+        let step = mfa::step_of(now_millis() as u64 / 1000);
+        schoolfleet_server::sessions::step_up::confirm(
+            state,
+            &principal,
+            &ConfirmTotpRequest {
+                code: mfa::format_code(mfa::code_at(&secret, step)),
+            },
+        )
+        .await
+        .unwrap();
+        (secret, step)
+    }
+
     pub async fn login(&self, user: &str) -> String {
         let page = self.request("GET", "/anmelden", None, None).await;
         let login_cookie = cookie_pair(page.set_cookies()[0]);
