@@ -440,12 +440,20 @@ async fn auth_failure_auditor(state: AppState) {
 
 /// How often recordings and audit entries past their retention go.
 const RETENTION_SWEEP: Duration = Duration::from_secs(3600);
+/// The first sweep waits this long after the start: a restarted server
+/// first takes back its agents (a reconnect storm) before it deletes and
+/// vacuums. (It also kept a first sweep from racing tests that write
+/// expired rows into a server that has just started.)
+const FIRST_RETENTION_SWEEP: Duration = Duration::from_secs(120);
 
 /// Deletes recordings and audit entries past their retention, hourly.
 /// Replicas may run it at once: deletes are idempotent and the audit
 /// pruning takes the chain's lock.
 async fn retention_sweeper(state: AppState) {
-    let mut interval = tokio::time::interval(RETENTION_SWEEP);
+    let mut interval = tokio::time::interval_at(
+        tokio::time::Instant::now() + FIRST_RETENTION_SWEEP,
+        RETENTION_SWEEP,
+    );
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

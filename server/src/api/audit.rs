@@ -1,13 +1,11 @@
-//! The audit service: list entries (county- or school-scoped) and verify
-//! the chain.
+//! The audit service: the adapter of `AuditService` over `service::audit`.
 
 use schoolfleet_proto::v1::audit_service_server::AuditService;
 use schoolfleet_proto::v1::*;
 use tonic::{Request, Response, Status};
 
-use super::{AppState, convert, storage_status};
-use crate::auth::Permission;
-use crate::storage::AuditQuery;
+use super::{AppState, convert};
+use crate::service::audit::{self, EntryFilter};
 
 #[derive(Debug, Clone)]
 pub struct AuditApi(pub AppState);
@@ -18,36 +16,9 @@ impl AuditService for AuditApi {
         &self,
         request: Request<ListAuditEventsRequest>,
     ) -> Result<Response<ListAuditEventsResponse>, Status> {
-        let state = &self.0;
-        let principal = state.principal(&request).await?;
+        let principal = self.0.principal(&request).await?;
         let req = request.into_inner();
-        let filter = principal.filter(Permission::AuditRead);
-        if filter.is_empty() {
-            return Err(Status::permission_denied(format!(
-                "{} may not read the audit log",
-                principal.name
-            )));
-        }
-        // County readers get their counties' entries; school-scoped readers
-        // (the school lead) only the entries that name their school.
-        let counties = (!filter.all).then(|| filter.counties.clone());
-        let schools = if filter.all {
-            Vec::new()
-        } else {
-            filter.schools.clone()
-        };
-        let target = req.target.trim();
-        let targets = if target.is_empty() {
-            Vec::new()
-        } else if target.contains(':') {
-            vec![target.to_owned()]
-        } else {
-            // A bare id or name matches whatever kind of object it names.
-            ["", "session:", "device:", "user:", "school:"]
-                .iter()
-                .map(|prefix| format!("{prefix}{target}"))
-                .collect()
-        };
+        let reader = audit::reader(&principal)?;
         let since = match req.since {
             Some(ts) => Some(
                 schoolfleet_proto::time::from_timestamp(&ts)
@@ -56,23 +27,13 @@ impl AuditService for AuditApi {
             ),
             None => None,
         };
-        let limit = match req.limit {
-            0 => 100,
-            n => n.min(10_000),
+        let filter = EntryFilter {
+            target: &req.target,
+            action_prefix: &req.action_prefix,
+            since,
+            limit: req.limit,
         };
-        let prefix = req.action_prefix.trim();
-        let entries = state
-            .store
-            .list_audit_entries(&AuditQuery {
-                counties,
-                schools,
-                action_prefix: (!prefix.is_empty()).then(|| prefix.to_owned()),
-                targets,
-                since,
-                limit: limit as i64,
-            })
-            .await
-            .map_err(storage_status)?;
+        let entries = audit::entries(&self.0, &reader, &filter).await?;
         Ok(Response::new(ListAuditEventsResponse {
             entries: entries
                 .into_iter()
@@ -97,24 +58,9 @@ impl AuditService for AuditApi {
         &self,
         request: Request<VerifyAuditChainRequest>,
     ) -> Result<Response<VerifyAuditChainResponse>, Status> {
-        let state = &self.0;
-        let principal = state.principal(&request).await?;
-        if !principal.can_anywhere(Permission::AuditRead) {
-            return Err(Status::permission_denied(format!(
-                "{} may not read the audit log",
-                principal.name
-            )));
-        }
-        let (result, head) =
-            crate::audit::verify(state.store.as_ref(), state.config.audit.retention)
-                .await
-                .map_err(storage_status)?;
+        let principal = self.0.principal(&request).await?;
+        let (result, head) = audit::verify(&self.0, &principal).await?;
         let (broken_at_seq, problem) = result.broken.clone().unwrap_or_default();
-        tracing::info!(
-            ok = result.broken.is_none(),
-            entries = result.entries_checked,
-            "audit chain verified"
-        );
         Ok(Response::new(VerifyAuditChainResponse {
             ok: result.broken.is_none(),
             entries_checked: result.entries_checked,

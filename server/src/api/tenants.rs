@@ -1,12 +1,12 @@
-//! Counties, schools and device classes.
+//! Counties, schools and device classes: the adapter of `TenantService`
+//! over `service::tenants`.
 
 use schoolfleet_proto::v1::tenant_service_server::TenantService;
 use schoolfleet_proto::v1::*;
 use tonic::{Request, Response, Status};
 
-use super::{AppState, convert, display_text, require, storage_status, tenant_id};
-use crate::auth::{Permission, TenantRef};
-use crate::storage::{self, now_millis};
+use super::{AppState, convert};
+use crate::service::tenants;
 
 #[derive(Debug, Clone)]
 pub struct TenantApi(pub AppState);
@@ -17,34 +17,9 @@ impl TenantService for TenantApi {
         &self,
         request: Request<CreateCountyRequest>,
     ) -> Result<Response<County>, Status> {
-        let state = &self.0;
-        let principal = state.principal(&request).await?;
+        let principal = self.0.principal(&request).await?;
         let req = request.into_inner();
-        require(
-            &principal,
-            Permission::TenantManage,
-            &TenantRef::Cooperation,
-        )?;
-        let county = storage::County {
-            id: tenant_id("county id", &req.id)?,
-            name: display_text("name", &req.name, 200)?,
-            created_at: now_millis(),
-        };
-        state
-            .store
-            .create_county(&county)
-            .await
-            .map_err(storage_status)?;
-        state
-            .audit(
-                &principal.actor(),
-                "county.create",
-                &county.id,
-                Some(&county.id),
-                "ok",
-                county.name.clone(),
-            )
-            .await;
+        let county = tenants::create_county(&self.0, &principal, &req.id, &req.name).await?;
         Ok(Response::new(convert::county(&county)))
     }
 
@@ -52,27 +27,11 @@ impl TenantService for TenantApi {
         &self,
         request: Request<ListCountiesRequest>,
     ) -> Result<Response<ListCountiesResponse>, Status> {
-        let state = &self.0;
-        let principal = state.principal(&request).await?;
-        let filter = principal.filter(Permission::TenantRead);
-        let schools = state
-            .store
-            .list_schools(None)
-            .await
-            .map_err(storage_status)?;
-        let counties = state
-            .store
-            .list_counties()
-            .await
-            .map_err(storage_status)?
-            .into_iter()
-            .filter(|c| {
-                filter.allows(&c.id, None)
-                    || schools
-                        .iter()
-                        .any(|s| s.county_id == c.id && filter.allows(&c.id, Some(&s.id)))
-            })
-            .map(|c| convert::county(&c))
+        let principal = self.0.principal(&request).await?;
+        let counties = tenants::list_counties(&self.0, &principal)
+            .await?
+            .iter()
+            .map(convert::county)
             .collect();
         Ok(Response::new(ListCountiesResponse { counties }))
     }
@@ -81,42 +40,10 @@ impl TenantService for TenantApi {
         &self,
         request: Request<CreateSchoolRequest>,
     ) -> Result<Response<School>, Status> {
-        let state = &self.0;
-        let principal = state.principal(&request).await?;
+        let principal = self.0.principal(&request).await?;
         let req = request.into_inner();
-        let county_id = tenant_id("county id", &req.county_id)?;
-        let county = TenantRef::County(county_id.clone());
-        let county_exists = state
-            .store
-            .get_county(&county_id)
-            .await
-            .map_err(storage_status)?
-            .is_some();
-        if !county_exists || !principal.can(Permission::TenantRead, &county) {
-            return Err(Status::not_found(format!("county {county_id:?} not found")));
-        }
-        require(&principal, Permission::TenantManage, &county)?;
-        let school = storage::School {
-            id: tenant_id("school id", &req.id)?,
-            county_id,
-            name: display_text("name", &req.name, 200)?,
-            created_at: now_millis(),
-        };
-        state
-            .store
-            .create_school(&school)
-            .await
-            .map_err(storage_status)?;
-        state
-            .audit(
-                &principal.actor(),
-                "school.create",
-                &school.id,
-                Some(&school.county_id),
-                "ok",
-                school.name.clone(),
-            )
-            .await;
+        let school =
+            tenants::create_school(&self.0, &principal, &req.county_id, &req.id, &req.name).await?;
         Ok(Response::new(convert::school(&school)))
     }
 
@@ -124,19 +51,13 @@ impl TenantService for TenantApi {
         &self,
         request: Request<ListSchoolsRequest>,
     ) -> Result<Response<ListSchoolsResponse>, Status> {
-        let state = &self.0;
-        let principal = state.principal(&request).await?;
+        let principal = self.0.principal(&request).await?;
         let req = request.into_inner();
-        let filter = principal.filter(Permission::TenantRead);
         let county = (!req.county_id.is_empty()).then_some(req.county_id.as_str());
-        let schools = state
-            .store
-            .list_schools(county)
-            .await
-            .map_err(storage_status)?
-            .into_iter()
-            .filter(|s| filter.allows(&s.county_id, Some(&s.id)))
-            .map(|s| convert::school(&s))
+        let schools = tenants::list_schools(&self.0, &principal, county)
+            .await?
+            .iter()
+            .map(convert::school)
             .collect();
         Ok(Response::new(ListSchoolsResponse { schools }))
     }
@@ -145,34 +66,9 @@ impl TenantService for TenantApi {
         &self,
         request: Request<CreateDeviceClassRequest>,
     ) -> Result<Response<DeviceClass>, Status> {
-        let state = &self.0;
-        let principal = state.principal(&request).await?;
+        let principal = self.0.principal(&request).await?;
         let req = request.into_inner();
-        require(
-            &principal,
-            Permission::TenantManage,
-            &TenantRef::Cooperation,
-        )?;
-        let class = storage::DeviceClass {
-            id: tenant_id("device class", &req.id)?,
-            label: display_text("label", &req.label, 200)?,
-            created_at: now_millis(),
-        };
-        state
-            .store
-            .create_device_class(&class)
-            .await
-            .map_err(storage_status)?;
-        state
-            .audit(
-                &principal.actor(),
-                "device_class.create",
-                &class.id,
-                None,
-                "ok",
-                class.label.clone(),
-            )
-            .await;
+        let class = tenants::create_device_class(&self.0, &principal, &req.id, &req.label).await?;
         Ok(Response::new(DeviceClass {
             id: class.id,
             label: class.label,
@@ -183,13 +79,9 @@ impl TenantService for TenantApi {
         &self,
         request: Request<ListDeviceClassesRequest>,
     ) -> Result<Response<ListDeviceClassesResponse>, Status> {
-        let state = &self.0;
-        state.principal(&request).await?;
-        let device_classes = state
-            .store
-            .list_device_classes()
-            .await
-            .map_err(storage_status)?
+        let principal = self.0.principal(&request).await?;
+        let device_classes = tenants::list_device_classes(&self.0, &principal)
+            .await?
             .into_iter()
             .map(|c| DeviceClass {
                 id: c.id,

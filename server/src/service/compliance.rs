@@ -1,7 +1,7 @@
 //! Compliance with the common IT standard, as reports read it: the
 //! summary per county and school, one device's results, the failing
-//! devices of a rule. Applying and linting the standard stay in
-//! `api/compliance.rs`.
+//! devices of a rule. Linting, applying and reading the standard itself
+//! are in `service::standard`.
 //!
 //! Counties and schools named in a request must be known to the caller
 //! ([`require_known`]); waivers are shown only to whoever may read devices

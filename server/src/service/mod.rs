@@ -7,12 +7,16 @@
 //! back (an `AppError` through the one table in [`error`]).
 
 pub mod access;
+pub mod audit;
 pub mod compliance;
 pub mod consent;
 pub mod devices;
+pub mod enrolment;
 pub mod error;
 pub mod input;
 pub mod kb;
+pub mod standard;
+pub mod tenants;
 pub mod tickets;
 pub mod users;
 
