@@ -1090,6 +1090,61 @@ async fn software_is_written_as_a_diff(store: Arc<dyn Store>, raw: common::RawDb
     assert_eq!(software_rows(&store, "d2").await.len(), 1);
 }
 
+/// A web login's code uses its time step once, like a session start's, but
+/// leaves the session starts' grace window open.
+async fn a_login_step_keeps_the_session_grace_window(store: Arc<dyn Store>) {
+    seed_tenants(&store).await;
+    store
+        .create_user(&User {
+            id: "u1".into(),
+            name: "anna".into(),
+            county_id: Some("kus".into()),
+            created_at: 5,
+            bindings: vec![RoleBindingRecord::new("technician", "county:kus")],
+        })
+        .await
+        .unwrap();
+    store
+        .put_user_mfa(&UserMfaRecord {
+            user_id: "u1".into(),
+            method: "totp".into(),
+            secret: vec![1, 2, 3],
+            confirmed: false,
+            last_step: 0,
+            grace_until: 0,
+            grace_kind: String::new(),
+            grace_reason: String::new(),
+            created_at: 1,
+        })
+        .await
+        .unwrap();
+    // Not confirmed: no step is used.
+    assert!(!store.use_mfa_login_step("u1", 5).await.unwrap());
+    assert!(store.confirm_user_mfa("u1", 10).await.unwrap());
+    assert!(
+        store
+            .use_mfa_step("u1", 11, 9_000, "shell", "digest")
+            .await
+            .unwrap()
+    );
+    // A later step at a login: used, the grace window unchanged.
+    assert!(store.use_mfa_login_step("u1", 12).await.unwrap());
+    let record = store.get_user_mfa("u1").await.unwrap().unwrap();
+    assert_eq!(record.last_step, 12);
+    assert_eq!(
+        (
+            record.grace_until,
+            record.grace_kind.as_str(),
+            record.grace_reason.as_str()
+        ),
+        (9_000, "shell", "digest")
+    );
+    // The same or an earlier step again: refused, by either kind of use.
+    assert!(!store.use_mfa_login_step("u1", 12).await.unwrap());
+    assert!(!store.use_mfa_step("u1", 12, 1, "exec", "x").await.unwrap());
+    assert!(!store.use_mfa_login_step("nobody", 99).await.unwrap());
+}
+
 mod diff {
     use super::software_is_written_as_a_diff;
     crate::on_both_backends_raw!(software_is_written_as_a_diff);
@@ -1107,4 +1162,5 @@ on_both_backends!(
     audit_log_appends,
     compliance_results_per_revision,
     only_the_current_stream_disconnects_a_device,
+    a_login_step_keeps_the_session_grace_window,
 );
