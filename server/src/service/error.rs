@@ -133,7 +133,8 @@ pub struct AppError {
     /// The same refusal in German, for the portal's pages; the gRPC text
     /// (`message`) stays English. Without it the portal shows its kind's
     /// German sentence (`ErrorKind::german`), never the English text.
-    german: Option<String>,
+    /// Boxed: small enough that `Result<_, AppError>` stays cheap.
+    german: Option<Box<str>>,
 }
 
 pub type AppResult<T> = Result<T, AppError>;
@@ -198,7 +199,7 @@ impl AppError {
 
     /// Adds the German text the portal shows (gRPC keeps `message`).
     pub fn with_german(mut self, text: impl Into<String>) -> Self {
-        self.german = Some(text.into());
+        self.german = Some(text.into().into_boxed_str());
         self
     }
 
