@@ -309,7 +309,10 @@ pub async fn login(
         login_failed(
             app,
             &name,
-            &format!("web-password:{name}"),
+            &format!(
+                "web-password:{}",
+                schoolfleet_proto::text::clean(&name, 64).value
+            ),
             &peer,
             "web.login",
             "wrong user name or password",
