@@ -615,6 +615,162 @@ async fn wrong_codes_are_limited_like_passwords() {
 }
 
 #[tokio::test]
+async fn wrong_passwords_for_a_name_do_not_use_up_its_code_attempts() {
+    use schoolfleet_server::auth::mfa;
+    let p = Portal::start_with(|c| {
+        c.limits.auth_failures_per_token_per_minute = 3;
+        c.limits.auth_failures_per_peer_per_minute = 100;
+    })
+    .await;
+    let (secret, step) = p.enrol_totp("technik-kus").await;
+    // Someone who knows only the name tries passwords, more than the limit.
+    let page = p.request("GET", "/anmelden", None, None).await;
+    let login_cookie = cookie_pair(page.set_cookies()[0]);
+    let csrf = page.csrf();
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let a = p
+            .request(
+                "POST",
+                "/anmelden",
+                Some(&login_cookie),
+                Some(&[
+                    ("csrf", &csrf),
+                    ("name", "technik-kus"),
+                    ("password", "falsch-falsch-falsch"),
+                ]),
+            )
+            .await;
+        statuses.push(a.status);
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    // The user with the right password and code still logs in.
+    let (cookies, csrf) = password_step(&p, "technik-kus").await;
+    let right = mfa::format_code(mfa::code_at(&secret, step + 1));
+    let answer = code_step(&p, &cookies, &csrf, &right).await;
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    assert!(
+        answer
+            .set_cookies()
+            .iter()
+            .any(|c| c.starts_with("__Host-sf_session="))
+    );
+}
+
+#[tokio::test]
+async fn a_web_login_code_leaves_the_session_grace_window_open() {
+    use schoolfleet_proto::v1::{StepUp, TotpCode, step_up};
+    use schoolfleet_server::auth::{Principal, mfa};
+    use schoolfleet_server::sessions::{policy::Kind, step_up as su};
+    let p = Portal::start_with(|c| {
+        c.sessions.require_mfa = vec!["shell".into()];
+        c.sessions.mfa_grace = std::time::Duration::from_secs(300);
+    })
+    .await;
+    let (secret, step) = p.enrol_totp("technik-kus").await;
+    let code = |s: u64| {
+        Some(StepUp {
+            method: Some(step_up::Method::Totp(TotpCode {
+                code: mfa::format_code(mfa::code_at(&secret, s)),
+            })),
+        })
+    };
+    let user = p
+        .server
+        .store()
+        .get_user("technik-kus")
+        .await
+        .unwrap()
+        .unwrap();
+    let principal = Principal::from_user(&user);
+    let state = &p.server.state;
+    // Two codes are needed within the verifier's window (one step either
+    // side of now): free the confirmation's step again.
+    let store = p.server.store();
+    let mut record = store.get_user_mfa(&user.id).await.unwrap().unwrap();
+    record.last_step = step as i64 - 1;
+    store.put_user_mfa(&record).await.unwrap();
+    // A session start with a code opens the grace window (a fan-out).
+    let method = su::check(
+        state,
+        &principal,
+        Kind::Shell,
+        "Drucker",
+        code(step).as_ref(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(method, "totp");
+    // A web login with the next code ...
+    let (cookies, csrf) = password_step(&p, "technik-kus").await;
+    let right = mfa::format_code(mfa::code_at(&secret, step + 1));
+    assert_eq!(code_step(&p, &cookies, &csrf, &right).await.status, 303);
+    // ... leaves it open: the fan-out's next start needs no new code.
+    let method = su::check(state, &principal, Kind::Shell, "Drucker", None).await;
+    assert_eq!(method.as_deref(), Ok("totp-grace"), "{method:?}");
+    // And the login's code is spent for session starts, too.
+    let again = su::check(
+        state,
+        &principal,
+        Kind::Shell,
+        "Beamer",
+        code(step + 1).as_ref(),
+    )
+    .await;
+    assert!(again.is_err(), "{again:?}");
+}
+
+#[tokio::test]
+async fn service_refusals_are_german_in_the_portal_and_english_over_grpc() {
+    let p = Portal::start().await;
+    let leader = p.login("schulleitung-kus012").await;
+    let csrf = p.get("/schule/kus012", &leader).await.csrf();
+    let post = |class: &'static str| {
+        let (p, leader, csrf) = (&p, &leader, &csrf);
+        async move {
+            p.post(
+                "/schule/kus012/einwilligung",
+                leader,
+                &[
+                    ("csrf", csrf),
+                    ("device_class", class),
+                    ("consent", "notify"),
+                ],
+            )
+            .await
+        }
+    };
+    let unknown = post("gibtsnicht").await;
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    assert!(
+        unknown
+            .body
+            .contains("Die Geräteklasse „gibtsnicht“ gibt es nicht."),
+        "{}",
+        unknown.body
+    );
+    assert!(!unknown.body.contains("not found"), "{}", unknown.body);
+    let invalid = post("Keine Klasse!").await;
+    assert_eq!(invalid.status, 400, "{}", invalid.body);
+    assert!(invalid.body.contains("ist ungültig"), "{}", invalid.body);
+    assert!(!invalid.body.contains("is invalid"), "{}", invalid.body);
+    // gRPC keeps its English text.
+    let status = p
+        .admin
+        .sessions
+        .clone()
+        .set_consent_policy(schoolfleet_proto::v1::SetConsentPolicyRequest {
+            school_id: "kus012".into(),
+            device_class: "gibtsnicht".into(),
+            consent: "notify".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound);
+    assert_eq!(status.message(), "device class \"gibtsnicht\" not found");
+}
+
+#[tokio::test]
 async fn a_school_lead_sees_the_school_and_sets_its_consent_floor() {
     let p = Portal::start().await;
     let leader = p.login("schulleitung-kus012").await;

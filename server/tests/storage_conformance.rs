@@ -1277,6 +1277,326 @@ async fn software_is_written_as_a_diff(store: Arc<dyn Store>, raw: common::RawDb
     assert_eq!(software_rows(&store, "d2").await.len(), 1);
 }
 
+/// A web login's code uses its time step once, like a session start's, but
+/// leaves the session starts' grace window open.
+async fn a_login_step_keeps_the_session_grace_window(store: Arc<dyn Store>) {
+    seed_tenants(&store).await;
+    store
+        .create_user(&User {
+            id: "u1".into(),
+            name: "anna".into(),
+            county_id: Some("kus".into()),
+            created_at: 5,
+            bindings: vec![RoleBindingRecord::new("technician", "county:kus")],
+        })
+        .await
+        .unwrap();
+    store
+        .put_user_mfa(&UserMfaRecord {
+            user_id: "u1".into(),
+            method: "totp".into(),
+            secret: vec![1, 2, 3],
+            confirmed: false,
+            last_step: 0,
+            grace_until: 0,
+            grace_kind: String::new(),
+            grace_reason: String::new(),
+            created_at: 1,
+        })
+        .await
+        .unwrap();
+    // Not confirmed: no step is used.
+    assert!(!store.use_mfa_login_step("u1", 5).await.unwrap());
+    assert!(store.confirm_user_mfa("u1", 10).await.unwrap());
+    assert!(
+        store
+            .use_mfa_step("u1", 11, 9_000, "shell", "digest")
+            .await
+            .unwrap()
+    );
+    // A later step at a login: used, the grace window unchanged.
+    assert!(store.use_mfa_login_step("u1", 12).await.unwrap());
+    let record = store.get_user_mfa("u1").await.unwrap().unwrap();
+    assert_eq!(record.last_step, 12);
+    assert_eq!(
+        (
+            record.grace_until,
+            record.grace_kind.as_str(),
+            record.grace_reason.as_str()
+        ),
+        (9_000, "shell", "digest")
+    );
+    // The same or an earlier step again: refused, by either kind of use.
+    assert!(!store.use_mfa_login_step("u1", 12).await.unwrap());
+    assert!(!store.use_mfa_step("u1", 12, 1, "exec", "x").await.unwrap());
+    assert!(!store.use_mfa_login_step("nobody", 99).await.unwrap());
+}
+
+/// The quarterly report's figures as SQL aggregates: failure reasons of
+/// every rule in one query, tickets per county and category over a period
+/// (opened, resolved, open at its end) with the resolved rows' durations,
+/// sessions per county with their minutes, devices by id in one query;
+/// each only within the tenant filter.
+async fn quarterly_aggregates_count_in_sql(store: Arc<dyn Store>) {
+    seed_devices(&store).await;
+    let kus = TenantFilter {
+        counties: vec!["kus".into()],
+        ..Default::default()
+    };
+    let everyone = TenantFilter {
+        all: true,
+        ..Default::default()
+    };
+
+    // Devices by id: the order asked for, unknown ids absent.
+    let ids: Vec<String> = ["d3", "nope", "d1"].iter().map(|s| s.to_string()).collect();
+    let found: Vec<String> = store
+        .get_devices(&ids)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(found, ["d3", "d1"]);
+    assert!(store.get_devices(&[]).await.unwrap().is_empty());
+
+    // Failure reasons, grouped by rule and reason text.
+    let revision = store
+        .insert_standard_version(&StandardVersionRecord {
+            revision: 0,
+            standard_id: "schul-it-client".into(),
+            version: "2026.1.0".into(),
+            content: "# x".into(),
+            rules: 2,
+            waivers: 0,
+            applied_by: "koordination".into(),
+            applied_at: 1,
+        })
+        .await
+        .unwrap()
+        .revision;
+    let failing = |rule: &str, reason: &str| ComplianceResultRecord {
+        reason: reason.into(),
+        ..result(rule, "fail", true)
+    };
+    store
+        .replace_compliance_results(
+            revision,
+            &[
+                (
+                    "d1".to_string(),
+                    vec![failing("HW-RAM-01", "ram"), failing("HW-DISK-01", "hdd")],
+                ),
+                (
+                    "d2".to_string(),
+                    vec![
+                        failing("HW-RAM-01", "ram"),
+                        result("HW-DISK-01", "pass", true),
+                    ],
+                ),
+                ("d3".to_string(), vec![failing("HW-RAM-01", "ram")]),
+            ],
+        )
+        .await
+        .unwrap();
+    let reasons: Vec<(String, String, i64)> = store
+        .failure_reason_counts(revision, &kus, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.rule_id, r.reason, r.devices))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("HW-DISK-01".into(), "hdd".into(), 1),
+            ("HW-RAM-01".into(), "ram".into(), 2)
+        ]
+    );
+    let all = store
+        .failure_reason_counts(revision, &everyone, None)
+        .await
+        .unwrap();
+    assert_eq!(all.iter().map(|r| r.devices).sum::<i64>(), 4);
+    assert!(
+        store
+            .failure_reason_counts(revision, &TenantFilter::default(), None)
+            .await
+            .unwrap()
+            .is_empty(),
+        "an empty filter reads nothing"
+    );
+
+    // Tickets over the period [1000, 2000).
+    let (start, end) = (1_000, 2_000);
+    let ticket = |county: &str, category: &str, created: Millis, closed: Option<Millis>| {
+        let store = store.clone();
+        let (county, category) = (county.to_owned(), category.to_owned());
+        async move {
+            store
+                .create_ticket(&NewTicket {
+                    ticket: TicketRecord {
+                        id: uuid::Uuid::new_v4().to_string(),
+                        number: 0,
+                        title: "t".into(),
+                        description: String::new(),
+                        status: if closed.is_some() { "resolved" } else { "new" }.into(),
+                        priority: "normal".into(),
+                        category,
+                        county_id: county,
+                        school_id: None,
+                        assignee_id: None,
+                        reporter: "user:anna".into(),
+                        created_at: created,
+                        updated_at: created,
+                        closed_at: closed,
+                    },
+                    device_ids: Vec::new(),
+                    created_note: String::new(),
+                    announce: None,
+                })
+                .await
+                .unwrap();
+        }
+    };
+    ticket("kus", "hardware", 500, None).await; // backlog, from before
+    ticket("kus", "hardware", 500, Some(1_500)).await; // resolved in it
+    ticket("kus", "hardware", 1_200, Some(1_400)).await; // opened + resolved
+    ticket("kus", "hardware", 1_300, Some(2_500)).await; // opened, open at end
+    ticket("kus", "hardware", 100, Some(900)).await; // all before: no count
+    ticket("kus", "software", 1_100, None).await; // opened, backlog
+    ticket("kus", "software", 2_100, None).await; // after: not counted
+    ticket("kl", "hardware", 1_100, None).await; // another county
+    let counts: Vec<(String, String, i64, i64, i64)> = store
+        .ticket_period_counts(&kus, None, start, end)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.county_id, c.category, c.opened, c.resolved, c.backlog))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("kus".into(), "hardware".into(), 2, 2, 2),
+            ("kus".into(), "software".into(), 1, 0, 1)
+        ]
+    );
+    let everywhere = store
+        .ticket_period_counts(&everyone, None, start, end)
+        .await
+        .unwrap();
+    assert_eq!(everywhere.len(), 3);
+    let only_kl = store
+        .ticket_period_counts(&everyone, Some("kl"), start, end)
+        .await
+        .unwrap();
+    assert_eq!(only_kl.len(), 1);
+    assert_eq!(only_kl[0].county_id, "kl");
+    let mut times: Vec<(String, i64)> = store
+        .ticket_resolutions(&kus, None, start, end)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.category, r.millis))
+        .collect();
+    times.sort();
+    assert_eq!(
+        times,
+        [("hardware".into(), 200), ("hardware".into(), 1_000)],
+        "only the rows resolved in the period"
+    );
+    assert!(
+        store
+            .ticket_period_counts(&TenantFilter::default(), None, start, end)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Sessions started in the period, per county, with whole minutes.
+    let session =
+        |id: &str, device: &str, county: &str, school: &str, at: Millis, end: Option<Millis>| {
+            SessionRecord {
+                id: id.into(),
+                kind: "shell".into(),
+                state: if end.is_some() {
+                    SESSION_ENDED
+                } else {
+                    SESSION_ACTIVE
+                }
+                .into(),
+                device_id: device.into(),
+                county_id: county.into(),
+                school_id: school.into(),
+                user_id: "u1".into(),
+                actor: "user:anna".into(),
+                reason: "Drucker".into(),
+                ticket: String::new(),
+                summary: "shell".into(),
+                spec: r#"{"shell":{}}"#.into(),
+                consent: "none".into(),
+                started_at: at,
+                ended_at: end,
+                end_reason: String::new(),
+                bytes_to_device: 0,
+                bytes_from_device: 0,
+                exit_code: None,
+                has_recording: false,
+                channels: 0,
+                end_requested_at: None,
+                end_requested_reason: String::new(),
+                step_up: String::new(),
+            }
+        };
+    let minute = 60_000;
+    let (s0, s1) = (10 * minute, 20 * minute);
+    for record in [
+        session(
+            "s1",
+            "d1",
+            "kus",
+            "kus012",
+            s0,
+            Some(s0 + 3 * minute + 59_000),
+        ),
+        session(
+            "s2",
+            "d2",
+            "kus",
+            "kus013",
+            s0 + minute,
+            Some(s0 + 5 * minute),
+        ),
+        session("s3", "d1", "kus", "kus012", s0 + 2 * minute, None),
+        session("s4", "d1", "kus", "kus012", s1, Some(s1 + minute)),
+        session("s5", "d3", "kl", "kl001", s0, Some(s0 + 10 * minute)),
+    ] {
+        store.insert_session(&record).await.unwrap();
+    }
+    let per_county: Vec<(String, i64, i64)> = store
+        .session_period_counts(&everyone, None, s0, s1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.county_id, c.sessions, c.minutes))
+        .collect();
+    assert_eq!(per_county, [("kl".into(), 1, 10), ("kus".into(), 3, 3 + 4)]);
+    let kus_only = store
+        .session_period_counts(&kus, None, s0, s1)
+        .await
+        .unwrap();
+    assert_eq!(kus_only.len(), 1);
+    let one_school = TenantFilter {
+        schools: vec!["kus013".into()],
+        ..Default::default()
+    };
+    let school_only = store
+        .session_period_counts(&one_school, None, s0, s1)
+        .await
+        .unwrap();
+    assert_eq!((school_only[0].sessions, school_only[0].minutes), (1, 4));
+}
+
 mod diff {
     use super::software_is_written_as_a_diff;
     crate::on_both_backends_raw!(software_is_written_as_a_diff);
@@ -1300,4 +1620,6 @@ on_both_backends!(
     compliance_results_per_revision,
     only_the_current_stream_disconnects_a_device,
     agents_seen_in_one_group,
+    a_login_step_keeps_the_session_grace_window,
+    quarterly_aggregates_count_in_sql,
 );

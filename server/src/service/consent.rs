@@ -23,7 +23,11 @@ pub async fn set_policy(
     consent: &str,
 ) -> AppResult<ConsentPolicyRecord> {
     let school_id = tenant_id("school", school_id)?;
-    let not_found = || AppError::not_found(format!("school {school_id:?} not found"));
+    let not_found = || {
+        AppError::not_found(format!("school {school_id:?} not found")).with_german(format!(
+            "Die Schule „{school_id}“ gibt es nicht, oder Sie dürfen sie nicht sehen."
+        ))
+    };
     let school = state
         .store
         .get_school(&school_id)
@@ -38,18 +42,18 @@ pub async fn set_policy(
         String::new()
     } else {
         let class = tenant_id("device class", device_class)?;
-        state
-            .store
-            .get_device_class(&class)
-            .await?
-            .ok_or_else(|| AppError::not_found(format!("device class {class:?} not found")))?;
+        state.store.get_device_class(&class).await?.ok_or_else(|| {
+            AppError::not_found(format!("device class {class:?} not found"))
+                .with_german(format!("Die Geräteklasse „{class}“ gibt es nicht."))
+        })?;
         class
     };
     let consent = consent.trim().to_owned();
     if !CONSENT_MODES.contains(&consent.as_str()) {
         return Err(AppError::invalid(format!(
             "consent {consent:?} is invalid: use none, notify or prompt"
-        )));
+        ))
+        .with_german("Bitte eine der angebotenen Einstellungen wählen."));
     }
     crate::sessions::consent_floor::check_set(
         state,

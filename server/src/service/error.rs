@@ -75,6 +75,41 @@ impl ErrorKind {
         }
     }
 
+    /// The German title and sentence of each kind, for the portal when an
+    /// error brings no German text of its own.
+    pub const fn german_title(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "Nicht gefunden",
+            ErrorKind::Denied => "Keine Berechtigung",
+            ErrorKind::Unauthenticated => "Nicht angemeldet",
+            ErrorKind::Invalid => "Eingabe nicht möglich",
+            ErrorKind::Conflict => "Schon vorhanden",
+            ErrorKind::Aborted => "Gleichzeitig geändert",
+            ErrorKind::FailedPrecondition => "Jetzt nicht möglich",
+            ErrorKind::ResourceExhausted => "Zu viele Versuche",
+            ErrorKind::Unavailable | ErrorKind::Internal => "Vorübergehend nicht verfügbar",
+        }
+    }
+
+    pub const fn german(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "Das gibt es nicht, oder Sie dürfen es nicht sehen.",
+            ErrorKind::Denied => "Dafür fehlt Ihnen die Berechtigung.",
+            ErrorKind::Unauthenticated => "Bitte melden Sie sich an.",
+            ErrorKind::Invalid => "Die Eingabe ist ungültig. Bitte prüfen Sie das Formular.",
+            ErrorKind::Conflict => "Das gibt es schon.",
+            ErrorKind::Aborted => {
+                "Jemand hat das gerade geändert. Bitte laden Sie die Seite neu und versuchen Sie \
+                 es noch einmal."
+            }
+            ErrorKind::FailedPrecondition => "Das ist im jetzigen Zustand nicht möglich.",
+            ErrorKind::ResourceExhausted => "Zu viele Versuche. Bitte warten Sie eine Minute.",
+            ErrorKind::Unavailable | ErrorKind::Internal => {
+                "Der Dienst ist gerade nicht erreichbar. Bitte versuchen Sie es später."
+            }
+        }
+    }
+
     pub const fn grpc_code(self) -> Code {
         self.codes().0
     }
@@ -95,6 +130,11 @@ pub struct AppError {
     /// One response header for the client (gRPC metadata), e.g. the
     /// step-up methods a refused session start asks for.
     hint: Option<(&'static str, &'static str)>,
+    /// The same refusal in German, for the portal's pages; the gRPC text
+    /// (`message`) stays English. Without it the portal shows its kind's
+    /// German sentence (`ErrorKind::german`), never the English text.
+    /// Boxed: small enough that `Result<_, AppError>` stays cheap.
+    german: Option<Box<str>>,
 }
 
 pub type AppResult<T> = Result<T, AppError>;
@@ -106,6 +146,7 @@ impl AppError {
             message: message.into(),
             retry_after: None,
             hint: None,
+            german: None,
         }
     }
 
@@ -154,6 +195,17 @@ impl AppError {
     pub fn with_retry_after(mut self, after: Duration) -> Self {
         self.retry_after = Some(after);
         self
+    }
+
+    /// Adds the German text the portal shows (gRPC keeps `message`).
+    pub fn with_german(mut self, text: impl Into<String>) -> Self {
+        self.german = Some(text.into().into_boxed_str());
+        self
+    }
+
+    /// The German text for a page: the one given, else the kind's.
+    pub fn german(&self) -> &str {
+        self.german.as_deref().unwrap_or(self.kind.german())
     }
 
     pub fn kind(&self) -> ErrorKind {
@@ -251,6 +303,21 @@ mod tests {
         let status: tonic::Status = AppError::denied("no").into();
         assert_eq!(status.code(), Code::PermissionDenied);
         assert!(status.metadata().get("retry-after").is_none());
+    }
+
+    /// Every kind has German for the portal; gRPC keeps the English text.
+    #[test]
+    fn every_kind_has_german_and_grpc_keeps_english() {
+        for kind in ErrorKind::ALL {
+            let err = AppError::new(kind, "english text");
+            assert_ne!(err.german(), "english text", "{kind:?}");
+            assert!(!kind.german_title().is_empty());
+        }
+        let err = AppError::invalid("device class \"X\" is invalid")
+            .with_german("Geräteklasse „X“ ist ungültig.");
+        assert_eq!(err.german(), "Geräteklasse „X“ ist ungültig.");
+        let status: tonic::Status = err.into();
+        assert_eq!(status.message(), "device class \"X\" is invalid");
     }
 
     /// Database details never reach the caller.

@@ -116,7 +116,11 @@ pub async fn check_set(
                     why.clone(),
                 )
                 .await;
-            Err(AppError::denied(why))
+            Err(AppError::denied(why).with_german(format!(
+                "Die Schulleitung hat „{}“ als Mindesteinstellung festgelegt; „{}“ läge darunter.",
+                crate::sessions::policy::consent_german(&floor),
+                crate::sessions::policy::consent_german(consent),
+            )))
         }
         _ => Ok(()),
     }

@@ -9,6 +9,16 @@ use crate::storage::{Result, Store};
 
 pub const CONSENT_MODES: [&str; 3] = ["none", "notify", "prompt"];
 
+/// A consent mode in German (the portal's words for it).
+pub fn consent_german(mode: &str) -> &str {
+    match mode {
+        "none" => "ohne Rückfrage",
+        "notify" => "mit Hinweis",
+        "prompt" => "nur mit Zustimmung",
+        other => other,
+    }
+}
+
 /// The consent mode for a device: the policy of its school and class, else
 /// of its school, else the server default; never below the floor the
 /// school's lead set.

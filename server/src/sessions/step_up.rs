@@ -163,7 +163,8 @@ pub async fn is_active(state: &AppState, user_id: &str) -> AppResult<bool> {
 /// A code given at a login (the web portal's second step): true when it
 /// matches the user's active secret and its time step was not used before,
 /// on any replica (the same single-use rule as a session start, through
-/// `use_mfa_step`). A login opens no grace window for session starts.
+/// `use_mfa_login_step`). A login neither opens nor closes the grace
+/// window of session starts.
 pub async fn use_login_code(state: &AppState, user_id: &str, code: &str) -> AppResult<bool> {
     let Some(record) = state
         .store
@@ -180,7 +181,7 @@ pub async fn use_login_code(state: &AppState, user_id: &str, code: &str) -> AppR
     };
     state
         .store
-        .use_mfa_step(user_id, step as i64, 0, "", "")
+        .use_mfa_login_step(user_id, step as i64)
         .await
         .map_err(AppError::from)
 }

@@ -84,6 +84,15 @@ pub trait ComplianceStore: Send + Sync {
         school_id: Option<&str>,
     ) -> Result<Vec<FailingDeviceRecord>>;
 
+    /// Failing devices per rule and reason text under one revision, for
+    /// every rule in one query (only devices the filter reads).
+    async fn failure_reason_counts(
+        &self,
+        revision: i64,
+        filter: &TenantFilter,
+        county_id: Option<&str>,
+    ) -> Result<Vec<RuleReasonCount>>;
+
     /// Devices with a waived result whose waiver has expired by `now`.
     async fn devices_with_expired_waivers(&self, revision: i64, now: Millis)
     -> Result<Vec<String>>;
@@ -319,6 +328,26 @@ macro_rules! impl_compliance_store {
                     qb.push(" AND d.school_id = ").push_bind(school.to_owned());
                 }
                 qb.push(" ORDER BY d.county_id, d.school_id, d.hostname");
+                Ok(qb.build_query_as().fetch_all(&self.pool).await?)
+            }
+
+            async fn failure_reason_counts(
+                &self,
+                revision: i64,
+                filter: &TenantFilter,
+                county_id: Option<&str>,
+            ) -> Result<Vec<RuleReasonCount>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT r.rule_id, r.reason, COUNT(*) AS devices \
+                     FROM compliance_results r JOIN devices d ON d.id = r.device_id \
+                     WHERE d.status = 'active' AND r.status = 'fail' AND r.revision = ",
+                );
+                qb.push_bind(revision);
+                sql::push_tenant_filter!(qb, filter, "d");
+                if let Some(county) = county_id {
+                    qb.push(" AND d.county_id = ").push_bind(county.to_owned());
+                }
+                qb.push(" GROUP BY r.rule_id, r.reason ORDER BY r.rule_id, r.reason");
                 Ok(qb.build_query_as().fetch_all(&self.pool).await?)
             }
 

@@ -12,6 +12,10 @@ use super::{PgStore, Result, SqliteStore, StorageError, sql};
 pub trait DeviceStore: Send + Sync {
     async fn get_device(&self, id: &str) -> Result<Option<DeviceRecord>>;
 
+    /// The devices of these ids in one query, in the order of `ids`;
+    /// unknown ids are absent.
+    async fn get_devices(&self, ids: &[String]) -> Result<Vec<DeviceRecord>>;
+
     async fn find_devices_by_hostname(&self, hostname: &str) -> Result<Vec<DeviceRecord>>;
 
     /// Devices whose id ends with `suffix` (lowercase hex, the short id the
@@ -124,6 +128,25 @@ macro_rules! impl_device_store {
                     .bind(id)
                     .fetch_optional(&self.pool)
                     .await?)
+            }
+
+            async fn get_devices(&self, ids: &[String]) -> Result<Vec<DeviceRecord>> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                    "{} WHERE id IN (",
+                    sql::device_select()
+                ));
+                let mut sep = qb.separated(", ");
+                for id in ids {
+                    sep.push_bind(id.clone());
+                }
+                qb.push(")");
+                let found: Vec<DeviceRecord> = qb.build_query_as().fetch_all(&self.pool).await?;
+                let mut by_id: std::collections::HashMap<String, DeviceRecord> =
+                    found.into_iter().map(|d| (d.id.clone(), d)).collect();
+                Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
             }
 
             async fn find_devices_by_hostname(&self, hostname: &str) -> Result<Vec<DeviceRecord>> {

@@ -30,6 +30,11 @@ pub trait MfaStore: Send + Sync {
         grace_kind: &str,
         grace_reason: &str,
     ) -> Result<bool>;
+
+    /// Uses a code's time step like `use_mfa_step`, but leaves the grace
+    /// window of session starts as it is: a web login's code proves
+    /// presence for the login only, and must neither open nor close it.
+    async fn use_mfa_login_step(&self, user_id: &str, step: i64) -> Result<bool>;
 }
 
 macro_rules! impl_mfa_store {
@@ -100,6 +105,19 @@ macro_rules! impl_mfa_store {
                 .bind(grace_until)
                 .bind(grace_kind)
                 .bind(grace_reason)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(done > 0)
+            }
+
+            async fn use_mfa_login_step(&self, user_id: &str, step: i64) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE user_mfa SET last_step = $2 \
+                     WHERE user_id = $1 AND confirmed = TRUE AND last_step < $2",
+                )
+                .bind(user_id)
+                .bind(step)
                 .execute(&self.pool)
                 .await?
                 .rows_affected();

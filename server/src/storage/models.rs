@@ -483,6 +483,42 @@ pub struct DailySchoolCompliance {
     pub compliant: i64,
 }
 
+/// Failing devices of one rule with one reason text (the quarterly
+/// report's reasons, for all rules in one query).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RuleReasonCount {
+    pub rule_id: String,
+    pub reason: String,
+    pub devices: i64,
+}
+
+/// Tickets of one county and category over a period `[start, end)`:
+/// opened in it, resolved (closed) in it, and still open at its end.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TicketPeriodCount {
+    pub county_id: String,
+    pub category: String,
+    pub opened: i64,
+    pub resolved: i64,
+    pub backlog: i64,
+}
+
+/// A ticket resolved in a period: how long (ms) it took from creation.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TicketResolution {
+    pub county_id: String,
+    pub category: String,
+    pub millis: i64,
+}
+
+/// Remote sessions of one county started in a period, and their minutes.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SessionPeriodCount {
+    pub county_id: String,
+    pub sessions: i64,
+    pub minutes: i64,
+}
+
 /// Devices with one result of one rule in one school.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SchoolRuleStatusCount {

@@ -16,6 +16,16 @@ pub trait SessionStore: Send + Sync {
 
     async fn list_sessions(&self, query: &SessionQuery) -> Result<Vec<SessionRecord>>;
 
+    /// Sessions started in `[start, end)` and their minutes (ended ones),
+    /// per county, counted in SQL (only sessions the filter reads).
+    async fn session_period_counts(
+        &self,
+        filter: &TenantFilter,
+        county_id: Option<&str>,
+        start: Millis,
+        end: Millis,
+    ) -> Result<Vec<SessionPeriodCount>>;
+
     /// Pending and active sessions of a user, and on a device.
     async fn count_live_sessions(&self, user_id: &str, device_id: &str) -> Result<(i64, i64)>;
 
@@ -119,6 +129,30 @@ macro_rules! impl_session_store {
                 }
                 qb.push(" ORDER BY s.started_at DESC, s.id DESC LIMIT ")
                     .push_bind(q.limit.max(1));
+                Ok(qb.build_query_as().fetch_all(&self.pool).await?)
+            }
+
+            async fn session_period_counts(
+                &self,
+                filter: &TenantFilter,
+                county_id: Option<&str>,
+                start: Millis,
+                end: Millis,
+            ) -> Result<Vec<SessionPeriodCount>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT s.county_id, COUNT(*) AS sessions, \
+                     CAST(COALESCE(SUM(CASE WHEN s.ended_at > s.started_at \
+                     THEN (s.ended_at - s.started_at) / 60000 ELSE 0 END), 0) AS BIGINT) AS minutes \
+                     FROM sessions s WHERE s.started_at >= ",
+                );
+                qb.push_bind(start);
+                qb.push(" AND s.started_at < ");
+                qb.push_bind(end);
+                sql::push_tenant_filter!(qb, filter, "s");
+                if let Some(county) = county_id {
+                    qb.push(" AND s.county_id = ").push_bind(county.to_owned());
+                }
+                qb.push(" GROUP BY s.county_id ORDER BY s.county_id");
                 Ok(qb.build_query_as().fetch_all(&self.pool).await?)
             }
 

@@ -37,6 +37,27 @@ pub trait TicketStore: Send + Sync {
     /// devices between its creation and its closing (or now).
     async fn ticket_timeline(&self, ticket_id: &str) -> Result<Vec<TimelineEntry>>;
 
+    /// Per county and category over `[start, end)`: tickets opened, tickets
+    /// resolved (closed) and tickets still open at `end`, counted in SQL
+    /// (only tickets the filter reads, created before `end`).
+    async fn ticket_period_counts(
+        &self,
+        filter: &TenantFilter,
+        county_id: Option<&str>,
+        start: Millis,
+        end: Millis,
+    ) -> Result<Vec<TicketPeriodCount>>;
+
+    /// How long each ticket closed in `[start, end)` took (for the median
+    /// time to resolve): only that period's resolved rows.
+    async fn ticket_resolutions(
+        &self,
+        filter: &TenantFilter,
+        county_id: Option<&str>,
+        start: Millis,
+        end: Millis,
+    ) -> Result<Vec<TicketResolution>>;
+
     /// Tickets of this device that are not resolved or closed.
     async fn open_tickets_for_device(&self, device_id: &str) -> Result<Vec<TicketRecord>>;
 }
@@ -118,6 +139,65 @@ macro_rules! impl_ticket_store {
                 .bind(number)
                 .fetch_optional(&self.pool)
                 .await?)
+            }
+
+            async fn ticket_period_counts(
+                &self,
+                filter: &TenantFilter,
+                county_id: Option<&str>,
+                start: Millis,
+                end: Millis,
+            ) -> Result<Vec<TicketPeriodCount>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT t.county_id, t.category, \
+                     CAST(COALESCE(SUM(CASE WHEN t.created_at >= ",
+                );
+                qb.push_bind(start);
+                qb.push(
+                    " THEN 1 ELSE 0 END), 0) AS BIGINT) AS opened, \
+                     CAST(COALESCE(SUM(CASE WHEN t.closed_at >= ",
+                );
+                qb.push_bind(start);
+                qb.push(" AND t.closed_at < ");
+                qb.push_bind(end);
+                qb.push(
+                    " THEN 1 ELSE 0 END), 0) AS BIGINT) AS resolved, \
+                     CAST(COALESCE(SUM(CASE WHEN t.closed_at IS NULL OR t.closed_at >= ",
+                );
+                qb.push_bind(end);
+                qb.push(
+                    " THEN 1 ELSE 0 END), 0) AS BIGINT) AS backlog \
+                     FROM tickets t WHERE t.created_at < ",
+                );
+                qb.push_bind(end);
+                sql::push_tenant_filter!(qb, filter, "t");
+                if let Some(county) = county_id {
+                    qb.push(" AND t.county_id = ").push_bind(county.to_owned());
+                }
+                qb.push(" GROUP BY t.county_id, t.category ORDER BY t.county_id, t.category");
+                Ok(qb.build_query_as().fetch_all(&self.pool).await?)
+            }
+
+            async fn ticket_resolutions(
+                &self,
+                filter: &TenantFilter,
+                county_id: Option<&str>,
+                start: Millis,
+                end: Millis,
+            ) -> Result<Vec<TicketResolution>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT t.county_id, t.category, t.closed_at - t.created_at AS millis \
+                     FROM tickets t WHERE t.closed_at >= ",
+                );
+                qb.push_bind(start);
+                qb.push(" AND t.closed_at < ");
+                qb.push_bind(end);
+                sql::push_tenant_filter!(qb, filter, "t");
+                if let Some(county) = county_id {
+                    qb.push(" AND t.county_id = ").push_bind(county.to_owned());
+                }
+                qb.push(" ORDER BY t.county_id, t.category, millis");
+                Ok(qb.build_query_as().fetch_all(&self.pool).await?)
             }
 
             async fn list_tickets(&self, q: &TicketQuery) -> Result<Vec<TicketRecord>> {

@@ -18,7 +18,7 @@ use crate::service::access::{self, ticket_tenant};
 use crate::service::input::multiline_text;
 use crate::state::AppState;
 use crate::storage::{
-    self, DeviceQuery, DeviceRecord, KbArticle, NewTicket, SessionQuery, SessionRecord,
+    self, DeviceQuery, DeviceRecord, KbArticle, Millis, NewTicket, SessionQuery, SessionRecord,
     TicketChange, TicketQuery, TicketRecord, TimelineEntry, now_millis, parse_ticket_key,
 };
 
@@ -452,6 +452,23 @@ impl<'a> Data<'a> {
             .await?)
     }
 
+    /// Failing devices per rule and reason text, all rules in one query.
+    pub async fn failure_reason_counts(
+        &self,
+        revision: i64,
+        county: Option<&str>,
+    ) -> Result<Vec<storage::RuleReasonCount>, PageError> {
+        Ok(self
+            .app
+            .store
+            .failure_reason_counts(
+                revision,
+                &self.principal.filter(Permission::DeviceRead),
+                county,
+            )
+            .await?)
+    }
+
     pub async fn failing_devices(
         &self,
         revision: i64,
@@ -706,6 +723,45 @@ impl<'a> Data<'a> {
         Ok(self.app.store.list_tickets(&query).await?)
     }
 
+    /// Opened, resolved and open-at-the-end tickets per county and
+    /// category over `[start, end)`, counted in SQL.
+    pub async fn ticket_period_counts(
+        &self,
+        county: Option<&str>,
+        start: Millis,
+        end: Millis,
+    ) -> Result<Vec<storage::TicketPeriodCount>, PageError> {
+        Ok(self
+            .app
+            .store
+            .ticket_period_counts(
+                &self.principal.filter(Permission::TicketRead),
+                county,
+                start,
+                end,
+            )
+            .await?)
+    }
+
+    /// How long the tickets resolved in `[start, end)` took.
+    pub async fn ticket_resolutions(
+        &self,
+        county: Option<&str>,
+        start: Millis,
+        end: Millis,
+    ) -> Result<Vec<storage::TicketResolution>, PageError> {
+        Ok(self
+            .app
+            .store
+            .ticket_resolutions(
+                &self.principal.filter(Permission::TicketRead),
+                county,
+                start,
+                end,
+            )
+            .await?)
+    }
+
     pub async fn ticket(&self, key: &str) -> Result<(TicketRecord, Vec<TimelineEntry>), PageError> {
         let ticket =
             access::visible_ticket(self.app, self.principal, key, Permission::TicketRead).await?;
@@ -717,18 +773,20 @@ impl<'a> Data<'a> {
         &self,
         ticket: &TicketRecord,
     ) -> Result<Vec<DeviceRecord>, PageError> {
-        let mut out = Vec::new();
-        for id in self.app.store.ticket_devices(&ticket.id).await? {
-            if let Some(d) = self.app.store.get_device(&id).await?
-                && self.principal.can(
+        let ids = self.app.store.ticket_devices(&ticket.id).await?;
+        Ok(self
+            .app
+            .store
+            .get_devices(&ids)
+            .await?
+            .into_iter()
+            .filter(|d| {
+                self.principal.can(
                     Permission::DeviceRead,
                     &TenantRef::school(&d.county_id, &d.school_id),
                 )
-            {
-                out.push(d);
-            }
-        }
-        Ok(out)
+            })
+            .collect())
     }
 
     pub async fn comment_ticket(&self, key: &str, text: &str) -> Result<TicketRecord, PageError> {
@@ -770,6 +828,26 @@ impl<'a> Data<'a> {
                     live_only: false,
                     limit,
                 })
+                .await?,
+        ))
+    }
+
+    /// Sessions started in `[start, end)` per county (count, minutes),
+    /// counted in SQL; `None`: the caller may not read sessions.
+    pub async fn session_period_counts(
+        &self,
+        county: Option<&str>,
+        start: Millis,
+        end: Millis,
+    ) -> Result<Option<Vec<storage::SessionPeriodCount>>, PageError> {
+        let filter = self.principal.filter(Permission::SessionRead);
+        if filter.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.app
+                .store
+                .session_period_counts(&filter, county, start, end)
                 .await?,
         ))
     }

@@ -254,27 +254,36 @@ pub enum PageError {
     /// A form without the right CSRF token.
     Csrf,
     Unavailable,
+    /// A refusal of the service layer: its kind (for the status and the
+    /// title) and its German text.
+    Service {
+        kind: crate::service::ErrorKind,
+        text: String,
+    },
 }
 
 /// The service layer's error, shown as a page. Its kinds map to HTTP
-/// statuses through the one table (`ErrorKind::codes`); the page picks the
-/// German sentence.
+/// statuses through the one table (`ErrorKind::codes`); the page shows
+/// the error's German text (`AppError::german`), never the English one
+/// that gRPC sends.
 impl From<crate::service::AppError> for PageError {
     fn from(err: crate::service::AppError) -> Self {
         use crate::service::ErrorKind;
         match err.kind() {
-            ErrorKind::NotFound => PageError::NotFound,
-            ErrorKind::Denied => PageError::Denied,
-            ErrorKind::Invalid | ErrorKind::FailedPrecondition | ErrorKind::Conflict => {
-                PageError::Invalid(err.message().to_owned())
-            }
             ErrorKind::Unauthenticated => PageError::Login,
             ErrorKind::ResourceExhausted => {
                 PageError::TooMany(err.retry_after().map_or(60, |d| d.as_secs().max(1)))
             }
-            ErrorKind::Aborted | ErrorKind::Unavailable | ErrorKind::Internal => {
-                PageError::Unavailable
-            }
+            ErrorKind::Unavailable | ErrorKind::Internal => PageError::Unavailable,
+            kind @ (ErrorKind::NotFound
+            | ErrorKind::Denied
+            | ErrorKind::Invalid
+            | ErrorKind::FailedPrecondition
+            | ErrorKind::Conflict
+            | ErrorKind::Aborted) => PageError::Service {
+                kind,
+                text: err.german().to_owned(),
+            },
         }
     }
 }
@@ -317,6 +326,9 @@ impl IntoResponse for PageError {
                 "Das Formular ist ungültig oder abgelaufen. Bitte laden Sie die Seite neu."
                     .to_owned(),
             ),
+            PageError::Service { kind, text } => {
+                (kind.http_status(), kind.german_title(), text.clone())
+            }
             PageError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Vorübergehend nicht verfügbar",

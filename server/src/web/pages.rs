@@ -309,6 +309,10 @@ pub async fn login(
         login_failed(
             app,
             &name,
+            &format!(
+                "web-password:{}",
+                schoolfleet_proto::text::clean(&name, 64).value
+            ),
             &peer,
             "web.login",
             "wrong user name or password",
@@ -356,11 +360,15 @@ fn login_guard<'h>(
     Ok((cookie, peer))
 }
 
-/// Counts a failed login step against the peer and the user name (the
-/// limits of API tokens); `Err` once either is over its limit.
+/// Counts a failed login step against the peer and `limit_key` (the
+/// limits of API tokens); `Err` once either is over its limit. Wrong
+/// passwords count under the name tried, wrong codes under the user's id:
+/// a code step is only reached with the right password, so whoever merely
+/// knows a name cannot use up another user's code attempts.
 fn login_failed(
     app: &crate::state::AppState,
     name: &str,
+    limit_key: &str,
     peer: &str,
     action: &'static str,
     reason: &str,
@@ -372,7 +380,7 @@ fn login_failed(
         county_id: None,
     };
     app.auth_failures
-        .record(key, Some(&format!("web:{name}")), peer, reason)
+        .record(key, Some(limit_key), peer, reason)
         .map_err(|l| PageError::TooMany(l.seconds()))?;
     tracing::warn!(user = %schoolfleet_proto::text::echo(name), %peer, action, "web login refused");
     Ok(())
@@ -455,13 +463,18 @@ pub async fn login_code(
         .await?
         .filter(|u| u.id == user_id)
         .ok_or(PageError::Login)?;
+    // Code failures per user, not per (user, peer): only a holder of the
+    // password gets here, and a limit per peer alone would let them guess
+    // a six-digit code from many addresses at once.
+    let code_key = format!("web-code:{}", user.id);
     app.auth_failures
-        .admit_key(&format!("web:{}", user.name))
+        .admit_key(&code_key)
         .map_err(|l| PageError::TooMany(l.seconds()))?;
     if !crate::sessions::step_up::use_login_code(app, &user.id, &form.code).await? {
         login_failed(
             app,
             &user.name,
+            &code_key,
             &peer,
             "web.login.mfa",
             "wrong or used code",
@@ -1170,68 +1183,54 @@ async fn quarterly_data(d: &Data<'_>, q: &ScopeQuery) -> Result<Quarterly, PageE
                 });
             }
         }
-        for rule in current.standard.rules() {
-            for f in d
-                .failing_devices(current.revision, &rule.id, county, None)
-                .await?
-            {
-                for part in schoolfleet_standard::reasons::parts(&f.reason) {
-                    *reasons
-                        .entry((rule.id.clone(), rule.title.clone(), part.german))
-                        .or_insert(0) += 1;
-                }
+        // Every rule's reasons in one grouped query.
+        let titles: BTreeMap<&str, &str> = current
+            .standard
+            .rules()
+            .iter()
+            .map(|rule| (rule.id.as_str(), rule.title.as_str()))
+            .collect();
+        for row in d.failure_reason_counts(current.revision, county).await? {
+            let Some(title) = titles.get(row.rule_id.as_str()) else {
+                continue;
+            };
+            for part in schoolfleet_standard::reasons::parts(&row.reason) {
+                *reasons
+                    .entry((row.rule_id.clone(), (*title).to_owned(), part.german))
+                    .or_insert(0) += row.devices;
             }
         }
     }
 
+    // Tickets and sessions: counted in SQL; the median time to resolve
+    // from the rows resolved in this quarter only.
     let mut tickets: BTreeMap<(String, String), TicketStats> = BTreeMap::new();
     if d.may_read_tickets() {
-        for t in d
-            .tickets(TicketQuery {
-                county_id: county.map(str::to_owned),
-                limit: 100_000,
-                ..Default::default()
-            })
-            .await?
-        {
-            if t.created_at >= end {
+        for row in d.ticket_period_counts(county, start, end).await? {
+            if row.opened + row.resolved + row.backlog == 0 {
                 continue;
             }
-            let entry = tickets
-                .entry((t.county_id.clone(), t.category.clone()))
-                .or_default();
-            if (start..end).contains(&t.created_at) {
-                entry.opened += 1;
-            }
-            if let Some(closed) = t.closed_at
-                && (start..end).contains(&closed)
-            {
-                entry.resolved += 1;
-                entry.resolve_times.push(closed - t.created_at);
-            }
-            // Open at the end of the quarter.
-            if t.closed_at.is_none_or(|c| c >= end) {
-                entry.backlog += 1;
-            }
+            let entry = tickets.entry((row.county_id, row.category)).or_default();
+            entry.opened += row.opened;
+            entry.resolved += row.resolved;
+            entry.backlog += row.backlog;
         }
-        tickets.retain(|_, st| st.opened + st.resolved + st.backlog > 0);
+        for row in d.ticket_resolutions(county, start, end).await? {
+            tickets
+                .entry((row.county_id, row.category))
+                .or_default()
+                .resolve_times
+                .push(row.millis);
+        }
     }
-    let sessions = match d.sessions(None, 100_000).await? {
-        None => None,
-        Some(list) => {
-            let mut by_county: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-            for session in list.iter().filter(|x| {
-                (start..end).contains(&x.started_at) && county.is_none_or(|c| c == x.county_id)
-            }) {
-                let entry = by_county.entry(session.county_id.clone()).or_default();
-                entry.0 += 1;
-                entry.1 += session
-                    .ended_at
-                    .map_or(0, |e| (e - session.started_at).max(0) / 60_000);
-            }
-            Some(by_county)
-        }
-    };
+    let sessions = d
+        .session_period_counts(county, start, end)
+        .await?
+        .map(|rows| {
+            rows.into_iter()
+                .map(|r| (r.county_id, (r.sessions, r.minutes)))
+                .collect::<BTreeMap<_, _>>()
+        });
     Ok(Quarterly {
         quarter,
         running,
