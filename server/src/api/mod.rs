@@ -28,8 +28,6 @@ pub use users::UserApi;
 
 use tonic::{Request, Status};
 
-pub(crate) use crate::service::access::require;
-pub(crate) use crate::service::input::display_text;
 pub use crate::state::AppState;
 
 use crate::auth::{self, AuthError, Principal};

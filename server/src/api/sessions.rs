@@ -1,8 +1,8 @@
 //! The gRPC adapter of remote sessions: `SessionService` (start, attach
 //! channels, list, end, recordings, consent policy). The lifecycle itself
-//! is `sessions::lifecycle`; this file maps proto to its calls and back.
+//! is `sessions::lifecycle`, the reads are `service::sessions`; this file
+//! maps proto to their calls and back.
 
-use std::collections::HashMap;
 use std::pin::Pin;
 
 use schoolfleet_proto::v1::client_frame::Body as ClientBody;
@@ -14,16 +14,15 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{AppState, convert, require, storage_status};
-use crate::auth::Permission;
+use super::{AppState, convert};
 use crate::service::AppError;
-use crate::service::access::{self, session_tenant};
+use crate::service::access;
+use crate::service::sessions::{self, SessionEntry};
 use crate::sessions::lifecycle::{self, Progress, is_live_state};
 use crate::sessions::policy::Kind;
 use crate::sessions::relay;
 use crate::storage::{
     ConsentPolicyRecord, SESSION_ACTIVE, SESSION_DENIED, SESSION_ENDED, SESSION_PENDING,
-    SessionQuery, SessionRecord,
 };
 
 #[derive(Debug, Clone)]
@@ -103,59 +102,49 @@ impl SessionApi {
             .relay_target(state.store.as_ref(), &session.device_id, caller)
             .await
     }
+}
 
-    async fn to_proto(
-        &self,
-        s: &SessionRecord,
-        hostnames: &mut HashMap<String, String>,
-    ) -> Result<Session, Status> {
-        if !hostnames.contains_key(&s.device_id) {
-            let host = self
-                .0
-                .store
-                .get_device(&s.device_id)
-                .await
-                .map_err(storage_status)?
-                .map(|d| d.hostname)
-                .unwrap_or_default();
-            hostnames.insert(s.device_id.clone(), host);
-        }
-        let ending = s.end_requested_at.is_some() && is_live_state(&s.state);
-        let state = match s.state.as_str() {
-            _ if ending => SessionState::Ending,
-            SESSION_PENDING => SessionState::Pending,
-            SESSION_ACTIVE => SessionState::Active,
-            SESSION_ENDED => SessionState::Ended,
-            SESSION_DENIED => SessionState::Denied,
-            _ => SessionState::Unspecified,
-        };
-        Ok(Session {
-            id: s.id.clone(),
-            kind: Kind::parse(&s.kind).map_or(SessionKind::Unspecified, Kind::proto) as i32,
-            state: state as i32,
-            device_id: s.device_id.clone(),
-            hostname: hostnames[&s.device_id].clone(),
-            county_id: s.county_id.clone(),
-            school_id: s.school_id.clone(),
-            actor: s.actor.clone(),
-            reason: s.reason.clone(),
-            ticket: s.ticket.clone(),
-            summary: s.summary.clone(),
-            consent: s.consent.clone(),
-            started_at: convert::ts(s.started_at),
-            ended_at: s.ended_at.and_then(convert::ts),
-            end_reason: if ending {
-                s.end_requested_reason.clone()
-            } else {
-                s.end_reason.clone()
-            },
-            bytes_to_device: s.bytes_to_device.max(0) as u64,
-            bytes_from_device: s.bytes_from_device.max(0) as u64,
-            exit_code: s.exit_code.map(|c| c as i32),
-            has_recording: s.has_recording,
-            channels: s.channels.max(0) as u32,
-            step_up: s.step_up.clone(),
-        })
+/// A session as the wire's `Session`.
+fn to_proto(entry: SessionEntry) -> Session {
+    let SessionEntry {
+        session: s,
+        hostname,
+    } = entry;
+    let ending = s.end_requested_at.is_some() && is_live_state(&s.state);
+    let state = match s.state.as_str() {
+        _ if ending => SessionState::Ending,
+        SESSION_PENDING => SessionState::Pending,
+        SESSION_ACTIVE => SessionState::Active,
+        SESSION_ENDED => SessionState::Ended,
+        SESSION_DENIED => SessionState::Denied,
+        _ => SessionState::Unspecified,
+    };
+    Session {
+        kind: Kind::parse(&s.kind).map_or(SessionKind::Unspecified, Kind::proto) as i32,
+        state: state as i32,
+        hostname,
+        started_at: convert::ts(s.started_at),
+        ended_at: s.ended_at.and_then(convert::ts),
+        end_reason: if ending {
+            s.end_requested_reason
+        } else {
+            s.end_reason
+        },
+        bytes_to_device: s.bytes_to_device.max(0) as u64,
+        bytes_from_device: s.bytes_from_device.max(0) as u64,
+        exit_code: s.exit_code.map(|c| c as i32),
+        has_recording: s.has_recording,
+        channels: s.channels.max(0) as u32,
+        id: s.id,
+        device_id: s.device_id,
+        county_id: s.county_id,
+        school_id: s.school_id,
+        actor: s.actor,
+        reason: s.reason,
+        ticket: s.ticket,
+        summary: s.summary,
+        consent: s.consent,
+        step_up: s.step_up,
     }
 }
 
@@ -252,51 +241,15 @@ impl SessionService for SessionApi {
         let state = &self.0;
         let principal = state.principal(&request).await?;
         let req = request.into_inner();
-        let filter = principal.filter(Permission::SessionRead);
-        if filter.is_empty() {
-            return Err(Status::permission_denied(format!(
-                "{} may not see sessions",
-                principal.name
-            )));
-        }
-        let device_id = if req.device.trim().is_empty() {
-            None
-        } else {
-            Some(
-                access::visible_device(state, &principal, &req.device, Permission::SessionRead)
-                    .await?
-                    .id,
-            )
+        let filter = sessions::ListFilter {
+            device: &req.device,
+            state: &req.state,
+            limit: req.limit,
         };
-        let live_only = match req.state.trim() {
-            "" | "all" => false,
-            "live" => true,
-            other => {
-                return Err(Status::invalid_argument(format!(
-                    "state {other:?} is invalid: use \"live\" or \"all\""
-                )));
-            }
-        };
-        let limit = match req.limit {
-            0 => 50,
-            n => n.min(1000),
-        };
-        let rows = state
-            .store
-            .list_sessions(&SessionQuery {
-                filter,
-                device_id,
-                live_only,
-                limit: limit as i64,
-            })
-            .await
-            .map_err(storage_status)?;
-        let mut hostnames = HashMap::new();
-        let mut sessions = Vec::with_capacity(rows.len());
-        for row in &rows {
-            sessions.push(self.to_proto(row, &mut hostnames).await?);
-        }
-        Ok(Response::new(ListSessionsResponse { sessions }))
+        let entries = sessions::list(state, &principal, filter).await?;
+        Ok(Response::new(ListSessionsResponse {
+            sessions: entries.into_iter().map(to_proto).collect(),
+        }))
     }
 
     async fn get_session(
@@ -304,11 +257,8 @@ impl SessionService for SessionApi {
         request: Request<GetSessionRequest>,
     ) -> Result<Response<Session>, Status> {
         let principal = self.0.principal(&request).await?;
-        let session =
-            access::visible_session(&self.0, &principal, &request.get_ref().session_id).await?;
-        Ok(Response::new(
-            self.to_proto(&session, &mut HashMap::new()).await?,
-        ))
+        let entry = sessions::get(&self.0, &principal, &request.get_ref().session_id).await?;
+        Ok(Response::new(to_proto(entry)))
     }
 
     async fn end_session(
@@ -318,9 +268,9 @@ impl SessionService for SessionApi {
         let state = &self.0;
         let principal = state.principal(&request).await?;
         let req = request.into_inner();
-        let session = lifecycle::end(state, &principal, &req.session_id, &req.reason).await?;
+        let entry = sessions::end(state, &principal, &req.session_id, &req.reason).await?;
         Ok(Response::new(EndSessionResponse {
-            session: Some(self.to_proto(&session, &mut HashMap::new()).await?),
+            session: Some(to_proto(entry)),
         }))
     }
 
@@ -330,7 +280,7 @@ impl SessionService for SessionApi {
     ) -> Result<Response<ApprovePlaybackResponse>, Status> {
         let principal = self.0.principal(&request).await?;
         let req = request.into_inner();
-        let expires = crate::sessions::four_eyes::approve(
+        let expires = sessions::approve_playback(
             &self.0,
             &principal,
             &req.session_id,
@@ -351,38 +301,9 @@ impl SessionService for SessionApi {
     ) -> Result<Response<Self::GetRecordingStream>, Status> {
         let state = &self.0;
         let principal = state.principal(&request).await?;
+        let req = request.into_inner();
         let session =
-            access::visible_session(&self.0, &principal, &request.get_ref().session_id).await?;
-        require(
-            &principal,
-            Permission::RecordingRead,
-            &session_tenant(&session),
-        )?;
-        let why = crate::sessions::sealed::read_reason(&request.get_ref().reason)?;
-        let approver = crate::sessions::four_eyes::check(state, &principal, &session).await?;
-        // A live shell has its recording written as it goes.
-        let live =
-            session.kind == Kind::Shell.as_str() && state.sessions.live(&session.id).is_some();
-        if !session.has_recording && !live {
-            return Err(Status::not_found(format!(
-                "session {} has no recording",
-                session.id
-            )));
-        }
-        state
-            .audit_school(
-                &principal.actor(),
-                "session.recording_read",
-                &format!("session:{}", session.id),
-                &session.county_id,
-                &session.school_id,
-                "ok",
-                match approver {
-                    Some(approver) => format!("reason={why:?} approved_by=user_id:{approver}"),
-                    None => format!("reason={why:?}"),
-                },
-            )
-            .await;
+            sessions::open_recording(state, &principal, &req.session_id, &req.reason).await?;
         let (tx, rx) = mpsc::channel(4);
         let store = state.store.clone();
         let keys = state.keys.clone();

@@ -15,6 +15,7 @@ pub mod enrolment;
 pub mod error;
 pub mod input;
 pub mod kb;
+pub mod sessions;
 pub mod standard;
 pub mod tenants;
 pub mod tickets;

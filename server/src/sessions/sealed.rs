@@ -7,6 +7,7 @@
 use tonic::Status;
 
 use crate::keyring::Keyring;
+use crate::service::{AppError, AppResult};
 use crate::storage::StorageError;
 
 fn context(session_id: &str, chunk_no: i64) -> Vec<u8> {
@@ -42,11 +43,11 @@ pub fn open_chunk(
 }
 
 /// Why a recording is read: required, audited with the read.
-pub fn read_reason(reason: &str) -> Result<String, Status> {
+pub fn read_reason(reason: &str) -> AppResult<String> {
     if reason.trim().is_empty() {
-        return Err(Status::invalid_argument(
+        return Err(AppError::invalid(
             "a reason is required to read a recording (--reason): it is audited",
         ));
     }
-    crate::api::display_text("reason", reason, 500).map_err(Status::from)
+    crate::service::input::display_text("reason", reason, 500)
 }
