@@ -303,12 +303,13 @@ mod tests {
         }
     }
 
-    /// The school lead reads the school's devices and tickets (the
-    /// portal's school page) and changes none of them.
+    /// The school lead reads the school's devices, tickets, sessions and
+    /// audit entries (the portal's school page, issue 12's audit reading)
+    /// and changes none of them.
     #[test]
     fn school_lead_reads_devices_and_tickets_only() {
         use Permission::*;
-        for p in [TenantRead, DeviceRead, TicketRead, SessionRead] {
+        for p in [TenantRead, DeviceRead, TicketRead, SessionRead, AuditRead] {
             assert!(Role::SchoolLead.grants(p), "{p:?}");
         }
         for p in [
@@ -320,7 +321,6 @@ mod tests {
             TenantManage,
             StandardManage,
             RecordingRead,
-            AuditRead,
         ] {
             assert!(!Role::SchoolLead.grants(p), "{p:?}");
         }
