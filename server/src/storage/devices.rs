@@ -75,7 +75,12 @@ pub trait DeviceStore: Send + Sync {
         at: Millis,
         stream: &AgentStream<'_>,
         hello: Option<&AgentHello<'_>>,
-    ) -> Result<bool>;
+    ) -> Result<bool> {
+        // One write path: a group of one.
+        let seen = AgentSeen::new(id, at, stream, hello);
+        let active = self.record_agents_seen(std::slice::from_ref(&seen)).await?;
+        Ok(active.first().copied().unwrap_or(false))
+    }
 
     /// Many [`DeviceStore::record_agent_seen`] in one transaction (the
     /// heartbeats' group commit, `crate::heartbeats`): one answer per
@@ -346,26 +351,6 @@ macro_rules! impl_device_store {
                 .execute(&self.pool)
                 .await?;
                 Ok(())
-            }
-
-            async fn record_agent_seen(
-                &self,
-                id: &str,
-                at: Millis,
-                stream: &AgentStream<'_>,
-                hello: Option<&AgentHello<'_>>,
-            ) -> Result<bool> {
-                let done = sqlx::query(RECORD_AGENT_SEEN)
-                    .bind(id)
-                    .bind(at)
-                    .bind(stream.id)
-                    .bind(stream.replica)
-                    .bind(hello.map(|h| h.version))
-                    .bind(hello.is_some())
-                    .bind(hello.and_then(|h| h.consent_min))
-                    .execute(&self.pool)
-                    .await?;
-                Ok(done.rows_affected() == 1)
             }
 
             async fn record_agents_seen(&self, batch: &[AgentSeen]) -> Result<Vec<bool>> {
