@@ -16,7 +16,8 @@ use crate::inventory::{diff, validate};
 use crate::limits::Limited;
 use crate::storage::{
     DeviceInventoryRow, DeviceRecord, DeviceSummary, EvaluatedResults, IngestOutcome, IngestReport,
-    InventoryChangeRecord, SoftwareRow, now_millis,
+    InventoryChangeRecord, Millis, SoftwareRow, StorageError, StoredInventory, UnchangedReport,
+    now_millis,
 };
 
 /// Reports claiming to be from further in the future than this are
@@ -159,6 +160,34 @@ pub async fn ingest_report(
             Some(_) => return rejected(report_id, "collection time lies in the future".into()),
             None => return rejected(report_id, "collection time missing or invalid".into()),
         };
+    let stored = match state.store.get_inventory(&device.id).await {
+        Ok(stored) => stored,
+        Err(err) => {
+            tracing::error!(device = %device.id, error = %err, "cannot load current inventory");
+            return retry_later(report_id);
+        }
+    };
+    let reason = schoolfleet_proto::text::clean(&report.reason, 32).value;
+    // A reboot sends the same inventory again: with the same content hash
+    // there is nothing to decode, compare or rewrite (the hash is the
+    // agent's, like every other field; a device lying about it only keeps
+    // its own inventory from moving).
+    if let Some(current) = &stored
+        && current.content_hash == content_hash
+        && current.collected_at <= collected_at
+    {
+        let unchanged = UnchangedReport {
+            device_id: device.id.clone(),
+            report_id: report_id.clone(),
+            collected_at,
+            received_at: now,
+            content_hash: content_hash.clone(),
+            reason: reason.clone(),
+        };
+        if let Some(ack) = store_unchanged(state, device, &unchanged, current).await {
+            return ack;
+        }
+    }
     let limits = validate::InventoryLimits {
         max_software: state.config.limits.max_software_packages,
         max_string_bytes: state.config.limits.max_string_bytes,
@@ -176,13 +205,6 @@ pub async fn ingest_report(
         tracing::warn!(device = %device.id, report = %report_id, count = warnings.len(), "inventory values neutralised");
     }
 
-    let stored = match state.store.get_inventory(&device.id).await {
-        Ok(stored) => stored,
-        Err(err) => {
-            tracing::error!(device = %device.id, error = %err, "cannot load current inventory");
-            return retry_later(report_id);
-        }
-    };
     // Only a report newer than the current inventory is compared: an old
     // spooled report must not produce "changes" backwards in time.
     let (previous, newest) = match stored {
@@ -216,7 +238,7 @@ pub async fn ingest_report(
         collected_at,
         received_at: now,
         content_hash,
-        reason: schoolfleet_proto::text::clean(&report.reason, 32).value,
+        reason,
         summary: summary(&inventory),
         software: inventory
             .software
@@ -235,18 +257,73 @@ pub async fn ingest_report(
     // standard now, on the inventory in hand, and its results are stored
     // in the report's own transaction.
     let judged = if newest {
-        judge(state, device, &ingest, &inventory).await
+        judge(
+            state,
+            device,
+            &ingest.summary.hostname,
+            collected_at,
+            &inventory,
+        )
+        .await
     } else {
         None
     };
     let results = judged.as_ref().map(|(_, _, results)| results);
-    match state.store.ingest_evaluated_report(&ingest, results).await {
+    let stored = state.store.ingest_evaluated_report(&ingest, results).await;
+    acknowledge(state, device, report_id, stored, judged, warnings).await
+}
+
+/// Stores a report whose content the device's current inventory already
+/// has, judged again at the report's time. `None` when the current
+/// inventory changed meanwhile: the report is then stored in full.
+async fn store_unchanged(
+    state: &AppState,
+    device: &DeviceRecord,
+    report: &UnchangedReport,
+    current: &StoredInventory,
+) -> Option<ReportAck> {
+    let inventory = Inventory::decode(current.inventory.as_slice()).ok()?;
+    let hostname = inventory
+        .system
+        .as_ref()
+        .map(|s| s.hostname.as_str())
+        .unwrap_or("");
+    let judged = judge(state, device, hostname, report.collected_at, &inventory).await;
+    let results = judged.as_ref().map(|(_, _, results)| results);
+    let stored = match state.store.ingest_unchanged_report(report, results).await {
+        Ok(None) => return None,
+        Ok(Some(outcome)) => Ok(outcome),
+        Err(err) => Err(err),
+    };
+    Some(
+        acknowledge(
+            state,
+            device,
+            report.report_id.clone(),
+            stored,
+            judged,
+            Vec::new(),
+        )
+        .await,
+    )
+}
+
+/// The answer to a report once the store has taken it (or failed to);
+/// tickets of `auto_ticket` rules follow the stored results.
+async fn acknowledge(
+    state: &AppState,
+    device: &DeviceRecord,
+    report_id: String,
+    stored: Result<IngestOutcome, StorageError>,
+    judged: Option<Judged>,
+    warnings: Vec<String>,
+) -> ReportAck {
+    match stored {
         Ok(outcome) => {
             tracing::debug!(device = %device.id, report = %report_id, ?outcome, "inventory report stored");
             if outcome == IngestOutcome::Stored
                 && let Some((current, row, results)) = &judged
             {
-                // Tickets of `auto_ticket` rules follow the stored results.
                 // A failure here must not fail the report, which is stored.
                 if let Err(err) = crate::compliance::sync_tickets(
                     &state.store,
@@ -275,20 +352,24 @@ pub async fn ingest_report(
     }
 }
 
-/// The columns of the device row that lists and filters need.
+/// A device judged against the latest standard: the standard, the device
+/// row it was judged as, and its results.
+type Judged = (
+    crate::compliance::Current,
+    DeviceInventoryRow,
+    EvaluatedResults,
+);
+
 /// The device judged on a new inventory against the latest standard, or
 /// `None` before a standard was applied (or when it cannot be read: the
 /// next fleet evaluation catches up).
 async fn judge(
     state: &AppState,
     device: &DeviceRecord,
-    report: &IngestReport,
+    hostname: &str,
+    collected_at: Millis,
     inventory: &Inventory,
-) -> Option<(
-    crate::compliance::Current,
-    DeviceInventoryRow,
-    EvaluatedResults,
-)> {
+) -> Option<Judged> {
     let current = match state.compliance.standard(&state.store, None).await {
         Ok(current) => current?,
         Err(err) => {
@@ -299,11 +380,11 @@ async fn judge(
     // The device as the store holds it once this report is stored.
     let row = DeviceInventoryRow {
         id: device.id.clone(),
-        hostname: report.summary.hostname.clone(),
+        hostname: hostname.to_owned(),
         county_id: device.county_id.clone(),
         school_id: device.school_id.clone(),
         device_class: device.device_class.clone(),
-        inventory_at: Some(report.collected_at),
+        inventory_at: Some(collected_at),
         inventory_confirmed_at: None,
         inventory: None,
     };

@@ -1277,6 +1277,122 @@ async fn software_is_written_as_a_diff(store: Arc<dyn Store>, raw: common::RawDb
     assert_eq!(software_rows(&store, "d2").await.len(), 1);
 }
 
+/// A report with the current inventory's content hash writes the report
+/// row and the new collection time only: no software row, no blob; one
+/// whose hash no longer matches, or that is older, writes nothing and is
+/// left to the full path.
+async fn an_unchanged_report_writes_no_inventory(store: Arc<dyn Store>, raw: common::RawDb) {
+    seed_devices(&store).await;
+    let packages = [("bash", "5.2"), ("vim", "9.0")];
+    let first = report("d1", "r1", 1_000, &packages);
+    store.ingest_report(&first).await.unwrap();
+    count_software_writes(&raw).await;
+    let unchanged = |report_id: &str, collected_at: Millis, content_hash: &str| UnchangedReport {
+        device_id: "d1".into(),
+        report_id: report_id.into(),
+        collected_at,
+        received_at: now_millis(),
+        content_hash: content_hash.into(),
+        reason: "boot".into(),
+    };
+
+    let reboot = unchanged("r2", 2_000, &first.content_hash);
+    assert_eq!(
+        store.ingest_unchanged_report(&reboot, None).await.unwrap(),
+        Some(IngestOutcome::Stored)
+    );
+    let stored = store.get_inventory("d1").await.unwrap().unwrap();
+    assert_eq!(
+        stored.collected_at, 2_000,
+        "the inventory's time moves forward"
+    );
+    assert_eq!(stored.inventory, first.inventory, "the blob is kept");
+    assert_eq!(raw.scalar("SELECT n FROM sw_writes").await, 0);
+    let reports = store.list_inventory_reports("d1", 10).await.unwrap();
+    assert_eq!(reports.len(), 2);
+    assert_eq!(reports.iter().filter(|r| r.report_id == "r2").count(), 1);
+
+    // The same report again is a duplicate and moves nothing.
+    let again = unchanged("r2", 2_500, &first.content_hash);
+    assert_eq!(
+        store.ingest_unchanged_report(&again, None).await.unwrap(),
+        Some(IngestOutcome::Duplicate)
+    );
+    assert_eq!(
+        store
+            .get_inventory("d1")
+            .await
+            .unwrap()
+            .unwrap()
+            .collected_at,
+        2_000
+    );
+
+    // Another hash, or an older time: nothing written, the caller decides.
+    for other in [
+        unchanged("r3", 3_000, &format!("{:064}", 7)),
+        unchanged("r4", 1_500, &first.content_hash),
+    ] {
+        assert_eq!(
+            store.ingest_unchanged_report(&other, None).await.unwrap(),
+            None
+        );
+    }
+    assert_eq!(
+        store.list_inventory_reports("d1", 10).await.unwrap().len(),
+        2
+    );
+    assert_eq!(
+        store
+            .get_inventory("d1")
+            .await
+            .unwrap()
+            .unwrap()
+            .collected_at,
+        2_000
+    );
+
+    // Results judged at the new time are stored with it.
+    let revision = store
+        .insert_standard_version(&StandardVersionRecord {
+            revision: 0,
+            standard_id: "schul-it-client".into(),
+            version: "2026.1.0".into(),
+            content: "# test".into(),
+            rules: 1,
+            waivers: 0,
+            applied_by: "koordination".into(),
+            applied_at: 1,
+        })
+        .await
+        .unwrap()
+        .revision;
+    let results = EvaluatedResults {
+        revision,
+        results: vec![ComplianceResultRecord {
+            rule_id: "inventory-age".into(),
+            status: "pass".into(),
+            counted: true,
+            expected: "30".into(),
+            actual: "inventory 0 days old".into(),
+            reason: String::new(),
+            waiver_id: String::new(),
+            waiver_expires_at: None,
+            evaluated_at: 5_000,
+        }],
+    };
+    assert_eq!(
+        store
+            .ingest_unchanged_report(&unchanged("r5", 5_000, &first.content_hash), Some(&results))
+            .await
+            .unwrap(),
+        Some(IngestOutcome::Stored)
+    );
+    let stored_results = store.list_compliance_results("d1", revision).await.unwrap();
+    assert_eq!(stored_results, results.results);
+    assert_eq!(raw.scalar("SELECT n FROM sw_writes").await, 0);
+}
+
 /// A web login's code uses its time step once, like a session start's, but
 /// leaves the session starts' grace window open.
 async fn a_login_step_keeps_the_session_grace_window(store: Arc<dyn Store>) {
@@ -1600,6 +1716,11 @@ async fn quarterly_aggregates_count_in_sql(store: Arc<dyn Store>) {
 mod diff {
     use super::software_is_written_as_a_diff;
     crate::on_both_backends_raw!(software_is_written_as_a_diff);
+}
+
+mod unchanged {
+    use super::an_unchanged_report_writes_no_inventory;
+    crate::on_both_backends_raw!(an_unchanged_report_writes_no_inventory);
 }
 
 mod results_diff {

@@ -27,6 +27,18 @@ pub trait InventoryStore: Send + Sync {
         results: Option<&EvaluatedResults>,
     ) -> Result<IngestOutcome>;
 
+    /// A report with the same content as the device's current inventory:
+    /// records the report and moves the inventory's collection time
+    /// forward, with the results judged at that time, without rewriting
+    /// the inventory or its software rows. `None` (nothing written) when
+    /// the current inventory no longer has that hash or is newer: the
+    /// caller stores the report in full.
+    async fn ingest_unchanged_report(
+        &self,
+        report: &UnchangedReport,
+        results: Option<&EvaluatedResults>,
+    ) -> Result<Option<IngestOutcome>>;
+
     async fn list_inventory_reports(
         &self,
         device_id: &str,
@@ -197,6 +209,55 @@ macro_rules! impl_inventory_store {
                 }
                 tx.commit().await?;
                 Ok(IngestOutcome::Stored)
+            }
+
+            async fn ingest_unchanged_report(
+                &self,
+                r: &UnchangedReport,
+                results: Option<&EvaluatedResults>,
+            ) -> Result<Option<IngestOutcome>> {
+                let mut tx = self.begin_write().await?;
+                let current = sqlx::query(
+                    "UPDATE devices SET inventory_at = $2 \
+                     WHERE id = $1 AND inventory_hash = $3 AND inventory IS NOT NULL \
+                     AND inventory_at <= $2",
+                )
+                .bind(&r.device_id)
+                .bind(r.collected_at)
+                .bind(&r.content_hash)
+                .execute(&mut *tx)
+                .await?;
+                if current.rows_affected() == 0 {
+                    // Dropping the transaction rolls it back.
+                    return Ok(None);
+                }
+                let inserted = sqlx::query(
+                    "INSERT INTO inventory_reports (device_id, report_id, collected_at, \
+                     received_at, content_hash, reason) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (device_id, report_id) DO NOTHING",
+                )
+                .bind(&r.device_id)
+                .bind(&r.report_id)
+                .bind(r.collected_at)
+                .bind(r.received_at)
+                .bind(&r.content_hash)
+                .bind(&r.reason)
+                .execute(&mut *tx)
+                .await?;
+                if inserted.rows_affected() == 0 {
+                    // Rolled back: a duplicate changes nothing, not even the time.
+                    return Ok(Some(IngestOutcome::Duplicate));
+                }
+                if let Some(evaluated) = results {
+                    sql::write_device_results!(
+                        tx,
+                        &r.device_id,
+                        evaluated.revision,
+                        &evaluated.results
+                    );
+                }
+                tx.commit().await?;
+                Ok(Some(IngestOutcome::Stored))
             }
 
             async fn list_inventory_reports(

@@ -395,6 +395,19 @@ pub struct IngestReport {
     pub changes: Vec<InventoryChangeRecord>,
 }
 
+/// A report whose content hash equals the stored inventory's: only the
+/// report row and the inventory's collection time are written (a reboot
+/// sends its unchanged inventory again; a school morning sends thousands).
+#[derive(Debug, Clone)]
+pub struct UnchangedReport {
+    pub device_id: String,
+    pub report_id: String,
+    pub collected_at: Millis,
+    pub received_at: Millis,
+    pub content_hash: String,
+    pub reason: String,
+}
+
 /// A device's results under one standard revision, judged on the report
 /// they are stored with.
 #[derive(Debug, Clone, PartialEq, Eq)]
