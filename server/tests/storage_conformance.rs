@@ -645,6 +645,44 @@ async fn agents_seen_in_one_group(store: Arc<dyn Store>) {
     assert_eq!(d1.agent_version, "9.9");
     assert!(!is_connected(&store, "d2").await);
     assert!(store.record_agents_seen(&[]).await.unwrap().is_empty());
+
+    // A heartbeat with the stored inventory's hash confirms it current;
+    // another hash confirms nothing.
+    let inventory = report("d1", "r1", 1_500, &[("bash", "5.2")]);
+    store.ingest_report(&inventory).await.unwrap();
+    let heartbeat = |at, hash: &str| {
+        AgentSeen::new("d1", at, &stream("stream-1", "replica-a"), None).confirming(hash.into())
+    };
+    let confirmed = || async {
+        store
+            .list_device_inventories("", 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|d| d.id == "d1")
+            .unwrap()
+            .inventory_confirmed_at
+    };
+    assert_eq!(confirmed().await, None);
+    store
+        .record_agents_seen(&[heartbeat(3_000, &format!("{:064}", 9))])
+        .await
+        .unwrap();
+    assert_eq!(
+        confirmed().await,
+        None,
+        "another hash confirmed the inventory"
+    );
+    store
+        .record_agents_seen(&[heartbeat(4_000, &inventory.content_hash)])
+        .await
+        .unwrap();
+    assert_eq!(confirmed().await, Some(4_000));
+    assert_eq!(
+        store.get_device("d1").await.unwrap().unwrap().agent_version,
+        "9.9",
+        "a heartbeat keeps the Hello's version"
+    );
 }
 
 async fn reports_are_stored_once_and_in_order(store: Arc<dyn Store>) {

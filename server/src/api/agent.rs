@@ -726,22 +726,19 @@ async fn serve_stream(
                     version: &version,
                     consent_min,
                 };
-                touch(state, device, stream, Some(&hello)).await
+                touch(state, device, stream, Some(&hello), None).await
             }
             Some(AgentBody::Heartbeat(heartbeat)) => {
-                if !heartbeat.inventory_hash.is_empty() {
-                    let hash = schoolfleet_proto::text::clean(&heartbeat.inventory_hash, 64).value;
-                    if let Err(err) = state
-                        .store
-                        .confirm_inventory(&device.id, &hash, now_millis())
-                        .await
-                    {
-                        tracing::warn!(device = %device.id, error = %err, "cannot confirm inventory");
-                    }
-                }
+                // The hash confirms the stored inventory current, in the
+                // same grouped write as the heartbeat itself.
+                let confirms = (!heartbeat.inventory_hash.is_empty()).then(|| {
+                    schoolfleet_proto::text::clean(&heartbeat.inventory_hash, 64)
+                        .value
+                        .to_ascii_lowercase()
+                });
                 // The acknowledgement follows the write, so the agent (and
                 // the load generator) sees how long recording it took.
-                touch(state, device, stream, None).await.map(|_| {
+                touch(state, device, stream, None, confirms).await.map(|_| {
                     Some(ServerBody::HeartbeatAck(HeartbeatAck {
                         sequence: heartbeat.sequence,
                     }))
@@ -794,8 +791,12 @@ async fn touch(
     device: &DeviceRecord,
     stream: &AgentStream<'_>,
     hello: Option<&AgentHello<'_>>,
+    inventory_hash: Option<String>,
 ) -> Result<Option<ServerBody>, Status> {
-    let seen = AgentSeen::new(&device.id, now_millis(), stream, hello);
+    let mut seen = AgentSeen::new(&device.id, now_millis(), stream, hello);
+    if let Some(hash) = inventory_hash {
+        seen = seen.confirming(hash);
+    }
     match state.seen.record(seen).await {
         Ok(true) => Ok(None),
         Ok(false) => Err(Status::permission_denied(

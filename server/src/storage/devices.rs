@@ -105,23 +105,18 @@ pub trait DeviceStore: Send + Sync {
         device_id: &str,
         seen_since: Millis,
     ) -> Result<Option<(String, String)>>;
-
-    /// The agent says its inventory still has `content_hash`: record that
-    /// the stored inventory is current at `at`. Writes at most hourly.
-    async fn confirm_inventory(
-        &self,
-        device_id: &str,
-        content_hash: &str,
-        at: Millis,
-    ) -> Result<()>;
 }
 
 /// Marks a device alive on a stream; matches only an active device. A
-/// Hello ($6) also sets the agent's version and consent floor.
+/// Hello ($6) also sets the agent's version and consent floor; a heartbeat
+/// whose inventory hash ($8) is the stored inventory's confirms that
+/// inventory current (the compliance check of its age counts from then).
 const RECORD_AGENT_SEEN: &str = "UPDATE devices SET last_seen = $2, connected = TRUE, \
      connection_id = $3, connection_replica = $4, \
      agent_version = COALESCE($5, agent_version), \
-     agent_consent_min = CASE WHEN $6 THEN $7 ELSE agent_consent_min END \
+     agent_consent_min = CASE WHEN $6 THEN $7 ELSE agent_consent_min END, \
+     inventory_confirmed_at = CASE WHEN inventory_hash = $8 THEN $2 \
+     ELSE inventory_confirmed_at END \
      WHERE id = $1 AND status = 'active'";
 
 macro_rules! impl_device_store {
@@ -367,6 +362,7 @@ macro_rules! impl_device_store {
                         .bind(hello.map(|h| h.version))
                         .bind(hello.is_some())
                         .bind(hello.and_then(|h| h.consent_min))
+                        .bind(&seen.inventory_hash)
                         .execute(&mut *tx)
                         .await?;
                     active.push(done.rows_affected() == 1);
@@ -423,19 +419,6 @@ macro_rules! impl_device_store {
                 .bind(seen_since)
                 .fetch_optional(&self.pool)
                 .await?)
-            }
-
-            async fn confirm_inventory(&self, device_id: &str, content_hash: &str, at: Millis) -> Result<()> {
-                sqlx::query(
-                    "UPDATE devices SET inventory_confirmed_at = $3 WHERE id = $1 \
-                     AND inventory_hash = $2 AND COALESCE(inventory_confirmed_at, 0) < $3 - 3600000",
-                )
-                .bind(device_id)
-                .bind(content_hash)
-                .bind(at)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
             }
         }
     };

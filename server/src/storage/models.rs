@@ -250,6 +250,9 @@ pub struct AgentSeen {
     /// From the agent's Hello: its version and consent floor. `None` (a
     /// heartbeat) keeps the stored ones.
     pub hello: Option<(String, Option<String>)>,
+    /// From a heartbeat: the hash of the inventory the agent holds. When it
+    /// is the stored inventory's, that inventory is confirmed current.
+    pub inventory_hash: Option<String>,
 }
 
 impl AgentSeen {
@@ -265,7 +268,14 @@ impl AgentSeen {
             stream_id: stream.id.to_owned(),
             replica: stream.replica.to_owned(),
             hello: hello.map(|h| (h.version.to_owned(), h.consent_min.map(str::to_owned))),
+            inventory_hash: None,
         }
+    }
+
+    /// The agent says its inventory still has `content_hash`.
+    pub fn confirming(mut self, content_hash: String) -> Self {
+        self.inventory_hash = Some(content_hash);
+        self
     }
 
     pub fn hello(&self) -> Option<AgentHello<'_>> {
