@@ -50,9 +50,41 @@ pub fn jittered(base: Duration, jitter: f64) -> Duration {
     base.mul_f64(factor.max(0.0))
 }
 
+/// When to send a report again that the server asked for later: after
+/// the server's `retry_after_seconds` (it spreads a backlog of reports over
+/// the time it needs; bounded here so a hostile or broken answer cannot
+/// silence the agent for long), or about 30 s when it named no time.
+pub fn report_retry_delay(retry_after_seconds: u32) -> Duration {
+    const DEFAULT: Duration = Duration::from_secs(30);
+    const LONGEST: Duration = Duration::from_secs(3600);
+    const SHORTEST: Duration = Duration::from_secs(5);
+    if retry_after_seconds == 0 {
+        return jittered(DEFAULT, 0.2);
+    }
+    let asked = Duration::from_secs(retry_after_seconds.into()).clamp(SHORTEST, LONGEST);
+    jittered(asked, 0.1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_report_is_sent_again_when_the_server_says_within_bounds() {
+        for _ in 0..100 {
+            let default = report_retry_delay(0);
+            assert!(
+                (24.0..=36.0).contains(&default.as_secs_f64()),
+                "{default:?}"
+            );
+            let asked = report_retry_delay(200);
+            assert!((180.0..=220.0).contains(&asked.as_secs_f64()), "{asked:?}");
+            let too_long = report_retry_delay(u32::MAX);
+            assert!(too_long <= Duration::from_secs(3960), "{too_long:?}");
+            let too_short = report_retry_delay(1);
+            assert!(too_short >= Duration::from_secs_f64(4.5), "{too_short:?}");
+        }
+    }
 
     #[test]
     fn grows_by_the_multiplier_within_jitter_and_caps() {

@@ -641,7 +641,8 @@ impl Agent {
                     }
                 } else {
                     tracing::warn!(report = %ack.report_id, error = %ack.error, "server will take the report later");
-                    *resend_at = Some(Instant::now() + jittered(Duration::from_secs(30), 0.2));
+                    let delay = crate::backoff::report_retry_delay(ack.retry_after_seconds);
+                    *resend_at = Some(Instant::now() + delay);
                 }
                 Next::Continue
             }

@@ -362,6 +362,10 @@ pub struct LimitsSection {
     /// Inventory reports decoded and stored at the same time; the others
     /// wait with their encoded bytes only. 0: twice the number of cores.
     pub ingest_concurrency: usize,
+    /// Encoded bytes of inventory reports that may wait for their turn;
+    /// beyond it a report is answered "send again later" (the agent keeps
+    /// it), so a school morning cannot fill the server's memory.
+    pub ingest_queue_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -494,6 +498,7 @@ impl Default for LimitsSection {
             max_connections_per_peer: 2_000,
             first_request_timeout: Duration::from_secs(10),
             ingest_concurrency: 0,
+            ingest_queue_bytes: 64 << 20,
         }
     }
 }
@@ -816,6 +821,10 @@ first_request_timeout = "10s"
 # Inventory reports decoded and stored at the same time; the others wait
 # with their encoded bytes only. 0: twice the number of cores.
 ingest_concurrency = 0
+# Encoded bytes of inventory reports that may wait for their turn (64 MiB);
+# beyond it a report is answered "send again in N s", spread over the time
+# the backlog needs, and the agent keeps it in its spool.
+ingest_queue_bytes = 67108864
 
 [compliance]
 # How often expired waivers are looked for; the daily snapshot for the

@@ -5,7 +5,9 @@
 //! the limits, cleaned of control characters, compared with the current
 //! inventory, and stored once per report id.
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use prost::Message;
 use schoolfleet_proto::v1::{Inventory, InventoryReport, ReportAck};
@@ -24,25 +26,133 @@ use crate::storage::{
 /// refused; nearer future times are clamped to the receiving time.
 const MAX_CLOCK_SKEW_MS: i64 = 24 * 3600 * 1000;
 
-/// How many reports are decoded, stored and evaluated at once. At a school
-/// morning thousands of agents send their boot report together; each one
-/// waiting here holds only its encoded bytes, not a decoded inventory
-/// several times larger, so the server's memory stays bounded.
+/// How many reports are decoded, stored and evaluated at once, and how
+/// many may wait for their turn.
+///
+/// At a school morning thousands of agents send their boot report
+/// together. A report waiting here holds its encoded bytes; beyond
+/// `limits.ingest_queue_bytes` of them the report is not kept but answered
+/// with `retry` and a time to send it again, spread over how long the
+/// backlog takes to drain. The agent keeps it in its spool, so the
+/// server's memory stays bounded however many arrive at once.
 #[derive(Debug, Default)]
 pub struct IngestGate {
     permits: OnceLock<Semaphore>,
+    /// Encoded bytes of the reports waiting for a turn.
+    waiting_bytes: AtomicUsize,
+    pace: Mutex<Pace>,
 }
 
+/// The answer of the gate.
+pub enum Turn<'a> {
+    /// Decode and store now; the turn ends when this is dropped.
+    Go(SemaphorePermit<'a>),
+    /// The backlog is full: send the report again after this time.
+    Later(Duration),
+}
+
+/// Reports stored and deferred in the current and the last minute, to
+/// spread deferred reports over the time the backlog needs.
+#[derive(Debug, Default)]
+struct Pace {
+    started: Option<Instant>,
+    stored: u64,
+    deferred: u64,
+    last_stored: u64,
+    last_deferred: u64,
+}
+
+impl Pace {
+    const WINDOW: Duration = Duration::from_secs(60);
+
+    fn roll(&mut self, now: Instant) {
+        match self.started {
+            Some(started) if now.duration_since(started) < Self::WINDOW => {}
+            Some(started) if now.duration_since(started) < 2 * Self::WINDOW => {
+                self.last_stored = std::mem::take(&mut self.stored);
+                self.last_deferred = std::mem::take(&mut self.deferred);
+                self.started = Some(started + Self::WINDOW);
+            }
+            _ => {
+                *self = Pace {
+                    started: Some(now),
+                    ..Pace::default()
+                }
+            }
+        }
+    }
+
+    /// How long the reports deferred lately take at the rate reports were
+    /// stored lately: the window a deferred report is sent again in.
+    fn spread(&self, now: Instant) -> Duration {
+        let elapsed = self
+            .started
+            .map_or(Duration::ZERO, |s| now.duration_since(s))
+            .as_secs_f64();
+        let seconds = Self::WINDOW.as_secs_f64() + elapsed;
+        let stored_per_second = (self.stored + self.last_stored) as f64 / seconds;
+        let deferred = (self.deferred + self.last_deferred) as f64;
+        Duration::from_secs_f64(deferred / stored_per_second.max(1.0))
+    }
+}
+
+/// Shortest and longest time a deferred report is told to wait.
+const RETRY_AFTER_MIN: Duration = Duration::from_secs(15);
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(15 * 60);
+
 impl IngestGate {
-    /// Waits for a turn. `configured` is `limits.ingest_concurrency`
-    /// (0: twice the cores); it is read once, on first use.
-    pub async fn enter(&self, configured: usize) -> Option<SemaphorePermit<'_>> {
-        self.permits
-            .get_or_init(|| Semaphore::new(Self::size(configured)))
-            .acquire()
-            .await
+    /// Waits for a turn for a report of `report_bytes`, or answers
+    /// [`Turn::Later`] when the waiting reports already hold `queue_bytes`.
+    /// `configured` is `limits.ingest_concurrency` (0: twice the cores); it
+    /// is read once, on first use. The first report in line always waits,
+    /// whatever its size.
+    pub async fn enter(
+        &self,
+        configured: usize,
+        queue_bytes: usize,
+        report_bytes: usize,
+    ) -> Turn<'_> {
+        let permits = self
+            .permits
+            .get_or_init(|| Semaphore::new(Self::size(configured)));
+        if let Ok(turn) = permits.try_acquire() {
+            return Turn::Go(turn);
+        }
+        let before = self.waiting_bytes.fetch_add(report_bytes, Ordering::AcqRel);
+        let waiting = Waiting {
+            bytes: &self.waiting_bytes,
+            report_bytes,
+        };
+        if before > 0 && before.saturating_add(report_bytes) > queue_bytes {
+            drop(waiting);
+            return Turn::Later(self.defer());
+        }
+        let turn = permits.acquire().await;
+        drop(waiting);
+        match turn {
+            Ok(turn) => Turn::Go(turn),
             // Never closed; a closed gate would let nothing through.
-            .ok()
+            Err(_) => Turn::Later(RETRY_AFTER_MIN),
+        }
+    }
+
+    /// Counts a stored report, for the pace of deferred ones.
+    pub fn stored(&self) {
+        let mut pace = self.pace.lock().unwrap_or_else(|e| e.into_inner());
+        pace.roll(Instant::now());
+        pace.stored += 1;
+    }
+
+    fn defer(&self) -> Duration {
+        let now = Instant::now();
+        let spread = {
+            let mut pace = self.pace.lock().unwrap_or_else(|e| e.into_inner());
+            pace.roll(now);
+            pace.deferred += 1;
+            pace.spread(now)
+        };
+        let spread = spread.min(RETRY_AFTER_MAX - RETRY_AFTER_MIN);
+        RETRY_AFTER_MIN + spread.mul_f64(rand::random::<f64>())
     }
 
     /// The number of reports let through at once.
@@ -58,6 +168,38 @@ impl IngestGate {
     pub fn available(&self) -> Option<usize> {
         self.permits.get().map(Semaphore::available_permits)
     }
+
+    /// Encoded bytes of the reports waiting right now.
+    pub fn waiting_bytes(&self) -> usize {
+        self.waiting_bytes.load(Ordering::Acquire)
+    }
+}
+
+/// A report's bytes counted as waiting until it has its turn, gives up, or
+/// its stream ends.
+struct Waiting<'a> {
+    bytes: &'a AtomicUsize,
+    report_bytes: usize,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.bytes.fetch_sub(self.report_bytes, Ordering::AcqRel);
+    }
+}
+
+/// The backlog is full: the agent keeps the report and sends it again
+/// after the time given.
+fn deferred(report_id: String, after: Duration) -> ReportAck {
+    let seconds = after.as_secs().max(1);
+    ReportAck {
+        report_id,
+        duplicate: false,
+        error: format!("server busy with other inventory reports; send again in {seconds} s"),
+        warnings: Vec::new(),
+        retry: true,
+        retry_after_seconds: u32::try_from(seconds).unwrap_or(u32::MAX),
+    }
 }
 
 /// The report is refused for good: resending it cannot help.
@@ -68,6 +210,7 @@ fn rejected(report_id: String, error: String) -> ReportAck {
         error,
         warnings: Vec::new(),
         retry: false,
+        retry_after_seconds: 0,
     }
 }
 
@@ -79,6 +222,7 @@ fn retry_later(report_id: String) -> ReportAck {
         error: "server storage unavailable; will retry".into(),
         warnings: Vec::new(),
         retry: true,
+        retry_after_seconds: 0,
     }
 }
 
@@ -95,6 +239,7 @@ pub fn rate_limited(report_id: String, per_hour: u32, limited: Limited) -> Repor
         ),
         warnings: Vec::new(),
         retry: true,
+        retry_after_seconds: limited.seconds().try_into().unwrap_or(u32::MAX),
     }
 }
 
@@ -131,13 +276,22 @@ pub async fn ingest_report(
     report: InventoryReport,
 ) -> ReportAck {
     let report_id = schoolfleet_proto::text::clean(&report.report_id, 64).value;
+    let limits = &state.config.limits;
     // Held until the report is stored and evaluated.
-    let Some(_turn) = state
+    let _turn = match state
         .ingest
-        .enter(state.config.limits.ingest_concurrency)
+        .enter(
+            limits.ingest_concurrency,
+            limits.ingest_queue_bytes,
+            report.encoded_len(),
+        )
         .await
-    else {
-        return retry_later(report_id);
+    {
+        Turn::Go(turn) => turn,
+        Turn::Later(after) => {
+            tracing::debug!(device = %device.id, report = %report_id, retry_after = ?after, "inventory backlog full; report deferred");
+            return deferred(report_id, after);
+        }
     };
     if uuid::Uuid::parse_str(&report_id).is_err() {
         return rejected(report_id, "report id must be a UUID".into());
@@ -321,6 +475,7 @@ async fn acknowledge(
     match stored {
         Ok(outcome) => {
             tracing::debug!(device = %device.id, report = %report_id, ?outcome, "inventory report stored");
+            state.ingest.stored();
             if outcome == IngestOutcome::Stored
                 && let Some((current, row, results)) = &judged
             {
@@ -343,6 +498,7 @@ async fn acknowledge(
                 error: String::new(),
                 warnings,
                 retry: false,
+                retry_after_seconds: 0,
             }
         }
         Err(err) => {

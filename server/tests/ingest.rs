@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::server::InProcessServer;
 use prost::Message;
 use schoolfleet_proto::v1::*;
-use schoolfleet_server::ingest::{self, IngestGate};
+use schoolfleet_server::ingest::{self, IngestGate, Turn};
 use schoolfleet_server::storage::{DeviceRecord, Enrolment, now_millis};
 
 async fn enrolled_device(server: &InProcessServer) -> DeviceRecord {
@@ -85,7 +85,9 @@ async fn a_report_waits_for_a_turn_at_the_ingest_gate() {
     let state = &server.state;
 
     // Someone else holds the only turn: the report is not even decoded.
-    let held = state.ingest.enter(1).await.unwrap();
+    let Turn::Go(held) = state.ingest.enter(1, 1 << 20, 100).await else {
+        panic!("the first turn was refused");
+    };
     assert_eq!(state.ingest.available(), Some(0));
     let mut pending = Box::pin(ingest::ingest_report(state, &device, report()));
     assert!(
@@ -118,4 +120,83 @@ async fn a_report_waits_for_a_turn_at_the_ingest_gate() {
     );
     // The turn is given back.
     assert_eq!(state.ingest.available(), Some(1));
+}
+
+/// Beyond `limits.ingest_queue_bytes` of waiting reports, a report is not
+/// kept: it is answered "send again in N s" at once, and nothing of it is
+/// stored; the report already waiting keeps its place.
+#[tokio::test]
+async fn a_full_backlog_answers_send_again_later() {
+    let first = report();
+    let queue = first.encoded_len() + 16;
+    let server = InProcessServer::start_with(move |c| {
+        c.limits.ingest_concurrency = 1;
+        c.limits.ingest_queue_bytes = queue;
+    })
+    .await;
+    let device = enrolled_device(&server).await;
+    let state = &server.state;
+
+    let Turn::Go(held) = state.ingest.enter(1, queue, 100).await else {
+        panic!("the first turn was refused");
+    };
+    let mut waiting = Box::pin(ingest::ingest_report(state, &device, first.clone()));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut waiting)
+            .await
+            .is_err()
+    );
+    assert_eq!(state.ingest.waiting_bytes(), first.encoded_len());
+
+    // The next one does not fit: deferred at once, with a time.
+    let second = report();
+    let ack = tokio::time::timeout(
+        Duration::from_secs(5),
+        ingest::ingest_report(state, &device, second.clone()),
+    )
+    .await
+    .expect("a report over the backlog waited instead of being deferred");
+    assert_eq!(ack.report_id, second.report_id);
+    assert!(ack.retry, "{ack:?}");
+    assert!((15..=15 * 60).contains(&ack.retry_after_seconds), "{ack:?}");
+    assert!(ack.error.contains("send again in"), "{ack:?}");
+    assert_eq!(state.ingest.waiting_bytes(), first.encoded_len());
+
+    // The waiting one is stored once the turn is free; the gate is empty.
+    drop(held);
+    let ack = tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .expect("the waiting report never got its turn");
+    assert!(ack.error.is_empty() && !ack.retry, "{ack:?}");
+    assert_eq!(state.ingest.waiting_bytes(), 0);
+    let reports = server
+        .store()
+        .list_inventory_reports(&device.id, 10)
+        .await
+        .unwrap();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].report_id, first.report_id);
+
+    // Sent again later, the deferred report is stored.
+    let ack = ingest::ingest_report(state, &device, second.clone()).await;
+    assert!(ack.error.is_empty() && !ack.retry, "{ack:?}");
+}
+
+/// A report that stops waiting (its stream ended) gives its place back.
+#[tokio::test]
+async fn a_report_that_stops_waiting_leaves_the_backlog() {
+    let server = InProcessServer::start_with(|c| c.limits.ingest_concurrency = 1).await;
+    let device = enrolled_device(&server).await;
+    let state = &server.state;
+    let Turn::Go(_held) = state.ingest.enter(1, 1 << 20, 100).await else {
+        panic!("the first turn was refused");
+    };
+    let one = report();
+    let waiting = tokio::time::timeout(
+        Duration::from_millis(300),
+        ingest::ingest_report(state, &device, one.clone()),
+    )
+    .await;
+    assert!(waiting.is_err(), "the report did not wait");
+    assert_eq!(state.ingest.waiting_bytes(), 0);
 }

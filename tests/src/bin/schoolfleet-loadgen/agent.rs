@@ -271,6 +271,7 @@ async fn hold_stream(
         link: &link,
         shared,
         reports: Vec::new(),
+        deferred: Vec::new(),
         beats: VecDeque::new(),
     };
     if !opened_before {
@@ -346,6 +347,11 @@ async fn hold_stream(
                     }
                 }
             }
+            _ = tokio::time::sleep_until(open.next_resend()), if !open.deferred.is_empty() => {
+                if !open.resend_due().await {
+                    return Ended::Lost;
+                }
+            }
             message = inbound.message() => {
                 if !open.on_message(message).await {
                     return Ended::Lost;
@@ -356,9 +362,14 @@ async fn hold_stream(
     // The run is over: wait a while for acknowledgements still owed, then
     // count what is left as errors.
     let grace = deadline + DRAIN;
-    while !open.reports.is_empty() {
+    while !open.reports.is_empty() || !open.deferred.is_empty() {
         tokio::select! {
             _ = tokio::time::sleep_until(grace) => break,
+            _ = tokio::time::sleep_until(open.next_resend()), if !open.deferred.is_empty() => {
+                if !open.resend_due().await {
+                    break;
+                }
+            }
             message = inbound.message() => {
                 if !open.on_message(message).await {
                     break;
@@ -366,9 +377,12 @@ async fn hold_stream(
             }
         }
     }
-    c.report_errors
-        .fetch_add(open.reports.len() as u64, Ordering::Relaxed);
+    c.report_errors.fetch_add(
+        (open.reports.len() + open.deferred.len()) as u64,
+        Ordering::Relaxed,
+    );
     open.reports.clear();
+    open.deferred.clear();
     Ended::RunOver
 }
 
@@ -376,8 +390,12 @@ async fn hold_stream(
 struct OpenStream<'a> {
     link: &'a SessionLink,
     shared: &'a Arc<Shared>,
-    /// Reports waiting for their acknowledgement, by report id.
-    reports: Vec<(String, Instant)>,
+    /// Reports waiting for their acknowledgement: id, when first sent, and
+    /// the report, kept to send it again if the server defers it.
+    reports: Vec<(String, Instant, InventoryReport)>,
+    /// Reports the server deferred: when to send them again, when first
+    /// sent, the report (a real agent keeps them in its spool).
+    deferred: Vec<(tokio::time::Instant, Instant, InventoryReport)>,
     /// Heartbeats waiting for theirs, in sequence order.
     beats: VecDeque<(u64, Instant)>,
 }
@@ -386,7 +404,7 @@ impl Drop for OpenStream<'_> {
     /// Reports unacknowledged when a stream breaks are lost with it (a
     /// real agent would send them again from its spool).
     fn drop(&mut self) {
-        let lost = self.reports.len() as u64;
+        let lost = (self.reports.len() + self.deferred.len()) as u64;
         self.shared
             .counters
             .reports_lost
@@ -397,12 +415,40 @@ impl Drop for OpenStream<'_> {
 impl OpenStream<'_> {
     async fn send_report(&mut self, report: InventoryReport) -> bool {
         self.shared.counters.reports.fetch_add(1, Ordering::Relaxed);
+        self.send_at(report, Instant::now()).await
+    }
+
+    async fn send_at(&mut self, report: InventoryReport, first_sent: Instant) -> bool {
         self.reports
-            .push((report.report_id.clone(), Instant::now()));
+            .push((report.report_id.clone(), first_sent, report.clone()));
         let message = AgentMessage {
             body: Some(AgentBody::InventoryReport(report)),
         };
         self.link.stream.send(message).await.is_ok()
+    }
+
+    /// When the next deferred report is due.
+    fn next_resend(&self) -> tokio::time::Instant {
+        self.deferred
+            .iter()
+            .map(|(at, _, _)| *at)
+            .min()
+            .unwrap_or_else(tokio::time::Instant::now)
+    }
+
+    /// Sends the deferred reports that are due again.
+    async fn resend_due(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred)
+            .into_iter()
+            .partition(|(at, _, _)| *at <= now);
+        self.deferred = later;
+        for (_, first_sent, report) in due {
+            if !self.send_at(report, first_sent).await {
+                return false;
+            }
+        }
+        true
     }
 
     /// Handles one message from the server; false when the stream is over.
@@ -413,11 +459,34 @@ impl OpenStream<'_> {
             Ok(Some(ServerMessage {
                 body: Some(ServerBody::ReportAck(ack)),
             })) => {
-                if let Some(i) = self.reports.iter().position(|(id, _)| *id == ack.report_id) {
-                    let (_, sent) = self.reports.swap_remove(i);
-                    record(&shared.latencies.report, sent).await;
+                let pending = self
+                    .reports
+                    .iter()
+                    .position(|(id, _, _)| *id == ack.report_id)
+                    .map(|i| self.reports.swap_remove(i));
+                if ack.retry {
+                    // Sent again when the server said (a real agent jitters
+                    // it by 10 %; the server already spread it).
+                    c.reports_deferred.fetch_add(1, Ordering::Relaxed);
+                    if let Some((_, first_sent, report)) = pending {
+                        // No time named: the agent's default of 30 s.
+                        let seconds = match ack.retry_after_seconds {
+                            0 => 30,
+                            n => u64::from(n),
+                        };
+                        let after = Duration::from_secs(seconds);
+                        self.deferred.push((
+                            tokio::time::Instant::now() + after,
+                            first_sent,
+                            report,
+                        ));
+                    }
+                    return true;
                 }
-                if ack.error.is_empty() && !ack.retry {
+                if let Some((_, first_sent, _)) = pending {
+                    record(&shared.latencies.report, first_sent).await;
+                }
+                if ack.error.is_empty() {
                     c.reports_acked.fetch_add(1, Ordering::Relaxed);
                 } else if c.report_errors.fetch_add(1, Ordering::Relaxed) == 0 {
                     eprintln!(

@@ -308,13 +308,14 @@ fn main() -> anyhow::Result<()> {
         get(&c.not_back)
     );
     println!(
-        "  heartbeats {} acknowledged {}, reports {} acknowledged {} (errors {}, lost with their stream {}), requests unanswered {}",
+        "  heartbeats {} acknowledged {}, reports {} acknowledged {} (errors {}, lost with their stream {}, deferred by the server {} times), requests unanswered {}",
         get(&c.heartbeats),
         get(&c.heartbeats_acked),
         get(&c.reports),
         get(&c.reports_acked),
         get(&c.report_errors),
         get(&c.reports_lost),
+        get(&c.reports_deferred),
         get(&c.requests_unanswered)
     );
     println!(
@@ -426,8 +427,11 @@ fn watch(
             t.server_max_rss_kib = t.server_max_rss_kib.max(s.rss_kib);
         }
         let online = c.online.load(Ordering::Relaxed);
-        // Steady: every agent connected and every startup report answered.
-        let reports_settled = Counters::get(&c.reports_acked) + Counters::get(&c.report_errors)
+        // Steady: every agent connected and every startup report answered
+        // (or lost with a stream that broke).
+        let reports_settled = Counters::get(&c.reports_acked)
+            + Counters::get(&c.report_errors)
+            + Counters::get(&c.reports_lost)
             >= Counters::get(&c.reports);
         if t.all_online.is_none()
             && online == all

@@ -26,6 +26,9 @@ pub struct Counters {
     pub report_errors: AtomicU64,
     /// Reports unacknowledged when their stream broke.
     pub reports_lost: AtomicU64,
+    /// "Send again later" answers (a full backlog at the server); the report
+    /// is sent again after the time the server named.
+    pub reports_deferred: AtomicU64,
     pub requests_unanswered: AtomicU64,
     /// Exec sessions accepted, and their channels answered or failed.
     pub sessions_accepted: AtomicU64,
