@@ -1325,6 +1325,13 @@ async fn an_unchanged_report_writes_no_inventory(store: Arc<dyn Store>, raw: com
     let first = report("d1", "r1", 1_000, &packages);
     store.ingest_report(&first).await.unwrap();
     count_software_writes(&raw).await;
+    count_row_writes(
+        &raw,
+        "device_inventories",
+        "blob_writes",
+        &["INSERT", "UPDATE", "DELETE"],
+    )
+    .await;
     let unchanged = |report_id: &str, collected_at: Millis, content_hash: &str| UnchangedReport {
         device_id: "d1".into(),
         report_id: report_id.into(),
@@ -1346,6 +1353,16 @@ async fn an_unchanged_report_writes_no_inventory(store: Arc<dyn Store>, raw: com
     );
     assert_eq!(stored.inventory, first.inventory, "the blob is kept");
     assert_eq!(raw.scalar("SELECT n FROM sw_writes").await, 0);
+    // The blob lives apart from the devices row: neither this report nor a
+    // heartbeat (which updates the devices row) writes it again.
+    store
+        .record_agents_seen(&[
+            AgentSeen::new("d1", 2_100, &stream("stream-1", "replica-a"), None)
+                .confirming(first.content_hash.clone()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(raw.scalar("SELECT n FROM blob_writes").await, 0);
     let reports = store.list_inventory_reports("d1", 10).await.unwrap();
     assert_eq!(reports.len(), 2);
     assert_eq!(reports.iter().filter(|r| r.report_id == "r2").count(), 1);

@@ -187,9 +187,10 @@ macro_rules! impl_compliance_store {
                 limit: i64,
             ) -> Result<Vec<DeviceInventoryRow>> {
                 Ok(sqlx::query_as(
-                    "SELECT id, hostname, county_id, school_id, device_class, inventory_at, \
-                     inventory_confirmed_at, inventory \
-                     FROM devices WHERE status = 'active' AND id > $1 ORDER BY id LIMIT $2",
+                    "SELECT d.id, d.hostname, d.county_id, d.school_id, d.device_class, \
+                     d.inventory_at, d.inventory_confirmed_at, i.inventory FROM devices d \
+                     LEFT JOIN device_inventories i ON i.device_id = d.id \
+                     WHERE d.status = 'active' AND d.id > $1 ORDER BY d.id LIMIT $2",
                 )
                 .bind(after_id)
                 .bind(limit)
@@ -199,8 +200,10 @@ macro_rules! impl_compliance_store {
 
             async fn get_device_inventory(&self, device_id: &str) -> Result<Option<DeviceInventoryRow>> {
                 Ok(sqlx::query_as(
-                    "SELECT id, hostname, county_id, school_id, device_class, inventory_at, \
-                     inventory_confirmed_at, inventory FROM devices WHERE status = 'active' AND id = $1",
+                    "SELECT d.id, d.hostname, d.county_id, d.school_id, d.device_class, \
+                     d.inventory_at, d.inventory_confirmed_at, i.inventory FROM devices d \
+                     LEFT JOIN device_inventories i ON i.device_id = d.id \
+                     WHERE d.status = 'active' AND d.id = $1",
                 )
                 .bind(device_id)
                 .fetch_optional(&self.pool)

@@ -67,7 +67,8 @@ macro_rules! impl_inventory_store {
         impl $crate::storage::InventoryStore for $store {
             async fn get_inventory(&self, device_id: &str) -> Result<Option<StoredInventory>> {
                 let row: Option<(Option<i64>, Option<String>, Option<Vec<u8>>)> = sqlx::query_as(
-                    "SELECT inventory_at, inventory_hash, inventory FROM devices WHERE id = $1",
+                    "SELECT d.inventory_at, d.inventory_hash, i.inventory FROM devices d \
+                     LEFT JOIN device_inventories i ON i.device_id = d.id WHERE d.id = $1",
                 )
                 .bind(device_id)
                 .fetch_optional(&self.pool)
@@ -110,15 +111,14 @@ macro_rules! impl_inventory_store {
                 // Spooled reports may arrive out of order: only a newer one
                 // replaces the current inventory.
                 let current = sqlx::query(
-                    "UPDATE devices SET inventory_at = $2, inventory_hash = $3, inventory = $4, \
-                     hostname = $5, os_name = $6, os_version = $7, vendor = $8, model = $9, \
-                     memory_total_bytes = $10, ip_addresses = $11 \
+                    "UPDATE devices SET inventory_at = $2, inventory_hash = $3, \
+                     hostname = $4, os_name = $5, os_version = $6, vendor = $7, model = $8, \
+                     memory_total_bytes = $9, ip_addresses = $10 \
                      WHERE id = $1 AND (inventory_at IS NULL OR inventory_at <= $2)",
                 )
                 .bind(&r.device_id)
                 .bind(r.collected_at)
                 .bind(&r.content_hash)
-                .bind(&r.inventory)
                 .bind(&r.summary.hostname)
                 .bind(&r.summary.os_name)
                 .bind(&r.summary.os_version)
@@ -132,6 +132,16 @@ macro_rules! impl_inventory_store {
                     tx.commit().await?;
                     return Ok(IngestOutcome::StoredOlder);
                 }
+                // The blob lives apart from the devices row, which every
+                // heartbeat rewrites (migration 0016).
+                sqlx::query(
+                    "INSERT INTO device_inventories (device_id, inventory) VALUES ($1, $2) \
+                     ON CONFLICT (device_id) DO UPDATE SET inventory = excluded.inventory",
+                )
+                .bind(&r.device_id)
+                .bind(&r.inventory)
+                .execute(&mut *tx)
+                .await?;
                 // Only the difference is written: a boot report with the
                 // same ~800 programs then writes no software row at all.
                 // Read after the device row is locked by the UPDATE above.
@@ -219,8 +229,8 @@ macro_rules! impl_inventory_store {
                 let mut tx = self.begin_write().await?;
                 let current = sqlx::query(
                     "UPDATE devices SET inventory_at = $2 \
-                     WHERE id = $1 AND inventory_hash = $3 AND inventory IS NOT NULL \
-                     AND inventory_at <= $2",
+                     WHERE id = $1 AND inventory_hash = $3 AND inventory_at <= $2 \
+                     AND EXISTS (SELECT 1 FROM device_inventories i WHERE i.device_id = $1)",
                 )
                 .bind(&r.device_id)
                 .bind(r.collected_at)

@@ -516,6 +516,7 @@ const SWEPT_TABLES: &[&str] = &[
     "api_tokens",
     "users",
     "devices",
+    "device_inventories",
     "device_software",
     "audit_events",
 ];

@@ -1,0 +1,67 @@
+//! Upgrading a database made by an older release: the migrations that move
+//! data keep it. (Fresh databases are covered by every other test.)
+
+use std::str::FromStr;
+
+use schoolfleet_server::storage::{InventoryStore, SqliteStore};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, Connection};
+
+/// Migration 0016 moves the inventory blob out of the devices row: a
+/// device stored before it keeps its inventory, byte for byte.
+#[tokio::test]
+async fn the_inventory_blob_survives_its_move_out_of_the_devices_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("schoolfleet.db");
+    let blob: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+
+    // The schema as release 0015 left it, with one device and its blob.
+    let migrations = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
+    let mut old = sqlx::migrate::Migrator::new(std::path::Path::new(migrations))
+        .await
+        .unwrap();
+    old.migrations = old
+        .migrations
+        .iter()
+        .filter(|m| m.version <= 15)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    let mut conn = SqliteConnectOptions::from_str("sqlite://")
+        .unwrap()
+        .filename(&path)
+        .create_if_missing(true)
+        .foreign_keys(false)
+        .connect()
+        .await
+        .unwrap();
+    old.run(&mut conn).await.unwrap();
+    sqlx::query(
+        "INSERT INTO devices (id, county_id, school_id, device_class, status, hostname, \
+         system_uuid, serial_number, enrolled_at, inventory_at, inventory_hash, inventory) \
+         VALUES ('d1', 'kus', 'kus012', 'schueler-pc', 'active', 'pc1', '', '', 1, 1000, \
+         'abc', $1), ('d2', 'kus', 'kus012', 'schueler-pc', 'active', 'pc2', '', '', 1, \
+         NULL, NULL, NULL)",
+    )
+    .bind(&blob)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+
+    // Opening it with this release migrates it.
+    let store = SqliteStore::open(&path).await.unwrap();
+    let stored = store.get_inventory("d1").await.unwrap().unwrap();
+    assert_eq!(stored.inventory, blob);
+    assert_eq!(
+        (stored.collected_at, stored.content_hash.as_str()),
+        (1000, "abc")
+    );
+    assert!(store.get_inventory("d2").await.unwrap().is_none());
+    let columns: Vec<(String,)> =
+        sqlx::query_as("SELECT name FROM pragma_table_info('devices') WHERE name = 'inventory'")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert!(columns.is_empty(), "the old column is still there");
+}
