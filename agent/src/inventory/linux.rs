@@ -255,9 +255,10 @@ fn operating_system(errors: &mut Errors) -> OperatingSystem {
 /// Installed packages and the time of the last install/upgrade. dpkg wins
 /// where its database exists; rpm is asked only otherwise.
 fn software(errors: &mut Errors) -> (Vec<SoftwarePackage>, Option<SystemTime>) {
-    match std::fs::read(dpkg::STATUS_FILE) {
-        Ok(data) => {
-            let packages = dpkg::parse_status(&String::from_utf8_lossy(&data));
+    match std::fs::File::open(dpkg::STATUS_FILE)
+        .and_then(|f| dpkg::read_status(io::BufReader::new(f)))
+    {
+        Ok(packages) => {
             let last = dpkg::last_change(Path::new(dpkg::INFO_DIR)).unwrap_or_else(|e| {
                 errors.record(
                     "last_update",

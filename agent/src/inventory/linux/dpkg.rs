@@ -29,12 +29,45 @@ pub(crate) const INFO_DIR: &str = "/var/lib/dpkg/info";
 ///
 /// Publisher stays empty: dpkg's Maintainer field names individual Debian
 /// developers, not a vendor.
+#[cfg(test)]
 pub(crate) fn parse_status(text: &str) -> Vec<SoftwarePackage> {
     let mut packages = Vec::new();
+    parse_into(text, &mut packages);
+    packages
+}
+
+/// [`parse_status`], read paragraph by paragraph: the whole file (about
+/// 700 KB for 900 packages) in one buffer was the collection's largest
+/// allocation, and glibc then keeps the collecting thread's arena grown to
+/// that size, resident in the idle agent (about 0.8 MiB of its RSS).
+pub(crate) fn read_status(mut reader: impl io::BufRead) -> io::Result<Vec<SoftwarePackage>> {
+    let mut packages = Vec::new();
+    let mut paragraph = Vec::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let end = reader.read_until(b'\n', &mut line)? == 0;
+        if !end && !line.trim_ascii().is_empty() {
+            // Continuation lines (Description, Conffiles, ...) are skipped
+            // by the parser anyway: no need to keep them.
+            if !line.starts_with(b" ") && !line.starts_with(b"\t") {
+                paragraph.extend_from_slice(&line);
+            }
+            continue;
+        }
+        parse_into(&String::from_utf8_lossy(&paragraph), &mut packages);
+        paragraph.clear();
+        if end {
+            return Ok(packages);
+        }
+    }
+}
+
+fn parse_into(text: &str, packages: &mut Vec<SoftwarePackage>) {
     let mut current = Paragraph::default();
     for line in text.lines() {
         if line.trim().is_empty() {
-            current.finish(&mut packages);
+            current.finish(packages);
             continue;
         }
         if line.starts_with([' ', '\t']) {
@@ -49,7 +82,7 @@ pub(crate) fn parse_status(text: &str) -> Vec<SoftwarePackage> {
         if key.eq_ignore_ascii_case("Package") {
             // A missing blank line must not merge two packages into one.
             if !current.name.is_empty() {
-                current.finish(&mut packages);
+                current.finish(packages);
             }
             current.name = value;
         } else if key.eq_ignore_ascii_case("Status") {
@@ -60,8 +93,7 @@ pub(crate) fn parse_status(text: &str) -> Vec<SoftwarePackage> {
             current.architecture = value;
         }
     }
-    current.finish(&mut packages);
-    packages
+    current.finish(packages);
 }
 
 #[derive(Default)]
@@ -177,6 +209,19 @@ Package: no-blank-line-before-this-one
         assert_eq!(libc.architecture, "i386");
         assert_eq!(libc.source, "dpkg");
         assert_eq!(packages[2].version, "3:1.2-3");
+    }
+
+    #[test]
+    fn reading_paragraph_by_paragraph_agrees_with_parsing_the_whole() {
+        for text in [
+            STATUS,
+            "Package: a\r\nStatus: install ok installed\r\nVersion: 1\r\n\r\nPackage: b\nStatus: install ok installed",
+            "",
+            "\n\n",
+        ] {
+            let read = read_status(text.as_bytes()).unwrap();
+            assert_eq!(read, parse_status(text));
+        }
     }
 
     #[test]
