@@ -92,6 +92,8 @@ pub enum RunError {
 /// Renew the device certificate when it has less than this left.
 const RENEW_BEFORE: chrono::TimeDelta = chrono::TimeDelta::days(30);
 const RENEWAL_CHECK_INTERVAL: Duration = Duration::from_secs(6 * 3600);
+/// How long the server may take to welcome a newly opened stream.
+const WELCOME_TIMEOUT: Duration = Duration::from_secs(30);
 /// After the server refused this device (revoked, retired, enrolled again,
 /// unknown certificate): it will not change its mind in two minutes, and
 /// thousands of refused agents must not hammer it. Restarting the agent
@@ -108,7 +110,14 @@ struct Connection {
     channel: tonic::transport::Channel,
     outbound: mpsc::Sender<AgentMessage>,
     inbound: tonic::Streaming<ServerMessage>,
-    /// Reports sent on this stream and not yet acknowledged.
+    /// The server's first message (its Welcome), read while connecting and
+    /// handled by the loop like any other.
+    first: Option<ServerMessage>,
+    /// The server takes reports by `SubmitInventory` (its Welcome said so);
+    /// their acknowledgements come back through `acks`.
+    submit_inventory: bool,
+    acks: (mpsc::Sender<ReportAck>, mpsc::Receiver<ReportAck>),
+    /// Reports sent on this connection and not yet acknowledged.
     in_flight: HashSet<String>,
     since: Instant,
 }
@@ -405,9 +414,17 @@ async fn next_call(
 async fn next_message(
     connection: &mut Option<Connection>,
 ) -> Result<Option<ServerMessage>, tonic::Status> {
-    match connection {
-        Some(conn) => conn.inbound.message().await,
-        None => std::future::pending().await,
+    let Some(conn) = connection else {
+        return std::future::pending().await;
+    };
+    if let Some(first) = conn.first.take() {
+        return Ok(Some(first));
+    }
+    tokio::select! {
+        Some(ack) = conn.acks.1.recv() => Ok(Some(ServerMessage {
+            body: Some(ServerBody::ReportAck(ack)),
+        })),
+        message = conn.inbound.message() => message,
     }
 }
 
@@ -416,6 +433,35 @@ async fn send(conn: &Connection, body: AgentBody) -> bool {
         .send(AgentMessage { body: Some(body) })
         .await
         .is_ok()
+}
+
+/// Sends one report: by `SubmitInventory` when the server takes it so
+/// (its acknowledgement comes back through the connection's `acks`), else
+/// on the stream. A failed call keeps the report for later, like a
+/// `retry` answer.
+async fn send_report(conn: &mut Connection, report: InventoryReport) -> bool {
+    conn.in_flight.insert(report.report_id.clone());
+    if !conn.submit_inventory {
+        return send(conn, AgentBody::InventoryReport(report)).await;
+    }
+    let mut client = AgentServiceClient::new(conn.channel.clone())
+        .max_decoding_message_size(schoolfleet_proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(schoolfleet_proto::MAX_MESSAGE_BYTES);
+    let acks = conn.acks.0.clone();
+    tokio::spawn(async move {
+        let report_id = report.report_id.clone();
+        let ack = match client.submit_inventory(report).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => ReportAck {
+                report_id,
+                error: format!("{}: {}", code_text(status.code()), status.message()),
+                retry: true,
+                ..Default::default()
+            },
+        };
+        let _ = acks.send(ack).await;
+    });
+    true
 }
 
 fn round_secs(d: Duration) -> Duration {
@@ -470,7 +516,7 @@ impl Agent {
                 body: Some(AgentBody::Hello(hello)),
             })
             .await;
-        let inbound = client
+        let mut inbound = client
             .open_stream(ReceiverStream::new(rx))
             .await
             .map_err(|status| ConnectError {
@@ -481,10 +527,37 @@ impl Agent {
                 message: format!("{}: {}", code_text(status.code()), status.message()),
             })?
             .into_inner();
+        // The Welcome comes first and says how to send reports; the loop
+        // handles it (intervals) like any later message.
+        let first = match tokio::time::timeout(WELCOME_TIMEOUT, inbound.message()).await {
+            Ok(Ok(message)) => message,
+            Ok(Err(status)) => {
+                return Err(ConnectError {
+                    refused: matches!(
+                        status.code(),
+                        tonic::Code::PermissionDenied | tonic::Code::Unauthenticated
+                    ),
+                    message: format!("{}: {}", code_text(status.code()), status.message()),
+                });
+            }
+            Err(_) => {
+                return Err(ConnectError {
+                    refused: false,
+                    message: "the server did not answer the stream's opening".into(),
+                });
+            }
+        };
+        let submit_inventory = matches!(
+            &first,
+            Some(ServerMessage { body: Some(ServerBody::Welcome(w)) }) if w.submit_inventory
+        );
         Ok(Connection {
             channel,
             outbound,
             inbound,
+            first,
+            submit_inventory,
+            acks: mpsc::channel(16),
             in_flight: HashSet::new(),
             since: Instant::now(),
         })
@@ -547,8 +620,7 @@ impl Agent {
                 continue;
             }
             if let Some(report) = self.spool.load(&entry)? {
-                conn.in_flight.insert(report.report_id.clone());
-                if !send(conn, AgentBody::InventoryReport(report)).await {
+                if !send_report(conn, report).await {
                     break;
                 }
             }
@@ -600,8 +672,7 @@ impl Agent {
         let report_id = report.report_id.clone();
         tracing::info!(report = %report_id, reason, software = collected.software.len(), "inventory report made");
         if let Some(conn) = connection {
-            conn.in_flight.insert(report_id.clone());
-            send(conn, AgentBody::InventoryReport(report)).await;
+            send_report(conn, report).await;
         }
         Some(report_id)
     }

@@ -46,20 +46,40 @@ pub struct IngestGate {
 /// The answer of the gate.
 pub enum Turn<'a> {
     /// Decode and store now; the turn ends when this is dropped.
-    Go(SemaphorePermit<'a>),
+    Go(Admitted<'a>),
     /// The backlog is full: send the report again after this time.
     Later(Duration),
 }
 
-/// Reports stored and deferred in the current and the last minute, to
-/// spread deferred reports over the time the backlog needs.
+/// A report's turn at the gate. How long turns take tells the gate how
+/// fast it drains (turns at once ÷ time per turn, Little's law), which
+/// spreads deferred reports over the time the backlog really needs.
+pub struct Admitted<'a> {
+    _permit: SemaphorePermit<'a>,
+    gate: &'a IngestGate,
+    started: Instant,
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        let took = self.started.elapsed().as_secs_f64();
+        let mut pace = self.gate.pace();
+        pace.turn_seconds = if pace.turn_seconds > 0.0 {
+            0.9 * pace.turn_seconds + 0.1 * took
+        } else {
+            took
+        };
+    }
+}
+
+/// Deferrals in the current and the last minute, and how long a turn
+/// takes (moving average).
 #[derive(Debug, Default)]
 struct Pace {
     started: Option<Instant>,
-    stored: u64,
     deferred: u64,
-    last_stored: u64,
     last_deferred: u64,
+    turn_seconds: f64,
 }
 
 impl Pace {
@@ -69,30 +89,23 @@ impl Pace {
         match self.started {
             Some(started) if now.duration_since(started) < Self::WINDOW => {}
             Some(started) if now.duration_since(started) < 2 * Self::WINDOW => {
-                self.last_stored = std::mem::take(&mut self.stored);
                 self.last_deferred = std::mem::take(&mut self.deferred);
                 self.started = Some(started + Self::WINDOW);
             }
             _ => {
-                *self = Pace {
-                    started: Some(now),
-                    ..Pace::default()
-                }
+                self.started = Some(now);
+                self.deferred = 0;
+                self.last_deferred = 0;
             }
         }
     }
 
-    /// How long the reports deferred lately take at the rate reports were
-    /// stored lately: the window a deferred report is sent again in.
-    fn spread(&self, now: Instant) -> Duration {
-        let elapsed = self
-            .started
-            .map_or(Duration::ZERO, |s| now.duration_since(s))
-            .as_secs_f64();
-        let seconds = Self::WINDOW.as_secs_f64() + elapsed;
-        let stored_per_second = (self.stored + self.last_stored) as f64 / seconds;
+    /// How long the reports deferred lately take to go through `turns`
+    /// at a time: the window a deferred report is sent again in.
+    fn spread(&self, turns: usize) -> Duration {
+        let per_second = turns.max(1) as f64 / self.turn_seconds.max(0.001);
         let deferred = (self.deferred + self.last_deferred) as f64;
-        Duration::from_secs_f64(deferred / stored_per_second.max(1.0))
+        Duration::from_secs_f64((deferred / per_second).min(RETRY_AFTER_MAX.as_secs_f64()))
     }
 }
 
@@ -115,8 +128,15 @@ impl IngestGate {
         let permits = self
             .permits
             .get_or_init(|| Semaphore::new(Self::size(configured)));
-        if let Ok(turn) = permits.try_acquire() {
-            return Turn::Go(turn);
+        let admitted = |permit| {
+            Turn::Go(Admitted {
+                _permit: permit,
+                gate: self,
+                started: Instant::now(),
+            })
+        };
+        if let Ok(permit) = permits.try_acquire() {
+            return admitted(permit);
         }
         let before = self.waiting_bytes.fetch_add(report_bytes, Ordering::AcqRel);
         let waiting = Waiting {
@@ -125,31 +145,27 @@ impl IngestGate {
         };
         if before > 0 && before.saturating_add(report_bytes) > queue_bytes {
             drop(waiting);
-            return Turn::Later(self.defer());
+            return Turn::Later(self.defer(Self::size(configured)));
         }
-        let turn = permits.acquire().await;
+        let permit = permits.acquire().await;
         drop(waiting);
-        match turn {
-            Ok(turn) => Turn::Go(turn),
+        match permit {
+            Ok(permit) => admitted(permit),
             // Never closed; a closed gate would let nothing through.
             Err(_) => Turn::Later(RETRY_AFTER_MIN),
         }
     }
 
-    /// Counts a stored report, for the pace of deferred ones.
-    pub fn stored(&self) {
-        let mut pace = self.pace.lock().unwrap_or_else(|e| e.into_inner());
-        pace.roll(Instant::now());
-        pace.stored += 1;
+    fn pace(&self) -> std::sync::MutexGuard<'_, Pace> {
+        self.pace.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn defer(&self) -> Duration {
-        let now = Instant::now();
+    fn defer(&self, turns: usize) -> Duration {
         let spread = {
-            let mut pace = self.pace.lock().unwrap_or_else(|e| e.into_inner());
-            pace.roll(now);
+            let mut pace = self.pace();
+            pace.roll(Instant::now());
             pace.deferred += 1;
-            pace.spread(now)
+            pace.spread(turns)
         };
         let spread = spread.min(RETRY_AFTER_MAX - RETRY_AFTER_MIN);
         RETRY_AFTER_MIN + spread.mul_f64(rand::random::<f64>())
@@ -269,6 +285,27 @@ pub fn cap_changes(
 
 /// `kind` of the summary row that stands for changes left out.
 pub const CHANGES_TRUNCATED: &str = "changes_truncated";
+
+/// A report as it arrives from a device, on its stream or by
+/// `SubmitInventory`: counted against the device's share first (a refused
+/// report costs nothing), then ingested.
+pub async fn receive(
+    state: &AppState,
+    device: &DeviceRecord,
+    report: InventoryReport,
+) -> ReportAck {
+    match state.device_limits.reports.check(&device.id) {
+        Ok(()) => ingest_report(state, device, report).await,
+        Err(limited) => {
+            tracing::warn!(device = %device.id, "inventory reports over the rate limit");
+            rate_limited(
+                report.report_id,
+                state.config.limits.device_reports_per_hour,
+                limited,
+            )
+        }
+    }
+}
 
 pub async fn ingest_report(
     state: &AppState,
@@ -475,7 +512,6 @@ async fn acknowledge(
     match stored {
         Ok(outcome) => {
             tracing::debug!(device = %device.id, report = %report_id, ?outcome, "inventory report stored");
-            state.ingest.stored();
             if outcome == IngestOutcome::Stored
                 && let Some((current, row, results)) = &judged
             {
@@ -575,5 +611,30 @@ fn summary(inventory: &Inventory) -> DeviceSummary {
         model: hardware.model,
         memory_total_bytes: i64::try_from(hardware.memory_total_bytes).unwrap_or(i64::MAX),
         ip_addresses: ips.join(" "),
+    }
+}
+
+#[cfg(test)]
+mod pace_tests {
+    use super::*;
+
+    /// Deferred reports are spread over the time the gate needs for them:
+    /// 4 turns of 20 ms each drain 200 reports a second, so 1,000 deferred
+    /// take 5 s; never longer than the longest wait.
+    #[test]
+    fn deferred_reports_are_spread_over_the_time_the_gate_needs() {
+        let pace = Pace {
+            started: Some(Instant::now()),
+            deferred: 600,
+            last_deferred: 400,
+            turn_seconds: 0.020,
+        };
+        let spread = pace.spread(4).as_secs_f64();
+        assert!((spread - 5.0).abs() < 1e-6, "{spread}");
+        let flood = Pace {
+            deferred: 10_000_000,
+            ..pace
+        };
+        assert_eq!(flood.spread(4), RETRY_AFTER_MAX);
     }
 }

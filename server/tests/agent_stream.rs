@@ -165,3 +165,115 @@ async fn heartbeats_are_acknowledged_after_they_are_recorded() {
         assert!(seen > before, "last_seen {seen} not after {before}");
     }
 }
+
+fn inventory_report(hostname: &str, content_hash: &str) -> InventoryReport {
+    use prost::Message;
+    let inventory = Inventory {
+        system: Some(SystemInfo {
+            hostname: hostname.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    InventoryReport {
+        report_id: uuid::Uuid::new_v4().to_string(),
+        collected_at: Some(schoolfleet_proto::time::to_timestamp(chrono::Utc::now())),
+        content_hash: content_hash.into(),
+        reason: "startup".into(),
+        inventory: inventory.encode_to_vec(),
+    }
+}
+
+/// The Welcome tells the agent to send reports by `SubmitInventory`; a
+/// report sent so is stored and acknowledged in the answer, the same
+/// report again is a duplicate, and a call without a device certificate is
+/// refused. Reports on the stream (older agents) still work.
+#[tokio::test]
+async fn reports_go_by_their_own_call_and_still_on_the_stream() {
+    let server = InProcessServer::start().await;
+    let (device_id, identity) = enrolled_device(&server).await;
+    let channel = transport::connect(
+        &server.url,
+        ServerTrust::Pinned(server.pin),
+        Some(identity.clone()),
+        ChannelOptions::default(),
+    )
+    .await
+    .unwrap();
+    let (tx, rx) = mpsc::channel(8);
+    let mut inbound = AgentServiceClient::new(channel.clone())
+        .open_stream(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    match inbound.message().await.unwrap().unwrap().body {
+        Some(server_message::Body::Welcome(w)) => assert!(w.submit_inventory),
+        other => panic!("expected the Welcome, got {other:?}"),
+    }
+
+    let mut client = AgentServiceClient::new(channel.clone());
+    let first = inventory_report("kus012-sp0101", &"b".repeat(64));
+    let ack = client
+        .submit_inventory(first.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ack.report_id, first.report_id);
+    assert!(ack.error.is_empty() && !ack.retry, "{ack:?}");
+    let stored = server
+        .store()
+        .get_inventory(&device_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.content_hash, "b".repeat(64));
+
+    // Sent again: a duplicate, acknowledged as such.
+    let again = client
+        .submit_inventory(first.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.duplicate, "{again:?}");
+
+    // On the stream, as an older agent sends it.
+    let on_stream = inventory_report("kus012-sp0101", &"c".repeat(64));
+    tx.send(AgentMessage {
+        body: Some(agent_message::Body::InventoryReport(on_stream.clone())),
+    })
+    .await
+    .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(10), inbound.message())
+        .await
+        .expect("an acknowledgement on the stream")
+        .unwrap()
+        .unwrap();
+    match answer.body {
+        Some(server_message::Body::ReportAck(ack)) => {
+            assert_eq!(ack.report_id, on_stream.report_id);
+            assert!(ack.error.is_empty(), "{ack:?}");
+        }
+        other => panic!("expected a report acknowledgement, got {other:?}"),
+    }
+    let reports = server
+        .store()
+        .list_inventory_reports(&device_id, 10)
+        .await
+        .unwrap();
+    assert_eq!(reports.len(), 2);
+
+    // Without a device certificate the call is refused.
+    let anonymous = transport::connect(
+        &server.url,
+        ServerTrust::Pinned(server.pin),
+        None,
+        ChannelOptions::default(),
+    )
+    .await
+    .unwrap();
+    let refused = AgentServiceClient::new(anonymous)
+        .submit_inventory(inventory_report("x", &"d".repeat(64)))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+}

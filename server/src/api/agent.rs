@@ -504,6 +504,15 @@ impl AgentService for AgentApi {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
+    async fn submit_inventory(
+        &self,
+        request: Request<InventoryReport>,
+    ) -> Result<Response<ReportAck>, Status> {
+        let (device, _) = self.authenticate_device(&request).await?;
+        let ack = ingest::receive(&self.0, &device, request.into_inner()).await;
+        Ok(Response::new(ack))
+    }
+
     async fn report_problem(
         &self,
         request: Request<ReportProblemRequest>,
@@ -631,6 +640,7 @@ impl AgentService for AgentApi {
             heartbeat_interval_seconds: state.config.agents.heartbeat_interval.as_secs() as u32,
             inventory_interval_seconds: state.config.agents.inventory_interval.as_secs() as u32,
             server_time: Some(schoolfleet_proto::time::to_timestamp(chrono::Utc::now())),
+            submit_inventory: true,
         };
         let _ = tx
             .send(Ok(ServerMessage {
@@ -744,21 +754,9 @@ async fn serve_stream(
                     }))
                 })
             }
-            Some(AgentBody::InventoryReport(report)) => {
-                // Checked before decoding: a refused report costs nothing.
-                let ack = match state.device_limits.reports.check(&device.id) {
-                    Ok(()) => ingest::ingest_report(state, device, report).await,
-                    Err(limited) => {
-                        tracing::warn!(device = %device.id, "inventory reports over the rate limit");
-                        ingest::rate_limited(
-                            report.report_id,
-                            state.config.limits.device_reports_per_hour,
-                            limited,
-                        )
-                    }
-                };
-                Ok(Some(ServerBody::ReportAck(ack)))
-            }
+            Some(AgentBody::InventoryReport(report)) => Ok(Some(ServerBody::ReportAck(
+                ingest::receive(state, device, report).await,
+            ))),
             Some(AgentBody::SessionEvent(event)) => {
                 state.sessions.on_agent_event(&device.id, event);
                 Ok(None)

@@ -247,12 +247,15 @@ async fn hold_stream(
         Ok(response) => response.into_inner(),
         Err(_) => return Ended::NotOpened,
     };
-    let heartbeat = match inbound.message().await {
+    let (heartbeat, submit_inventory) = match inbound.message().await {
         Ok(Some(ServerMessage {
             body: Some(ServerBody::Welcome(w)),
-        })) => args.heartbeat.unwrap_or(Duration::from_secs(
-            u64::from(w.heartbeat_interval_seconds).max(1),
-        )),
+        })) => (
+            args.heartbeat.unwrap_or(Duration::from_secs(
+                u64::from(w.heartbeat_interval_seconds).max(1),
+            )),
+            w.submit_inventory,
+        ),
         _ => return Ended::NotOpened,
     };
     if opened_before {
@@ -272,6 +275,8 @@ async fn hold_stream(
         shared,
         reports: Vec::new(),
         deferred: Vec::new(),
+        submit_inventory,
+        acks: mpsc::channel(4),
         beats: VecDeque::new(),
     };
     if !opened_before {
@@ -352,6 +357,9 @@ async fn hold_stream(
                     return Ended::Lost;
                 }
             }
+            Some(ack) = open.acks.1.recv() => {
+                open.on_message(Ok(Some(report_ack(ack)))).await;
+            }
             message = inbound.message() => {
                 if !open.on_message(message).await {
                     return Ended::Lost;
@@ -370,6 +378,9 @@ async fn hold_stream(
                     break;
                 }
             }
+            Some(ack) = open.acks.1.recv() => {
+                open.on_message(Ok(Some(report_ack(ack)))).await;
+            }
             message = inbound.message() => {
                 if !open.on_message(message).await {
                     break;
@@ -386,6 +397,12 @@ async fn hold_stream(
     Ended::RunOver
 }
 
+fn report_ack(ack: ReportAck) -> ServerMessage {
+    ServerMessage {
+        body: Some(ServerBody::ReportAck(ack)),
+    }
+}
+
 /// One open stream: what it waits for.
 struct OpenStream<'a> {
     link: &'a SessionLink,
@@ -396,6 +413,10 @@ struct OpenStream<'a> {
     /// Reports the server deferred: when to send them again, when first
     /// sent, the report (a real agent keeps them in its spool).
     deferred: Vec<(tokio::time::Instant, Instant, InventoryReport)>,
+    /// Reports go by `SubmitInventory` (the Welcome said so); their
+    /// acknowledgements come back through `acks`.
+    submit_inventory: bool,
+    acks: (mpsc::Sender<ReportAck>, mpsc::Receiver<ReportAck>),
     /// Heartbeats waiting for theirs, in sequence order.
     beats: VecDeque<(u64, Instant)>,
 }
@@ -421,6 +442,26 @@ impl OpenStream<'_> {
     async fn send_at(&mut self, report: InventoryReport, first_sent: Instant) -> bool {
         self.reports
             .push((report.report_id.clone(), first_sent, report.clone()));
+        if self.submit_inventory {
+            // As the agent does: one call per report, its answer fed back
+            // to the stream's loop.
+            let mut client = AgentServiceClient::new(self.link.channel.clone());
+            let acks = self.acks.0.clone();
+            tokio::spawn(async move {
+                let report_id = report.report_id.clone();
+                let ack = match client.submit_inventory(report).await {
+                    Ok(response) => response.into_inner(),
+                    Err(status) => ReportAck {
+                        report_id,
+                        error: status.message().to_owned(),
+                        retry: true,
+                        ..Default::default()
+                    },
+                };
+                let _ = acks.send(ack).await;
+            });
+            return true;
+        }
         let message = AgentMessage {
             body: Some(AgentBody::InventoryReport(report)),
         };
