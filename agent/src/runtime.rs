@@ -619,10 +619,10 @@ impl Agent {
             if conn.in_flight.contains(&entry.report_id) {
                 continue;
             }
-            if let Some(report) = self.spool.load(&entry)? {
-                if !send_report(conn, report).await {
-                    break;
-                }
+            if let Some(report) = self.spool.load(&entry)?
+                && !send_report(conn, report).await
+            {
+                break;
             }
         }
         Ok(())
