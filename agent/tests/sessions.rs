@@ -42,6 +42,12 @@ impl AgentService for FakeServer {
     ) -> Result<Response<Self::OpenStreamStream>, Status> {
         Err(Status::unimplemented("test"))
     }
+    async fn submit_inventory(
+        &self,
+        _: Request<InventoryReport>,
+    ) -> Result<Response<ReportAck>, Status> {
+        Err(Status::unimplemented("test"))
+    }
     async fn renew_certificate(
         &self,
         _: Request<RenewCertificateRequest>,
