@@ -449,19 +449,41 @@ async fn send_report(conn: &mut Connection, report: InventoryReport) -> bool {
         .max_encoding_message_size(schoolfleet_proto::MAX_MESSAGE_BYTES);
     let acks = conn.acks.0.clone();
     tokio::spawn(async move {
-        let report_id = report.report_id.clone();
-        let ack = match client.submit_inventory(report).await {
-            Ok(response) => response.into_inner(),
-            Err(status) => ReportAck {
-                report_id,
-                error: format!("{}: {}", code_text(status.code()), status.message()),
-                retry: true,
-                ..Default::default()
-            },
-        };
-        let _ = acks.send(ack).await;
+        let _ = acks.send(submit(&mut client, report).await).await;
     });
     true
+}
+
+/// Offers the report (its inventory's size only) and sends the inventory
+/// when the server asks for it: an unchanged inventory never travels, and
+/// a busy server defers the report before its bytes are sent.
+async fn submit(
+    client: &mut AgentServiceClient<tonic::transport::Channel>,
+    report: InventoryReport,
+) -> ReportAck {
+    let report_id = report.report_id.clone();
+    let failed = |status: tonic::Status| ReportAck {
+        report_id: report_id.clone(),
+        error: format!("{}: {}", code_text(status.code()), status.message()),
+        retry: true,
+        ..Default::default()
+    };
+    let offer = InventoryReport {
+        inventory: Vec::new(),
+        inventory_size: report.inventory.len() as u64,
+        ..report.clone()
+    };
+    let answer = match client.submit_inventory(offer).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => return failed(status),
+    };
+    if !answer.send_inventory {
+        return answer;
+    }
+    match client.submit_inventory(report).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => failed(status),
+    }
 }
 
 fn round_secs(d: Duration) -> Duration {
@@ -663,6 +685,7 @@ impl Agent {
             content_hash: hash.clone(),
             inventory: collected.encode_to_vec(),
             reason: reason.to_owned(),
+            inventory_size: 0,
         };
         if let Err(err) = self.spool.push(&report) {
             tracing::error!(error = %err, "cannot spool inventory report");

@@ -153,6 +153,7 @@ mod tests {
             content_hash: "0".repeat(64),
             inventory: vec![7; payload],
             reason: "test".into(),
+            inventory_size: 0,
         }
     }
 

@@ -95,6 +95,7 @@ fn report(inv: &Inventory, generation: usize) -> InventoryReport {
         content_hash: format!("{:064x}", if generation >= 2 { 2 } else { 0 }),
         reason: "startup".into(),
         inventory: inv.encode_to_vec(),
+        inventory_size: 0,
     }
 }
 

@@ -38,10 +38,30 @@ const MAX_CLOCK_SKEW_MS: i64 = 24 * 3600 * 1000;
 #[derive(Debug, Default)]
 pub struct IngestGate {
     permits: OnceLock<Semaphore>,
-    /// Encoded bytes of the reports waiting for a turn.
+    /// Encoded bytes of the reports waiting for a turn, and of those
+    /// promised room (an offer answered "send it").
     waiting_bytes: AtomicUsize,
     pace: Mutex<Pace>,
+    /// Room promised to offered reports, by device (one each).
+    promises: Mutex<Promises>,
 }
+
+/// Offered reports answered "send it", until they arrive or lapse.
+#[derive(Debug, Default)]
+struct Promises {
+    by_device: std::collections::HashMap<String, Promise>,
+    swept: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Promise {
+    report_id: String,
+    bytes: usize,
+    until: Instant,
+}
+
+/// How long room promised to an offered report is kept.
+const PROMISE_KEPT: Duration = Duration::from_secs(120);
 
 /// The answer of the gate.
 pub enum Turn<'a> {
@@ -110,20 +130,21 @@ impl Pace {
 }
 
 /// Shortest and longest time a deferred report is told to wait.
-const RETRY_AFTER_MIN: Duration = Duration::from_secs(15);
+const RETRY_AFTER_MIN: Duration = Duration::from_secs(5);
 const RETRY_AFTER_MAX: Duration = Duration::from_secs(15 * 60);
 
 impl IngestGate {
     /// Waits for a turn for a report of `report_bytes`, or answers
     /// [`Turn::Later`] when the waiting reports already hold `queue_bytes`.
-    /// `configured` is `limits.ingest_concurrency` (0: twice the cores); it
-    /// is read once, on first use. The first report in line always waits,
-    /// whatever its size.
+    /// `None`: bytes already counted (a promised report, an offer), so it
+    /// waits for its turn whatever the backlog. `configured` is
+    /// `limits.ingest_concurrency` (0: twice the cores); it is read once, on
+    /// first use. The first report in line always waits, whatever its size.
     pub async fn enter(
         &self,
         configured: usize,
         queue_bytes: usize,
-        report_bytes: usize,
+        report_bytes: Option<usize>,
     ) -> Turn<'_> {
         let permits = self
             .permits
@@ -138,12 +159,13 @@ impl IngestGate {
         if let Ok(permit) = permits.try_acquire() {
             return admitted(permit);
         }
-        let before = self.waiting_bytes.fetch_add(report_bytes, Ordering::AcqRel);
+        let counted = report_bytes.unwrap_or(0);
+        let before = self.waiting_bytes.fetch_add(counted, Ordering::AcqRel);
         let waiting = Waiting {
             bytes: &self.waiting_bytes,
-            report_bytes,
+            report_bytes: counted,
         };
-        if before > 0 && before.saturating_add(report_bytes) > queue_bytes {
+        if report_bytes.is_some() && before > 0 && before.saturating_add(counted) > queue_bytes {
             drop(waiting);
             return Turn::Later(self.defer(Self::size(configured)));
         }
@@ -154,6 +176,78 @@ impl IngestGate {
             // Never closed; a closed gate would let nothing through.
             Err(_) => Turn::Later(RETRY_AFTER_MIN),
         }
+    }
+
+    /// Promises room for the inventory of an offered report when the
+    /// backlog has it; false when it is full (the offer is deferred). A
+    /// device's newer offer replaces its older promise; lapsed promises give
+    /// their room back.
+    pub fn promise(
+        &self,
+        device_id: &str,
+        report_id: &str,
+        bytes: usize,
+        queue_bytes: usize,
+    ) -> bool {
+        let now = Instant::now();
+        let mut promises = self.promises.lock().unwrap_or_else(|e| e.into_inner());
+        if promises
+            .swept
+            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
+        {
+            promises.swept = Some(now);
+            promises.by_device.retain(|_, p| {
+                let keep = p.until > now;
+                if !keep {
+                    self.waiting_bytes.fetch_sub(p.bytes, Ordering::AcqRel);
+                }
+                keep
+            });
+        }
+        if let Some(old) = promises.by_device.remove(device_id) {
+            self.waiting_bytes.fetch_sub(old.bytes, Ordering::AcqRel);
+        }
+        let before = self.waiting_bytes.load(Ordering::Acquire);
+        if before > 0 && before.saturating_add(bytes) > queue_bytes {
+            return false;
+        }
+        self.waiting_bytes.fetch_add(bytes, Ordering::AcqRel);
+        promises.by_device.insert(
+            device_id.to_owned(),
+            Promise {
+                report_id: report_id.to_owned(),
+                bytes,
+                until: now + PROMISE_KEPT,
+            },
+        );
+        true
+    }
+
+    /// Whether room was promised to this report of this device.
+    pub fn is_promised(&self, device_id: &str, report_id: &str) -> bool {
+        let promises = self.promises.lock().unwrap_or_else(|e| e.into_inner());
+        promises
+            .by_device
+            .get(device_id)
+            .is_some_and(|p| p.report_id == report_id)
+    }
+
+    /// Takes the promise of this report: its room stays counted until the
+    /// returned guard is dropped (the report is stored or refused).
+    fn redeem(&self, device_id: &str, report_id: &str) -> Option<Waiting<'_>> {
+        let mut promises = self.promises.lock().unwrap_or_else(|e| e.into_inner());
+        if promises
+            .by_device
+            .get(device_id)
+            .is_none_or(|p| p.report_id != report_id)
+        {
+            return None;
+        }
+        let promise = promises.by_device.remove(device_id)?;
+        Some(Waiting {
+            bytes: &self.waiting_bytes,
+            report_bytes: promise.bytes,
+        })
     }
 
     fn pace(&self) -> std::sync::MutexGuard<'_, Pace> {
@@ -215,6 +309,7 @@ fn deferred(report_id: String, after: Duration) -> ReportAck {
         warnings: Vec::new(),
         retry: true,
         retry_after_seconds: u32::try_from(seconds).unwrap_or(u32::MAX),
+        send_inventory: false,
     }
 }
 
@@ -227,6 +322,7 @@ fn rejected(report_id: String, error: String) -> ReportAck {
         warnings: Vec::new(),
         retry: false,
         retry_after_seconds: 0,
+        send_inventory: false,
     }
 }
 
@@ -239,6 +335,7 @@ fn retry_later(report_id: String) -> ReportAck {
         warnings: Vec::new(),
         retry: true,
         retry_after_seconds: 0,
+        send_inventory: false,
     }
 }
 
@@ -256,6 +353,7 @@ pub fn rate_limited(report_id: String, per_hour: u32, limited: Limited) -> Repor
         warnings: Vec::new(),
         retry: true,
         retry_after_seconds: limited.seconds().try_into().unwrap_or(u32::MAX),
+        send_inventory: false,
     }
 }
 
@@ -294,7 +392,17 @@ pub async fn receive(
     device: &DeviceRecord,
     report: InventoryReport,
 ) -> ReportAck {
-    match state.device_limits.reports.check(&device.id) {
+    // A report whose offer was answered "send it" was counted at its offer.
+    let promised = state.ingest.is_promised(&device.id, &report.report_id);
+    let counted = if promised {
+        Ok(())
+    } else {
+        state.device_limits.reports.check(&device.id)
+    };
+    match counted {
+        Ok(()) if report.inventory.is_empty() && report.inventory_size > 0 => {
+            offer(state, device, report).await
+        }
         Ok(()) => ingest_report(state, device, report).await,
         Err(limited) => {
             tracing::warn!(device = %device.id, "inventory reports over the rate limit");
@@ -307,38 +415,22 @@ pub async fn receive(
     }
 }
 
-pub async fn ingest_report(
-    state: &AppState,
-    device: &DeviceRecord,
-    report: InventoryReport,
-) -> ReportAck {
-    let report_id = schoolfleet_proto::text::clean(&report.report_id, 64).value;
-    let limits = &state.config.limits;
-    // Held until the report is stored and evaluated.
-    let _turn = match state
-        .ingest
-        .enter(
-            limits.ingest_concurrency,
-            limits.ingest_queue_bytes,
-            report.encoded_len(),
-        )
-        .await
-    {
-        Turn::Go(turn) => turn,
-        Turn::Later(after) => {
-            tracing::debug!(device = %device.id, report = %report_id, retry_after = ?after, "inventory backlog full; report deferred");
-            return deferred(report_id, after);
-        }
-    };
-    if uuid::Uuid::parse_str(&report_id).is_err() {
-        return rejected(report_id, "report id must be a UUID".into());
+/// What every report carries besides its inventory, checked: the content
+/// hash (lower case) and the collection time; or the refusal.
+struct Header {
+    content_hash: String,
+    collected_at: Millis,
+    now: Millis,
+}
+
+fn header(report_id: &str, report: &InventoryReport) -> Result<Header, ReportAck> {
+    let refuse = |why: &str| Err(rejected(report_id.to_owned(), why.to_owned()));
+    if uuid::Uuid::parse_str(report_id).is_err() {
+        return refuse("report id must be a UUID");
     }
     let content_hash = report.content_hash.to_ascii_lowercase();
     if content_hash.len() != 64 || !content_hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return rejected(
-            report_id,
-            "content hash must be 64 hex digits (SHA-256)".into(),
-        );
+        return refuse("content hash must be 64 hex digits (SHA-256)");
     }
     let now = now_millis();
     let collected_at =
@@ -348,9 +440,119 @@ pub async fn ingest_report(
             Some(t) if t.timestamp_millis() <= now + MAX_CLOCK_SKEW_MS => {
                 t.timestamp_millis().min(now)
             }
-            Some(_) => return rejected(report_id, "collection time lies in the future".into()),
-            None => return rejected(report_id, "collection time missing or invalid".into()),
+            Some(_) => return refuse("collection time lies in the future"),
+            None => return refuse("collection time missing or invalid"),
         };
+    Ok(Header {
+        content_hash,
+        collected_at,
+        now,
+    })
+}
+
+/// An offered report (no inventory yet, only its size): stored at once
+/// when the device's current inventory has its content, else answered
+/// "send it" when the backlog has room for its inventory, else "later".
+async fn offer(state: &AppState, device: &DeviceRecord, report: InventoryReport) -> ReportAck {
+    let report_id = schoolfleet_proto::text::clean(&report.report_id, 64).value;
+    let limits = &state.config.limits;
+    let header = match header(&report_id, &report) {
+        Ok(header) => header,
+        Err(refused) => return refused,
+    };
+    let size = usize::try_from(report.inventory_size).unwrap_or(usize::MAX);
+    if size > limits.max_message_bytes {
+        return rejected(
+            report_id,
+            format!(
+                "inventory of {} bytes offered; at most {} are taken",
+                report.inventory_size, limits.max_message_bytes
+            ),
+        );
+    }
+    // An offer holds no inventory: it waits for a turn whatever the backlog.
+    let Turn::Go(_turn) = state
+        .ingest
+        .enter(limits.ingest_concurrency, limits.ingest_queue_bytes, None)
+        .await
+    else {
+        return retry_later(report_id);
+    };
+    let stored = match state.store.get_inventory(&device.id).await {
+        Ok(stored) => stored,
+        Err(err) => {
+            tracing::error!(device = %device.id, error = %err, "cannot load current inventory");
+            return retry_later(report_id);
+        }
+    };
+    if let Some(current) = &stored
+        && current.content_hash == header.content_hash
+        && current.collected_at <= header.collected_at
+    {
+        let unchanged = UnchangedReport {
+            device_id: device.id.clone(),
+            report_id: report_id.clone(),
+            collected_at: header.collected_at,
+            received_at: header.now,
+            content_hash: header.content_hash.clone(),
+            reason: schoolfleet_proto::text::clean(&report.reason, 32).value,
+        };
+        if let Some(ack) = store_unchanged(state, device, &unchanged, current).await {
+            return ack;
+        }
+    }
+    if state
+        .ingest
+        .promise(&device.id, &report_id, size, limits.ingest_queue_bytes)
+    {
+        ReportAck {
+            report_id,
+            send_inventory: true,
+            ..Default::default()
+        }
+    } else {
+        let after = state
+            .ingest
+            .defer(IngestGate::size(limits.ingest_concurrency));
+        deferred(report_id, after)
+    }
+}
+
+pub async fn ingest_report(
+    state: &AppState,
+    device: &DeviceRecord,
+    report: InventoryReport,
+) -> ReportAck {
+    let report_id = schoolfleet_proto::text::clean(&report.report_id, 64).value;
+    let limits = &state.config.limits;
+    // A report whose offer was answered "send it" has its room counted
+    // (until `_promised` drops); any other counts its bytes now.
+    let _promised = state.ingest.redeem(&device.id, &report_id);
+    let counted = _promised.is_none().then(|| report.encoded_len());
+    // Held until the report is stored and evaluated.
+    let _turn = match state
+        .ingest
+        .enter(
+            limits.ingest_concurrency,
+            limits.ingest_queue_bytes,
+            counted,
+        )
+        .await
+    {
+        Turn::Go(turn) => turn,
+        Turn::Later(after) => {
+            tracing::debug!(device = %device.id, report = %report_id, retry_after = ?after, "inventory backlog full; report deferred");
+            return deferred(report_id, after);
+        }
+    };
+    let Header {
+        content_hash,
+        collected_at,
+        now,
+    } = match header(&report_id, &report) {
+        Ok(header) => header,
+        Err(refused) => return refused,
+    };
     let stored = match state.store.get_inventory(&device.id).await {
         Ok(stored) => stored,
         Err(err) => {
@@ -535,6 +737,7 @@ async fn acknowledge(
                 warnings,
                 retry: false,
                 retry_after_seconds: 0,
+                send_inventory: false,
             }
         }
         Err(err) => {

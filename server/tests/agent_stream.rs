@@ -181,13 +181,16 @@ fn inventory_report(hostname: &str, content_hash: &str) -> InventoryReport {
         content_hash: content_hash.into(),
         reason: "startup".into(),
         inventory: inventory.encode_to_vec(),
+        inventory_size: 0,
     }
 }
 
 /// The Welcome tells the agent to send reports by `SubmitInventory`; a
 /// report sent so is stored and acknowledged in the answer, the same
-/// report again is a duplicate, and a call without a device certificate is
-/// refused. Reports on the stream (older agents) still work.
+/// report again is a duplicate, an offer (size only) is asked for its
+/// inventory or, with the current content, stored at once, and a call
+/// without a device certificate is refused. Reports on the stream (older
+/// agents) still work.
 #[tokio::test]
 async fn reports_go_by_their_own_call_and_still_on_the_stream() {
     let server = InProcessServer::start().await;
@@ -261,6 +264,94 @@ async fn reports_go_by_their_own_call_and_still_on_the_stream() {
         .await
         .unwrap();
     assert_eq!(reports.len(), 2);
+
+    // Offered first: new content is asked for, then stored when sent.
+    let offer_of = |report: &InventoryReport| InventoryReport {
+        inventory: Vec::new(),
+        inventory_size: report.inventory.len() as u64,
+        ..report.clone()
+    };
+    let changed = inventory_report("kus012-sp0101", &"e".repeat(64));
+    let answer = client
+        .submit_inventory(offer_of(&changed))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        answer.send_inventory && answer.error.is_empty(),
+        "{answer:?}"
+    );
+    assert_eq!(
+        server
+            .store()
+            .get_inventory(&device_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .content_hash,
+        "c".repeat(64),
+        "an offer alone changed the inventory"
+    );
+    let ack = client
+        .submit_inventory(changed.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(ack.error.is_empty() && !ack.send_inventory, "{ack:?}");
+    let stored = server
+        .store()
+        .get_inventory(&device_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.content_hash, "e".repeat(64));
+
+    // The same content offered again (a reboot) is stored from the offer:
+    // the inventory never travels.
+    let reboot = InventoryReport {
+        report_id: uuid::Uuid::new_v4().to_string(),
+        collected_at: Some(schoolfleet_proto::time::to_timestamp(
+            chrono::Utc::now() + chrono::TimeDelta::seconds(1),
+        )),
+        ..changed.clone()
+    };
+    let ack = client
+        .submit_inventory(offer_of(&reboot))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        ack.error.is_empty() && !ack.send_inventory && !ack.retry,
+        "{ack:?}"
+    );
+    let after = server
+        .store()
+        .get_inventory(&device_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(after.collected_at > stored.collected_at);
+    assert_eq!(after.inventory, stored.inventory);
+    assert_eq!(
+        server
+            .store()
+            .list_inventory_reports(&device_id, 10)
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+
+    // An offer larger than any message is refused.
+    let huge = InventoryReport {
+        inventory_size: u64::MAX,
+        ..offer_of(&inventory_report("kus012-sp0101", &"f".repeat(64)))
+    };
+    let ack = client.submit_inventory(huge).await.unwrap().into_inner();
+    assert!(
+        !ack.error.is_empty() && !ack.retry && !ack.send_inventory,
+        "{ack:?}"
+    );
 
     // Without a device certificate the call is refused.
     let anonymous = transport::connect(

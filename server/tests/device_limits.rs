@@ -103,6 +103,7 @@ fn flood_report(n: usize, packages: usize) -> AgentMessage {
             content_hash: format!("{:064x}", n % 2),
             inventory: inventory.encode_to_vec(),
             reason: "changed".into(),
+            inventory_size: 0,
         })),
     }
 }

@@ -58,6 +58,7 @@ impl Stream {
             content_hash: format!("{:064x}", self.clock),
             inventory: inventory_bytes,
             reason: "test".into(),
+            inventory_size: 0,
         };
         self.tx
             .send(AgentMessage {

@@ -449,14 +449,27 @@ impl OpenStream<'_> {
             let acks = self.acks.0.clone();
             tokio::spawn(async move {
                 let report_id = report.report_id.clone();
-                let ack = match client.submit_inventory(report).await {
+                let failed = |status: tonic::Status| ReportAck {
+                    report_id: report_id.clone(),
+                    error: status.message().to_owned(),
+                    retry: true,
+                    ..Default::default()
+                };
+                // Offered first, the inventory sent only when asked for.
+                let offer = InventoryReport {
+                    inventory: Vec::new(),
+                    inventory_size: report.inventory.len() as u64,
+                    ..report.clone()
+                };
+                let ack = match client.submit_inventory(offer).await {
+                    Ok(response) if response.get_ref().send_inventory => {
+                        match client.submit_inventory(report).await {
+                            Ok(response) => response.into_inner(),
+                            Err(status) => failed(status),
+                        }
+                    }
                     Ok(response) => response.into_inner(),
-                    Err(status) => ReportAck {
-                        report_id,
-                        error: status.message().to_owned(),
-                        retry: true,
-                        ..Default::default()
-                    },
+                    Err(status) => failed(status),
                 };
                 let _ = acks.send(ack).await;
             });

@@ -164,6 +164,7 @@ pub fn inventory_report(inv: &Inventory, reason: &str) -> (InventoryReport, Stri
         content_hash: hash.clone(),
         inventory: inv.encode_to_vec(),
         reason: reason.into(),
+        inventory_size: 0,
     };
     (report, hash)
 }
