@@ -435,55 +435,46 @@ async fn send(conn: &Connection, body: AgentBody) -> bool {
         .is_ok()
 }
 
-/// Sends one report: by `SubmitInventory` when the server takes it so
-/// (its acknowledgement comes back through the connection's `acks`), else
-/// on the stream. A failed call keeps the report for later, like a
-/// `retry` answer.
+/// Sends one report on the stream: in full to an older server; else only
+/// its offer (size, hash, time), and the inventory by `SubmitInventory`
+/// when the server asks for it (`send_inventory`). An unchanged inventory
+/// never travels, and a busy server defers a report before its bytes are
+/// sent.
 async fn send_report(conn: &mut Connection, report: InventoryReport) -> bool {
     conn.in_flight.insert(report.report_id.clone());
     if !conn.submit_inventory {
         return send(conn, AgentBody::InventoryReport(report)).await;
     }
+    let offer = InventoryReport {
+        inventory_size: report.inventory.len() as u64,
+        inventory: Vec::new(),
+        ..report
+    };
+    send(conn, AgentBody::InventoryReport(offer)).await
+}
+
+/// Sends an offered report's inventory by its own call (a long-lived stream
+/// would keep a buffer of its size); the answer comes back through the
+/// connection's `acks`. A failed call keeps the report for later, like a
+/// `retry` answer.
+fn send_inventory(conn: &Connection, report: InventoryReport) {
     let mut client = AgentServiceClient::new(conn.channel.clone())
         .max_decoding_message_size(schoolfleet_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(schoolfleet_proto::MAX_MESSAGE_BYTES);
     let acks = conn.acks.0.clone();
     tokio::spawn(async move {
-        let _ = acks.send(submit(&mut client, report).await).await;
+        let report_id = report.report_id.clone();
+        let ack = match client.submit_inventory(report).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => ReportAck {
+                report_id,
+                error: format!("{}: {}", code_text(status.code()), status.message()),
+                retry: true,
+                ..Default::default()
+            },
+        };
+        let _ = acks.send(ack).await;
     });
-    true
-}
-
-/// Offers the report (its inventory's size only) and sends the inventory
-/// when the server asks for it: an unchanged inventory never travels, and
-/// a busy server defers the report before its bytes are sent.
-async fn submit(
-    client: &mut AgentServiceClient<tonic::transport::Channel>,
-    report: InventoryReport,
-) -> ReportAck {
-    let report_id = report.report_id.clone();
-    let failed = |status: tonic::Status| ReportAck {
-        report_id: report_id.clone(),
-        error: format!("{}: {}", code_text(status.code()), status.message()),
-        retry: true,
-        ..Default::default()
-    };
-    let offer = InventoryReport {
-        inventory: Vec::new(),
-        inventory_size: report.inventory.len() as u64,
-        ..report.clone()
-    };
-    let answer = match client.submit_inventory(offer).await {
-        Ok(response) => response.into_inner(),
-        Err(status) => return failed(status),
-    };
-    if !answer.send_inventory {
-        return answer;
-    }
-    match client.submit_inventory(report).await {
-        Ok(response) => response.into_inner(),
-        Err(status) => failed(status),
-    }
 }
 
 fn round_secs(d: Duration) -> Duration {
@@ -716,6 +707,21 @@ impl Agent {
                 if self.inventory_override.is_none() && welcome.inventory_interval_seconds > 0 {
                     self.inventory_interval =
                         Duration::from_secs(welcome.inventory_interval_seconds.into());
+                }
+                Next::Continue
+            }
+            Some(ServerBody::ReportAck(ack)) if ack.send_inventory => {
+                // The server has room for the offered report's inventory.
+                let report = self.spool.entries().ok().and_then(|entries| {
+                    let entry = entries.into_iter().find(|e| e.report_id == ack.report_id)?;
+                    self.spool.load(&entry).ok().flatten()
+                });
+                match (connection, report) {
+                    (Some(conn), Some(report)) => send_inventory(conn, report),
+                    (Some(conn), None) => {
+                        conn.in_flight.remove(&ack.report_id);
+                    }
+                    (None, _) => {}
                 }
                 Next::Continue
             }

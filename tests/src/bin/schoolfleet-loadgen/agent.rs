@@ -443,37 +443,17 @@ impl OpenStream<'_> {
         self.reports
             .push((report.report_id.clone(), first_sent, report.clone()));
         if self.submit_inventory {
-            // As the agent does: one call per report, its answer fed back
-            // to the stream's loop.
-            let mut client = AgentServiceClient::new(self.link.channel.clone());
-            let acks = self.acks.0.clone();
-            tokio::spawn(async move {
-                let report_id = report.report_id.clone();
-                let failed = |status: tonic::Status| ReportAck {
-                    report_id: report_id.clone(),
-                    error: status.message().to_owned(),
-                    retry: true,
-                    ..Default::default()
-                };
-                // Offered first, the inventory sent only when asked for.
-                let offer = InventoryReport {
-                    inventory: Vec::new(),
-                    inventory_size: report.inventory.len() as u64,
-                    ..report.clone()
-                };
-                let ack = match client.submit_inventory(offer).await {
-                    Ok(response) if response.get_ref().send_inventory => {
-                        match client.submit_inventory(report).await {
-                            Ok(response) => response.into_inner(),
-                            Err(status) => failed(status),
-                        }
-                    }
-                    Ok(response) => response.into_inner(),
-                    Err(status) => failed(status),
-                };
-                let _ = acks.send(ack).await;
-            });
-            return true;
+            // As the agent does: the offer on the stream, the inventory by
+            // its own call once the server asks for it.
+            let offer = InventoryReport {
+                inventory_size: report.inventory.len() as u64,
+                inventory: Vec::new(),
+                ..report
+            };
+            let message = AgentMessage {
+                body: Some(AgentBody::InventoryReport(offer)),
+            };
+            return self.link.stream.send(message).await.is_ok();
         }
         let message = AgentMessage {
             body: Some(AgentBody::InventoryReport(report)),
@@ -510,6 +490,32 @@ impl OpenStream<'_> {
         let shared = self.shared;
         let c = &shared.counters;
         match message {
+            Ok(Some(ServerMessage {
+                body: Some(ServerBody::ReportAck(ack)),
+            })) if ack.send_inventory => {
+                // The server has room: the inventory by its own call.
+                if let Some((_, _, report)) =
+                    self.reports.iter().find(|(id, _, _)| *id == ack.report_id)
+                {
+                    let mut client = AgentServiceClient::new(self.link.channel.clone());
+                    let report = report.clone();
+                    let acks = self.acks.0.clone();
+                    tokio::spawn(async move {
+                        let report_id = report.report_id.clone();
+                        let ack = match client.submit_inventory(report).await {
+                            Ok(response) => response.into_inner(),
+                            Err(status) => ReportAck {
+                                report_id,
+                                error: status.message().to_owned(),
+                                retry: true,
+                                ..Default::default()
+                            },
+                        };
+                        let _ = acks.send(ack).await;
+                    });
+                }
+                true
+            }
             Ok(Some(ServerMessage {
                 body: Some(ServerBody::ReportAck(ack)),
             })) => {

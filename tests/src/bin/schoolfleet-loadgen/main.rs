@@ -176,6 +176,8 @@ struct Timeline {
     server_end: Option<(Instant, ProcessSample)>,
     /// Highest RSS seen in the samples (a killed server loses its peak).
     server_max_rss_kib: u64,
+    /// Highest RSS sampled while the boot storm ran.
+    storm_max_rss_kib: u64,
     /// The boot storm: started, all its reports acknowledged.
     storm: Option<(Instant, Option<Instant>)>,
     /// The reconnect storm: server killed, running again, all agents back.
@@ -425,6 +427,9 @@ fn watch(
         let mut t = timeline.lock().unwrap();
         if let Some(s) = server_now {
             t.server_max_rss_kib = t.server_max_rss_kib.max(s.rss_kib);
+            if matches!(t.storm, Some((_, None))) {
+                t.storm_max_rss_kib = t.storm_max_rss_kib.max(s.rss_kib);
+            }
         }
         let online = c.online.load(Ordering::Relaxed);
         // Steady: every agent connected and every startup report answered
@@ -533,11 +538,15 @@ fn print_server(t: &Timeline, agents: usize) {
             Some(done) => {
                 let took = (done - started).as_secs_f64();
                 println!(
-                    "  boot storm: {agents} startup reports acknowledged in {took:.2} s = {:.1} reports/s",
-                    agents as f64 / took
+                    "  boot storm: {agents} startup reports acknowledged in {took:.2} s = {:.1} reports/s; server RSS at most {:.1} MiB meanwhile",
+                    agents as f64 / took,
+                    mib(t.storm_max_rss_kib)
                 );
             }
-            None => println!("  boot storm: not every report was acknowledged"),
+            None => println!(
+                "  boot storm: not every report was acknowledged; server RSS at most {:.1} MiB meanwhile",
+                mib(t.storm_max_rss_kib)
+            ),
         }
     }
     if let Some((killed, restarted, back)) = t.restart {
