@@ -8,7 +8,8 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 
 /// Migration 0016 moves the inventory blob out of the devices row: a
-/// device stored before it keeps its inventory, byte for byte.
+/// device stored before it keeps its inventory, byte for byte. Migration
+/// 0017 rebuilds `device_software` WITHOUT ROWID: its rows stay.
 #[tokio::test]
 async fn the_inventory_blob_survives_its_move_out_of_the_devices_row() {
     let dir = tempfile::tempdir().unwrap();
@@ -47,6 +48,15 @@ async fn the_inventory_blob_survives_its_move_out_of_the_devices_row() {
     .execute(&mut conn)
     .await
     .unwrap();
+    sqlx::query(
+        "INSERT INTO device_software (device_id, source, name, architecture, version) \
+         VALUES ('d1', 'dpkg', 'firefox-esr', 'amd64', '140.1'), \
+         ('d1', 'dpkg', 'libreoffice', 'amd64', '7.4'), \
+         ('d1', 'rpm', 'kernel', 'x86_64', '6.1')",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
     conn.close().await.unwrap();
 
     // Opening it with this release migrates it.
@@ -64,4 +74,20 @@ async fn the_inventory_blob_survives_its_move_out_of_the_devices_row() {
             .await
             .unwrap();
     assert!(columns.is_empty(), "the old column is still there");
+
+    let software: Vec<(String, String, String, String, String)> = sqlx::query_as(
+        "SELECT device_id, source, name, architecture, version FROM device_software \
+         ORDER BY name",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let names: Vec<&str> = software.iter().map(|r| r.2.as_str()).collect();
+    assert_eq!(names, ["firefox-esr", "kernel", "libreoffice"]);
+    let (table,): (String,) =
+        sqlx::query_as("SELECT sql FROM sqlite_master WHERE name = 'device_software'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert!(table.contains("WITHOUT ROWID"), "{table}");
 }

@@ -62,7 +62,11 @@ pub trait InventoryStore: Send + Sync {
 }
 
 macro_rules! impl_inventory_store {
-    ($store:ty, $db:ty) => {
+    // `$json_rows`: the elements of the JSON array bound as `$2`, as rows
+    // with the columns `value` (the element) and `key` (its position).
+    // `$software_as_json`: an aggregate of the selected `device_software`
+    // rows as JSON text, `[]` for none.
+    ($store:ty, $db:ty, $json_rows:literal, $software_as_json:literal) => {
         #[async_trait::async_trait]
         impl $crate::storage::InventoryStore for $store {
             async fn get_inventory(&self, device_id: &str) -> Result<Option<StoredInventory>> {
@@ -143,16 +147,20 @@ macro_rules! impl_inventory_store {
                 .execute(&mut *tx)
                 .await?;
                 // Only the difference is written: a boot report with the
-                // same ~800 programs then writes no software row at all.
-                // Read after the device row is locked by the UPDATE above.
-                let stored: Vec<(String, String, String, String)> = sqlx::query_as(
-                    "SELECT source, name, architecture, version FROM device_software \
-                     WHERE device_id = $1",
-                )
+                // same ~800 programs writes no software row at all. Read
+                // after the device row is locked by the UPDATE above.
+                // Rows travel as one JSON array each way, not as
+                // thousands of values (see `sql::stored_software`).
+                let stored: String = sqlx::query_scalar(concat!(
+                    "SELECT ",
+                    $software_as_json,
+                    " FROM device_software WHERE device_id = $1"
+                ))
                 .bind(&r.device_id)
-                .fetch_all(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await?;
-                let (insert, mut delete) = sql::software_diff(&stored, &r.software);
+                let stored = sql::stored_software(&stored)?;
+                let (insert, delete) = sql::software_diff(&stored, &r.software);
                 if !delete.is_empty() && delete.len() == stored.len() {
                     // Everything goes (every version moved): one range
                     // delete is cheaper than matching row by row.
@@ -160,54 +168,63 @@ macro_rules! impl_inventory_store {
                         .bind(&r.device_id)
                         .execute(&mut *tx)
                         .await?;
-                    delete.clear();
+                } else if !delete.is_empty() {
+                    // Row-value IN drives a primary-key search per row.
+                    sqlx::query(concat!(
+                        "DELETE FROM device_software \
+                         WHERE (device_id, source, name, architecture, version) IN \
+                         (SELECT $1, value->>0, value->>1, value->>2, value->>3 FROM ",
+                        $json_rows,
+                        ")"
+                    ))
+                    .bind(&r.device_id)
+                    .bind(sql::json_rows(&delete))
+                    .execute(&mut *tx)
+                    .await?;
                 }
-                // Multi-row statements in chunks: one statement per package
-                // would make a 3,000-package change take seconds on SQLite.
-                for chunk in delete.chunks(200) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "DELETE FROM device_software WHERE device_id = ",
-                    );
-                    qb.push_bind(r.device_id.clone());
-                    qb.push(" AND (source, name, architecture, version) IN (");
-                    qb.push_values(chunk, |mut row, sw| {
-                        row.push_bind(sw.0.clone())
-                            .push_bind(sw.1.clone())
-                            .push_bind(sw.2.clone())
-                            .push_bind(sw.3.clone());
-                    });
-                    qb.push(")");
-                    qb.build().execute(&mut *tx).await?;
+                if !insert.is_empty() {
+                    let insert: Vec<[&str; 4]> = insert
+                        .iter()
+                        .map(|s| [&*s.source, &*s.name, &*s.architecture, &*s.version])
+                        .collect();
+                    sqlx::query(concat!(
+                        "INSERT INTO device_software (device_id, source, name, architecture, version) \
+                         SELECT $1, value->>0, value->>1, value->>2, value->>3 FROM ",
+                        $json_rows,
+                        " WHERE true ON CONFLICT DO NOTHING"
+                    ))
+                    .bind(&r.device_id)
+                    .bind(sql::json_rows(&insert))
+                    .execute(&mut *tx)
+                    .await?;
                 }
-                for chunk in insert.chunks(500) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO device_software (device_id, source, name, architecture, version) ",
-                    );
-                    qb.push_values(chunk, |mut row, sw| {
-                        row.push_bind(r.device_id.clone())
-                            .push_bind(sw.source.clone())
-                            .push_bind(sw.name.clone())
-                            .push_bind(sw.architecture.clone())
-                            .push_bind(sw.version.clone());
-                    });
-                    qb.push(" ON CONFLICT DO NOTHING");
-                    qb.build().execute(&mut *tx).await?;
-                }
-                for chunk in r.changes.chunks(500) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                if !r.changes.is_empty() {
+                    let changes: Vec<_> = r
+                        .changes
+                        .iter()
+                        .map(|c| {
+                            (
+                                &*c.report_id,
+                                c.at,
+                                &*c.kind,
+                                &*c.subject,
+                                &*c.old_value,
+                                &*c.new_value,
+                            )
+                        })
+                        .collect();
+                    sqlx::query(concat!(
                         "INSERT INTO inventory_changes (device_id, report_id, at, kind, subject, \
-                         old_value, new_value) ",
-                    );
-                    qb.push_values(chunk, |mut row, c| {
-                        row.push_bind(r.device_id.clone())
-                            .push_bind(c.report_id.clone())
-                            .push_bind(c.at)
-                            .push_bind(c.kind.clone())
-                            .push_bind(c.subject.clone())
-                            .push_bind(c.old_value.clone())
-                            .push_bind(c.new_value.clone());
-                    });
-                    qb.build().execute(&mut *tx).await?;
+                         old_value, new_value) \
+                         SELECT $1, value->>0, CAST(value->>1 AS BIGINT), value->>2, value->>3, \
+                         value->>4, value->>5 FROM ",
+                        $json_rows,
+                        " ORDER BY key"
+                    ))
+                    .bind(&r.device_id)
+                    .bind(sql::json_rows(&changes))
+                    .execute(&mut *tx)
+                    .await?;
                 }
                 if let Some(evaluated) = results {
                     sql::write_device_results!(
@@ -329,5 +346,15 @@ macro_rules! impl_inventory_store {
     };
 }
 
-impl_inventory_store!(SqliteStore, sqlx::Sqlite);
-impl_inventory_store!(PgStore, sqlx::Postgres);
+impl_inventory_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    "json_each($2)",
+    "json_group_array(json_array(source, name, architecture, version))"
+);
+impl_inventory_store!(
+    PgStore,
+    sqlx::Postgres,
+    "jsonb_array_elements($2::jsonb) WITH ORDINALITY AS j(value, key)",
+    "COALESCE(json_agg(json_build_array(source, name, architecture, version))::text, '[]')"
+);
