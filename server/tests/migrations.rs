@@ -1,15 +1,41 @@
 //! Upgrading a database made by an older release: the migrations that move
 //! data keep it. (Fresh databases are covered by every other test.)
 
+use std::path::Path;
 use std::str::FromStr;
 
 use schoolfleet_server::storage::{InventoryStore, SqliteStore};
-use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions, Connection};
 
+/// A SQLite file at `path` with the schema as the release with migrations
+/// up to `version` left it, open for the test to fill.
+async fn database_at_version(path: &Path, version: i64) -> SqliteConnection {
+    let migrations = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
+    let mut old = sqlx::migrate::Migrator::new(Path::new(migrations))
+        .await
+        .unwrap();
+    old.migrations = old
+        .migrations
+        .iter()
+        .filter(|m| m.version <= version)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    let mut conn = SqliteConnectOptions::from_str("sqlite://")
+        .unwrap()
+        .filename(path)
+        .create_if_missing(true)
+        .foreign_keys(false)
+        .connect()
+        .await
+        .unwrap();
+    old.run(&mut conn).await.unwrap();
+    conn
+}
+
 /// Migration 0016 moves the inventory blob out of the devices row: a
-/// device stored before it keeps its inventory, byte for byte. Migration
-/// 0017 rebuilds `device_software` WITHOUT ROWID: its rows stay.
+/// device stored before it keeps its inventory, byte for byte.
 #[tokio::test]
 async fn the_inventory_blob_survives_its_move_out_of_the_devices_row() {
     let dir = tempfile::tempdir().unwrap();
@@ -17,26 +43,7 @@ async fn the_inventory_blob_survives_its_move_out_of_the_devices_row() {
     let blob: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
 
     // The schema as release 0015 left it, with one device and its blob.
-    let migrations = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
-    let mut old = sqlx::migrate::Migrator::new(std::path::Path::new(migrations))
-        .await
-        .unwrap();
-    old.migrations = old
-        .migrations
-        .iter()
-        .filter(|m| m.version <= 15)
-        .cloned()
-        .collect::<Vec<_>>()
-        .into();
-    let mut conn = SqliteConnectOptions::from_str("sqlite://")
-        .unwrap()
-        .filename(&path)
-        .create_if_missing(true)
-        .foreign_keys(false)
-        .connect()
-        .await
-        .unwrap();
-    old.run(&mut conn).await.unwrap();
+    let mut conn = database_at_version(&path, 15).await;
     sqlx::query(
         "INSERT INTO devices (id, county_id, school_id, device_class, status, hostname, \
          system_uuid, serial_number, enrolled_at, inventory_at, inventory_hash, inventory) \
@@ -45,15 +52,6 @@ async fn the_inventory_blob_survives_its_move_out_of_the_devices_row() {
          NULL, NULL, NULL)",
     )
     .bind(&blob)
-    .execute(&mut conn)
-    .await
-    .unwrap();
-    sqlx::query(
-        "INSERT INTO device_software (device_id, source, name, architecture, version) \
-         VALUES ('d1', 'dpkg', 'firefox-esr', 'amd64', '140.1'), \
-         ('d1', 'dpkg', 'libreoffice', 'amd64', '7.4'), \
-         ('d1', 'rpm', 'kernel', 'x86_64', '6.1')",
-    )
     .execute(&mut conn)
     .await
     .unwrap();
@@ -74,7 +72,36 @@ async fn the_inventory_blob_survives_its_move_out_of_the_devices_row() {
             .await
             .unwrap();
     assert!(columns.is_empty(), "the old column is still there");
+}
 
+/// Migration 0017 rebuilds `device_software` WITHOUT ROWID: the rows
+/// stored before it stay, all of them.
+#[tokio::test]
+async fn software_rows_survive_the_rebuild_without_rowid() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("schoolfleet.db");
+
+    let mut conn = database_at_version(&path, 16).await;
+    sqlx::query(
+        "INSERT INTO devices (id, county_id, school_id, device_class, status, hostname, \
+         system_uuid, serial_number, enrolled_at) \
+         VALUES ('d1', 'kus', 'kus012', 'schueler-pc', 'active', 'pc1', '', '', 1)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO device_software (device_id, source, name, architecture, version) \
+         VALUES ('d1', 'dpkg', 'firefox-esr', 'amd64', '140.1'), \
+         ('d1', 'dpkg', 'libreoffice', 'amd64', '7.4'), \
+         ('d1', 'rpm', 'kernel', 'x86_64', '6.1')",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+
+    let store = SqliteStore::open(&path).await.unwrap();
     let software: Vec<(String, String, String, String, String)> = sqlx::query_as(
         "SELECT device_id, source, name, architecture, version FROM device_software \
          ORDER BY name",
@@ -82,8 +109,23 @@ async fn the_inventory_blob_survives_its_move_out_of_the_devices_row() {
     .fetch_all(store.pool())
     .await
     .unwrap();
-    let names: Vec<&str> = software.iter().map(|r| r.2.as_str()).collect();
-    assert_eq!(names, ["firefox-esr", "kernel", "libreoffice"]);
+    let row = |source: &str, name: &str, arch: &str, version: &str| {
+        (
+            "d1".to_owned(),
+            source.to_owned(),
+            name.to_owned(),
+            arch.to_owned(),
+            version.to_owned(),
+        )
+    };
+    assert_eq!(
+        software,
+        [
+            row("dpkg", "firefox-esr", "amd64", "140.1"),
+            row("rpm", "kernel", "x86_64", "6.1"),
+            row("dpkg", "libreoffice", "amd64", "7.4"),
+        ]
+    );
     let (table,): (String,) =
         sqlx::query_as("SELECT sql FROM sqlite_master WHERE name = 'device_software'")
             .fetch_one(store.pool())

@@ -183,10 +183,6 @@ macro_rules! impl_inventory_store {
                     .await?;
                 }
                 if !insert.is_empty() {
-                    let insert: Vec<[&str; 4]> = insert
-                        .iter()
-                        .map(|s| [&*s.source, &*s.name, &*s.architecture, &*s.version])
-                        .collect();
                     sqlx::query(concat!(
                         "INSERT INTO device_software (device_id, source, name, architecture, version) \
                          SELECT $1, value->>0, value->>1, value->>2, value->>3 FROM ",

@@ -62,23 +62,23 @@ pub(super) fn json_rows<T: serde::Serialize>(rows: &[T]) -> String {
     serde_json::to_string(rows).expect("strings and numbers serialize")
 }
 
+/// A software row's key, as written: source, name, architecture, version.
+pub(super) type SoftwareKey<'a> = (&'a str, &'a str, &'a str, &'a str);
+
 /// What turns the stored software rows of a device into `new`: the rows to
 /// insert (each once, though a report may list a package twice) and the
-/// stored rows to delete. Both empty when nothing changed.
+/// stored rows to delete, as keys ready for [`json_rows`]. Both empty when
+/// nothing changed.
 pub(super) fn software_diff<'a>(
     stored: &'a [StoredSoftware],
     new: &'a [crate::storage::SoftwareRow],
-) -> (
-    Vec<&'a crate::storage::SoftwareRow>,
-    Vec<&'a StoredSoftware>,
-) {
+) -> (Vec<SoftwareKey<'a>>, Vec<SoftwareKey<'a>>) {
     use std::collections::HashSet;
-    type Key<'k> = (&'k str, &'k str, &'k str, &'k str);
-    let old: HashSet<Key<'_>> = stored
+    let old: HashSet<SoftwareKey<'_>> = stored
         .iter()
         .map(|s| (s.0.as_str(), s.1.as_str(), s.2.as_str(), s.3.as_str()))
         .collect();
-    let mut wanted: HashSet<Key<'_>> = HashSet::with_capacity(new.len());
+    let mut wanted: HashSet<SoftwareKey<'_>> = HashSet::with_capacity(new.len());
     let mut insert = Vec::new();
     for sw in new {
         let key = (
@@ -88,12 +88,13 @@ pub(super) fn software_diff<'a>(
             sw.version.as_str(),
         );
         if wanted.insert(key) && !old.contains(&key) {
-            insert.push(sw);
+            insert.push(key);
         }
     }
     let delete = stored
         .iter()
-        .filter(|s| !wanted.contains(&(s.0.as_str(), s.1.as_str(), s.2.as_str(), s.3.as_str())))
+        .map(|s| (s.0.as_str(), s.1.as_str(), s.2.as_str(), s.3.as_str()))
+        .filter(|key| !wanted.contains(key))
         .collect();
     (insert, delete)
 }
@@ -486,15 +487,9 @@ mod tests {
             row("git", "2.39"),
         ];
         let (insert, delete) = software_diff(&stored, &changed);
-        let inserted: Vec<_> = insert
-            .iter()
-            .map(|r| (r.name.as_str(), r.version.as_str()))
-            .collect();
+        let inserted: Vec<_> = insert.iter().map(|r| (r.1, r.3)).collect();
         assert_eq!(inserted, [("firefox-esr", "140.1"), ("git", "2.39")]);
-        let deleted: Vec<_> = delete
-            .iter()
-            .map(|r| (r.1.as_str(), r.3.as_str()))
-            .collect();
+        let deleted: Vec<_> = delete.iter().map(|r| (r.1, r.3)).collect();
         assert_eq!(deleted, [("firefox-esr", "115.0"), ("vim", "9.0")]);
     }
 
