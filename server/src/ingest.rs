@@ -470,25 +470,37 @@ async fn offer(state: &AppState, device: &DeviceRecord, report: InventoryReport)
             ),
         );
     }
-    // An offer holds no inventory: it waits for a turn whatever the backlog.
-    let Turn::Go(_turn) = state
-        .ingest
-        .enter(limits.ingest_concurrency, limits.ingest_queue_bytes, None)
-        .await
-    else {
-        return retry_later(report_id);
-    };
-    let stored = match state.store.get_inventory(&device.id).await {
-        Ok(stored) => stored,
+    // Compared by hash and time only: a changed report's offer takes no
+    // turn at the gate (the turns are the full reports'), and nothing of
+    // the stored inventory is read for it.
+    let version = match state.store.inventory_version(&device.id).await {
+        Ok(version) => version,
         Err(err) => {
             tracing::error!(device = %device.id, error = %err, "cannot load current inventory");
             return retry_later(report_id);
         }
     };
-    if let Some(current) = &stored
-        && current.content_hash == header.content_hash
-        && current.collected_at <= header.collected_at
-    {
+    let unchanged = version.is_some_and(|current| {
+        current.content_hash == header.content_hash && current.collected_at <= header.collected_at
+    });
+    if unchanged {
+        // Stored from the offer alone: it holds no inventory, so it waits
+        // for a turn whatever the backlog.
+        let Turn::Go(_turn) = state
+            .ingest
+            .enter(limits.ingest_concurrency, limits.ingest_queue_bytes, None)
+            .await
+        else {
+            return retry_later(report_id);
+        };
+        // The inventory itself, to judge the device on it again.
+        let current = match state.store.get_inventory(&device.id).await {
+            Ok(current) => current,
+            Err(err) => {
+                tracing::error!(device = %device.id, error = %err, "cannot load current inventory");
+                return retry_later(report_id);
+            }
+        };
         let unchanged = UnchangedReport {
             device_id: device.id.clone(),
             report_id: report_id.clone(),
@@ -497,7 +509,10 @@ async fn offer(state: &AppState, device: &DeviceRecord, report: InventoryReport)
             content_hash: header.content_hash.clone(),
             reason: schoolfleet_proto::text::clean(&report.reason, 32).value,
         };
-        if let Some(ack) = store_unchanged(state, device, &unchanged, current).await {
+        if let Some(current) = current
+            && current.content_hash == unchanged.content_hash
+            && let Some(ack) = store_unchanged(state, device, &unchanged, &current).await
+        {
             return ack;
         }
     }

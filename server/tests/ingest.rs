@@ -163,26 +163,27 @@ async fn a_full_backlog_answers_send_again_later() {
     assert!(ack.error.contains("send again in"), "{ack:?}");
     assert_eq!(state.ingest.waiting_bytes(), first.encoded_len());
 
-    // An offer (no inventory, only its size) is deferred too, and holds
-    // no room.
+    // An offer (no inventory, only its size) of new content is deferred
+    // too, at once: it takes no turn (only the hash is compared), and it
+    // holds no room.
     let offer = InventoryReport {
         inventory: Vec::new(),
         inventory_size: 50_000,
         content_hash: "9".repeat(64),
         ..report()
     };
-    let ack = tokio::time::timeout(
+    let answer = tokio::time::timeout(
         Duration::from_secs(5),
         ingest::receive(state, &device, offer.clone()),
-    );
-    // The offer waits for a turn like a report (it reads the store), so
-    // it is answered only once the turn is free: checked below.
-    let mut offered = Box::pin(ack);
+    )
+    .await
+    .expect("an offer over the backlog waited for a turn");
+    assert!(answer.retry && !answer.send_inventory, "{answer:?}");
     assert!(
-        tokio::time::timeout(Duration::from_millis(200), &mut offered)
-            .await
-            .is_err()
+        (5..=15 * 60).contains(&answer.retry_after_seconds),
+        "{answer:?}"
     );
+    assert_eq!(state.ingest.waiting_bytes(), first.encoded_len());
 
     // The waiting one is stored once the turn is free; the gate is empty.
     drop(held);
@@ -199,9 +200,9 @@ async fn a_full_backlog_answers_send_again_later() {
     assert_eq!(reports.len(), 1);
     assert_eq!(reports[0].report_id, first.report_id);
 
-    // The offer got its turn after it: new content and room now, so it is
-    // asked for its inventory, which is promised room until it comes.
-    let answer = offered.await.expect("the offer was answered");
+    // Offered again: new content and room now, so it is asked for its
+    // inventory, which is promised room until it comes.
+    let answer = ingest::receive(state, &device, offer).await;
     assert!(answer.send_inventory, "{answer:?}");
     assert_eq!(state.ingest.waiting_bytes(), 50_000);
 

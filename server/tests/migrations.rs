@@ -68,7 +68,7 @@ async fn the_inventory_blob_survives_its_move_out_of_the_devices_row() {
     assert!(store.get_inventory("d2").await.unwrap().is_none());
     let columns: Vec<(String,)> =
         sqlx::query_as("SELECT name FROM pragma_table_info('devices') WHERE name = 'inventory'")
-            .fetch_all(store.pool())
+            .fetch_all(store.writer())
             .await
             .unwrap();
     assert!(columns.is_empty(), "the old column is still there");
@@ -106,7 +106,7 @@ async fn software_rows_survive_the_rebuild_without_rowid() {
         "SELECT device_id, source, name, architecture, version FROM device_software \
          ORDER BY name",
     )
-    .fetch_all(store.pool())
+    .fetch_all(store.writer())
     .await
     .unwrap();
     let row = |source: &str, name: &str, arch: &str, version: &str| {
@@ -128,7 +128,7 @@ async fn software_rows_survive_the_rebuild_without_rowid() {
     );
     let (table,): (String,) =
         sqlx::query_as("SELECT sql FROM sqlite_master WHERE name = 'device_software'")
-            .fetch_one(store.pool())
+            .fetch_one(store.writer())
             .await
             .unwrap();
     assert!(table.contains("WITHOUT ROWID"), "{table}");

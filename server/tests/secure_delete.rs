@@ -189,7 +189,7 @@ async fn an_existing_database_is_switched_to_incremental_vacuum_at_open() {
         let store = schoolfleet_server::storage::SqliteStore::open(&path)
             .await
             .unwrap();
-        store.pool().close().await;
+        store.close().await;
         let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
             .filename(&path)
             .connect()
@@ -209,12 +209,12 @@ async fn an_existing_database_is_switched_to_incremental_vacuum_at_open() {
         .await
         .unwrap();
     let (mode,): (i64,) = sqlx::query_as("PRAGMA auto_vacuum")
-        .fetch_one(store.pool())
+        .fetch_one(store.writer())
         .await
         .unwrap();
     assert_eq!(mode, 2, "incremental");
     let (secure,): (i64,) = sqlx::query_as("PRAGMA secure_delete")
-        .fetch_one(store.pool())
+        .fetch_one(store.writer())
         .await
         .unwrap();
     assert_eq!(secure, 1);

@@ -716,6 +716,15 @@ async fn reports_are_stored_once_and_in_order(store: Arc<dyn Store>) {
 
     let current = store.get_inventory("d1").await.unwrap().unwrap();
     assert_eq!(current.collected_at, 3_000);
+    // What offers are compared with: the current inventory's time and hash.
+    assert_eq!(
+        store.inventory_version("d1").await.unwrap(),
+        Some(InventoryVersion {
+            collected_at: current.collected_at,
+            content_hash: current.content_hash.clone(),
+        })
+    );
+    assert_eq!(store.inventory_version("d2").await.unwrap(), None);
     assert_eq!(
         store.get_device("d1").await.unwrap().unwrap().hostname,
         "host-r2"

@@ -145,7 +145,7 @@ macro_rules! impl_compliance_store {
                 .bind(v.waivers)
                 .bind(&v.applied_by)
                 .bind(v.applied_at)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.writer)
                 .await?;
                 Ok(StandardVersionRecord { revision, ..v.clone() })
             }
@@ -422,7 +422,7 @@ macro_rules! impl_compliance_store {
                 .bind(device_id)
                 .bind(rule_id)
                 .bind(ticket_id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(done.rows_affected() == 1)
             }

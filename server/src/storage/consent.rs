@@ -46,7 +46,7 @@ macro_rules! impl_consent_store {
                 .bind(&p.consent)
                 .bind(&p.updated_by)
                 .bind(p.updated_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }
@@ -89,7 +89,7 @@ macro_rules! impl_consent_store {
                 .bind(&f.floor)
                 .bind(&f.set_by)
                 .bind(f.set_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }

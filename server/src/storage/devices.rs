@@ -239,7 +239,7 @@ macro_rules! impl_device_store {
                 let done = sqlx::query("UPDATE devices SET status = $2, connected = FALSE WHERE id = $1")
                     .bind(id)
                     .bind(status.as_str())
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
                 if done.rows_affected() == 0 {
                     return Err(StorageError::NotFound(format!("device {id}")));
@@ -252,7 +252,7 @@ macro_rules! impl_device_store {
                 device_id: &str,
                 change: &InventoryChangeRecord,
             ) -> Result<()> {
-                sql::insert_inventory_change!(device_id, change, &self.pool);
+                sql::insert_inventory_change!(device_id, change, &self.writer);
                 Ok(())
             }
 
@@ -331,7 +331,7 @@ macro_rules! impl_device_store {
                 .bind(&renewed.fingerprint)
                 .bind(&renewed.serial)
                 .bind(renewed.not_after)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(done.rows_affected() == 1)
             }
@@ -343,7 +343,7 @@ macro_rules! impl_device_store {
                 )
                 .bind(id)
                 .bind(fingerprint)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }
@@ -380,7 +380,7 @@ macro_rules! impl_device_store {
                 .bind(id)
                 .bind(at)
                 .bind(stream_id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(done.rows_affected() == 1)
             }
@@ -393,7 +393,7 @@ macro_rules! impl_device_store {
                 .bind(replica_id)
                 .bind(url)
                 .bind(at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }
@@ -401,7 +401,7 @@ macro_rules! impl_device_store {
             async fn withdraw_replica(&self, replica_id: &str) -> Result<()> {
                 sqlx::query("DELETE FROM replicas WHERE id = $1")
                     .bind(replica_id)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
                 Ok(())
             }

@@ -61,7 +61,7 @@ macro_rules! impl_enrolment_store {
                 .bind(token.created_at)
                 .bind(token.revoked_at)
                 .bind(&token.reinstall_device_id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(|e| sql::conflict_or(e, format!("enrolment token {}", token.id)))?;
                 Ok(())
@@ -106,7 +106,7 @@ macro_rules! impl_enrolment_store {
                 )
                 .bind(id)
                 .bind(at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 if done.rows_affected() == 0 {
                     return Err(StorageError::NotFound(format!("enrolment token {id}")));

@@ -12,6 +12,11 @@ use super::{PgStore, Result, SqliteStore, TenantFilter, sql};
 pub trait InventoryStore: Send + Sync {
     async fn get_inventory(&self, device_id: &str) -> Result<Option<StoredInventory>>;
 
+    /// The time and content hash of the device's current inventory, without
+    /// reading the inventory (tens to hundreds of KB): an offer needs only
+    /// these, and a morning brings thousands of offers.
+    async fn inventory_version(&self, device_id: &str) -> Result<Option<InventoryVersion>>;
+
     /// Stores a report once per report id. The device's current inventory
     /// moves forward only if the report is newer than the one it has.
     async fn ingest_report(&self, report: &IngestReport) -> Result<IngestOutcome> {
@@ -90,12 +95,30 @@ macro_rules! impl_inventory_store {
                 })
             }
 
+            async fn inventory_version(&self, device_id: &str) -> Result<Option<InventoryVersion>> {
+                let row: Option<(Option<i64>, Option<String>)> = sqlx::query_as(
+                    "SELECT d.inventory_at, d.inventory_hash FROM devices d \
+                     WHERE d.id = $1 AND EXISTS \
+                     (SELECT 1 FROM device_inventories i WHERE i.device_id = d.id)",
+                )
+                .bind(device_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(match row {
+                    Some((Some(collected_at), Some(content_hash))) => Some(InventoryVersion {
+                        collected_at,
+                        content_hash,
+                    }),
+                    _ => None,
+                })
+            }
+
             async fn ingest_evaluated_report(
                 &self,
                 r: &IngestReport,
                 results: Option<&EvaluatedResults>,
             ) -> Result<IngestOutcome> {
-                let mut tx = self.begin_write().await?;
+                let mut tx = self.begin_bulk_write().await?;
                 let inserted = sqlx::query(
                     "INSERT INTO inventory_reports (device_id, report_id, collected_at, \
                      received_at, content_hash, reason) VALUES ($1, $2, $3, $4, $5, $6) \
@@ -239,7 +262,7 @@ macro_rules! impl_inventory_store {
                 r: &UnchangedReport,
                 results: Option<&EvaluatedResults>,
             ) -> Result<Option<IngestOutcome>> {
-                let mut tx = self.begin_write().await?;
+                let mut tx = self.begin_bulk_write().await?;
                 let current = sqlx::query(
                     "UPDATE devices SET inventory_at = $2 \
                      WHERE id = $1 AND inventory_hash = $3 AND inventory_at <= $2 \

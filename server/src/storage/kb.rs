@@ -155,7 +155,7 @@ macro_rules! impl_kb_store {
                 )
                 .bind(article_id)
                 .bind(ticket_id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }

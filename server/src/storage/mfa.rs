@@ -70,7 +70,7 @@ macro_rules! impl_mfa_store {
                 .bind(&r.grace_kind)
                 .bind(&r.grace_reason)
                 .bind(r.created_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }
@@ -82,7 +82,7 @@ macro_rules! impl_mfa_store {
                 )
                 .bind(user_id)
                 .bind(step)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected();
                 Ok(done > 0)
@@ -105,7 +105,7 @@ macro_rules! impl_mfa_store {
                 .bind(grace_until)
                 .bind(grace_kind)
                 .bind(grace_reason)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected();
                 Ok(done > 0)
@@ -118,7 +118,7 @@ macro_rules! impl_mfa_store {
                 )
                 .bind(user_id)
                 .bind(step)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected();
                 Ok(done > 0)

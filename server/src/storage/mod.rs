@@ -79,6 +79,34 @@ pub enum StorageError {
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
+/// A write transaction of bulk work (`begin_bulk_write` of a backend). It
+/// derefs to the connection like a `sqlx::Transaction`, so statements run on
+/// `&mut *tx`, and holds the backend's bulk turn, if it has one, until it is
+/// committed or dropped (rolled back).
+pub(crate) struct BulkWrite<DB: sqlx::Database> {
+    tx: sqlx::Transaction<'static, DB>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl<DB: sqlx::Database> BulkWrite<DB> {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl<DB: sqlx::Database> std::ops::Deref for BulkWrite<DB> {
+    type Target = DB::Connection;
+    fn deref(&self) -> &DB::Connection {
+        &self.tx
+    }
+}
+
+impl<DB: sqlx::Database> std::ops::DerefMut for BulkWrite<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        &mut self.tx
+    }
+}
+
 /// Everything the server persists: the union of one trait per domain.
 /// Implementations must be safe to share between tasks and, for PostgreSQL,
 /// between server replicas. A new method goes into its domain's trait and

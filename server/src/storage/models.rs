@@ -371,6 +371,14 @@ pub struct StoredInventory {
     pub inventory: Vec<u8>,
 }
 
+/// Which inventory a device has now, without the inventory itself: what an
+/// offered report is compared with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventoryVersion {
+    pub collected_at: Millis,
+    pub content_hash: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SoftwareRow {
     pub source: String,

@@ -35,7 +35,7 @@ macro_rules! impl_outbox_store {
         #[async_trait::async_trait]
         impl $crate::storage::OutboxStore for $store {
             async fn enqueue_outbox(&self, event: &OutboxEvent) -> Result<()> {
-                sql::insert_outbox!(event, &self.pool);
+                sql::insert_outbox!(event, &self.writer);
                 Ok(())
             }
 
@@ -65,7 +65,7 @@ macro_rules! impl_outbox_store {
                 .bind(id)
                 .bind(expected_next)
                 .bind(lease_until)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(done.rows_affected() == 1)
             }
@@ -77,7 +77,7 @@ macro_rules! impl_outbox_store {
                 )
                 .bind(id)
                 .bind(at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }
@@ -95,7 +95,7 @@ macro_rules! impl_outbox_store {
                 .bind(id)
                 .bind(next_attempt_at)
                 .bind(error)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }

@@ -12,6 +12,9 @@ pub struct PgStore {
     /// The key of the chain head's MAC, once the server has loaded it.
     pub(super) audit_key: std::sync::Arc<crate::audit::HeadKey>,
     pub(super) pool: sqlx::PgPool,
+    /// The same pool: PostgreSQL locks rows, not the file, and its writers
+    /// need no line of their own (see `SqliteStore::writer`).
+    pub(super) writer: sqlx::PgPool,
 }
 
 impl PgStore {
@@ -25,6 +28,7 @@ impl PgStore {
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
         Ok(PgStore {
+            writer: pool.clone(),
             pool,
             audit_key: Default::default(),
         })
@@ -40,6 +44,17 @@ impl PgStore {
         &self,
     ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
         self.pool.begin().await
+    }
+
+    /// Bulk writes need no turn on PostgreSQL: reports are written side by
+    /// side, each locking its own device's rows.
+    pub(super) async fn begin_bulk_write(
+        &self,
+    ) -> Result<super::BulkWrite<sqlx::Postgres>, sqlx::Error> {
+        Ok(super::BulkWrite {
+            tx: self.begin_write().await?,
+            _turn: None,
+        })
     }
 }
 

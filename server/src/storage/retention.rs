@@ -150,7 +150,7 @@ macro_rules! impl_data_protection {
         #[async_trait]
         impl DataProtection for $store {
             async fn delete_expired(&self, c: &RetentionCutoffs) -> Result<RetentionCounts> {
-                let pool = self.pool();
+                let pool = &self.writer;
                 let mut n = RetentionCounts::default();
                 if let Some(before) = c.sessions_ended_before {
                     // Recordings go with their session (ON DELETE CASCADE).
@@ -272,7 +272,7 @@ macro_rules! impl_data_protection {
                 Ok(sqlx::query("UPDATE users SET disabled_at = $2 WHERE id = $1")
                     .bind(user_id)
                     .bind(disabled_at)
-                    .execute(self.pool())
+                    .execute(&self.writer)
                     .await?
                     .rows_affected()
                     > 0)
@@ -282,7 +282,7 @@ macro_rules! impl_data_protection {
                 let row: Option<(Option<Millis>,)> =
                     sqlx::query_as("SELECT disabled_at FROM users WHERE id = $1")
                         .bind(user_id)
-                        .fetch_optional(self.pool())
+                        .fetch_optional(&self.pool)
                         .await?;
                 Ok(row.and_then(|(at,)| at))
             }
@@ -397,7 +397,7 @@ macro_rules! impl_data_protection {
                      revoked_at FROM api_tokens WHERE user_id = $1 ORDER BY created_at DESC, id",
                 )
                 .bind(user_id)
-                .fetch_all(self.pool())
+                .fetch_all(&self.pool)
                 .await?)
             }
 
@@ -409,7 +409,7 @@ macro_rules! impl_data_protection {
                     "SELECT id, last_used_at FROM api_tokens WHERE user_id = $1",
                 )
                 .bind(user_id)
-                .fetch_all(self.pool())
+                .fetch_all(&self.pool)
                 .await?)
             }
 
@@ -417,7 +417,7 @@ macro_rules! impl_data_protection {
                 sqlx::query("UPDATE api_tokens SET last_used_at = $2 WHERE id = $1")
                     .bind(token_id)
                     .bind(at)
-                    .execute(self.pool())
+                    .execute(&self.writer)
                     .await?;
                 Ok(())
             }
@@ -425,7 +425,7 @@ macro_rules! impl_data_protection {
             async fn delete_user_mfa(&self, user_id: &str) -> Result<bool> {
                 Ok(sqlx::query("DELETE FROM user_mfa WHERE user_id = $1")
                     .bind(user_id)
-                    .execute(self.pool())
+                    .execute(&self.writer)
                     .await?
                     .rows_affected()
                     > 0)
@@ -452,7 +452,7 @@ macro_rules! impl_data_protection {
                 .bind(reason)
                 .bind(approved_at)
                 .bind(expires_at)
-                .execute(self.pool())
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }
@@ -470,7 +470,7 @@ macro_rules! impl_data_protection {
                 .bind(session_id)
                 .bind(requester_id)
                 .bind(now)
-                .fetch_optional(self.pool())
+                .fetch_optional(&self.pool)
                 .await?)
             }
 
@@ -551,7 +551,7 @@ pub(super) async fn enable_incremental_vacuum(
 
 impl SqliteStore {
     async fn compact_files(&self) -> Result<()> {
-        let pool = self.pool();
+        let pool = &self.writer;
         // FTS5 keeps deleted terms in its index segments until they are
         // merged: 'optimize' merges all of them into one, so a deleted
         // ticket's words leave the index (and, by secure_delete, the file).
@@ -584,7 +584,7 @@ impl PgStore {
         // in the WAL archive until it expires (docs/datenschutz.md).
         for table in SWEPT_TABLES {
             sqlx::raw_sql(&format!("VACUUM {table}"))
-                .execute(self.pool())
+                .execute(&self.writer)
                 .await?;
         }
         Ok(())

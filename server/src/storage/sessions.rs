@@ -99,7 +99,7 @@ macro_rules! impl_session_store {
                 .bind(s.end_requested_at)
                 .bind(&s.end_requested_reason)
                 .bind(&s.step_up)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(|e| sql::conflict_or(e, format!("session {}", s.id)))?;
                 Ok(())
@@ -175,7 +175,7 @@ macro_rules! impl_session_store {
                 )
                 .bind(id)
                 .bind(consent)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }
@@ -196,7 +196,7 @@ macro_rules! impl_session_store {
                 .bind(end.exit_code)
                 .bind(end.has_recording)
                 .bind(end.channels)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected();
                 Ok(done > 0)
@@ -210,7 +210,7 @@ macro_rules! impl_session_store {
                 .bind(id)
                 .bind(at)
                 .bind(reason)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected();
                 Ok(done > 0)
@@ -225,7 +225,7 @@ macro_rules! impl_session_store {
                 .bind(started_before)
                 .bind(at)
                 .bind(reason)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.writer)
                 .await?;
                 Ok(rows.into_iter().map(|(id,)| id).collect())
             }
@@ -237,7 +237,7 @@ macro_rules! impl_session_store {
                 .bind(session_id)
                 .bind(chunk_no)
                 .bind(data)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(|e| sql::conflict_or(e, format!("chunk {chunk_no} of session {session_id}")))?;
                 Ok(())

@@ -38,7 +38,7 @@ macro_rules! impl_tenant_store {
                     .bind(&county.id)
                     .bind(&county.name)
                     .bind(county.created_at)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err(|e| sql::conflict_or(e, format!("county {}", county.id)))?;
                 Ok(())
@@ -69,7 +69,7 @@ macro_rules! impl_tenant_store {
                 .bind(&school.county_id)
                 .bind(&school.name)
                 .bind(school.created_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(|e| sql::conflict_or(e, format!("school {}", school.id)))?;
                 Ok(())
@@ -101,7 +101,7 @@ macro_rules! impl_tenant_store {
                 .bind(&class.id)
                 .bind(&class.label)
                 .bind(class.created_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(|e| sql::conflict_or(e, format!("device class {}", class.id)))?;
                 Ok(())

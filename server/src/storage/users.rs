@@ -147,7 +147,7 @@ macro_rules! impl_user_store {
                 .bind(token.created_at)
                 .bind(token.expires_at)
                 .bind(token.revoked_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(|e| sql::conflict_or(e, format!("API token {}", token.id)))?;
                 Ok(())
@@ -169,7 +169,7 @@ macro_rules! impl_user_store {
                 )
                 .bind(id)
                 .bind(at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 if done.rows_affected() == 0 {
                     return Err(StorageError::NotFound(format!("API token {id}")));

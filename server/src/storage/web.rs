@@ -67,7 +67,7 @@ macro_rules! impl_web_store {
                      WHERE c.user_id = $1 AND u.disabled_at IS NULL",
                 )
                 .bind(user_id)
-                .fetch_optional(self.pool())
+                .fetch_optional(&self.pool)
                 .await?)
             }
 
@@ -83,7 +83,7 @@ macro_rules! impl_web_store {
                 .bind(&s.user_id)
                 .bind(s.created_at)
                 .bind(s.last_seen_at)
-                .execute(self.pool())
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }
@@ -98,7 +98,7 @@ macro_rules! impl_web_store {
                      JOIN users u ON u.id = s.user_id WHERE s.id_hash = $1 AND u.disabled_at IS NULL",
                 )
                 .bind(id_hash)
-                .fetch_optional(self.pool())
+                .fetch_optional(&self.pool)
                 .await?)
             }
 
@@ -110,7 +110,7 @@ macro_rules! impl_web_store {
                 sqlx::query("UPDATE web_sessions SET last_seen_at = $2 WHERE id_hash = $1")
                     .bind(id_hash)
                     .bind(at)
-                    .execute(self.pool())
+                    .execute(&self.writer)
                     .await?;
                 Ok(())
             }
@@ -118,7 +118,7 @@ macro_rules! impl_web_store {
             async fn delete_web_session(&self, id_hash: &str) -> $crate::storage::Result<()> {
                 sqlx::query("DELETE FROM web_sessions WHERE id_hash = $1")
                     .bind(id_hash)
-                    .execute(self.pool())
+                    .execute(&self.writer)
                     .await?;
                 Ok(())
             }
@@ -129,7 +129,7 @@ macro_rules! impl_web_store {
             ) -> $crate::storage::Result<u64> {
                 Ok(sqlx::query("DELETE FROM web_sessions WHERE last_seen_at < $1")
                     .bind(before)
-                    .execute(self.pool())
+                    .execute(&self.writer)
                     .await?
                     .rows_affected())
             }

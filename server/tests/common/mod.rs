@@ -149,7 +149,7 @@ where
     let store = SqliteStore::open(&dir.path().join("test.db"))
         .await
         .unwrap();
-    let raw = RawDb::Sqlite(store.pool().clone());
+    let raw = RawDb::Sqlite(store.writer().clone());
     test(Arc::new(store), raw).await;
 }
 
