@@ -5,8 +5,9 @@
 #   steady state:   heartbeats at the server's default interval (60 s):
 #                   server RSS per agent, CPU per agent-minute, heartbeat p50/p99
 #   +90 s:          morning boot: every agent's startup report at once
-#                   (STORM: same = unchanged content, changed = one program
-#                   changed, so every report is stored in full)
+#                   (STORM: same = unchanged content, changed = every
+#                   program's version changed, so every report is stored in
+#                   full)
 #   +180 s:         fan-out exec over all N devices, then 100 forwards at once
 #   +320 s:         SIGKILL the server, start it again: time until all N are back
 # Usage: tests/bench/fleet.sh [sqlite|postgres|both] [N] [RAMP] [STORM]
