@@ -509,8 +509,8 @@ async fn offer(state: &AppState, device: &DeviceRecord, report: InventoryReport)
             content_hash: header.content_hash.clone(),
             reason: schoolfleet_proto::text::clean(&report.reason, 32).value,
         };
+        // `ingest_unchanged_report` checks hash and time again as it writes.
         if let Some(current) = current
-            && current.content_hash == unchanged.content_hash
             && let Some(ack) = store_unchanged(state, device, &unchanged, &current).await
         {
             return ack;

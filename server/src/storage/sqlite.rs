@@ -149,3 +149,63 @@ impl SqliteStore {
         Ok(qb.build_query_as().fetch_all(&self.pool).await?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[tokio::test]
+    async fn readers_refuse_writes_and_the_writer_takes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        let insert = "INSERT INTO counties (id, name, created_at) VALUES ('kus', 'Kusel', 0)";
+        let refused = sqlx::query(insert).execute(&store.pool).await;
+        assert!(refused.is_err(), "a reader wrote: {refused:?}");
+        sqlx::query(insert).execute(&store.writer).await.unwrap();
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM counties")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    /// A write that is not bulk waits behind the report being written, not
+    /// behind the reports queued after it.
+    #[tokio::test]
+    async fn other_writes_pass_queued_reports() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let first = store.begin_bulk_write().await.unwrap();
+        let queued_report = tokio::spawn({
+            let (store, order) = (store.clone(), order.clone());
+            async move {
+                let tx = store.begin_bulk_write().await.unwrap();
+                order.lock().unwrap().push("report");
+                tx.commit().await.unwrap();
+            }
+        });
+        // The queued report is waiting for the bulk turn before the other
+        // write arrives.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let other = tokio::spawn({
+            let (store, order) = (store.clone(), order.clone());
+            async move {
+                let tx = store.begin_write().await.unwrap();
+                order.lock().unwrap().push("other");
+                tx.commit().await.unwrap();
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(order.lock().unwrap().is_empty(), "the writer was shared");
+        first.commit().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            queued_report.await.unwrap();
+            other.await.unwrap();
+        })
+        .await
+        .expect("a write never got the writer");
+        assert_eq!(*order.lock().unwrap(), ["other", "report"]);
+    }
+}
