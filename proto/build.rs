@@ -28,6 +28,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         // A variable's value is a secret: `exec_env` writes its Debug.
         .skip_debug(["schoolfleet.v1.EnvVar"])
+        // prost with small starting buffers (see `src/codec.rs`).
+        .codec_path("crate::codec::LeanCodec")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! services of `schoolfleet.v1`, the descriptor set for server reflection,
 //! the scope syntax, and the helpers that turn timestamps into chrono values.
 
+pub mod codec;
 pub mod exec_env;
 pub mod files;
 pub mod minimise;
