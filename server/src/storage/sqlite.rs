@@ -27,7 +27,19 @@ pub struct SqliteStore {
     /// the writer, so at most one of them is ever in line ahead of a
     /// session, audit or heartbeat write.
     pub(super) bulk_turn: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Copies the WAL into the database file (see [`checkpoint_in_background`]),
+    /// and takes the retention sweep's truncating checkpoint.
+    pub(super) checkpointer: sqlx::SqlitePool,
+    /// Stops the checkpoint task when the last clone of the store goes.
+    _checkpoint_task: std::sync::Arc<tokio_util::sync::DropGuard>,
 }
+
+/// How often the checkpoint task copies committed pages out of the WAL.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// WAL pages at which the writer's own commit checkpoints after all (about
+/// 64 MiB): only reached when the checkpoint task falls behind.
+const WRITER_CHECKPOINT_PAGES: &str = "16384";
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and migrates it.
@@ -41,11 +53,12 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
-            // Reads through a memory map instead of a pread and a copy per
-            // page, and a larger page cache than the 2 MiB default: ingest
-            // reads a device's rows and blob for every report.
-            .pragma("mmap_size", "268435456")
-            .pragma("cache_size", "-16384")
+            // No memory map: mapped pages count in the server's RSS once per
+            // connection that touched them (222 MiB of a report storm's
+            // peak), where a pread lands in the kernel's page cache, which
+            // is given back under pressure. The readers keep SQLite's
+            // default 2 MiB cache; the writer's is larger (below).
+            .pragma("mmap_size", "0")
             // Deleted means gone from the file: freed content is
             // overwritten with zeros, and free pages can be handed back
             // (`PRAGMA incremental_vacuum` after retention sweeps).
@@ -59,9 +72,20 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(60))
             // The writer's cache holds the B-tree pages a report touches
             // across reports (16 million software rows at 10,000 devices).
-            .connect_with(options.clone().pragma("cache_size", "-65536"))
+            .connect_with(
+                options
+                    .clone()
+                    .pragma("cache_size", "-65536")
+                    .pragma("wal_autocheckpoint", WRITER_CHECKPOINT_PAGES),
+            )
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&writer).await?;
+        let checkpointer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone().pragma("cache_size", "-1024"))
+            .await?;
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(checkpoint_in_background(checkpointer.clone(), stop.clone()));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             // A write through a reader would race the writer for the lock:
@@ -73,6 +97,8 @@ impl SqliteStore {
             writer,
             bulk_turn: Default::default(),
             audit_key: Default::default(),
+            checkpointer,
+            _checkpoint_task: std::sync::Arc::new(stop.drop_guard()),
         })
     }
 
@@ -86,6 +112,7 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.pool.close().await;
         self.writer.close().await;
+        self.checkpointer.close().await;
     }
 
     /// A transaction that writes. `BEGIN IMMEDIATE` takes SQLite's write
@@ -110,6 +137,39 @@ impl SqliteStore {
             _turn: Some(turn),
         })
     }
+}
+
+/// Copies committed pages from the WAL into the database file, on a
+/// connection (and so a thread) of its own. SQLite's automatic checkpoint
+/// runs inside the commit that crosses its limit, on the one writer, which
+/// a storm of inventory reports keeps busy. A passive checkpoint takes no
+/// write lock, so the writer goes on meanwhile; the WAL starts over once
+/// everything in it is copied and no reader still needs it.
+async fn checkpoint_in_background(
+    pool: sqlx::SqlitePool,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        if pool.is_closed() {
+            break;
+        }
+        let done: std::result::Result<(i64, i64, i64), sqlx::Error> =
+            sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+                .fetch_one(&pool)
+                .await;
+        if let Err(err) = done
+            && !pool.is_closed()
+        {
+            tracing::warn!(error = %err, "WAL checkpoint failed; the writer checkpoints past 64 MiB");
+        }
+    }
+    pool.close().await;
 }
 
 impl SqliteStore {
