@@ -67,6 +67,7 @@ async fn seed(server: &InProcessServer) {
         };
         store
             .ingest_report(&IngestReport {
+                software_base: None,
                 device_id: id.clone(),
                 report_id: uuid::Uuid::new_v4().to_string(),
                 collected_at: now_millis(),
@@ -257,6 +258,7 @@ async fn ticket_timeline_shows_compliance_changes_of_its_devices() {
     };
     store
         .ingest_report(&IngestReport {
+            software_base: None,
             device_id: device.id.clone(),
             report_id: uuid::Uuid::new_v4().to_string(),
             collected_at: now_millis(),
@@ -334,6 +336,7 @@ async fn report_ram(server: &InProcessServer, device_id: &str, host: &str, gib: 
     server
         .store()
         .ingest_report(&IngestReport {
+            software_base: None,
             device_id: device_id.into(),
             report_id: uuid::Uuid::new_v4().to_string(),
             collected_at: now_millis(),
