@@ -566,10 +566,8 @@ impl SqliteStore {
             .await?;
         // The WAL still holds the pages as they were before the delete:
         // copy everything into the main file and truncate the WAL to zero.
-        // On the checkpoint connection: the background checkpoint runs
-        // there too, and two checkpoints at once would make this one busy.
         let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
-            .fetch_one(&self.checkpointer)
+            .fetch_one(pool)
             .await?;
         if busy != 0 {
             // A reader held an old snapshot; the next pass tries again.

@@ -27,19 +27,7 @@ pub struct SqliteStore {
     /// the writer, so at most one of them is ever in line ahead of a
     /// session, audit or heartbeat write.
     pub(super) bulk_turn: std::sync::Arc<tokio::sync::Mutex<()>>,
-    /// Copies the WAL into the database file (see [`checkpoint_in_background`]),
-    /// and takes the retention sweep's truncating checkpoint.
-    pub(super) checkpointer: sqlx::SqlitePool,
-    /// Stops the checkpoint task when the last clone of the store goes.
-    _checkpoint_task: std::sync::Arc<tokio_util::sync::DropGuard>,
 }
-
-/// How often the checkpoint task copies committed pages out of the WAL.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
-
-/// WAL pages at which the writer's own commit checkpoints after all (about
-/// 64 MiB): only reached when the checkpoint task falls behind.
-const WRITER_CHECKPOINT_PAGES: &str = "16384";
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and migrates it.
@@ -72,20 +60,9 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(60))
             // The writer's cache holds the B-tree pages a report touches
             // across reports (16 million software rows at 10,000 devices).
-            .connect_with(
-                options
-                    .clone()
-                    .pragma("cache_size", "-65536")
-                    .pragma("wal_autocheckpoint", WRITER_CHECKPOINT_PAGES),
-            )
+            .connect_with(options.clone().pragma("cache_size", "-65536"))
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&writer).await?;
-        let checkpointer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone().pragma("cache_size", "-1024"))
-            .await?;
-        let stop = tokio_util::sync::CancellationToken::new();
-        tokio::spawn(checkpoint_in_background(checkpointer.clone(), stop.clone()));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             // A write through a reader would race the writer for the lock:
@@ -97,8 +74,6 @@ impl SqliteStore {
             writer,
             bulk_turn: Default::default(),
             audit_key: Default::default(),
-            checkpointer,
-            _checkpoint_task: std::sync::Arc::new(stop.drop_guard()),
         })
     }
 
@@ -112,7 +87,6 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.pool.close().await;
         self.writer.close().await;
-        self.checkpointer.close().await;
     }
 
     /// A transaction that writes. `BEGIN IMMEDIATE` takes SQLite's write
@@ -137,39 +111,6 @@ impl SqliteStore {
             _turn: Some(turn),
         })
     }
-}
-
-/// Copies committed pages from the WAL into the database file, on a
-/// connection (and so a thread) of its own. SQLite's automatic checkpoint
-/// runs inside the commit that crosses its limit, on the one writer, which
-/// a storm of inventory reports keeps busy. A passive checkpoint takes no
-/// write lock, so the writer goes on meanwhile; the WAL starts over once
-/// everything in it is copied and no reader still needs it.
-async fn checkpoint_in_background(
-    pool: sqlx::SqlitePool,
-    stop: tokio_util::sync::CancellationToken,
-) {
-    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tick.tick() => {}
-        }
-        if pool.is_closed() {
-            break;
-        }
-        let done: std::result::Result<(i64, i64, i64), sqlx::Error> =
-            sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
-                .fetch_one(&pool)
-                .await;
-        if let Err(err) = done
-            && !pool.is_closed()
-        {
-            tracing::warn!(error = %err, "WAL checkpoint failed; the writer checkpoints past 64 MiB");
-        }
-    }
-    pool.close().await;
 }
 
 impl SqliteStore {
