@@ -18,8 +18,8 @@ use crate::inventory::{diff, validate};
 use crate::limits::Limited;
 use crate::storage::{
     DeviceInventoryRow, DeviceRecord, DeviceSummary, EvaluatedResults, IngestOutcome, IngestReport,
-    InventoryChangeRecord, Millis, SoftwareBase, SoftwareRow, StorageError, StoredInventory,
-    UnchangedReport, now_millis,
+    InventoryChangeRecord, Millis, SoftwareRow, StorageError, StoredInventory, UnchangedReport,
+    now_millis,
 };
 
 /// Reports claiming to be from further in the future than this are
@@ -596,39 +596,71 @@ pub async fn ingest_report(
             return ack;
         }
     }
-    // Decoding, cleaning and comparing ~100 KB of inventory takes
-    // milliseconds of CPU: on the blocking pool, so that the async workers
-    // stay free for the streams, the heartbeats and the writer's
-    // transactions (a storm's transactions waited behind this work).
-    let prepared = {
-        let config = state.config.clone();
-        let device = device.clone();
-        let received = Received {
-            report_id: report_id.clone(),
-            inventory: report.inventory,
-            content_hash,
-            collected_at,
-            received_at: now,
-            reason,
-        };
-        tokio::task::spawn_blocking(move || prepare(&config, &device, received, stored)).await
+    let limits = validate::InventoryLimits {
+        max_software: state.config.limits.max_software_packages,
+        max_string_bytes: state.config.limits.max_string_bytes,
+        ..Default::default()
     };
-    let Prepared {
-        ingest,
-        inventory,
-        newest,
-        warnings,
-    } = match prepared {
-        Ok(Ok(prepared)) => prepared,
-        Ok(Err(error)) => return rejected(report_id, error),
-        Err(err) => {
-            tracing::error!(device = %device.id, error = %err, "inventory preparation failed");
-            return retry_later(report_id);
-        }
+    let mut inventory = match validate::decode(&report.inventory) {
+        Ok(inventory) => inventory,
+        Err(err) => return rejected(report_id, err.to_string()),
+    };
+    let warnings = match validate::sanitize(&mut inventory, &limits) {
+        Ok(warnings) => warnings,
+        Err(err) => return rejected(report_id, err.to_string()),
     };
     if !warnings.is_empty() {
         tracing::warn!(device = %device.id, report = %report_id, count = warnings.len(), "inventory values neutralised");
     }
+
+    // Only a report newer than the current inventory is compared: an old
+    // spooled report must not produce "changes" backwards in time.
+    let (previous, newest) = match stored {
+        None => (None, true),
+        Some(s) if s.collected_at <= collected_at => {
+            (Inventory::decode(s.inventory.as_slice()).ok(), true)
+        }
+        Some(_) => (None, false),
+    };
+    let changes = if newest {
+        diff::diff(previous.as_ref(), &inventory)
+            .into_iter()
+            .filter(|c| crate::retention::keep_change(&state.config, device, c.kind))
+            .map(|c| InventoryChangeRecord {
+                report_id: report_id.clone(),
+                at: collected_at,
+                kind: c.kind.as_str().to_owned(),
+                subject: c.subject,
+                old_value: c.old_value,
+                new_value: c.new_value,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let changes = cap_changes(changes, state.config.limits.max_changes_per_report);
+
+    let ingest = IngestReport {
+        device_id: device.id.clone(),
+        report_id: report_id.clone(),
+        collected_at,
+        received_at: now,
+        content_hash,
+        reason,
+        summary: summary(&inventory),
+        software: inventory
+            .software
+            .iter()
+            .map(|p| SoftwareRow {
+                source: p.source.clone(),
+                name: p.name.clone(),
+                architecture: p.architecture.clone(),
+                version: p.version.clone(),
+            })
+            .collect(),
+        inventory: inventory.encode_to_vec(),
+        changes,
+    };
     // A report that becomes the current inventory is judged against the
     // standard now, on the inventory in hand, and its results are stored
     // in the report's own transaction.
@@ -647,116 +679,6 @@ pub async fn ingest_report(
     let results = judged.as_ref().map(|(_, _, results)| results);
     let stored = state.store.ingest_evaluated_report(&ingest, results).await;
     acknowledge(state, device, report_id, stored, judged, warnings).await
-}
-
-/// A report as received, once its header is checked.
-struct Received {
-    report_id: String,
-    inventory: Vec<u8>,
-    content_hash: String,
-    collected_at: Millis,
-    received_at: Millis,
-    reason: String,
-}
-
-/// A report decoded, cleaned and compared, ready to store.
-struct Prepared {
-    ingest: IngestReport,
-    inventory: Inventory,
-    /// Newer than the current inventory (it becomes the current one).
-    newest: bool,
-    warnings: Vec<String>,
-}
-
-/// Decodes and cleans a report's inventory and compares it with the
-/// device's current one (`stored`). `Err`: the report is refused for good.
-fn prepare(
-    config: &crate::config::Config,
-    device: &DeviceRecord,
-    received: Received,
-    stored: Option<StoredInventory>,
-) -> Result<Prepared, String> {
-    let Received {
-        report_id,
-        inventory,
-        content_hash,
-        collected_at,
-        received_at,
-        reason,
-    } = received;
-    let limits = validate::InventoryLimits {
-        max_software: config.limits.max_software_packages,
-        max_string_bytes: config.limits.max_string_bytes,
-        ..Default::default()
-    };
-    let mut inventory = validate::decode(&inventory).map_err(|e| e.to_string())?;
-    let warnings = validate::sanitize(&mut inventory, &limits).map_err(|e| e.to_string())?;
-
-    // Only a report newer than the current inventory is compared: an old
-    // spooled report must not produce "changes" backwards in time.
-    let (previous, newest, base_hash) = match stored {
-        None => (None, true, None),
-        Some(s) if s.collected_at <= collected_at => (
-            Inventory::decode(s.inventory.as_slice()).ok(),
-            true,
-            Some(s.content_hash),
-        ),
-        Some(_) => (None, false, None),
-    };
-    let changes = if newest {
-        diff::diff(previous.as_ref(), &inventory)
-            .into_iter()
-            .filter(|c| crate::retention::keep_change(config, device, c.kind))
-            .map(|c| InventoryChangeRecord {
-                report_id: report_id.clone(),
-                at: collected_at,
-                kind: c.kind.as_str().to_owned(),
-                subject: c.subject,
-                old_value: c.old_value,
-                new_value: c.new_value,
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let changes = cap_changes(changes, config.limits.max_changes_per_report);
-    // The store plans its software writes from the inventory compared with
-    // above, outside its write lock, if that is still the current one then.
-    let software_base = previous
-        .zip(base_hash)
-        .map(|(previous, content_hash)| SoftwareBase {
-            content_hash,
-            software: previous.software.iter().map(software_row).collect(),
-        });
-    let ingest = IngestReport {
-        device_id: device.id.clone(),
-        report_id,
-        collected_at,
-        received_at,
-        content_hash,
-        reason,
-        summary: summary(&inventory),
-        software: inventory.software.iter().map(software_row).collect(),
-        inventory: inventory.encode_to_vec(),
-        changes,
-        software_base,
-    };
-    Ok(Prepared {
-        ingest,
-        inventory,
-        newest,
-        warnings,
-    })
-}
-
-/// A program of an inventory as a stored software row.
-fn software_row(p: &schoolfleet_proto::v1::SoftwarePackage) -> SoftwareRow {
-    SoftwareRow {
-        source: p.source.clone(),
-        name: p.name.clone(),
-        architecture: p.architecture.clone(),
-        version: p.version.clone(),
-    }
 }
 
 /// Stores a report whose content the device's current inventory already

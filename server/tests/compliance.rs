@@ -67,7 +67,6 @@ async fn seed(server: &InProcessServer) {
         };
         store
             .ingest_report(&IngestReport {
-                software_base: None,
                 device_id: id.clone(),
                 report_id: uuid::Uuid::new_v4().to_string(),
                 collected_at: now_millis(),
@@ -258,7 +257,6 @@ async fn ticket_timeline_shows_compliance_changes_of_its_devices() {
     };
     store
         .ingest_report(&IngestReport {
-            software_base: None,
             device_id: device.id.clone(),
             report_id: uuid::Uuid::new_v4().to_string(),
             collected_at: now_millis(),
@@ -336,7 +334,6 @@ async fn report_ram(server: &InProcessServer, device_id: &str, host: &str, gib: 
     server
         .store()
         .ingest_report(&IngestReport {
-            software_base: None,
             device_id: device_id.into(),
             report_id: uuid::Uuid::new_v4().to_string(),
             collected_at: now_millis(),

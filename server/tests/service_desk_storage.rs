@@ -102,7 +102,6 @@ async fn create(store: &Arc<dyn Store>, t: TicketRecord, devices: &[&str]) -> Ti
 
 fn change_report(device: &str, report: &str, at: Millis, package: &str) -> IngestReport {
     IngestReport {
-        software_base: None,
         device_id: device.into(),
         report_id: report.into(),
         collected_at: at,

@@ -145,7 +145,6 @@ fn report(
     software: &[(&str, &str)],
 ) -> IngestReport {
     IngestReport {
-        software_base: None,
         device_id: device_id.into(),
         report_id: report_id.into(),
         collected_at,
@@ -1325,60 +1324,6 @@ async fn software_is_written_as_a_diff(store: Arc<dyn Store>, raw: common::RawDb
     assert_eq!(software_rows(&store, "d2").await.len(), 1);
 }
 
-/// A report may bring the software of the inventory the ingest compared
-/// it with (`software_base`): the store plans its writes from it when that
-/// inventory is still the current one, and reads its own rows when another
-/// report moved the inventory on meanwhile.
-async fn a_software_base_is_used_only_while_it_is_current(store: Arc<dyn Store>) {
-    seed_devices(&store).await;
-    let with_base = |mut r: IngestReport, base_at: Millis, base: &[(&str, &str)]| {
-        r.software_base = Some(SoftwareBase {
-            content_hash: format!("{base_at:064}"),
-            software: report("d1", "base", base_at, base).software,
-        });
-        r
-    };
-    let rows = |list: &[(&str, &str)]| -> Vec<(String, String)> {
-        list.iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect()
-    };
-    let first = [("bash", "5.2"), ("vim", "9.0")];
-    store
-        .ingest_report(&report("d1", "r1", 1_000, &first))
-        .await
-        .unwrap();
-
-    // The base is the current inventory (r1): vim goes, git comes.
-    let second = [("bash", "5.2"), ("git", "2.39")];
-    let r2 = with_base(report("d1", "r2", 2_000, &second), 1_000, &first);
-    assert_eq!(
-        store.ingest_report(&r2).await.unwrap(),
-        IngestOutcome::Stored
-    );
-    assert_eq!(software_rows(&store, "d1").await, rows(&second));
-
-    // A stale base (r1 again, but r2 is current): planned from it, git
-    // would stay. The store reads its rows instead.
-    let third = [("bash", "5.2"), ("zsh", "5.9")];
-    let r3 = with_base(report("d1", "r3", 3_000, &third), 1_000, &first);
-    assert_eq!(
-        store.ingest_report(&r3).await.unwrap(),
-        IngestOutcome::Stored
-    );
-    assert_eq!(software_rows(&store, "d1").await, rows(&third));
-
-    // A current base is taken at its word (the ingest reads it from the
-    // inventory with that hash): the fast path is the one taken.
-    let claimed = [("bash", "5.2")];
-    let fourth = [("bash", "5.2"), ("curl", "8.0")];
-    let r4 = with_base(report("d1", "r4", 4_000, &fourth), 3_000, &claimed);
-    store.ingest_report(&r4).await.unwrap();
-    let mut want = rows(&[("bash", "5.2"), ("curl", "8.0"), ("zsh", "5.9")]);
-    want.sort();
-    assert_eq!(software_rows(&store, "d1").await, want);
-}
-
 /// A report with the current inventory's content hash writes the report
 /// row and the new collection time only: no software row, no blob; one
 /// whose hash no longer matches, or that is older, writes nothing and is
@@ -1835,11 +1780,6 @@ async fn quarterly_aggregates_count_in_sql(store: Arc<dyn Store>) {
 mod diff {
     use super::software_is_written_as_a_diff;
     crate::on_both_backends_raw!(software_is_written_as_a_diff);
-}
-
-mod software_base {
-    use super::a_software_base_is_used_only_while_it_is_current;
-    crate::on_both_backends!(a_software_base_is_used_only_while_it_is_current);
 }
 
 mod unchanged {

@@ -149,7 +149,6 @@ async fn fixture() -> Fixture {
         .unwrap();
     store
         .ingest_report(&IngestReport {
-            software_base: None,
             device_id: FOREIGN_DEVICE.into(),
             report_id: uuid::Uuid::new_v4().to_string(),
             collected_at: now_millis(),

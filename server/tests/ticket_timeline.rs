@@ -14,7 +14,6 @@ const DEVICE: &str = "0190aaaa-0000-7000-8000-0000000000d1";
 
 fn report(id: &str, at: i64, package: &str) -> IngestReport {
     IngestReport {
-        software_base: None,
         device_id: DEVICE.into(),
         report_id: id.into(),
         collected_at: at,

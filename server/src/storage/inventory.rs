@@ -70,10 +70,8 @@ macro_rules! impl_inventory_store {
     // `$json_rows`: the elements of the JSON array bound as `$2`, as rows
     // with the columns `value` (the element) and `key` (its position).
     // `$software_as_json`: an aggregate of the selected `device_software`
-    // rows as JSON text, `[]` for none. `$lock_row`: what locks a row read
-    // in a write transaction until it ends (SQLite's write lock already
-    // covers the whole file).
-    ($store:ty, $db:ty, $json_rows:literal, $software_as_json:literal, $lock_row:literal) => {
+    // rows as JSON text, `[]` for none.
+    ($store:ty, $db:ty, $json_rows:literal, $software_as_json:literal) => {
         #[async_trait::async_trait]
         impl $crate::storage::InventoryStore for $store {
             async fn get_inventory(&self, device_id: &str) -> Result<Option<StoredInventory>> {
@@ -120,35 +118,6 @@ macro_rules! impl_inventory_store {
                 r: &IngestReport,
                 results: Option<&EvaluatedResults>,
             ) -> Result<IngestOutcome> {
-                // Planned before the write lock, from the inventory the
-                // ingest compared the report with: under the lock only a
-                // lookup confirms that it is still the current one.
-                let planned = r.software_base.as_ref().map(|base| {
-                    (
-                        base.content_hash.as_str(),
-                        sql::SoftwareWrites::plan(
-                            base.software.iter().map(sql::software_key),
-                            &r.software,
-                        ),
-                    )
-                });
-                let changes = (!r.changes.is_empty()).then(|| {
-                    let rows: Vec<_> = r
-                        .changes
-                        .iter()
-                        .map(|c| {
-                            (
-                                &*c.report_id,
-                                c.at,
-                                &*c.kind,
-                                &*c.subject,
-                                &*c.old_value,
-                                &*c.new_value,
-                            )
-                        })
-                        .collect();
-                    sql::json_rows(&rows)
-                });
                 let mut tx = self.begin_bulk_write().await?;
                 let inserted = sqlx::query(
                     "INSERT INTO inventory_reports (device_id, report_id, collected_at, \
@@ -166,19 +135,6 @@ macro_rules! impl_inventory_store {
                 if inserted.rows_affected() == 0 {
                     return Ok(IngestOutcome::Duplicate);
                 }
-                // The hash the stored rows belong to, before the UPDATE
-                // below replaces it (the row locked on PostgreSQL).
-                let stored_hash: Option<String> = match planned {
-                    Some(_) => sqlx::query_scalar::<_, Option<String>>(concat!(
-                        "SELECT inventory_hash FROM devices WHERE id = $1",
-                        $lock_row
-                    ))
-                    .bind(&r.device_id)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .flatten(),
-                    None => None,
-                };
                 // Spooled reports may arrive out of order: only a newer one
                 // replaces the current inventory.
                 let current = sqlx::query(
@@ -214,34 +170,28 @@ macro_rules! impl_inventory_store {
                 .execute(&mut *tx)
                 .await?;
                 // Only the difference is written: a boot report with the
-                // same ~800 programs writes no software row at all.
-                let writes = match planned {
-                    Some((base_hash, writes)) if stored_hash.as_deref() == Some(base_hash) => {
-                        writes
-                    }
-                    _ => {
-                        // No base, or another report moved the inventory
-                        // on meanwhile: the stored rows, read after the
-                        // UPDATE above locked the device row. They travel
-                        // as one JSON array (see `sql::stored_software`).
-                        let stored: String = sqlx::query_scalar(concat!(
-                            "SELECT ",
-                            $software_as_json,
-                            " FROM device_software WHERE device_id = $1"
-                        ))
-                        .bind(&r.device_id)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                        let stored = sql::stored_software(&stored)?;
-                        sql::SoftwareWrites::plan(stored.iter().map(sql::stored_key), &r.software)
-                    }
-                };
-                if writes.delete_all {
+                // same ~800 programs writes no software row at all. Read
+                // after the device row is locked by the UPDATE above.
+                // Rows travel as one JSON array each way, not as
+                // thousands of values (see `sql::stored_software`).
+                let stored: String = sqlx::query_scalar(concat!(
+                    "SELECT ",
+                    $software_as_json,
+                    " FROM device_software WHERE device_id = $1"
+                ))
+                .bind(&r.device_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                let stored = sql::stored_software(&stored)?;
+                let (insert, delete) = sql::software_diff(&stored, &r.software);
+                if !delete.is_empty() && delete.len() == stored.len() {
+                    // Everything goes (every version moved): one range
+                    // delete is cheaper than matching row by row.
                     sqlx::query("DELETE FROM device_software WHERE device_id = $1")
                         .bind(&r.device_id)
                         .execute(&mut *tx)
                         .await?;
-                } else if let Some(delete) = &writes.delete {
+                } else if !delete.is_empty() {
                     // Row-value IN drives a primary-key search per row.
                     sqlx::query(concat!(
                         "DELETE FROM device_software \
@@ -251,11 +201,11 @@ macro_rules! impl_inventory_store {
                         ")"
                     ))
                     .bind(&r.device_id)
-                    .bind(delete)
+                    .bind(sql::json_rows(&delete))
                     .execute(&mut *tx)
                     .await?;
                 }
-                if let Some(insert) = &writes.insert {
+                if !insert.is_empty() {
                     sqlx::query(concat!(
                         "INSERT INTO device_software (device_id, source, name, architecture, version) \
                          SELECT $1, value->>0, value->>1, value->>2, value->>3 FROM ",
@@ -263,11 +213,25 @@ macro_rules! impl_inventory_store {
                         " WHERE true ON CONFLICT DO NOTHING"
                     ))
                     .bind(&r.device_id)
-                    .bind(insert)
+                    .bind(sql::json_rows(&insert))
                     .execute(&mut *tx)
                     .await?;
                 }
-                if let Some(changes) = &changes {
+                if !r.changes.is_empty() {
+                    let changes: Vec<_> = r
+                        .changes
+                        .iter()
+                        .map(|c| {
+                            (
+                                &*c.report_id,
+                                c.at,
+                                &*c.kind,
+                                &*c.subject,
+                                &*c.old_value,
+                                &*c.new_value,
+                            )
+                        })
+                        .collect();
                     sqlx::query(concat!(
                         "INSERT INTO inventory_changes (device_id, report_id, at, kind, subject, \
                          old_value, new_value) \
@@ -277,7 +241,7 @@ macro_rules! impl_inventory_store {
                         " ORDER BY key"
                     ))
                     .bind(&r.device_id)
-                    .bind(changes)
+                    .bind(sql::json_rows(&changes))
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -405,13 +369,11 @@ impl_inventory_store!(
     SqliteStore,
     sqlx::Sqlite,
     "json_each($2)",
-    "json_group_array(json_array(source, name, architecture, version))",
-    ""
+    "json_group_array(json_array(source, name, architecture, version))"
 );
 impl_inventory_store!(
     PgStore,
     sqlx::Postgres,
     "jsonb_array_elements($2::jsonb) WITH ORDINALITY AS j(value, key)",
-    "COALESCE(json_agg(json_build_array(source, name, architecture, version))::text, '[]')",
-    " FOR UPDATE"
+    "COALESCE(json_agg(json_build_array(source, name, architecture, version))::text, '[]')"
 );

@@ -411,20 +411,6 @@ pub struct IngestReport {
     pub summary: DeviceSummary,
     pub software: Vec<SoftwareRow>,
     pub changes: Vec<InventoryChangeRecord>,
-    /// The device's software as the ingest read it from the inventory it
-    /// compared the report with. The store plans its writes from it before
-    /// it takes the write lock, and uses that plan only if this inventory
-    /// is still the current one; `None`: it reads the stored rows instead.
-    pub software_base: Option<SoftwareBase>,
-}
-
-/// The software of a device's current inventory (see
-/// [`IngestReport::software_base`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SoftwareBase {
-    /// The content hash of the inventory the rows come from.
-    pub content_hash: String,
-    pub software: Vec<SoftwareRow>,
 }
 
 /// A report whose content hash equals the stored inventory's: only the

@@ -65,74 +65,38 @@ pub(super) fn json_rows<T: serde::Serialize>(rows: &[T]) -> String {
 /// A software row's key, as written: source, name, architecture, version.
 pub(super) type SoftwareKey<'a> = (&'a str, &'a str, &'a str, &'a str);
 
-/// A stored row as a key.
-pub(super) fn stored_key(s: &StoredSoftware) -> SoftwareKey<'_> {
-    (s.0.as_str(), s.1.as_str(), s.2.as_str(), s.3.as_str())
-}
-
-/// A reported row as a key.
-pub(super) fn software_key(sw: &crate::storage::SoftwareRow) -> SoftwareKey<'_> {
-    (
-        sw.source.as_str(),
-        sw.name.as_str(),
-        sw.architecture.as_str(),
-        sw.version.as_str(),
-    )
-}
-
-/// What turns a device's stored software rows into `new`: the rows to
-/// insert (each once, though a report may list a package twice), the
-/// stored rows to delete (each once, in stored order), and how many
-/// distinct rows were stored. Both lists empty when nothing changed.
+/// What turns the stored software rows of a device into `new`: the rows to
+/// insert (each once, though a report may list a package twice) and the
+/// stored rows to delete, as keys ready for [`json_rows`]. Both empty when
+/// nothing changed.
 pub(super) fn software_diff<'a>(
-    stored: impl IntoIterator<Item = SoftwareKey<'a>>,
+    stored: &'a [StoredSoftware],
     new: &'a [crate::storage::SoftwareRow],
-) -> (Vec<SoftwareKey<'a>>, Vec<SoftwareKey<'a>>, usize) {
+) -> (Vec<SoftwareKey<'a>>, Vec<SoftwareKey<'a>>) {
     use std::collections::HashSet;
-    let stored: Vec<SoftwareKey<'a>> = stored.into_iter().collect();
-    let mut old: HashSet<SoftwareKey<'a>> = stored.iter().copied().collect();
-    let stored_distinct = old.len();
-    let mut wanted: HashSet<SoftwareKey<'a>> = HashSet::with_capacity(new.len());
+    let old: HashSet<SoftwareKey<'_>> = stored
+        .iter()
+        .map(|s| (s.0.as_str(), s.1.as_str(), s.2.as_str(), s.3.as_str()))
+        .collect();
+    let mut wanted: HashSet<SoftwareKey<'_>> = HashSet::with_capacity(new.len());
     let mut insert = Vec::new();
-    for key in new.iter().map(software_key) {
+    for sw in new {
+        let key = (
+            sw.source.as_str(),
+            sw.name.as_str(),
+            sw.architecture.as_str(),
+            sw.version.as_str(),
+        );
         if wanted.insert(key) && !old.contains(&key) {
             insert.push(key);
         }
     }
     let delete = stored
-        .into_iter()
-        .filter(|key| !wanted.contains(key) && old.remove(key))
+        .iter()
+        .map(|s| (s.0.as_str(), s.1.as_str(), s.2.as_str(), s.3.as_str()))
+        .filter(|key| !wanted.contains(key))
         .collect();
-    (insert, delete, stored_distinct)
-}
-
-/// The software writes of one report, each as one JSON array ready to
-/// bind (see [`json_rows`]).
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(super) struct SoftwareWrites {
-    /// Every stored row goes (every version moved): one range delete is
-    /// cheaper than matching row by row.
-    pub delete_all: bool,
-    /// Keys of the stored rows to delete, when not all of them.
-    pub delete: Option<String>,
-    /// Rows to insert.
-    pub insert: Option<String>,
-}
-
-impl SoftwareWrites {
-    /// The writes that turn `stored` into `new` (see [`software_diff`]).
-    pub(super) fn plan<'a>(
-        stored: impl IntoIterator<Item = SoftwareKey<'a>>,
-        new: &'a [crate::storage::SoftwareRow],
-    ) -> Self {
-        let (insert, delete, stored_distinct) = software_diff(stored, new);
-        let delete_all = !delete.is_empty() && delete.len() == stored_distinct;
-        SoftwareWrites {
-            delete_all,
-            delete: (!delete_all && !delete.is_empty()).then(|| json_rows(&delete)),
-            insert: (!insert.is_empty()).then(|| json_rows(&insert)),
-        }
-    }
+    (insert, delete)
 }
 
 /// Escapes `%`, `_` and `\` for a LIKE pattern with `ESCAPE '\'`.
@@ -512,9 +476,8 @@ mod tests {
             row("bash", "5.2"),
             row("firefox-esr", "115.0"),
         ];
-        let (insert, delete, distinct) = software_diff(stored.iter().map(stored_key), &same);
+        let (insert, delete) = software_diff(&stored, &same);
         assert!(insert.is_empty() && delete.is_empty());
-        assert_eq!(distinct, 3);
 
         // Updated, removed, added, and one package listed twice.
         let changed = vec![
@@ -523,47 +486,11 @@ mod tests {
             row("git", "2.39"),
             row("git", "2.39"),
         ];
-        let (insert, delete, _) = software_diff(stored.iter().map(stored_key), &changed);
+        let (insert, delete) = software_diff(&stored, &changed);
         let inserted: Vec<_> = insert.iter().map(|r| (r.1, r.3)).collect();
         assert_eq!(inserted, [("firefox-esr", "140.1"), ("git", "2.39")]);
         let deleted: Vec<_> = delete.iter().map(|r| (r.1, r.3)).collect();
         assert_eq!(deleted, [("firefox-esr", "115.0"), ("vim", "9.0")]);
-    }
-
-    #[test]
-    fn a_plan_deletes_all_rows_at_once_only_when_every_row_goes() {
-        let row = |name: &str, version: &str| crate::storage::SoftwareRow {
-            source: "msi".into(),
-            name: name.into(),
-            architecture: "x64".into(),
-            version: version.into(),
-        };
-        // A base read from an inventory may list a package twice; the
-        // stored rows hold it once.
-        let base = [
-            row("7-Zip", "23.01"),
-            row("7-Zip", "23.01"),
-            row("VLC", "3.0"),
-        ];
-        let moved = [row("7-Zip", "24.08"), row("VLC", "3.0.21")];
-        let all = SoftwareWrites::plan(base.iter().map(software_key), &moved);
-        assert!(all.delete_all && all.delete.is_none());
-        assert_eq!(
-            all.insert.as_deref(),
-            Some(r#"[["msi","7-Zip","x64","24.08"],["msi","VLC","x64","3.0.21"]]"#)
-        );
-        // VLC removed, 7-Zip updated: every stored row goes.
-        let one = SoftwareWrites::plan(base.iter().map(software_key), &moved[..1]);
-        assert!(one.delete_all && one.delete.is_none());
-        let kept = [row("7-Zip", "24.08"), row("VLC", "3.0")];
-        let some = SoftwareWrites::plan(base.iter().map(software_key), &kept);
-        assert!(!some.delete_all);
-        assert_eq!(
-            some.delete.as_deref(),
-            Some(r#"[["msi","7-Zip","x64","23.01"]]"#)
-        );
-        let same = SoftwareWrites::plan(base.iter().map(software_key), &base);
-        assert_eq!(same, SoftwareWrites::default());
     }
 
     #[test]

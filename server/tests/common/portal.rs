@@ -308,7 +308,6 @@ impl Portal {
         };
         store
             .ingest_report(&IngestReport {
-                software_base: None,
                 device_id: id.clone(),
                 report_id: uuid::Uuid::new_v4().to_string(),
                 collected_at: now_millis(),
