@@ -2,16 +2,16 @@
 //! small starting buffers.
 //!
 //! tonic gives every call, and every long-lived stream, an encode and a
-//! decode buffer of 8 KiB each at the start. A server holding 10,000 agent
-//! streams kept 160 MiB in them, mostly empty: heartbeats are a few dozen
-//! bytes. The buffers still grow to the largest message when one comes
+//! decode buffer of 8 KiB each at the start: about 160 MiB for a server
+//! holding 10,000 agent streams (10,000 × 16 KiB, derived from a heap
+//! profile at 500 agents), mostly empty: heartbeats are a few dozen bytes. The buffers still grow to the largest message when one comes
 //! (an inventory report); only the starting size is smaller.
 
 use tonic::codec::{BufferSettings, Codec};
 use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
 
 /// Starting size of a call's encode and decode buffer.
-pub const START_BUFFER_BYTES: usize = 1024;
+const START_BUFFER_BYTES: usize = 1024;
 
 /// Encoded bytes after which a stream hands what it has to the transport
 /// (tonic's default).

@@ -178,26 +178,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
         let order = Arc::new(Mutex::new(Vec::new()));
-        let first = store.begin_bulk_write().await.unwrap();
-        let queued_report = tokio::spawn({
+        // A write on its own task that notes its label once it has the writer.
+        let write = |bulk: bool, label: &'static str| {
             let (store, order) = (store.clone(), order.clone());
-            async move {
-                let tx = store.begin_bulk_write().await.unwrap();
-                order.lock().unwrap().push("report");
+            tokio::spawn(async move {
+                // A bulk write keeps its turn until it has committed.
+                let (tx, turn) = if bulk {
+                    let bulk = store.begin_bulk_write().await.unwrap();
+                    (bulk.tx, bulk._turn)
+                } else {
+                    (store.begin_write().await.unwrap(), None)
+                };
+                order.lock().unwrap().push(label);
                 tx.commit().await.unwrap();
-            }
-        });
+                drop(turn);
+            })
+        };
+        let first = store.begin_bulk_write().await.unwrap();
+        let queued_report = write(true, "report");
         // The queued report is waiting for the bulk turn before the other
         // write arrives.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let other = tokio::spawn({
-            let (store, order) = (store.clone(), order.clone());
-            async move {
-                let tx = store.begin_write().await.unwrap();
-                order.lock().unwrap().push("other");
-                tx.commit().await.unwrap();
-            }
-        });
+        let other = write(false, "other");
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(order.lock().unwrap().is_empty(), "the writer was shared");
         first.commit().await.unwrap();
