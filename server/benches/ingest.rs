@@ -271,6 +271,26 @@ async fn run(name: &str, database_url: String, data_dir: &std::path::Path) -> Re
     round(&state, &seeded, packages, 0, "first report (all new)").await;
     round(&state, &seeded, packages, 1, "boot report, unchanged").await;
     round(&state, &seeded, packages, 2, "full change (every version)").await;
+    // A technician's search over the whole fleet, as the CLI asks it (100
+    // rows): one program on every device, and a name no device has (the
+    // full scan). Best of three.
+    for (label, needle) in [
+        ("search, on every device", "programm 7 von"),
+        ("search, on no device", "nicht installiert"),
+    ] {
+        let mut best = f64::MAX;
+        let mut found = 0;
+        for _ in 0..3 {
+            let start = Instant::now();
+            found = state
+                .store
+                .search_software(needle, &TenantFilter::everything(), None, None, 100)
+                .await?
+                .len();
+            best = best.min(start.elapsed().as_secs_f64());
+        }
+        println!("  {label:<28} {found:>5} rows in {:>7.1} ms", best * 1000.0);
+    }
     // The rows must be the last report's, whatever the code did.
     let rows = state
         .store

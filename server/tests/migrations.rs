@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::str::FromStr;
 
-use schoolfleet_server::storage::{InventoryStore, SqliteStore};
+use schoolfleet_server::storage::{InventoryStore, SqliteStore, TenantFilter};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions, Connection};
 
@@ -74,10 +74,11 @@ async fn the_inventory_blob_survives_its_move_out_of_the_devices_row() {
     assert!(columns.is_empty(), "the old column is still there");
 }
 
-/// Migration 0017 rebuilds `device_software` WITHOUT ROWID: the rows
-/// stored before it stay, all of them.
+/// Migrations 0017 and 0018 rebuild `device_software` (first WITHOUT
+/// ROWID, then one sorted JSON list per device): the programs stored before
+/// them stay, all of them, and the software search finds them.
 #[tokio::test]
-async fn software_rows_survive_the_rebuild_without_rowid() {
+async fn software_rows_survive_as_one_sorted_list_per_device() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("schoolfleet.db");
 
@@ -85,16 +86,18 @@ async fn software_rows_survive_the_rebuild_without_rowid() {
     sqlx::query(
         "INSERT INTO devices (id, county_id, school_id, device_class, status, hostname, \
          system_uuid, serial_number, enrolled_at) \
-         VALUES ('d1', 'kus', 'kus012', 'schueler-pc', 'active', 'pc1', '', '', 1)",
+         VALUES ('d1', 'kus', 'kus012', 'schueler-pc', 'active', 'pc1', '', '', 1), \
+         ('d2', 'kus', 'kus012', 'schueler-pc', 'active', 'pc2', '', '', 1)",
     )
     .execute(&mut conn)
     .await
     .unwrap();
     sqlx::query(
         "INSERT INTO device_software (device_id, source, name, architecture, version) \
-         VALUES ('d1', 'dpkg', 'firefox-esr', 'amd64', '140.1'), \
+         VALUES ('d1', 'rpm', 'kernel', 'x86_64', '6.1'), \
          ('d1', 'dpkg', 'libreoffice', 'amd64', '7.4'), \
-         ('d1', 'rpm', 'kernel', 'x86_64', '6.1')",
+         ('d2', 'dpkg', 'vim \"quoted\"', 'amd64', '9.0'), \
+         ('d1', 'dpkg', 'firefox-esr', 'amd64', '140.1')",
     )
     .execute(&mut conn)
     .await
@@ -102,34 +105,43 @@ async fn software_rows_survive_the_rebuild_without_rowid() {
     conn.close().await.unwrap();
 
     let store = SqliteStore::open(&path).await.unwrap();
-    let software: Vec<(String, String, String, String, String)> = sqlx::query_as(
-        "SELECT device_id, source, name, architecture, version FROM device_software \
-         ORDER BY name",
-    )
-    .fetch_all(store.writer())
-    .await
-    .unwrap();
-    let row = |source: &str, name: &str, arch: &str, version: &str| {
-        (
-            "d1".to_owned(),
-            source.to_owned(),
-            name.to_owned(),
-            arch.to_owned(),
-            version.to_owned(),
-        )
-    };
-    assert_eq!(
-        software,
-        [
-            row("dpkg", "firefox-esr", "amd64", "140.1"),
-            row("rpm", "kernel", "x86_64", "6.1"),
-            row("dpkg", "libreoffice", "amd64", "7.4"),
-        ]
-    );
-    let (table,): (String,) =
-        sqlx::query_as("SELECT sql FROM sqlite_master WHERE name = 'device_software'")
-            .fetch_one(store.writer())
+    let lists: Vec<(String, String)> =
+        sqlx::query_as("SELECT device_id, packages FROM device_software ORDER BY device_id")
+            .fetch_all(store.writer())
             .await
             .unwrap();
-    assert!(table.contains("WITHOUT ROWID"), "{table}");
+    // The text the server itself writes for these programs (sorted by
+    // source, name, architecture, version), so the first report after the
+    // upgrade with the same programs rewrites nothing.
+    assert_eq!(
+        lists,
+        [
+            (
+                "d1".to_owned(),
+                r#"[["dpkg","firefox-esr","amd64","140.1"],["dpkg","libreoffice","amd64","7.4"],["rpm","kernel","x86_64","6.1"]]"#
+                    .to_owned()
+            ),
+            (
+                "d2".to_owned(),
+                r#"[["dpkg","vim \"quoted\"","amd64","9.0"]]"#.to_owned()
+            ),
+        ]
+    );
+    let hits = store
+        .search_software("", &TenantFilter::everything(), None, None, 100)
+        .await
+        .unwrap();
+    let found: Vec<(&str, &str, &str)> = hits
+        .iter()
+        .map(|h| (h.device_id.as_str(), h.name.as_str(), h.version.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("d1", "firefox-esr", "140.1"),
+            ("d1", "kernel", "6.1"),
+            ("d1", "libreoffice", "7.4"),
+            ("d2", "vim \"quoted\"", "9.0"),
+        ]
+    );
 }

@@ -125,8 +125,8 @@ async fn a_device_is_deleted_with_everything_about_it(store: Arc<dyn Store>, raw
     for sql in [
         "INSERT INTO inventory_reports (device_id, report_id, collected_at, received_at, \
          content_hash, reason) VALUES ('d1', 'r1', 1, 1, 'h', 'timer')",
-        "INSERT INTO device_software (device_id, source, name, architecture, version) \
-         VALUES ('d1', 'dpkg', 'bash', 'amd64', '5.2')",
+        "INSERT INTO device_software (device_id, packages) \
+         VALUES ('d1', '[[\"dpkg\",\"bash\",\"amd64\",\"5.2\"]]')",
         "INSERT INTO inventory_changes (device_id, report_id, at, kind, subject, old_value, \
          new_value) VALUES ('d1', 'r1', 1, 'os_changed', 'os', '11', '12')",
         "INSERT INTO compliance_changes (device_id, revision, rule_id, at, old_status, \

@@ -69,9 +69,7 @@ pub trait InventoryStore: Send + Sync {
 macro_rules! impl_inventory_store {
     // `$json_rows`: the elements of the JSON array bound as `$2`, as rows
     // with the columns `value` (the element) and `key` (its position).
-    // `$software_as_json`: an aggregate of the selected `device_software`
-    // rows as JSON text, `[]` for none.
-    ($store:ty, $db:ty, $json_rows:literal, $software_as_json:literal) => {
+    ($store:ty, $db:ty, $json_rows:literal) => {
         #[async_trait::async_trait]
         impl $crate::storage::InventoryStore for $store {
             async fn get_inventory(&self, device_id: &str) -> Result<Option<StoredInventory>> {
@@ -118,6 +116,9 @@ macro_rules! impl_inventory_store {
                 r: &IngestReport,
                 results: Option<&EvaluatedResults>,
             ) -> Result<IngestOutcome> {
+                // Serialized before the write turn: the writer's time is
+                // the storm's limit.
+                let packages = sql::software_list(&r.software);
                 let mut tx = self.begin_bulk_write().await?;
                 let inserted = sqlx::query(
                     "INSERT INTO inventory_reports (device_id, report_id, collected_at, \
@@ -169,54 +170,18 @@ macro_rules! impl_inventory_store {
                 .bind(&r.inventory)
                 .execute(&mut *tx)
                 .await?;
-                // Only the difference is written: a boot report with the
-                // same ~800 programs writes no software row at all. Read
-                // after the device row is locked by the UPDATE above.
-                // Rows travel as one JSON array each way, not as
-                // thousands of values (see `sql::stored_software`).
-                let stored: String = sqlx::query_scalar(concat!(
-                    "SELECT ",
-                    $software_as_json,
-                    " FROM device_software WHERE device_id = $1"
-                ))
+                // One row per device: the programs as one sorted JSON text,
+                // rewritten only when the text changed (a report whose
+                // hardware changed keeps its programs' row as it was).
+                sqlx::query(
+                    "INSERT INTO device_software (device_id, packages) VALUES ($1, $2) \
+                     ON CONFLICT (device_id) DO UPDATE SET packages = excluded.packages \
+                     WHERE device_software.packages <> excluded.packages",
+                )
                 .bind(&r.device_id)
-                .fetch_one(&mut *tx)
+                .bind(&packages)
+                .execute(&mut *tx)
                 .await?;
-                let stored = sql::stored_software(&stored)?;
-                let (insert, delete) = sql::software_diff(&stored, &r.software);
-                if !delete.is_empty() && delete.len() == stored.len() {
-                    // Everything goes (every version moved): one range
-                    // delete is cheaper than matching row by row.
-                    sqlx::query("DELETE FROM device_software WHERE device_id = $1")
-                        .bind(&r.device_id)
-                        .execute(&mut *tx)
-                        .await?;
-                } else if !delete.is_empty() {
-                    // Row-value IN drives a primary-key search per row.
-                    sqlx::query(concat!(
-                        "DELETE FROM device_software \
-                         WHERE (device_id, source, name, architecture, version) IN \
-                         (SELECT $1, value->>0, value->>1, value->>2, value->>3 FROM ",
-                        $json_rows,
-                        ")"
-                    ))
-                    .bind(&r.device_id)
-                    .bind(sql::json_rows(&delete))
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                if !insert.is_empty() {
-                    sqlx::query(concat!(
-                        "INSERT INTO device_software (device_id, source, name, architecture, version) \
-                         SELECT $1, value->>0, value->>1, value->>2, value->>3 FROM ",
-                        $json_rows,
-                        " WHERE true ON CONFLICT DO NOTHING"
-                    ))
-                    .bind(&r.device_id)
-                    .bind(sql::json_rows(&insert))
-                    .execute(&mut *tx)
-                    .await?;
-                }
                 if !r.changes.is_empty() {
                     let changes: Vec<_> = r
                         .changes
@@ -345,12 +310,20 @@ macro_rules! impl_inventory_store {
                 school_id: Option<&str>,
                 max_rows: i64,
             ) -> Result<Vec<SoftwareHitRecord>> {
+                use futures::TryStreamExt as _;
+                let pattern = sql::like_pattern(name_contains);
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT d.id AS device_id, d.hostname, d.school_id, s.name, s.version, s.source \
+                    "SELECT d.id, d.hostname, d.school_id, s.packages \
                      FROM device_software s JOIN devices d ON d.id = s.device_id \
-                     WHERE d.status = 'active' AND lower(s.name) LIKE ",
+                     WHERE d.status = 'active'",
                 );
-                qb.push_bind(sql::like_pattern(name_contains)).push(" ESCAPE '\\'");
+                // The list's text first: only the devices that can hold a
+                // match cross the driver, and they are expanded here.
+                if sql::appears_verbatim_in_json(name_contains) {
+                    qb.push(" AND lower(s.packages) LIKE ")
+                        .push_bind(pattern)
+                        .push(" ESCAPE '\\'");
+                }
                 sql::push_tenant_filter!(qb, filter, "d");
                 if let Some(county) = county_id {
                     qb.push(" AND d.county_id = ").push_bind(county.to_owned());
@@ -358,22 +331,24 @@ macro_rules! impl_inventory_store {
                 if let Some(school) = school_id {
                     qb.push(" AND d.school_id = ").push_bind(school.to_owned());
                 }
-                qb.push(" ORDER BY s.name, d.hostname, d.id LIMIT ").push_bind(max_rows);
-                Ok(qb.build_query_as().fetch_all(&self.pool).await?)
+                let mut hits = sql::SoftwareHits::new(name_contains, max_rows);
+                // Streamed: a program on every device must not hold every
+                // device's list in memory at once.
+                let mut rows = qb
+                    .build_query_as::<(String, String, String, String)>()
+                    .fetch(&self.pool);
+                while let Some((device_id, hostname, school_id, packages)) = rows.try_next().await? {
+                    hits.add_device(&device_id, &hostname, &school_id, &packages)?;
+                }
+                Ok(hits.into_sorted())
             }
         }
     };
 }
 
-impl_inventory_store!(
-    SqliteStore,
-    sqlx::Sqlite,
-    "json_each($2)",
-    "json_group_array(json_array(source, name, architecture, version))"
-);
+impl_inventory_store!(SqliteStore, sqlx::Sqlite, "json_each($2)");
 impl_inventory_store!(
     PgStore,
     sqlx::Postgres,
-    "jsonb_array_elements($2::jsonb) WITH ORDINALITY AS j(value, key)",
-    "COALESCE(json_agg(json_build_array(source, name, architecture, version))::text, '[]')"
+    "jsonb_array_elements($2::jsonb) WITH ORDINALITY AS j(value, key)"
 );

@@ -44,59 +44,121 @@ pub(super) fn closed_intervals(
     intervals
 }
 
-/// A stored `device_software` row: source, name, architecture, version.
-pub(super) type StoredSoftware = (String, String, String, String);
-
-/// A device's stored software rows, read back as one JSON array of
-/// `[source, name, architecture, version]` (one value instead of thousands:
-/// on SQLite, copying each value through the driver cost more than the
-/// B-tree work of a full change; issue 11's profile).
-pub(super) fn stored_software(json: &str) -> Result<Vec<StoredSoftware>, StorageError> {
-    serde_json::from_str(json)
-        .map_err(|e| StorageError::Corrupt(format!("stored software as JSON: {e}")))
-}
-
 /// Rows to write as one JSON array bound as a single value, which the
 /// statement expands with `json_each` / `jsonb_array_elements`.
 pub(super) fn json_rows<T: serde::Serialize>(rows: &[T]) -> String {
     serde_json::to_string(rows).expect("strings and numbers serialize")
 }
 
-/// A software row's key, as written: source, name, architecture, version.
-pub(super) type SoftwareKey<'a> = (&'a str, &'a str, &'a str, &'a str);
-
-/// What turns the stored software rows of a device into `new`: the rows to
-/// insert (each once, though a report may list a package twice) and the
-/// stored rows to delete, as keys ready for [`json_rows`]. Both empty when
-/// nothing changed.
-pub(super) fn software_diff<'a>(
-    stored: &'a [StoredSoftware],
-    new: &'a [crate::storage::SoftwareRow],
-) -> (Vec<SoftwareKey<'a>>, Vec<SoftwareKey<'a>>) {
-    use std::collections::HashSet;
-    let old: HashSet<SoftwareKey<'_>> = stored
+/// A device's programs as stored in `device_software.packages`: a JSON
+/// array of `[source, name, architecture, version]`, sorted by that key,
+/// each once (a report may list a package twice). The same programs give
+/// the same text whatever order the agent listed them in, so the store can
+/// skip rewriting an unchanged list by comparing texts.
+pub(super) fn software_list(rows: &[crate::storage::SoftwareRow]) -> String {
+    let mut keys: Vec<[&str; 4]> = rows
         .iter()
-        .map(|s| (s.0.as_str(), s.1.as_str(), s.2.as_str(), s.3.as_str()))
+        .map(|r| [&*r.source, &*r.name, &*r.architecture, &*r.version])
         .collect();
-    let mut wanted: HashSet<SoftwareKey<'_>> = HashSet::with_capacity(new.len());
-    let mut insert = Vec::new();
-    for sw in new {
-        let key = (
-            sw.source.as_str(),
-            sw.name.as_str(),
-            sw.architecture.as_str(),
-            sw.version.as_str(),
-        );
-        if wanted.insert(key) && !old.contains(&key) {
-            insert.push(key);
+    keys.sort_unstable();
+    keys.dedup();
+    json_rows(&keys)
+}
+
+/// Whether a stored list's text can be searched for `needle` as it is:
+/// JSON writes `"`, `\` and control characters escaped, so a name holding
+/// one of them does not appear in the text as the name itself.
+pub(super) fn appears_verbatim_in_json(needle: &str) -> bool {
+    !needle
+        .chars()
+        .any(|c| c == '"' || c == '\\' || c.is_control())
+}
+
+/// One stored program, as `software_list` wrote it; borrowed from the
+/// list's text where no escape sequence forces a copy.
+#[derive(serde::Deserialize)]
+struct StoredPackage<'a>(
+    #[serde(borrow)] std::borrow::Cow<'a, str>,
+    #[serde(borrow)] std::borrow::Cow<'a, str>,
+    #[serde(borrow)] std::borrow::Cow<'a, str>,
+    #[serde(borrow)] std::borrow::Cow<'a, str>,
+);
+
+/// The software search's result, built device by device from the stored
+/// lists: the programs whose name contains the needle (case-insensitive),
+/// ordered by name, hostname and device, at most `max_rows` of them.
+pub(super) struct SoftwareHits {
+    needle: String,
+    max_rows: usize,
+    hits: Vec<crate::storage::SoftwareHitRecord>,
+}
+
+impl SoftwareHits {
+    pub(super) fn new(name_contains: &str, max_rows: i64) -> Self {
+        SoftwareHits {
+            needle: name_contains.to_lowercase(),
+            max_rows: usize::try_from(max_rows).unwrap_or(0),
+            hits: Vec::new(),
         }
     }
-    let delete = stored
-        .iter()
-        .map(|s| (s.0.as_str(), s.1.as_str(), s.2.as_str(), s.3.as_str()))
-        .filter(|key| !wanted.contains(key))
-        .collect();
-    (insert, delete)
+
+    /// Adds the matching programs of one device's stored list.
+    pub(super) fn add_device(
+        &mut self,
+        device_id: &str,
+        hostname: &str,
+        school_id: &str,
+        packages: &str,
+    ) -> Result<(), StorageError> {
+        let packages: Vec<StoredPackage<'_>> = serde_json::from_str(packages).map_err(|e| {
+            StorageError::Corrupt(format!("software list of device {device_id}: {e}"))
+        })?;
+        for StoredPackage(source, name, _architecture, version) in packages {
+            if name_contains_lowercase(&name, &self.needle) {
+                self.hits.push(crate::storage::SoftwareHitRecord {
+                    device_id: device_id.to_owned(),
+                    hostname: hostname.to_owned(),
+                    school_id: school_id.to_owned(),
+                    name: name.into_owned(),
+                    version: version.into_owned(),
+                    source: source.into_owned(),
+                });
+            }
+        }
+        // Bounded: beyond twice the rows asked for, only the first ones in
+        // the result's order are kept.
+        if self.hits.len() > self.max_rows.saturating_mul(2).max(1024) {
+            self.keep_first();
+        }
+        Ok(())
+    }
+
+    pub(super) fn into_sorted(mut self) -> Vec<crate::storage::SoftwareHitRecord> {
+        self.keep_first();
+        self.hits
+    }
+
+    fn keep_first(&mut self) {
+        self.hits.sort_unstable_by(|a, b| {
+            (&a.name, &a.hostname, &a.device_id).cmp(&(&b.name, &b.hostname, &b.device_id))
+        });
+        self.hits.truncate(self.max_rows);
+    }
+}
+
+/// Whether `name` contains `needle` (already lower case), ignoring case.
+fn name_contains_lowercase(name: &str, needle: &str) -> bool {
+    if needle.is_empty() {
+        return true;
+    }
+    if needle.is_ascii() {
+        // No allocation per program for the common case.
+        name.as_bytes()
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+    } else {
+        name.to_lowercase().contains(needle)
+    }
 }
 
 /// Escapes `%`, `_` and `\` for a LIKE pattern with `ESCAPE '\'`.
@@ -456,60 +518,102 @@ mod tests {
     }
 
     #[test]
-    fn software_diff_writes_only_what_changed() {
+    fn software_list_is_sorted_and_unique_whatever_the_order() {
         let row = |name: &str, version: &str| crate::storage::SoftwareRow {
             source: "dpkg".into(),
             name: name.into(),
             architecture: "amd64".into(),
             version: version.into(),
         };
-        let stored_row = |name: &str, version: &str| {
-            ("dpkg".into(), name.into(), "amd64".into(), version.into())
-        };
-        let stored: Vec<StoredSoftware> = vec![
-            stored_row("bash", "5.2"),
-            stored_row("firefox-esr", "115.0"),
-            stored_row("vim", "9.0"),
-        ];
-        let same = vec![
+        let listed = software_list(&[
             row("vim", "9.0"),
             row("bash", "5.2"),
-            row("firefox-esr", "115.0"),
-        ];
-        let (insert, delete) = software_diff(&stored, &same);
-        assert!(insert.is_empty() && delete.is_empty());
-
-        // Updated, removed, added, and one package listed twice.
-        let changed = vec![
-            row("bash", "5.2"),
-            row("firefox-esr", "140.1"),
-            row("git", "2.39"),
-            row("git", "2.39"),
-        ];
-        let (insert, delete) = software_diff(&stored, &changed);
-        let inserted: Vec<_> = insert.iter().map(|r| (r.1, r.3)).collect();
-        assert_eq!(inserted, [("firefox-esr", "140.1"), ("git", "2.39")]);
-        let deleted: Vec<_> = delete.iter().map(|r| (r.1, r.3)).collect();
-        assert_eq!(deleted, [("firefox-esr", "115.0"), ("vim", "9.0")]);
+            row("vim", "9.0"),
+            row("a \"quoted\" \\ name", "1.0"),
+        ]);
+        assert_eq!(
+            listed,
+            r#"[["dpkg","a \"quoted\" \\ name","amd64","1.0"],["dpkg","bash","amd64","5.2"],["dpkg","vim","amd64","9.0"]]"#
+        );
+        assert_eq!(
+            software_list(&[row("bash", "5.2"), row("vim", "9.0")]),
+            software_list(&[row("vim", "9.0"), row("bash", "5.2")])
+        );
+        assert_eq!(software_list(&[]), "[]");
     }
 
     #[test]
-    fn stored_software_reads_back_what_was_written() {
-        let rows = [["dpkg", "a \"quoted\" \\ name", "amd64", "1.0"]];
-        let back = stored_software(&json_rows(&rows)).unwrap();
+    fn software_hits_match_names_ignoring_case_in_order_and_bounded() {
+        let row = |name: &str, version: &str| crate::storage::SoftwareRow {
+            source: "msi".into(),
+            name: name.into(),
+            architecture: "x64".into(),
+            version: version.into(),
+        };
+        let list = software_list(&[
+            row("Mozilla Firefox", "140.1"),
+            row("Firefox \"Nightly\"", "150"),
+            row("LibreOffice", "firefox-like version"),
+            row("Übersetzer", "1"),
+        ]);
+        let mut hits = SoftwareHits::new("FIREFOX", 10);
+        hits.add_device("d2", "pc-b", "s1", &list).unwrap();
+        hits.add_device("d1", "pc-a", "s1", &list).unwrap();
+        let found: Vec<_> = hits
+            .into_sorted()
+            .into_iter()
+            .map(|h| (h.name, h.hostname, h.version))
+            .collect();
+        let hit = |n: &str, h: &str, v: &str| (n.to_owned(), h.to_owned(), v.to_owned());
         assert_eq!(
-            back,
-            [(
-                "dpkg".to_owned(),
-                "a \"quoted\" \\ name".to_owned(),
-                "amd64".to_owned(),
-                "1.0".to_owned()
-            )]
+            found,
+            [
+                hit("Firefox \"Nightly\"", "pc-a", "150"),
+                hit("Firefox \"Nightly\"", "pc-b", "150"),
+                hit("Mozilla Firefox", "pc-a", "140.1"),
+                hit("Mozilla Firefox", "pc-b", "140.1"),
+            ]
         );
+
+        let mut umlaut = SoftwareHits::new("über", 10);
+        umlaut.add_device("d1", "pc-a", "s1", &list).unwrap();
+        assert_eq!(umlaut.into_sorted().len(), 1);
+
+        // At most `max_rows`, the first in order, however many devices.
+        let mut bounded = SoftwareHits::new("", 3);
+        for i in (0..2000).rev() {
+            bounded
+                .add_device(&format!("d{i:04}"), &format!("pc{i:04}"), "s1", &list)
+                .unwrap();
+            assert!(bounded.hits.len() <= 1024 + 4);
+        }
+        let first: Vec<_> = bounded
+            .into_sorted()
+            .into_iter()
+            .map(|h| (h.name, h.hostname))
+            .collect();
+        assert_eq!(
+            first,
+            [
+                ("Firefox \"Nightly\"".to_owned(), "pc0000".to_owned()),
+                ("Firefox \"Nightly\"".to_owned(), "pc0001".to_owned()),
+                ("Firefox \"Nightly\"".to_owned(), "pc0002".to_owned()),
+            ]
+        );
+
+        let mut corrupt = SoftwareHits::new("x", 3);
         assert!(matches!(
-            stored_software("[[1]]"),
+            corrupt.add_device("d1", "pc", "s1", "[[1]]"),
             Err(StorageError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn only_plain_text_is_searched_in_the_json_as_it_is() {
+        assert!(appears_verbatim_in_json("Firefox ESR 140 – ü"));
+        assert!(!appears_verbatim_in_json("a\"b"));
+        assert!(!appears_verbatim_in_json("a\\b"));
+        assert!(!appears_verbatim_in_json("a\tb"));
     }
 
     #[test]
