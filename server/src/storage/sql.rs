@@ -517,14 +517,18 @@ mod tests {
         assert_eq!(closed_intervals(&events), [(20, 30)]);
     }
 
-    #[test]
-    fn software_list_is_sorted_and_unique_whatever_the_order() {
-        let row = |name: &str, version: &str| crate::storage::SoftwareRow {
+    /// A program as a report lists it (dpkg, amd64).
+    fn row(name: &str, version: &str) -> crate::storage::SoftwareRow {
+        crate::storage::SoftwareRow {
             source: "dpkg".into(),
             name: name.into(),
             architecture: "amd64".into(),
             version: version.into(),
-        };
+        }
+    }
+
+    #[test]
+    fn software_list_is_sorted_and_unique_whatever_the_order() {
         let listed = software_list(&[
             row("vim", "9.0"),
             row("bash", "5.2"),
@@ -544,12 +548,6 @@ mod tests {
 
     #[test]
     fn software_hits_match_names_ignoring_case_in_order_and_bounded() {
-        let row = |name: &str, version: &str| crate::storage::SoftwareRow {
-            source: "msi".into(),
-            name: name.into(),
-            architecture: "x64".into(),
-            version: version.into(),
-        };
         let list = software_list(&[
             row("Mozilla Firefox", "140.1"),
             row("Firefox \"Nightly\"", "150"),
