@@ -806,7 +806,12 @@ async fn large_software_lists_and_hostile_text(store: Arc<dyn Store>) {
 
     // Names that JSON escapes are found as they are; text that appears in
     // the list only as a version, architecture or source finds nothing.
-    let hostile = [r#"say "hi""#, r"C:\Program Files\Tool", "tab\there"];
+    let hostile = [
+        r#"say "hi""#,
+        r"C:\Program Files\Tool",
+        "tab\there",
+        "Übersetzer",
+    ];
     let mut odd = report("d2", "odd", 1_000, &[]);
     odd.software = hostile
         .iter()
@@ -836,6 +841,8 @@ async fn large_software_lists_and_hostile_text(store: Arc<dyn Store>) {
         [r"C:\Program Files\Tool"]
     );
     assert_eq!(names("b\th").await, ["tab\there"]);
+    // Case beyond ASCII folds too, on both backends.
+    assert_eq!(names("über").await, ["Übersetzer"]);
     assert!(names("7.7.7").await.is_empty());
     assert!(names("x64").await.is_empty());
 }

@@ -319,7 +319,7 @@ macro_rules! impl_inventory_store {
                 );
                 // The list's text first: only the devices that can hold a
                 // match cross the driver, and they are expanded here.
-                if sql::appears_verbatim_in_json(name_contains) {
+                if sql::text_filter_is_exact(name_contains) {
                     qb.push(" AND lower(s.packages) LIKE ")
                         .push_bind(pattern)
                         .push(" ESCAPE '\\'");

@@ -65,13 +65,17 @@ pub(super) fn software_list(rows: &[crate::storage::SoftwareRow]) -> String {
     json_rows(&keys)
 }
 
-/// Whether a stored list's text can be searched for `needle` as it is:
-/// JSON writes `"`, `\` and control characters escaped, so a name holding
-/// one of them does not appear in the text as the name itself.
-pub(super) fn appears_verbatim_in_json(needle: &str) -> bool {
-    !needle
-        .chars()
-        .any(|c| c == '"' || c == '\\' || c.is_control())
+/// Whether the search may drop the lists whose text does not contain
+/// `needle` (`lower(packages) LIKE`) before expanding them. Not for text
+/// that JSON writes escaped (`"`, `\`, control characters): a name holding
+/// it does not appear in the text as it is. Not for letters beyond ASCII:
+/// SQLite's `lower` and `LIKE` fold ASCII case only, so "über" would miss
+/// "Übersetzer", which the expansion (Unicode lower case) finds.
+pub(super) fn text_filter_is_exact(needle: &str) -> bool {
+    needle.is_ascii()
+        && !needle
+            .chars()
+            .any(|c| c == '"' || c == '\\' || c.is_control())
 }
 
 /// One stored program, as `software_list` wrote it; borrowed from the
@@ -607,11 +611,12 @@ mod tests {
     }
 
     #[test]
-    fn only_plain_text_is_searched_in_the_json_as_it_is() {
-        assert!(appears_verbatim_in_json("Firefox ESR 140 – ü"));
-        assert!(!appears_verbatim_in_json("a\"b"));
-        assert!(!appears_verbatim_in_json("a\\b"));
-        assert!(!appears_verbatim_in_json("a\tb"));
+    fn only_plain_ascii_is_searched_in_the_json_text() {
+        assert!(text_filter_is_exact("Firefox ESR 140 (x64)"));
+        assert!(!text_filter_is_exact("Übersetzer"));
+        assert!(!text_filter_is_exact("a\"b"));
+        assert!(!text_filter_is_exact("a\\b"));
+        assert!(!text_filter_is_exact("a\tb"));
     }
 
     #[test]
