@@ -116,74 +116,13 @@ macro_rules! impl_inventory_store {
                 r: &IngestReport,
                 results: Option<&EvaluatedResults>,
             ) -> Result<IngestOutcome> {
-                // Serialized before the write turn: the writer's time is
-                // the storm's limit.
+                // Everything the statements bind is made here, before the
+                // write turn (the writer's time is the storm's limit), and
+                // owned, so that the write can run where its backend drives
+                // it (`drive_bulk`).
                 let packages = sql::software_list(&r.software);
-                let mut tx = self.begin_bulk_write().await?;
-                let inserted = sqlx::query(
-                    "INSERT INTO inventory_reports (device_id, report_id, collected_at, \
-                     received_at, content_hash, reason) VALUES ($1, $2, $3, $4, $5, $6) \
-                     ON CONFLICT (device_id, report_id) DO NOTHING",
-                )
-                .bind(&r.device_id)
-                .bind(&r.report_id)
-                .bind(r.collected_at)
-                .bind(r.received_at)
-                .bind(&r.content_hash)
-                .bind(&r.reason)
-                .execute(&mut *tx)
-                .await?;
-                if inserted.rows_affected() == 0 {
-                    return Ok(IngestOutcome::Duplicate);
-                }
-                // Spooled reports may arrive out of order: only a newer one
-                // replaces the current inventory.
-                let current = sqlx::query(
-                    "UPDATE devices SET inventory_at = $2, inventory_hash = $3, \
-                     hostname = $4, os_name = $5, os_version = $6, vendor = $7, model = $8, \
-                     memory_total_bytes = $9, ip_addresses = $10 \
-                     WHERE id = $1 AND (inventory_at IS NULL OR inventory_at <= $2)",
-                )
-                .bind(&r.device_id)
-                .bind(r.collected_at)
-                .bind(&r.content_hash)
-                .bind(&r.summary.hostname)
-                .bind(&r.summary.os_name)
-                .bind(&r.summary.os_version)
-                .bind(&r.summary.vendor)
-                .bind(&r.summary.model)
-                .bind(r.summary.memory_total_bytes)
-                .bind(&r.summary.ip_addresses)
-                .execute(&mut *tx)
-                .await?;
-                if current.rows_affected() == 0 {
-                    tx.commit().await?;
-                    return Ok(IngestOutcome::StoredOlder);
-                }
-                // The blob lives apart from the devices row, which every
-                // heartbeat rewrites (migration 0016).
-                sqlx::query(
-                    "INSERT INTO device_inventories (device_id, inventory) VALUES ($1, $2) \
-                     ON CONFLICT (device_id) DO UPDATE SET inventory = excluded.inventory",
-                )
-                .bind(&r.device_id)
-                .bind(&r.inventory)
-                .execute(&mut *tx)
-                .await?;
-                // One row per device: the programs as one sorted JSON text,
-                // rewritten only when the text changed (a report whose
-                // hardware changed keeps its programs' row as it was).
-                sqlx::query(
-                    "INSERT INTO device_software (device_id, packages) VALUES ($1, $2) \
-                     ON CONFLICT (device_id) DO UPDATE SET packages = excluded.packages \
-                     WHERE device_software.packages <> excluded.packages",
-                )
-                .bind(&r.device_id)
-                .bind(&packages)
-                .execute(&mut *tx)
-                .await?;
-                if !r.changes.is_empty() {
-                    let changes: Vec<_> = r
+                let changes = (!r.changes.is_empty()).then(|| {
+                    let rows: Vec<_> = r
                         .changes
                         .iter()
                         .map(|c| {
@@ -197,29 +136,112 @@ macro_rules! impl_inventory_store {
                             )
                         })
                         .collect();
-                    sqlx::query(concat!(
-                        "INSERT INTO inventory_changes (device_id, report_id, at, kind, subject, \
-                         old_value, new_value) \
-                         SELECT $1, value->>0, CAST(value->>1 AS BIGINT), value->>2, value->>3, \
-                         value->>4, value->>5 FROM ",
-                        $json_rows,
-                        " ORDER BY key"
-                    ))
+                    sql::json_rows(&rows)
+                });
+                let r = IngestReport {
+                    software: Vec::new(),
+                    changes: Vec::new(),
+                    device_id: r.device_id.clone(),
+                    report_id: r.report_id.clone(),
+                    content_hash: r.content_hash.clone(),
+                    reason: r.reason.clone(),
+                    inventory: r.inventory.clone(),
+                    summary: r.summary.clone(),
+                    ..*r
+                };
+                let results = results.cloned();
+                let store = self.clone();
+                self.drive_bulk(async move {
+                    let mut tx = store.begin_bulk_write().await?;
+                    let inserted = sqlx::query(
+                        "INSERT INTO inventory_reports (device_id, report_id, collected_at, \
+                         received_at, content_hash, reason) VALUES ($1, $2, $3, $4, $5, $6) \
+                         ON CONFLICT (device_id, report_id) DO NOTHING",
+                    )
                     .bind(&r.device_id)
-                    .bind(sql::json_rows(&changes))
+                    .bind(&r.report_id)
+                    .bind(r.collected_at)
+                    .bind(r.received_at)
+                    .bind(&r.content_hash)
+                    .bind(&r.reason)
                     .execute(&mut *tx)
                     .await?;
-                }
-                if let Some(evaluated) = results {
-                    sql::write_device_results!(
-                        tx,
-                        &r.device_id,
-                        evaluated.revision,
-                        &evaluated.results
-                    );
-                }
-                tx.commit().await?;
-                Ok(IngestOutcome::Stored)
+                    if inserted.rows_affected() == 0 {
+                        return Ok(IngestOutcome::Duplicate);
+                    }
+                    // Spooled reports may arrive out of order: only a newer
+                    // one replaces the current inventory.
+                    let current = sqlx::query(
+                        "UPDATE devices SET inventory_at = $2, inventory_hash = $3, \
+                         hostname = $4, os_name = $5, os_version = $6, vendor = $7, model = $8, \
+                         memory_total_bytes = $9, ip_addresses = $10 \
+                         WHERE id = $1 AND (inventory_at IS NULL OR inventory_at <= $2)",
+                    )
+                    .bind(&r.device_id)
+                    .bind(r.collected_at)
+                    .bind(&r.content_hash)
+                    .bind(&r.summary.hostname)
+                    .bind(&r.summary.os_name)
+                    .bind(&r.summary.os_version)
+                    .bind(&r.summary.vendor)
+                    .bind(&r.summary.model)
+                    .bind(r.summary.memory_total_bytes)
+                    .bind(&r.summary.ip_addresses)
+                    .execute(&mut *tx)
+                    .await?;
+                    if current.rows_affected() == 0 {
+                        tx.commit().await?;
+                        return Ok(IngestOutcome::StoredOlder);
+                    }
+                    // The blob lives apart from the devices row, which every
+                    // heartbeat rewrites (migration 0016).
+                    sqlx::query(
+                        "INSERT INTO device_inventories (device_id, inventory) VALUES ($1, $2) \
+                         ON CONFLICT (device_id) DO UPDATE SET inventory = excluded.inventory",
+                    )
+                    .bind(&r.device_id)
+                    .bind(&r.inventory)
+                    .execute(&mut *tx)
+                    .await?;
+                    // One row per device: the programs as one sorted JSON
+                    // text, rewritten only when the text changed (a report
+                    // whose hardware changed keeps its programs' row as it
+                    // was).
+                    sqlx::query(
+                        "INSERT INTO device_software (device_id, packages) VALUES ($1, $2) \
+                         ON CONFLICT (device_id) DO UPDATE SET packages = excluded.packages \
+                         WHERE device_software.packages <> excluded.packages",
+                    )
+                    .bind(&r.device_id)
+                    .bind(&packages)
+                    .execute(&mut *tx)
+                    .await?;
+                    if let Some(changes) = changes {
+                        sqlx::query(concat!(
+                            "INSERT INTO inventory_changes (device_id, report_id, at, kind, \
+                             subject, old_value, new_value) \
+                             SELECT $1, value->>0, CAST(value->>1 AS BIGINT), value->>2, \
+                             value->>3, value->>4, value->>5 FROM ",
+                            $json_rows,
+                            " ORDER BY key"
+                        ))
+                        .bind(&r.device_id)
+                        .bind(changes)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    if let Some(evaluated) = &results {
+                        sql::write_device_results!(
+                            tx,
+                            &r.device_id,
+                            evaluated.revision,
+                            &evaluated.results
+                        );
+                    }
+                    tx.commit().await?;
+                    Ok(IngestOutcome::Stored)
+                })
+                .await
             }
 
             async fn ingest_unchanged_report(
@@ -227,48 +249,53 @@ macro_rules! impl_inventory_store {
                 r: &UnchangedReport,
                 results: Option<&EvaluatedResults>,
             ) -> Result<Option<IngestOutcome>> {
-                let mut tx = self.begin_bulk_write().await?;
-                let current = sqlx::query(
-                    "UPDATE devices SET inventory_at = $2 \
-                     WHERE id = $1 AND inventory_hash = $3 AND inventory_at <= $2 \
-                     AND EXISTS (SELECT 1 FROM device_inventories i WHERE i.device_id = $1)",
-                )
-                .bind(&r.device_id)
-                .bind(r.collected_at)
-                .bind(&r.content_hash)
-                .execute(&mut *tx)
-                .await?;
-                if current.rows_affected() == 0 {
-                    // Dropping the transaction rolls it back.
-                    return Ok(None);
-                }
-                let inserted = sqlx::query(
-                    "INSERT INTO inventory_reports (device_id, report_id, collected_at, \
-                     received_at, content_hash, reason) VALUES ($1, $2, $3, $4, $5, $6) \
-                     ON CONFLICT (device_id, report_id) DO NOTHING",
-                )
-                .bind(&r.device_id)
-                .bind(&r.report_id)
-                .bind(r.collected_at)
-                .bind(r.received_at)
-                .bind(&r.content_hash)
-                .bind(&r.reason)
-                .execute(&mut *tx)
-                .await?;
-                if inserted.rows_affected() == 0 {
-                    // Rolled back: a duplicate changes nothing, not even the time.
-                    return Ok(Some(IngestOutcome::Duplicate));
-                }
-                if let Some(evaluated) = results {
-                    sql::write_device_results!(
-                        tx,
-                        &r.device_id,
-                        evaluated.revision,
-                        &evaluated.results
-                    );
-                }
-                tx.commit().await?;
-                Ok(Some(IngestOutcome::Stored))
+                let (r, results, store) = (r.clone(), results.cloned(), self.clone());
+                self.drive_bulk(async move {
+                    let mut tx = store.begin_bulk_write().await?;
+                    let current = sqlx::query(
+                        "UPDATE devices SET inventory_at = $2 \
+                         WHERE id = $1 AND inventory_hash = $3 AND inventory_at <= $2 \
+                         AND EXISTS (SELECT 1 FROM device_inventories i WHERE i.device_id = $1)",
+                    )
+                    .bind(&r.device_id)
+                    .bind(r.collected_at)
+                    .bind(&r.content_hash)
+                    .execute(&mut *tx)
+                    .await?;
+                    if current.rows_affected() == 0 {
+                        // Dropping the transaction rolls it back.
+                        return Ok(None);
+                    }
+                    let inserted = sqlx::query(
+                        "INSERT INTO inventory_reports (device_id, report_id, collected_at, \
+                         received_at, content_hash, reason) VALUES ($1, $2, $3, $4, $5, $6) \
+                         ON CONFLICT (device_id, report_id) DO NOTHING",
+                    )
+                    .bind(&r.device_id)
+                    .bind(&r.report_id)
+                    .bind(r.collected_at)
+                    .bind(r.received_at)
+                    .bind(&r.content_hash)
+                    .bind(&r.reason)
+                    .execute(&mut *tx)
+                    .await?;
+                    if inserted.rows_affected() == 0 {
+                        // Rolled back: a duplicate changes nothing, not even
+                        // the time.
+                        return Ok(Some(IngestOutcome::Duplicate));
+                    }
+                    if let Some(evaluated) = &results {
+                        sql::write_device_results!(
+                            tx,
+                            &r.device_id,
+                            evaluated.revision,
+                            &evaluated.results
+                        );
+                    }
+                    tx.commit().await?;
+                    Ok(Some(IngestOutcome::Stored))
+                })
+                .await
             }
 
             async fn list_inventory_reports(

@@ -56,6 +56,16 @@ impl PgStore {
             _turn: None,
         })
     }
+
+    /// Bulk writes run side by side on PostgreSQL, each on its caller's
+    /// task (the SQLite backend runs its one writer's on a thread of its
+    /// own; `SqliteStore::drive_bulk`).
+    pub(super) async fn drive_bulk<T: Send + 'static>(
+        &self,
+        write: impl std::future::Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        write.await
+    }
 }
 
 impl PgStore {

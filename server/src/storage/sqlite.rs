@@ -27,6 +27,34 @@ pub struct SqliteStore {
     /// the writer, so at most one of them is ever in line ahead of a
     /// session, audit or heartbeat write.
     pub(super) bulk_turn: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// The thread that runs the bulk writes (`drive_bulk`).
+    bulk_lane: std::sync::Arc<BulkLane>,
+}
+
+/// A thread with a single-threaded async runtime of its own, on which the
+/// bulk writes run from their first statement to their commit. It stops
+/// when the store's last clone is dropped.
+#[derive(Debug)]
+struct BulkLane {
+    runtime: tokio::runtime::Handle,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl BulkLane {
+    fn start() -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("sqlite-bulk".into())
+            .spawn(move || runtime.block_on(async move { _ = stopped.await }))?;
+        Ok(BulkLane {
+            runtime: handle,
+            _stop: stop,
+        })
+    }
 }
 
 impl SqliteStore {
@@ -73,6 +101,11 @@ impl SqliteStore {
             pool,
             writer,
             bulk_turn: Default::default(),
+            bulk_lane: std::sync::Arc::new(BulkLane::start().map_err(|err| {
+                super::StorageError::Unavailable(format!(
+                    "cannot start the bulk writes' thread: {err}"
+                ))
+            })?),
             audit_key: Default::default(),
         })
     }
@@ -110,6 +143,30 @@ impl SqliteStore {
             tx: self.begin_write().await?,
             _turn: Some(turn),
         })
+    }
+
+    /// Runs a bulk write (from `begin_bulk_write` to its commit) on the
+    /// bulk lane, a thread that does nothing else.
+    ///
+    /// The transaction holds the file's one write lock from its first
+    /// statement to its commit, and between two statements it waits until
+    /// its task is polled again; the connection's release to the pool is a
+    /// task of its own, too. In a storm of reports both async workers spend
+    /// milliseconds at a time decoding, comparing and judging other reports
+    /// and on TLS for thousands of streams, so each of those steps waited
+    /// behind them while no other write could run. On the lane each step
+    /// follows the last as soon as SQLite answers. The write runs to its end
+    /// even when its caller is gone (a report is stored whole or not at
+    /// all, as before).
+    pub(super) async fn drive_bulk<T: Send + 'static>(
+        &self,
+        write: impl std::future::Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        self.bulk_lane
+            .runtime
+            .spawn(write)
+            .await
+            .map_err(|err| super::StorageError::Unavailable(format!("bulk write: {err}")))?
     }
 }
 
@@ -210,5 +267,54 @@ mod tests {
         .await
         .expect("a write never got the writer");
         assert_eq!(*order.lock().unwrap(), ["other", "report"]);
+    }
+
+    /// A bulk write runs to its commit on the bulk lane, without its caller
+    /// being polled again: it does not wait for a free async worker between
+    /// its statements.
+    #[tokio::test]
+    async fn a_bulk_write_runs_without_its_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db")).await.unwrap();
+        let writing = store.clone();
+        let mut write = std::pin::pin!(store.drive_bulk(async move {
+            let mut tx = writing.begin_bulk_write().await?;
+            for (id, name) in [("kus", "Kusel"), ("kl", "Kaiserslautern")] {
+                sqlx::query("INSERT INTO counties (id, name, created_at) VALUES ($1, $2, 0)")
+                    .bind(id)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }));
+        // Polled once: the write is handed to the lane. This test's runtime
+        // has one thread, blocked below until the rows are there.
+        let _ = futures::poll!(&mut write);
+        let readers = store.pool.clone();
+        let committed = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                for _ in 0..200 {
+                    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM counties")
+                        .fetch_one(&readers)
+                        .await
+                        .unwrap();
+                    if n == 2 {
+                        return true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                false
+            })
+        })
+        .join()
+        .unwrap();
+        assert!(committed, "the write waited for its caller to be polled");
+        write.await.unwrap();
     }
 }
