@@ -823,7 +823,8 @@ first_request_timeout = "10s"
 ingest_concurrency = 0
 # Encoded bytes of inventory reports that may wait for their turn (64 MiB);
 # beyond it a report is answered "send again in N s", spread over the time
-# the backlog needs, and the agent keeps it in its spool.
+# the backlog needs (within a minute unless more than 200 offers a second
+# would come back), and the agent keeps it in its spool.
 ingest_queue_bytes = 67108864
 
 [compliance]

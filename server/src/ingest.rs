@@ -120,14 +120,37 @@ impl Pace {
         }
     }
 
-    /// How long the reports deferred lately take to go through `turns`
-    /// at a time: the window a deferred report is sent again in.
+    /// The window a deferred report is sent again in: how long the
+    /// reports deferred lately take to go through `turns` at a time, but
+    /// no longer than a minute unless their offers would then come back
+    /// faster than [`RESEND_OFFERS_PER_SECOND`].
+    ///
+    /// A report that comes back too early costs one offer (a hash compared,
+    /// no inventory sent); one that comes back too late leaves the gate
+    /// idle. The time per turn may date from before the storm, and the
+    /// deferrals of the last minutes count a report deferred twice twice,
+    /// so the backlog's time can come out far too long: at 10,000 agents
+    /// the server stood partly idle from the first minute of a storm on
+    /// while most reports waited (BENCHMARKS.md).
     fn spread(&self, turns: usize) -> Duration {
         let per_second = turns.max(1) as f64 / self.turn_seconds.max(0.001);
         let deferred = (self.deferred + self.last_deferred) as f64;
-        Duration::from_secs_f64((deferred / per_second).min(RETRY_AFTER_MAX.as_secs_f64()))
+        let backlog = deferred / per_second;
+        let offers_budget = (deferred / RESEND_OFFERS_PER_SECOND).max(SPREAD_WITHIN_BUDGET);
+        Duration::from_secs_f64(
+            backlog
+                .min(offers_budget)
+                .min(RETRY_AFTER_MAX.as_secs_f64()),
+        )
     }
 }
+
+/// Deferred reports come back within this many seconds of their shortest
+/// wait while their offers stay within [`RESEND_OFFERS_PER_SECOND`].
+const SPREAD_WITHIN_BUDGET: f64 = 60.0;
+/// Offers of deferred reports coming back, per second, that the spread
+/// allows for (each is a hash compared and one small message each way).
+const RESEND_OFFERS_PER_SECOND: f64 = 200.0;
 
 /// Shortest and longest time a deferred report is told to wait.
 const RETRY_AFTER_MIN: Duration = Duration::from_secs(5);
@@ -838,7 +861,10 @@ mod pace_tests {
 
     /// Deferred reports are spread over the time the gate needs for them:
     /// 4 turns of 20 ms each drain 200 reports a second, so 1,000 deferred
-    /// take 5 s; never longer than the longest wait.
+    /// take 5 s. A slower gate would need 50 s for them at 20 per second,
+    /// or 500 s for 10,000, but the spread stays within a minute unless
+    /// the offers coming back would exceed 200 a second (10,000 in 50 s:
+    /// a minute; 100,000: 500 s); never longer than the longest wait.
     #[test]
     fn deferred_reports_are_spread_over_the_time_the_gate_needs() {
         let pace = Pace {
@@ -854,5 +880,17 @@ mod pace_tests {
             ..pace
         };
         assert_eq!(flood.spread(4), RETRY_AFTER_MAX);
+        let slow = Pace {
+            turn_seconds: 0.2,
+            ..pace
+        };
+        assert!((slow.spread(4).as_secs_f64() - 50.0).abs() < 1e-6);
+        let backlog = |deferred| Pace {
+            deferred,
+            last_deferred: 0,
+            ..slow
+        };
+        assert_eq!(backlog(10_000).spread(4), Duration::from_secs(60));
+        assert_eq!(backlog(100_000).spread(4), Duration::from_secs(500));
     }
 }
