@@ -66,6 +66,26 @@ pub trait InventoryStore: Send + Sync {
     ) -> Result<Vec<SoftwareHitRecord>>;
 }
 
+/// The report's own row, once per report id: true when it was new. Both
+/// ingest paths (`IngestReport`, `UnchangedReport`) write it alike.
+macro_rules! insert_report_row {
+    ($tx:ident, $r:ident) => {
+        sqlx::query(
+            "INSERT INTO inventory_reports (device_id, report_id, collected_at, \
+             received_at, content_hash, reason) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (device_id, report_id) DO NOTHING",
+        )
+        .bind(&$r.device_id)
+        .bind(&$r.report_id)
+        .bind($r.collected_at)
+        .bind($r.received_at)
+        .bind(&$r.content_hash)
+        .bind(&$r.reason)
+        .execute(&mut *$tx)
+        .await?
+    };
+}
+
 macro_rules! impl_inventory_store {
     // `$json_rows`: the elements of the JSON array bound as `$2`, as rows
     // with the columns `value` (the element) and `key` (its position).
@@ -153,19 +173,7 @@ macro_rules! impl_inventory_store {
                 let store = self.clone();
                 self.drive_bulk(async move {
                     let mut tx = store.begin_bulk_write().await?;
-                    let inserted = sqlx::query(
-                        "INSERT INTO inventory_reports (device_id, report_id, collected_at, \
-                         received_at, content_hash, reason) VALUES ($1, $2, $3, $4, $5, $6) \
-                         ON CONFLICT (device_id, report_id) DO NOTHING",
-                    )
-                    .bind(&r.device_id)
-                    .bind(&r.report_id)
-                    .bind(r.collected_at)
-                    .bind(r.received_at)
-                    .bind(&r.content_hash)
-                    .bind(&r.reason)
-                    .execute(&mut *tx)
-                    .await?;
+                    let inserted = insert_report_row!(tx, r);
                     if inserted.rows_affected() == 0 {
                         return Ok(IngestOutcome::Duplicate);
                     }
@@ -266,19 +274,7 @@ macro_rules! impl_inventory_store {
                         // Dropping the transaction rolls it back.
                         return Ok(None);
                     }
-                    let inserted = sqlx::query(
-                        "INSERT INTO inventory_reports (device_id, report_id, collected_at, \
-                         received_at, content_hash, reason) VALUES ($1, $2, $3, $4, $5, $6) \
-                         ON CONFLICT (device_id, report_id) DO NOTHING",
-                    )
-                    .bind(&r.device_id)
-                    .bind(&r.report_id)
-                    .bind(r.collected_at)
-                    .bind(r.received_at)
-                    .bind(&r.content_hash)
-                    .bind(&r.reason)
-                    .execute(&mut *tx)
-                    .await?;
+                    let inserted = insert_report_row!(tx, r);
                     if inserted.rows_affected() == 0 {
                         // Rolled back: a duplicate changes nothing, not even
                         // the time.
