@@ -30,6 +30,13 @@ pub struct Cleaned {
     pub changed: bool,
 }
 
+/// Whether [`clean`] would leave `input` as it is: no dangerous character
+/// and at most `max_bytes` bytes. Allocates nothing, so the common case (a
+/// clean value) costs one pass over its bytes.
+pub fn is_clean(input: &str, max_bytes: usize) -> bool {
+    input.len() <= max_bytes && !input.chars().any(is_dangerous_char)
+}
+
 /// Replaces dangerous characters with U+FFFD and cuts the value to at most
 /// `max_bytes` bytes on a character boundary. Used by the server before it
 /// stores anything an agent sent.
@@ -93,6 +100,28 @@ pub fn echo(input: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn is_clean_agrees_with_clean() {
+        let cases = [
+            ("", 0),
+            ("plain", 5),
+            ("plain", 4),
+            ("Übersetzer", 11),
+            ("Übersetzer", 10),
+            ("tab\there", 64),
+            ("pc\u{1b}]0;x", 64),
+            ("a\u{202e}b", 64),
+            ("a\u{200A}b", 64),
+        ];
+        for (text, max) in cases {
+            assert_eq!(
+                is_clean(text, max),
+                !clean(text, max).changed,
+                "{text:?} at {max} bytes"
+            );
+        }
+    }
 
     #[test]
     fn clean_neutralises_escapes_and_bidi() {

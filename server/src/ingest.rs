@@ -14,11 +14,11 @@ use schoolfleet_proto::v1::{Inventory, InventoryReport, ReportAck};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::api::AppState;
-use crate::inventory::{diff, validate};
+use crate::inventory::{Programs, diff, stored, validate};
 use crate::limits::Limited;
 use crate::storage::{
     DeviceInventoryRow, DeviceRecord, DeviceSummary, EvaluatedResults, IngestOutcome, IngestReport,
-    InventoryChangeRecord, Millis, SoftwareRow, StorageError, StoredInventory, UnchangedReport,
+    InventoryChangeRecord, Millis, SoftwareList, StorageError, StoredInventory, UnchangedReport,
     now_millis,
 };
 
@@ -380,28 +380,47 @@ pub fn rate_limited(report_id: String, per_hour: u32, limited: Limited) -> Repor
     }
 }
 
-/// Keeps the first `max - 1` changes and replaces the rest by one row that
-/// says how many were left out, so one report cannot write without bound.
-pub fn cap_changes(
-    mut changes: Vec<InventoryChangeRecord>,
+/// The changes as the store keeps them: the first `max - 1` and, when there
+/// are more, one row that says how many were left out, so one report
+/// cannot write without bound. Records are made for the kept ones only (a
+/// report that updates every program finds thousands).
+fn change_records(
+    changes: Vec<diff::Change>,
     max: usize,
+    report_id: &str,
+    at: Millis,
 ) -> Vec<InventoryChangeRecord> {
-    if changes.len() <= max || max == 0 {
-        return changes;
+    let total = changes.len();
+    let kept = if total <= max || max == 0 {
+        total
+    } else {
+        max - 1
+    };
+    let record = |kind: &str, subject, old_value, new_value| InventoryChangeRecord {
+        report_id: report_id.to_owned(),
+        at,
+        kind: kind.to_owned(),
+        subject,
+        old_value,
+        new_value,
+    };
+    let mut records: Vec<_> = changes
+        .into_iter()
+        .take(kept)
+        .map(|c| record(c.kind.as_str(), c.subject, c.old_value, c.new_value))
+        .collect();
+    if kept < total {
+        records.push(record(
+            CHANGES_TRUNCATED,
+            String::new(),
+            String::new(),
+            format!(
+                "{} further changes in this report were not stored",
+                total - kept
+            ),
+        ));
     }
-    let kept = max - 1;
-    let dropped = changes.len() - kept;
-    changes.truncate(kept);
-    if let Some(first) = changes.first().cloned() {
-        changes.push(InventoryChangeRecord {
-            kind: CHANGES_TRUNCATED.to_owned(),
-            subject: String::new(),
-            old_value: String::new(),
-            new_value: format!("{dropped} further changes in this report were not stored"),
-            ..first
-        });
-    }
-    changes
+    records
 }
 
 /// `kind` of the summary row that stands for changes left out.
@@ -516,14 +535,6 @@ async fn offer(state: &AppState, device: &DeviceRecord, report: InventoryReport)
         else {
             return retry_later(report_id);
         };
-        // The inventory itself, to judge the device on it again.
-        let current = match state.store.get_inventory(&device.id).await {
-            Ok(current) => current,
-            Err(err) => {
-                tracing::error!(device = %device.id, error = %err, "cannot load current inventory");
-                return retry_later(report_id);
-            }
-        };
         let unchanged = UnchangedReport {
             device_id: device.id.clone(),
             report_id: report_id.clone(),
@@ -532,10 +543,9 @@ async fn offer(state: &AppState, device: &DeviceRecord, report: InventoryReport)
             content_hash: header.content_hash.clone(),
             reason: schoolfleet_proto::text::clean(&report.reason, 32).value,
         };
-        // `ingest_unchanged_report` checks hash and time again as it writes.
-        if let Some(current) = current
-            && let Some(ack) = store_unchanged(state, device, &unchanged, &current).await
-        {
+        // `ingest_unchanged_report` checks hash and time again as it
+        // writes; the inventory is read only to judge the device again.
+        if let Some(ack) = store_unchanged(state, device, &unchanged, None).await {
             return ack;
         }
     }
@@ -615,7 +625,7 @@ pub async fn ingest_report(
             content_hash: content_hash.clone(),
             reason: reason.clone(),
         };
-        if let Some(ack) = store_unchanged(state, device, &unchanged, current).await {
+        if let Some(ack) = store_unchanged(state, device, &unchanged, Some(current)).await {
             return ack;
         }
     }
@@ -637,31 +647,39 @@ pub async fn ingest_report(
     }
 
     // Only a report newer than the current inventory is compared: an old
-    // spooled report must not produce "changes" backwards in time.
-    let (previous, newest) = match stored {
+    // spooled report must not produce "changes" backwards in time. The
+    // stored inventory's programs are compared where they lie, uncopied.
+    let (previous, newest) = match &stored {
         None => (None, true),
-        Some(s) if s.collected_at <= collected_at => {
-            (Inventory::decode(s.inventory.as_slice()).ok(), true)
-        }
+        Some(s) if s.collected_at <= collected_at => (stored::read(&s.inventory).ok(), true),
         Some(_) => (None, false),
     };
+    let programs = Programs::of(&inventory.software);
     let changes = if newest {
-        diff::diff(previous.as_ref(), &inventory)
-            .into_iter()
-            .filter(|c| crate::retention::keep_change(&state.config, device, c.kind))
-            .map(|c| InventoryChangeRecord {
-                report_id: report_id.clone(),
-                at: collected_at,
-                kind: c.kind.as_str().to_owned(),
-                subject: c.subject,
-                old_value: c.old_value,
-                new_value: c.new_value,
-            })
-            .collect()
+        let old = previous.as_ref().map(|p| diff::Side {
+            inventory: &p.inventory,
+            programs: &p.programs,
+        });
+        let new = diff::Side {
+            inventory: &inventory,
+            programs: &programs,
+        };
+        let mut found = diff::diff_sides(old, new);
+        found.retain(|c| crate::retention::keep_change(&state.config, device, c.kind));
+        change_records(
+            found,
+            state.config.limits.max_changes_per_report,
+            &report_id,
+            collected_at,
+        )
     } else {
         Vec::new()
     };
-    let changes = cap_changes(changes, state.config.limits.max_changes_per_report);
+    let software = SoftwareList::new(&programs);
+    // The stored inventory is not needed past the comparison: its memory
+    // is given back before the report waits for the writer.
+    drop(previous);
+    drop(stored);
 
     let ingest = IngestReport {
         device_id: device.id.clone(),
@@ -671,34 +689,27 @@ pub async fn ingest_report(
         content_hash,
         reason,
         summary: summary(&inventory),
-        software: inventory
-            .software
-            .iter()
-            .map(|p| SoftwareRow {
-                source: p.source.clone(),
-                name: p.name.clone(),
-                architecture: p.architecture.clone(),
-                version: p.version.clone(),
-            })
-            .collect(),
+        software,
         inventory: inventory.encode_to_vec(),
         changes,
     };
     // A report that becomes the current inventory is judged against the
     // standard now, on the inventory in hand, and its results are stored
     // in the report's own transaction.
-    let judged = if newest {
+    let standard = if newest {
+        applied_standard(state, device).await
+    } else {
+        None
+    };
+    let judged = standard.map(|standard| {
         judge(
-            state,
+            standard,
             device,
             &ingest.summary.hostname,
             collected_at,
             &inventory,
         )
-        .await
-    } else {
-        None
-    };
+    });
     let results = judged.as_ref().map(|(_, _, results)| results);
     let stored = state.store.ingest_evaluated_report(&ingest, results).await;
     acknowledge(state, device, report_id, stored, judged, warnings).await
@@ -707,19 +718,46 @@ pub async fn ingest_report(
 /// Stores a report whose content the device's current inventory already
 /// has, judged again at the report's time. `None` when the current
 /// inventory changed meanwhile: the report is then stored in full.
+/// `current` is the device's current inventory where the caller has read
+/// it; it is read here only when a standard is applied (without one there
+/// is nothing to judge, and a morning brings thousands of these reports).
 async fn store_unchanged(
     state: &AppState,
     device: &DeviceRecord,
     report: &UnchangedReport,
-    current: &StoredInventory,
+    current: Option<&StoredInventory>,
 ) -> Option<ReportAck> {
-    let inventory = Inventory::decode(current.inventory.as_slice()).ok()?;
-    let hostname = inventory
-        .system
-        .as_ref()
-        .map(|s| s.hostname.as_str())
-        .unwrap_or("");
-    let judged = judge(state, device, hostname, report.collected_at, &inventory).await;
+    let judged = match applied_standard(state, device).await {
+        None => None,
+        Some(standard) => {
+            let loaded;
+            let current = match current {
+                Some(current) => current,
+                None => {
+                    loaded = match state.store.get_inventory(&device.id).await {
+                        Ok(loaded) => loaded?,
+                        Err(err) => {
+                            tracing::error!(device = %device.id, error = %err, "cannot load current inventory");
+                            return Some(retry_later(report.report_id.clone()));
+                        }
+                    };
+                    &loaded
+                }
+            };
+            let inventory = Inventory::decode(current.inventory.as_slice()).ok()?;
+            let hostname = inventory
+                .system
+                .as_ref()
+                .map_or("", |s| s.hostname.as_str());
+            Some(judge(
+                standard,
+                device,
+                hostname,
+                report.collected_at,
+                &inventory,
+            ))
+        }
+    };
     let results = judged.as_ref().map(|(_, _, results)| results);
     let stored = match state.store.ingest_unchanged_report(report, results).await {
         Ok(None) => return None,
@@ -793,23 +831,29 @@ type Judged = (
     EvaluatedResults,
 );
 
-/// The device judged on a new inventory against the latest standard, or
-/// `None` before a standard was applied (or when it cannot be read: the
-/// next fleet evaluation catches up).
-async fn judge(
+/// The latest standard, or `None` before one was applied (or when it
+/// cannot be read: the next fleet evaluation catches up).
+async fn applied_standard(
     state: &AppState,
+    device: &DeviceRecord,
+) -> Option<crate::compliance::Current> {
+    match state.compliance.standard(&state.store, None).await {
+        Ok(current) => current,
+        Err(err) => {
+            tracing::error!(device = %device.id, error = %err, "compliance evaluation failed");
+            None
+        }
+    }
+}
+
+/// The device judged on an inventory against `current`.
+fn judge(
+    current: crate::compliance::Current,
     device: &DeviceRecord,
     hostname: &str,
     collected_at: Millis,
     inventory: &Inventory,
-) -> Option<Judged> {
-    let current = match state.compliance.standard(&state.store, None).await {
-        Ok(current) => current?,
-        Err(err) => {
-            tracing::error!(device = %device.id, error = %err, "compliance evaluation failed");
-            return None;
-        }
-    };
+) -> Judged {
     // The device as the store holds it once this report is stored.
     let row = DeviceInventoryRow {
         id: device.id.clone(),
@@ -831,7 +875,7 @@ async fn judge(
         revision: current.revision,
         results,
     };
-    Some((current, row, results))
+    (current, row, results)
 }
 
 fn summary(inventory: &Inventory) -> DeviceSummary {

@@ -78,7 +78,7 @@ async fn seed(server: &InProcessServer) {
                     hostname: host.into(),
                     ..Default::default()
                 },
-                software: Vec::new(),
+                software: Default::default(),
                 changes: Vec::new(),
             })
             .await
@@ -268,7 +268,7 @@ async fn ticket_timeline_shows_compliance_changes_of_its_devices() {
                 hostname: "kl001-sp0101".into(),
                 ..Default::default()
             },
-            software: Vec::new(),
+            software: Default::default(),
             changes: Vec::new(),
         })
         .await
@@ -345,7 +345,7 @@ async fn report_ram(server: &InProcessServer, device_id: &str, host: &str, gib: 
                 hostname: host.into(),
                 ..Default::default()
             },
-            software: Vec::new(),
+            software: Default::default(),
             changes: Vec::new(),
         })
         .await

@@ -110,7 +110,7 @@ fn change_report(device: &str, report: &str, at: Millis, package: &str) -> Inges
         reason: "test".into(),
         inventory: vec![1],
         summary: DeviceSummary::default(),
-        software: Vec::new(),
+        software: Default::default(),
         changes: vec![InventoryChangeRecord {
             report_id: report.into(),
             at,

@@ -156,15 +156,17 @@ fn report(
             hostname: format!("host-{report_id}"),
             ..Default::default()
         },
-        software: software
-            .iter()
-            .map(|(name, version)| SoftwareRow {
-                source: "dpkg".into(),
-                name: (*name).into(),
-                architecture: "amd64".into(),
-                version: (*version).into(),
-            })
-            .collect(),
+        software: SoftwareList::from_rows(
+            &software
+                .iter()
+                .map(|(name, version)| SoftwareRow {
+                    source: "dpkg".into(),
+                    name: (*name).into(),
+                    architecture: "amd64".into(),
+                    version: (*version).into(),
+                })
+                .collect::<Vec<_>>(),
+        ),
         changes: vec![InventoryChangeRecord {
             report_id: report_id.into(),
             at: collected_at,
@@ -782,15 +784,17 @@ async fn large_software_lists_and_hostile_text(store: Arc<dyn Store>) {
     seed_devices(&store).await;
     let names: Vec<String> = (0..3000).map(|i| format!("pkg-{i:04}")).collect();
     let mut big = report("d1", "big", 1_000, &[]);
-    big.software = names
-        .iter()
-        .map(|n| SoftwareRow {
-            source: "dpkg".into(),
-            name: n.clone(),
-            architecture: "amd64".into(),
-            version: "1".into(),
-        })
-        .collect();
+    big.software = SoftwareList::from_rows(
+        &names
+            .iter()
+            .map(|n| SoftwareRow {
+                source: "dpkg".into(),
+                name: n.clone(),
+                architecture: "amd64".into(),
+                version: "1".into(),
+            })
+            .collect::<Vec<_>>(),
+    );
     // SQL in values is data, not code.
     big.summary.hostname = "x'); DROP TABLE devices; --".into();
     store.ingest_report(&big).await.unwrap();
@@ -813,15 +817,17 @@ async fn large_software_lists_and_hostile_text(store: Arc<dyn Store>) {
         "Übersetzer",
     ];
     let mut odd = report("d2", "odd", 1_000, &[]);
-    odd.software = hostile
-        .iter()
-        .map(|n| SoftwareRow {
-            source: "msi".into(),
-            name: (*n).into(),
-            architecture: "x64".into(),
-            version: "7.7.7".into(),
-        })
-        .collect();
+    odd.software = SoftwareList::from_rows(
+        &hostile
+            .iter()
+            .map(|n| SoftwareRow {
+                source: "msi".into(),
+                name: (*n).into(),
+                architecture: "x64".into(),
+                version: "7.7.7".into(),
+            })
+            .collect::<Vec<_>>(),
+    );
     store.ingest_report(&odd).await.unwrap();
     let names = |needle: &'static str| {
         let store = store.clone();

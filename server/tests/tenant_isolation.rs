@@ -9,7 +9,7 @@ mod common;
 use common::server::{Clients, InProcessServer};
 use schoolfleet_proto::v1::*;
 use schoolfleet_server::storage::{
-    self, DeviceSummary, Enrolment, IngestReport, SoftwareRow, now_millis,
+    self, DeviceSummary, Enrolment, IngestReport, SoftwareList, SoftwareRow, now_millis,
 };
 use tonic::Code;
 
@@ -160,12 +160,12 @@ async fn fixture() -> Fixture {
                 hostname: FOREIGN_HOST.into(),
                 ..Default::default()
             },
-            software: vec![SoftwareRow {
+            software: SoftwareList::from_rows(&[SoftwareRow {
                 source: "dpkg".into(),
                 name: FOREIGN_PACKAGE.into(),
                 architecture: "amd64".into(),
                 version: "1.0".into(),
-            }],
+            }]),
             changes: Vec::new(),
         })
         .await

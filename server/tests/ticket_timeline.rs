@@ -25,7 +25,7 @@ fn report(id: &str, at: i64, package: &str) -> IngestReport {
             hostname: "kus012-sp0101".into(),
             ..Default::default()
         },
-        software: Vec::new(),
+        software: Default::default(),
         changes: vec![InventoryChangeRecord {
             report_id: id.into(),
             at,

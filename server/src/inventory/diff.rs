@@ -11,6 +11,8 @@ use std::fmt;
 
 use schoolfleet_proto::v1::{Disk, DiskMedia, Inventory, NetworkInterface, Tristate};
 
+use super::programs::{ProgramKey, Programs};
+
 /// The kinds of change, stored and shown as snake_case strings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ChangeKind {
@@ -103,21 +105,16 @@ const MEMORY_TOLERANCE_DIVISOR: u64 = 100;
 /// (`old` = None) has no changes: everything would be "installed".
 pub fn diff(old: Option<&Inventory>, new: &Inventory) -> Vec<Change> {
     let Some(old) = old else { return Vec::new() };
-    let mut out = Vec::new();
-    hostname(old, new, &mut out);
-    os(old, new, &mut out);
-    hardware(old, new, &mut out);
-    firmware(old, new, &mut out);
-    if comparable(old, new, "disks") {
-        disks(&old.disks, &new.disks, &mut out);
-    }
-    if comparable(old, new, "network") {
-        network(&old.network_interfaces, &new.network_interfaces, &mut out);
-    }
-    if comparable(old, new, "software") {
-        software(old, new, &mut out);
-    }
-    out
+    let (old_programs, new_programs) = (Programs::of(&old.software), Programs::of(&new.software));
+    let new = Side {
+        inventory: new,
+        programs: &new_programs,
+    };
+    let old = Side {
+        inventory: old,
+        programs: &old_programs,
+    };
+    diff_sides(Some(old), new)
 }
 
 /// A list is only compared when its collector succeeded both times.
@@ -408,87 +405,102 @@ fn describe_interface(i: &NetworkInterface) -> String {
     s
 }
 
+/// One side of a comparison: the inventory, and its programs apart, so
+/// that a stored inventory can be compared without copying its programs
+/// (its `software` list is then not read).
+#[derive(Debug, Clone, Copy)]
+pub struct Side<'s, 'a> {
+    pub inventory: &'s Inventory,
+    pub programs: &'s Programs<'a>,
+}
+
+/// [`diff`] with each side's programs given apart.
+pub fn diff_sides(old: Option<Side<'_, '_>>, new: Side<'_, '_>) -> Vec<Change> {
+    let Some(old) = old else { return Vec::new() };
+    let (o, n) = (old.inventory, new.inventory);
+    let mut out = Vec::new();
+    hostname(o, n, &mut out);
+    os(o, n, &mut out);
+    hardware(o, n, &mut out);
+    firmware(o, n, &mut out);
+    if comparable(o, n, "disks") {
+        disks(&o.disks, &n.disks, &mut out);
+    }
+    if comparable(o, n, "network") {
+        network(&o.network_interfaces, &n.network_interfaces, &mut out);
+    }
+    if comparable(o, n, "software") {
+        software(old.programs.as_slice(), new.programs.as_slice(), &mut out);
+    }
+    out
+}
+
 /// Packages are keyed by (source, name, architecture). One key can carry
 /// several versions at once (rpm installs kernels side by side), so each
-/// key maps to a set of versions: one old and one new version is an update;
+/// key has a set of versions: one old and one new version is an update;
 /// otherwise each version only on one side is an install or a removal.
-fn software(old: &Inventory, new: &Inventory, out: &mut Vec<Change>) {
-    type Key<'a> = (&'a str, &'a str, &'a str);
-    fn index(inv: &Inventory) -> HashMap<Key<'_>, BTreeSet<&str>> {
-        let mut map: HashMap<Key<'_>, BTreeSet<&str>> = HashMap::with_capacity(inv.software.len());
-        for p in &inv.software {
-            map.entry((p.source.as_str(), p.name.as_str(), p.architecture.as_str()))
-                .or_default()
-                .insert(p.version.as_str());
-        }
-        map
+fn software(old: &[ProgramKey<'_>], new: &[ProgramKey<'_>], out: &mut Vec<Change>) {
+    fn same_key(a: &ProgramKey<'_>, b: &ProgramKey<'_>) -> bool {
+        a[..3] == b[..3]
     }
-    fn subject((_, name, arch): Key<'_>) -> String {
+    fn subject(key: &ProgramKey<'_>) -> String {
+        let [_, name, arch, _] = *key;
         if arch.is_empty() {
             name.to_owned()
         } else {
             format!("{name}:{arch}")
         }
     }
-    let (old, new) = (index(old), index(new));
+    let installed =
+        |p: &ProgramKey<'_>| Change::new(ChangeKind::SoftwareInstalled, subject(p), "", p[3]);
+    let removed =
+        |p: &ProgramKey<'_>| Change::new(ChangeKind::SoftwareRemoved, subject(p), p[3], "");
     let mut changes = Vec::new();
-    for (key, new_versions) in &new {
-        let Some(old_versions) = old.get(key) else {
-            for v in new_versions {
-                changes.push(Change::new(
-                    ChangeKind::SoftwareInstalled,
-                    subject(*key),
-                    "",
-                    *v,
-                ));
-            }
-            continue;
+    // Both sides are sorted: walk their groups of one key in step.
+    let (mut old, mut new) = (
+        old.chunk_by(same_key).peekable(),
+        new.chunk_by(same_key).peekable(),
+    );
+    loop {
+        let order = match (old.peek(), new.peek()) {
+            (None, None) => break,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(o), Some(n)) => o[0][..3].cmp(&n[0][..3]),
         };
-        if old_versions == new_versions {
-            continue;
-        }
-        if let ([o], [n]) = (
-            old_versions.iter().collect::<Vec<_>>().as_slice(),
-            new_versions.iter().collect::<Vec<_>>().as_slice(),
-        ) {
-            changes.push(Change::new(
-                ChangeKind::SoftwareUpdated,
-                subject(*key),
-                **o,
-                **n,
-            ));
-            continue;
-        }
-        for v in new_versions.difference(old_versions) {
-            changes.push(Change::new(
-                ChangeKind::SoftwareInstalled,
-                subject(*key),
-                "",
-                *v,
-            ));
-        }
-        for v in old_versions.difference(new_versions) {
-            changes.push(Change::new(
-                ChangeKind::SoftwareRemoved,
-                subject(*key),
-                *v,
-                "",
-            ));
-        }
-    }
-    for (key, old_versions) in &old {
-        if !new.contains_key(key) {
-            for v in old_versions {
-                changes.push(Change::new(
-                    ChangeKind::SoftwareRemoved,
-                    subject(*key),
-                    *v,
-                    "",
-                ));
+        match order {
+            std::cmp::Ordering::Less => {
+                changes.extend(old.next().into_iter().flatten().map(removed))
+            }
+            std::cmp::Ordering::Greater => {
+                changes.extend(new.next().into_iter().flatten().map(installed))
+            }
+            std::cmp::Ordering::Equal => {
+                let (Some(o), Some(n)) = (old.next(), new.next()) else {
+                    break;
+                };
+                if o.iter().map(|p| p[3]).eq(n.iter().map(|p| p[3])) {
+                    continue;
+                }
+                if let ([o], [n]) = (o, n) {
+                    changes.push(Change::new(
+                        ChangeKind::SoftwareUpdated,
+                        subject(n),
+                        o[3],
+                        n[3],
+                    ));
+                    continue;
+                }
+                // Versions are sorted within a key too.
+                let has = |group: &[ProgramKey<'_>], v: &str| {
+                    group.binary_search_by(|p| p[3].cmp(v)).is_ok()
+                };
+                changes.extend(n.iter().filter(|p| !has(o, p[3])).map(installed));
+                changes.extend(o.iter().filter(|p| !has(n, p[3])).map(removed));
             }
         }
     }
-    // HashMap order is random; the history should read the same every time.
+    // The history should read the same every time: by subject, then kind.
     changes.sort_by(|a, b| {
         (&a.subject, a.kind, &a.old_value, &a.new_value).cmp(&(
             &b.subject,
@@ -889,6 +901,105 @@ mod tests {
                 .all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
         );
         assert_eq!(ChangeKind::DiskAdded.to_string(), "disk_added");
+    }
+
+    /// The one-pass walk over sorted lists finds what an index of each
+    /// side finds (how it was done before), on random lists with shared
+    /// names, side-by-side versions and duplicates.
+    #[test]
+    fn sorted_walk_agrees_with_an_index_of_each_side() {
+        type Index<'a> = BTreeMap<(&'a str, &'a str, &'a str), BTreeSet<&'a str>>;
+        fn index(list: &[SoftwarePackage]) -> Index<'_> {
+            let mut map = Index::new();
+            for p in list {
+                map.entry((&*p.source, &*p.name, &*p.architecture))
+                    .or_default()
+                    .insert(&*p.version);
+            }
+            map
+        }
+        fn by_index(old: &[SoftwarePackage], new: &[SoftwarePackage]) -> Vec<Change> {
+            let (old, new) = (index(old), index(new));
+            let subject = |(_, name, arch): (&str, &str, &str)| {
+                if arch.is_empty() {
+                    name.to_owned()
+                } else {
+                    format!("{name}:{arch}")
+                }
+            };
+            let none = BTreeSet::new();
+            let mut out = Vec::new();
+            for key in old.keys().chain(new.keys()).collect::<BTreeSet<_>>() {
+                let (o, n) = (old.get(key).unwrap_or(&none), new.get(key).unwrap_or(&none));
+                if o == n {
+                    continue;
+                }
+                if o.len() == 1 && n.len() == 1 {
+                    let (a, b) = (o.first().unwrap(), n.first().unwrap());
+                    out.push(Change::new(
+                        ChangeKind::SoftwareUpdated,
+                        subject(*key),
+                        *a,
+                        *b,
+                    ));
+                    continue;
+                }
+                for v in n.difference(o) {
+                    out.push(Change::new(
+                        ChangeKind::SoftwareInstalled,
+                        subject(*key),
+                        "",
+                        *v,
+                    ));
+                }
+                for v in o.difference(n) {
+                    out.push(Change::new(
+                        ChangeKind::SoftwareRemoved,
+                        subject(*key),
+                        *v,
+                        "",
+                    ));
+                }
+            }
+            out.sort_by(|a, b| {
+                (&a.subject, a.kind, &a.old_value, &a.new_value).cmp(&(
+                    &b.subject,
+                    b.kind,
+                    &b.old_value,
+                    &b.new_value,
+                ))
+            });
+            out
+        }
+        // A fixed linear congruential sequence: the same lists every run.
+        let mut seed = 0x5eed_u64;
+        let mut pick = |n: usize| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            (seed >> 33) as usize % n
+        };
+        let list = |pick: &mut dyn FnMut(usize) -> usize| -> Vec<SoftwarePackage> {
+            (0..pick(10))
+                .map(|_| SoftwarePackage {
+                    source: ["dpkg", "msi"][pick(2)].into(),
+                    name: ["bash", "vlc", "kernel", "7-Zip"][pick(4)].into(),
+                    architecture: ["amd64", ""][pick(2)].into(),
+                    version: ["1.0", "1.1", "2.0"][pick(3)].into(),
+                    ..Default::default()
+                })
+                .collect()
+        };
+        for _ in 0..2_000 {
+            let (mut old, mut new) = (base(), base());
+            old.software = list(&mut pick);
+            new.software = list(&mut pick);
+            assert_eq!(
+                diff(Some(&old), &new),
+                by_index(&old.software, &new.software),
+                "{:?} -> {:?}",
+                old.software,
+                new.software
+            );
+        }
     }
 
     #[test]

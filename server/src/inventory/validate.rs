@@ -9,7 +9,7 @@
 
 use prost::Message;
 use prost_types::Timestamp;
-use schoolfleet_proto::text::{clean, is_dangerous_char};
+use schoolfleet_proto::text::{clean, is_clean, is_dangerous_char};
 use schoolfleet_proto::time::from_timestamp;
 use schoolfleet_proto::v1::{DiskMedia, Inventory, Tristate};
 
@@ -297,10 +297,12 @@ impl Cleaner {
     }
 
     fn text_max(&mut self, value: &mut String, max: usize, field: impl FnOnce() -> String) {
-        let cleaned = clean(value, max);
-        if !cleaned.changed {
+        // Most values are clean: checked without building a copy (a report
+        // carries thousands of strings).
+        if is_clean(value, max) {
             return;
         }
+        let cleaned = clean(value, max);
         let replaced = value.chars().any(is_dangerous_char);
         // Length after replacement; U+FFFD takes three bytes.
         let full: usize = value

@@ -140,7 +140,6 @@ macro_rules! impl_inventory_store {
                 // write turn (the writer's time is the storm's limit), and
                 // owned, so that the write can run where its backend drives
                 // it (`drive_bulk`).
-                let packages = sql::software_list(&r.software);
                 let changes = (!r.changes.is_empty()).then(|| {
                     let rows: Vec<_> = r
                         .changes
@@ -159,7 +158,7 @@ macro_rules! impl_inventory_store {
                     sql::json_rows(&rows)
                 });
                 let r = IngestReport {
-                    software: Vec::new(),
+                    software: r.software.clone(),
                     changes: Vec::new(),
                     device_id: r.device_id.clone(),
                     report_id: r.report_id.clone(),
@@ -221,7 +220,7 @@ macro_rules! impl_inventory_store {
                          WHERE device_software.packages <> excluded.packages",
                     )
                     .bind(&r.device_id)
-                    .bind(&packages)
+                    .bind(r.software.as_str())
                     .execute(&mut *tx)
                     .await?;
                     if let Some(changes) = changes {

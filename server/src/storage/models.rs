@@ -379,12 +379,47 @@ pub struct InventoryVersion {
     pub content_hash: String,
 }
 
+/// One program, as a test or a caller without an inventory lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SoftwareRow {
     pub source: String,
     pub name: String,
     pub architecture: String,
     pub version: String,
+}
+
+/// A device's programs as stored in `device_software.packages`: a JSON
+/// array of `[source, name, architecture, version]`, sorted by that key,
+/// each once (a report may list a package twice). The same programs give
+/// the same text whatever order the agent listed them in, so the store can
+/// skip rewriting an unchanged list by comparing texts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SoftwareList(String);
+
+/// No programs: an empty array, not an empty text.
+impl Default for SoftwareList {
+    fn default() -> Self {
+        Self::new(&crate::inventory::Programs::default())
+    }
+}
+
+impl SoftwareList {
+    pub fn new(programs: &crate::inventory::Programs<'_>) -> Self {
+        Self(super::sql::json_rows(programs.as_slice()))
+    }
+
+    /// From rows in any order, listed twice or not.
+    pub fn from_rows(rows: &[SoftwareRow]) -> Self {
+        Self::new(&crate::inventory::Programs::new(
+            rows.iter()
+                .map(|r| [&*r.source, &*r.name, &*r.architecture, &*r.version])
+                .collect(),
+        ))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// Summary columns of the device row, derived from the inventory.
@@ -409,7 +444,7 @@ pub struct IngestReport {
     pub reason: String,
     pub inventory: Vec<u8>,
     pub summary: DeviceSummary,
-    pub software: Vec<SoftwareRow>,
+    pub software: SoftwareList,
     pub changes: Vec<InventoryChangeRecord>,
 }
 

@@ -50,21 +50,6 @@ pub(super) fn json_rows<T: serde::Serialize>(rows: &[T]) -> String {
     serde_json::to_string(rows).expect("strings and numbers serialize")
 }
 
-/// A device's programs as stored in `device_software.packages`: a JSON
-/// array of `[source, name, architecture, version]`, sorted by that key,
-/// each once (a report may list a package twice). The same programs give
-/// the same text whatever order the agent listed them in, so the store can
-/// skip rewriting an unchanged list by comparing texts.
-pub(super) fn software_list(rows: &[crate::storage::SoftwareRow]) -> String {
-    let mut keys: Vec<[&str; 4]> = rows
-        .iter()
-        .map(|r| [&*r.source, &*r.name, &*r.architecture, &*r.version])
-        .collect();
-    keys.sort_unstable();
-    keys.dedup();
-    json_rows(&keys)
-}
-
 /// Whether the search may drop the lists whose text does not contain
 /// `needle` (`lower(packages) LIKE`) before expanding them. Not for text
 /// that JSON writes escaped (`"`, `\`, control characters): a name holding
@@ -78,7 +63,7 @@ pub(super) fn text_filter_is_exact(needle: &str) -> bool {
             .any(|c| c == '"' || c == '\\' || c.is_control())
 }
 
-/// One stored program, as `software_list` wrote it; borrowed from the
+/// One stored program, as `SoftwareList` wrote it; borrowed from the
 /// list's text where no escape sequence forces a copy.
 #[derive(serde::Deserialize)]
 struct StoredPackage<'a>(
@@ -521,6 +506,12 @@ mod tests {
         assert_eq!(closed_intervals(&events), [(20, 30)]);
     }
 
+    fn software_list(rows: &[crate::storage::SoftwareRow]) -> String {
+        crate::storage::SoftwareList::from_rows(rows)
+            .as_str()
+            .to_owned()
+    }
+
     /// A program as a report lists it (dpkg, amd64).
     fn row(name: &str, version: &str) -> crate::storage::SoftwareRow {
         crate::storage::SoftwareRow {
@@ -548,6 +539,7 @@ mod tests {
             software_list(&[row("vim", "9.0"), row("bash", "5.2")])
         );
         assert_eq!(software_list(&[]), "[]");
+        assert_eq!(crate::storage::SoftwareList::default().as_str(), "[]");
     }
 
     #[test]

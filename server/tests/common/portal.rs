@@ -324,7 +324,7 @@ impl Portal {
                     memory_total_bytes: (gib << 30) as i64,
                     ..Default::default()
                 },
-                software: Vec::new(),
+                software: Default::default(),
                 changes: Vec::new(),
             })
             .await
