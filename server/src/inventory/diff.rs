@@ -101,22 +101,6 @@ impl Change {
 /// a real change of RAM is far more than this share of it.
 const MEMORY_TOLERANCE_DIVISOR: u64 = 100;
 
-/// The changes from `old` to `new`. The first inventory of a device
-/// (`old` = None) has no changes: everything would be "installed".
-pub fn diff(old: Option<&Inventory>, new: &Inventory) -> Vec<Change> {
-    let Some(old) = old else { return Vec::new() };
-    let (old_programs, new_programs) = (Programs::of(&old.software), Programs::of(&new.software));
-    let new = Side {
-        inventory: new,
-        programs: &new_programs,
-    };
-    let old = Side {
-        inventory: old,
-        programs: &old_programs,
-    };
-    diff_sides(Some(old), new)
-}
-
 /// A list is only compared when its collector succeeded both times.
 fn comparable(old: &Inventory, new: &Inventory, collector: &str) -> bool {
     let failed = |inv: &Inventory| {
@@ -414,7 +398,8 @@ pub struct Side<'s, 'a> {
     pub programs: &'s Programs<'a>,
 }
 
-/// [`diff`] with each side's programs given apart.
+/// The changes from `old` to `new`. The first inventory of a device
+/// (`old` = None) has no changes: everything would be "installed".
 pub fn diff_sides(old: Option<Side<'_, '_>>, new: Side<'_, '_>) -> Vec<Change> {
     let Some(old) = old else { return Vec::new() };
     let (o, n) = (old.inventory, new.inventory);
@@ -519,6 +504,23 @@ mod tests {
         CollectorError, Filesystem, Firmware, Hardware, OperatingSystem, SoftwarePackage,
         SystemInfo,
     };
+
+    /// [`diff_sides`] on two whole inventories.
+    fn diff(old: Option<&Inventory>, new: &Inventory) -> Vec<Change> {
+        let old_programs = old.map(|o| Programs::of(&o.software));
+        let new_programs = Programs::of(&new.software);
+        let old = old
+            .zip(old_programs.as_ref())
+            .map(|(inventory, programs)| Side {
+                inventory,
+                programs,
+            });
+        let new = Side {
+            inventory: new,
+            programs: &new_programs,
+        };
+        diff_sides(old, new)
+    }
 
     fn pkg(name: &str, version: &str) -> SoftwarePackage {
         SoftwarePackage {

@@ -86,6 +86,17 @@ macro_rules! insert_report_row {
     };
 }
 
+/// The device's results judged on the report, if any, then the commit:
+/// how both ingest paths end their transaction.
+macro_rules! commit_with_results {
+    ($tx:ident, $device_id:expr, $results:expr) => {
+        if let Some(evaluated) = $results {
+            sql::write_device_results!($tx, $device_id, evaluated.revision, &evaluated.results);
+        }
+        $tx.commit().await?;
+    };
+}
+
 macro_rules! impl_inventory_store {
     // `$json_rows`: the elements of the JSON array bound as `$2`, as rows
     // with the columns `value` (the element) and `key` (its position).
@@ -237,15 +248,7 @@ macro_rules! impl_inventory_store {
                         .execute(&mut *tx)
                         .await?;
                     }
-                    if let Some(evaluated) = &results {
-                        sql::write_device_results!(
-                            tx,
-                            &r.device_id,
-                            evaluated.revision,
-                            &evaluated.results
-                        );
-                    }
-                    tx.commit().await?;
+                    commit_with_results!(tx, &r.device_id, &results);
                     Ok(IngestOutcome::Stored)
                 })
                 .await
@@ -279,15 +282,7 @@ macro_rules! impl_inventory_store {
                         // the time.
                         return Ok(Some(IngestOutcome::Duplicate));
                     }
-                    if let Some(evaluated) = &results {
-                        sql::write_device_results!(
-                            tx,
-                            &r.device_id,
-                            evaluated.revision,
-                            &evaluated.results
-                        );
-                    }
-                    tx.commit().await?;
+                    commit_with_results!(tx, &r.device_id, &results);
                     Ok(Some(IngestOutcome::Stored))
                 })
                 .await
